@@ -1,0 +1,9 @@
+#include "cli-common.h"
+#include "cleave-error.h"
+
+int
+cleave_cmd_train (int argc, char **argv)
+{
+  g_autoptr(GError) error = g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED, "'train' is not available yet");
+  return cleave_cli_fail (g_steal_pointer (&error));
+}

@@ -1,0 +1,1 @@
+/* cleave-arch.c: not written yet */

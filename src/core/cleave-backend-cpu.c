@@ -1,0 +1,1 @@
+/* cleave-backend-cpu.c: not written yet */

@@ -1,0 +1,1 @@
+/* cleave-backend-opencl.c: not written yet */

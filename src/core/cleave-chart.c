@@ -1,0 +1,1 @@
+/* cleave-chart.c: not written yet */

@@ -1,0 +1,1 @@
+/* cleave-cnnsplitter.c: not written yet */

@@ -1,0 +1,1 @@
+/* cleave-compose.c: not written yet */

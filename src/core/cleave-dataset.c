@@ -1,0 +1,1 @@
+/* cleave-dataset.c: not written yet */

@@ -1,0 +1,81 @@
+/* cleave-dataset.h: image classification datasets held in memory as uint8.
+ *
+ * Readers: IDX (MNIST / Fashion-MNIST, gzipped or raw), CIFAR-10 binary
+ * (data_batch_*.bin / test_batch.bin), ImageFolder (root/<class>/*.png|jpg,
+ * classes sorted by name, decoded with gdk-pixbuf). Bad files get
+ * CLEAVE_ERROR_INVALID_FILE naming the file and the field. */
+#pragma once
+
+#include <glib.h>
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+typedef struct {
+  char *name;            /* "fashion-mnist", "mnist", "cifar10", or the folder name */
+  char *source;          /* path it was read from */
+  int n, c, h, w;
+  guint8 *pixels;        /* n × c × h × w, CHW per image */
+  guint8 *labels;        /* n */
+  int n_classes;
+  char **class_names;    /* n_classes, NULL-terminated */
+  gboolean digits;       /* horizontal flip is wrong for this data */
+} CleaveDataset;
+
+typedef enum {
+  CLEAVE_SPLIT_TRAIN,    /* the file's training images */
+  CLEAVE_SPLIT_TEST,
+} CleaveSplit;
+
+/* @spec: "fashion-mnist" (/usr/share/datasets/fashion-mnist), "mnist"
+ * (../shared/data/mnist, or $CLEAVE_DATA_DIR/mnist), "cifar10" (ImageFolder
+ * copy under the shared data dir, unpacked to the user cache on first use),
+ * or a path: a directory with IDX files, a directory with CIFAR-10 .bin
+ * files, or an ImageFolder root (with train/ and test/ subfolders, or the
+ * class folders directly, then used for both splits). */
+CleaveDataset *cleave_dataset_load (const char *spec, CleaveSplit split, GCancellable *cancellable, GError **error);
+void           cleave_dataset_free (CleaveDataset *ds);
+
+CleaveDataset *cleave_dataset_load_idx          (const char *images_path, const char *labels_path, GError **error);
+CleaveDataset *cleave_dataset_load_cifar_bin    (const char *const *files, GError **error);
+CleaveDataset *cleave_dataset_load_image_folder (const char *root, GCancellable *cancellable, GError **error);
+
+/* A new dataset holding the listed images (copied). */
+CleaveDataset *cleave_dataset_subset (const CleaveDataset *ds, const int *indices, int n);
+/* Keep only @classes (in that order) and relabel them 0..n-1. */
+CleaveDataset *cleave_dataset_select_classes (const CleaveDataset *ds, const int *classes, int n_classes, GError **error);
+/* Concatenate datasets of one image shape; labels offset so classes stay distinct. */
+CleaveDataset *cleave_dataset_concat (CleaveDataset **parts, int n_parts, GError **error);
+
+/* Seeded, stable split: the same (n, fraction, seed) always yields the same
+ * indices. Stratified by class. Arrays are g_free'd by the caller. */
+void cleave_dataset_split (const CleaveDataset *ds, double val_fraction, guint64 seed,
+                           int **train_idx, int *n_train, int **val_idx, int *n_val);
+
+/* Class-skewed subset: class proportions drawn from Dirichlet(alpha), at least
+ * @min_per_class images per class, at most @total images. */
+int *cleave_dataset_dirichlet_subset (const CleaveDataset *ds, const int *pool, int n_pool, double alpha,
+                                      int min_per_class, int total, guint64 seed, int *n_out);
+
+/* Per-channel mean and std of pixel/255 over the listed images (all when indices NULL). */
+void cleave_dataset_compute_norm (const CleaveDataset *ds, const int *indices, int n, float *mean, float *std);
+
+typedef struct {
+  gboolean crop;       /* random crop with @pad zero padding */
+  int pad;
+  gboolean flip;       /* random horizontal flip */
+} CleaveAugment;
+
+/* Writes count images as normalised floats (x = (p/255 - mean[c]) / std[c])
+ * into @x (count × c × h × w) and labels as floats into @y (may be NULL).
+ * @aug may be NULL; @rng is used only when augmenting. */
+void cleave_dataset_fill_batch (const CleaveDataset *ds, const int *indices, int count,
+                                const float *mean, const float *std, const CleaveAugment *aug,
+                                GRand *rng, float *x, float *y);
+
+/* Deterministic shuffle of an index array. */
+void cleave_shuffle_indices (int *idx, int n, GRand *rng);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (CleaveDataset, cleave_dataset_free)
+
+G_END_DECLS

@@ -1,0 +1,1 @@
+/* cleave-device.c: not written yet */

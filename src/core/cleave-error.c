@@ -1,0 +1,3 @@
+#include "cleave-error.h"
+
+G_DEFINE_QUARK (cleave-error-quark, cleave_error)

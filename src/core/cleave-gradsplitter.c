@@ -1,0 +1,1 @@
+/* cleave-gradsplitter.c: not written yet */

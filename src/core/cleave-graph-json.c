@@ -1,0 +1,1 @@
+/* cleave-graph-json.c: not written yet */

@@ -1,0 +1,1 @@
+/* cleave-graph.c: not written yet */

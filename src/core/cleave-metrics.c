@@ -1,0 +1,1 @@
+/* cleave-metrics.c: not written yet */

@@ -1,0 +1,1 @@
+/* cleave-model.c: not written yet */

@@ -1,0 +1,43 @@
+/* cleave-model.h: a trained CNN with its metadata, stored as one .safetensors
+ * file: tensors are the weights (PyTorch state_dict names); __metadata__ holds
+ * "cleave.graph" (architecture JSON), "cleave.input" ([C,H,W]),
+ * "cleave.normalize" ({"mean":[..],"std":[..]}), "cleave.classes" (JSON list),
+ * "cleave.provenance" (JSON object: dataset, seed, epochs, accuracies, command),
+ * "cleave.format" ("cleave-model/1"). */
+#pragma once
+
+#include "cleave-graph.h"
+#include "cleave-dataset.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+  CleaveGraph *graph;
+  int n_classes;
+  char **class_names;       /* NULL-terminated */
+  int n_channels;
+  float mean[4], std[4];    /* per input channel */
+  char *dataset;            /* dataset spec it was trained on, may be NULL */
+  char *provenance_json;    /* JSON object text, may be NULL */
+  char *path;               /* file it was loaded from, may be NULL */
+  char *sha256;             /* of the file it was loaded from, may be NULL */
+} CleaveModel;
+
+CleaveModel *cleave_model_new  (CleaveGraph *graph /* taken */, int n_classes, const char *const *class_names);
+void         cleave_model_free (CleaveModel *m);
+
+CleaveModel *cleave_model_load (const char *path, GError **error);
+/* A weights-only safetensors (PyTorch state_dict) with an architecture preset
+ * name ("simcnn", "rescnn", "incecnn", "simcnn:w=0.25", see cleave-arch.h). */
+CleaveModel *cleave_model_load_with_arch (const char *path, const char *arch_spec, int in_c, int in_h, int in_w,
+                                          int n_classes, GError **error);
+gboolean     cleave_model_save (CleaveModel *m, const char *path, GError **error);
+
+
+void cleave_model_set_norm_from_dataset (CleaveModel *m, const CleaveDataset *ds, const int *idx, int n);
+/* Merges "key": value (value is JSON text) into the provenance object. */
+void cleave_model_set_provenance (CleaveModel *m, const char *key, const char *json_value);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (CleaveModel, cleave_model_free)
+
+G_END_DECLS

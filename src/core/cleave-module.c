@@ -1,0 +1,1 @@
+/* cleave-module.c: not written yet */

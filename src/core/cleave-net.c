@@ -1,0 +1,1 @@
+/* cleave-net.c: not written yet */

@@ -1,0 +1,1 @@
+/* cleave-onnx-export.c: not written yet */

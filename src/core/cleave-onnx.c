@@ -1,0 +1,1 @@
+/* cleave-onnx.c: not written yet */

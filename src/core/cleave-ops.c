@@ -1,0 +1,1 @@
+/* cleave-ops.c: not written yet */

@@ -1,0 +1,65 @@
+/* cleave-ops.h: checked entry points to the backend ops.
+ *
+ * Each function checks that all tensors live on one backend and that shapes
+ * agree (returning CLEAVE_ERROR_INVALID_ARGUMENT with the shapes in the
+ * message otherwise), then calls the backend's vtable. Semantics are those
+ * documented in cleave-backend.h. */
+#pragma once
+
+#include "cleave-backend.h"
+
+G_BEGIN_DECLS
+
+gboolean cleave_conv2d_forward  (const CleaveTensor *x, const CleaveTensor *w, const CleaveTensor *b,
+                                 CleaveTensor *y, const CleaveConvParams *p, GError **error);
+gboolean cleave_conv2d_backward (const CleaveTensor *x, const CleaveTensor *w, const CleaveTensor *dy,
+                                 CleaveTensor *dx, CleaveTensor *dw, CleaveTensor *db,
+                                 const CleaveConvParams *p, GError **error);
+gboolean cleave_batchnorm_forward  (const CleaveTensor *x, const CleaveTensor *gamma, const CleaveTensor *beta,
+                                    CleaveTensor *running_mean, CleaveTensor *running_var, CleaveTensor *y,
+                                    CleaveTensor *save_mean, CleaveTensor *save_invstd,
+                                    gboolean training, float momentum, float eps, GError **error);
+gboolean cleave_batchnorm_backward (const CleaveTensor *x, const CleaveTensor *gamma,
+                                    const CleaveTensor *save_mean, const CleaveTensor *save_invstd,
+                                    const CleaveTensor *dy, CleaveTensor *dx, CleaveTensor *dgamma,
+                                    CleaveTensor *dbeta, gboolean training, GError **error);
+gboolean cleave_relu_forward     (const CleaveTensor *x, CleaveTensor *y, GError **error);
+gboolean cleave_relu_backward    (const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx, GError **error);
+gboolean cleave_sigmoid_forward  (const CleaveTensor *x, CleaveTensor *y, GError **error);
+gboolean cleave_sigmoid_backward (const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx, GError **error);
+gboolean cleave_maxpool_forward  (const CleaveTensor *x, CleaveTensor *y, const CleavePoolParams *p, GError **error);
+gboolean cleave_maxpool_backward (const CleaveTensor *x, const CleaveTensor *dy, CleaveTensor *dx,
+                                  const CleavePoolParams *p, GError **error);
+gboolean cleave_avgpool_forward  (const CleaveTensor *x, CleaveTensor *y, const CleavePoolParams *p, GError **error);
+gboolean cleave_avgpool_backward (const CleaveTensor *dy, CleaveTensor *dx, const CleavePoolParams *p, GError **error);
+gboolean cleave_global_avgpool_forward  (const CleaveTensor *x, CleaveTensor *y, GError **error);
+gboolean cleave_global_avgpool_backward (const CleaveTensor *dy, CleaveTensor *dx, GError **error);
+gboolean cleave_linear_forward  (const CleaveTensor *x, const CleaveTensor *w, const CleaveTensor *b,
+                                 CleaveTensor *y, GError **error);
+gboolean cleave_linear_backward (const CleaveTensor *x, const CleaveTensor *w, const CleaveTensor *dy,
+                                 CleaveTensor *dx, CleaveTensor *dw, CleaveTensor *db, GError **error);
+gboolean cleave_dropout_forward (const CleaveTensor *x, CleaveTensor *y, CleaveTensor *keep,
+                                 float p, guint64 seed, GError **error);
+gboolean cleave_mul   (const CleaveTensor *a, const CleaveTensor *b, CleaveTensor *y, GError **error);
+gboolean cleave_axpby (float alpha, const CleaveTensor *a, float beta, const CleaveTensor *b,
+                       CleaveTensor *y, GError **error);
+gboolean cleave_channel_copy_in  (const CleaveTensor *src, CleaveTensor *dst, int offset, GError **error);
+gboolean cleave_channel_copy_out (const CleaveTensor *src, int offset, CleaveTensor *dst, GError **error);
+gboolean cleave_mask_forward  (const CleaveTensor *x, const CleaveTensor *m, CleaveTensor *y, GError **error);
+gboolean cleave_mask_backward (const CleaveTensor *x, const CleaveTensor *m, const CleaveTensor *dy,
+                               CleaveTensor *dx, CleaveTensor *dm, GError **error);
+gboolean cleave_softmax_ce (const CleaveTensor *logits, const CleaveTensor *labels,
+                            CleaveTensor *loss, CleaveTensor *dlogits, GError **error);
+gboolean cleave_sgd_step  (CleaveTensor *param, const CleaveTensor *grad, CleaveTensor *buf,
+                           float lr, float momentum, float weight_decay, gboolean first_step, GError **error);
+gboolean cleave_adam_step (CleaveTensor *param, const CleaveTensor *grad, CleaveTensor *m, CleaveTensor *v,
+                           float lr, float beta1, float beta2, float eps, float weight_decay, int t, GError **error);
+
+/* Output size of a conv/pool along one axis: (in + 2*pad - kernel) / stride + 1 (floor). */
+static inline int
+cleave_out_size (int in, int kernel, int stride, int pad)
+{
+  return (in + 2 * pad - kernel) / stride + 1;
+}
+
+G_END_DECLS

@@ -1,0 +1,1 @@
+/* cleave-optim.c: not written yet */

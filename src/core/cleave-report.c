@@ -1,0 +1,1 @@
+/* cleave-report.c: not written yet */

@@ -1,0 +1,1 @@
+/* cleave-safetensors.c: not written yet */

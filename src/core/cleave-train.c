@@ -1,0 +1,1 @@
+/* cleave-train.c: not written yet */

@@ -1,0 +1,9 @@
+/* test-dataset.c: placeholder until its capability lands. */
+#include <glib.h>
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  return g_test_run ();
+}
