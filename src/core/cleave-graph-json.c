@@ -1,1 +1,358 @@
-/* cleave-graph-json.c: not written yet */
+/* cleave-graph-json.c: the architecture as JSON (docs/ARCHITECTURE-JSON.md). */
+#include "cleave-graph-private.h"
+#include "cleave-error.h"
+
+#include <json-glib/json-glib.h>
+
+char *
+cleave_graph_to_json (const CleaveGraph *g)
+{
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autoptr(JsonNode) root = NULL;
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "input");
+  json_builder_begin_array (b);
+  json_builder_add_int_value (b, g->in_c);
+  json_builder_add_int_value (b, g->in_h);
+  json_builder_add_int_value (b, g->in_w);
+  json_builder_end_array (b);
+  json_builder_set_member_name (b, "nodes");
+  json_builder_begin_array (b);
+  for (guint i = 1; i < g->nodes->len; i++)
+    {
+      CleaveNode *n = g->nodes->pdata[i];
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "name");
+      json_builder_add_string_value (b, n->name);
+      json_builder_set_member_name (b, "op");
+      json_builder_add_string_value (b, cleave_op_kind_to_string (n->op));
+      json_builder_set_member_name (b, "inputs");
+      json_builder_begin_array (b);
+      for (int k = 0; k < n->n_inputs; k++)
+        json_builder_add_string_value (b, ((CleaveNode *) g->nodes->pdata[n->inputs[k]])->name);
+      json_builder_end_array (b);
+#define INT_ATTR(key, val) do { json_builder_set_member_name (b, key); json_builder_add_int_value (b, val); } while (0)
+      switch (n->op)
+        {
+        case CLEAVE_OP_CONV2D:
+          INT_ATTR ("out_channels", n->out_channels);
+          INT_ATTR ("kernel", n->kernel);
+          INT_ATTR ("stride", n->stride);
+          INT_ATTR ("pad", n->pad);
+          INT_ATTR ("groups", n->groups);
+          json_builder_set_member_name (b, "bias");
+          json_builder_add_boolean_value (b, n->has_bias);
+          break;
+        case CLEAVE_OP_BATCHNORM2D:
+          json_builder_set_member_name (b, "eps");
+          json_builder_add_double_value (b, n->eps);
+          json_builder_set_member_name (b, "momentum");
+          json_builder_add_double_value (b, n->momentum);
+          break;
+        case CLEAVE_OP_MAXPOOL2D:
+        case CLEAVE_OP_AVGPOOL2D:
+          INT_ATTR ("kernel", n->kernel);
+          INT_ATTR ("stride", n->stride);
+          INT_ATTR ("pad", n->pad);
+          break;
+        case CLEAVE_OP_LINEAR:
+          INT_ATTR ("out_features", n->out_features);
+          json_builder_set_member_name (b, "bias");
+          json_builder_add_boolean_value (b, n->has_bias);
+          break;
+        case CLEAVE_OP_DROPOUT:
+          json_builder_set_member_name (b, "p");
+          json_builder_add_double_value (b, n->p);
+          break;
+        default:
+          break;
+        }
+#undef INT_ATTR
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  json_generator_set_root (gen, root);
+  return json_generator_to_data (gen, NULL);
+}
+
+static gboolean
+json_fail (GError **error, const char *where, const char *fmt, ...) G_GNUC_PRINTF (3, 4);
+
+static gboolean
+json_fail (GError **error, const char *where, const char *fmt, ...)
+{
+  va_list ap;
+  g_autofree char *msg = NULL;
+  va_start (ap, fmt);
+  msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE, "architecture: %s: %s", where, msg);
+  return FALSE;
+}
+
+/* Reads an optional integer member within [lo, hi]. */
+static gboolean
+get_int (JsonObject *o, const char *where, const char *key, int def, int lo, int hi, int *out, GError **error)
+{
+  JsonNode *m = json_object_get_member (o, key);
+  gint64 v;
+  if (m == NULL)
+    {
+      if (def < lo)
+        return json_fail (error, where, "'%s' is required", key);
+      *out = def;
+      return TRUE;
+    }
+  if (!JSON_NODE_HOLDS_VALUE (m) || json_node_get_value_type (m) != G_TYPE_INT64)
+    return json_fail (error, where, "'%s' must be an integer", key);
+  v = json_node_get_int (m);
+  if (v < lo || v > hi)
+    return json_fail (error, where, "'%s' = %" G_GINT64_FORMAT " is outside [%d, %d]", key, v, lo, hi);
+  *out = (int) v;
+  return TRUE;
+}
+
+static gboolean
+get_double (JsonObject *o, const char *where, const char *key, double def, double lo, double hi,
+            float *out, GError **error)
+{
+  JsonNode *m = json_object_get_member (o, key);
+  double v;
+  if (m == NULL)
+    {
+      *out = (float) def;
+      return TRUE;
+    }
+  if (!JSON_NODE_HOLDS_VALUE (m) ||
+      (json_node_get_value_type (m) != G_TYPE_DOUBLE && json_node_get_value_type (m) != G_TYPE_INT64))
+    return json_fail (error, where, "'%s' must be a number", key);
+  v = json_node_get_double (m);
+  if (!(v >= lo && v <= hi))
+    return json_fail (error, where, "'%s' = %g is outside [%g, %g]", key, v, lo, hi);
+  *out = (float) v;
+  return TRUE;
+}
+
+static gboolean
+get_bool (JsonObject *o, const char *where, const char *key, gboolean def, gboolean *out, GError **error)
+{
+  JsonNode *m = json_object_get_member (o, key);
+  if (m == NULL)
+    {
+      *out = def;
+      return TRUE;
+    }
+  if (!JSON_NODE_HOLDS_VALUE (m) || json_node_get_value_type (m) != G_TYPE_BOOLEAN)
+    return json_fail (error, where, "'%s' must be true or false", key);
+  *out = json_node_get_boolean (m);
+  return TRUE;
+}
+
+static gboolean
+parse_node (CleaveGraph *g, JsonObject *o, int index, GError **error)
+{
+  g_autofree char *where = g_strdup_printf ("nodes[%d]", index);
+  const char *name, *opname;
+  CleaveOpKind op;
+  JsonNode *inputs_node;
+  int inputs[CLEAVE_MAX_INPUTS], n_inputs = 0, idx = -1;
+  const int big = 1 << 20;
+
+  name = json_object_get_string_member_with_default (o, "name", NULL);
+  opname = json_object_get_string_member_with_default (o, "op", NULL);
+  if (name == NULL || name[0] == 0)
+    return json_fail (error, where, "'name' is missing or not a string");
+  g_free (where);
+  where = g_strdup_printf ("nodes[%d] '%s'", index, name);
+  if (opname == NULL)
+    return json_fail (error, where, "'op' is missing");
+  op = cleave_op_kind_from_string (opname);
+  if ((int) op < 0 || op == CLEAVE_OP_INPUT)
+    return json_fail (error, where, "unknown op '%s'", opname);
+
+  inputs_node = json_object_get_member (o, "inputs");
+  if (inputs_node == NULL)
+    inputs[n_inputs++] = (int) g->nodes->len - 1;
+  else
+    {
+      JsonArray *a;
+      if (!JSON_NODE_HOLDS_ARRAY (inputs_node))
+        return json_fail (error, where, "'inputs' must be a list of layer names");
+      a = json_node_get_array (inputs_node);
+      if (json_array_get_length (a) < 1 || json_array_get_length (a) > CLEAVE_MAX_INPUTS)
+        return json_fail (error, where, "'inputs' must name 1 to %d layers", CLEAVE_MAX_INPUTS);
+      for (guint k = 0; k < json_array_get_length (a); k++)
+        {
+          JsonNode *e = json_array_get_element (a, k);
+          int found;
+          if (!JSON_NODE_HOLDS_VALUE (e) || json_node_get_value_type (e) != G_TYPE_STRING)
+            return json_fail (error, where, "inputs[%u] must be a string", k);
+          found = cleave_graph_find_node (g, json_node_get_string (e));
+          if (found < 0)
+            return json_fail (error, where, "inputs[%u] '%s' is not an earlier layer", k, json_node_get_string (e));
+          inputs[n_inputs++] = found;
+        }
+    }
+  if (op != CLEAVE_OP_CONCAT && op != CLEAVE_OP_ADD && n_inputs != 1)
+    return json_fail (error, where, "takes exactly one input");
+  if (op == CLEAVE_OP_ADD && n_inputs != 2)
+    return json_fail (error, where, "add takes exactly two inputs");
+
+  switch (op)
+    {
+    case CLEAVE_OP_CONV2D:
+      {
+        int oc = 0, k = 0, s = 0, p = 0, gr = 0;
+        gboolean bias = FALSE;
+        if (!get_int (o, where, "out_channels", -1, 1, big, &oc, error) ||
+            !get_int (o, where, "kernel", 3, 1, 64, &k, error) ||
+            !get_int (o, where, "stride", 1, 1, 64, &s, error) ||
+            !get_int (o, where, "pad", 0, 0, 64, &p, error) ||
+            !get_int (o, where, "groups", 1, 1, big, &gr, error) ||
+            !get_bool (o, where, "bias", TRUE, &bias, error))
+          return FALSE;
+        idx = cleave_graph_add_conv2d (g, name, inputs[0], oc, k, s, p, gr, bias);
+        break;
+      }
+    case CLEAVE_OP_BATCHNORM2D:
+      {
+        CleaveNode *n;
+        idx = cleave_graph_add_batchnorm2d (g, name, inputs[0]);
+        n = g->nodes->pdata[idx];
+        if (!get_double (o, where, "eps", 1e-5, 1e-12, 1, &n->eps, error) ||
+            !get_double (o, where, "momentum", 0.1, 0, 1, &n->momentum, error))
+          return FALSE;
+        break;
+      }
+    case CLEAVE_OP_MAXPOOL2D:
+    case CLEAVE_OP_AVGPOOL2D:
+      {
+        int k = 0, s = 0, p = 0;
+        if (!get_int (o, where, "kernel", 2, 1, 64, &k, error) ||
+            !get_int (o, where, "stride", k, 1, 64, &s, error) ||
+            !get_int (o, where, "pad", 0, 0, 32, &p, error))
+          return FALSE;
+        idx = op == CLEAVE_OP_MAXPOOL2D ? cleave_graph_add_maxpool2d (g, name, inputs[0], k, s, p)
+                                        : cleave_graph_add_avgpool2d (g, name, inputs[0], k, s, p);
+        break;
+      }
+    case CLEAVE_OP_LINEAR:
+      {
+        int of = 0;
+        gboolean bias = FALSE;
+        if (!get_int (o, where, "out_features", -1, 1, big, &of, error) ||
+            !get_bool (o, where, "bias", TRUE, &bias, error))
+          return FALSE;
+        idx = cleave_graph_add_linear (g, name, inputs[0], of, bias);
+        break;
+      }
+    case CLEAVE_OP_DROPOUT:
+      {
+        float p = 0;
+        if (!get_double (o, where, "p", 0.5, 0, 0.999, &p, error))
+          return FALSE;
+        idx = cleave_graph_add_dropout (g, name, inputs[0], p);
+        break;
+      }
+    case CLEAVE_OP_RELU:
+      idx = cleave_graph_add_relu (g, name, inputs[0]);
+      break;
+    case CLEAVE_OP_SIGMOID:
+      idx = cleave_graph_add_sigmoid (g, name, inputs[0]);
+      break;
+    case CLEAVE_OP_GLOBAL_AVGPOOL:
+      idx = cleave_graph_add_global_avgpool (g, name, inputs[0]);
+      break;
+    case CLEAVE_OP_FLATTEN:
+      idx = cleave_graph_add_flatten (g, name, inputs[0]);
+      break;
+    case CLEAVE_OP_ADD:
+      idx = cleave_graph_add_add (g, name, inputs[0], inputs[1]);
+      break;
+    case CLEAVE_OP_CONCAT:
+      idx = cleave_graph_add_concat (g, name, inputs, n_inputs);
+      break;
+    default:
+      break;
+    }
+  if (idx < 0)
+    return json_fail (error, where, "could not be added");
+  return TRUE;
+}
+
+CleaveGraph *
+cleave_graph_from_json (const char *json, GError **error)
+{
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autoptr(GError) local = NULL;
+  JsonObject *root;
+  JsonArray *input, *nodes;
+  int shape[3];
+  CleaveGraph *g;
+
+  if (!json_parser_load_from_data (parser, json, -1, &local))
+    {
+      json_fail (error, "JSON", "%s", local->message);
+      return NULL;
+    }
+  if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+    {
+      json_fail (error, "root", "must be an object");
+      return NULL;
+    }
+  root = json_node_get_object (json_parser_get_root (parser));
+  if (!json_object_has_member (root, "input") || !JSON_NODE_HOLDS_ARRAY (json_object_get_member (root, "input")))
+    {
+      json_fail (error, "input", "must be a list [C, H, W]");
+      return NULL;
+    }
+  input = json_object_get_array_member (root, "input");
+  if (json_array_get_length (input) != 3)
+    {
+      json_fail (error, "input", "must have 3 entries [C, H, W]");
+      return NULL;
+    }
+  for (int k = 0; k < 3; k++)
+    {
+      JsonNode *e = json_array_get_element (input, k);
+      if (!JSON_NODE_HOLDS_VALUE (e) || json_node_get_value_type (e) != G_TYPE_INT64 ||
+          json_node_get_int (e) < 1 || json_node_get_int (e) > 4096)
+        {
+          json_fail (error, "input", "entry %d must be an integer in [1, 4096]", k);
+          return NULL;
+        }
+      shape[k] = (int) json_node_get_int (e);
+    }
+  if (!json_object_has_member (root, "nodes") || !JSON_NODE_HOLDS_ARRAY (json_object_get_member (root, "nodes")))
+    {
+      json_fail (error, "nodes", "must be a list of layers");
+      return NULL;
+    }
+  nodes = json_object_get_array_member (root, "nodes");
+  g = cleave_graph_new (shape[0], shape[1], shape[2]);
+  for (guint i = 0; i < json_array_get_length (nodes); i++)
+    {
+      JsonNode *e = json_array_get_element (nodes, i);
+      if (!JSON_NODE_HOLDS_OBJECT (e))
+        {
+          json_fail (error, "nodes", "entry %u must be an object", i);
+          cleave_graph_free (g);
+          return NULL;
+        }
+      if (!parse_node (g, json_node_get_object (e), (int) i, error))
+        {
+          cleave_graph_free (g);
+          return NULL;
+        }
+    }
+  if (!cleave_graph_finalize (g, error))
+    {
+      cleave_graph_free (g);
+      return NULL;
+    }
+  return g;
+}

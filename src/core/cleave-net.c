@@ -1,1 +1,788 @@
-/* cleave-net.c: not written yet */
+/* cleave-net.c: running a CleaveGraph on a backend (forward, backward, masks). */
+#include "cleave-net.h"
+#include "cleave-graph-private.h"
+#include "cleave-ops.h"
+#include "cleave-error.h"
+
+#include <math.h>
+#include <string.h>
+
+struct _CleaveNet {
+  CleaveGraph *graph;
+  CleaveBackend *backend;
+  int n_nodes, n_params;
+
+  CleaveTensor **pvalue;     /* per parameter */
+  CleaveTensor **pgrad;      /* per parameter, NULL when frozen */
+
+  int batch;                 /* batch the activation buffers are sized for (0 = none) */
+  CleaveTensor **act;        /* per node: its (masked) output */
+  CleaveTensor **own;        /* per node: pre-mask output at mask sites, else == act */
+  CleaveTensor **grad;       /* per node: d loss / d act */
+  CleaveTensor **gtmp;       /* per node with several consumers: scratch for summing */
+  CleaveTensor **own_grad;   /* per mask site node: d loss / d own */
+  CleaveTensor **aux0;       /* BN: save_mean; dropout: keep */
+  CleaveTensor **aux1;       /* BN: save_invstd */
+  gboolean *grad_written;
+  int *n_consumers;
+  int *site_of_node;
+
+  gboolean last_training;
+  gboolean eval_stats_valid; /* aux0/aux1 hold running-stat mean/invstd */
+
+  CleaveTensor **masks;      /* per site, borrowed */
+  CleaveTensor **mask_grads; /* per site, owned */
+  int mask_groups;
+  gboolean mask_need_grad;
+
+  guint64 seed;
+};
+
+static void
+free_tensor_array (CleaveTensor **a, int n)
+{
+  if (a == NULL)
+    return;
+  for (int i = 0; i < n; i++)
+    cleave_tensor_free (a[i]);
+}
+
+static void
+free_activations (CleaveNet *net)
+{
+  for (int i = 0; i < net->n_nodes; i++)
+    {
+      if (net->own[i] != net->act[i])
+        cleave_tensor_free (net->own[i]);
+      net->own[i] = NULL;
+    }
+  free_tensor_array (net->act, net->n_nodes);
+  free_tensor_array (net->grad, net->n_nodes);
+  free_tensor_array (net->gtmp, net->n_nodes);
+  free_tensor_array (net->own_grad, net->n_nodes);
+  free_tensor_array (net->aux0, net->n_nodes);
+  free_tensor_array (net->aux1, net->n_nodes);
+  memset (net->act, 0, sizeof (gpointer) * net->n_nodes);
+  memset (net->grad, 0, sizeof (gpointer) * net->n_nodes);
+  memset (net->gtmp, 0, sizeof (gpointer) * net->n_nodes);
+  memset (net->own_grad, 0, sizeof (gpointer) * net->n_nodes);
+  memset (net->aux0, 0, sizeof (gpointer) * net->n_nodes);
+  memset (net->aux1, 0, sizeof (gpointer) * net->n_nodes);
+  net->batch = 0;
+  net->eval_stats_valid = FALSE;
+}
+
+static CleaveTensor *
+new_like_node (CleaveNet *net, const CleaveNode *n, int batch, GError **error)
+{
+  if (n->out_ndim == 3)
+    return cleave_tensor_new_4d (net->backend, batch, n->out_shape[0], n->out_shape[1], n->out_shape[2], error);
+  return cleave_tensor_new_2d (net->backend, batch, n->out_shape[0], error);
+}
+
+static gboolean
+alloc_activations (CleaveNet *net, int batch, GError **error)
+{
+  CleaveGraph *g = net->graph;
+
+  if (net->batch == batch)
+    return TRUE;
+  free_activations (net);
+  for (int i = 0; i < net->n_nodes; i++)
+    {
+      CleaveNode *n = g->nodes->pdata[i];
+      if (n->op == CLEAVE_OP_FLATTEN)
+        {
+          /* A view of its input's buffer: flatten costs nothing forward. */
+          int shape[2] = { batch, n->out_shape[0] };
+          net->act[i] = cleave_tensor_reshape (net->act[n->inputs[0]], 2, shape);
+        }
+      else
+        {
+          net->act[i] = new_like_node (net, n, batch, error);
+          if (net->act[i] == NULL)
+            goto fail;
+        }
+      net->own[i] = net->act[i];
+      if (net->site_of_node[i] >= 0)
+        {
+          net->own[i] = new_like_node (net, n, batch, error);
+          if (net->own[i] == NULL)
+            goto fail;
+        }
+      if (n->op == CLEAVE_OP_BATCHNORM2D)
+        {
+          net->aux0[i] = cleave_tensor_new_1d (net->backend, n->out_shape[0], error);
+          net->aux1[i] = cleave_tensor_new_1d (net->backend, n->out_shape[0], error);
+          if (net->aux0[i] == NULL || net->aux1[i] == NULL)
+            goto fail;
+        }
+      if (n->op == CLEAVE_OP_DROPOUT)
+        {
+          net->aux0[i] = new_like_node (net, n, batch, error);
+          if (net->aux0[i] == NULL)
+            goto fail;
+        }
+    }
+  net->batch = batch;
+  return TRUE;
+
+fail:
+  free_activations (net);
+  return FALSE;
+}
+
+/* Gradient buffers are allocated on the first backward only: inference never needs them. */
+static gboolean
+alloc_grads (CleaveNet *net, GError **error)
+{
+  CleaveGraph *g = net->graph;
+
+  for (int i = 0; i < net->n_nodes; i++)
+    {
+      CleaveNode *n = g->nodes->pdata[i];
+      if (net->grad[i] != NULL)
+        continue;
+      net->grad[i] = new_like_node (net, n, net->batch, error);
+      if (net->grad[i] == NULL)
+        return FALSE;
+      if (net->n_consumers[i] > 1 && net->gtmp[i] == NULL)
+        {
+          net->gtmp[i] = new_like_node (net, n, net->batch, error);
+          if (net->gtmp[i] == NULL)
+            return FALSE;
+        }
+      if (net->site_of_node[i] >= 0 && net->own_grad[i] == NULL)
+        {
+          net->own_grad[i] = new_like_node (net, n, net->batch, error);
+          if (net->own_grad[i] == NULL)
+            return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+static gboolean
+upload_param (CleaveNet *net, int i, GError **error)
+{
+  CleaveParam *p = net->graph->params->pdata[i];
+  return cleave_tensor_upload (net->pvalue[i], p->data, cleave_param_numel (p), error);
+}
+
+CleaveNet *
+cleave_net_new (CleaveGraph *graph, CleaveBackend *backend, GError **error)
+{
+  CleaveNet *net;
+
+  g_return_val_if_fail (graph != NULL && backend != NULL, NULL);
+  if (!graph->finalized && !cleave_graph_finalize (graph, error))
+    return NULL;
+  net = g_new0 (CleaveNet, 1);
+  net->graph = graph;
+  net->backend = cleave_backend_ref (backend);
+  net->n_nodes = (int) graph->nodes->len;
+  net->n_params = (int) graph->params->len;
+  net->pvalue = g_new0 (CleaveTensor *, net->n_params);
+  net->pgrad = g_new0 (CleaveTensor *, net->n_params);
+  net->act = g_new0 (CleaveTensor *, net->n_nodes);
+  net->own = g_new0 (CleaveTensor *, net->n_nodes);
+  net->grad = g_new0 (CleaveTensor *, net->n_nodes);
+  net->gtmp = g_new0 (CleaveTensor *, net->n_nodes);
+  net->own_grad = g_new0 (CleaveTensor *, net->n_nodes);
+  net->aux0 = g_new0 (CleaveTensor *, net->n_nodes);
+  net->aux1 = g_new0 (CleaveTensor *, net->n_nodes);
+  net->grad_written = g_new0 (gboolean, net->n_nodes);
+  net->n_consumers = g_new0 (int, net->n_nodes);
+  net->site_of_node = g_new (int, net->n_nodes);
+  net->seed = 0x5eed;
+  for (int i = 0; i < net->n_nodes; i++)
+    {
+      CleaveNode *n = graph->nodes->pdata[i];
+      net->site_of_node[i] = -1;
+      for (int k = 0; k < n->n_inputs; k++)
+        net->n_consumers[n->inputs[k]]++;
+    }
+  for (guint s = 0; s < graph->sites->len; s++)
+    net->site_of_node[g_array_index (graph->sites, CleaveMaskSite, s).node] = (int) s;
+  net->masks = g_new0 (CleaveTensor *, MAX (1, graph->sites->len));
+  net->mask_grads = g_new0 (CleaveTensor *, MAX (1, graph->sites->len));
+
+  for (int i = 0; i < net->n_params; i++)
+    {
+      CleaveParam *p = graph->params->pdata[i];
+      net->pvalue[i] = cleave_tensor_new (backend, p->ndim, p->shape, error);
+      if (net->pvalue[i] == NULL || !upload_param (net, i, error))
+        {
+          cleave_net_free (net);
+          return NULL;
+        }
+    }
+  if (!cleave_net_refresh_trainable (net, error))
+    {
+      cleave_net_free (net);
+      return NULL;
+    }
+  return net;
+}
+
+void
+cleave_net_free (CleaveNet *net)
+{
+  if (net == NULL)
+    return;
+  free_activations (net);
+  free_tensor_array (net->pvalue, net->n_params);
+  free_tensor_array (net->pgrad, net->n_params);
+  free_tensor_array (net->mask_grads, net->graph->sites->len);
+  g_free (net->pvalue);
+  g_free (net->pgrad);
+  g_free (net->act);
+  g_free (net->own);
+  g_free (net->grad);
+  g_free (net->gtmp);
+  g_free (net->own_grad);
+  g_free (net->aux0);
+  g_free (net->aux1);
+  g_free (net->grad_written);
+  g_free (net->n_consumers);
+  g_free (net->site_of_node);
+  g_free (net->masks);
+  g_free (net->mask_grads);
+  cleave_backend_unref (net->backend);
+  g_free (net);
+}
+
+CleaveGraph *
+cleave_net_graph (CleaveNet *net)
+{
+  return net->graph;
+}
+
+CleaveBackend *
+cleave_net_backend (CleaveNet *net)
+{
+  return net->backend;
+}
+
+void
+cleave_net_set_seed (CleaveNet *net, guint64 seed)
+{
+  net->seed = seed;
+}
+
+CleaveTensor *
+cleave_net_param (CleaveNet *net, int i)
+{
+  g_return_val_if_fail (i >= 0 && i < net->n_params, NULL);
+  return net->pvalue[i];
+}
+
+CleaveTensor *
+cleave_net_param_grad (CleaveNet *net, int i)
+{
+  g_return_val_if_fail (i >= 0 && i < net->n_params, NULL);
+  return net->pgrad[i];
+}
+
+gboolean
+cleave_net_refresh_trainable (CleaveNet *net, GError **error)
+{
+  for (int i = 0; i < net->n_params; i++)
+    {
+      CleaveParam *p = net->graph->params->pdata[i];
+      if (p->trainable && net->pgrad[i] == NULL)
+        {
+          net->pgrad[i] = cleave_tensor_new (net->backend, p->ndim, p->shape, error);
+          if (net->pgrad[i] == NULL)
+            return FALSE;
+        }
+      else if (!p->trainable && net->pgrad[i] != NULL)
+        {
+          cleave_tensor_free (net->pgrad[i]);
+          net->pgrad[i] = NULL;
+        }
+    }
+  return TRUE;
+}
+
+gboolean
+cleave_net_sync_to_graph (CleaveNet *net, GError **error)
+{
+  for (int i = 0; i < net->n_params; i++)
+    {
+      CleaveParam *p = net->graph->params->pdata[i];
+      if (!cleave_tensor_download (net->pvalue[i], p->data, cleave_param_numel (p), error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+cleave_net_sync_from_graph (CleaveNet *net, GError **error)
+{
+  for (int i = 0; i < net->n_params; i++)
+    if (!upload_param (net, i, error))
+      return FALSE;
+  net->eval_stats_valid = FALSE;
+  return TRUE;
+}
+
+gboolean
+cleave_net_set_masks (CleaveNet *net, CleaveTensor **masks, int groups, gboolean need_grad, GError **error)
+{
+  CleaveGraph *g = net->graph;
+  int n_sites = (int) g->sites->len;
+
+  free_tensor_array (net->mask_grads, n_sites);
+  memset (net->mask_grads, 0, sizeof (gpointer) * MAX (1, n_sites));
+  if (masks == NULL)
+    {
+      memset (net->masks, 0, sizeof (gpointer) * MAX (1, n_sites));
+      net->mask_groups = 0;
+      net->mask_need_grad = FALSE;
+      return TRUE;
+    }
+  if (groups < 1)
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "mask groups must be positive");
+      return FALSE;
+    }
+  for (int s = 0; s < n_sites; s++)
+    {
+      const CleaveMaskSite *site = &g_array_index (g->sites, CleaveMaskSite, s);
+      if (masks[s] == NULL || masks[s]->ndim != 2 || masks[s]->shape[0] != groups ||
+          masks[s]->shape[1] != site->channels || masks[s]->buf->backend != net->backend)
+        {
+          g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
+                       "mask for layer '%s' must be [%d, %d] on this backend",
+                       ((CleaveNode *) g->nodes->pdata[site->conv])->name, groups, site->channels);
+          memset (net->masks, 0, sizeof (gpointer) * MAX (1, n_sites));
+          return FALSE;
+        }
+    }
+  for (int s = 0; s < n_sites; s++)
+    {
+      const CleaveMaskSite *site = &g_array_index (g->sites, CleaveMaskSite, s);
+      net->masks[s] = masks[s];
+      if (need_grad)
+        {
+          net->mask_grads[s] = cleave_tensor_new_2d (net->backend, groups, site->channels, error);
+          if (net->mask_grads[s] == NULL)
+            return FALSE;
+        }
+    }
+  net->mask_groups = groups;
+  net->mask_need_grad = need_grad;
+  return TRUE;
+}
+
+CleaveTensor *
+cleave_net_mask_grad (CleaveNet *net, int site)
+{
+  g_return_val_if_fail (site >= 0 && site < (int) net->graph->sites->len, NULL);
+  return net->mask_grads[site];
+}
+
+CleaveTensor *
+cleave_net_output (CleaveNet *net)
+{
+  return net->act[net->n_nodes - 1];
+}
+
+CleaveTensor *
+cleave_net_node_output (CleaveNet *net, int node)
+{
+  g_return_val_if_fail (node >= 0 && node < net->n_nodes, NULL);
+  return net->act[node];
+}
+
+gboolean
+cleave_net_download_output (CleaveNet *net, float *dst, GError **error)
+{
+  CleaveTensor *out = cleave_net_output (net);
+  return cleave_tensor_download (out, dst, cleave_tensor_numel (out), error);
+}
+
+static CleaveTensor *
+param_of (CleaveNet *net, const CleaveNode *n, CleaveParamSlot slot)
+{
+  return n->param[slot] >= 0 ? net->pvalue[n->param[slot]] : NULL;
+}
+
+static CleaveTensor *
+grad_of (CleaveNet *net, const CleaveNode *n, CleaveParamSlot slot)
+{
+  return n->param[slot] >= 0 ? net->pgrad[n->param[slot]] : NULL;
+}
+
+static gboolean
+forward_node (CleaveNet *net, int i, gboolean training, GError **error)
+{
+  CleaveNode *n = net->graph->nodes->pdata[i];
+  CleaveTensor *x = n->n_inputs > 0 ? net->act[n->inputs[0]] : NULL;
+  CleaveTensor *y = net->own[i];
+
+  switch (n->op)
+    {
+    case CLEAVE_OP_INPUT:
+    case CLEAVE_OP_FLATTEN:
+      return TRUE;
+    case CLEAVE_OP_CONV2D:
+      {
+        CleaveConvParams p = { n->stride, n->pad, n->groups };
+        return cleave_conv2d_forward (x, param_of (net, n, CLEAVE_PARAM_WEIGHT), param_of (net, n, CLEAVE_PARAM_BIAS),
+                                      y, &p, error);
+      }
+    case CLEAVE_OP_BATCHNORM2D:
+      if (training)
+        net->eval_stats_valid = FALSE;
+      return cleave_batchnorm_forward (x, param_of (net, n, CLEAVE_PARAM_WEIGHT), param_of (net, n, CLEAVE_PARAM_BIAS),
+                                       param_of (net, n, CLEAVE_PARAM_RUNNING_MEAN),
+                                       param_of (net, n, CLEAVE_PARAM_RUNNING_VAR), y,
+                                       training ? net->aux0[i] : NULL, training ? net->aux1[i] : NULL,
+                                       training, n->momentum, n->eps, error);
+    case CLEAVE_OP_RELU:
+      return cleave_relu_forward (x, y, error);
+    case CLEAVE_OP_SIGMOID:
+      return cleave_sigmoid_forward (x, y, error);
+    case CLEAVE_OP_MAXPOOL2D:
+      {
+        CleavePoolParams p = { n->kernel, n->stride, n->pad };
+        return cleave_maxpool_forward (x, y, &p, error);
+      }
+    case CLEAVE_OP_AVGPOOL2D:
+      {
+        CleavePoolParams p = { n->kernel, n->stride, n->pad };
+        return cleave_avgpool_forward (x, y, &p, error);
+      }
+    case CLEAVE_OP_GLOBAL_AVGPOOL:
+      return cleave_global_avgpool_forward (x, y, error);
+    case CLEAVE_OP_LINEAR:
+      return cleave_linear_forward (x, param_of (net, n, CLEAVE_PARAM_WEIGHT), param_of (net, n, CLEAVE_PARAM_BIAS),
+                                    y, error);
+    case CLEAVE_OP_DROPOUT:
+      if (training && n->p > 0)
+        return cleave_dropout_forward (x, y, net->aux0[i], n->p, net->seed++ * 0x9E3779B97F4A7C15ull, error);
+      return cleave_tensor_copy (y, x, error);
+    case CLEAVE_OP_ADD:
+      return cleave_axpby (1.0f, x, 1.0f, net->act[n->inputs[1]], y, error);
+    case CLEAVE_OP_CONCAT:
+      {
+        int offset = 0;
+        for (int k = 0; k < n->n_inputs; k++)
+          {
+            CleaveTensor *src = net->act[n->inputs[k]];
+            if (!cleave_channel_copy_in (src, y, offset, error))
+              return FALSE;
+            offset += src->shape[1];
+          }
+        return TRUE;
+      }
+    default:
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED, "layer '%s': unsupported op", n->name);
+      return FALSE;
+    }
+}
+
+static gboolean
+run_forward (CleaveNet *net, gboolean training, GError **error)
+{
+  net->last_training = training;
+  for (int i = 1; i < net->n_nodes; i++)
+    {
+      int s = net->site_of_node[i];
+      if (!forward_node (net, i, training, error))
+        return FALSE;
+      if (s >= 0)
+        {
+          if (net->masks[s] != NULL)
+            {
+              if (!cleave_mask_forward (net->own[i], net->masks[s], net->act[i], error))
+                return FALSE;
+            }
+          else if (!cleave_tensor_copy (net->act[i], net->own[i], error))
+            return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+static gboolean
+check_input (CleaveNet *net, int batch, GError **error)
+{
+  if (batch < 1)
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "batch size %d must be positive", batch);
+      return FALSE;
+    }
+  if (net->mask_groups > 0 && batch % net->mask_groups != 0)
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
+                   "batch %d is not a multiple of the %d mask groups", batch, net->mask_groups);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+cleave_net_forward (CleaveNet *net, const float *input, int batch, gboolean training, GError **error)
+{
+  CleaveGraph *g = net->graph;
+
+  if (!check_input (net, batch, error) || !alloc_activations (net, batch, error))
+    return FALSE;
+  if (!cleave_tensor_upload (net->act[0], input, (gsize) batch * g->in_c * g->in_h * g->in_w, error))
+    return FALSE;
+  return run_forward (net, training, error);
+}
+
+gboolean
+cleave_net_forward_tensor (CleaveNet *net, const CleaveTensor *input, gboolean training, GError **error)
+{
+  CleaveGraph *g = net->graph;
+
+  if (input->ndim != 4 || input->shape[1] != g->in_c || input->shape[2] != g->in_h || input->shape[3] != g->in_w)
+    {
+      g_autofree char *s = cleave_tensor_shape_string (input);
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
+                   "input %s does not match the model's input [N, %d, %d, %d]", s, g->in_c, g->in_h, g->in_w);
+      return FALSE;
+    }
+  if (!check_input (net, input->shape[0], error) || !alloc_activations (net, input->shape[0], error))
+    return FALSE;
+  if (!cleave_tensor_copy (net->act[0], input, error))
+    return FALSE;
+  return run_forward (net, training, error);
+}
+
+/* ---- backward ---- */
+
+/* Where to write the gradient flowing into node @in: its grad buffer the
+ * first time this pass, a scratch buffer (summed afterwards) later on. */
+static CleaveTensor *
+grad_target (CleaveNet *net, int in)
+{
+  return net->grad_written[in] ? net->gtmp[in] : net->grad[in];
+}
+
+static gboolean
+grad_commit (CleaveNet *net, int in, GError **error)
+{
+  if (net->grad_written[in])
+    return cleave_axpby (1.0f, net->grad[in], 1.0f, net->gtmp[in], net->grad[in], error);
+  net->grad_written[in] = TRUE;
+  return TRUE;
+}
+
+/* Eval-mode BN backward treats the running statistics as constants. */
+static gboolean
+ensure_eval_stats (CleaveNet *net, GError **error)
+{
+  CleaveGraph *g = net->graph;
+
+  if (net->eval_stats_valid)
+    return TRUE;
+  for (int i = 0; i < net->n_nodes; i++)
+    {
+      CleaveNode *n = g->nodes->pdata[i];
+      int c = n->out_shape[0];
+      g_autofree float *mean = NULL, *var = NULL;
+      if (n->op != CLEAVE_OP_BATCHNORM2D)
+        continue;
+      mean = cleave_tensor_to_host (param_of (net, n, CLEAVE_PARAM_RUNNING_MEAN), error);
+      var = mean ? cleave_tensor_to_host (param_of (net, n, CLEAVE_PARAM_RUNNING_VAR), error) : NULL;
+      if (var == NULL)
+        return FALSE;
+      for (int k = 0; k < c; k++)
+        var[k] = 1.0f / sqrtf (var[k] + n->eps);
+      if (!cleave_tensor_upload (net->aux0[i], mean, c, error) ||
+          !cleave_tensor_upload (net->aux1[i], var, c, error))
+        return FALSE;
+    }
+  net->eval_stats_valid = TRUE;
+  return TRUE;
+}
+
+static gboolean
+backward_node (CleaveNet *net, int i, const gboolean *needs, CleaveTensor *dy, GError **error)
+{
+  CleaveNode *n = net->graph->nodes->pdata[i];
+  int in0 = n->n_inputs > 0 ? n->inputs[0] : -1;
+  CleaveTensor *x = in0 >= 0 ? net->act[in0] : NULL;
+  CleaveTensor *dx = in0 >= 0 && needs[in0] ? grad_target (net, in0) : NULL;
+  gboolean ok = TRUE;
+
+  switch (n->op)
+    {
+    case CLEAVE_OP_INPUT:
+      return TRUE;
+    case CLEAVE_OP_CONV2D:
+      {
+        CleaveConvParams p = { n->stride, n->pad, n->groups };
+        CleaveTensor *dw = grad_of (net, n, CLEAVE_PARAM_WEIGHT), *db = grad_of (net, n, CLEAVE_PARAM_BIAS);
+        if (dx == NULL && dw == NULL && db == NULL)
+          return TRUE;
+        ok = cleave_conv2d_backward (x, param_of (net, n, CLEAVE_PARAM_WEIGHT), dy, dx, dw, db, &p, error);
+        break;
+      }
+    case CLEAVE_OP_BATCHNORM2D:
+      {
+        CleaveTensor *dg = grad_of (net, n, CLEAVE_PARAM_WEIGHT), *dbeta = grad_of (net, n, CLEAVE_PARAM_BIAS);
+        if (dx == NULL && dg == NULL && dbeta == NULL)
+          return TRUE;
+        if (!net->last_training && !ensure_eval_stats (net, error))
+          return FALSE;
+        ok = cleave_batchnorm_backward (x, param_of (net, n, CLEAVE_PARAM_WEIGHT), net->aux0[i], net->aux1[i],
+                                        dy, dx, dg, dbeta, net->last_training, error);
+        break;
+      }
+    case CLEAVE_OP_RELU:
+      if (dx)
+        ok = cleave_relu_backward (net->own[i], dy, dx, error);
+      break;
+    case CLEAVE_OP_SIGMOID:
+      if (dx)
+        ok = cleave_sigmoid_backward (net->own[i], dy, dx, error);
+      break;
+    case CLEAVE_OP_MAXPOOL2D:
+      if (dx)
+        {
+          CleavePoolParams p = { n->kernel, n->stride, n->pad };
+          ok = cleave_maxpool_backward (x, dy, dx, &p, error);
+        }
+      break;
+    case CLEAVE_OP_AVGPOOL2D:
+      if (dx)
+        {
+          CleavePoolParams p = { n->kernel, n->stride, n->pad };
+          ok = cleave_avgpool_backward (dy, dx, &p, error);
+        }
+      break;
+    case CLEAVE_OP_GLOBAL_AVGPOOL:
+      if (dx)
+        ok = cleave_global_avgpool_backward (dy, dx, error);
+      break;
+    case CLEAVE_OP_LINEAR:
+      {
+        CleaveTensor *dw = grad_of (net, n, CLEAVE_PARAM_WEIGHT), *db = grad_of (net, n, CLEAVE_PARAM_BIAS);
+        if (dx == NULL && dw == NULL && db == NULL)
+          return TRUE;
+        ok = cleave_linear_backward (x, param_of (net, n, CLEAVE_PARAM_WEIGHT), dy, dx, dw, db, error);
+        break;
+      }
+    case CLEAVE_OP_FLATTEN:
+      if (dx)
+        {
+          /* dx has the input's 4-d shape; the data layout is identical. */
+          CleaveBackend *b = net->backend;
+          CleaveTensor *flat = cleave_tensor_reshape (dx, dy->ndim, dy->shape);
+          ok = b->vtable->copy (b, flat, dy, error);
+          cleave_tensor_free (flat);
+        }
+      break;
+    case CLEAVE_OP_DROPOUT:
+      if (dx)
+        ok = net->last_training && n->p > 0 ? cleave_mul (dy, net->aux0[i], dx, error)
+                                            : cleave_tensor_copy (dx, dy, error);
+      break;
+    case CLEAVE_OP_ADD:
+      {
+        int in1 = n->inputs[1];
+        if (dx && !(cleave_tensor_copy (dx, dy, error) && grad_commit (net, in0, error)))
+          return FALSE;
+        if (needs[in1])
+          {
+            CleaveTensor *dx1 = grad_target (net, in1);
+            if (!cleave_tensor_copy (dx1, dy, error) || !grad_commit (net, in1, error))
+              return FALSE;
+          }
+        return TRUE;
+      }
+    case CLEAVE_OP_CONCAT:
+      {
+        int offset = 0;
+        for (int k = 0; k < n->n_inputs; k++)
+          {
+            int in = n->inputs[k];
+            int c = net->act[in]->shape[1];
+            if (needs[in])
+              {
+                CleaveTensor *t = grad_target (net, in);
+                if (!cleave_channel_copy_out (dy, offset, t, error) || !grad_commit (net, in, error))
+                  return FALSE;
+              }
+            offset += c;
+          }
+        return TRUE;
+      }
+    default:
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED, "layer '%s': unsupported op", n->name);
+      return FALSE;
+    }
+  if (!ok)
+    return FALSE;
+  if (dx)
+    return grad_commit (net, in0, error);
+  return TRUE;
+}
+
+gboolean
+cleave_net_backward (CleaveNet *net, const CleaveTensor *doutput, GError **error)
+{
+  CleaveGraph *g = net->graph;
+  int last = net->n_nodes - 1;
+  g_autofree gboolean *needs = g_new0 (gboolean, net->n_nodes);
+
+  if (net->batch == 0)
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "backward called before forward");
+      return FALSE;
+    }
+  if (!cleave_tensor_same_shape (doutput, net->act[last]))
+    {
+      g_autofree char *a = cleave_tensor_shape_string (doutput);
+      g_autofree char *b = cleave_tensor_shape_string (net->act[last]);
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
+                   "output gradient %s does not match the output %s", a, b);
+      return FALSE;
+    }
+  /* needs[i]: some trainable parameter or mask at or before node i, so d/d act[i] is required. */
+  for (int i = 1; i < net->n_nodes; i++)
+    {
+      CleaveNode *n = g->nodes->pdata[i];
+      for (int k = 0; k < n->n_inputs; k++)
+        needs[i] |= needs[n->inputs[k]];
+      for (int s = 0; s < CLEAVE_N_PARAM_SLOTS; s++)
+        needs[i] |= n->param[s] >= 0 && net->pgrad[n->param[s]] != NULL;
+      needs[i] |= net->site_of_node[i] >= 0 && net->mask_need_grad;
+    }
+  if (!alloc_grads (net, error))
+    return FALSE;
+  memset (net->grad_written, 0, sizeof (gboolean) * net->n_nodes);
+  if (!cleave_tensor_copy (net->grad[last], doutput, error))
+    return FALSE;
+  net->grad_written[last] = TRUE;
+
+  for (int i = last; i >= 1; i--)
+    {
+      int s = net->site_of_node[i];
+      CleaveTensor *dy = net->grad[i];
+      if (!net->grad_written[i])
+        continue;  /* nothing flows back through this node */
+      if (s >= 0)
+        {
+          CleaveTensor *dm = net->mask_need_grad ? net->mask_grads[s] : NULL;
+          if (net->masks[s] != NULL)
+            {
+              if (!cleave_mask_backward (net->own[i], net->masks[s], dy, net->own_grad[i], dm, error))
+                return FALSE;
+            }
+          else if (!cleave_tensor_copy (net->own_grad[i], dy, error))
+            return FALSE;
+          dy = net->own_grad[i];
+        }
+      if (!backward_node (net, i, needs, dy, error))
+        return FALSE;
+    }
+  return TRUE;
+}
