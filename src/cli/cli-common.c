@@ -5,6 +5,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
+#include <string.h>
+#include <math.h>
 
 int
 cleave_cli_fail (GError *error)
@@ -136,4 +138,138 @@ cleave_cli_progress_free (CleaveCliProgress *p)
     fprintf (stderr, "\n");
   g_free (p->label);
   g_free (p);
+}
+
+CleaveBackend *
+cleave_cli_open_device (const char *spec, GError **error)
+{
+  CleaveBackend *b = cleave_device_open (spec, error);
+  if (b)
+    fprintf (stderr, "device: %s\n", b->name);
+  return b;
+}
+
+void
+cleave_cli_print_metrics (const CleaveMetrics *m, const char *const *class_names, const char *title)
+{
+  int n = m->n_classes;
+  if (title)
+    printf ("%s\n", title);
+  printf ("accuracy %.2f%% (%d/%d), macro F1 %.4f\n", 100 * m->accuracy, m->correct, m->total, m->macro_f1);
+  printf ("%-14s %9s %9s %9s %7s\n", "class", "precision", "recall", "F1", "images");
+  for (int c = 0; c < n; c++)
+    {
+      guint row = 0;
+      for (int k = 0; k < n; k++)
+        row += m->confusion[c * n + k];
+      printf ("%-14.14s %9.4f %9.4f %9.4f %7u\n", class_names && class_names[c] ? class_names[c] : "?",
+              m->precision[c], m->recall[c], m->f1[c], row);
+    }
+  printf ("confusion (rows: true, columns: predicted)\n      ");
+  for (int c = 0; c < n; c++)
+    printf ("%6d", c);
+  printf ("\n");
+  for (int r = 0; r < n; r++)
+    {
+      printf ("%6d", r);
+      for (int c = 0; c < n; c++)
+        printf ("%6u", m->confusion[r * n + c]);
+      printf ("\n");
+    }
+}
+
+int *
+cleave_cli_parse_int_list (const char *s, int *n_out, GError **error)
+{
+  g_auto(GStrv) parts = g_strsplit (s, ",", -1);
+  GArray *a = g_array_new (FALSE, FALSE, sizeof (int));
+  for (int i = 0; parts[i]; i++)
+    {
+      char *end;
+      gint64 lo, hi;
+      const char *dash = strchr (parts[i] + 1, '-');
+      lo = g_ascii_strtoll (parts[i], &end, 10);
+      if (end == parts[i])
+        goto bad;
+      hi = lo;
+      if (dash && end == dash)
+        {
+          hi = g_ascii_strtoll (dash + 1, &end, 10);
+          if (end == dash + 1)
+            goto bad;
+        }
+      if (*end != 0 || lo < 0 || hi < lo || hi > 100000)
+        goto bad;
+      for (gint64 v = lo; v <= hi; v++)
+        {
+          int iv = (int) v;
+          g_array_append_val (a, iv);
+        }
+      continue;
+bad:
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "'%s' is not a list of numbers like 0,3,5 or 0-4", s);
+      g_array_unref (a);
+      return NULL;
+    }
+  *n_out = (int) a->len;
+  return (int *) g_array_free (a, FALSE);
+}
+
+char *
+cleave_cli_command_line (int argc, char **argv)
+{
+  GString *s = g_string_new ("cleave-cli");
+  for (int i = 0; i < argc; i++)
+    {
+      g_autofree char *q = g_shell_quote (argv[i]);
+      g_string_append_c (s, ' ');
+      g_string_append (s, strpbrk (argv[i], " '\"$") ? q : argv[i]);
+    }
+  return g_string_free (s, FALSE);
+}
+
+void
+cleave_cli_progress_cb (const CleaveProgress *p, gpointer user_data)
+{
+  CleaveCliProgress *bar = user_data;
+  g_autofree char *status = NULL;
+  GString *s = g_string_new (NULL);
+  if (p->epochs > 0)
+    g_string_append_printf (s, "%s %d/%d", p->phase ? p->phase : "", p->epoch, p->epochs);
+  else if (p->phase)
+    g_string_append (s, p->phase);
+  if (!isnan (p->loss))
+    g_string_append_printf (s, " loss %.4f", p->loss);
+  if (!isnan (p->accuracy))
+    g_string_append_printf (s, " acc %.2f%%", 100 * p->accuracy);
+  if (!isnan (p->val_accuracy))
+    g_string_append_printf (s, " val %.2f%%", 100 * p->val_accuracy);
+  if (!isnan (p->krr))
+    g_string_append_printf (s, " KRR %.1f%%", 100 * p->krr);
+  if (p->images_per_s > 0)
+    g_string_append_printf (s, " %.0f img/s", p->images_per_s);
+  status = g_string_free (s, FALSE);
+  if (p->epoch_done)
+    {
+      g_autofree char *line = g_strdup_printf ("  %s", status);
+      cleave_cli_progress_line (bar, line);
+    }
+  else
+    cleave_cli_progress_update (bar, p->fraction, status);
+}
+
+CleaveModel *
+cleave_cli_load_model (const char *path, const char *arch, const char *input, int n_classes, GError **error)
+{
+  if (arch != NULL)
+    {
+      int c = 1, h = 28, w = 28;
+      if (input && sscanf (input, "%dx%dx%d", &c, &h, &w) != 3)
+        {
+          g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "--input '%s' must look like 1x28x28", input);
+          return NULL;
+        }
+      return cleave_model_load_with_arch (path, arch, c, h, w, n_classes > 0 ? n_classes : 10, error);
+    }
+  return cleave_model_load (path, error);
 }

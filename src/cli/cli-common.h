@@ -3,6 +3,7 @@
 
 #include <glib.h>
 #include <gio/gio.h>
+#include <stdio.h>
 
 G_BEGIN_DECLS
 
@@ -34,4 +35,27 @@ void               cleave_cli_progress_update (CleaveCliProgress *p, double frac
 void               cleave_cli_progress_line   (CleaveCliProgress *p, const char *message);
 void               cleave_cli_progress_free   (CleaveCliProgress *p);
 
+G_END_DECLS
+
+#include "cleave-model.h"
+#include "cleave-device.h"
+#include "cleave-metrics.h"
+
+G_BEGIN_DECLS
+/* Opens --device (NULL = default rule); prints which device on stderr. */
+CleaveBackend *cleave_cli_open_device (const char *spec, GError **error);
+/* Prints accuracy, per-class P/R/F1 and the confusion matrix. */
+void cleave_cli_print_metrics (const CleaveMetrics *m, const char *const *class_names, const char *title);
+/* Parses "0,3,5" or "0-4" into a class list. */
+int *cleave_cli_parse_int_list (const char *s, int *n_out, GError **error);
+/* The command line as one string (for provenance). */
+char *cleave_cli_command_line (int argc, char **argv);
+/* A progress callback drawing onto a CleaveCliProgress (user_data). */
+void cleave_cli_progress_cb (const CleaveProgress *p, gpointer user_data);
+G_END_DECLS
+
+G_BEGIN_DECLS
+/* Opens a model file: a Cleave model, an ONNX file (*.onnx), or with @arch a
+ * weights-only safetensors state_dict (@input "C×H×W" like "1x28x28", @n_classes). */
+CleaveModel *cleave_cli_load_model (const char *path, const char *arch, const char *input, int n_classes, GError **error);
 G_END_DECLS

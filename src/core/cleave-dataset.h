@@ -1,7 +1,7 @@
 /* cleave-dataset.h: image classification datasets held in memory as uint8.
  *
  * Readers: IDX (MNIST / Fashion-MNIST, gzipped or raw), CIFAR-10 binary
- * (data_batch_*.bin / test_batch.bin), ImageFolder (root/<class>/*.png|jpg,
+ * (data_batch_N.bin, test_batch.bin), ImageFolder (root/CLASS/IMAGE.png or .jpg,
  * classes sorted by name, decoded with gdk-pixbuf). Bad files get
  * CLEAVE_ERROR_INVALID_FILE naming the file and the field. */
 #pragma once

@@ -1,0 +1,60 @@
+/* cleave-metrics.h: classification metrics and model evaluation. */
+#pragma once
+
+#include "cleave-model.h"
+#include "cleave-net.h"
+#include "cleave-backend.h"
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+typedef struct {
+  int n_classes;
+  int total;
+  int correct;
+  double accuracy;           /* correct / total */
+  double loss;               /* mean cross-entropy, NAN when not computed */
+  guint *confusion;          /* n_classes × n_classes, [true][pred] */
+  double *precision, *recall, *f1;   /* per class */
+  double macro_f1;
+} CleaveMetrics;
+
+CleaveMetrics *cleave_metrics_new   (int n_classes);
+void           cleave_metrics_free  (CleaveMetrics *m);
+void           cleave_metrics_add   (CleaveMetrics *m, int truth, int predicted);
+/* Computes accuracy, precision, recall, F1 from the confusion matrix. */
+void           cleave_metrics_finish (CleaveMetrics *m);
+/* JSON object text: accuracy, per-class P/R/F1, confusion. */
+char          *cleave_metrics_to_json (const CleaveMetrics *m, const char *const *class_names);
+
+/* Progress reported by long jobs (train, evaluate, split). Called from the
+ * worker thread; GUI callers marshal to the main loop themselves. */
+typedef struct {
+  double fraction;           /* 0..1 over the whole job */
+  const char *phase;         /* "train", "validate", "heads", "masks", "generation", ... */
+  int epoch, epochs;         /* or generation, generations */
+  double loss, accuracy;     /* running values of the current phase, NAN if none */
+  double val_accuracy;       /* last validation accuracy, NAN if none */
+  double krr;                /* mean kernel retention (splitters), NAN if none */
+  double images_per_s;
+  gboolean epoch_done;       /* TRUE once per finished epoch/generation (a chart point) */
+} CleaveProgress;
+
+typedef void (*CleaveProgressFunc) (const CleaveProgress *progress, gpointer user_data);
+
+/* Runs the model over @ds (or the listed @indices when not NULL) in eval mode
+ * and returns metrics. @logits_out, when not NULL, receives a newly allocated
+ * n × n_outputs array of raw outputs. Checks @cancellable once per batch. */
+CleaveMetrics *cleave_evaluate (CleaveModel *model, CleaveNet *net, const CleaveDataset *ds,
+                                const int *indices, int n, int batch, float **logits_out,
+                                CleaveProgressFunc progress, gpointer user_data,
+                                GCancellable *cancellable, GError **error);
+
+/* Convenience: builds a net on @backend for the call. */
+CleaveMetrics *cleave_model_evaluate (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
+                                      CleaveProgressFunc progress, gpointer user_data,
+                                      GCancellable *cancellable, GError **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (CleaveMetrics, cleave_metrics_free)
+
+G_END_DECLS
