@@ -1,0 +1,95 @@
+/* gemm.cl: C = A B (+ bias) (+ C), tiled in local memory with register
+ * blocking. Tile sizes come from the host as -D defines (TM, TN, TK, RM, RN),
+ * chosen from the device's limits; the work-group is (TN/RN, TM/RM).
+ *
+ * Every operand is addressed as  off + row*rs + (col/blk)*bs + (col%blk)*cs,
+ * which covers plain and transposed matrices (blk huge, bs 0) and NCHW
+ * activations seen as [C, N*H*W] (blk = H*W, bs = C*H*W, cs = 1), so conv
+ * needs no transposes. Each work-item owns RM x RN outputs strided by the
+ * work-group size, so neighbouring work-items touch neighbouring memory. */
+
+#define WG_X (TN / RN)
+#define WG_Y (TM / RM)
+
+__kernel __attribute__ ((reqd_work_group_size (WG_X, WG_Y, 1))) void
+gemm (const int M, const int N, const int K,
+      __global const float *A, const int a_off, const int a_rs, const int a_cs, const int a_blk, const int a_bs,
+      __global const float *B, const int b_off, const int b_rs, const int b_cs, const int b_blk, const int b_bs,
+      __global float *C, const int c_off, const int c_rs, const int c_cs, const int c_blk, const int c_bs,
+      __global const float *bias, const int bias_off, const int bias_mode, const int accumulate)
+{
+  __local float As[TK][TM];
+  __local float Bs[TK][TN];
+  const int tx = get_local_id (0), ty = get_local_id (1);
+  const int tid = ty * WG_X + tx;
+  const int m0 = get_group_id (1) * TM, n0 = get_group_id (0) * TN;
+  float acc[RM][RN];
+
+  for (int i = 0; i < RM; i++)
+    for (int j = 0; j < RN; j++)
+      acc[i][j] = 0.0f;
+
+  /* Which tile index runs fastest across work-items: the one contiguous in memory. */
+  const int a_k_fast = a_cs == 1;
+  const int b_n_fast = b_cs == 1;
+
+  for (int k0 = 0; k0 < K; k0 += TK)
+    {
+      for (int e = tid; e < TM * TK; e += WG_X * WG_Y)
+        {
+          const int mm = a_k_fast ? e / TK : e % TM;
+          const int kk = a_k_fast ? e % TK : e / TM;
+          const int gm = m0 + mm, gk = k0 + kk;
+          float v = 0.0f;
+          if (gm < M && gk < K)
+            v = A[a_off + gm * a_rs + (gk / a_blk) * a_bs + (gk % a_blk) * a_cs];
+          As[kk][mm] = v;
+        }
+      for (int e = tid; e < TK * TN; e += WG_X * WG_Y)
+        {
+          const int nn = b_n_fast ? e % TN : e / TK;
+          const int kk = b_n_fast ? e / TN : e % TK;
+          const int gk = k0 + kk, gn = n0 + nn;
+          float v = 0.0f;
+          if (gk < K && gn < N)
+            v = B[b_off + gk * b_rs + (gn / b_blk) * b_bs + (gn % b_blk) * b_cs];
+          Bs[kk][nn] = v;
+        }
+      barrier (CLK_LOCAL_MEM_FENCE);
+
+      for (int kk = 0; kk < TK; kk++)
+        {
+          float a[RM], b[RN];
+          for (int i = 0; i < RM; i++)
+            a[i] = As[kk][ty + i * WG_Y];
+          for (int j = 0; j < RN; j++)
+            b[j] = Bs[kk][tx + j * WG_X];
+          for (int i = 0; i < RM; i++)
+            for (int j = 0; j < RN; j++)
+              acc[i][j] = mad (a[i], b[j], acc[i][j]);
+        }
+      barrier (CLK_LOCAL_MEM_FENCE);
+    }
+
+  for (int i = 0; i < RM; i++)
+    {
+      const int gm = m0 + ty + i * WG_Y;
+      if (gm >= M)
+        continue;
+      for (int j = 0; j < RN; j++)
+        {
+          const int gn = n0 + tx + j * WG_X;
+          if (gn >= N)
+            continue;
+          const int idx = c_off + gm * c_rs + (gn / c_blk) * c_bs + (gn % c_blk) * c_cs;
+          float v = acc[i][j];
+          if (bias_mode == 1)
+            v += bias[bias_off + gm];
+          else if (bias_mode == 2)
+            v += bias[bias_off + gn];
+          if (accumulate)
+            v += C[idx];
+          C[idx] = v;
+        }
+    }
+}
