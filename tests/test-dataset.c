@@ -446,7 +446,10 @@ test_image_folder (void)
   g_assert_cmpstr (tr->class_names[0], ==, "bird");
   g_assert_cmpstr (tr->class_names[1], ==, "cat");
   g_assert_cmpstr (tr->class_names[2], ==, "dog");
-  g_assert_cmpstr (tr->name, ==, g_path_get_basename (root));
+  {
+    g_autofree char *base = g_path_get_basename (root);
+    g_assert_cmpstr (tr->name, ==, base);
+  }
   /* Images in class order, files sorted by name. */
   g_assert_cmpint (tr->labels[0], ==, 0);
   g_assert_cmpint (tr->labels[299], ==, 0);
