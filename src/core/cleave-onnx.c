@@ -1015,6 +1015,7 @@ typedef struct {
   ValueKind kind;
   int layer;
   gboolean direct;             /* the producing layer's own output, not an alias */
+  int pad;                     /* V_LAYER: pending zero padding (Pad before a pool or conv) */
   CleaveOnnxTensor *t;         /* V_CONST, owned */
   float *a, *b;                /* V_AFFINE: a·x + b per input channel */
 } Value;
@@ -1162,6 +1163,12 @@ get_input (Import *imp, const CleaveOnnxNode *n, int k, gboolean required, GErro
 static int
 as_layer (Import *imp, const CleaveOnnxNode *n, Value *v, int k, GError **error)
 {
+  if (v->kind == V_LAYER && v->pad)
+    {
+      UNSUPPORTED (imp, n, error, "input %d ('%s') comes from a Pad, which is supported only before Conv and AveragePool",
+                   k, n->inputs[k]);
+      return -1;
+    }
   if (v->kind == V_LAYER)
     return v->layer;
   if (v->kind == V_CONST)
@@ -1187,6 +1194,23 @@ input_layer (Import *imp, const CleaveOnnxNode *n, int k, GError **error)
 {
   Value *v = get_input (imp, n, k, TRUE, error);
   return v ? as_layer (imp, n, v, k, error) : -1;
+}
+
+/* Input 0 of a node that can absorb a preceding zero Pad into its own pads. */
+static int
+input_layer_padded (Import *imp, const CleaveOnnxNode *n, int *pad, GError **error)
+{
+  Value *v = get_input (imp, n, 0, TRUE, error);
+
+  *pad = 0;
+  if (!v)
+    return -1;
+  if (v->kind == V_LAYER && v->pad)
+    {
+      *pad = v->pad;
+      return v->layer;
+    }
+  return as_layer (imp, n, v, 0, error);
 }
 
 static const CleaveOnnxTensor *
@@ -1398,12 +1422,13 @@ known_attrs (const char *op)
   static const char *const constant[] = { "value", "value_float", "value_floats", "value_int", "value_ints", NULL };
   static const char *const unsqueeze[] = { "axes", NULL };
   static const char *const reduce[] = { "axes", "keepdims", NULL };
+  static const char *const pad[] = { "mode", "pads", "value", NULL };
   static const char *const none[] = { NULL };
   static const struct { const char *op; const char *const *attrs; } table[] = {
     { "Conv", conv }, { "BatchNormalization", bn }, { "MaxPool", maxpool }, { "AveragePool", avgpool },
     { "Gemm", gemm }, { "Flatten", axis }, { "Concat", axis }, { "Softmax", axis }, { "Gather", axis },
     { "Reshape", reshape }, { "Dropout", dropout }, { "Constant", constant }, { "Unsqueeze", unsqueeze },
-    { "ReduceMean", reduce },
+    { "ReduceMean", reduce }, { "Pad", pad },
   };
   for (gsize k = 0; k < G_N_ELEMENTS (table); k++)
     if (g_str_equal (table[k].op, op))
@@ -1424,7 +1449,8 @@ static gboolean
 import_conv (Import *imp, const CleaveOnnxNode *n, GError **error)
 {
   gint64 group, k, s, p, dil;
-  int x = input_layer (imp, n, 0, error);
+  int extra_pad;
+  int x = input_layer_padded (imp, n, &extra_pad, error);
 
   if (!need_spatial (imp, n, x, error))
     return FALSE;
@@ -1443,6 +1469,7 @@ import_conv (Import *imp, const CleaveOnnxNode *n, GError **error)
     return FALSE;
   if (dil != 1)
     return UNSUPPORTED (imp, n, error, "attribute 'dilations' = %" G_GINT64_FORMAT " is not supported (only 1)", dil);
+  p += extra_pad;
   if (w->ndim != 4 || w->dims[2] != w->dims[3])
     {
       g_autofree char *d = dims_to_string (w->dims, w->ndim);
@@ -1532,7 +1559,8 @@ static gboolean
 import_pool (Import *imp, const CleaveOnnxNode *n, gboolean is_max, GError **error)
 {
   gint64 k, s, p, ceil_mode, dil = 1, storage = 0, include_pad = 0;
-  int x = input_layer (imp, n, 0, error);
+  int extra_pad = 0;
+  int x = is_max ? input_layer (imp, n, 0, error) : input_layer_padded (imp, n, &extra_pad, error);
 
   if (!need_spatial (imp, n, x, error))
     return FALSE;
@@ -1556,6 +1584,8 @@ import_pool (Import *imp, const CleaveOnnxNode *n, gboolean is_max, GError **err
   /* Cleave's average pool counts padding like PyTorch's default */
   if (!is_max && p > 0 && !include_pad)
     return UNSUPPORTED (imp, n, error, "attribute 'count_include_pad' = 0 with pads > 0 is not supported");
+  /* explicit zeros from a Pad node are counted by any average pool */
+  p += extra_pad;
   if (2 * p > k)
     return INVALID (imp, n, error, "pads %" G_GINT64_FORMAT " exceed half the kernel %" G_GINT64_FORMAT, p, k);
 
@@ -1984,6 +2014,57 @@ import_shape_op (Import *imp, const CleaveOnnxNode *n, GError **error)
   return TRUE;
 }
 
+/* Pad with zeros, symmetric on H and W only: becomes the pads of the next Conv or AveragePool. */
+static gboolean
+import_pad (Import *imp, const CleaveOnnxNode *n, GError **error)
+{
+  const CleaveOnnxAttr *mode = cleave_onnx_node_find_attr (n, "mode");
+  const CleaveOnnxAttr *pads_attr = cleave_onnx_node_find_attr (n, "pads");
+  const gint64 *pads = NULL;
+  gsize n_pads = 0;
+  float value = 0.f;
+  GError *local = NULL;
+  int x = input_layer (imp, n, 0, error);
+
+  if (x < 0 || !need_spatial (imp, n, x, error))
+    return FALSE;
+  if (mode && mode->s && !g_str_equal (mode->s, "constant"))
+    return UNSUPPORTED (imp, n, error, "attribute 'mode' = %s is not supported (only constant)", mode->s);
+  if (pads_attr)
+    {
+      pads = pads_attr->ints;
+      n_pads = pads_attr->n_ints;
+      if (!attr_float (imp, n, "value", 0.f, &value, error))
+        return FALSE;
+    }
+  else
+    {
+      const CleaveOnnxTensor *t = input_const (imp, n, 1, TRUE, FALSE, error);
+      if (!t)
+        return FALSE;
+      pads = t->i;
+      n_pads = t->numel;
+      const CleaveOnnxTensor *v = input_const (imp, n, 2, FALSE, TRUE, &local);
+      if (local)
+        return g_propagate_error (error, local), FALSE;
+      if (v && v->numel == 1)
+        value = v->f[0];
+      if (n->n_inputs > 3 && *n->inputs[3])
+        return UNSUPPORTED (imp, n, error, "input 'axes' is not supported");
+    }
+  if (value != 0.f)
+    return UNSUPPORTED (imp, n, error, "padding with %g is not supported (only zeros)", value);
+  if (n_pads != 8 || pads[0] || pads[1] || pads[4] || pads[5]
+      || pads[2] != pads[3] || pads[2] != pads[6] || pads[2] != pads[7] || pads[2] < 0 || pads[2] > 1024)
+    {
+      g_autofree char *d = dims_to_string (pads, n_pads);
+      return UNSUPPORTED (imp, n, error, "pads %s are not supported (only equal zero padding of H and W)", d);
+    }
+  Value *v = layer_value (imp, n->outputs[0], x, FALSE);
+  v->pad = pads[2];
+  return TRUE;
+}
+
 static gboolean
 import_constant (Import *imp, const CleaveOnnxNode *n, GError **error)
 {
@@ -2104,6 +2185,8 @@ import_node (Import *imp, const CleaveOnnxNode *n, GError **error)
     return import_shape_op (imp, n, error);
   if (g_str_equal (op, "Constant"))
     return import_constant (imp, n, error);
+  if (g_str_equal (op, "Pad"))
+    return import_pad (imp, n, error);
   if (g_str_equal (op, "Identity"))
     {
       Value *v = get_input (imp, n, 0, TRUE, error);
@@ -2111,6 +2194,7 @@ import_node (Import *imp, const CleaveOnnxNode *n, GError **error)
         return FALSE;
       Value *alias = value_new (imp, v->kind);
       alias->layer = v->layer;
+      alias->pad = v->pad;
       alias->t = v->t ? tensor_dup (v->t) : NULL;
       alias->a = v->a ? g_memdup2 (v->a, imp->in_c * sizeof (float)) : NULL;
       alias->b = v->b ? g_memdup2 (v->b, imp->in_c * sizeof (float)) : NULL;
@@ -2491,7 +2575,7 @@ cleave_onnx_import_model (const CleaveOnnxModel *m, const char *display_name, GE
   res->n_channels = imp.in_c;
   res->mean = g_new (float, imp.in_c);
   res->std = g_new (float, imp.in_c);
-  res->has_normalization = imp.norm_a != NULL;
+  res->has_normalization = FALSE;
   for (int c = 0; c < imp.in_c; c++)
     {
       float a = imp.norm_a ? imp.norm_a[c] : 1.f, b = imp.norm_a ? imp.norm_b[c] : 0.f;
@@ -2505,6 +2589,7 @@ cleave_onnx_import_model (const CleaveOnnxModel *m, const char *display_name, GE
         }
       res->std[c] = 1.f / a;
       res->mean[c] = -b / a;
+      res->has_normalization |= a != 1.f || b != 0.f;
     }
   res->output_is_softmax = imp.softmax;
   res->opset = m->opset;
