@@ -183,6 +183,7 @@ cleave_cmd_train (int argc, char **argv)
                             "\"test_accuracy\": %.6f, \"train_seconds\": %.1f, \"train_images_per_s\": %.1f}",
                             dataset, seed, epochs, result.best_epoch, n_train, n_val, result.best_val_accuracy,
                             test->accuracy, result.seconds, result.images_per_s);
+    cleave_model_set_provenance (model, "checkpoint", NULL);
     cleave_model_set_provenance (model, "training", prov);
     cleave_model_set_provenance (model, "command", cmdline);
     if (!cleave_model_save (model, output, &error))

@@ -61,7 +61,9 @@ cleave_model_set_provenance (CleaveModel *m, const char *key, const char *json_v
       !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
     json_parser_load_from_data (p, "{}", -1, NULL);
   obj = json_node_get_object (json_parser_get_root (p));
-  if (json_parser_load_from_data (v, json_value, -1, NULL))
+  if (json_value == NULL)
+    json_object_remove_member (obj, key);
+  else if (json_parser_load_from_data (v, json_value, -1, NULL))
     json_object_set_member (obj, key, json_node_copy (json_parser_get_root (v)));
   else
     json_object_set_string_member (obj, key, json_value);

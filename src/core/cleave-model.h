@@ -35,7 +35,7 @@ gboolean     cleave_model_save (CleaveModel *m, const char *path, GError **error
 
 
 void cleave_model_set_norm_from_dataset (CleaveModel *m, const CleaveDataset *ds, const int *idx, int n);
-/* Merges "key": value (value is JSON text) into the provenance object. */
+/* Merges "key": value (value is JSON text) into the provenance object; NULL removes the key. */
 void cleave_model_set_provenance (CleaveModel *m, const char *key, const char *json_value);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (CleaveModel, cleave_model_free)
