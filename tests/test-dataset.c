@@ -961,6 +961,107 @@ test_cifar10 (void)
     }
 }
 
+/* The "cifar10" name end to end on a tiny synthetic tarball: extraction into
+ * the cache, the decoded cache, and a corrupt archive leaving nothing behind.
+ * Runs in a subprocess so its cache and data folders stay its own. */
+static void
+test_cifar10_cache_child (void)
+{
+  static const char *const names[] = { "airplane", "automobile", "bird", "cat", "deer",
+                                       "dog", "frog", "horse", "ship", "truck", NULL };
+  const char *cache = g_getenv ("XDG_CACHE_HOME");
+  g_autofree char *ext = g_build_filename (cache, "cleave", "datasets", "cifar10", NULL);
+  g_autofree char *dec = g_build_filename (cache, "cleave", "datasets", "cifar10-decoded", "test.bin", NULL);
+  g_autofree char *dsdir = g_build_filename (cache, "cleave", "datasets", NULL);
+  g_autoptr (GError) error = NULL;
+  GDir *d;
+  const char *n;
+
+  g_autoptr (CleaveDataset) te = cleave_dataset_load ("cifar10", CLEAVE_SPLIT_TEST, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (te->n, ==, 10);
+  g_assert_cmpint (te->c, ==, 3);
+  g_assert_cmpint (te->h, ==, 32);
+  for (int c = 0; c < 10; c++)
+    {
+      g_assert_cmpstr (te->class_names[c], ==, names[c]);
+      g_assert_cmpint (te->labels[c], ==, c);
+    }
+  g_assert_true (g_file_test (ext, G_FILE_TEST_IS_DIR));
+  g_assert_true (g_file_test (dec, G_FILE_TEST_IS_REGULAR));
+  d = g_dir_open (dsdir, 0, NULL);
+  while ((n = g_dir_read_name (d)))
+    g_assert_false (g_str_has_prefix (n, ".cifar10-extract"));
+  g_dir_close (d);
+
+  /* From the decoded cache: identical. */
+  g_autoptr (CleaveDataset) again = cleave_dataset_load ("cifar10", CLEAVE_SPLIT_TEST, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpmem (again->pixels, 10 * 3072, te->pixels, 10 * 3072);
+  g_assert_cmpstr (again->class_names[9], ==, "truck");
+  g_autoptr (CleaveDataset) tr = cleave_dataset_load ("cifar10", CLEAVE_SPLIT_TRAIN, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (tr->n, ==, 20);
+
+  /* A corrupt archive: an error, no half-extracted folder, no temp folder. */
+  {
+    g_autofree char *tarball = g_build_filename (g_getenv ("CLEAVE_DATA_DIR"), "cifar10", "cifar10-jpg.tar.gz", NULL);
+    g_autofree char *contents = NULL;
+    gsize len;
+    g_assert_true (g_file_get_contents (tarball, &contents, &len, NULL));
+    g_assert_true (g_file_set_contents (tarball, contents, len / 2, NULL));
+    rm_rf (ext);
+    g_remove (dec);
+    g_assert_null (cleave_dataset_load ("cifar10", CLEAVE_SPLIT_TEST, NULL, &error));
+    assert_invalid_names (error, "cifar10-jpg.tar.gz: tar failed");
+    g_assert_false (g_file_test (ext, G_FILE_TEST_EXISTS));
+    d = g_dir_open (dsdir, 0, NULL);
+    while ((n = g_dir_read_name (d)))
+      g_assert_false (g_str_has_prefix (n, ".cifar10-extract"));
+    g_dir_close (d);
+  }
+}
+
+static void
+test_cifar10_cache (void)
+{
+  g_autofree char *root = g_dir_make_tmp ("cleave-ds-XXXXXX", NULL);
+  g_autofree char *src = g_build_filename (root, "src", NULL);
+  g_autofree char *data = g_build_filename (root, "data", NULL);
+  g_autofree char *cache = g_build_filename (root, "cache", NULL);
+  g_autofree char *tardir = g_build_filename (data, "cifar10", NULL);
+  g_autofree char *tarball = g_build_filename (tardir, "cifar10-jpg.tar.gz", NULL);
+  g_autofree char *inner = g_build_filename (src, "cifar10", NULL);
+  const char *const classes[] = { "truck", "ship", "horse", "frog", "dog", "deer", "cat", "bird", "automobile", "airplane", NULL };
+  const int two[10] = { 2, 2, 2, 2, 2, 2, 2, 2, 2, 2 };
+  const int one[10] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 };
+  g_autofree char *old_cache = g_strdup (g_getenv ("XDG_CACHE_HOME"));
+  g_autofree char *old_data = g_strdup (g_getenv ("CLEAVE_DATA_DIR"));
+  g_autofree char *a = make_folder (inner, "train", classes, two, 32, 32, FALSE);
+  g_autofree char *b = make_folder (inner, "test", classes, one, 32, 32, FALSE);
+  const char *argv[] = { "tar", "-czf", tarball, "-C", src, "cifar10", NULL };
+  int status;
+
+  g_mkdir_with_parents (tardir, 0755);
+  g_mkdir_with_parents (cache, 0755);
+  g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, &status, NULL));
+  g_assert_true (g_spawn_check_wait_status (status, NULL));
+
+  g_setenv ("XDG_CACHE_HOME", cache, TRUE);
+  g_setenv ("CLEAVE_DATA_DIR", data, TRUE);
+  g_test_trap_subprocess ("/core/dataset/cifar10-name/extract-and-cache/subprocess", 120 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_INHERIT_STDERR);
+  if (old_cache)
+    g_setenv ("XDG_CACHE_HOME", old_cache, TRUE);
+  else
+    g_unsetenv ("XDG_CACHE_HOME");
+  if (old_data)
+    g_setenv ("CLEAVE_DATA_DIR", old_data, TRUE);
+  else
+    g_unsetenv ("CLEAVE_DATA_DIR");
+  rm_rf (root);
+  g_test_trap_assert_passed ();
+}
+
 int
 main (int argc, char **argv)
 {
@@ -973,6 +1074,8 @@ main (int argc, char **argv)
   g_test_add_func ("/core/dataset/dirichlet-subset/min-per-class", test_dirichlet);
   g_test_add_func ("/core/dataset/subset-select-concat", test_subset_select_concat);
   g_test_add_func ("/core/dataset/norm-and-batch", test_norm_and_batch);
+  g_test_add_func ("/core/dataset/cifar10-name/extract-and-cache", test_cifar10_cache);
+  g_test_add_func ("/core/dataset/cifar10-name/extract-and-cache/subprocess", test_cifar10_cache_child);
   g_test_add_func ("/core/dataset/real/fashion-mnist", test_fashion_mnist);
   g_test_add_func ("/core/dataset/real/mnist", test_mnist);
   g_test_add_func ("/core/dataset/real/cifar10", test_cifar10);
