@@ -322,7 +322,8 @@ add_init (CleaveOnnxBuilder *b, const char *name, int ndim, const gint64 *dims, 
     n *= dims[k];
   t->name = unique_name (b, name);
   t->ndim = ndim;
-  memcpy (t->dims, dims, ndim * sizeof (gint64));
+  if (ndim > 0)
+    memcpy (t->dims, dims, ndim * sizeof (gint64));
   t->numel = n;
   if (f)
     {

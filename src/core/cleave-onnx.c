@@ -373,7 +373,8 @@ parse_tensor (PbReader *r, const char *ctx, GError **error)
   t->name = g_steal_pointer (&name);
   t->data_type = data_type;
   t->ndim = dims->len;
-  memcpy (t->dims, dims->data, dims->len * sizeof (gint64));
+  if (dims->len)
+    memcpy (t->dims, dims->data, dims->len * sizeof (gint64));
   t->numel = numel;
 
   if (esize == 0)
@@ -1754,7 +1755,8 @@ import_concat (Import *imp, const CleaveOnnxNode *n, GError **error)
       t->ndim = 1;
       t->dims[0] = t->numel = out->len;
       t->i = g_new (gint64, MAX (out->len, 1));
-      memcpy (t->i, out->data, out->len * sizeof (gint64));
+      if (out->len)
+        memcpy (t->i, out->data, out->len * sizeof (gint64));
       const_value (imp, n->outputs[0], t);
       return TRUE;
     }
@@ -2093,14 +2095,16 @@ import_constant (Import *imp, const CleaveOnnxNode *n, GError **error)
               t->data_type = CLEAVE_ONNX_FLOAT;
               t->numel = t->dims[0] = a->n_floats;
               t->f = g_new0 (float, MAX (a->n_floats, 1));
-              memcpy (t->f, a->floats, a->n_floats * sizeof (float));
+              if (a->n_floats)
+                memcpy (t->f, a->floats, a->n_floats * sizeof (float));
             }
           else
             {
               t->data_type = CLEAVE_ONNX_INT64;
               t->numel = t->dims[0] = a->n_ints;
               t->i = g_new0 (gint64, MAX (a->n_ints, 1));
-              memcpy (t->i, a->ints, a->n_ints * sizeof (gint64));
+              if (a->n_ints)
+                memcpy (t->i, a->ints, a->n_ints * sizeof (gint64));
             }
         }
       else
