@@ -1003,6 +1003,23 @@ test_cifar10_cache_child (void)
   g_assert_no_error (error);
   g_assert_cmpint (tr->n, ==, 20);
 
+  /* A different tarball (another size) replaces the caches: drop one class. */
+  {
+    g_autofree char *tarball = g_build_filename (g_getenv ("CLEAVE_DATA_DIR"), "cifar10", "cifar10-jpg.tar.gz", NULL);
+    g_autofree char *src = g_build_filename (g_getenv ("CLEAVE_TEST_TAR_SRC"), NULL);
+    g_autofree char *truck = g_build_filename (src, "cifar10", "test", "truck", "0000.png", NULL);
+    const char *argv[] = { "tar", "-czf", tarball, "-C", src, "cifar10", NULL };
+    int status;
+
+    g_assert_cmpint (g_remove (truck), ==, 0);
+    g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, &status, NULL));
+    g_assert_true (g_spawn_check_wait_status (status, NULL));
+    g_autoptr (CleaveDataset) re = cleave_dataset_load ("cifar10", CLEAVE_SPLIT_TEST, NULL, &error);
+    g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE);   /* truck/ is now empty */
+    g_assert_nonnull (strstr (error->message, "truck"));
+    g_clear_error (&error);
+  }
+
   /* A corrupt archive: an error, no half-extracted folder, no temp folder. */
   {
     g_autofree char *tarball = g_build_filename (g_getenv ("CLEAVE_DATA_DIR"), "cifar10", "cifar10-jpg.tar.gz", NULL);
@@ -1049,6 +1066,7 @@ test_cifar10_cache (void)
 
   g_setenv ("XDG_CACHE_HOME", cache, TRUE);
   g_setenv ("CLEAVE_DATA_DIR", data, TRUE);
+  g_setenv ("CLEAVE_TEST_TAR_SRC", src, TRUE);
   g_test_trap_subprocess ("/core/dataset/cifar10-name/extract-and-cache/subprocess", 120 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_INHERIT_STDERR);
   if (old_cache)
     g_setenv ("XDG_CACHE_HOME", old_cache, TRUE);
@@ -1058,6 +1076,7 @@ test_cifar10_cache (void)
     g_setenv ("CLEAVE_DATA_DIR", old_data, TRUE);
   else
     g_unsetenv ("CLEAVE_DATA_DIR");
+  g_unsetenv ("CLEAVE_TEST_TAR_SRC");
   rm_rf (root);
   g_test_trap_assert_passed ();
 }

@@ -528,9 +528,9 @@ has_cifar_bins (const char *dir)
 static gboolean
 is_image_name (const char *n)
 {
-  return g_str_has_suffix (n, ".png") || g_str_has_suffix (n, ".PNG")
-         || g_str_has_suffix (n, ".jpg") || g_str_has_suffix (n, ".JPG")
-         || g_str_has_suffix (n, ".jpeg") || g_str_has_suffix (n, ".JPEG");
+  g_autofree char *lower = g_ascii_strdown (n, -1);
+
+  return g_str_has_suffix (lower, ".png") || g_str_has_suffix (lower, ".jpg") || g_str_has_suffix (lower, ".jpeg");
 }
 
 static int
@@ -964,6 +964,16 @@ write_decoded_cache (const CleaveDataset *ds, const char *cache_root, CleaveSpli
   g_free (buf);
 }
 
+static char *
+source_stamp (const char *path)
+{
+  GStatBuf st;
+
+  if (g_stat (path, &st) != 0)
+    return NULL;
+  return g_strdup_printf ("%" G_GINT64_FORMAT " %" G_GINT64_FORMAT "\n", (gint64) st.st_size, (gint64) st.st_mtime);
+}
+
 static CleaveDataset *
 load_cifar10 (CleaveSplit split, GCancellable *cancellable, GError **error)
 {
@@ -972,7 +982,22 @@ load_cifar10 (CleaveSplit split, GCancellable *cancellable, GError **error)
   g_autofree char *dest = g_build_filename (cache_root, "cifar10", NULL);
   g_autofree char *split_dir = g_build_filename (dest, split == CLEAVE_SPLIT_TRAIN ? "train" : "test", NULL);
   g_autofree char *decoded = decoded_cache_path (cache_root, split);
+  g_autofree char *tarball = data_dir ? g_build_filename (data_dir, "cifar10-jpg.tar.gz", NULL) : NULL;
+  g_autofree char *stamp_path = g_build_filename (cache_root, "cifar10-source.txt", NULL);
+  g_autofree char *dec_dir = g_path_get_dirname (decoded);
+  g_autofree char *stamp = tarball ? source_stamp (tarball) : NULL;
+  g_autofree char *old_stamp = NULL;
   CleaveDataset *ds;
+
+  /* The caches remember the tarball they came from (size and mtime, not
+   * its path, which differs with the working directory); another tarball
+   * replaces them. */
+  if (stamp && (g_file_test (dest, G_FILE_TEST_EXISTS) || g_file_test (dec_dir, G_FILE_TEST_EXISTS))
+      && (!g_file_get_contents (stamp_path, &old_stamp, NULL, NULL) || strcmp (old_stamp, stamp) != 0))
+    {
+      rm_rf (dec_dir);
+      rm_rf (dest);
+    }
 
   if (g_file_test (decoded, G_FILE_TEST_IS_REGULAR))
     {
@@ -991,8 +1016,6 @@ load_cifar10 (CleaveSplit split, GCancellable *cancellable, GError **error)
 
   if (!g_file_test (split_dir, G_FILE_TEST_IS_DIR))
     {
-      g_autofree char *tarball = data_dir ? g_build_filename (data_dir, "cifar10-jpg.tar.gz", NULL) : NULL;
-
       if (tarball == NULL || !g_file_test (tarball, G_FILE_TEST_IS_REGULAR))
         {
           g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO,
@@ -1004,6 +1027,7 @@ load_cifar10 (CleaveSplit split, GCancellable *cancellable, GError **error)
         rm_rf (dest);   /* incomplete by construction: it lacks the split */
       if (!extract_cifar10 (tarball, dest, cancellable, error))
         return NULL;
+      g_file_set_contents (stamp_path, stamp, -1, NULL);
     }
   ds = cleave_dataset_load_image_folder (split_dir, cancellable, error);
   if (ds == NULL)
