@@ -768,6 +768,29 @@ test_fold_constants (void)
   g_assert_cmpfloat (cleave_graph_param (g, fc->param[CLEAVE_PARAM_BIAS])->data[2], ==, 0.3f);
 }
 
+static void
+test_load_model (void)
+{
+  g_autofree char *path = fixture_path ("incept-op13");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (CleaveModel) m = cleave_onnx_load_model (path, &error);
+
+  g_assert_no_error (error);
+  g_assert_cmpint (m->n_classes, ==, 10);
+  g_assert_cmpint (m->n_channels, ==, 1);
+  g_assert_cmpfloat_with_epsilon (m->mean[0], 0.2860f, 1e-6);
+  g_assert_cmpfloat_with_epsilon (m->std[0], 0.3530f, 1e-6);
+  g_assert_cmpstr (m->class_names[9], ==, "9");
+  g_assert_nonnull (m->provenance_json);
+  g_assert_nonnull (strstr (m->provenance_json, "incept-op13.onnx"));
+  g_assert_nonnull (strstr (m->provenance_json, "\"opset\""));
+
+  g_autofree char *missing = g_build_filename (g_get_tmp_dir (), "cleave-no-such-file.onnx", NULL);
+  g_autoptr (CleaveModel) none = cleave_onnx_load_model (missing, &error);
+  g_assert_null (none);
+  g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -780,6 +803,7 @@ main (int argc, char **argv)
   g_test_add_func ("/core/onnx/import/unsupported-names-node-op-attr", test_unsupported);
   g_test_add_func ("/core/onnx/import/fold-constants", test_fold_constants);
   g_test_add_func ("/core/onnx/import/matches-pytorch", test_import_matches_pytorch);
+  g_test_add_func ("/core/onnx/import/load-model", test_load_model);
   g_test_add_func ("/core/onnx/export/small-graph", test_export_small_graph);
   g_test_add_func ("/core/onnx/export/reimport-same-outputs", test_export_reimport);
   g_test_add_func ("/core/onnx/export/builder-branches", test_builder_branches);

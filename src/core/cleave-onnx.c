@@ -8,6 +8,7 @@
 #include "cleave-onnx.h"
 #include "cleave-error.h"
 
+#include <json-glib/json-glib.h>
 #include <math.h>
 #include <string.h>
 
@@ -2628,4 +2629,43 @@ cleave_onnx_import (const char *path, GError **error)
   g_autofree char *base = g_path_get_basename (path);
 
   return m ? cleave_onnx_import_model (m, base, error) : NULL;
+}
+
+CleaveModel *
+cleave_onnx_load_model (const char *path, GError **error)
+{
+  g_autoptr (CleaveOnnxImport) imp = cleave_onnx_import (path, error);
+  g_autofree char *base = g_path_get_basename (path);
+
+  if (!imp)
+    return NULL;
+  if (imp->n_channels > 4)
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED, "%s: %d input channels (Cleave models take at most 4)",
+                   base, imp->n_channels);
+      return NULL;
+    }
+  CleaveModel *m = cleave_model_new (g_steal_pointer (&imp->graph), imp->n_classes, NULL);
+  for (int c = 0; c < imp->n_channels; c++)
+    {
+      m->mean[c] = imp->mean[c];
+      m->std[c] = imp->std[c];
+    }
+  m->path = g_strdup (path);
+
+  g_autoptr (JsonBuilder) jb = json_builder_new ();
+  json_builder_begin_object (jb);
+  json_builder_set_member_name (jb, "file");
+  json_builder_add_string_value (jb, base);
+  json_builder_set_member_name (jb, "producer");
+  json_builder_add_string_value (jb, imp->producer ? imp->producer : "");
+  json_builder_set_member_name (jb, "opset");
+  json_builder_add_int_value (jb, imp->opset);
+  json_builder_set_member_name (jb, "output_is_softmax");
+  json_builder_add_boolean_value (jb, imp->output_is_softmax);
+  json_builder_end_object (jb);
+  g_autoptr (JsonNode) root = json_builder_get_root (jb);
+  g_autofree char *prov = json_to_string (root, FALSE);
+  cleave_model_set_provenance (m, "onnx", prov);
+  return m;
 }

@@ -27,6 +27,7 @@
 
 #include <glib.h>
 #include "cleave-graph.h"
+#include "cleave-model.h"
 
 G_BEGIN_DECLS
 
@@ -139,6 +140,10 @@ CleaveOnnxImport *cleave_onnx_import       (const char *path, GError **error);
 CleaveOnnxImport *cleave_onnx_import_bytes (const guint8 *data, gsize size, const char *display_name, GError **error);
 CleaveOnnxImport *cleave_onnx_import_model (const CleaveOnnxModel *m, const char *display_name, GError **error);
 void              cleave_onnx_import_free  (CleaveOnnxImport *imp);
+/* An ONNX file as a CleaveModel: mean/std from the graph's normalisation,
+ * classes "0".."N-1", provenance {"onnx": {"file", "producer", "opset",
+ * "output_is_softmax"}}. Fails for inputs with more than 4 channels. */
+CleaveModel      *cleave_onnx_load_model   (const char *path, GError **error);
 
 /* ---- export ---- */
 
