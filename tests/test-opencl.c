@@ -7,6 +7,7 @@
  *   rtol 1e-4 with inputs in [-1, 1], since the two backends add in different orders;
  *   dropout keep masks: bit-for-bit. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <glib/gstdio.h>
 
@@ -16,6 +17,11 @@
 
 static CleaveBackend *ocl;
 static CleaveBackend *cpu;
+/* The default OpenCL backend and one forced to the other GEMM flavour
+ * (tiled on a CPU device, strip on a GPU), so both kernels are checked. */
+static CleaveBackend *ocl_variants[2];
+/* CLEAVE_TEST_OPENCL_DEVICE=P:D picks the device under test (default 0:0). */
+static int test_platform, test_device;
 static char *ocl_skip_reason;
 
 #define REQUIRE_OCL()                       \
@@ -171,8 +177,23 @@ conv_case_tensors (const ConvCase *cc, Pair *x, Pair *w, Pair *b, Pair *y, Cleav
   *y = rand4 (cc->n, cc->co, ho, wo);
 }
 
+static void test_conv_forward_one (void);
+
 static void
 test_conv_forward (void)
+{
+  REQUIRE_OCL ();
+  for (int v = 0; v < 2; v++)
+    {
+      ocl = ocl_variants[v];
+      g_test_message ("GEMM flavour %d: %s", v, ocl->name);
+      test_conv_forward_one ();
+    }
+  ocl = ocl_variants[0];
+}
+
+static void
+test_conv_forward_one (void)
 {
   REQUIRE_OCL ();
   for (guint i = 0; i < G_N_ELEMENTS (conv_cases); i++)
@@ -196,8 +217,23 @@ test_conv_forward (void)
     }
 }
 
+static void test_conv_backward_one (void);
+
 static void
 test_conv_backward (void)
+{
+  REQUIRE_OCL ();
+  for (int v = 0; v < 2; v++)
+    {
+      ocl = ocl_variants[v];
+      g_test_message ("GEMM flavour %d: %s", v, ocl->name);
+      test_conv_backward_one ();
+    }
+  ocl = ocl_variants[0];
+}
+
+static void
+test_conv_backward_one (void)
 {
   REQUIRE_OCL ();
   for (guint i = 0; i < G_N_ELEMENTS (conv_cases); i++)
@@ -381,8 +417,23 @@ test_global_avgpool (void)
 
 /* ---------------------------------------------------------------- linear */
 
+static void test_linear_one (void);
+
 static void
 test_linear (void)
+{
+  REQUIRE_OCL ();
+  for (int v = 0; v < 2; v++)
+    {
+      ocl = ocl_variants[v];
+      g_test_message ("GEMM flavour %d: %s", v, ocl->name);
+      test_linear_one ();
+    }
+  ocl = ocl_variants[0];
+}
+
+static void
+test_linear_one (void)
 {
   static const int cases[][4] = { { 5, 7, 3, 1 }, { 1, 130, 65, 1 }, { 33, 17, 70, 0 }, { 128, 64, 10, 1 } };
   REQUIRE_OCL ();
@@ -588,7 +639,7 @@ test_program_cache (void)
   CleaveBackend *b1, *b2;
   REQUIRE_OCL ();
 
-  b1 = cleave_backend_opencl_new (0, 0, &error);
+  b1 = cleave_backend_opencl_new (test_platform, test_device, &error);
   g_assert_no_error (error);
   g_assert_true (cleave_backend_opencl_ensure_built (b1, &error));
   g_assert_no_error (error);
@@ -596,7 +647,7 @@ test_program_cache (void)
   g_assert_true (g_str_has_prefix (cleave_backend_opencl_cache_file (b1), g_get_user_cache_dir ()));
   g_assert_true (g_file_test (cleave_backend_opencl_cache_file (b1), G_FILE_TEST_IS_REGULAR));
 
-  b2 = cleave_backend_opencl_new (0, 0, &error);
+  b2 = cleave_backend_opencl_new (test_platform, test_device, &error);
   g_assert_no_error (error);
   g_assert_true (cleave_backend_opencl_ensure_built (b2, &error));
   g_assert_no_error (error);
@@ -606,7 +657,7 @@ test_program_cache (void)
   /* A corrupt cache file must just cost a recompile. */
   g_assert_true (g_file_set_contents (cleave_backend_opencl_cache_file (b2), "garbage", -1, &error));
   cleave_backend_unref (b2);
-  b2 = cleave_backend_opencl_new (0, 0, &error);
+  b2 = cleave_backend_opencl_new (test_platform, test_device, &error);
   g_assert_true (cleave_backend_opencl_ensure_built (b2, &error));
   g_assert_no_error (error);
   g_assert_false (cleave_backend_opencl_loaded_from_cache (b2));
@@ -718,7 +769,8 @@ test_device_open (void)
       g_assert_no_error (error);
       g_assert_cmpint (b->kind, ==, CLEAVE_BACKEND_KIND_OPENCL);
       cleave_backend_unref (b);
-      b = cleave_device_open ("OPENCL:0:0", &error);
+      g_autofree char *spec = g_strdup_printf ("OPENCL:%d:%d", test_platform, test_device);
+      b = cleave_device_open (spec, &error);
       g_assert_no_error (error);
       g_assert_cmpint (b->kind, ==, CLEAVE_BACKEND_KIND_OPENCL);
       cleave_backend_unref (b);
@@ -781,11 +833,24 @@ main (int argc, char **argv)
 
   g_test_init (&argc, &argv, NULL);
   cpu = cleave_backend_cpu_new ();
-  ocl = cleave_backend_opencl_new (0, 0, &error);
+  if (g_getenv ("CLEAVE_TEST_OPENCL_DEVICE"))
+    sscanf (g_getenv ("CLEAVE_TEST_OPENCL_DEVICE"), "%d:%d", &test_platform, &test_device);
+  ocl = cleave_backend_opencl_new (test_platform, test_device, &error);
   if (ocl == NULL)
     ocl_skip_reason = g_strdup_printf ("no OpenCL device: %s", error->message);
   else
-    g_test_message ("OpenCL backend: %s — %s", ocl->name, ocl->description);
+    {
+      const char *flavour = g_getenv ("CLEAVE_OPENCL_GEMM");
+      g_test_message ("OpenCL backend: %s - %s", ocl->name, ocl->description);
+      ocl_variants[0] = ocl;
+      g_setenv ("CLEAVE_OPENCL_GEMM", ocl->description && strstr (ocl->description, "(cpu,") ? "tiled" : "strip", TRUE);
+      ocl_variants[1] = cleave_backend_opencl_new (test_platform, test_device, &error);
+      g_assert_no_error (error);
+      if (flavour)
+        g_setenv ("CLEAVE_OPENCL_GEMM", flavour, TRUE);
+      else
+        g_unsetenv ("CLEAVE_OPENCL_GEMM");
+    }
 
   g_test_add_func ("/opencl/devices/list", test_device_list);
   g_test_add_func ("/opencl/devices/open-specs", test_device_open);
@@ -809,6 +874,7 @@ main (int argc, char **argv)
     g_test_add_func ("/opencl/perf/conv2d-forward", test_perf_conv);
 
   rc = g_test_run ();
+  cleave_backend_unref (ocl_variants[1]);
   cleave_backend_unref (ocl);
   cleave_backend_unref (cpu);
   g_free (ocl_skip_reason);

@@ -28,6 +28,11 @@ GResource *cleave_core_get_resource (void);
 /* The column buffer of im2col is capped; larger batches are split. */
 #define COL_LIMIT_FLOATS ((gsize) 1 << 25)
 #define NO_BLOCK (1 << 30)
+/* gemm_strip's block per work-item: rows x contiguous columns. */
+#ifndef STRIP_W
+#define STRIP_W 16
+#define STRIP_R 8
+#endif
 
 static const char *const kernel_files[] = {
   "elementwise.cl", "reduce.cl", "batchnorm.cl", "pool.cl",
@@ -69,6 +74,7 @@ typedef struct {
   gsize red_local;              /* local size used for reductions */
   gboolean loaded_from_cache;
   char *cache_file;
+  gboolean use_strip;           /* gemm_strip (CPU devices) instead of the tiled gemm */
 
   cl_mem scratch[N_SCRATCH];
   gsize scratch_n[N_SCRATCH];
@@ -479,8 +485,10 @@ static gboolean
 build_with_tiles (OclPriv *priv, const char *source, int tiles, GError **error)
 {
   const GemmTiles *t = &gemm_tiles[tiles];
-  g_autofree char *options = g_strdup_printf ("-cl-mad-enable -DTM=%d -DTN=%d -DTK=%d -DRM=%d -DRN=%d -DRED_WG=%zu",
-                                              t->tm, t->tn, t->tk, t->rm, t->rn, priv->red_wg);
+  g_autofree char *options = g_strdup_printf ("-cl-mad-enable -DTM=%d -DTN=%d -DTK=%d -DRM=%d -DRN=%d -DRED_WG=%zu"
+                                              " -DSW=%d -DSR=%d",
+                                              t->tm, t->tn, t->tk, t->rm, t->rn, priv->red_wg,
+                                              STRIP_W, STRIP_R);
   g_autofree char *key = cache_key (priv, source, options);
   g_autofree char *name = g_strconcat (key, ".bin", NULL);
   char *path = g_build_filename (g_get_user_cache_dir (), "cleave", "opencl", name, NULL);
@@ -742,7 +750,12 @@ gemm (CleaveBackend *self, int M, int N, int K, Operand a, Operand b, Operand c,
   local[1] = t->tm / t->rm;
   global[0] = (gsize) ((N + t->tn - 1) / t->tn) * local[0];
   global[1] = (gsize) ((M + t->tm - 1) / t->tm) * local[1];
-  return launch (self, "gemm", 2, global, local, error,
+  if (priv->use_strip)
+    {
+      global[0] = (gsize) (N + STRIP_W - 1) / STRIP_W;
+      global[1] = (gsize) (M + STRIP_R - 1) / STRIP_R;
+    }
+  return launch (self, priv->use_strip ? "gemm_strip" : "gemm", 2, global, priv->use_strip ? NULL : local, error,
                  A_INT, M, A_INT, N, A_INT, K,
                  A_MEM, a.mem, A_INT, a.off, A_INT, a.rs, A_INT, a.cs, A_INT, a.blk, A_INT, a.bs,
                  A_MEM, b.mem, A_INT, b.off, A_INT, b.rs, A_INT, b.cs, A_INT, b.blk, A_INT, b.bs,
@@ -882,24 +895,29 @@ conv_shape (const CleaveTensor *x, const CleaveTensor *w, const CleaveTensor *y_
   return s;
 }
 
+/* @name: "im2col" ([rows, cols]) or "im2row" ([cols, rows]); dimension 0
+ * runs along the contiguous output index. */
 static gboolean
-run_im2col (CleaveBackend *self, const ConvShape *s, cl_mem x, cl_mem col, int n0, int nb, int g,
-            GError **error)
+run_im2col (CleaveBackend *self, const char *name, const ConvShape *s, cl_mem x, cl_mem col,
+            int n0, int nb, int g, GError **error)
 {
   int cols = nb * s->hw;
+  gboolean rows_fast = strcmp (name, "im2row") == 0;
+  /* im2col runs one item per (sample, output row) x channel; im2row one per element. */
+  gsize d0 = rows_fast ? (gsize) s->rows : (gsize) nb * s->ho;
+  gsize d1 = rows_fast ? (gsize) cols : (gsize) s->cig;
   gsize local[2] = { 64, 1 };
-  gsize global[2] = { round_up ((gsize) cols, 64), (gsize) s->rows };
+  gsize global[2];
   cl_kernel k;
 
   if (!ensure_program (PRIV (self), error))
     return FALSE;
-  k = g_hash_table_lookup (PRIV (self)->kernels, "im2col");
+  k = g_hash_table_lookup (PRIV (self)->kernels, name);
   if (k)
-    {
-      local[0] = MIN (local[0], floor_pow2 (kernel_wg_size (PRIV (self), k)));
-      global[0] = round_up ((gsize) cols, local[0]);
-    }
-  return launch (self, "im2col", 2, global, local, error,
+    local[0] = MIN (local[0], floor_pow2 (kernel_wg_size (PRIV (self), k)));
+  global[0] = round_up (d0, local[0]);
+  global[1] = d1;
+  return launch (self, name, 2, global, local, error,
                  A_INT, s->rows, A_INT, cols, A_INT, s->ci, A_INT, s->h, A_INT, s->w,
                  A_INT, s->ho, A_INT, s->wo, A_INT, s->k, A_INT, s->stride, A_INT, s->pad,
                  A_INT, n0, A_INT, g * s->cig, A_MEM, x, A_MEM, col, A_END);
@@ -929,7 +947,7 @@ ocl_conv2d_forward (CleaveBackend *self, const CleaveTensor *x, const CleaveTens
             bop = op_nchw (MEM (x), (gsize) n0 * s.ci * s.hw + (gsize) g * s.cig * s.hw, s.hw, s.ci * s.hw);
           else
             {
-              if (!run_im2col (self, &s, MEM (x), col, n0, nb, g, error))
+              if (!run_im2col (self, "im2col", &s, MEM (x), col, n0, nb, g, error))
                 return FALSE;
               bop = op_plain (col, 0, nb * s.hw);
             }
@@ -974,10 +992,10 @@ ocl_conv2d_backward (CleaveBackend *self, const CleaveTensor *x, const CleaveTen
                                   s.hw, s.co * s.hw);
           if (dw)
             {
-              if (!run_im2col (self, &s, MEM (x), col, n0, nb, g, error))
+              if (!run_im2col (self, "im2row", &s, MEM (x), col, n0, nb, g, error))
                 return FALSE;
-              /* dW_g += dY_g col^T; the first chunk overwrites. */
-              if (!gemm (self, s.cog, s.rows, cols, dyop, op_trans (col, 0, cols),
+              /* dW_g += dY_g col^T, with col^T stored row-major; the first chunk overwrites. */
+              if (!gemm (self, s.cog, s.rows, cols, dyop, op_plain (col, 0, s.rows),
                          op_plain (MEM (dw), (gsize) g * s.cog * s.rows, s.rows),
                          NULL, 0, 0, n0 > 0, error))
                 return FALSE;
@@ -1486,6 +1504,15 @@ cleave_backend_opencl_new (int platform_index, int device_index, GError **error)
     for (int i = 0; i < 3; i++)
       priv->max_item[i] = MAX (items[i], 1);
     priv->local_mem = lm;
+  }
+  {
+    const char *flavour = g_getenv ("CLEAVE_OPENCL_GEMM");
+    if (flavour && strcmp (flavour, "tiled") == 0)
+      priv->use_strip = FALSE;
+    else if (flavour && strcmp (flavour, "strip") == 0)
+      priv->use_strip = TRUE;
+    else
+      priv->use_strip = (priv->type & CL_DEVICE_TYPE_CPU) != 0;
   }
   priv->red_wg = floor_pow2 (MIN (MIN (priv->max_wg, priv->max_item[0]), 256));
 

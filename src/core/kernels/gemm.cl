@@ -93,3 +93,84 @@ gemm (const int M, const int N, const int K,
         }
     }
 }
+
+/* gemm_strip: the CPU flavour (pocl). No local memory or barriers, which a
+ * CPU runtime turns into loops over work-items; instead each work-item owns
+ * SR rows x SW contiguous columns, so the inner loops run over contiguous
+ * memory with compile-time trip counts and vectorise. Same arguments and
+ * semantics as gemm. */
+__kernel void
+gemm_strip (const int M, const int N, const int K,
+            __global const float *A, const int a_off, const int a_rs, const int a_cs, const int a_blk, const int a_bs,
+            __global const float *B, const int b_off, const int b_rs, const int b_cs, const int b_blk, const int b_bs,
+            __global float *C, const int c_off, const int c_rs, const int c_cs, const int c_blk, const int c_bs,
+            __global const float *bias, const int bias_off, const int bias_mode, const int accumulate)
+{
+  const int j0 = get_global_id (0) * SW;
+  const int i0 = get_global_id (1) * SR;
+  if (j0 >= N || i0 >= M)
+    return;
+  float acc[SR][SW];
+  for (int r = 0; r < SR; r++)
+    for (int jj = 0; jj < SW; jj++)
+      acc[r][jj] = 0.0f;
+
+  int arow[SR];
+  for (int r = 0; r < SR; r++)
+    arow[r] = a_off + min (i0 + r, M - 1) * a_rs;
+
+  /* The strip is contiguous in B when it stays inside one block. */
+  const int b_fast = b_cs == 1 && j0 + SW <= N && j0 / b_blk == (j0 + SW - 1) / b_blk;
+  const int b_base = b_off + (j0 / b_blk) * b_bs + (j0 % b_blk);
+  int kq = 0, kr = 0;   /* k / a_blk and k % a_blk, kept incrementally */
+
+  for (int k = 0; k < K; k++)
+    {
+      const int ka = kq * a_bs + kr * a_cs;
+      float a[SR], b[SW];
+      for (int r = 0; r < SR; r++)
+        a[r] = A[arow[r] + ka];
+      if (b_fast)
+        {
+          __global const float *bp = B + b_base + k * b_rs;
+          for (int jj = 0; jj < SW; jj++)
+            b[jj] = bp[jj];
+        }
+      else
+        for (int jj = 0; jj < SW; jj++)
+          {
+            const int gn = j0 + jj;
+            b[jj] = gn < N ? B[b_off + k * b_rs + (gn / b_blk) * b_bs + (gn % b_blk) * b_cs] : 0.0f;
+          }
+      for (int r = 0; r < SR; r++)
+        for (int jj = 0; jj < SW; jj++)
+          acc[r][jj] = mad (a[r], b[jj], acc[r][jj]);
+      if (++kr == a_blk)
+        {
+          kr = 0;
+          kq++;
+        }
+    }
+
+  for (int r = 0; r < SR; r++)
+    {
+      const int gm = i0 + r;
+      if (gm >= M)
+        break;
+      for (int jj = 0; jj < SW; jj++)
+        {
+          const int gn = j0 + jj;
+          if (gn >= N)
+            break;
+          const int idx = c_off + gm * c_rs + (gn / c_blk) * c_bs + (gn % c_blk) * c_cs;
+          float v = acc[r][jj];
+          if (bias_mode == 1)
+            v += bias[bias_off + gm];
+          else if (bias_mode == 2)
+            v += bias[bias_off + gn];
+          if (accumulate)
+            v += C[idx];
+          C[idx] = v;
+        }
+    }
+}
