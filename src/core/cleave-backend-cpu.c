@@ -1,10 +1,18 @@
-/* cleave-backend-cpu.c: the host backend — OpenBLAS GEMMs and OpenMP loops.
+/* cleave-backend-cpu.c: the host backend — OpenBLAS GEMMs and plain loops
+ * spread over a small thread pool.
  *
  * Handles are 64-byte aligned host `float *`. Convolutions run one image per
- * OpenMP thread (im2col + sgemm) with OpenBLAS kept single-threaded: for the
- * small matrices of a CNN layer, splitting over images scales better than
- * letting OpenBLAS split each small GEMM, and it avoids two thread pools
- * fighting over the same cores. */
+ * chunk (im2col + sgemm) with OpenBLAS kept single-threaded: for the small
+ * matrices of a CNN layer, splitting over images scales better than letting
+ * OpenBLAS split each small GEMM, and it avoids two thread pools fighting
+ * over the same cores.
+ *
+ * Why not OpenMP: every OpenMP region ends in a barrier that waits for all
+ * its threads, so on a busy machine (this one is shared) each op waits for
+ * a descheduled helper to get a time slice — measured 5x slower than one
+ * thread. Here the caller works through the chunks itself and only waits
+ * for chunks a running helper has actually claimed, so a loaded machine
+ * degrades to single-threaded speed, never below. */
 #include "cleave-backend.h"
 #include "cleave-ops.h"
 
@@ -12,10 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cblas.h>
-#include <omp.h>
 
-/* Below this many elements an OpenMP region costs more than it saves. */
-#define PAR_MIN 32768
+/* Below this many elements, waking helpers costs more than it saves. */
+#define PAR_GRAIN 16384
 
 static inline float *
 fp (const CleaveTensor *t)
@@ -59,6 +66,185 @@ oom (GError **error, const char *what, gsize n_floats)
   return FALSE;
 }
 
+/* ------------------------------------------------------------ the pool */
+
+/* fn runs on items [lo, hi) as participant @worker (0 = the calling thread,
+ * 1.. = helpers); per-participant scratch is indexed by it. */
+typedef void (*RangeFn) (gpointer data, gsize lo, gsize hi, int worker);
+
+typedef struct {
+  GMutex job_lock;      /* one job at a time; other callers run serially */
+  GMutex wake_lock;
+  GCond wake;
+  int n_helpers;
+  /* the current job, written under wake_lock */
+  guint32 gen;
+  RangeFn fn;
+  gpointer data;
+  gsize n, grain;
+  guint32 n_chunks;
+  /* (generation << 32) | next chunk index: a helper that wakes late sees a
+   * different generation and cannot claim a chunk of a job it did not read */
+  guint64 next;
+  guint32 completed;
+} Pool;
+
+static Pool *pool;
+static int pool_threads = 1;
+
+static void
+run_chunks (Pool *p, guint32 gen, RangeFn fn, gpointer data, gsize n, gsize grain, guint32 n_chunks,
+            int worker)
+{
+  for (;;)
+    {
+      guint64 v = __atomic_load_n (&p->next, __ATOMIC_ACQUIRE);
+      guint32 idx = (guint32) v;
+      gsize lo, hi;
+
+      if ((guint32) (v >> 32) != gen || idx >= n_chunks)
+        return;
+      if (!__atomic_compare_exchange_n (&p->next, &v, v + 1, FALSE, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        continue;
+      lo = (gsize) idx * grain;
+      hi = MIN (n, lo + grain);
+      fn (data, lo, hi, worker);
+      __atomic_add_fetch (&p->completed, 1, __ATOMIC_RELEASE);
+    }
+}
+
+static gpointer
+helper_main (gpointer arg)
+{
+  Pool *p = pool;
+  int worker = GPOINTER_TO_INT (arg);
+  guint32 seen = 0;
+
+  for (;;)
+    {
+      RangeFn fn;
+      gpointer data;
+      gsize n, grain;
+      guint32 n_chunks;
+
+      g_mutex_lock (&p->wake_lock);
+      while (p->gen == seen)
+        g_cond_wait (&p->wake, &p->wake_lock);
+      seen = p->gen;
+      fn = p->fn;
+      data = p->data;
+      n = p->n;
+      grain = p->grain;
+      n_chunks = p->n_chunks;
+      g_mutex_unlock (&p->wake_lock);
+      run_chunks (p, seen, fn, data, n, grain, n_chunks, worker);
+    }
+  return NULL;
+}
+
+/* Threads: CLEAVE_CPU_THREADS, else OMP_NUM_THREADS (the usual knob people
+ * already set), else one per processor. */
+static void
+pool_init (void)
+{
+  const char *env = g_getenv ("CLEAVE_CPU_THREADS");
+  int t = 0;
+
+  if (env == NULL)
+    env = g_getenv ("OMP_NUM_THREADS");
+  if (env)
+    t = atoi (env);
+  if (t <= 0)
+    t = (int) g_get_num_processors ();
+  t = CLAMP (t, 1, 64);
+  pool_threads = t;
+  if (t == 1)
+    return;
+
+  pool = g_new0 (Pool, 1);
+  g_mutex_init (&pool->job_lock);
+  g_mutex_init (&pool->wake_lock);
+  g_cond_init (&pool->wake);
+  pool->n_helpers = t - 1;
+  for (int i = 1; i < t; i++)
+    {
+      g_autoptr (GError) error = NULL;
+      GThread *th = g_thread_try_new ("cleave-cpu", helper_main, GINT_TO_POINTER (i), &error);
+      if (th == NULL)
+        {
+          g_warning ("cpu backend: %s; running with %d threads", error->message, i);
+          /* helpers already started keep their indices below i */
+          pool->n_helpers = i - 1;
+          pool_threads = i;
+          break;
+        }
+      g_thread_unref (th);
+    }
+}
+
+/* Participants a job can have: bounds per-worker scratch arrays. */
+static inline int
+n_workers (void)
+{
+  return pool_threads;
+}
+
+static void
+parallel_for (gsize n, gsize grain, RangeFn fn, gpointer data)
+{
+  Pool *p = pool;
+  guint32 n_chunks, gen;
+  int spins = 0;
+
+  if (n == 0)
+    return;
+  if (grain == 0)
+    grain = 1;
+  n_chunks = (guint32) MIN ((n + grain - 1) / grain, (gsize) G_MAXUINT32);
+  grain = (n + n_chunks - 1) / n_chunks;
+  /* Nested or concurrent jobs run on the caller alone (worker 0 scratch is
+   * private to each call, so that is safe). */
+  if (p == NULL || n_chunks == 1 || !g_mutex_trylock (&p->job_lock))
+    {
+      fn (data, 0, n, 0);
+      return;
+    }
+
+  g_mutex_lock (&p->wake_lock);
+  gen = ++p->gen;
+  p->fn = fn;
+  p->data = data;
+  p->n = n;
+  p->grain = grain;
+  p->n_chunks = n_chunks;
+  __atomic_store_n (&p->completed, 0, __ATOMIC_RELAXED);
+  __atomic_store_n (&p->next, (guint64) gen << 32, __ATOMIC_RELEASE);
+  g_cond_broadcast (&p->wake);
+  g_mutex_unlock (&p->wake_lock);
+
+  run_chunks (p, gen, fn, data, n, grain, n_chunks, 0);
+  /* Only chunks a helper has claimed are outstanding, and that helper is
+   * running them now: a short wait. */
+  while (__atomic_load_n (&p->completed, __ATOMIC_ACQUIRE) != n_chunks)
+    {
+      if (++spins > 200)
+        g_thread_yield ();
+#if defined(__x86_64__) || defined(__i386__)
+      else
+        __builtin_ia32_pause ();
+#endif
+    }
+  g_mutex_unlock (&p->job_lock);
+}
+
+/* Chunk size that gives each participant a few chunks to balance with. */
+static inline gsize
+grain_for (gsize n, gsize min_grain)
+{
+  gsize g = n / (gsize) (4 * n_workers ()) + 1;
+  return MAX (g, min_grain);
+}
+
 /* ---------------------------------------------------------------- memory */
 
 static void
@@ -95,19 +281,32 @@ cpu_download (CleaveBackend *self, gpointer src, gsize offset, float *dst, gsize
   return TRUE;
 }
 
+/* Arguments of the simple elementwise loops. */
+typedef struct {
+  const float *a, *b;
+  float *y, *z, *w;
+  float s0, s1, s2, s3, s4, s5;
+  guint64 seed;
+  gboolean flag;
+} Ew;
+
+static void
+fill_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  Ew *e = d;
+  for (gsize i = lo; i < hi; i++)
+    e->y[i] = e->s0;
+}
+
 static gboolean
 cpu_fill (CleaveBackend *self, CleaveTensor *t, float value, GError **error)
 {
-  float *p = fp (t);
+  Ew e = { .y = fp (t), .s0 = value };
   gsize n = numel (t);
   if (value == 0.0f)
-    {
-      memset (p, 0, n * sizeof (float));
-      return TRUE;
-    }
-#pragma omp parallel for simd if (n > PAR_MIN)
-  for (gsize i = 0; i < n; i++)
-    p[i] = value;
+    memset (e.y, 0, n * sizeof (float));
+  else
+    parallel_for (n, grain_for (n, PAR_GRAIN), fill_range, &e);
   return TRUE;
 }
 
@@ -188,14 +387,16 @@ im2col (const ConvGeom *g, const float *x, float *col)
                   memset (dst, 0, Wo * sizeof (float));
                   continue;
                 }
-              const float *src = x + ((gsize) c * H + ih) * W + kw - g->pad;
+              /* index with ow*s + kw - pad inside [lo, hi) only */
+              const float *src = x + ((gsize) c * H + ih) * W;
+              const int off = kw - g->pad;
               for (int ow = 0; ow < lo; ow++)
                 dst[ow] = 0.0f;
               if (s == 1)
-                memcpy (dst + lo, src + lo, (hi - lo) * sizeof (float));
+                memcpy (dst + lo, src + lo + off, (hi - lo) * sizeof (float));
               else
                 for (int ow = lo; ow < hi; ow++)
-                  dst[ow] = src[ow * s];
+                  dst[ow] = src[ow * s + off];
               for (int ow = hi; ow < Wo; ow++)
                 dst[ow] = 0.0f;
             }
@@ -213,6 +414,7 @@ col2im_add (const ConvGeom *g, const float *col, float *x)
       for (int kw = 0; kw < K; kw++)
         {
           const float *row = col + (gsize) ((c * K + kh) * K + kw) * g->howo;
+          const int off = kw - g->pad;
           int lo, hi;
           valid_cols (g, kw, &lo, &hi);
           for (int oh = 0; oh < Ho; oh++)
@@ -221,88 +423,193 @@ col2im_add (const ConvGeom *g, const float *col, float *x)
               if (ih < 0 || ih >= H)
                 continue;
               const float *src = row + (gsize) oh * Wo;
-              float *dst = x + ((gsize) c * H + ih) * W + kw - g->pad;
+              float *dst = x + ((gsize) c * H + ih) * W;
               if (s == 1)
                 for (int ow = lo; ow < hi; ow++)
-                  dst[ow] += src[ow];
+                  dst[ow + off] += src[ow];
               else
                 for (int ow = lo; ow < hi; ow++)
-                  dst[ow * s] += src[ow];
+                  dst[ow * s + off] += src[ow];
             }
         }
 }
 
-static int
-n_threads_for (int work_items)
+typedef struct {
+  ConvGeom g;
+  const float *x, *w, *b, *dy;
+  float *y, *dx, *dw;
+  float **col;          /* per worker, allocated on first use */
+  float **dw_part;      /* per worker (worker 0 uses dw itself) */
+  gsize wn;
+  gint failed;
+} ConvJob;
+
+static float *
+worker_buf (float **slots, int worker, gsize n, gboolean zero, gint *failed)
 {
-  int t = omp_get_max_threads ();
-  if (t > work_items)
-    t = work_items;
-  return t < 1 ? 1 : t;
+  if (slots[worker] == NULL)
+    {
+      slots[worker] = scratch_alloc (n);
+      if (slots[worker] == NULL)
+        {
+          g_atomic_int_set (failed, 1);
+          return NULL;
+        }
+      if (zero)
+        memset (slots[worker], 0, n * sizeof (float));
+    }
+  return slots[worker];
+}
+
+static void
+conv_forward_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  ConvJob *j = d;
+  const ConvGeom *g = &j->g;
+  float *col = NULL;
+
+  if (!g->direct && (col = worker_buf (j->col, worker, (gsize) g->kk * g->howo, FALSE, &j->failed)) == NULL)
+    return;
+  for (gsize n = lo; n < hi; n++)
+    for (int gr = 0; gr < g->groups; gr++)
+      {
+        const float *xg = j->x + (n * g->ci + (gsize) gr * g->cig) * g->h * g->w;
+        float *yg = j->y + (n * g->co + (gsize) gr * g->cog) * g->howo;
+        const float *wg = j->w + (gsize) gr * g->cog * g->kk;
+        const float *cm = xg;
+        float beta = 0.0f;
+
+        if (!g->direct)
+          {
+            im2col (g, xg, col);
+            cm = col;
+          }
+        if (j->b)
+          {
+            for (int c = 0; c < g->cog; c++)
+              {
+                float bv = j->b[gr * g->cog + c];
+                float *row = yg + (gsize) c * g->howo;
+                for (int i = 0; i < g->howo; i++)
+                  row[i] = bv;
+              }
+            beta = 1.0f;
+          }
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                     g->cog, g->howo, g->kk, 1.0f, wg, g->kk, cm, g->howo, beta, yg, g->howo);
+      }
+}
+
+static void
+free_slots (float **slots, int from)
+{
+  for (int i = from; i < n_workers (); i++)
+    free (slots[i]);
+  g_free (slots);
 }
 
 static gboolean
 cpu_conv2d_forward (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *w,
                     const CleaveTensor *b, CleaveTensor *y, const CleaveConvParams *p, GError **error)
 {
-  ConvGeom g;
-  const float *X = fp (x), *Wt = fp (w), *B = b ? fp (b) : NULL;
-  float *Y = fp (y);
-  int nt;
-  gboolean failed = FALSE;
+  ConvJob j = { .x = fp (x), .w = fp (w), .b = b ? fp (b) : NULL, .y = fp (y) };
 
-  conv_geom (x, w, p, &g);
-  nt = n_threads_for (g.n);
+  conv_geom (x, w, p, &j.g);
+  j.col = g_new0 (float *, n_workers ());
+  parallel_for (j.g.n, 1, conv_forward_range, &j);
+  free_slots (j.col, 0);
+  if (j.failed)
+    return oom (error, "conv2d forward", (gsize) j.g.kk * j.g.howo);
+  return TRUE;
+}
 
-#pragma omp parallel num_threads (nt)
-  {
-    float *col = g.direct ? NULL : scratch_alloc ((gsize) g.kk * g.howo);
+static void
+conv_backward_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  ConvJob *j = d;
+  const ConvGeom *g = &j->g;
+  float *col = NULL, *mydw = NULL;
 
-    if (!g.direct && col == NULL)
-      {
-#pragma omp atomic write
-        failed = TRUE;
-      }
-    /* Every thread must meet the same worksharing loop, so all of them look
-     * at the flag only after everyone has tried to allocate. */
-#pragma omp barrier
-    if (!failed)
-      {
-#pragma omp for schedule (static)
-        for (int n = 0; n < g.n; n++)
-          for (int gr = 0; gr < g.groups; gr++)
+  if (!g->direct && (col = worker_buf (j->col, worker, (gsize) g->kk * g->howo, FALSE, &j->failed)) == NULL)
+    return;
+  if (j->dw && (mydw = worker_buf (j->dw_part, worker, j->wn, TRUE, &j->failed)) == NULL)
+    return;
+
+  for (gsize n = lo; n < hi; n++)
+    {
+      if (j->dx)
+        memset (j->dx + n * g->ci * g->h * g->w, 0, (gsize) g->ci * g->h * g->w * sizeof (float));
+      for (int gr = 0; gr < g->groups; gr++)
+        {
+          const float *xg = j->x + (n * g->ci + (gsize) gr * g->cig) * g->h * g->w;
+          const float *dyg = j->dy + (n * g->co + (gsize) gr * g->cog) * g->howo;
+          const float *wg = j->w + (gsize) gr * g->cog * g->kk;
+
+          if (mydw)
             {
-              const float *xg = X + ((gsize) n * g.ci + (gsize) gr * g.cig) * g.h * g.w;
-              float *yg = Y + ((gsize) n * g.co + (gsize) gr * g.cog) * g.howo;
-              const float *wg = Wt + (gsize) gr * g.cog * g.kk;
               const float *cm = xg;
-              float beta = 0.0f;
-
-              if (!g.direct)
+              if (!g->direct)
                 {
-                  im2col (&g, xg, col);
+                  im2col (g, xg, col);
                   cm = col;
                 }
-              if (B)
-                {
-                  for (int c = 0; c < g.cog; c++)
-                    {
-                      float bv = B[gr * g.cog + c];
-                      float *row = yg + (gsize) c * g.howo;
-                      for (int i = 0; i < g.howo; i++)
-                        row[i] = bv;
-                    }
-                  beta = 1.0f;
-                }
-              cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                           g.cog, g.howo, g.kk, 1.0f, wg, g.kk, cm, g.howo, beta, yg, g.howo);
+              cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans,
+                           g->cog, g->kk, g->howo, 1.0f, dyg, g->howo, cm, g->howo,
+                           1.0f, mydw + (gsize) gr * g->cog * g->kk, g->kk);
             }
-      }
-    free (col);
-  }
-  if (failed)
-    return oom (error, "conv2d forward", (gsize) g.kk * g.howo);
-  return TRUE;
+          if (j->dx)
+            {
+              float *dxg = j->dx + (n * g->ci + (gsize) gr * g->cig) * g->h * g->w;
+              if (g->direct)
+                cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans,
+                             g->cig, g->howo, g->cog, 1.0f, wg, g->kk, dyg, g->howo,
+                             0.0f, dxg, g->howo);
+              else
+                {
+                  cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans,
+                               g->kk, g->howo, g->cog, 1.0f, wg, g->kk, dyg, g->howo,
+                               0.0f, col, g->howo);
+                  col2im_add (g, col, dxg);
+                }
+            }
+        }
+    }
+}
+
+static void
+conv_bias_grad_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  ConvJob *j = d;
+  const ConvGeom *g = &j->g;
+  float *db = j->y;     /* the bias gradient travels in the output slot */
+
+  for (gsize c = lo; c < hi; c++)
+    {
+      double acc = 0.0;
+      for (int n = 0; n < g->n; n++)
+        {
+          const float *row = j->dy + ((gsize) n * g->co + c) * g->howo;
+          float s = 0.0f;
+          for (int i = 0; i < g->howo; i++)
+            s += row[i];
+          acc += s;
+        }
+      db[c] = (float) acc;
+    }
+}
+
+static void
+dw_reduce_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  ConvJob *j = d;
+  for (gsize i = lo; i < hi; i++)
+    {
+      float s = j->dw[i];
+      for (int t = 1; t < n_workers (); t++)
+        if (j->dw_part[t])
+          s += j->dw_part[t][i];
+      j->dw[i] = s;
+    }
 }
 
 static gboolean
@@ -310,128 +617,109 @@ cpu_conv2d_backward (CleaveBackend *self, const CleaveTensor *x, const CleaveTen
                      const CleaveTensor *dy, CleaveTensor *dx, CleaveTensor *dw, CleaveTensor *db,
                      const CleaveConvParams *p, GError **error)
 {
-  ConvGeom g;
-  const float *X = fp (x), *Wt = fp (w), *DY = fp (dy);
-  float *DX = dx ? fp (dx) : NULL, *DW = dw ? fp (dw) : NULL;
-  gsize wn = numel (w);
-  int nt;
-  float **dw_parts;
-  gboolean failed = FALSE;
+  ConvJob j = { .x = fp (x), .w = fp (w), .dy = fp (dy), .dx = dx ? fp (dx) : NULL,
+                .dw = dw ? fp (dw) : NULL, .wn = numel (w) };
 
-  conv_geom (x, w, p, &g);
-
+  conv_geom (x, w, p, &j.g);
   if (db)
     {
-      float *DB = fp (db);
-#pragma omp parallel for if ((gsize) g.n * g.co * g.howo > PAR_MIN)
-      for (int c = 0; c < g.co; c++)
-        {
-          double acc = 0.0;
-          for (int n = 0; n < g.n; n++)
-            {
-              const float *row = DY + ((gsize) n * g.co + c) * g.howo;
-              float s = 0.0f;
-              for (int i = 0; i < g.howo; i++)
-                s += row[i];
-              acc += s;
-            }
-          DB[c] = (float) acc;
-        }
+      ConvJob bj = j;
+      bj.y = fp (db);
+      parallel_for (j.g.co, grain_for (j.g.co, 1), conv_bias_grad_range, &bj);
     }
-  if (!DX && !DW)
+  if (!j.dx && !j.dw)
     return TRUE;
 
-  nt = n_threads_for (g.n);
-  /* Each thread accumulates its own weight gradient (thread 0 straight into
-   * dw); the partial sums are added up afterwards. */
-  dw_parts = g_new0 (float *, nt);
-
-#pragma omp parallel num_threads (nt)
-  {
-    int tid = omp_get_thread_num ();
-    gboolean need_col = !g.direct;
-    float *col = need_col ? scratch_alloc ((gsize) g.kk * g.howo) : NULL;
-    float *mydw = NULL;
-
-    if (DW)
-      {
-        mydw = tid == 0 ? DW : scratch_alloc (wn);
-        if (mydw)
-          memset (mydw, 0, wn * sizeof (float));
-        dw_parts[tid] = mydw;
-      }
-    if ((need_col && col == NULL) || (DW && mydw == NULL))
-      {
-#pragma omp atomic write
-        failed = TRUE;
-      }
-#pragma omp barrier
-    if (!failed)
-      {
-#pragma omp for schedule (static)
-        for (int n = 0; n < g.n; n++)
-          {
-            if (DX)
-              memset (DX + (gsize) n * g.ci * g.h * g.w, 0, (gsize) g.ci * g.h * g.w * sizeof (float));
-            for (int gr = 0; gr < g.groups; gr++)
-              {
-                const float *xg = X + ((gsize) n * g.ci + (gsize) gr * g.cig) * g.h * g.w;
-                const float *dyg = DY + ((gsize) n * g.co + (gsize) gr * g.cog) * g.howo;
-                const float *wg = Wt + (gsize) gr * g.cog * g.kk;
-
-                if (mydw)
-                  {
-                    const float *cm = xg;
-                    if (!g.direct)
-                      {
-                        im2col (&g, xg, col);
-                        cm = col;
-                      }
-                    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans,
-                                 g.cog, g.kk, g.howo, 1.0f, dyg, g.howo, cm, g.howo,
-                                 1.0f, mydw + (gsize) gr * g.cog * g.kk, g.kk);
-                  }
-                if (DX)
-                  {
-                    float *dxg = DX + ((gsize) n * g.ci + (gsize) gr * g.cig) * g.h * g.w;
-                    if (g.direct)
-                      cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans,
-                                   g.cig, g.howo, g.cog, 1.0f, wg, g.kk, dyg, g.howo,
-                                   0.0f, dxg, g.howo);
-                    else
-                      {
-                        cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans,
-                                     g.kk, g.howo, g.cog, 1.0f, wg, g.kk, dyg, g.howo,
-                                     0.0f, col, g.howo);
-                        col2im_add (&g, col, dxg);
-                      }
-                  }
-              }
-          }
-      }
-    free (col);
-  }
-
-  if (DW && !failed && nt > 1)
+  /* Each participant accumulates its own weight gradient (worker 0 straight
+   * into dw); the partial sums are added up afterwards. */
+  j.col = g_new0 (float *, n_workers ());
+  j.dw_part = g_new0 (float *, n_workers ());
+  if (j.dw)
     {
-#pragma omp parallel for simd if (wn > PAR_MIN)
-      for (gsize i = 0; i < wn; i++)
-        {
-          float s = DW[i];
-          for (int t = 1; t < nt; t++)
-            s += dw_parts[t][i];
-          DW[i] = s;
-        }
+      memset (j.dw, 0, j.wn * sizeof (float));
+      j.dw_part[0] = j.dw;
     }
-  for (int t = 1; t < nt; t++)
-    free (dw_parts[t]);
-  g_free (dw_parts);
-  if (failed)
-    return oom (error, "conv2d backward", (gsize) g.kk * g.howo + wn);
+  parallel_for (j.g.n, 1, conv_backward_range, &j);
+  if (j.dw && !j.failed)
+    parallel_for (j.wn, grain_for (j.wn, PAR_GRAIN), dw_reduce_range, &j);
+  free_slots (j.col, 0);
+  free_slots (j.dw_part, 1);
+  if (j.failed)
+    return oom (error, "conv2d backward", (gsize) j.g.kk * j.g.howo + j.wn);
   return TRUE;
 }
 
 /* ------------------------------------------------------------ batchnorm */
+
+typedef struct {
+  int N, C, HW;
+  const float *x, *gamma, *beta, *dy, *mean_in, *invstd_in;
+  float *y, *rm, *rv, *save_mean, *save_invstd, *dx, *dgamma, *dbeta;
+  gboolean training;
+  float momentum, eps;
+} BnJob;
+
+static void
+bn_forward_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  BnJob *j = d;
+  const gsize count = (gsize) j->N * j->HW;
+
+  for (gsize c = lo; c < hi; c++)
+    {
+      float mean, invstd;
+
+      if (j->training)
+        {
+          double sum = 0.0, sq = 0.0, var;
+          for (int n = 0; n < j->N; n++)
+            {
+              const float *row = j->x + ((gsize) n * j->C + c) * j->HW;
+              float s = 0.0f;
+              for (int i = 0; i < j->HW; i++)
+                s += row[i];
+              sum += s;
+            }
+          mean = (float) (sum / count);
+          /* Two passes: the variance of centred values keeps its precision
+           * when the mean is large against the spread. */
+          for (int n = 0; n < j->N; n++)
+            {
+              const float *row = j->x + ((gsize) n * j->C + c) * j->HW;
+              float s = 0.0f;
+              for (int i = 0; i < j->HW; i++)
+                {
+                  float dd = row[i] - mean;
+                  s += dd * dd;
+                }
+              sq += s;
+            }
+          var = sq / count;
+          invstd = (float) (1.0 / sqrt (var + j->eps));
+          if (j->save_mean)
+            j->save_mean[c] = mean;
+          if (j->save_invstd)
+            j->save_invstd[c] = invstd;
+          j->rm[c] = (1.0f - j->momentum) * j->rm[c] + j->momentum * mean;
+          j->rv[c] = (1.0f - j->momentum) * j->rv[c]
+                     + j->momentum * (float) (count > 1 ? sq / (count - 1) : var);
+        }
+      else
+        {
+          mean = j->rm[c];
+          invstd = 1.0f / sqrtf (j->rv[c] + j->eps);
+        }
+
+      float scale = j->gamma[c] * invstd, shift = j->beta[c] - mean * scale;
+      for (int n = 0; n < j->N; n++)
+        {
+          const float *row = j->x + ((gsize) n * j->C + c) * j->HW;
+          float *out = j->y + ((gsize) n * j->C + c) * j->HW;
+          for (int i = 0; i < j->HW; i++)
+            out[i] = row[i] * scale + shift;
+        }
+    }
+}
 
 static gboolean
 cpu_batchnorm_forward (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *gamma,
@@ -439,71 +727,75 @@ cpu_batchnorm_forward (CleaveBackend *self, const CleaveTensor *x, const CleaveT
                        CleaveTensor *y, CleaveTensor *save_mean, CleaveTensor *save_invstd,
                        gboolean training, float momentum, float eps, GError **error)
 {
-  int N, C, HW;
-  const float *X = fp (x), *G = fp (gamma), *Bt = fp (beta);
-  float *Y = fp (y), *RM = fp (running_mean), *RV = fp (running_var);
-  float *SM = save_mean ? fp (save_mean) : NULL, *SI = save_invstd ? fp (save_invstd) : NULL;
-  gsize count;
+  BnJob j = { .x = fp (x), .gamma = fp (gamma), .beta = fp (beta), .rm = fp (running_mean),
+              .rv = fp (running_var), .y = fp (y), .save_mean = save_mean ? fp (save_mean) : NULL,
+              .save_invstd = save_invstd ? fp (save_invstd) : NULL, .training = training,
+              .momentum = momentum, .eps = eps };
 
-  nc_hw (x, &N, &C, &HW);
-  count = (gsize) N * HW;
+  nc_hw (x, &j.N, &j.C, &j.HW);
+  parallel_for (j.C, numel (x) > PAR_GRAIN ? 1 : j.C, bn_forward_range, &j);
+  return TRUE;
+}
 
-#pragma omp parallel for schedule (dynamic) if (numel (x) > PAR_MIN)
-  for (int c = 0; c < C; c++)
+static void
+bn_backward_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  BnJob *j = d;
+  const gsize count = (gsize) j->N * j->HW;
+
+  for (gsize c = lo; c < hi; c++)
     {
-      float mean, invstd;
+      const float mean = j->mean_in[c], invstd = j->invstd_in[c];
+      double sdy = 0.0, sdyx = 0.0;
 
-      if (training)
+      for (int n = 0; n < j->N; n++)
         {
-          double sum = 0.0, sq = 0.0, var;
-          for (int n = 0; n < N; n++)
+          const float *xr = j->x + ((gsize) n * j->C + c) * j->HW;
+          const float *dr = j->dy + ((gsize) n * j->C + c) * j->HW;
+          float a = 0.0f, b = 0.0f;
+          for (int i = 0; i < j->HW; i++)
             {
-              const float *row = X + ((gsize) n * C + c) * HW;
-              float s = 0.0f;
-              for (int i = 0; i < HW; i++)
-                s += row[i];
-              sum += s;
+              a += dr[i];
+              b += dr[i] * (xr[i] - mean);
             }
-          mean = (float) (sum / count);
-          /* Two passes: the variance of centred values keeps its precision
-           * when the mean is large against the spread. */
-          for (int n = 0; n < N; n++)
+          sdy += a;
+          sdyx += b;
+        }
+      /* sum(dy * xhat) = invstd * sum(dy * (x - mean)) */
+      float dbeta_c = (float) sdy, dgamma_c = (float) (sdyx * invstd);
+      if (j->dgamma)
+        j->dgamma[c] = dgamma_c;
+      if (j->dbeta)
+        j->dbeta[c] = dbeta_c;
+      if (!j->dx)
+        continue;
+
+      float k = j->gamma[c] * invstd;
+      if (j->training)
+        {
+          /* dx = gamma*invstd * (dy - mean(dy) - xhat * mean(dy*xhat)) */
+          float mdy = dbeta_c / count, mdyx = dgamma_c / count;
+          for (int n = 0; n < j->N; n++)
             {
-              const float *row = X + ((gsize) n * C + c) * HW;
-              float s = 0.0f;
-              for (int i = 0; i < HW; i++)
+              const float *xr = j->x + ((gsize) n * j->C + c) * j->HW;
+              const float *dr = j->dy + ((gsize) n * j->C + c) * j->HW;
+              float *out = j->dx + ((gsize) n * j->C + c) * j->HW;
+              for (int i = 0; i < j->HW; i++)
                 {
-                  float d = row[i] - mean;
-                  s += d * d;
+                  float xhat = (xr[i] - mean) * invstd;
+                  out[i] = k * (dr[i] - mdy - xhat * mdyx);
                 }
-              sq += s;
             }
-          var = sq / count;
-          invstd = (float) (1.0 / sqrt (var + eps));
-          if (SM)
-            SM[c] = mean;
-          if (SI)
-            SI[c] = invstd;
-          RM[c] = (1.0f - momentum) * RM[c] + momentum * mean;
-          RV[c] = (1.0f - momentum) * RV[c]
-                  + momentum * (float) (count > 1 ? sq / (count - 1) : var);
         }
       else
-        {
-          mean = RM[c];
-          invstd = 1.0f / sqrtf (RV[c] + eps);
-        }
-
-      float scale = G[c] * invstd, shift = Bt[c] - mean * scale;
-      for (int n = 0; n < N; n++)
-        {
-          const float *row = X + ((gsize) n * C + c) * HW;
-          float *out = Y + ((gsize) n * C + c) * HW;
-          for (int i = 0; i < HW; i++)
-            out[i] = row[i] * scale + shift;
-        }
+        for (int n = 0; n < j->N; n++)
+          {
+            const float *dr = j->dy + ((gsize) n * j->C + c) * j->HW;
+            float *out = j->dx + ((gsize) n * j->C + c) * j->HW;
+            for (int i = 0; i < j->HW; i++)
+              out[i] = k * dr[i];
+          }
     }
-  return TRUE;
 }
 
 static gboolean
@@ -512,118 +804,84 @@ cpu_batchnorm_backward (CleaveBackend *self, const CleaveTensor *x, const Cleave
                         const CleaveTensor *dy, CleaveTensor *dx, CleaveTensor *dgamma,
                         CleaveTensor *dbeta, gboolean training, GError **error)
 {
-  int N, C, HW;
-  const float *X = fp (x), *G = fp (gamma), *SM = fp (save_mean), *SI = fp (save_invstd), *DY = fp (dy);
-  float *DX = dx ? fp (dx) : NULL, *DG = dgamma ? fp (dgamma) : NULL, *DB = dbeta ? fp (dbeta) : NULL;
-  gsize count;
+  BnJob j = { .x = fp (x), .gamma = fp (gamma), .mean_in = fp (save_mean), .invstd_in = fp (save_invstd),
+              .dy = fp (dy), .dx = dx ? fp (dx) : NULL, .dgamma = dgamma ? fp (dgamma) : NULL,
+              .dbeta = dbeta ? fp (dbeta) : NULL, .training = training };
 
-  nc_hw (x, &N, &C, &HW);
-  count = (gsize) N * HW;
-
-#pragma omp parallel for schedule (dynamic) if (numel (x) > PAR_MIN)
-  for (int c = 0; c < C; c++)
-    {
-      const float mean = SM[c], invstd = SI[c];
-      double sdy = 0.0, sdyx = 0.0;
-
-      for (int n = 0; n < N; n++)
-        {
-          const float *xr = X + ((gsize) n * C + c) * HW;
-          const float *dr = DY + ((gsize) n * C + c) * HW;
-          float a = 0.0f, bsum = 0.0f;
-          for (int i = 0; i < HW; i++)
-            {
-              a += dr[i];
-              bsum += dr[i] * (xr[i] - mean);
-            }
-          sdy += a;
-          sdyx += bsum;
-        }
-      /* sum(dy * xhat) = invstd * sum(dy * (x - mean)) */
-      float dbeta_c = (float) sdy, dgamma_c = (float) (sdyx * invstd);
-      if (DG)
-        DG[c] = dgamma_c;
-      if (DB)
-        DB[c] = dbeta_c;
-      if (!DX)
-        continue;
-
-      float k = G[c] * invstd;
-      if (training)
-        {
-          /* dx = gamma*invstd * (dy - mean(dy) - xhat * mean(dy*xhat)) */
-          float mdy = dbeta_c / count, mdyx = dgamma_c / count;
-          for (int n = 0; n < N; n++)
-            {
-              const float *xr = X + ((gsize) n * C + c) * HW;
-              const float *dr = DY + ((gsize) n * C + c) * HW;
-              float *out = DX + ((gsize) n * C + c) * HW;
-              for (int i = 0; i < HW; i++)
-                {
-                  float xhat = (xr[i] - mean) * invstd;
-                  out[i] = k * (dr[i] - mdy - xhat * mdyx);
-                }
-            }
-        }
-      else
-        for (int n = 0; n < N; n++)
-          {
-            const float *dr = DY + ((gsize) n * C + c) * HW;
-            float *out = DX + ((gsize) n * C + c) * HW;
-            for (int i = 0; i < HW; i++)
-              out[i] = k * dr[i];
-          }
-    }
+  nc_hw (x, &j.N, &j.C, &j.HW);
+  parallel_for (j.C, numel (x) > PAR_GRAIN ? 1 : j.C, bn_backward_range, &j);
   return TRUE;
 }
 
 /* ---------------------------------------------------------- activations */
 
+static void
+relu_fwd_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  Ew *e = d;
+  for (gsize i = lo; i < hi; i++)
+    e->y[i] = e->a[i] > 0.0f ? e->a[i] : 0.0f;
+}
+
+static void
+relu_bwd_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  Ew *e = d;
+  for (gsize i = lo; i < hi; i++)
+    e->y[i] = e->a[i] > 0.0f ? e->b[i] : 0.0f;
+}
+
+static void
+sigmoid_fwd_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  Ew *e = d;
+  for (gsize i = lo; i < hi; i++)
+    e->y[i] = 1.0f / (1.0f + expf (-e->a[i]));
+}
+
+static void
+sigmoid_bwd_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  Ew *e = d;
+  for (gsize i = lo; i < hi; i++)
+    e->y[i] = e->b[i] * e->a[i] * (1.0f - e->a[i]);
+}
+
+static void
+run_ew (RangeFn fn, Ew *e, gsize n)
+{
+  parallel_for (n, grain_for (n, PAR_GRAIN), fn, e);
+}
+
 static gboolean
 cpu_relu_forward (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, GError **error)
 {
-  const float *X = fp (x);
-  float *Y = fp (y);
-  gsize n = numel (x);
-#pragma omp parallel for simd if (n > PAR_MIN)
-  for (gsize i = 0; i < n; i++)
-    Y[i] = X[i] > 0.0f ? X[i] : 0.0f;
+  Ew e = { .a = fp (x), .y = fp (y) };
+  run_ew (relu_fwd_range, &e, numel (x));
   return TRUE;
 }
 
 static gboolean
 cpu_relu_backward (CleaveBackend *self, const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx, GError **error)
 {
-  const float *Y = fp (y), *DY = fp (dy);
-  float *DX = fp (dx);
-  gsize n = numel (y);
-#pragma omp parallel for simd if (n > PAR_MIN)
-  for (gsize i = 0; i < n; i++)
-    DX[i] = Y[i] > 0.0f ? DY[i] : 0.0f;
+  Ew e = { .a = fp (y), .b = fp (dy), .y = fp (dx) };
+  run_ew (relu_bwd_range, &e, numel (y));
   return TRUE;
 }
 
 static gboolean
 cpu_sigmoid_forward (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, GError **error)
 {
-  const float *X = fp (x);
-  float *Y = fp (y);
-  gsize n = numel (x);
-#pragma omp parallel for if (n > PAR_MIN)
-  for (gsize i = 0; i < n; i++)
-    Y[i] = 1.0f / (1.0f + expf (-X[i]));
+  Ew e = { .a = fp (x), .y = fp (y) };
+  run_ew (sigmoid_fwd_range, &e, numel (x));
   return TRUE;
 }
 
 static gboolean
 cpu_sigmoid_backward (CleaveBackend *self, const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx, GError **error)
 {
-  const float *Y = fp (y), *DY = fp (dy);
-  float *DX = fp (dx);
-  gsize n = numel (y);
-#pragma omp parallel for simd if (n > PAR_MIN)
-  for (gsize i = 0; i < n; i++)
-    DX[i] = DY[i] * Y[i] * (1.0f - Y[i]);
+  Ew e = { .a = fp (y), .b = fp (dy), .y = fp (dx) };
+  run_ew (sigmoid_bwd_range, &e, numel (y));
   return TRUE;
 }
 
@@ -631,10 +889,12 @@ cpu_sigmoid_backward (CleaveBackend *self, const CleaveTensor *y, const CleaveTe
 
 typedef struct {
   int planes, h, w, ho, wo, k, s, pad;
-} PoolGeom;
+  const float *in, *din;
+  float *out;
+} PoolJob;
 
 static void
-pool_geom (const CleaveTensor *in, const CleavePoolParams *p, PoolGeom *g)
+pool_geom (const CleaveTensor *in, const CleavePoolParams *p, PoolJob *g)
 {
   g->planes = in->shape[0] * in->shape[1];
   g->h = in->shape[2];
@@ -646,10 +906,17 @@ pool_geom (const CleaveTensor *in, const CleavePoolParams *p, PoolGeom *g)
   g->wo = cleave_out_size (g->w, g->k, g->s, g->pad);
 }
 
+static inline gsize
+pool_grain (const PoolJob *g)
+{
+  gsize per_plane = (gsize) g->h * g->w;
+  return grain_for (g->planes, PAR_GRAIN / per_plane + 1);
+}
+
 /* Index (within the plane) of the first maximum of the window, -1 if the
  * window lies wholly in the padding. NaN wins, as in PyTorch. */
 static inline int
-window_argmax (const PoolGeom *g, const float *plane, int oh, int ow)
+window_argmax (const PoolJob *g, const float *plane, int oh, int ow)
 {
   int h0 = oh * g->s - g->pad, w0 = ow * g->s - g->pad;
   int best = -1;
@@ -677,305 +944,342 @@ window_argmax (const PoolGeom *g, const float *plane, int oh, int ow)
   return best;
 }
 
-static gboolean
-cpu_maxpool_forward (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, const CleavePoolParams *p, GError **error)
+static void
+maxpool_fwd_range (gpointer d, gsize lo, gsize hi, int worker)
 {
-  PoolGeom g;
-  const float *X = fp (x);
-  float *Y = fp (y);
+  const PoolJob *g = d;
 
-  pool_geom (x, p, &g);
-#pragma omp parallel for if (numel (x) > PAR_MIN)
-  for (int pl = 0; pl < g.planes; pl++)
+  for (gsize pl = lo; pl < hi; pl++)
     {
-      const float *plane = X + (gsize) pl * g.h * g.w;
-      float *out = Y + (gsize) pl * g.ho * g.wo;
-      if (g.k == 2 && g.s == 2 && g.pad == 0)
+      const float *plane = g->in + pl * g->h * g->w;
+      float *out = g->out + pl * g->ho * g->wo;
+      if (g->k == 2 && g->s == 2 && g->pad == 0)
         {
           /* The common case, without the bounds checks. */
-          for (int oh = 0; oh < g.ho; oh++)
+          for (int oh = 0; oh < g->ho; oh++)
             {
-              const float *r0 = plane + (gsize) (2 * oh) * g.w, *r1 = r0 + g.w;
-              for (int ow = 0; ow < g.wo; ow++)
+              const float *r0 = plane + (gsize) (2 * oh) * g->w, *r1 = r0 + g->w;
+              for (int ow = 0; ow < g->wo; ow++)
                 {
-                  float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+                  float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], e = r1[2 * ow + 1];
                   float m = a;
                   if (b > m || isnan (b)) m = b;
                   if (c > m || isnan (c)) m = c;
-                  if (d > m || isnan (d)) m = d;
+                  if (e > m || isnan (e)) m = e;
                   if (isnan (a)) m = a;
-                  out[oh * g.wo + ow] = m;
+                  out[oh * g->wo + ow] = m;
                 }
             }
           continue;
         }
-      for (int oh = 0; oh < g.ho; oh++)
-        for (int ow = 0; ow < g.wo; ow++)
+      for (int oh = 0; oh < g->ho; oh++)
+        for (int ow = 0; ow < g->wo; ow++)
           {
-            int i = window_argmax (&g, plane, oh, ow);
-            out[oh * g.wo + ow] = i >= 0 ? plane[i] : -INFINITY;
+            int i = window_argmax (g, plane, oh, ow);
+            out[oh * g->wo + ow] = i >= 0 ? plane[i] : -INFINITY;
           }
     }
+}
+
+static gboolean
+cpu_maxpool_forward (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, const CleavePoolParams *p, GError **error)
+{
+  PoolJob g = { .in = fp (x), .out = fp (y) };
+  pool_geom (x, p, &g);
+  parallel_for (g.planes, pool_grain (&g), maxpool_fwd_range, &g);
   return TRUE;
+}
+
+static void
+maxpool_bwd_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  const PoolJob *g = d;
+
+  for (gsize pl = lo; pl < hi; pl++)
+    {
+      const float *plane = g->in + pl * g->h * g->w;
+      const float *dd = g->din + pl * g->ho * g->wo;
+      float *out = g->out + pl * g->h * g->w;
+      memset (out, 0, (gsize) g->h * g->w * sizeof (float));
+      for (int oh = 0; oh < g->ho; oh++)
+        for (int ow = 0; ow < g->wo; ow++)
+          {
+            int i = window_argmax (g, plane, oh, ow);
+            if (i >= 0)
+              out[i] += dd[oh * g->wo + ow];
+          }
+    }
 }
 
 static gboolean
 cpu_maxpool_backward (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *dy, CleaveTensor *dx,
                       const CleavePoolParams *p, GError **error)
 {
-  PoolGeom g;
-  const float *X = fp (x), *DY = fp (dy);
-  float *DX = fp (dx);
-
+  PoolJob g = { .in = fp (x), .din = fp (dy), .out = fp (dx) };
   pool_geom (x, p, &g);
-#pragma omp parallel for if (numel (x) > PAR_MIN)
-  for (int pl = 0; pl < g.planes; pl++)
+  parallel_for (g.planes, pool_grain (&g), maxpool_bwd_range, &g);
+  return TRUE;
+}
+
+/* count_include_pad: with floor-sized outputs no window reaches past the
+ * padding, so the divisor is always k*k. */
+static void
+avgpool_fwd_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  const PoolJob *g = d;
+  const float inv = 1.0f / (g->k * g->k);
+
+  for (gsize pl = lo; pl < hi; pl++)
     {
-      const float *plane = X + (gsize) pl * g.h * g.w;
-      const float *d = DY + (gsize) pl * g.ho * g.wo;
-      float *out = DX + (gsize) pl * g.h * g.w;
-      memset (out, 0, (gsize) g.h * g.w * sizeof (float));
-      for (int oh = 0; oh < g.ho; oh++)
-        for (int ow = 0; ow < g.wo; ow++)
+      const float *plane = g->in + pl * g->h * g->w;
+      float *out = g->out + pl * g->ho * g->wo;
+      for (int oh = 0; oh < g->ho; oh++)
+        for (int ow = 0; ow < g->wo; ow++)
           {
-            int i = window_argmax (&g, plane, oh, ow);
-            if (i >= 0)
-              out[i] += d[oh * g.wo + ow];
+            float s = 0.0f;
+            for (int kh = 0; kh < g->k; kh++)
+              {
+                int ih = oh * g->s - g->pad + kh;
+                if (ih < 0 || ih >= g->h)
+                  continue;
+                for (int kw = 0; kw < g->k; kw++)
+                  {
+                    int iw = ow * g->s - g->pad + kw;
+                    if (iw >= 0 && iw < g->w)
+                      s += plane[ih * g->w + iw];
+                  }
+              }
+            out[oh * g->wo + ow] = s * inv;
           }
     }
-  return TRUE;
 }
 
 static gboolean
 cpu_avgpool_forward (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, const CleavePoolParams *p, GError **error)
 {
-  PoolGeom g;
-  const float *X = fp (x);
-  float *Y = fp (y);
-
+  PoolJob g = { .in = fp (x), .out = fp (y) };
   pool_geom (x, p, &g);
-  /* count_include_pad: with floor-sized outputs no window reaches past the
-   * padding, so the divisor is always k*k. */
-  const float inv = 1.0f / (g.k * g.k);
-#pragma omp parallel for if (numel (x) > PAR_MIN)
-  for (int pl = 0; pl < g.planes; pl++)
+  parallel_for (g.planes, pool_grain (&g), avgpool_fwd_range, &g);
+  return TRUE;
+}
+
+static void
+avgpool_bwd_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  const PoolJob *g = d;
+  const float inv = 1.0f / (g->k * g->k);
+
+  for (gsize pl = lo; pl < hi; pl++)
     {
-      const float *plane = X + (gsize) pl * g.h * g.w;
-      float *out = Y + (gsize) pl * g.ho * g.wo;
-      for (int oh = 0; oh < g.ho; oh++)
-        for (int ow = 0; ow < g.wo; ow++)
+      const float *dd = g->din + pl * g->ho * g->wo;
+      float *out = g->out + pl * g->h * g->w;
+      memset (out, 0, (gsize) g->h * g->w * sizeof (float));
+      for (int oh = 0; oh < g->ho; oh++)
+        for (int ow = 0; ow < g->wo; ow++)
           {
-            float s = 0.0f;
-            for (int kh = 0; kh < g.k; kh++)
+            float v = dd[oh * g->wo + ow] * inv;
+            for (int kh = 0; kh < g->k; kh++)
               {
-                int ih = oh * g.s - g.pad + kh;
-                if (ih < 0 || ih >= g.h)
+                int ih = oh * g->s - g->pad + kh;
+                if (ih < 0 || ih >= g->h)
                   continue;
-                for (int kw = 0; kw < g.k; kw++)
+                for (int kw = 0; kw < g->k; kw++)
                   {
-                    int iw = ow * g.s - g.pad + kw;
-                    if (iw >= 0 && iw < g.w)
-                      s += plane[ih * g.w + iw];
+                    int iw = ow * g->s - g->pad + kw;
+                    if (iw >= 0 && iw < g->w)
+                      out[ih * g->w + iw] += v;
                   }
               }
-            out[oh * g.wo + ow] = s * inv;
           }
     }
-  return TRUE;
 }
 
 static gboolean
 cpu_avgpool_backward (CleaveBackend *self, const CleaveTensor *dy, CleaveTensor *dx, const CleavePoolParams *p, GError **error)
 {
-  PoolGeom g;
-  const float *DY = fp (dy);
-  float *DX = fp (dx);
-
+  PoolJob g = { .din = fp (dy), .out = fp (dx) };
   pool_geom (dx, p, &g);
-  const float inv = 1.0f / (g.k * g.k);
-#pragma omp parallel for if (numel (dx) > PAR_MIN)
-  for (int pl = 0; pl < g.planes; pl++)
-    {
-      const float *d = DY + (gsize) pl * g.ho * g.wo;
-      float *out = DX + (gsize) pl * g.h * g.w;
-      memset (out, 0, (gsize) g.h * g.w * sizeof (float));
-      for (int oh = 0; oh < g.ho; oh++)
-        for (int ow = 0; ow < g.wo; ow++)
-          {
-            float v = d[oh * g.wo + ow] * inv;
-            for (int kh = 0; kh < g.k; kh++)
-              {
-                int ih = oh * g.s - g.pad + kh;
-                if (ih < 0 || ih >= g.h)
-                  continue;
-                for (int kw = 0; kw < g.k; kw++)
-                  {
-                    int iw = ow * g.s - g.pad + kw;
-                    if (iw >= 0 && iw < g.w)
-                      out[ih * g.w + iw] += v;
-                  }
-              }
-          }
-    }
+  parallel_for (g.planes, pool_grain (&g), avgpool_bwd_range, &g);
   return TRUE;
+}
+
+static void
+gap_fwd_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  const PoolJob *g = d;
+  const int hw = g->h * g->w;
+  for (gsize pl = lo; pl < hi; pl++)
+    {
+      const float *row = g->in + pl * hw;
+      float s = 0.0f;
+      for (int i = 0; i < hw; i++)
+        s += row[i];
+      g->out[pl] = s / hw;
+    }
+}
+
+static void
+gap_bwd_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  const PoolJob *g = d;
+  const int hw = g->h * g->w;
+  for (gsize pl = lo; pl < hi; pl++)
+    {
+      float v = g->din[pl] / hw;
+      float *row = g->out + pl * hw;
+      for (int i = 0; i < hw; i++)
+        row[i] = v;
+    }
 }
 
 static gboolean
 cpu_global_avgpool_forward (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, GError **error)
 {
-  int N, C, HW;
-  const float *X = fp (x);
-  float *Y = fp (y);
-
-  nc_hw (x, &N, &C, &HW);
-#pragma omp parallel for if (numel (x) > PAR_MIN)
-  for (int pl = 0; pl < N * C; pl++)
-    {
-      const float *row = X + (gsize) pl * HW;
-      float s = 0.0f;
-      for (int i = 0; i < HW; i++)
-        s += row[i];
-      Y[pl] = s / HW;
-    }
+  PoolJob g = { .in = fp (x), .out = fp (y), .planes = x->shape[0] * x->shape[1], .h = x->shape[2],
+                .w = x->shape[3] };
+  parallel_for (g.planes, pool_grain (&g), gap_fwd_range, &g);
   return TRUE;
 }
 
 static gboolean
 cpu_global_avgpool_backward (CleaveBackend *self, const CleaveTensor *dy, CleaveTensor *dx, GError **error)
 {
-  int N, C, HW;
-  const float *DY = fp (dy);
-  float *DX = fp (dx);
-
-  nc_hw (dx, &N, &C, &HW);
-#pragma omp parallel for if (numel (dx) > PAR_MIN)
-  for (int pl = 0; pl < N * C; pl++)
-    {
-      float v = DY[pl] / HW;
-      float *row = DX + (gsize) pl * HW;
-      for (int i = 0; i < HW; i++)
-        row[i] = v;
-    }
+  PoolJob g = { .din = fp (dy), .out = fp (dx), .planes = dx->shape[0] * dx->shape[1], .h = dx->shape[2],
+                .w = dx->shape[3] };
+  parallel_for (g.planes, pool_grain (&g), gap_bwd_range, &g);
   return TRUE;
 }
 
 /* --------------------------------------------------------------- linear */
 
-/* Splits [0, total) into nearly equal chunks, one per thread. */
-static inline void
-chunk (int total, int parts, int idx, int *lo, int *hi)
+typedef struct {
+  int N, K, M;
+  const float *x, *w, *b, *dy;
+  float *y, *dx, *dw, *db;
+} LinearJob;
+
+/* Rows of the batch are split over participants; OpenBLAS runs single-threaded. */
+static void
+linear_fwd_range (gpointer d, gsize lo, gsize hi, int worker)
 {
-  int base = total / parts, rem = total % parts;
-  *lo = idx * base + MIN (idx, rem);
-  *hi = *lo + base + (idx < rem ? 1 : 0);
+  LinearJob *j = d;
+  float beta = 0.0f;
+  if (j->b)
+    {
+      for (gsize n = lo; n < hi; n++)
+        memcpy (j->y + n * j->M, j->b, j->M * sizeof (float));
+      beta = 1.0f;
+    }
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) (hi - lo), j->M, j->K,
+               1.0f, j->x + lo * j->K, j->K, j->w, j->K, beta, j->y + lo * j->M, j->M);
 }
 
 static gboolean
 cpu_linear_forward (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *w,
                     const CleaveTensor *b, CleaveTensor *y, GError **error)
 {
-  const int N = x->shape[0], K = x->shape[1], M = w->shape[0];
-  const float *X = fp (x), *Wt = fp (w), *B = b ? fp (b) : NULL;
-  float *Y = fp (y);
-  int nt = ((gsize) N * M * K > 1u << 18) ? n_threads_for (N) : 1;
-
-  /* Rows of the batch are split over threads; OpenBLAS runs single-threaded. */
-#pragma omp parallel num_threads (nt)
-  {
-    int lo, hi;
-    chunk (N, omp_get_num_threads (), omp_get_thread_num (), &lo, &hi);
-    if (hi > lo)
-      {
-        float beta = 0.0f;
-        if (B)
-          {
-            for (int n = lo; n < hi; n++)
-              memcpy (Y + (gsize) n * M, B, M * sizeof (float));
-            beta = 1.0f;
-          }
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, M, K,
-                     1.0f, X + (gsize) lo * K, K, Wt, K, beta, Y + (gsize) lo * M, M);
-      }
-  }
+  LinearJob j = { .N = x->shape[0], .K = x->shape[1], .M = w->shape[0], .x = fp (x), .w = fp (w),
+                  .b = b ? fp (b) : NULL, .y = fp (y) };
+  gsize flops = (gsize) j.N * j.M * j.K;
+  parallel_for (j.N, flops > (1u << 18) ? grain_for (j.N, 4) : (gsize) j.N, linear_fwd_range, &j);
   return TRUE;
+}
+
+/* dx[N,K] = dy[N,M] w[M,K], split over batch rows */
+static void
+linear_dx_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  LinearJob *j = d;
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) (hi - lo), j->K, j->M,
+               1.0f, j->dy + lo * j->M, j->M, j->w, j->K, 0.0f, j->dx + lo * j->K, j->K);
+}
+
+/* dw[M,K] = dy^T[M,N] x[N,K] and db, split over output features */
+static void
+linear_dw_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  LinearJob *j = d;
+  if (j->dw)
+    cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, (int) (hi - lo), j->K, j->N,
+                 1.0f, j->dy + lo, j->M, j->x, j->K, 0.0f, j->dw + lo * j->K, j->K);
+  if (j->db)
+    {
+      for (gsize m = lo; m < hi; m++)
+        j->db[m] = 0.0f;
+      for (int n = 0; n < j->N; n++)
+        {
+          const float *row = j->dy + (gsize) n * j->M;
+          for (gsize m = lo; m < hi; m++)
+            j->db[m] += row[m];
+        }
+    }
 }
 
 static gboolean
 cpu_linear_backward (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *w,
                      const CleaveTensor *dy, CleaveTensor *dx, CleaveTensor *dw, CleaveTensor *db, GError **error)
 {
-  const int N = x->shape[0], K = x->shape[1], M = w->shape[0];
-  const float *X = fp (x), *Wt = fp (w), *DY = fp (dy);
-  int nt = ((gsize) N * M * K > 1u << 18) ? omp_get_max_threads () : 1;
+  LinearJob j = { .N = x->shape[0], .K = x->shape[1], .M = w->shape[0], .x = fp (x), .w = fp (w),
+                  .dy = fp (dy), .dx = dx ? fp (dx) : NULL, .dw = dw ? fp (dw) : NULL, .db = db ? fp (db) : NULL };
+  gboolean big = (gsize) j.N * j.M * j.K > (1u << 18);
 
-#pragma omp parallel num_threads (nt)
-  {
-    int parts = omp_get_num_threads (), tid = omp_get_thread_num (), lo, hi;
-
-    if (dx)
-      {
-        /* dx[N,K] = dy[N,M] w[M,K], split over batch rows */
-        chunk (N, parts, tid, &lo, &hi);
-        if (hi > lo)
-          cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, K, M,
-                       1.0f, DY + (gsize) lo * M, M, Wt, K, 0.0f, fp (dx) + (gsize) lo * K, K);
-      }
-    if (dw)
-      {
-        /* dw[M,K] = dy^T[M,N] x[N,K], split over output features */
-        chunk (M, parts, tid, &lo, &hi);
-        if (hi > lo)
-          cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, hi - lo, K, N,
-                       1.0f, DY + lo, M, X, K, 0.0f, fp (dw) + (gsize) lo * K, K);
-      }
-    if (db)
-      {
-        float *DB = fp (db);
-        chunk (M, parts, tid, &lo, &hi);
-        for (int m = lo; m < hi; m++)
-          DB[m] = 0.0f;
-        for (int n = 0; n < N; n++)
-          {
-            const float *row = DY + (gsize) n * M;
-            for (int m = lo; m < hi; m++)
-              DB[m] += row[m];
-          }
-      }
-  }
+  if (j.dx)
+    parallel_for (j.N, big ? grain_for (j.N, 4) : (gsize) j.N, linear_dx_range, &j);
+  if (j.dw || j.db)
+    {
+      parallel_for (j.M, big ? grain_for (j.M, 1) : (gsize) j.M, linear_dw_range, &j);
+    }
   return TRUE;
 }
 
 /* ----------------------------------------------------------- elementwise */
 
+static void
+dropout_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  Ew *e = d;
+  for (gsize i = lo; i < hi; i++)
+    {
+      float k = cleave_dropout_uniform (e->seed, i) >= e->s0 ? e->s1 : 0.0f;
+      if (e->z)
+        e->z[i] = k;
+      e->y[i] = e->a[i] * k;
+    }
+}
+
 static gboolean
 cpu_dropout_forward (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, CleaveTensor *keep,
                      float p, guint64 seed, GError **error)
 {
-  const float *X = fp (x);
-  float *Y = fp (y), *KP = keep ? fp (keep) : NULL;
+  Ew e = { .a = fp (x), .y = fp (y), .z = keep ? fp (keep) : NULL, .s0 = p,
+           .s1 = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f, .seed = seed };
   gsize n = numel (x);
-  const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-
-#pragma omp parallel for if (n > PAR_MIN / 4)
-  for (gsize i = 0; i < n; i++)
-    {
-      float k = cleave_dropout_uniform (seed, i) >= p ? scale : 0.0f;
-      if (KP)
-        KP[i] = k;
-      Y[i] = X[i] * k;
-    }
+  parallel_for (n, grain_for (n, PAR_GRAIN / 4), dropout_range, &e);
   return TRUE;
+}
+
+static void
+mul_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  Ew *e = d;
+  for (gsize i = lo; i < hi; i++)
+    e->y[i] = e->a[i] * e->b[i];
+}
+
+static void
+axpby_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  Ew *e = d;
+  const float alpha = e->s0, beta = e->s1;
+  for (gsize i = lo; i < hi; i++)
+    e->y[i] = alpha * e->a[i] + beta * e->b[i];
 }
 
 static gboolean
 cpu_mul (CleaveBackend *self, const CleaveTensor *a, const CleaveTensor *b, CleaveTensor *y, GError **error)
 {
-  const float *A = fp (a), *B = fp (b);
-  float *Y = fp (y);
-  gsize n = numel (y);
-#pragma omp parallel for simd if (n > PAR_MIN)
-  for (gsize i = 0; i < n; i++)
-    Y[i] = A[i] * B[i];
+  Ew e = { .a = fp (a), .b = fp (b), .y = fp (y) };
+  run_ew (mul_range, &e, numel (y));
   return TRUE;
 }
 
@@ -983,12 +1287,8 @@ static gboolean
 cpu_axpby (CleaveBackend *self, float alpha, const CleaveTensor *a, float beta, const CleaveTensor *b,
            CleaveTensor *y, GError **error)
 {
-  const float *A = fp (a), *B = fp (b);
-  float *Y = fp (y);
-  gsize n = numel (y);
-#pragma omp parallel for simd if (n > PAR_MIN)
-  for (gsize i = 0; i < n; i++)
-    Y[i] = alpha * A[i] + beta * B[i];
+  Ew e = { .a = fp (a), .b = fp (b), .y = fp (y), .s0 = alpha, .s1 = beta };
+  run_ew (axpby_range, &e, numel (y));
   return TRUE;
 }
 
@@ -1000,7 +1300,6 @@ channel_copy (const CleaveTensor *small, CleaveTensor *big, int offset, gboolean
 
   nc_hw (small, &N, &Cs, &HW);
   Cb = big->ndim > 1 ? big->shape[1] : 1;
-#pragma omp parallel for if (numel (small) > PAR_MIN)
   for (int n = 0; n < N; n++)
     {
       float *s = S + (gsize) n * Cs * HW;
@@ -1025,65 +1324,83 @@ cpu_channel_copy_out (CleaveBackend *self, const CleaveTensor *src, int offset, 
   return channel_copy (dst, (CleaveTensor *) src, offset, FALSE);
 }
 
+typedef struct {
+  int N, C, HW, G, B;
+  const float *x, *m, *dy;
+  float *y, *dx, *dm;
+} MaskJob;
+
+static void
+mask_fwd_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  MaskJob *j = d;
+  for (gsize nc = lo; nc < hi; nc++)
+    {
+      gsize n = nc / j->C, c = nc % j->C;
+      float mv = j->m[(n / j->B) * j->C + c];
+      const float *xr = j->x + nc * j->HW;
+      float *yr = j->y + nc * j->HW;
+      for (int i = 0; i < j->HW; i++)
+        yr[i] = xr[i] * mv;
+    }
+}
+
 static gboolean
 cpu_mask_forward (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *m, CleaveTensor *y, GError **error)
 {
-  int N, C, HW, G = m->shape[0], B;
-  const float *X = fp (x), *M = fp (m);
-  float *Y = fp (y);
+  MaskJob j = { .x = fp (x), .m = fp (m), .y = fp (y), .G = m->shape[0] };
 
-  nc_hw (x, &N, &C, &HW);
-  B = N / G;
-#pragma omp parallel for collapse (2) if (numel (x) > PAR_MIN)
-  for (int n = 0; n < N; n++)
-    for (int c = 0; c < C; c++)
-      {
-        float mv = M[(gsize) (n / B) * C + c];
-        const float *xr = X + ((gsize) n * C + c) * HW;
-        float *yr = Y + ((gsize) n * C + c) * HW;
-        for (int i = 0; i < HW; i++)
-          yr[i] = xr[i] * mv;
-      }
+  nc_hw (x, &j.N, &j.C, &j.HW);
+  j.B = j.N / j.G;
+  parallel_for ((gsize) j.N * j.C, grain_for ((gsize) j.N * j.C, PAR_GRAIN / j.HW + 1), mask_fwd_range, &j);
   return TRUE;
+}
+
+/* One (group, channel) pair per item, so dm needs no reduction across participants. */
+static void
+mask_bwd_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  MaskJob *j = d;
+  for (gsize gc = lo; gc < hi; gc++)
+    {
+      gsize g = gc / j->C, c = gc % j->C;
+      float mv = j->m[gc];
+      double acc = 0.0;
+      for (gsize n = g * j->B; n < (g + 1) * j->B; n++)
+        {
+          const float *xr = j->x + (n * j->C + c) * j->HW;
+          const float *dr = j->dy + (n * j->C + c) * j->HW;
+          if (j->dm)
+            {
+              float s = 0.0f;
+              for (int i = 0; i < j->HW; i++)
+                s += dr[i] * xr[i];
+              acc += s;
+            }
+          if (j->dx)
+            {
+              float *out = j->dx + (n * j->C + c) * j->HW;
+              for (int i = 0; i < j->HW; i++)
+                out[i] = dr[i] * mv;
+            }
+        }
+      if (j->dm)
+        j->dm[gc] = (float) acc;
+    }
 }
 
 static gboolean
 cpu_mask_backward (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *m, const CleaveTensor *dy,
                    CleaveTensor *dx, CleaveTensor *dm, GError **error)
 {
-  int N, C, HW, G = m->shape[0], B;
-  const float *X = fp (x), *M = fp (m), *DY = fp (dy);
-  float *DX = dx ? fp (dx) : NULL, *DM = dm ? fp (dm) : NULL;
+  MaskJob j = { .x = fp (x), .m = fp (m), .dy = fp (dy), .dx = dx ? fp (dx) : NULL, .dm = dm ? fp (dm) : NULL,
+                .G = m->shape[0] };
+  gsize items;
 
-  nc_hw (x, &N, &C, &HW);
-  B = N / G;
-#pragma omp parallel for collapse (2) if (numel (x) > PAR_MIN)
-  for (int g = 0; g < G; g++)
-    for (int c = 0; c < C; c++)
-      {
-        float mv = M[(gsize) g * C + c];
-        double acc = 0.0;
-        for (int n = g * B; n < (g + 1) * B; n++)
-          {
-            const float *xr = X + ((gsize) n * C + c) * HW;
-            const float *dr = DY + ((gsize) n * C + c) * HW;
-            if (DM)
-              {
-                float s = 0.0f;
-                for (int i = 0; i < HW; i++)
-                  s += dr[i] * xr[i];
-                acc += s;
-              }
-            if (DX)
-              {
-                float *out = DX + ((gsize) n * C + c) * HW;
-                for (int i = 0; i < HW; i++)
-                  out[i] = dr[i] * mv;
-              }
-          }
-        if (DM)
-          DM[(gsize) g * C + c] = (float) acc;
-      }
+  nc_hw (x, &j.N, &j.C, &j.HW);
+  j.B = j.N / j.G;
+  items = (gsize) j.G * j.C;
+  parallel_for (items, grain_for (items, PAR_GRAIN / ((gsize) j.B * j.HW) + 1), mask_bwd_range, &j);
   return TRUE;
 }
 
@@ -1095,26 +1412,20 @@ cpu_softmax_ce (CleaveBackend *self, const CleaveTensor *logits, const CleaveTen
   const float *L = fp (logits), *Y = fp (labels);
   float *D = dlogits ? fp (dlogits) : NULL;
   double total = 0.0;
-  int bad = -1;
 
   for (int n = 0; n < N; n++)
     {
       float lv = Y[n];
       if (!(lv >= 0.0f && lv < C) || lv != floorf (lv))
         {
-          bad = n;
-          break;
+          g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
+                       "softmax cross-entropy: label %g of sample %d is not a class index in 0..%d",
+                       (double) lv, n, C - 1);
+          return FALSE;
         }
     }
-  if (bad >= 0)
-    {
-      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
-                   "softmax cross-entropy: label %g of sample %d is not a class index in 0..%d",
-                   (double) Y[bad], bad, C - 1);
-      return FALSE;
-    }
 
-#pragma omp parallel for reduction (+:total) if ((gsize) N * C > PAR_MIN)
+  /* N*C is small next to any layer before it: one thread, double sums */
   for (int n = 0; n < N; n++)
     {
       const float *row = L + (gsize) n * C;
@@ -1140,31 +1451,58 @@ cpu_softmax_ce (CleaveBackend *self, const CleaveTensor *logits, const CleaveTen
 
 /* ------------------------------------------------------------ optimisers */
 
+static void
+sgd_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  Ew *e = d;
+  float *P = e->y, *BF = e->z;
+  const float *G = e->a;
+  const float lr = e->s0, momentum = e->s1, wd = e->s2;
+
+  if (BF == NULL)
+    {
+      /* PyTorch keeps no momentum buffer without momentum. */
+      for (gsize i = lo; i < hi; i++)
+        P[i] -= lr * (G[i] + wd * P[i]);
+      return;
+    }
+  for (gsize i = lo; i < hi; i++)
+    {
+      float g = G[i] + wd * P[i];
+      float b = e->flag ? g : momentum * BF[i] + g;
+      BF[i] = b;
+      P[i] -= lr * b;
+    }
+}
+
 static gboolean
 cpu_sgd_step (CleaveBackend *self, CleaveTensor *param, const CleaveTensor *grad, CleaveTensor *buf,
               float lr, float momentum, float weight_decay, gboolean first_step, GError **error)
 {
-  float *P = fp (param), *BF = buf ? fp (buf) : NULL;
-  const float *G = fp (grad);
-  gsize n = numel (param);
-
-  if (momentum == 0.0f || BF == NULL)
-    {
-      /* PyTorch keeps no momentum buffer without momentum. */
-#pragma omp parallel for simd if (n > PAR_MIN)
-      for (gsize i = 0; i < n; i++)
-        P[i] -= lr * (G[i] + weight_decay * P[i]);
-      return TRUE;
-    }
-#pragma omp parallel for simd if (n > PAR_MIN)
-  for (gsize i = 0; i < n; i++)
-    {
-      float g = G[i] + weight_decay * P[i];
-      float b = first_step ? g : momentum * BF[i] + g;
-      BF[i] = b;
-      P[i] -= lr * b;
-    }
+  Ew e = { .y = fp (param), .a = fp (grad), .z = (buf && momentum != 0.0f) ? fp (buf) : NULL,
+           .s0 = lr, .s1 = momentum, .s2 = weight_decay, .flag = first_step };
+  run_ew (sgd_range, &e, numel (param));
   return TRUE;
+}
+
+static void
+adam_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  Ew *e = d;
+  float *P = e->y, *M = e->z, *V = e->w;
+  const float *G = e->a;
+  const float step = e->s0, b1 = e->s1, b2 = e->s2, eps = e->s3, wd = e->s4;
+  const float inv_sqrt_bc2 = e->s5;
+
+  for (gsize i = lo; i < hi; i++)
+    {
+      float g = G[i] + wd * P[i];
+      float mi = b1 * M[i] + (1.0f - b1) * g;
+      float vi = b2 * V[i] + (1.0f - b2) * g * g;
+      M[i] = mi;
+      V[i] = vi;
+      P[i] -= step * mi / (sqrtf (vi) * inv_sqrt_bc2 + eps);
+    }
 }
 
 static gboolean
@@ -1172,22 +1510,11 @@ cpu_adam_step (CleaveBackend *self, CleaveTensor *param, const CleaveTensor *gra
                CleaveTensor *v, float lr, float beta1, float beta2, float eps, float weight_decay,
                int t, GError **error)
 {
-  float *P = fp (param), *Mm = fp (m), *V = fp (v);
-  const float *G = fp (grad);
-  gsize n = numel (param);
   const double bc1 = 1.0 - pow (beta1, t), bc2 = 1.0 - pow (beta2, t);
-  const float step = (float) (lr / bc1), inv_sqrt_bc2 = (float) (1.0 / sqrt (bc2));
-
-#pragma omp parallel for simd if (n > PAR_MIN)
-  for (gsize i = 0; i < n; i++)
-    {
-      float g = G[i] + weight_decay * P[i];
-      float mi = beta1 * Mm[i] + (1.0f - beta1) * g;
-      float vi = beta2 * V[i] + (1.0f - beta2) * g * g;
-      Mm[i] = mi;
-      V[i] = vi;
-      P[i] -= step * mi / (sqrtf (vi) * inv_sqrt_bc2 + eps);
-    }
+  Ew e = { .y = fp (param), .a = fp (grad), .z = fp (m), .w = fp (v), .s0 = (float) (lr / bc1),
+           .s1 = beta1, .s2 = beta2, .s3 = eps, .s4 = weight_decay,
+           .s5 = (float) (1.0 / sqrt (bc2)) };
+  run_ew (adam_range, &e, numel (param));
   return TRUE;
 }
 
@@ -1233,22 +1560,23 @@ static const CleaveBackendVTable cpu_vtable = {
 CleaveBackend *
 cleave_backend_cpu_new (void)
 {
-  static gsize blas_once = 0;
+  static gsize init_once = 0;
   CleaveBackend *b;
 
-  /* Parallelism comes from OpenMP over images and rows; a multi-threaded
-   * OpenBLAS inside those regions would oversubscribe the cores. */
-  if (g_once_init_enter (&blas_once))
+  if (g_once_init_enter (&init_once))
     {
+      /* Parallelism comes from the pool over images and rows; a
+       * multi-threaded OpenBLAS inside it would oversubscribe the cores. */
       openblas_set_num_threads (1);
-      g_once_init_leave (&blas_once, 1);
+      pool_init ();
+      g_once_init_leave (&init_once, 1);
     }
 
   b = g_new0 (CleaveBackend, 1);
   b->vtable = &cpu_vtable;
   b->kind = CLEAVE_BACKEND_KIND_CPU;
   b->name = g_strdup ("cpu");
-  b->description = g_strdup_printf ("CPU (OpenBLAS, %d OpenMP threads)", omp_get_max_threads ());
+  b->description = g_strdup_printf ("CPU (OpenBLAS, %d threads)", pool_threads);
   b->ref_count = 1;
   return b;
 }
