@@ -49,6 +49,12 @@ typedef struct {
   GPtrArray *modules;         /* CleaveModule*, usually one per class */
   char *log_json;             /* per-epoch / per-generation log (JSON array), may be NULL */
   char *options_json;         /* the options the split ran with, may be NULL */
+  /* The source's mask sites (filled by cleave_module_set_new, stored in the
+   * file so kept indices can be validated without the source model). */
+  int n_sites;
+  int *site_channels;         /* kernels of each site's conv */
+  int *site_tie;              /* first site of its tie group */
+  char **site_names;          /* conv layer names, NULL-terminated */
 } CleaveModuleSet;
 
 void cleave_module_free (CleaveModule *m);
@@ -91,6 +97,14 @@ double cleave_module_jaccard (const CleaveModule *a, const CleaveModule *b);
 /* Parameters and FLOPs per image of a module (its extracted graph + head). */
 guint64 cleave_module_params (const CleaveModule *m);
 guint64 cleave_module_flops  (const CleaveModule *m);
+
+/* Kept kernels of a module over all sites. */
+int cleave_module_kept_total (const CleaveModule *m);
+/* Adds a module to a set, checking that its sites match the set's source
+ * (count and kernels per site); takes @module on success. */
+gboolean cleave_module_set_add (CleaveModuleSet *set, CleaveModule *module, GError **error);
+/* Mean KRR of the set's modules (NAN for an empty set). */
+double cleave_module_set_mean_krr (const CleaveModuleSet *set);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (CleaveModuleSet, cleave_module_set_free)
 
