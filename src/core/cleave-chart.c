@@ -6,11 +6,8 @@
 #include "cleave-error.h"
 
 #include <cairo-svg.h>
-#include <errno.h>
-#include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
-#include <unistd.h>
 
 #define PAD 8.0
 
@@ -827,14 +824,11 @@ cleave_chart_format_for_path (const char *path)
   return g_str_has_suffix (lower, ".svg") ? CLEAVE_CHART_FORMAT_SVG : CLEAVE_CHART_FORMAT_PNG;
 }
 
-static gboolean
-check_cairo (cairo_status_t status, const char *path, GError **error)
+static cairo_status_t
+append_bytes (void *closure, const unsigned char *data, unsigned int length)
 {
-  if (status == CAIRO_STATUS_SUCCESS)
-    return TRUE;
-  g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO, "Could not write chart “%s”: %s",
-               path, cairo_status_to_string (status));
-  return FALSE;
+  g_byte_array_append (closure, data, length);
+  return CAIRO_STATUS_SUCCESS;
 }
 
 gboolean
@@ -843,12 +837,10 @@ cleave_chart_save (CleaveChartKind kind, gconstpointer chart, const CleaveChartS
                    GError **error)
 {
   CleaveChartStyle storage;
-  g_autofree char *tmp = NULL;
+  g_autoptr(GByteArray) bytes = NULL;
   cairo_surface_t *surface;
   cairo_t *cr;
   cairo_status_t status;
-  gboolean ok;
-  int fd;
 
   g_return_val_if_fail (chart != NULL, FALSE);
   g_return_val_if_fail (path != NULL, FALSE);
@@ -861,20 +853,11 @@ cleave_chart_save (CleaveChartKind kind, gconstpointer chart, const CleaveChartS
     }
   style = style_or_default (style, &storage);
 
-  tmp = g_strconcat (path, ".XXXXXX", NULL);
-  fd = g_mkstemp (tmp);
-  if (fd < 0)
-    {
-      int saved = errno;
-
-      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO, "Could not create a file next to “%s”: %s",
-                   path, g_strerror (saved));
-      return FALSE;
-    }
-  close (fd);
-
+  /* Render to memory, then let GLib write temp + rename with the usual
+   * file mode (a bare mkstemp file would be private to the user). */
+  bytes = g_byte_array_new ();
   if (format == CLEAVE_CHART_FORMAT_SVG)
-    surface = cairo_svg_surface_create (tmp, width, height);
+    surface = cairo_svg_surface_create_for_stream (append_bytes, bytes, width, height);
   else
     surface = cairo_image_surface_create (CAIRO_FORMAT_ARGB32, width, height);
   cr = cairo_create (surface);
@@ -883,23 +866,32 @@ cleave_chart_save (CleaveChartKind kind, gconstpointer chart, const CleaveChartS
   cairo_destroy (cr);
 
   if (status == CAIRO_STATUS_SUCCESS && format == CLEAVE_CHART_FORMAT_PNG)
-    status = cairo_surface_write_to_png (surface, tmp);
+    status = cairo_surface_write_to_png_stream (surface, append_bytes, bytes);
   cairo_surface_finish (surface);
   if (status == CAIRO_STATUS_SUCCESS)
     status = cairo_surface_status (surface);
   cairo_surface_destroy (surface);
-
-  ok = check_cairo (status, path, error);
-  if (ok && g_rename (tmp, path) != 0)
+  if (status != CAIRO_STATUS_SUCCESS)
     {
-      int saved = errno;
-
-      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO, "Could not write “%s”: %s", path, g_strerror (saved));
-      ok = FALSE;
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_FAILED, "Could not render chart “%s”: %s",
+                   path, cairo_status_to_string (status));
+      return FALSE;
     }
-  if (!ok)
-    g_unlink (tmp);
-  return ok;
+
+  if (!g_file_set_contents_full (path, (const char *) bytes->data, bytes->len,
+                                 G_FILE_SET_CONTENTS_CONSISTENT, 0666, error))
+    {
+      /* Keep the domain promise of core: CLEAVE_ERROR. */
+      if (error && *error && (*error)->domain != CLEAVE_ERROR)
+        {
+          GError *e = *error;
+
+          *error = g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_IO, "%s", e->message);
+          g_error_free (e);
+        }
+      return FALSE;
+    }
+  return TRUE;
 }
 
 static char **

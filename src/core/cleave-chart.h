@@ -115,7 +115,8 @@ gboolean cleave_chart_mask_matrix_hit (const CleaveMaskMatrix *chart, const Clea
                                        int *module, int *kernel);
 
 /* Renders to a PNG or SVG file, atomically (temp file in the same folder +
- * rename). @style NULL → light with a filled background. */
+ * rename). @style NULL → light with a filled background. Errors are in
+ * CLEAVE_ERROR. */
 gboolean cleave_chart_save (CleaveChartKind kind, gconstpointer chart, const CleaveChartStyle *style,
                             int width, int height, CleaveChartFormat format, const char *path,
                             GError **error);

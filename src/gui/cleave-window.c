@@ -1,0 +1,378 @@
+/* cleave-window.c: page switching, model loading, drops and recent files. */
+#include <glib/gi18n.h>
+
+#include "cleave-window.h"
+#include "cleave-chart-view.h"
+#include "cleave-compose-page.h"
+#include "cleave-model-page.h"
+#include "cleave-modules-page.h"
+#include "cleave-split-page.h"
+#include "cleave-start-page.h"
+
+#define MAX_RECENT 10
+
+struct _CleaveWindow
+{
+  AdwApplicationWindow parent_instance;
+
+  /* template children */
+  AdwViewStack *stack;
+  AdwToastOverlay *toasts;
+  CleaveStartPage *start_page;
+  CleaveModelPage *model_page;
+  CleaveSplitPage *split_page;
+  CleaveModulesPage *modules_page;
+  CleaveComposePage *compose_page;
+
+  CleaveModel *model;
+  GCancellable *load_cancellable;
+  GtkFileChooserNative *chooser;
+};
+
+G_DEFINE_FINAL_TYPE (CleaveWindow, cleave_window, ADW_TYPE_APPLICATION_WINDOW)
+
+enum {
+  SIGNAL_LOAD_FINISHED,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
+static GSettings *
+settings_of (CleaveWindow *self)
+{
+  GtkApplication *app = gtk_window_get_application (GTK_WINDOW (self));
+
+  return app ? cleave_application_get_settings (CLEAVE_APPLICATION (app)) : NULL;
+}
+
+void
+cleave_window_toast (CleaveWindow *self, const char *message)
+{
+  AdwToast *toast = adw_toast_new (message);
+
+  adw_toast_set_timeout (toast, 5);
+  adw_toast_overlay_add_toast (self->toasts, toast);
+}
+
+static void
+remember_recent (CleaveWindow *self, const char *path)
+{
+  GSettings *settings = settings_of (self);
+  g_auto(GStrv) old = NULL;
+  g_autoptr(GStrvBuilder) builder = NULL;
+  g_auto(GStrv) recent = NULL;
+  guint n = 1;
+
+  if (!settings)
+    return;
+  old = g_settings_get_strv (settings, "recent-files");
+  builder = g_strv_builder_new ();
+  g_strv_builder_add (builder, path);
+  for (guint i = 0; old[i] && n < MAX_RECENT; i++)
+    if (g_strcmp0 (old[i], path) != 0)
+      {
+        g_strv_builder_add (builder, old[i]);
+        n++;
+      }
+  recent = g_strv_builder_end (builder);
+  g_settings_set_strv (settings, "recent-files", (const char *const *) recent);
+}
+
+static void
+load_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  const char *path = task_data;
+  GError *error = NULL;
+  CleaveModel *model = cleave_model_load (path, &error);
+
+  if (model)
+    g_task_return_pointer (task, model, (GDestroyNotify) cleave_model_free);
+  else
+    g_task_return_error (task, error);
+}
+
+static void
+load_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  CleaveWindow *self = CLEAVE_WINDOW (source);
+  GTask *task = G_TASK (result);
+  g_autoptr(GError) error = NULL;
+  CleaveModel *model = g_task_propagate_pointer (task, &error);
+  const char *path = g_task_get_task_data (task);
+
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return;
+  g_clear_object (&self->load_cancellable);
+
+  if (!model)
+    {
+      g_autofree char *msg = g_strdup_printf (_("Could not open the model: %s"), error->message);
+
+      cleave_window_toast (self, msg);
+      g_signal_emit (self, signals[SIGNAL_LOAD_FINISHED], 0, FALSE);
+      return;
+    }
+
+  /* Pages drop their references to the old model before it is freed. */
+  cleave_model_page_set_model (self->model_page, model);
+  cleave_split_page_set_model (self->split_page, model);
+  g_clear_pointer (&self->model, cleave_model_free);
+  self->model = model;
+
+  remember_recent (self, path);
+  {
+    g_autofree char *base = g_path_get_basename (path);
+
+    gtk_window_set_title (GTK_WINDOW (self), base);
+  }
+  adw_view_stack_set_visible_child_name (self->stack, "model");
+  g_signal_emit (self, signals[SIGNAL_LOAD_FINISHED], 0, TRUE);
+}
+
+void
+cleave_window_open_file (CleaveWindow *self, GFile *file)
+{
+  g_autoptr(GTask) task = NULL;
+  char *path;
+
+  g_return_if_fail (CLEAVE_IS_WINDOW (self));
+  g_return_if_fail (G_IS_FILE (file));
+
+  path = g_file_get_path (file);
+  if (!path)
+    {
+      cleave_window_toast (self, _("Only local files can be opened"));
+      return;
+    }
+  if (self->load_cancellable)
+    g_cancellable_cancel (self->load_cancellable);
+  g_clear_object (&self->load_cancellable);
+  self->load_cancellable = g_cancellable_new ();
+
+  task = g_task_new (self, self->load_cancellable, load_done, NULL);
+  g_task_set_source_tag (task, cleave_window_open_file);
+  g_task_set_task_data (task, path, g_free);
+  g_task_run_in_thread (task, load_thread);
+}
+
+gboolean
+cleave_window_is_loading (CleaveWindow *self)
+{
+  g_return_val_if_fail (CLEAVE_IS_WINDOW (self), FALSE);
+  return self->load_cancellable != NULL;
+}
+
+CleaveModel *
+cleave_window_get_model (CleaveWindow *self)
+{
+  g_return_val_if_fail (CLEAVE_IS_WINDOW (self), NULL);
+  return self->model;
+}
+
+gboolean
+cleave_window_open_demo (CleaveWindow *self)
+{
+  g_autofree char *path = cleave_application_find_demo_model ();
+  g_autoptr(GFile) file = NULL;
+
+  if (!path)
+    {
+      cleave_window_toast (self, _("The demo model is not installed"));
+      return FALSE;
+    }
+  file = g_file_new_for_path (path);
+  cleave_window_open_file (self, file);
+  return TRUE;
+}
+
+void
+cleave_window_show_page (CleaveWindow *self, const char *name)
+{
+  g_return_if_fail (CLEAVE_IS_WINDOW (self));
+  if (adw_view_stack_get_child_by_name (self->stack, name))
+    adw_view_stack_set_visible_child_name (self->stack, name);
+}
+
+GtkWidget *
+cleave_window_get_page (CleaveWindow *self, const char *name)
+{
+  g_return_val_if_fail (CLEAVE_IS_WINDOW (self), NULL);
+  return adw_view_stack_get_child_by_name (self->stack, name);
+}
+
+static void
+on_chooser_response (GtkNativeDialog *dialog, int response, CleaveWindow *self)
+{
+  if (response == GTK_RESPONSE_ACCEPT)
+    {
+      g_autoptr(GFile) file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (dialog));
+
+      if (file)
+        cleave_window_open_file (self, file);
+    }
+  g_clear_object (&self->chooser);
+}
+
+static void
+open_action (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  CleaveWindow *self = CLEAVE_WINDOW (widget);
+  g_autoptr(GtkFileFilter) models = gtk_file_filter_new ();
+  g_autoptr(GtkFileFilter) all = gtk_file_filter_new ();
+
+  if (self->chooser)
+    return;
+  gtk_file_filter_set_name (models, _("Cleave models (*.safetensors)"));
+  gtk_file_filter_add_pattern (models, "*.safetensors");
+  gtk_file_filter_set_name (all, _("All files"));
+  gtk_file_filter_add_pattern (all, "*");
+
+  self->chooser = gtk_file_chooser_native_new (_("Open Model"), GTK_WINDOW (self),
+                                               GTK_FILE_CHOOSER_ACTION_OPEN, _("_Open"), _("_Cancel"));
+  gtk_native_dialog_set_modal (GTK_NATIVE_DIALOG (self->chooser), TRUE);
+  gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (self->chooser), models);
+  gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (self->chooser), all);
+  g_signal_connect (self->chooser, "response", G_CALLBACK (on_chooser_response), self);
+  gtk_native_dialog_show (GTK_NATIVE_DIALOG (self->chooser));
+}
+
+static void
+open_demo_action (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  cleave_window_open_demo (CLEAVE_WINDOW (widget));
+}
+
+static void
+open_path_action (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  g_autoptr(GFile) file = g_file_new_for_path (g_variant_get_string (param, NULL));
+
+  cleave_window_open_file (CLEAVE_WINDOW (widget), file);
+}
+
+static void
+show_page_action (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  cleave_window_show_page (CLEAVE_WINDOW (widget), g_variant_get_string (param, NULL));
+}
+
+static gboolean
+on_drop (GtkDropTarget *target, const GValue *value, double x, double y, CleaveWindow *self)
+{
+  GSList *files;
+
+  if (!G_VALUE_HOLDS (value, GDK_TYPE_FILE_LIST))
+    return FALSE;
+  files = gdk_file_list_get_files (g_value_get_boxed (value));
+  if (!files)
+    return FALSE;
+  cleave_window_open_file (self, G_FILE (files->data));
+  g_slist_free (files);
+  return TRUE;
+}
+
+static gboolean
+cleave_window_close_request (GtkWindow *window)
+{
+  CleaveWindow *self = CLEAVE_WINDOW (window);
+
+  if (self->load_cancellable)
+    g_cancellable_cancel (self->load_cancellable);
+  return GTK_WINDOW_CLASS (cleave_window_parent_class)->close_request (window);
+}
+
+static void
+cleave_window_dispose (GObject *object)
+{
+  CleaveWindow *self = CLEAVE_WINDOW (object);
+
+  if (self->chooser)
+    {
+      gtk_native_dialog_destroy (GTK_NATIVE_DIALOG (self->chooser));
+      g_clear_object (&self->chooser);
+    }
+  if (self->load_cancellable)
+    g_cancellable_cancel (self->load_cancellable);
+  g_clear_object (&self->load_cancellable);
+  gtk_widget_dispose_template (GTK_WIDGET (object), CLEAVE_TYPE_WINDOW);
+  /* After the pages are gone: they borrow the model. */
+  g_clear_pointer (&self->model, cleave_model_free);
+  G_OBJECT_CLASS (cleave_window_parent_class)->dispose (object);
+}
+
+static void
+cleave_window_class_init (CleaveWindowClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+
+  object_class->dispose = cleave_window_dispose;
+  GTK_WINDOW_CLASS (klass)->close_request = cleave_window_close_request;
+
+  signals[SIGNAL_LOAD_FINISHED] =
+    g_signal_new ("load-finished", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                  NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_BOOLEAN);
+
+  /* Pages are template children: make sure their types exist. */
+  g_type_ensure (CLEAVE_TYPE_CHART_VIEW);
+  g_type_ensure (CLEAVE_TYPE_START_PAGE);
+  g_type_ensure (CLEAVE_TYPE_MODEL_PAGE);
+  g_type_ensure (CLEAVE_TYPE_SPLIT_PAGE);
+  g_type_ensure (CLEAVE_TYPE_MODULES_PAGE);
+  g_type_ensure (CLEAVE_TYPE_COMPOSE_PAGE);
+
+  gtk_widget_class_set_template_from_resource (widget_class, "/org/cleave/Cleave/ui/cleave-window.ui");
+  gtk_widget_class_bind_template_child (widget_class, CleaveWindow, stack);
+  gtk_widget_class_bind_template_child (widget_class, CleaveWindow, toasts);
+  gtk_widget_class_bind_template_child (widget_class, CleaveWindow, start_page);
+  gtk_widget_class_bind_template_child (widget_class, CleaveWindow, model_page);
+  gtk_widget_class_bind_template_child (widget_class, CleaveWindow, split_page);
+  gtk_widget_class_bind_template_child (widget_class, CleaveWindow, modules_page);
+  gtk_widget_class_bind_template_child (widget_class, CleaveWindow, compose_page);
+
+  gtk_widget_class_install_action (widget_class, "win.open", NULL, open_action);
+  gtk_widget_class_install_action (widget_class, "win.open-demo", NULL, open_demo_action);
+  gtk_widget_class_install_action (widget_class, "win.open-path", "s", open_path_action);
+  gtk_widget_class_install_action (widget_class, "win.show-page", "s", show_page_action);
+}
+
+static void
+cleave_window_init (CleaveWindow *self)
+{
+  GtkDropTarget *drop;
+  g_autofree char *demo = cleave_application_find_demo_model ();
+
+  gtk_widget_init_template (GTK_WIDGET (self));
+
+  drop = gtk_drop_target_new (GDK_TYPE_FILE_LIST, GDK_ACTION_COPY);
+  g_signal_connect (drop, "drop", G_CALLBACK (on_drop), self);
+  gtk_widget_add_controller (GTK_WIDGET (self), GTK_EVENT_CONTROLLER (drop));
+
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.open-demo", demo != NULL);
+}
+
+static void
+bind_settings (CleaveWindow *self)
+{
+  GSettings *settings = settings_of (self);
+
+  if (!settings)
+    return;
+  g_settings_bind (settings, "window-width", self, "default-width", G_SETTINGS_BIND_DEFAULT);
+  g_settings_bind (settings, "window-height", self, "default-height", G_SETTINGS_BIND_DEFAULT);
+  g_settings_bind (settings, "window-maximized", self, "maximized", G_SETTINGS_BIND_DEFAULT);
+  cleave_start_page_set_settings (self->start_page, settings);
+  cleave_model_page_set_settings (self->model_page, settings);
+  cleave_split_page_set_settings (self->split_page, settings);
+}
+
+CleaveWindow *
+cleave_window_new (CleaveApplication *app)
+{
+  CleaveWindow *self = g_object_new (CLEAVE_TYPE_WINDOW, "application", app, NULL);
+
+  /* The application is known only now, and with it the settings. */
+  bind_settings (self);
+  return self;
+}

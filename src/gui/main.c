@@ -1,0 +1,20 @@
+/* main.c: the Cleave desktop application. */
+#include <glib/gi18n.h>
+#include <locale.h>
+
+#include "config.h"
+#include "cleave-application.h"
+
+int
+main (int argc, char **argv)
+{
+  g_autoptr(CleaveApplication) app = NULL;
+
+  setlocale (LC_ALL, "");
+  bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
+  bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
+  textdomain (GETTEXT_PACKAGE);
+
+  app = cleave_application_new ();
+  return g_application_run (G_APPLICATION (app), argc, argv);
+}
