@@ -5,6 +5,9 @@
 #include "cleave-arch.h"
 #include "cleave-safetensors.h"
 #include "cleave-error.h"
+#include "cleave-report.h"
+
+#include <json-glib/json-glib.h>
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -877,6 +880,169 @@ test_file_model_refused (void)
   g_assert_nonnull (strstr (error->message, "cleave.format"));
 }
 
+
+static gboolean
+file_starts_with (const char *path, const char *magic, gsize n)
+{
+  g_autofree char *data = NULL;
+  gsize len = 0;
+  return g_file_get_contents (path, &data, &len, NULL) && len >= n && memcmp (data, magic, n) == 0;
+}
+
+static void
+test_report (void)
+{
+  const ArchCase ac = { "rescnn:w=0.125", 1, 12, 12 };
+  g_autoptr(CleaveModel) model = NULL;
+  g_autoptr(CleaveModuleSet) set = random_set (&ac, 0.5, 71, &model);
+  g_autoptr(CleaveDataset) ds = random_dataset (40, 1, 12, 12, 7);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = tmp_path ("report");
+  g_autofree char *json_path = g_build_filename (dir, "report.json", NULL);
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  const char *stems[] = { "modules", "layer-krr", "jaccard", "accuracy-per-epoch", "krr-per-epoch" };
+  JsonObject *root;
+  JsonArray *jac, *layers;
+
+  set->source_accuracy = 0.5;
+  g_assert_true (cleave_module_set_evaluate (set, cpu (), ds, NULL, ds->n, NULL, NULL, &error));
+  g_assert_true (cleave_report_write_module_set (set, dir, &error));
+  g_assert_no_error (error);
+  for (guint i = 0; i < G_N_ELEMENTS (stems); i++)
+    {
+      g_autofree char *png = g_strdup_printf ("%s/%s.png", dir, stems[i]);
+      g_autofree char *svg = g_strdup_printf ("%s/%s.svg", dir, stems[i]);
+      g_assert_true (file_starts_with (png, "\x89PNG", 4));
+      g_assert_true (file_starts_with (svg, "<?xml", 5));
+    }
+  for (int s = 0; s < set->n_sites; s++)
+    {
+      g_autofree char *png = g_strdup_printf ("%s/masks-%s.png", dir, set->site_names[s]);
+      g_assert_true (file_starts_with (png, "\x89PNG", 4));
+    }
+  g_assert_true (json_parser_load_from_file (parser, json_path, &error));
+  root = json_node_get_object (json_parser_get_root (parser));
+  g_assert_cmpstr (json_object_get_string_member (root, "split"), ==, "validation");
+  g_assert_cmpfloat_with_epsilon (json_object_get_double_member (root, "composed_accuracy"), set->composed_accuracy, 1e-12);
+  g_assert_cmpfloat_with_epsilon (json_object_get_double_member (root, "mean_krr"), cleave_module_set_mean_krr (set), 1e-12);
+  g_assert_cmpuint (json_array_get_length (json_object_get_array_member (root, "modules")), ==, N_CLASSES);
+  jac = json_object_get_array_member (root, "jaccard");
+  g_assert_cmpuint (json_array_get_length (jac), ==, N_CLASSES);
+  g_assert_cmpfloat (json_array_get_double_element (json_array_get_array_element (jac, 2), 2), ==, 1.0);
+  g_assert_cmpfloat_with_epsilon (json_array_get_double_element (json_array_get_array_element (jac, 1), 4),
+                                  cleave_module_jaccard (set->modules->pdata[1], set->modules->pdata[4]), 1e-12);
+  layers = json_object_get_array_member (root, "layers");
+  g_assert_cmpuint (json_array_get_length (layers), ==, set->n_sites);
+  g_assert_nonnull (json_object_get_string_member (json_array_get_object_element (layers, 3), "tied_to"));
+
+  /* Without a per-epoch log there are no epoch charts, and that is fine. */
+  g_clear_pointer (&set->log_json, g_free);
+  {
+    g_autofree char *dir2 = tmp_path ("report-nolog");
+    g_autofree char *png = g_build_filename (dir2, "accuracy-per-epoch.png", NULL);
+    g_assert_true (cleave_report_write_module_set (set, dir2, &error));
+    g_assert_false (g_file_test (png, G_FILE_TEST_EXISTS));
+  }
+}
+
+/* Manual check helper, skipped unless CLEAVE_TEST_MODULE_SOURCE names a
+ * trained Fashion-MNIST model: cuts one module per class keeping each
+ * layer's kernels most active on that class (CLEAVE_TEST_MODULE_KEEP,
+ * default 0.5), evaluates the set, and saves it to CLEAVE_TEST_MODULE_SET_OUT. */
+static void
+test_manual_importance_set (void)
+{
+  const char *src = g_getenv ("CLEAVE_TEST_MODULE_SOURCE");
+  const char *out = g_getenv ("CLEAVE_TEST_MODULE_SET_OUT");
+  double keep_frac = g_getenv ("CLEAVE_TEST_MODULE_KEEP") ? g_ascii_strtod (g_getenv ("CLEAVE_TEST_MODULE_KEEP"), NULL) : 0.5;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CleaveModel) model = NULL;
+  g_autoptr(CleaveDataset) ds = NULL;
+  g_autoptr(CleaveModuleSet) set = NULL;
+  g_autoptr(CleaveMetrics) metrics = NULL;
+  const int n_imp = 1000, n_eval = 2000;
+  g_autofree int *eval_idx = g_new (int, n_eval);
+  int n_sites, c, h, w;
+  double **imp;
+  CleaveNet *net;
+
+  if (src == NULL || out == NULL)
+    {
+      g_test_skip ("set CLEAVE_TEST_MODULE_SOURCE and CLEAVE_TEST_MODULE_SET_OUT to write a module set for manual checks");
+      return;
+    }
+  model = cleave_model_load (src, &error);
+  g_assert_no_error (error);
+  ds = cleave_dataset_load (model->dataset ? model->dataset : "fashion-mnist", CLEAVE_SPLIT_TEST, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (ds->n, >=, n_imp + n_eval);
+  n_sites = cleave_graph_n_mask_sites (model->graph);
+  cleave_graph_input_shape (model->graph, &c, &h, &w);
+  imp = g_new0 (double *, n_sites * N_CLASSES);
+  for (int i = 0; i < n_sites * N_CLASSES; i++)
+    imp[i] = g_new0 (double, cleave_graph_mask_site (model->graph, i / N_CLASSES)->channels);
+
+  /* Importance: mean activation of each kernel's masked output on a class's images. */
+  net = cleave_net_new (model->graph, cpu (), &error);
+  for (int i = 0; i < n_imp; i++)
+    {
+      g_autofree float *x = g_new (float, (gsize) c * h * w);
+      float y;
+      cleave_dataset_fill_batch (ds, &i, 1, model->mean, model->std, NULL, NULL, x, &y);
+      g_assert_true (cleave_net_forward (net, x, 1, FALSE, &error));
+      for (int s = 0; s < n_sites; s++)
+        {
+          const CleaveMaskSite *site = cleave_graph_mask_site (model->graph, s);
+          g_autofree float *a = cleave_tensor_to_host (cleave_net_node_output (net, site->node), &error);
+          gsize hw = cleave_tensor_numel (cleave_net_node_output (net, site->node)) / site->channels;
+          for (int k = 0; k < site->channels; k++)
+            for (gsize j = 0; j < hw; j++)
+              imp[s * N_CLASSES + (int) y][k] += fabs (a[k * hw + j]);
+        }
+    }
+  cleave_net_free (net);
+  set = cleave_module_set_new (model, "ga");
+  for (int cls = 0; cls < N_CLASSES; cls++)
+    {
+      guint8 **keep = g_new0 (guint8 *, n_sites + 1);
+      CleaveModule *m;
+      for (int s = 0; s < n_sites; s++)
+        {
+          int ch = cleave_graph_mask_site (model->graph, s)->channels;
+          int want = MAX (1, (int) lround (keep_frac * ch));
+          const double *v = imp[cleave_graph_mask_site (model->graph, s)->tie * N_CLASSES + cls];
+          keep[s] = g_new0 (guint8, ch);
+          for (int k = 0; k < ch; k++)
+            {
+              int better = 0;
+              for (int j = 0; j < ch; j++)
+                better += v[j] > v[k] || (v[j] == v[k] && j < k);
+              keep[s][k] = better < want;
+            }
+        }
+      m = cleave_module_extract (model->graph, cls, model->class_names[cls], (const guint8 *const *) keep, NULL, &error);
+      g_assert_no_error (error);
+      g_assert_true (cleave_module_set_add (set, m, &error));
+      keep_free (keep);
+    }
+  for (int i = 0; i < n_eval; i++)
+    eval_idx[i] = n_imp + i;
+  net = cleave_net_new (model->graph, cpu (), &error);
+  metrics = cleave_evaluate (model, net, ds, eval_idx, n_eval, 128, NULL, NULL, NULL, NULL, &error);
+  cleave_net_free (net);
+  g_assert_no_error (error);
+  set->source_accuracy = metrics->accuracy;
+  g_assert_true (cleave_module_set_evaluate (set, cpu (), ds, eval_idx, n_eval, NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (cleave_module_set_save (set, out, &error));
+  g_assert_no_error (error);
+  g_test_message ("wrote %s: source %.4f composed %.4f mean KRR %.3f", out, set->source_accuracy,
+                  set->composed_accuracy, cleave_module_set_mean_krr (set));
+  for (int i = 0; i < n_sites * N_CLASSES; i++)
+    g_free (imp[i]);
+  g_free (imp);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -902,5 +1068,7 @@ main (int argc, char **argv)
   g_test_add_func ("/module/file/malformed", test_file_malformed);
   g_test_add_func ("/module/file/truncated", test_file_truncated);
   g_test_add_func ("/module/file/model-refused", test_file_model_refused);
+  g_test_add_func ("/module/report/files", test_report);
+  g_test_add_func ("/module/manual/importance-set", test_manual_importance_set);
   return g_test_run ();
 }
