@@ -1,9 +1,455 @@
-/* test-gradsplitter.c: placeholder until its capability lands. */
+/* test-gradsplitter.c: GradSplitter — one search step against PyTorch
+ * (tests/reference/gradsplitter_step.py), and short end-to-end searches on a
+ * tiny model trained on synthetic data (KRR falls, selection rule, cancel). */
 #include <glib.h>
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <string.h>
+
+#include "cleave-gradsplitter-private.h"
+#include "cleave-device.h"
+#include "cleave-safetensors.h"
+#include "cleave-train.h"
+
+static CleaveBackend *backend;
+
+/* ------------------------------------------------ one step vs PyTorch */
+
+static float *
+golden (CleaveSafetensors *st, const char *name, gsize expect)
+{
+  g_autoptr(GError) error = NULL;
+  const CleaveSafeTensor *t = cleave_safetensors_find (st, name);
+  float *d;
+
+  if (t == NULL)
+    g_error ("golden file: no tensor '%s'", name);
+  d = cleave_safe_tensor_to_f32 (t, expect, "gradsplitter_step.safetensors", &error);
+  g_assert_no_error (error);
+  return d;
+}
+
+/* |a - b| <= 1e-5 + 1e-4 |b| everywhere. */
+static void
+assert_close (const char *what, const float *a, const float *b, gsize n)
+{
+  for (gsize i = 0; i < n; i++)
+    if (!(fabsf (a[i] - b[i]) <= 1e-5f + 1e-4f * fabsf (b[i])))
+      g_error ("%s[%" G_GSIZE_FORMAT "]: cleave %.8g, pytorch %.8g", what, i, a[i], b[i]);
+}
+
+static CleaveGraph *
+tiny_residual_graph (void)
+{
+  g_autoptr(GError) error = NULL;
+  CleaveGraph *g = cleave_graph_new (1, 6, 6);
+  int x, r1, r2;
+
+  x = cleave_graph_add_conv2d (g, "conv1", 0, 4, 3, 1, 1, 1, TRUE);
+  x = cleave_graph_add_batchnorm2d (g, "bn1", x);
+  r1 = cleave_graph_add_relu (g, "relu1", x);
+  x = cleave_graph_add_conv2d (g, "conv2", r1, 4, 3, 1, 1, 1, TRUE);
+  x = cleave_graph_add_batchnorm2d (g, "bn2", x);
+  r2 = cleave_graph_add_relu (g, "relu2", x);
+  x = cleave_graph_add_add (g, "add", r1, r2);
+  x = cleave_graph_add_maxpool2d (g, "pool", x, 2, 2, 0);
+  x = cleave_graph_add_conv2d (g, "conv3", x, 5, 3, 1, 1, 1, TRUE);
+  x = cleave_graph_add_batchnorm2d (g, "bn3", x);
+  x = cleave_graph_add_relu (g, "relu3", x);
+  x = cleave_graph_add_global_avgpool (g, "gap", x);
+  x = cleave_graph_add_flatten (g, "flatten", x);
+  cleave_graph_add_linear (g, "fc", x, 3, TRUE);
+  g_assert_true (cleave_graph_finalize (g, &error));
+  g_assert_no_error (error);
+  return g;
+}
+
+static void
+check_step (CleaveSafetensors *st, CleaveGradSearch *s, int k)
+{
+  g_autoptr(GError) error = NULL;
+  const char *hn[4] = { "w1", "b1", "w2", "b2" };
+  gsize hsz[4] = { 3 * 10 * 3, 3 * 10, 3 * 10, 3 };
+  g_autofree char *xn = g_strdup_printf ("x%d", k), *yn = g_strdup_printf ("labels%d", k);
+  g_autofree float *x = golden (st, xn, 4 * 36), *y = golden (st, yn, 4);
+  g_autofree float *loss_ref = NULL, *scores_ref = NULL;
+  float scores[12], *h[4], *hg[4];
+  double loss;
+  int correct;
+
+  /* The scores the step sees are those of the current masks and heads. */
+  g_assert_true (cleave_grad_search_scores (s, x, 4, scores, &error));
+  g_assert_no_error (error);
+  {
+    g_autofree char *n = g_strdup_printf ("step%d.scores", k);
+    scores_ref = golden (st, n, 12);
+    assert_close (n, scores, scores_ref, 12);
+  }
+  g_assert_true (cleave_grad_search_step (s, x, y, 4, 0.5f, &loss, &correct, &error));
+  g_assert_no_error (error);
+  {
+    g_autofree char *n = g_strdup_printf ("step%d.loss", k);
+    float lf = (float) loss;
+    loss_ref = golden (st, n, 1);
+    assert_close (n, &lf, loss_ref, 1);
+  }
+  for (int site = 0; site <= 2; site += 2)
+    {
+      gsize cnt = site == 0 ? 12 : 15;
+      g_autofree char *gn = g_strdup_printf ("step%d.theta_grad.%d", k, site);
+      g_autofree char *tn = g_strdup_printf ("step%d.theta.%d", k, site);
+      g_autofree float *gref = golden (st, gn, cnt), *tref = golden (st, tn, cnt);
+      assert_close (gn, cleave_grad_search_theta_grad (s, site), gref, cnt);
+      assert_close (tn, cleave_grad_search_theta (s, site), tref, cnt);
+    }
+  /* Site 1 is tied to site 0: the same θ. */
+  g_assert_true (cleave_grad_search_theta (s, 1) == cleave_grad_search_theta (s, 0));
+  cleave_grad_search_head_grads (s, &hg[0], &hg[1], &hg[2], &hg[3]);
+  cleave_grad_search_heads (s, &h[0], &h[1], &h[2], &h[3]);
+  for (int i = 0; i < 4; i++)
+    {
+      g_autofree char *gn = g_strdup_printf ("step%d.head_grad.%s", k, hn[i]);
+      g_autofree char *pn = g_strdup_printf ("step%d.head.%s", k, hn[i]);
+      g_autofree float *gref = golden (st, gn, hsz[i]), *pref = golden (st, pn, hsz[i]);
+      assert_close (gn, hg[i], gref, hsz[i]);
+      assert_close (pn, h[i], pref, hsz[i]);
+    }
+}
+
+static void
+test_step_matches_pytorch (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = g_test_build_filename (G_TEST_DIST, "reference", "golden",
+                                                 "gradsplitter_step.safetensors", NULL);
+  g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (path, &error);
+  g_autoptr(CleaveGraph) graph = NULL;
+  CleaveGradSearch *s;
+  const char *hn[4] = { "head.w1", "head.b1", "head.w2", "head.b2" };
+  gsize hsz[4] = { 90, 30, 30, 3 };
+  float *h[4];
+
+  g_assert_no_error (error);
+  graph = tiny_residual_graph ();
+  g_assert_cmpint (cleave_graph_n_mask_sites (graph), ==, 3);
+  g_assert_cmpint (cleave_graph_mask_site (graph, 1)->tie, ==, 0);
+  for (int i = 0; i < cleave_graph_n_params (graph); i++)
+    {
+      CleaveParam *p = cleave_graph_param (graph, i);
+      g_autofree float *d = golden (st, p->name, cleave_param_numel (p));
+      memcpy (p->data, d, cleave_param_numel (p) * sizeof (float));
+    }
+  s = cleave_grad_search_new (graph, backend, 1.0f, 0, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (cleave_grad_search_n_modules (s), ==, 3);
+  {
+    g_autofree float *t0 = golden (st, "theta.0", 12), *t2 = golden (st, "theta.2", 15);
+    memcpy (cleave_grad_search_theta (s, 0), t0, sizeof (float) * 12);
+    memcpy (cleave_grad_search_theta (s, 2), t2, sizeof (float) * 15);
+  }
+  cleave_grad_search_heads (s, &h[0], &h[1], &h[2], &h[3]);
+  for (int i = 0; i < 4; i++)
+    {
+      g_autofree float *d = golden (st, hn[i], hsz[i]);
+      memcpy (h[i], d, sizeof (float) * hsz[i]);
+    }
+  g_assert_true (cleave_grad_search_sync_masks (s, &error));
+  /* Module 1 has no positive θ at site 2: it keeps exactly one kernel there. */
+  g_assert_cmpint (cleave_grad_search_kept (s), ==, 2 * (3 + 3 + 2) + (4 + 1 + 4));
+  g_assert_true (cleave_grad_search_begin_phase (s, CLEAVE_GRAD_PHASE_JOINT, 0.05f, 0.01f, &error));
+  g_assert_no_error (error);
+  check_step (st, s, 1);
+  check_step (st, s, 2);
+  cleave_grad_search_free (s);
+}
+
+/* ------------------------------------------------ end to end (synthetic) */
+
+/* Three classes of 8×8 images: a bright 3×3 patch in one of three places, noise elsewhere. */
+static CleaveDataset *
+synthetic_dataset (int n, guint32 seed)
+{
+  CleaveDataset *ds = g_new0 (CleaveDataset, 1);
+  GRand *r = g_rand_new_with_seed (seed);
+  static const int pos[3][2] = { { 1, 1 }, { 1, 4 }, { 4, 2 } };
+
+  ds->name = g_strdup ("synthetic");
+  ds->source = g_strdup ("memory");
+  ds->n = n, ds->c = 1, ds->h = 8, ds->w = 8;
+  ds->n_classes = 3;
+  ds->class_names = g_new0 (char *, 4);
+  for (int k = 0; k < 3; k++)
+    ds->class_names[k] = g_strdup_printf ("c%d", k);
+  ds->pixels = g_new (guint8, (gsize) n * 64);
+  ds->labels = g_new (guint8, n);
+  for (int i = 0; i < n; i++)
+    {
+      int y = i % 3;
+      guint8 *p = ds->pixels + (gsize) i * 64;
+      ds->labels[i] = (guint8) y;
+      for (int k = 0; k < 64; k++)
+        p[k] = (guint8) g_rand_int_range (r, 0, 90);
+      for (int dy = 0; dy < 3; dy++)
+        for (int dx = 0; dx < 3; dx++)
+          p[(pos[y][0] + dy) * 8 + pos[y][1] + dx] = (guint8) g_rand_int_range (r, 150, 256);
+    }
+  g_rand_free (r);
+  return ds;
+}
+
+typedef struct {
+  CleaveDataset *ds;
+  CleaveModel *model;
+  int *train, *val;
+  int n_train, n_val;
+} Fixture;
+
+static Fixture fx;
+
+static void
+fixture_setup (void)
+{
+  g_autoptr(GError) error = NULL;
+  CleaveGraph *g = cleave_graph_new (1, 8, 8);
+  CleaveTrainOptions topt;
+  CleaveTrainResult res = { 0 };
+  int x;
+
+  x = cleave_graph_add_conv2d (g, "conv1", 0, 8, 3, 1, 1, 1, FALSE);
+  x = cleave_graph_add_batchnorm2d (g, "bn1", x);
+  x = cleave_graph_add_relu (g, "relu1", x);
+  x = cleave_graph_add_maxpool2d (g, "pool1", x, 2, 2, 0);
+  x = cleave_graph_add_conv2d (g, "conv2", x, 12, 3, 1, 1, 1, FALSE);
+  x = cleave_graph_add_batchnorm2d (g, "bn2", x);
+  x = cleave_graph_add_relu (g, "relu2", x);
+  x = cleave_graph_add_global_avgpool (g, "gap", x);
+  x = cleave_graph_add_flatten (g, "flatten", x);
+  cleave_graph_add_linear (g, "fc", x, 3, TRUE);
+  g_assert_true (cleave_graph_finalize (g, &error));
+  cleave_graph_init_params (g, 5);
+
+  fx.ds = synthetic_dataset (600, 11);
+  fx.n_train = 480, fx.n_val = 120;
+  fx.train = g_new (int, fx.n_train);
+  fx.val = g_new (int, fx.n_val);
+  for (int i = 0; i < 600; i++)
+    if (i < 480)
+      fx.train[i] = i;
+    else
+      fx.val[i - 480] = i;
+  fx.model = cleave_model_new (g, 3, (const char *const *) fx.ds->class_names);
+  cleave_model_set_norm_from_dataset (fx.model, fx.ds, fx.train, fx.n_train);
+  cleave_train_options_init (&topt);
+  topt.epochs = 6;
+  topt.batch = 32;
+  topt.lr = 0.05f;
+  topt.use_augment = FALSE;
+  g_assert_true (cleave_train (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &topt,
+                               NULL, NULL, NULL, &res, &error));
+  g_assert_no_error (error);
+  g_assert_cmpfloat (res.best_val_accuracy, >, 0.9);
+  cleave_train_result_clear (&res);
+}
+
+static void
+small_options (CleaveGradSplitOptions *o)
+{
+  cleave_grad_split_options_init (o);
+  o->head_epochs = 2;
+  o->rounds = 3;
+  o->mask_epochs = 2;
+  o->head_only_epochs = 1;
+  o->batch = 32;
+  o->train_images = 0;
+  o->val_images = 0;
+  o->alpha = 2.0f;
+  o->lr_mask = 0.05f;
+  o->theta_init = 0.1f;
+  o->lr_head = 0.02f;
+  o->lr_head_joint = 0.01f;
+  o->max_loss = 2.0;
+  o->seed = 3;
+}
+
+static JsonArray *
+parse_log (JsonParser *p, const char *text)
+{
+  g_autoptr(GError) error = NULL;
+  g_assert_nonnull (text);
+  g_assert_true (json_parser_load_from_data (p, text, -1, &error));
+  g_assert_no_error (error);
+  return json_node_get_array (json_parser_get_root (p));
+}
+
+static void
+test_end_to_end (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  CleaveGradSplitOptions o;
+  gboolean cancelled = TRUE;
+  g_autoptr(CleaveModuleSet) set = NULL;
+  JsonArray *log;
+  int selected = -1;
+  double first_krr, last_krr, sel_acc = 0;
+  gint64 sel_kept = 0;
+
+  small_options (&o);
+  set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+                           NULL, NULL, NULL, &cancelled, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (set);
+  g_assert_false (cancelled);
+  g_assert_cmpuint (set->modules->len, ==, 3);
+  g_assert_nonnull (set->options_json);
+
+  log = parse_log (parser, set->log_json);
+  g_assert_cmpuint (json_array_get_length (log), ==, 2 + 3 * 3);
+  first_krr = json_object_get_double_member (json_array_get_object_element (log, 0), "mean_krr");
+  last_krr = json_object_get_double_member (json_array_get_object_element (log, json_array_get_length (log) - 1), "mean_krr");
+  g_assert_cmpfloat (first_krr, ==, 1.0);
+  g_assert_cmpfloat (last_krr, <, 0.9);
+
+  /* The selected epoch: within the bound, and no epoch within the bound has fewer kernels. */
+  for (guint i = 0; i < json_array_get_length (log); i++)
+    {
+      JsonObject *e = json_array_get_object_element (log, i);
+      if (json_object_get_boolean_member (e, "selected"))
+        {
+          g_assert_cmpint (selected, ==, -1);
+          selected = (int) i;
+          sel_kept = json_object_get_int_member (e, "kept_kernels");
+          sel_acc = json_object_get_double_member (e, "val_accuracy");
+        }
+    }
+  g_assert_cmpint (selected, >=, 0);
+  g_assert_cmpfloat (100 * (set->source_accuracy - sel_acc), <=, o.max_loss + 1e-9);
+  for (guint i = 0; i < json_array_get_length (log); i++)
+    {
+      JsonObject *e = json_array_get_object_element (log, i);
+      double acc = json_object_get_double_member (e, "val_accuracy");
+      if (100 * (set->source_accuracy - acc) <= o.max_loss)
+        g_assert_cmpint (json_object_get_int_member (e, "kept_kernels"), >=, sel_kept);
+    }
+  /* The extracted modules reproduce the masked search's validation accuracy. */
+  g_assert_cmpfloat (fabs (set->composed_accuracy - sel_acc), <, 1e-9);
+  {
+    gint64 kept = 0;
+    for (guint i = 0; i < set->modules->len; i++)
+      {
+        CleaveModule *m = set->modules->pdata[i];
+        g_assert_true (m->has_head);
+        g_assert_cmpint (m->class_index, ==, (int) i);
+        for (int s = 0; s < m->n_sites; s++)
+          g_assert_cmpint (m->n_kept[s], >=, 1);
+        kept += cleave_module_kept_total (m);
+        g_assert_true (isfinite (m->val_f1));
+      }
+    g_assert_cmpint (kept, ==, sel_kept);
+  }
+}
+
+typedef struct {
+  GCancellable *cancel;
+  int calls, after;
+} CancelAfter;
+
+static void
+cancel_progress (const CleaveProgress *p, gpointer user_data)
+{
+  CancelAfter *c = user_data;
+  g_assert_cmpfloat (p->fraction, >=, 0);
+  g_assert_cmpfloat (p->fraction, <=, 1);
+  if (++c->calls == c->after)
+    g_cancellable_cancel (c->cancel);
+}
+
+static void
+test_cancel (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GCancellable) cancel = g_cancellable_new ();
+  CleaveGradSplitOptions o;
+  CancelAfter ca = { cancel, 0, 0 };
+  gboolean cancelled = FALSE;
+  g_autoptr(CleaveModuleSet) set = NULL;
+  g_autoptr(JsonParser) parser = json_parser_new ();
+
+  small_options (&o);
+  /* 15 training steps and one validation per epoch: stop in the third epoch. */
+  ca.after = 2 * 16 + 5;
+  set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+                           cancel_progress, &ca, cancel, &cancelled, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (set);
+  g_assert_true (cancelled);
+  g_assert_cmpuint (set->modules->len, ==, 3);
+  /* No progress after the cancel: it is checked every batch. */
+  g_assert_cmpint (ca.calls, ==, ca.after);
+  g_assert_cmpuint (json_array_get_length (parse_log (parser, set->log_json)), ==, 2);
+
+  /* Cancelled before anything ran: still a (whole-model) result. */
+  {
+    g_autoptr(GCancellable) c2 = g_cancellable_new ();
+    g_autoptr(CleaveModuleSet) s2 = NULL;
+    g_cancellable_cancel (c2);
+    s2 = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+                            NULL, NULL, c2, &cancelled, &error);
+    g_assert_no_error (error);
+    g_assert_nonnull (s2);
+    g_assert_true (cancelled);
+    g_assert_cmpfloat (cleave_module_set_mean_krr (s2), ==, 1.0);
+  }
+}
+
+static void
+test_bad_input (void)
+{
+  g_autoptr(GError) error = NULL;
+  CleaveGradSplitOptions o;
+  CleaveModuleSet *set;
+  int bad = 100000;
+
+  small_options (&o);
+  o.batch = 0;
+  set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+                           NULL, NULL, NULL, NULL, &error);
+  g_assert_null (set);
+  g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  small_options (&o);
+  set = cleave_grad_split (fx.model, backend, fx.ds, &bad, 1, fx.val, fx.n_val, &o, NULL, NULL, NULL, NULL, &error);
+  g_assert_null (set);
+  g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  {
+    g_autoptr(CleaveDataset) other = synthetic_dataset (10, 1);
+    other->h = other->w = 4;   /* wrong image size (pixels are only read after the check) */
+    set = cleave_grad_split (fx.model, backend, other, fx.train, 5, fx.val, 5, &o, NULL, NULL, NULL, NULL, &error);
+    g_assert_null (set);
+    g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
+  }
+}
 
 int
 main (int argc, char **argv)
 {
+  g_autoptr(GError) error = NULL;
+  int rc;
+
   g_test_init (&argc, &argv, NULL);
-  return g_test_run ();
+  backend = cleave_device_open ("cpu", &error);
+  g_assert_no_error (error);
+  fixture_setup ();
+  g_test_add_func ("/gradsplitter/step-matches-pytorch", test_step_matches_pytorch);
+  g_test_add_func ("/gradsplitter/end-to-end", test_end_to_end);
+  g_test_add_func ("/gradsplitter/cancel", test_cancel);
+  g_test_add_func ("/gradsplitter/bad-input", test_bad_input);
+  rc = g_test_run ();
+  cleave_model_free (fx.model);
+  cleave_dataset_free (fx.ds);
+  g_free (fx.train);
+  g_free (fx.val);
+  cleave_backend_unref (backend);
+  return rc;
 }

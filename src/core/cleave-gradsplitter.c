@@ -1,1 +1,1018 @@
-/* cleave-gradsplitter.c: not written yet */
+/* cleave-gradsplitter.c: GradSplitter (METHOD.md 'GradSplitter').
+ *
+ * All N modules are searched at once: each batch of B images is replicated N
+ * times and the net's grouped masks give group g module g's mask. θ, the
+ * heads and their Adam states are tiny (N × kernels, N × (11N + 21)), so they
+ * live on the host; only the masks travel to the backend, and only the mask
+ * gradients and logits travel back. */
+#include "cleave-gradsplitter-private.h"
+#include "cleave-ops.h"
+#include "cleave-error.h"
+
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <string.h>
+
+#define H CLEAVE_HEAD_HIDDEN
+
+void
+cleave_grad_split_options_init (CleaveGradSplitOptions *opt)
+{
+  memset (opt, 0, sizeof *opt);
+  opt->head_epochs = 1;
+  opt->rounds = 4;
+  opt->mask_epochs = 2;
+  opt->head_only_epochs = 1;
+  opt->batch = 64;
+  opt->train_images = 1536;
+  opt->val_images = 1000;
+  opt->alpha = 3.0f;
+  opt->lr_head = 0.01f;
+  opt->lr_mask = 0.03f;
+  opt->lr_head_joint = 0.003f;
+  opt->theta_init = 0.2f;
+  opt->max_loss = 1.0;
+  opt->seed = 0;
+}
+
+/* ------------------------------------------------------------ the search */
+
+struct _CleaveGradSearch {
+  CleaveGraph *graph;          /* frozen copy of the source */
+  CleaveBackend *backend;
+  CleaveNet *net;
+  int n, n_sites, total_kernels, in_size;
+  int *chan, *tie, *tie_count;
+  gsize *theta_off;            /* per site: offset of its tie group's θ */
+  gsize n_theta, n_head;
+  float *theta, *theta_grad, *theta_m, *theta_v;
+  float *head, *head_grad, *head_m, *head_v;
+  float *w1, *b1, *w2, *b2;    /* views into head */
+  float *gw1, *gb1, *gw2, *gb2;
+  float *mask_host;            /* same layout as theta */
+  CleaveTensor **mask_dev;     /* per site; tied sites share their leader's tensor */
+  CleaveGradPhase phase;
+  int t;
+  float lr_mask, lr_head;
+  /* scratch */
+  float *xrep, *logits, *dlogits_host, *dm;
+  gsize xrep_cap, logits_cap;
+  CleaveTensor *dlogits;
+};
+
+int
+cleave_grad_search_n_modules (CleaveGradSearch *s)
+{
+  return s->n;
+}
+
+float *
+cleave_grad_search_theta (CleaveGradSearch *s, int site)
+{
+  return s->theta + s->theta_off[site];
+}
+
+float *
+cleave_grad_search_theta_grad (CleaveGradSearch *s, int site)
+{
+  return s->theta_grad + s->theta_off[site];
+}
+
+void
+cleave_grad_search_heads (CleaveGradSearch *s, float **w1, float **b1, float **w2, float **b2)
+{
+  *w1 = s->w1, *b1 = s->b1, *w2 = s->w2, *b2 = s->b2;
+}
+
+void
+cleave_grad_search_head_grads (CleaveGradSearch *s, float **w1, float **b1, float **w2, float **b2)
+{
+  *w1 = s->gw1, *b1 = s->gb1, *w2 = s->gw2, *b2 = s->gb2;
+}
+
+/* m = [θ > 0] per row; a row without any positive θ keeps its best kernel. */
+static void
+masks_from_theta (const float *theta, float *mask, int n, int c)
+{
+  for (int g = 0; g < n; g++)
+    {
+      const float *th = theta + (gsize) g * c;
+      float *m = mask + (gsize) g * c;
+      int any = 0, best = 0;
+      for (int k = 0; k < c; k++)
+        {
+          m[k] = th[k] > 0 ? 1.0f : 0.0f;
+          any |= th[k] > 0;
+          if (th[k] > th[best])
+            best = k;
+        }
+      if (!any)
+        m[best] = 1.0f;
+    }
+}
+
+gboolean
+cleave_grad_search_sync_masks (CleaveGradSearch *s, GError **error)
+{
+  for (int i = 0; i < s->n_sites; i++)
+    {
+      gsize off = s->theta_off[i];
+      if (s->tie[i] != i)
+        continue;
+      masks_from_theta (s->theta + off, s->mask_host + off, s->n, s->chan[i]);
+      if (!cleave_tensor_upload (s->mask_dev[i], s->mask_host + off, (gsize) s->n * s->chan[i], error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+gint64
+cleave_grad_search_kept (CleaveGradSearch *s)
+{
+  gint64 kept = 0;
+  for (int i = 0; i < s->n_sites; i++)
+    {
+      const float *m = s->mask_host + s->theta_off[i];
+      for (gsize k = 0; k < (gsize) s->n * s->chan[i]; k++)
+        kept += m[k] > 0;
+    }
+  return kept;
+}
+
+/* PyTorch's nn.Linear default: U(±1/√fan_in) for weight and bias. */
+static void
+init_uniform (float *p, gsize n, int fan_in, GRand *r)
+{
+  double bound = 1.0 / sqrt (fan_in);
+  for (gsize i = 0; i < n; i++)
+    p[i] = (float) g_rand_double_range (r, -bound, bound);
+}
+
+CleaveGradSearch *
+cleave_grad_search_new (const CleaveGraph *source, CleaveBackend *backend, float theta_init, guint64 seed,
+                        GError **error)
+{
+  CleaveGradSearch *s = g_new0 (CleaveGradSearch, 1);
+  int n, c, h, w;
+  gsize off = 0;
+  GRand *r;
+
+  s->graph = cleave_graph_copy (source);
+  s->backend = backend;
+  cleave_graph_set_trainable (s->graph, FALSE);
+  s->n = n = cleave_graph_n_outputs (s->graph);
+  s->n_sites = cleave_graph_n_mask_sites (s->graph);
+  s->total_kernels = cleave_graph_total_kernels (s->graph);
+  cleave_graph_input_shape (s->graph, &c, &h, &w);
+  s->in_size = c * h * w;
+  if (s->n_sites < 1 || n < 2)
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
+                   "GradSplitter needs a model with conv layers and at least 2 outputs (it has %d mask sites, %d outputs)",
+                   s->n_sites, n);
+      cleave_grad_search_free (s);
+      return NULL;
+    }
+  s->net = cleave_net_new (s->graph, backend, error);
+  if (s->net == NULL || !cleave_net_refresh_trainable (s->net, error))
+    {
+      cleave_grad_search_free (s);
+      return NULL;
+    }
+
+  s->chan = g_new (int, s->n_sites);
+  s->tie = g_new (int, s->n_sites);
+  s->tie_count = g_new0 (int, s->n_sites);
+  s->theta_off = g_new (gsize, s->n_sites);
+  for (int i = 0; i < s->n_sites; i++)
+    {
+      const CleaveMaskSite *site = cleave_graph_mask_site (s->graph, i);
+      s->chan[i] = site->channels;
+      s->tie[i] = site->tie;
+      s->tie_count[site->tie]++;
+      if (site->tie == i)
+        {
+          s->theta_off[i] = off;
+          off += (gsize) n * site->channels;
+        }
+      else
+        s->theta_off[i] = s->theta_off[site->tie];   /* leaders come first (tie = lowest index) */
+    }
+  s->n_theta = off;
+  s->theta = g_new (float, off);
+  s->theta_grad = g_new0 (float, off);
+  s->theta_m = g_new0 (float, off);
+  s->theta_v = g_new0 (float, off);
+  s->mask_host = g_new0 (float, off);
+  for (gsize i = 0; i < off; i++)
+    s->theta[i] = theta_init;
+
+  s->n_head = (gsize) n * (H * n + H + H + 1);
+  s->head = g_new (float, s->n_head);
+  s->head_grad = g_new0 (float, s->n_head);
+  s->head_m = g_new0 (float, s->n_head);
+  s->head_v = g_new0 (float, s->n_head);
+  s->w1 = s->head, s->b1 = s->w1 + (gsize) n * H * n, s->w2 = s->b1 + n * H, s->b2 = s->w2 + n * H;
+  s->gw1 = s->head_grad, s->gb1 = s->gw1 + (gsize) n * H * n, s->gw2 = s->gb1 + n * H, s->gb2 = s->gw2 + n * H;
+  r = g_rand_new_with_seed ((guint32) (seed * 2654435761u + 12345));
+  for (int g = 0; g < n; g++)
+    {
+      init_uniform (s->w1 + (gsize) g * H * n, (gsize) H * n, n, r);
+      init_uniform (s->b1 + g * H, H, n, r);
+      init_uniform (s->w2 + g * H, H, H, r);
+      init_uniform (s->b2 + g, 1, H, r);
+    }
+  g_rand_free (r);
+
+  s->mask_dev = g_new0 (CleaveTensor *, s->n_sites);
+  for (int i = 0; i < s->n_sites; i++)
+    if (s->tie[i] == i && (s->mask_dev[i] = cleave_tensor_new_2d (backend, n, s->chan[i], error)) == NULL)
+      {
+        cleave_grad_search_free (s);
+        return NULL;
+      }
+  s->dm = g_new (float, off ? off : 1);
+  if (!cleave_grad_search_sync_masks (s, error) ||
+      !cleave_grad_search_begin_phase (s, CLEAVE_GRAD_PHASE_HEADS, 0, 0, error))
+    {
+      cleave_grad_search_free (s);
+      return NULL;
+    }
+  return s;
+}
+
+void
+cleave_grad_search_free (CleaveGradSearch *s)
+{
+  if (s == NULL)
+    return;
+  if (s->mask_dev)
+    for (int i = 0; i < s->n_sites; i++)
+      if (s->tie[i] == i)
+        cleave_tensor_free (s->mask_dev[i]);
+  cleave_tensor_free (s->dlogits);
+  cleave_net_free (s->net);
+  cleave_graph_free (s->graph);
+  g_free (s->mask_dev);
+  g_free (s->chan);
+  g_free (s->tie);
+  g_free (s->tie_count);
+  g_free (s->theta_off);
+  g_free (s->theta);
+  g_free (s->theta_grad);
+  g_free (s->theta_m);
+  g_free (s->theta_v);
+  g_free (s->mask_host);
+  g_free (s->head);
+  g_free (s->head_grad);
+  g_free (s->head_m);
+  g_free (s->head_v);
+  g_free (s->xrep);
+  g_free (s->logits);
+  g_free (s->dlogits_host);
+  g_free (s->dm);
+  g_free (s);
+}
+
+gboolean
+cleave_grad_search_begin_phase (CleaveGradSearch *s, CleaveGradPhase phase, float lr_mask, float lr_head,
+                                GError **error)
+{
+  g_autofree CleaveTensor **masks = g_new (CleaveTensor *, s->n_sites);
+
+  for (int i = 0; i < s->n_sites; i++)
+    masks[i] = s->mask_dev[s->tie[i]];
+  if (!cleave_net_set_masks (s->net, masks, s->n, phase == CLEAVE_GRAD_PHASE_JOINT, error))
+    return FALSE;
+  s->phase = phase;
+  s->lr_mask = lr_mask;
+  s->lr_head = lr_head;
+  s->t = 0;
+  memset (s->theta_m, 0, s->n_theta * sizeof (float));
+  memset (s->theta_v, 0, s->n_theta * sizeof (float));
+  memset (s->head_m, 0, s->n_head * sizeof (float));
+  memset (s->head_v, 0, s->n_head * sizeof (float));
+  return TRUE;
+}
+
+/* torch.optim.Adam (betas 0.9/0.999, eps 1e-8, no weight decay), step t ≥ 1. */
+static void
+adam_update (float *p, const float *g, float *m, float *v, gsize n, float lr, int t)
+{
+  const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+  double bc1 = 1.0 - pow (b1, t), bc2 = 1.0 - pow (b2, t);
+  float step = (float) (lr / bc1), sbc2 = (float) sqrt (bc2);
+
+  for (gsize i = 0; i < n; i++)
+    {
+      m[i] = b1 * m[i] + (1 - b1) * g[i];
+      v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
+      p[i] -= step * m[i] / (sqrtf (v[i]) / sbc2 + eps);
+    }
+}
+
+static gboolean
+replicated_forward (CleaveGradSearch *s, const float *x, int b, GError **error)
+{
+  gsize one = (gsize) b * s->in_size, need = one * s->n;
+
+  if (need > s->xrep_cap)
+    {
+      g_free (s->xrep);
+      s->xrep = g_new (float, need);
+      s->xrep_cap = need;
+    }
+  for (int g = 0; g < s->n; g++)
+    memcpy (s->xrep + g * one, x, one * sizeof (float));
+  need = (gsize) s->n * b * s->n;
+  if (need > s->logits_cap)
+    {
+      g_free (s->logits);
+      g_free (s->dlogits_host);
+      s->logits = g_new (float, need);
+      s->dlogits_host = g_new (float, need);
+      s->logits_cap = need;
+    }
+  return cleave_net_forward (s->net, s->xrep, s->n * b, FALSE, error) &&
+         cleave_net_download_output (s->net, s->logits, error);
+}
+
+/* Module g's head on one logit row; keeps the intermediates for backward. */
+static float
+head_forward (const CleaveGradSearch *s, int g, const float *logit, float *hin, float *z1, float *a1)
+{
+  int n = s->n;
+  const float *w1 = s->w1 + (gsize) g * H * n, *b1 = s->b1 + g * H, *w2 = s->w2 + g * H;
+  float z2 = s->b2[g];
+
+  for (int j = 0; j < n; j++)
+    hin[j] = logit[j] > 0 ? logit[j] : 0;
+  for (int i = 0; i < H; i++)
+    {
+      float acc = b1[i];
+      for (int j = 0; j < n; j++)
+        acc += w1[i * n + j] * hin[j];
+      z1[i] = acc;
+      a1[i] = acc > 0 ? acc : 0;
+      z2 += w2[i] * a1[i];
+    }
+  return 1.0f / (1.0f + expf (-z2));
+}
+
+gboolean
+cleave_grad_search_scores (CleaveGradSearch *s, const float *x, int b, float *out, GError **error)
+{
+  int n = s->n;
+  g_autofree float *hin = g_new (float, n);
+  float z1[H], a1[H];
+
+  if (!replicated_forward (s, x, b, error))
+    return FALSE;
+  for (int g = 0; g < n; g++)
+    for (int i = 0; i < b; i++)
+      out[(gsize) i * n + g] = head_forward (s, g, s->logits + ((gsize) g * b + i) * n, hin, z1, a1);
+  return TRUE;
+}
+
+gboolean
+cleave_grad_search_step (CleaveGradSearch *s, const float *x, const float *labels, int b, float alpha,
+                         double *loss, int *correct, GError **error)
+{
+  int n = s->n, hits = 0;
+  gboolean joint = s->phase == CLEAVE_GRAD_PHASE_JOINT;
+  g_autofree float *hin = g_new (float, (gsize) n * b * n);
+  g_autofree float *z1 = g_new (float, (gsize) n * b * H), *a1 = g_new (float, (gsize) n * b * H);
+  g_autofree float *score = g_new (float, (gsize) b * n), *dscore = g_new (float, (gsize) b * n);
+  double ce = 0;
+  /* The α term is of the masks this forward used, before the update. */
+  double mean_m = (double) cleave_grad_search_kept (s) / ((double) n * s->total_kernels);
+
+  if (!replicated_forward (s, x, b, error))
+    return FALSE;
+  /* Scores S[i, g] and d CE / d S (CE averaged over the batch). */
+  for (int g = 0; g < n; g++)
+    for (int i = 0; i < b; i++)
+      {
+        gsize r = (gsize) g * b + i;
+        score[(gsize) i * n + g] = head_forward (s, g, s->logits + r * n, hin + r * n, z1 + r * H, a1 + r * H);
+      }
+  for (int i = 0; i < b; i++)
+    {
+      const float *sc = score + (gsize) i * n;
+      int y = (int) labels[i], best = 0;
+      double mx = sc[0], sum = 0;
+      for (int g = 1; g < n; g++)
+        {
+          mx = MAX (mx, sc[g]);
+          if (sc[g] > sc[best])
+            best = g;
+        }
+      for (int g = 0; g < n; g++)
+        sum += exp (sc[g] - mx);
+      ce += log (sum) + mx - sc[y];
+      for (int g = 0; g < n; g++)
+        dscore[(gsize) i * n + g] = (float) ((exp (sc[g] - mx) / sum - (g == y)) / b);
+      hits += best == y;
+    }
+
+  /* Heads backward, and d loss / d logits for the network. */
+  memset (s->head_grad, 0, s->n_head * sizeof (float));
+  for (int g = 0; g < n; g++)
+    {
+      const float *w1 = s->w1 + (gsize) g * H * n, *w2 = s->w2 + g * H;
+      float *gw1 = s->gw1 + (gsize) g * H * n, *gb1 = s->gb1 + g * H, *gw2 = s->gw2 + g * H;
+      for (int i = 0; i < b; i++)
+        {
+          gsize r = (gsize) g * b + i;
+          float sg = score[(gsize) i * n + g];
+          float dz2 = dscore[(gsize) i * n + g] * sg * (1 - sg);
+          float dz1[H];
+          const float *lg = s->logits + r * n;
+          float *dl = s->dlogits_host + r * n;
+          s->gb2[g] += dz2;
+          for (int k = 0; k < H; k++)
+            {
+              gw2[k] += dz2 * a1[r * H + k];
+              dz1[k] = z1[r * H + k] > 0 ? dz2 * w2[k] : 0;
+              gb1[k] += dz1[k];
+              for (int j = 0; j < n; j++)
+                gw1[k * n + j] += dz1[k] * hin[r * n + j];
+            }
+          for (int j = 0; j < n; j++)
+            {
+              float acc = 0;
+              if (lg[j] > 0)
+                for (int k = 0; k < H; k++)
+                  acc += w1[k * n + j] * dz1[k];
+              dl[j] = acc;
+            }
+        }
+    }
+
+  s->t++;
+  if (joint)
+    {
+      gsize rows = (gsize) n * b;
+      /* d (α · mean m) / d m for one entry of a tie group's mask, which stands for every site of the group. */
+      float dalpha = alpha / ((float) n * s->total_kernels);
+
+      if (s->dlogits == NULL || s->dlogits->shape[0] != (int) rows)
+        {
+          cleave_tensor_free (s->dlogits);
+          s->dlogits = cleave_tensor_new_2d (s->backend, (int) rows, n, error);
+          if (s->dlogits == NULL)
+            return FALSE;
+        }
+      if (!cleave_tensor_upload (s->dlogits, s->dlogits_host, rows * n, error) ||
+          !cleave_net_backward (s->net, s->dlogits, error))
+        return FALSE;
+      memset (s->theta_grad, 0, s->n_theta * sizeof (float));
+      for (int i = 0; i < s->n_sites; i++)
+        {
+          gsize cnt = (gsize) n * s->chan[i];
+          float *tg = s->theta_grad + s->theta_off[i];
+          if (!cleave_tensor_download (cleave_net_mask_grad (s->net, i), s->dm, cnt, error))
+            return FALSE;
+          for (gsize k = 0; k < cnt; k++)
+            tg[k] += s->dm[k];
+        }
+      /* Straight-through: the gradient of the summed uses of m, clipped to [-1, 1]. */
+      for (int i = 0; i < s->n_sites; i++)
+        {
+          float *tg = s->theta_grad + s->theta_off[i];
+          if (s->tie[i] != i)
+            continue;
+          for (gsize k = 0; k < (gsize) n * s->chan[i]; k++)
+            tg[k] = CLAMP (tg[k] + dalpha * s->tie_count[i], -1.0f, 1.0f);
+        }
+      adam_update (s->theta, s->theta_grad, s->theta_m, s->theta_v, s->n_theta, s->lr_mask, s->t);
+      if (!cleave_grad_search_sync_masks (s, error))
+        return FALSE;
+      if (loss)
+        *loss = ce / b + alpha * mean_m;
+    }
+  else if (loss)
+    *loss = ce / b;
+  adam_update (s->head, s->head_grad, s->head_m, s->head_v, s->n_head, s->lr_head, s->t);
+  if (correct)
+    *correct = hits;
+  return TRUE;
+}
+
+/* ------------------------------------------------------------ the driver */
+
+typedef struct {
+  int epoch;                   /* 1-based */
+  CleaveGradPhase phase;
+  double train_loss, train_accuracy, val_accuracy, mean_krr, seconds, images_per_s;
+  gint64 kept;
+  double *module_krr;          /* N */
+  float *theta, *head;         /* snapshot */
+  float *val_scores;           /* n_val × N */
+} EpochState;
+
+static void
+epoch_state_free (gpointer p)
+{
+  EpochState *e = p;
+  g_free (e->module_krr);
+  g_free (e->theta);
+  g_free (e->head);
+  g_free (e->val_scores);
+  g_free (e);
+}
+
+static EpochState *
+epoch_state_take (CleaveGradSearch *s)
+{
+  EpochState *e = g_new0 (EpochState, 1);
+  e->theta = g_memdup2 (s->theta, s->n_theta * sizeof (float));
+  e->head = g_memdup2 (s->head, s->n_head * sizeof (float));
+  e->module_krr = g_new0 (double, s->n);
+  for (int i = 0; i < s->n_sites; i++)
+    {
+      const float *m = s->mask_host + s->theta_off[i];
+      for (int g = 0; g < s->n; g++)
+        for (int k = 0; k < s->chan[i]; k++)
+          e->module_krr[g] += m[(gsize) g * s->chan[i] + k] > 0;
+    }
+  for (int g = 0; g < s->n; g++)
+    {
+      e->kept += (gint64) e->module_krr[g];
+      e->module_krr[g] /= s->total_kernels;
+    }
+  e->mean_krr = (double) e->kept / ((double) s->n * s->total_kernels);
+  e->val_accuracy = NAN;
+  return e;
+}
+
+/* Composed accuracy of the current masks and heads on the validation subset;
+ * the scores are kept for the module metrics of the chosen epoch. */
+static gboolean
+validate (CleaveGradSearch *s, CleaveModel *model, const CleaveDataset *ds, const int *val, int n_val,
+          float *scores, double *accuracy, GCancellable *cancellable, GError **error)
+{
+  /* Small chunks keep a cancel responsive: N × 32 images per forward. */
+  const int vb = 32;
+  g_autofree float *x = g_new (float, (gsize) vb * s->in_size);
+  g_autofree float *y = g_new (float, vb);
+  int hits = 0;
+
+  for (int i = 0; i < n_val; i += vb)
+    {
+      int b = MIN (vb, n_val - i);
+      if (g_cancellable_set_error_if_cancelled (cancellable, error))
+        return FALSE;
+      cleave_dataset_fill_batch (ds, val + i, b, model->mean, model->std, NULL, NULL, x, y);
+      if (!cleave_grad_search_scores (s, x, b, scores + (gsize) i * s->n, error))
+        return FALSE;
+      for (int j = 0; j < b; j++)
+        {
+          const float *sc = scores + (gsize) (i + j) * s->n;
+          int best = 0;
+          for (int g = 1; g < s->n; g++)
+            if (sc[g] > sc[best])
+              best = g;
+          hits += best == (int) y[j];
+        }
+    }
+  *accuracy = n_val > 0 ? (double) hits / n_val : NAN;
+  return TRUE;
+}
+
+static char *
+options_to_json (const CleaveGradSplitOptions *o)
+{
+  return g_strdup_printf ("{\"head_epochs\": %d, \"rounds\": %d, \"mask_epochs\": %d, \"head_only_epochs\": %d, "
+                          "\"batch\": %d, \"train_images\": %d, \"val_images\": %d, \"alpha\": %g, \"lr_head\": %g, "
+                          "\"lr_mask\": %g, \"lr_head_joint\": %g, \"theta_init\": %g, \"max_loss\": %g, "
+                          "\"seed\": %" G_GUINT64_FORMAT "}",
+                          o->head_epochs, o->rounds, o->mask_epochs, o->head_only_epochs, o->batch, o->train_images,
+                          o->val_images, o->alpha, o->lr_head, o->lr_mask, o->lr_head_joint, o->theta_init,
+                          o->max_loss, o->seed);
+}
+
+static char *
+log_to_json (GPtrArray *log, int selected, const char *note, int n)
+{
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autoptr(JsonNode) root = NULL;
+
+  json_builder_begin_array (b);
+  for (guint i = 0; i < log->len; i++)
+    {
+      EpochState *e = log->pdata[i];
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "epoch");
+      json_builder_add_int_value (b, e->epoch);
+      json_builder_set_member_name (b, "phase");
+      json_builder_add_string_value (b, e->phase == CLEAVE_GRAD_PHASE_JOINT ? "masks" : "heads");
+      json_builder_set_member_name (b, "train_loss");
+      json_builder_add_double_value (b, isfinite (e->train_loss) ? e->train_loss : -1);
+      json_builder_set_member_name (b, "train_accuracy");
+      json_builder_add_double_value (b, isfinite (e->train_accuracy) ? e->train_accuracy : -1);
+      json_builder_set_member_name (b, "val_accuracy");
+      json_builder_add_double_value (b, isfinite (e->val_accuracy) ? e->val_accuracy : -1);
+      json_builder_set_member_name (b, "mean_krr");
+      json_builder_add_double_value (b, e->mean_krr);
+      json_builder_set_member_name (b, "kept_kernels");
+      json_builder_add_int_value (b, e->kept);
+      json_builder_set_member_name (b, "module_krr");
+      json_builder_begin_array (b);
+      for (int g = 0; g < n; g++)
+        json_builder_add_double_value (b, e->module_krr[g]);
+      json_builder_end_array (b);
+      json_builder_set_member_name (b, "seconds");
+      json_builder_add_double_value (b, e->seconds);
+      json_builder_set_member_name (b, "images_per_s");
+      json_builder_add_double_value (b, e->images_per_s);
+      json_builder_set_member_name (b, "selected");
+      json_builder_add_boolean_value (b, (int) i == selected);
+      if ((int) i == selected && note)
+        {
+          json_builder_set_member_name (b, "selection");
+          json_builder_add_string_value (b, note);
+        }
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+  root = json_builder_get_root (b);
+  json_generator_set_root (gen, root);
+  return json_generator_to_data (gen, NULL);
+}
+
+/* The epoch with the fewest kept kernels whose validation accuracy is within
+ * @max_loss points of the source; else the most accurate one. */
+static int
+select_epoch (GPtrArray *log, double source_acc, double max_loss, const char **note)
+{
+  int best = -1;
+
+  for (guint i = 0; i < log->len; i++)
+    {
+      EpochState *e = log->pdata[i], *b = best >= 0 ? log->pdata[best] : NULL;
+      if (!isfinite (e->val_accuracy) || 100.0 * (source_acc - e->val_accuracy) > max_loss + 1e-9)
+        continue;
+      if (b == NULL || e->kept < b->kept || (e->kept == b->kept && e->val_accuracy > b->val_accuracy))
+        best = (int) i;
+    }
+  if (best >= 0)
+    {
+      *note = "fewest kernels within the accuracy bound";
+      return best;
+    }
+  for (guint i = 0; i < log->len; i++)
+    {
+      EpochState *e = log->pdata[i];
+      if (isfinite (e->val_accuracy) &&
+          (best < 0 || e->val_accuracy > ((EpochState *) log->pdata[best])->val_accuracy))
+        best = (int) i;
+    }
+  *note = best >= 0 ? "no epoch within the accuracy bound: the most accurate one"
+                    : "cancelled before the first validation: the last state";
+  return best >= 0 ? best : (int) log->len - 1;
+}
+
+/* Module metrics from the chosen epoch's validation scores (threshold 0.5). */
+static void
+fill_module_metrics (CleaveModuleSet *set, const float *scores, const CleaveDataset *ds, const int *val, int n_val,
+                     int n)
+{
+  int hits = 0;
+
+  for (guint mi = 0; mi < set->modules->len; mi++)
+    {
+      CleaveModule *m = set->modules->pdata[mi];
+      int g = m->class_index, tp = 0, fp = 0, fn = 0, tn = 0;
+      float lo = INFINITY, hi = -INFINITY;
+      for (int i = 0; i < n_val; i++)
+        {
+          float sc = scores[(gsize) i * n + g];
+          gboolean pos = ds->labels[val[i]] == g, pred = sc >= 0.5f;
+          tp += pos && pred, fp += !pos && pred, fn += pos && !pred, tn += !pos && !pred;
+          if (pos)
+            lo = MIN (lo, sc), hi = MAX (hi, sc);
+        }
+      m->val_precision = tp + fp ? (double) tp / (tp + fp) : 0;
+      m->val_recall = tp + fn ? (double) tp / (tp + fn) : 0;
+      m->val_f1 = m->val_precision + m->val_recall > 0
+                    ? 2 * m->val_precision * m->val_recall / (m->val_precision + m->val_recall) : 0;
+      m->val_accuracy = n_val ? (double) (tp + tn) / n_val : 0;
+      m->score_min = isfinite (lo) ? lo : 0;
+      m->score_max = isfinite (hi) ? hi : 1;
+    }
+  for (int i = 0; i < n_val; i++)
+    {
+      const float *sc = scores + (gsize) i * n;
+      int best = 0;
+      for (int g = 1; g < n; g++)
+        if (sc[g] > sc[best])
+          best = g;
+      hits += best == ds->labels[val[i]];
+    }
+  set->composed_accuracy = n_val ? (double) hits / n_val : NAN;
+}
+
+static CleaveModuleSet *
+build_module_set (CleaveGradSearch *s, CleaveModel *model, const EpochState *e, GError **error)
+{
+  g_autoptr(CleaveModuleSet) set = cleave_module_set_new (model, "grad");
+  int n = s->n;
+  g_autofree float *mask = g_new (float, s->n_theta);
+  g_autofree guint8 **keep = g_new0 (guint8 *, s->n_sites);
+  g_autofree const float **imp = g_new0 (const float *, s->n_sites);
+  gboolean ok = TRUE;
+
+  for (int i = 0; i < s->n_sites; i++)
+    if (s->tie[i] == i)
+      masks_from_theta (e->theta + s->theta_off[i], mask + s->theta_off[i], n, s->chan[i]);
+  for (int i = 0; i < s->n_sites; i++)
+    keep[i] = g_new (guint8, s->chan[i]);
+  for (int g = 0; g < n && ok; g++)
+    {
+      const char *name = g < model->n_classes && model->class_names ? model->class_names[g] : NULL;
+      g_autofree char *fallback = g_strdup_printf ("class %d", g);
+      CleaveModule *m;
+      const float *w1 = e->head + 0, *b1 = w1 + (gsize) n * H * n, *w2 = b1 + n * H, *b2 = w2 + n * H;
+      for (int i = 0; i < s->n_sites; i++)
+        {
+          gsize row = s->theta_off[i] + (gsize) g * s->chan[i];
+          for (int k = 0; k < s->chan[i]; k++)
+            keep[i][k] = mask[row + k] > 0;
+          imp[i] = e->theta + row;
+        }
+      m = cleave_module_extract (model->graph, g, name ? name : fallback, (const guint8 *const *) keep,
+                                 (const float *const *) imp, error);
+      if (m == NULL)
+        {
+          ok = FALSE;
+          break;
+        }
+      m->has_head = TRUE;
+      m->n_logits = n;
+      g_free (m->head_w1);
+      g_free (m->head_b1);
+      g_free (m->head_w2);
+      m->head_w1 = g_memdup2 (w1 + (gsize) g * H * n, sizeof (float) * H * n);
+      m->head_b1 = g_memdup2 (b1 + g * H, sizeof (float) * H);
+      m->head_w2 = g_memdup2 (w2 + g * H, sizeof (float) * H);
+      m->head_b2 = b2[g];
+      m->krr = e->module_krr[g];
+      if (!cleave_module_set_add (set, m, error))
+        {
+          cleave_module_free (m);
+          ok = FALSE;
+        }
+    }
+  for (int i = 0; i < s->n_sites; i++)
+    g_free (keep[i]);
+  return ok ? g_steal_pointer (&set) : NULL;
+}
+
+CleaveModuleSet *
+cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
+                   const int *train_idx, int n_train, const int *val_idx, int n_val,
+                   const CleaveGradSplitOptions *opt, CleaveProgressFunc progress,
+                   gpointer user_data, GCancellable *cancellable, gboolean *cancelled,
+                   GError **error)
+{
+  CleaveGradSearch *s = NULL;
+  CleaveModuleSet *set = NULL;
+  GPtrArray *log = g_ptr_array_new_with_free_func (epoch_state_free);
+  g_autofree int *order = NULL, *val = NULL;
+  g_autofree float *x = NULL, *y = NULL, *vscores = NULL;
+  GRand *rng = NULL;
+  int c, h, w, n, B = opt->batch, nv, per_epoch, total_epochs;
+  double source_acc = NAN;
+  gboolean was_cancelled = FALSE;
+  const char *note = NULL;
+  int selected;
+
+  if (cancelled)
+    *cancelled = FALSE;
+  cleave_graph_input_shape (model->graph, &c, &h, &w);
+  if (ds->c != c || ds->h != h || ds->w != w)
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
+                   "dataset '%s' has %d×%d×%d images, the model expects %d×%d×%d", ds->name, ds->c, ds->h, ds->w, c, h, w);
+      goto out;
+    }
+  n = cleave_graph_n_outputs (model->graph);
+  total_epochs = opt->head_epochs + opt->rounds * (opt->mask_epochs + opt->head_only_epochs);
+  if (n_train < 1 || n_val < 1 || B < 1 || total_epochs < 1 || opt->head_epochs < 0 || opt->rounds < 0 ||
+      opt->mask_epochs < 0 || opt->head_only_epochs < 0 || opt->train_images < 0 || opt->val_images < 0 ||
+      ds->n_classes > n)
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
+                   "cannot split: %d training and %d validation images, batch %d, %d epochs, %d classes for %d outputs",
+                   n_train, n_val, B, total_epochs, ds->n_classes, n);
+      goto out;
+    }
+  for (int i = 0; i < n_train; i++)
+    if (train_idx[i] < 0 || train_idx[i] >= ds->n)
+      {
+        g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "training index %d is out of range", train_idx[i]);
+        goto out;
+      }
+  for (int i = 0; i < n_val; i++)
+    if (val_idx[i] < 0 || val_idx[i] >= ds->n)
+      {
+        g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "validation index %d is out of range", val_idx[i]);
+        goto out;
+      }
+
+  s = cleave_grad_search_new (model->graph, backend, opt->theta_init, opt->seed, error);
+  if (s == NULL)
+    goto out;
+  rng = g_rand_new_with_seed ((guint32) (opt->seed * 7919 + 3));
+  nv = opt->val_images > 0 ? MIN (opt->val_images, n_val) : n_val;
+  val = g_memdup2 (val_idx, sizeof (int) * n_val);
+  if (nv < n_val)
+    cleave_shuffle_indices (val, n_val, rng);
+  order = g_memdup2 (train_idx, sizeof (int) * n_train);
+  per_epoch = opt->train_images > 0 ? MIN (opt->train_images, n_train) : n_train;
+  x = g_new (float, (gsize) B * c * h * w);
+  y = g_new (float, B);
+  vscores = g_new (float, (gsize) nv * n);
+
+  /* The source's own validation accuracy, on the same images. */
+  {
+    GError *local = NULL;
+    CleaveNet *plain = cleave_net_new (s->graph, backend, &local);
+    CleaveMetrics *m = plain ? cleave_evaluate (model, plain, ds, val, nv, 128, NULL, NULL, NULL, cancellable, &local) : NULL;
+    cleave_net_free (plain);
+    if (m == NULL)
+      {
+        if (g_error_matches (local, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+          {
+            g_error_free (local);
+            was_cancelled = TRUE;
+          }
+        else
+          {
+            g_propagate_error (error, local);
+            goto out;
+          }
+      }
+    else
+      {
+        source_acc = m->accuracy;
+        cleave_metrics_free (m);
+      }
+  }
+
+  for (int e = 0; e < total_epochs && !was_cancelled; e++)
+    {
+      CleaveGradPhase phase;
+      int in_round = e - opt->head_epochs;
+      gboolean phase_start;
+      double loss_sum = 0, acc;
+      int hits = 0, seen = 0, steps;
+      gint64 t0 = g_get_monotonic_time ();
+      float lr_mask = opt->lr_mask, lr_head = opt->lr_head;
+      EpochState *st;
+      GError *local = NULL;
+
+      if (in_round < 0)
+        {
+          phase = CLEAVE_GRAD_PHASE_HEADS;
+          phase_start = e == 0;
+        }
+      else
+        {
+          int k = in_round % (opt->mask_epochs + opt->head_only_epochs);
+          phase = k < opt->mask_epochs ? CLEAVE_GRAD_PHASE_JOINT : CLEAVE_GRAD_PHASE_HEADS;
+          phase_start = k == 0 || k == opt->mask_epochs || e == 0;
+          if (phase == CLEAVE_GRAD_PHASE_JOINT)
+            lr_head = opt->lr_head_joint;
+        }
+      if (phase_start && !cleave_grad_search_begin_phase (s, phase, lr_mask, lr_head, error))
+        goto out;
+
+      g_rand_set_seed (rng, (guint32) (opt->seed * 1000003u + e));
+      cleave_shuffle_indices (order, n_train, rng);
+      steps = per_epoch >= B ? per_epoch / B : 1;
+      for (int st_i = 0; st_i < steps; st_i++)
+        {
+          int b = MIN (B, per_epoch);
+          double lv;
+          int hv;
+          if (g_cancellable_is_cancelled (cancellable))
+            {
+              was_cancelled = TRUE;
+              break;
+            }
+          cleave_dataset_fill_batch (ds, order + (gsize) st_i * B, b, model->mean, model->std, NULL, NULL, x, y);
+          if (!cleave_grad_search_step (s, x, y, b, phase == CLEAVE_GRAD_PHASE_JOINT ? opt->alpha : 0, &lv, &hv, error))
+            goto out;
+          if (!isfinite (lv))
+            {
+              g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_FAILED,
+                           "the search diverged at epoch %d (loss %g): lower the learning rates", e + 1, lv);
+              goto out;
+            }
+          loss_sum += lv * b;
+          hits += hv;
+          seen += b;
+          if (progress)
+            {
+              CleaveProgress p = { 0 };
+              double secs = (g_get_monotonic_time () - t0) / 1e6;
+              p.phase = phase == CLEAVE_GRAD_PHASE_JOINT ? "masks" : "heads";
+              p.epoch = e + 1;
+              p.epochs = total_epochs;
+              p.fraction = (e + (double) (st_i + 1) / (steps + 1)) / total_epochs;
+              p.loss = loss_sum / seen;
+              p.accuracy = (double) hits / seen;
+              p.val_accuracy = log->len ? ((EpochState *) log->pdata[log->len - 1])->val_accuracy : NAN;
+              p.krr = (double) cleave_grad_search_kept (s) / ((double) n * s->total_kernels);
+              p.images_per_s = secs > 0 ? seen / secs : 0;
+              progress (&p, user_data);
+            }
+        }
+      if (was_cancelled)
+        break;
+      if (!validate (s, model, ds, val, nv, vscores, &acc, cancellable, &local))
+        {
+          if (g_error_matches (local, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+            {
+              g_error_free (local);
+              was_cancelled = TRUE;
+              break;
+            }
+          g_propagate_error (error, local);
+          goto out;
+        }
+      st = epoch_state_take (s);
+      st->epoch = e + 1;
+      st->phase = phase;
+      st->train_loss = seen ? loss_sum / seen : NAN;
+      st->train_accuracy = seen ? (double) hits / seen : NAN;
+      st->val_accuracy = acc;
+      st->seconds = (g_get_monotonic_time () - t0) / 1e6;
+      st->images_per_s = st->seconds > 0 ? seen / st->seconds : 0;
+      st->val_scores = g_memdup2 (vscores, sizeof (float) * nv * n);
+      g_ptr_array_add (log, st);
+      if (progress)
+        {
+          CleaveProgress p = { 0 };
+          p.phase = "validate";
+          p.epoch = e + 1;
+          p.epochs = total_epochs;
+          p.fraction = (double) (e + 1) / total_epochs;
+          p.loss = st->train_loss;
+          p.accuracy = st->train_accuracy;
+          p.val_accuracy = acc;
+          p.krr = st->mean_krr;
+          p.images_per_s = st->images_per_s;
+          p.epoch_done = TRUE;
+          progress (&p, user_data);
+        }
+    }
+
+  if (log->len == 0)
+    {
+      /* Cancelled before any epoch finished: the current (unvalidated) state. */
+      EpochState *st = epoch_state_take (s);
+      st->epoch = 0;
+      st->train_loss = st->train_accuracy = NAN;
+      g_ptr_array_add (log, st);
+    }
+  selected = select_epoch (log, source_acc, opt->max_loss, &note);
+  {
+    EpochState *chosen = log->pdata[selected];
+    set = build_module_set (s, model, chosen, error);
+    if (set == NULL)
+      goto out;
+    set->source_accuracy = source_acc;
+    set->log_json = log_to_json (log, selected, note, n);
+    set->options_json = options_to_json (opt);
+    if (chosen->val_scores)
+      fill_module_metrics (set, chosen->val_scores, ds, val, nv, n);
+    else
+      set->composed_accuracy = NAN;
+    if (!was_cancelled)
+      {
+        /* Re-measures on the extracted modules: also a check of the extraction. */
+        GError *local = NULL;
+        if (!cleave_module_set_evaluate (set, backend, ds, val, nv, NULL, cancellable, &local))
+          {
+            if (g_error_matches (local, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+              was_cancelled = TRUE;
+            else
+              g_warning ("module set evaluation failed (%s); keeping the masked-model metrics", local->message);
+            g_error_free (local);
+          }
+      }
+  }
+
+out:
+  if (cancelled)
+    *cancelled = was_cancelled;
+  if (rng)
+    g_rand_free (rng);
+  g_ptr_array_unref (log);
+  cleave_grad_search_free (s);
+  return set;
+}
