@@ -614,6 +614,68 @@ test_network_golden (void)
     }
 }
 
+/* Small feature maps are convolved a block of images per GEMM; the result
+ * must equal convolving the images one at a time. */
+static void
+test_conv2d_batched (void)
+{
+  g_autoptr (GRand) rand = g_rand_new_with_seed (19);
+  /* ci, h, co, k, stride, pad, groups */
+  const int cfg[][7] = { { 4, 2, 6, 3, 1, 1, 2 }, { 6, 3, 5, 1, 1, 0, 1 }, { 3, 5, 4, 3, 2, 1, 1 },
+                         { 4, 1, 4, 1, 1, 0, 4 } };
+  const int N = 9;
+
+  for (gsize c = 0; c < G_N_ELEMENTS (cfg); c++)
+    {
+      const int ci = cfg[c][0], h = cfg[c][1], co = cfg[c][2], k = cfg[c][3];
+      CleaveConvParams p = { cfg[c][4], cfg[c][5], cfg[c][6] };
+      const int ho = cleave_out_size (h, k, p.stride, p.pad);
+      const gsize in1 = (gsize) ci * h * h, out1 = (gsize) co * ho * ho;
+      g_autoptr (CleaveTensor) x = random_tensor (rand, 4, N, ci, h, h);
+      g_autoptr (CleaveTensor) w = random_tensor (rand, 4, co, ci / p.groups, k, k);
+      g_autoptr (CleaveTensor) b = random_tensor (rand, 1, co, 0, 0, 0);
+      g_autoptr (CleaveTensor) dy = random_tensor (rand, 4, N, co, ho, ho);
+      g_autoptr (CleaveTensor) y = tensor_like (dy);
+      g_autoptr (CleaveTensor) dx = tensor_like (x);
+      g_autoptr (CleaveTensor) dw = tensor_like (w);
+      g_autoptr (CleaveTensor) db = tensor_like (b);
+      g_autoptr (CleaveTensor) x1 = tensor (4, 1, ci, h, h);
+      g_autoptr (CleaveTensor) dy1 = tensor (4, 1, co, ho, ho);
+      g_autoptr (CleaveTensor) y1 = tensor_like (dy1);
+      g_autoptr (CleaveTensor) dx1 = tensor_like (x1);
+      g_autoptr (CleaveTensor) dw1 = tensor_like (w);
+      g_autofree float *xh = host (x), *dyh = host (dy), *yh = NULL, *dxh = NULL, *dwh = NULL;
+      g_autofree float *ref_y = g_new0 (float, N * out1), *ref_dx = g_new0 (float, N * in1);
+      g_autofree float *ref_dw = g_new0 (float, cleave_tensor_numel (w));
+      g_autofree char *what = g_strdup_printf ("batched conv config %zu", c);
+
+      g_assert_true (cleave_conv2d_forward (x, w, b, y, &p, NULL));
+      g_assert_true (cleave_conv2d_backward (x, w, dy, dx, dw, db, &p, NULL));
+      for (int n = 0; n < N; n++)
+        {
+          g_autofree float *o = NULL, *d = NULL, *g = NULL;
+          upload (x1, xh + n * in1);
+          upload (dy1, dyh + n * out1);
+          g_assert_true (cleave_conv2d_forward (x1, w, b, y1, &p, NULL));
+          g_assert_true (cleave_conv2d_backward (x1, w, dy1, dx1, dw1, NULL, &p, NULL));
+          o = host (y1);
+          d = host (dx1);
+          g = host (dw1);
+          memcpy (ref_y + n * out1, o, out1 * sizeof (float));
+          memcpy (ref_dx + n * in1, d, in1 * sizeof (float));
+          for (gsize i = 0; i < cleave_tensor_numel (w); i++)
+            ref_dw[i] += g[i];
+        }
+      yh = host (y);
+      dxh = host (dx);
+      dwh = host (dw);
+      /* same arithmetic up to summation order: 1e-5 of the largest value */
+      assert_close_host (what, yh, ref_y, N * out1, 1e-5);
+      assert_close_host (what, dxh, ref_dx, N * in1, 1e-5);
+      assert_close_host (what, dwh, ref_dw, cleave_tensor_numel (w), 1e-5);
+    }
+}
+
 /* -------------------------------------------- finite-difference checks */
 
 /* A scalar function of the op's inputs: loss = sum(y * r) for a fixed random
@@ -1232,6 +1294,7 @@ main (int argc, char **argv)
   g_test_add_func ("/core/adam/matches-pytorch", test_adam_golden);
   g_test_add_func ("/core/network/step-matches-pytorch", test_network_golden);
 
+  g_test_add_func ("/core/conv2d/batched-matches-per-image", test_conv2d_batched);
   g_test_add_func ("/core/conv2d/gradcheck", test_conv2d_gradcheck);
   g_test_add_func ("/core/batchnorm/gradcheck", test_batchnorm_gradcheck);
   g_test_add_func ("/core/activation-pool/gradcheck", test_activation_pool_gradcheck);

@@ -66,6 +66,62 @@ oom (GError **error, const char *what, gsize n_floats)
   return FALSE;
 }
 
+/* Float sums in eight independent lanes: a single running sum is a chain of
+ * dependent adds the compiler may not reorder (no -ffast-math), which made
+ * the batchnorm reductions several times slower than the memory allows. */
+static inline float
+sum_f (const float *x, gsize n)
+{
+  float acc[8] = { 0 };
+  gsize i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; k++)
+      acc[k] += x[i + k];
+  float s = 0.0f;
+  for (; i < n; i++)
+    s += x[i];
+  for (int k = 0; k < 8; k++)
+    s += acc[k];
+  return s;
+}
+
+/* sum((x - m)^2) */
+static inline float
+sum_sq_dev (const float *x, gsize n, float m)
+{
+  float acc[8] = { 0 };
+  gsize i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; k++)
+      {
+        float d = x[i + k] - m;
+        acc[k] += d * d;
+      }
+  float s = 0.0f;
+  for (; i < n; i++)
+    s += (x[i] - m) * (x[i] - m);
+  for (int k = 0; k < 8; k++)
+    s += acc[k];
+  return s;
+}
+
+/* sum(a * (b - m)) */
+static inline float
+dot_dev (const float *a, const float *b, gsize n, float m)
+{
+  float acc[8] = { 0 };
+  gsize i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; k++)
+      acc[k] += a[i + k] * (b[i + k] - m);
+  float s = 0.0f;
+  for (; i < n; i++)
+    s += a[i] * (b[i] - m);
+  for (int k = 0; k < 8; k++)
+    s += acc[k];
+  return s;
+}
+
 /* ------------------------------------------------------------ the pool */
 
 /* fn runs on items [lo, hi) as participant @worker (0 = the calling thread,
@@ -366,16 +422,25 @@ valid_cols (const ConvGeom *g, int kw, int *lo, int *hi)
   *hi = h;
 }
 
+/* Writes the column matrix of one image: row r = (c*K + kh)*K + kw holds
+ * x[c, oh*s - pad + kh, ow*s - pad + kw] over (oh, ow), rows @ld apart. */
 static void
-im2col (const ConvGeom *g, const float *x, float *col)
+im2col (const ConvGeom *g, const float *x, float *col, gsize ld)
 {
   const int K = g->k, H = g->h, W = g->w, Ho = g->ho, Wo = g->wo, s = g->stride;
 
+  if (g->direct)
+    {
+      for (int c = 0; c < g->cig; c++)
+        memcpy (col + c * ld, x + (gsize) c * g->howo, g->howo * sizeof (float));
+      return;
+    }
   for (int c = 0; c < g->cig; c++)
     for (int kh = 0; kh < K; kh++)
       for (int kw = 0; kw < K; kw++)
         {
-          float *row = col + (gsize) ((c * K + kh) * K + kw) * g->howo;
+          float *row = col + (gsize) ((c * K + kh) * K + kw) * ld;
+          const int off = kw - g->pad;
           int lo, hi;
           valid_cols (g, kw, &lo, &hi);
           for (int oh = 0; oh < Ho; oh++)
@@ -387,9 +452,8 @@ im2col (const ConvGeom *g, const float *x, float *col)
                   memset (dst, 0, Wo * sizeof (float));
                   continue;
                 }
-              /* index with ow*s + kw - pad inside [lo, hi) only */
+              /* only columns in [lo, hi) index inside the input row */
               const float *src = x + ((gsize) c * H + ih) * W;
-              const int off = kw - g->pad;
               for (int ow = 0; ow < lo; ow++)
                 dst[ow] = 0.0f;
               if (s == 1)
@@ -405,7 +469,7 @@ im2col (const ConvGeom *g, const float *x, float *col)
 
 /* Adds the column matrix back into the image: the adjoint of im2col. */
 static void
-col2im_add (const ConvGeom *g, const float *col, float *x)
+col2im_add (const ConvGeom *g, const float *col, gsize ld, float *x)
 {
   const int K = g->k, H = g->h, W = g->w, Ho = g->ho, Wo = g->wo, s = g->stride;
 
@@ -413,7 +477,7 @@ col2im_add (const ConvGeom *g, const float *col, float *x)
     for (int kh = 0; kh < K; kh++)
       for (int kw = 0; kw < K; kw++)
         {
-          const float *row = col + (gsize) ((c * K + kh) * K + kw) * g->howo;
+          const float *row = col + (gsize) ((c * K + kh) * K + kw) * ld;
           const int off = kw - g->pad;
           int lo, hi;
           valid_cols (g, kw, &lo, &hi);
@@ -434,15 +498,35 @@ col2im_add (const ConvGeom *g, const float *col, float *x)
         }
 }
 
+/* Images are handled in blocks: one GEMM per block and group whose column
+ * count is block * Ho*Wo. Deep layers have tiny feature maps (7x7, 2x2),
+ * where one image per GEMM would re-read the whole weight matrix for a few
+ * columns; a block of images turns that into a real matrix product. */
 typedef struct {
   ConvGeom g;
+  int block;            /* images per chunk */
   const float *x, *w, *b, *dy;
   float *y, *dx, *dw;
-  float **col;          /* per worker, allocated on first use */
+  float **col;          /* per worker: [kk, block*howo] */
+  float **tmp;          /* per worker: [cog, block*howo] */
   float **dw_part;      /* per worker (worker 0 uses dw itself) */
   gsize wn;
   gint failed;
 } ConvJob;
+
+static int
+conv_block (const ConvGeom *g)
+{
+  /* aim for >= 512 GEMM columns, keep a chunk for each participant, and
+   * bound the column buffer (~32 MB) */
+  int b = 512 / g->howo;
+  int per_worker = (g->n + n_workers () - 1) / n_workers ();
+  gsize limit = (8u << 20) / ((gsize) g->kk * g->howo + 1);
+
+  b = MIN (b, per_worker);
+  b = (int) MIN ((gsize) b, limit);
+  return MAX (b, 1);
+}
 
 static float *
 worker_buf (float **slots, int worker, gsize n, gboolean zero, gint *failed)
@@ -466,38 +550,62 @@ conv_forward_range (gpointer d, gsize lo, gsize hi, int worker)
 {
   ConvJob *j = d;
   const ConvGeom *g = &j->g;
-  float *col = NULL;
+  const gsize hw = g->howo, cols_max = (gsize) j->block * hw;
+  float *col = NULL, *tmp = NULL;
 
-  if (!g->direct && (col = worker_buf (j->col, worker, (gsize) g->kk * g->howo, FALSE, &j->failed)) == NULL)
-    return;
-  for (gsize n = lo; n < hi; n++)
-    for (int gr = 0; gr < g->groups; gr++)
-      {
-        const float *xg = j->x + (n * g->ci + (gsize) gr * g->cig) * g->h * g->w;
-        float *yg = j->y + (n * g->co + (gsize) gr * g->cog) * g->howo;
-        const float *wg = j->w + (gsize) gr * g->cog * g->kk;
-        const float *cm = xg;
-        float beta = 0.0f;
+  for (gsize blk = lo; blk < hi; blk++)
+    {
+      const gsize n0 = blk * j->block, nb = MIN ((gsize) j->block, (gsize) g->n - n0), cols = nb * hw;
 
-        if (!g->direct)
-          {
-            im2col (g, xg, col);
-            cm = col;
-          }
-        if (j->b)
-          {
+      for (int gr = 0; gr < g->groups; gr++)
+        {
+          const float *wg = j->w + (gsize) gr * g->cog * g->kk;
+          const float *cm;
+
+          if (nb == 1 && g->direct)
+            cm = j->x + (n0 * g->ci + (gsize) gr * g->cig) * hw;
+          else
+            {
+              if (col == NULL
+                  && (col = worker_buf (j->col, worker, (gsize) g->kk * cols_max, FALSE, &j->failed)) == NULL)
+                return;
+              for (gsize i = 0; i < nb; i++)
+                im2col (g, j->x + ((n0 + i) * g->ci + (gsize) gr * g->cig) * g->h * g->w, col + i * hw, cols);
+              cm = col;
+            }
+
+          if (nb == 1)
+            {
+              float *yg = j->y + (n0 * g->co + (gsize) gr * g->cog) * hw;
+              float beta = 0.0f;
+              if (j->b)
+                {
+                  for (int c = 0; c < g->cog; c++)
+                    for (gsize i = 0; i < hw; i++)
+                      yg[c * hw + i] = j->b[gr * g->cog + c];
+                  beta = 1.0f;
+                }
+              cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                           g->cog, (int) hw, g->kk, 1.0f, wg, g->kk, cm, (int) hw, beta, yg, (int) hw);
+              continue;
+            }
+
+          if (tmp == NULL
+              && (tmp = worker_buf (j->tmp, worker, (gsize) g->cog * cols_max, FALSE, &j->failed)) == NULL)
+            return;
+          cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                       g->cog, (int) cols, g->kk, 1.0f, wg, g->kk, cm, (int) cols, 0.0f, tmp, (int) cols);
+          for (gsize i = 0; i < nb; i++)
             for (int c = 0; c < g->cog; c++)
               {
-                float bv = j->b[gr * g->cog + c];
-                float *row = yg + (gsize) c * g->howo;
-                for (int i = 0; i < g->howo; i++)
-                  row[i] = bv;
+                const float *src = tmp + (gsize) c * cols + i * hw;
+                float *dst = j->y + ((n0 + i) * g->co + (gsize) gr * g->cog + c) * hw;
+                const float bv = j->b ? j->b[gr * g->cog + c] : 0.0f;
+                for (gsize k = 0; k < hw; k++)
+                  dst[k] = src[k] + bv;
               }
-            beta = 1.0f;
-          }
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                     g->cog, g->howo, g->kk, 1.0f, wg, g->kk, cm, g->howo, beta, yg, g->howo);
-      }
+        }
+    }
 }
 
 static void
@@ -513,13 +621,18 @@ cpu_conv2d_forward (CleaveBackend *self, const CleaveTensor *x, const CleaveTens
                     const CleaveTensor *b, CleaveTensor *y, const CleaveConvParams *p, GError **error)
 {
   ConvJob j = { .x = fp (x), .w = fp (w), .b = b ? fp (b) : NULL, .y = fp (y) };
+  gsize n_blocks;
 
   conv_geom (x, w, p, &j.g);
+  j.block = conv_block (&j.g);
+  n_blocks = (j.g.n + j.block - 1) / j.block;
   j.col = g_new0 (float *, n_workers ());
-  parallel_for (j.g.n, 1, conv_forward_range, &j);
+  j.tmp = g_new0 (float *, n_workers ());
+  parallel_for (n_blocks, 1, conv_forward_range, &j);
   free_slots (j.col, 0);
+  free_slots (j.tmp, 0);
   if (j.failed)
-    return oom (error, "conv2d forward", (gsize) j.g.kk * j.g.howo);
+    return oom (error, "conv2d forward", (gsize) j.g.kk * j.g.howo * j.block);
   return TRUE;
 }
 
@@ -528,48 +641,76 @@ conv_backward_range (gpointer d, gsize lo, gsize hi, int worker)
 {
   ConvJob *j = d;
   const ConvGeom *g = &j->g;
-  float *col = NULL, *mydw = NULL;
+  const gsize hw = g->howo, cols_max = (gsize) j->block * hw, in_sz = (gsize) g->ci * g->h * g->w;
+  float *col, *dyb = NULL, *mydw = NULL;
 
-  if (!g->direct && (col = worker_buf (j->col, worker, (gsize) g->kk * g->howo, FALSE, &j->failed)) == NULL)
+  if ((col = worker_buf (j->col, worker, (gsize) g->kk * cols_max, FALSE, &j->failed)) == NULL)
     return;
   if (j->dw && (mydw = worker_buf (j->dw_part, worker, j->wn, TRUE, &j->failed)) == NULL)
     return;
 
-  for (gsize n = lo; n < hi; n++)
+  for (gsize blk = lo; blk < hi; blk++)
     {
+      const gsize n0 = blk * j->block, nb = MIN ((gsize) j->block, (gsize) g->n - n0), cols = nb * hw;
+
       if (j->dx)
-        memset (j->dx + n * g->ci * g->h * g->w, 0, (gsize) g->ci * g->h * g->w * sizeof (float));
+        memset (j->dx + n0 * in_sz, 0, nb * in_sz * sizeof (float));
       for (int gr = 0; gr < g->groups; gr++)
         {
-          const float *xg = j->x + (n * g->ci + (gsize) gr * g->cig) * g->h * g->w;
-          const float *dyg = j->dy + (n * g->co + (gsize) gr * g->cog) * g->howo;
           const float *wg = j->w + (gsize) gr * g->cog * g->kk;
+          const float *dyg;
+
+          /* the block's output gradient as one [cog, nb*howo] matrix */
+          if (nb == 1)
+            dyg = j->dy + (n0 * g->co + (gsize) gr * g->cog) * hw;
+          else
+            {
+              if (dyb == NULL
+                  && (dyb = worker_buf (j->tmp, worker, (gsize) g->cog * cols_max, FALSE, &j->failed)) == NULL)
+                return;
+              for (gsize i = 0; i < nb; i++)
+                for (int c = 0; c < g->cog; c++)
+                  memcpy (dyb + (gsize) c * cols + i * hw,
+                          j->dy + ((n0 + i) * g->co + (gsize) gr * g->cog + c) * hw, hw * sizeof (float));
+              dyg = dyb;
+            }
 
           if (mydw)
             {
-              const float *cm = xg;
-              if (!g->direct)
+              const float *cm;
+              if (nb == 1 && g->direct)
+                cm = j->x + (n0 * g->ci + (gsize) gr * g->cig) * hw;
+              else
                 {
-                  im2col (g, xg, col);
+                  for (gsize i = 0; i < nb; i++)
+                    im2col (g, j->x + ((n0 + i) * g->ci + (gsize) gr * g->cig) * g->h * g->w,
+                            col + i * hw, cols);
                   cm = col;
                 }
               cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans,
-                           g->cog, g->kk, g->howo, 1.0f, dyg, g->howo, cm, g->howo,
+                           g->cog, g->kk, (int) cols, 1.0f, dyg, (int) cols, cm, (int) cols,
                            1.0f, mydw + (gsize) gr * g->cog * g->kk, g->kk);
             }
           if (j->dx)
             {
-              float *dxg = j->dx + (n * g->ci + (gsize) gr * g->cig) * g->h * g->w;
-              if (g->direct)
-                cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans,
-                             g->cig, g->howo, g->cog, 1.0f, wg, g->kk, dyg, g->howo,
-                             0.0f, dxg, g->howo);
-              else
+              if (nb == 1 && g->direct)
                 {
+                  float *dxg = j->dx + (n0 * g->ci + (gsize) gr * g->cig) * hw;
                   cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans,
-                               g->kk, g->howo, g->cog, 1.0f, wg, g->kk, dyg, g->howo,
-                               0.0f, col, g->howo);
-                  col2im_add (g, col, dxg);
+                               g->cig, (int) hw, g->cog, 1.0f, wg, g->kk, dyg, (int) hw, 0.0f, dxg, (int) hw);
+                  continue;
+                }
+              /* col is free again: reuse it for the column gradient */
+              cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans,
+                           g->kk, (int) cols, g->cog, 1.0f, wg, g->kk, dyg, (int) cols, 0.0f, col, (int) cols);
+              for (gsize i = 0; i < nb; i++)
+                {
+                  float *dxg = j->dx + ((n0 + i) * g->ci + (gsize) gr * g->cig) * g->h * g->w;
+                  if (g->direct)
+                    for (int c = 0; c < g->cig; c++)
+                      memcpy (dxg + (gsize) c * hw, col + (gsize) c * cols + i * hw, hw * sizeof (float));
+                  else
+                    col2im_add (g, col + i * hw, cols, dxg);
                 }
             }
         }
@@ -587,13 +728,7 @@ conv_bias_grad_range (gpointer d, gsize lo, gsize hi, int worker)
     {
       double acc = 0.0;
       for (int n = 0; n < g->n; n++)
-        {
-          const float *row = j->dy + ((gsize) n * g->co + c) * g->howo;
-          float s = 0.0f;
-          for (int i = 0; i < g->howo; i++)
-            s += row[i];
-          acc += s;
-        }
+        acc += sum_f (j->dy + ((gsize) n * g->co + c) * g->howo, g->howo);
       db[c] = (float) acc;
     }
 }
@@ -602,14 +737,10 @@ static void
 dw_reduce_range (gpointer d, gsize lo, gsize hi, int worker)
 {
   ConvJob *j = d;
-  for (gsize i = lo; i < hi; i++)
-    {
-      float s = j->dw[i];
-      for (int t = 1; t < n_workers (); t++)
-        if (j->dw_part[t])
-          s += j->dw_part[t][i];
-      j->dw[i] = s;
-    }
+  for (int t = 1; t < n_workers (); t++)
+    if (j->dw_part[t])
+      for (gsize i = lo; i < hi; i++)
+        j->dw[i] += j->dw_part[t][i];
 }
 
 static gboolean
@@ -619,6 +750,7 @@ cpu_conv2d_backward (CleaveBackend *self, const CleaveTensor *x, const CleaveTen
 {
   ConvJob j = { .x = fp (x), .w = fp (w), .dy = fp (dy), .dx = dx ? fp (dx) : NULL,
                 .dw = dw ? fp (dw) : NULL, .wn = numel (w) };
+  gsize n_blocks;
 
   conv_geom (x, w, p, &j.g);
   if (db)
@@ -632,20 +764,24 @@ cpu_conv2d_backward (CleaveBackend *self, const CleaveTensor *x, const CleaveTen
 
   /* Each participant accumulates its own weight gradient (worker 0 straight
    * into dw); the partial sums are added up afterwards. */
+  j.block = conv_block (&j.g);
+  n_blocks = (j.g.n + j.block - 1) / j.block;
   j.col = g_new0 (float *, n_workers ());
+  j.tmp = g_new0 (float *, n_workers ());
   j.dw_part = g_new0 (float *, n_workers ());
   if (j.dw)
     {
       memset (j.dw, 0, j.wn * sizeof (float));
       j.dw_part[0] = j.dw;
     }
-  parallel_for (j.g.n, 1, conv_backward_range, &j);
+  parallel_for (n_blocks, 1, conv_backward_range, &j);
   if (j.dw && !j.failed)
     parallel_for (j.wn, grain_for (j.wn, PAR_GRAIN), dw_reduce_range, &j);
   free_slots (j.col, 0);
+  free_slots (j.tmp, 0);
   free_slots (j.dw_part, 1);
   if (j.failed)
-    return oom (error, "conv2d backward", (gsize) j.g.kk * j.g.howo + j.wn);
+    return oom (error, "conv2d backward", (gsize) j.g.kk * j.g.howo * j.block + j.wn);
   return TRUE;
 }
 
@@ -673,27 +809,12 @@ bn_forward_range (gpointer d, gsize lo, gsize hi, int worker)
         {
           double sum = 0.0, sq = 0.0, var;
           for (int n = 0; n < j->N; n++)
-            {
-              const float *row = j->x + ((gsize) n * j->C + c) * j->HW;
-              float s = 0.0f;
-              for (int i = 0; i < j->HW; i++)
-                s += row[i];
-              sum += s;
-            }
+            sum += sum_f (j->x + ((gsize) n * j->C + c) * j->HW, j->HW);
           mean = (float) (sum / count);
           /* Two passes: the variance of centred values keeps its precision
            * when the mean is large against the spread. */
           for (int n = 0; n < j->N; n++)
-            {
-              const float *row = j->x + ((gsize) n * j->C + c) * j->HW;
-              float s = 0.0f;
-              for (int i = 0; i < j->HW; i++)
-                {
-                  float dd = row[i] - mean;
-                  s += dd * dd;
-                }
-              sq += s;
-            }
+            sq += sum_sq_dev (j->x + ((gsize) n * j->C + c) * j->HW, j->HW, mean);
           var = sq / count;
           invstd = (float) (1.0 / sqrt (var + j->eps));
           if (j->save_mean)
@@ -752,14 +873,8 @@ bn_backward_range (gpointer d, gsize lo, gsize hi, int worker)
         {
           const float *xr = j->x + ((gsize) n * j->C + c) * j->HW;
           const float *dr = j->dy + ((gsize) n * j->C + c) * j->HW;
-          float a = 0.0f, b = 0.0f;
-          for (int i = 0; i < j->HW; i++)
-            {
-              a += dr[i];
-              b += dr[i] * (xr[i] - mean);
-            }
-          sdy += a;
-          sdyx += b;
+          sdy += sum_f (dr, j->HW);
+          sdyx += dot_dev (dr, xr, j->HW, mean);
         }
       /* sum(dy * xhat) = invstd * sum(dy * (x - mean)) */
       float dbeta_c = (float) sdy, dgamma_c = (float) (sdyx * invstd);
@@ -1001,6 +1116,22 @@ maxpool_bwd_range (gpointer d, gsize lo, gsize hi, int worker)
       const float *dd = g->din + pl * g->ho * g->wo;
       float *out = g->out + pl * g->h * g->w;
       memset (out, 0, (gsize) g->h * g->w * sizeof (float));
+      if (g->k == 2 && g->s == 2 && g->pad == 0)
+        {
+          /* disjoint 2x2 windows: same first-maximum rule, no bounds checks */
+          for (int oh = 0; oh < g->ho; oh++)
+            for (int ow = 0; ow < g->wo; ow++)
+              {
+                int i0 = 2 * oh * g->w + 2 * ow;
+                int cand[4] = { i0, i0 + 1, i0 + g->w, i0 + g->w + 1 };
+                int best = cand[0];
+                for (int k = 1; k < 4 && !isnan (plane[best]); k++)
+                  if (plane[cand[k]] > plane[best] || isnan (plane[cand[k]]))
+                    best = cand[k];
+                out[best] = dd[oh * g->wo + ow];
+              }
+          continue;
+        }
       for (int oh = 0; oh < g->ho; oh++)
         for (int ow = 0; ow < g->wo; ow++)
           {
@@ -1110,11 +1241,7 @@ gap_fwd_range (gpointer d, gsize lo, gsize hi, int worker)
   const int hw = g->h * g->w;
   for (gsize pl = lo; pl < hi; pl++)
     {
-      const float *row = g->in + pl * hw;
-      float s = 0.0f;
-      for (int i = 0; i < hw; i++)
-        s += row[i];
-      g->out[pl] = s / hw;
+      g->out[pl] = sum_f (g->in + pl * hw, hw) / hw;
     }
 }
 
@@ -1371,12 +1498,7 @@ mask_bwd_range (gpointer d, gsize lo, gsize hi, int worker)
           const float *xr = j->x + (n * j->C + c) * j->HW;
           const float *dr = j->dy + (n * j->C + c) * j->HW;
           if (j->dm)
-            {
-              float s = 0.0f;
-              for (int i = 0; i < j->HW; i++)
-                s += dr[i] * xr[i];
-              acc += s;
-            }
+            acc += dot_dev (dr, xr, j->HW, 0.0f);
           if (j->dx)
             {
               float *out = j->dx + (n * j->C + c) * j->HW;
