@@ -634,14 +634,16 @@ test_evaluate_keep_all_is_source (void)
   keep_free (keep);
 }
 
+static char *tmp_dir;
+
 static char *
 tmp_path (const char *name)
 {
-  static char *dir;
+  char *dir = tmp_dir;
   if (dir == NULL)
     {
       g_autoptr(GError) error = NULL;
-      dir = g_dir_make_tmp ("test-module-XXXXXX", &error);
+      dir = tmp_dir = g_dir_make_tmp ("test-module-XXXXXX", &error);
       g_assert_no_error (error);
     }
   return g_build_filename (dir, name, NULL);
@@ -1043,9 +1045,28 @@ test_manual_importance_set (void)
   g_free (imp);
 }
 
+static void
+remove_tree (const char *path)
+{
+  GDir *dir = g_dir_open (path, 0, NULL);
+  const char *name;
+  if (dir)
+    {
+      while ((name = g_dir_read_name (dir)))
+        {
+          g_autofree char *child = g_build_filename (path, name, NULL);
+          remove_tree (child);
+        }
+      g_dir_close (dir);
+    }
+  g_remove (path);
+}
+
 int
 main (int argc, char **argv)
 {
+  int status;
+
   g_test_init (&argc, &argv, NULL);
   for (guint i = 0; i < G_N_ELEMENTS (arch_cases); i++)
     {
@@ -1070,5 +1091,9 @@ main (int argc, char **argv)
   g_test_add_func ("/module/file/model-refused", test_file_model_refused);
   g_test_add_func ("/module/report/files", test_report);
   g_test_add_func ("/module/manual/importance-set", test_manual_importance_set);
-  return g_test_run ();
+  status = g_test_run ();
+  if (tmp_dir)
+    remove_tree (tmp_dir);
+  g_free (tmp_dir);
+  return status;
 }

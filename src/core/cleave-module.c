@@ -632,16 +632,56 @@ module_metrics (CleaveModule *m, const float *scores, const guint8 *positive, co
   m->score_max = tp + fn ? hi : NAN;
 }
 
+/* Runs every module over the images batch by batch (images are normalised
+ * once per batch, not once per module); fills scores [module][image] and
+ * positive votes [module][image]. */
+static gboolean
+run_modules (CleaveModuleSet *set, CleaveBackend *backend, const CleaveDataset *ds, const int *indices, int n,
+             float *scores, guint8 *positive, guint8 *labels, GCancellable *cancellable, GError **error)
+{
+  int n_mod = (int) set->modules->len;
+  gsize img = (gsize) ds->c * ds->h * ds->w;
+  g_autofree float *x = g_new (float, EVAL_BATCH * img);
+  g_autofree float *y = g_new (float, EVAL_BATCH);
+  g_autofree int *idx = g_new (int, EVAL_BATCH);
+  CleaveNet **nets = g_new0 (CleaveNet *, MAX (1, n_mod));
+  gboolean ok = TRUE;
+
+  for (int k = 0; k < n_mod && ok; k++)
+    ok = (nets[k] = cleave_net_new (((CleaveModule *) set->modules->pdata[k])->graph, backend, error)) != NULL;
+  for (int start = 0; start < n && ok; start += EVAL_BATCH)
+    {
+      int b = MIN (EVAL_BATCH, n - start);
+      if (g_cancellable_set_error_if_cancelled (cancellable, error))
+        {
+          ok = FALSE;
+          break;
+        }
+      for (int i = 0; i < b; i++)
+        idx[i] = indices ? indices[start + i] : start + i;
+      cleave_dataset_fill_batch (ds, idx, b, set->mean, set->std, NULL, NULL, x, y);
+      for (int i = 0; i < b; i++)
+        labels[start + i] = (guint8) y[i];
+      for (int k = 0; k < n_mod && ok; k++)
+        {
+          ScoreSink sink = { scores + (gsize) k * n + start, positive + (gsize) k * n + start };
+          ok = module_logits (set->modules->pdata[k], nets[k], x, b, store_score_and_vote, &sink, error);
+        }
+    }
+  for (int k = 0; k < n_mod; k++)
+    cleave_net_free (nets[k]);
+  g_free (nets);
+  return ok;
+}
+
 gboolean
 cleave_module_set_evaluate (CleaveModuleSet *set, CleaveBackend *backend, const CleaveDataset *ds,
                             const int *indices, int n, float **scores_out,
                             GCancellable *cancellable, GError **error)
 {
-  int n_mod = (int) set->modules->len, c, h, w, correct = 0, counted = 0;
-  gsize img;
-  g_autofree float *x = NULL;
+  int n_mod = (int) set->modules->len, correct = 0, counted = 0;
   g_autofree float *scores = NULL;   /* [module][image] */
-  g_autofree guint8 *positive = g_new (guint8, MAX (1, n));
+  g_autofree guint8 *positive = NULL;
   g_autofree guint8 *labels = g_new (guint8, MAX (1, n));
   g_autofree gboolean *covered = g_new0 (gboolean, MAX (1, set->n_classes));
 
@@ -652,42 +692,14 @@ cleave_module_set_evaluate (CleaveModuleSet *set, CleaveBackend *backend, const 
                    ds->c, ds->h, ds->w, set->in_c, set->in_h, set->in_w);
       return FALSE;
     }
-  c = ds->c, h = ds->h, w = ds->w;
-  img = (gsize) c * h * w;
-  /* Normalise once; every module reads the same images. */
-  x = g_new (float, MAX (1, (gsize) n * img));
-  {
-    g_autofree int *all = NULL;
-    g_autofree float *y = g_new (float, MAX (1, n));
-    if (indices == NULL)
-      {
-        all = g_new (int, MAX (1, n));
-        for (int i = 0; i < n; i++)
-          all[i] = i;
-        indices = all;
-      }
-    cleave_dataset_fill_batch (ds, indices, n, set->mean, set->std, NULL, NULL, x, y);
-    for (int i = 0; i < n; i++)
-      labels[i] = (guint8) y[i];
-  }
   scores = g_new (float, MAX (1, (gsize) n_mod * n));
+  positive = g_new (guint8, MAX (1, (gsize) n_mod * n));
+  if (!run_modules (set, backend, ds, indices, n, scores, positive, labels, cancellable, error))
+    return FALSE;
   for (int k = 0; k < n_mod; k++)
     {
       CleaveModule *m = set->modules->pdata[k];
-      CleaveNet *net;
-      ScoreSink sink = { scores + (gsize) k * n, positive };
-      gboolean ok;
-
-      if (g_cancellable_set_error_if_cancelled (cancellable, error))
-        return FALSE;
-      net = cleave_net_new (m->graph, backend, error);
-      if (net == NULL)
-        return FALSE;
-      ok = module_logits (m, net, x, n, store_score_and_vote, &sink, error);
-      cleave_net_free (net);
-      if (!ok)
-        return FALSE;
-      module_metrics (m, sink.scores, positive, labels, n);
+      module_metrics (m, scores + (gsize) k * n, positive + (gsize) k * n, labels, n);
       if (m->class_index >= 0 && m->class_index < set->n_classes)
         covered[m->class_index] = TRUE;
     }
