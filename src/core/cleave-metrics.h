@@ -38,6 +38,7 @@ typedef struct {
   double krr;                /* mean kernel retention (splitters), NAN if none */
   double images_per_s;
   gboolean epoch_done;       /* TRUE once per finished epoch/generation (a chart point) */
+  double fitness;            /* GA: mean best fitness of the generation; 0 or NAN otherwise */
 } CleaveProgress;
 
 typedef void (*CleaveProgressFunc) (const CleaveProgress *progress, gpointer user_data);

@@ -35,8 +35,8 @@ CleaveModuleSet *cleave_grad_split (CleaveModel *model, CleaveBackend *backend, 
                                     GError **error);
 
 typedef enum {
-  CLEAVE_GA_FITNESS_REFERENCE,   /* composed accuracy and module dissimilarity */
-  CLEAVE_GA_FITNESS_KRR,         /* accuracy against kept kernels */
+  CLEAVE_GA_FITNESS_REFERENCE,   /* composed accuracy + diff_weight × mean (1 − Jaccard) with the other modules */
+  CLEAVE_GA_FITNESS_KRR,         /* composed accuracy − krr_weight × KRR */
 } CleaveGaFitness;
 
 typedef struct {
@@ -47,6 +47,13 @@ typedef struct {
   double krr_weight;             /* KRR-aware fitness: acc - w × KRR */
   int val_images;                /* validation images for candidate evaluation (0 = all) */
   guint64 seed;
+  /* additions (cleave-cnnsplitter.c documents the defaults) */
+  double diff_weight;            /* reference fitness: acc + w × dissimilarity */
+  double min_confidence;         /* importance: images classified with softmax >= this (0.9) */
+  int importance_images;         /* validation images for kernel importance (0 = all) */
+  int sensitivity_images;        /* validation images for the sensitivity analysis (0 = val_images) */
+  int eval_groups;               /* candidates evaluated together in one forward (grouped masks) */
+  int eval_batch;                /* images per forward, all groups together */
 } CleaveGaSplitOptions;
 
 void cleave_ga_split_options_init (CleaveGaSplitOptions *opt);
@@ -55,5 +62,40 @@ CleaveModuleSet *cleave_ga_split (CleaveModel *model, CleaveBackend *backend, co
                                   const int *val_idx, int n_val, const CleaveGaSplitOptions *opt,
                                   CleaveProgressFunc progress, gpointer user_data, GCancellable *cancellable,
                                   gboolean *cancelled, GError **error);
+
+/* Building blocks of cleave_ga_split, public for tests and reports. Keep
+ * flags and importances are flat over all kernels of the graph: site s
+ * occupies [offset(s), offset(s) + channels) in mask-site order. */
+
+/* Mean absolute post-ReLU activation of every kernel (at its mask site), per
+ * class over the listed images of that class that the model classifies as
+ * that class with softmax confidence >= @min_confidence; a class with fewer
+ * than @min_images such images falls back to all its images (fallback[c] is
+ * set TRUE, @fallback may be NULL). Returns n_classes × total_kernels floats. */
+float *cleave_ga_kernel_importance (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
+                                    const int *indices, int n, double min_confidence, int min_images,
+                                    gboolean *fallback, double *accuracy, GCancellable *cancellable,
+                                    GError **error);
+
+/* One class's grouped encoding: per layer (tie group) the kernels sorted by
+ * importance are cut into groups (10 below 256 kernels, else 100, at most one
+ * per kernel); one gene per group, group 0 holding the most important kernels. */
+typedef struct _CleaveGaEncoding CleaveGaEncoding;
+
+CleaveGaEncoding *cleave_ga_encoding_new     (const CleaveGraph *graph, const float *importance);
+void              cleave_ga_encoding_free    (CleaveGaEncoding *enc);
+int               cleave_ga_encoding_n_genes  (const CleaveGaEncoding *enc);
+int               cleave_ga_encoding_n_layers (const CleaveGaEncoding *enc);
+/* Genes [*first, *first + *count) belong to @layer; its sites are those whose tie is root. */
+void              cleave_ga_encoding_layer    (const CleaveGaEncoding *enc, int layer, int *first, int *count, int *root);
+/* keep: total_kernels flags; tied sites get identical flags. */
+void              cleave_ga_encoding_decode   (const CleaveGaEncoding *enc, const guint8 *genes, guint8 *keep);
+/* Turns on the most important group of every layer with no gene on; returns how many layers it fixed. */
+int               cleave_ga_encoding_repair   (const CleaveGaEncoding *enc, guint8 *genes);
+
+/* Single-point crossover: child = a[0, point) + b[point, n). */
+void cleave_ga_crossover (const guint8 *a, const guint8 *b, int n, int point, guint8 *child);
+/* Flips each gene with probability @rate; returns the number of flips. */
+int  cleave_ga_mutate    (guint8 *genes, int n, double rate, GRand *rng);
 
 G_END_DECLS
