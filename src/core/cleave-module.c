@@ -875,11 +875,25 @@ cleave_module_set_save (const CleaveModuleSet *set, const char *path, GError **e
                        "module %u has %d masked layers, the set's source has %d", k, m->n_sites, set->n_sites);
           return FALSE;
         }
-      for (int i = 0; i < cleave_graph_n_params (m->graph); i++)
+      if (m->has_head && (m->head_w1 == NULL || m->head_b1 == NULL || m->head_w2 == NULL))
         {
-          CleaveParam *p = cleave_graph_param (m->graph, i);
-          g_autofree char *name = g_strdup_printf ("module.%u.%s", k, p->name);
-          cleave_safetensors_add_f32 (st, name, p->ndim, p->shape, p->data);
+          g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
+                       "module %u says it has a head but holds no head weights", k);
+          return FALSE;
+        }
+      /* Named after the layer as the architecture JSON names them on
+       * loading (for preset and PyTorch graphs, the source's names). */
+      for (int i = 1; i < cleave_graph_n_nodes (m->graph); i++)
+        {
+          static const char *const suffix[CLEAVE_N_PARAM_SLOTS] = { "weight", "bias", "running_mean", "running_var" };
+          const CleaveNode *n = cleave_graph_node (m->graph, i);
+          for (int slot = 0; slot < CLEAVE_N_PARAM_SLOTS; slot++)
+            if (n->param[slot] >= 0)
+              {
+                CleaveParam *p = cleave_graph_param (m->graph, n->param[slot]);
+                g_autofree char *name = g_strdup_printf ("module.%u.%s.%s", k, n->name, suffix[slot]);
+                cleave_safetensors_add_f32 (st, name, p->ndim, p->shape, p->data);
+              }
         }
       for (int s = 0; s < m->n_sites; s++)
         {
@@ -1038,14 +1052,20 @@ read_set_fields (Reader *r, JsonObject *o, CleaveModuleSet *set)
     return rfail (r, "source.sha256", "is not 64 lowercase hex digits");
   if ((a = read_array (r, o, "input", "", 3)) == NULL)
     return FALSE;
-  for (int k = 0; k < 3; k++)
-    {
-      JsonNode *e = json_array_get_element (a, k);
-      gint64 v = JSON_NODE_HOLDS_VALUE (e) && json_node_get_value_type (e) == G_TYPE_INT64 ? json_node_get_int (e) : -1;
-      if (v < 1 || v > (k == 0 ? 4 : 4096))
-        return rfail (r, "input", "entry %d is not a valid size", k);
-      (&set->in_c)[k] = (int) v;
-    }
+  {
+    int dims[3];
+    for (int k = 0; k < 3; k++)
+      {
+        JsonNode *e = json_array_get_element (a, k);
+        gint64 v = JSON_NODE_HOLDS_VALUE (e) && json_node_get_value_type (e) == G_TYPE_INT64 ? json_node_get_int (e) : -1;
+        if (v < 1 || v > (k == 0 ? 4 : 4096))
+          return rfail (r, "input", "entry %d is not a valid size", k);
+        dims[k] = (int) v;
+      }
+    set->in_c = dims[0];
+    set->in_h = dims[1];
+    set->in_w = dims[2];
+  }
   if (norm == NULL || !JSON_NODE_HOLDS_OBJECT (norm))
     return rfail (r, "normalize", "missing or not an object");
   for (int k = 0; k < 2; k++)
