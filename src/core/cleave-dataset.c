@@ -427,9 +427,14 @@ cleave_dataset_load_cifar_bin (const char *const *files, GError **error)
         }
       total += st.st_size / CIFAR_RECORD;
     }
-  if (nfiles == 0 || total > G_MAXINT)
+  if (nfiles == 0)
     {
       g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "no CIFAR-10 batch files given");
+      return NULL;
+    }
+  if (total > G_MAXINT)
+    {
+      invalid (error, files[0], "%" G_GSIZE_FORMAT " records in all, too many", total);
       return NULL;
     }
 
