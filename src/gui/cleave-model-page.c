@@ -92,7 +92,6 @@ add_cell (CleaveModelPage *self, const char *text, int col, int row, gboolean nu
   GtkWidget *label = gtk_label_new (text);
 
   gtk_label_set_xalign (GTK_LABEL (label), numeric ? 1.0 : 0.0);
-  gtk_label_set_ellipsize (GTK_LABEL (label), PANGO_ELLIPSIZE_END);
   gtk_widget_set_hexpand (label, col == 0);
   if (numeric)
     gtk_widget_add_css_class (label, "numeric");
@@ -331,6 +330,7 @@ show_metrics (CleaveModelPage *self, const CleaveMetrics *m, char **class_names)
   }
   /* Translators: accuracy in percent, then correct and total image counts */
   acc = g_strdup_printf (_("%.2f %% (%d of %d)"), 100.0 * m->accuracy, m->correct, m->total);
+  gtk_widget_set_tooltip_text (GTK_WIDGET (self->accuracy_label), acc);
   gtk_label_set_label (self->accuracy_label, acc);
 }
 
@@ -353,7 +353,14 @@ eval_done (GObject *source, GAsyncResult *result, gpointer user_data)
   if (metrics && !g_cancellable_is_cancelled (g_task_get_cancellable (task)))
     show_metrics (self, metrics, job->class_names);
   else if (error && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    gtk_label_set_label (self->accuracy_label, error->message);
+    {
+      GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+      GtkWidget *msg = adw_message_dialog_new (GTK_WINDOW (root), _("Evaluation Failed"), error->message);
+
+      adw_message_dialog_add_response (ADW_MESSAGE_DIALOG (msg), "close", _("_Close"));
+      gtk_window_present (GTK_WINDOW (msg));
+      gtk_label_set_label (self->accuracy_label, "");
+    }
   g_signal_emit (self, signals[SIGNAL_EVALUATED], 0, metrics != NULL);
 }
 

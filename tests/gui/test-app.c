@@ -59,13 +59,21 @@ save_screenshot (GtkWidget *window, const char *name)
   g_autofree char *file = g_strdup_printf ("screenshot-%s.png", name);
   char *path = g_build_filename (dir ? dir : ".", file, NULL);
   g_autoptr(GdkPaintable) paintable = gtk_widget_paintable_new (window);
-  GtkSnapshot *snapshot = gtk_snapshot_new ();
   int w = gtk_widget_get_width (window), h = gtk_widget_get_height (window);
   g_autoptr(GskRenderNode) node = NULL;
   g_autoptr(GdkTexture) texture = NULL;
 
-  gdk_paintable_snapshot (paintable, snapshot, w, h);
-  node = gtk_snapshot_free_to_node (snapshot);
+  /* A widget that has not been laid out since a change snapshots to
+   * nothing: give the frame clock a few more frames. */
+  for (int tries = 0; !node && tries < 50; tries++)
+    {
+      GtkSnapshot *snapshot = gtk_snapshot_new ();
+
+      gdk_paintable_snapshot (paintable, snapshot, w, h);
+      node = gtk_snapshot_free_to_node (snapshot);
+      if (!node)
+        spin (0.1);
+    }
   g_assert_nonnull (node);
   texture = gsk_renderer_render_texture (gtk_native_get_renderer (GTK_NATIVE (window)), node,
                                          &GRAPHENE_RECT_INIT (0, 0, w, h));
