@@ -1,0 +1,68 @@
+#!/bin/sh
+# dev.sh: the one entry point for setting up, building, running and testing Cleave
+# on a Debian 12 machine (run as root, or with sudo available for apt-get).
+#
+#   ./dev.sh demo    install dependencies, build, run the main job on the demo model
+#   ./dev.sh test    install dependencies, build with ASan+UBSan, run the whole test suite
+#   ./dev.sh deps    only install the Debian packages
+#   ./dev.sh build   only build (build/)
+#   ./dev.sh bench   benchmark against PyTorch (bench/run.sh)
+set -eu
+cd "$(dirname "$0")"
+
+PACKAGES="build-essential meson ninja-build pkg-config gettext bc
+  libglib2.0-dev libjson-glib-dev libgdk-pixbuf-2.0-dev libcairo2-dev libopenblas-dev
+  libgtk-4-dev libadwaita-1-dev
+  ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
+  dataset-fashion-mnist python3-torch python3-numpy python3-onnx
+  xvfb xauth desktop-file-utils appstream libglib2.0-bin"
+
+deps() {
+  missing=""
+  for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+  done
+  [ -z "$missing" ] && return 0
+  echo "installing:$missing"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+}
+
+build() {
+  dir=$1; shift
+  [ -f "$dir/build.ninja" ] || meson setup "$dir" "$@"
+  ninja -C "$dir"
+}
+
+# A pocl kernel cache inside the build tree keeps OpenCL compiles warm between runs.
+export POCL_CACHE_DIR="${POCL_CACHE_DIR:-$PWD/build/pocl-cache}"
+
+case "${1:-}" in
+  deps)
+    deps ;;
+  build)
+    deps
+    build build ;;
+  demo)
+    deps
+    build build
+    ./build/src/cli/cleave-cli demo ;;
+  test)
+    deps
+    export POCL_CACHE_DIR="$PWD/build-test/pocl-cache"
+    build build-test -Db_sanitize=address,undefined -Db_lundef=false
+    export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+    status=0
+    xvfb-run -a -s "-screen 0 1280x1024x24" meson test -C build-test --print-errorlogs --num-processes 1 || status=$?
+    /usr/bin/python3 tests/summarize.py build-test/meson-logs/testlog.json
+    exit $status ;;
+  bench)
+    deps
+    build build
+    bench/run.sh build ;;
+  *)
+    sed -n '2,12p' "$0"
+    exit 2 ;;
+esac
