@@ -676,6 +676,75 @@ test_conv2d_batched (void)
     }
 }
 
+/* Layers big enough to be split over threads (by batch rows, or by output
+ * features for a small batch) against a plain double-precision product. */
+static void
+test_linear_large (void)
+{
+  g_autoptr (GRand) rand = g_rand_new_with_seed (20);
+  const int shapes[][3] = { { 2, 300, 1000 }, { 40, 200, 50 }, { 1, 4096, 100 } };  /* N, K, M */
+
+  for (gsize s = 0; s < G_N_ELEMENTS (shapes); s++)
+    {
+      int N = shapes[s][0], K = shapes[s][1], M = shapes[s][2];
+      g_autoptr (CleaveTensor) x = random_tensor (rand, 2, N, K, 0, 0);
+      g_autoptr (CleaveTensor) w = random_tensor (rand, 2, M, K, 0, 0);
+      g_autoptr (CleaveTensor) b = random_tensor (rand, 1, M, 0, 0, 0);
+      g_autoptr (CleaveTensor) dy = random_tensor (rand, 2, N, M, 0, 0);
+      g_autoptr (CleaveTensor) y = tensor_like (dy);
+      g_autoptr (CleaveTensor) dx = tensor_like (x);
+      g_autoptr (CleaveTensor) dw = tensor_like (w);
+      g_autoptr (CleaveTensor) db = tensor_like (b);
+      g_autofree float *xh = host (x), *wh = host (w), *bh = host (b), *dyh = host (dy);
+      g_autofree float *ry = g_new (float, N * M), *rdx = g_new (float, N * K), *rdw = g_new (float, M * K);
+      g_autofree float *rdb = g_new (float, M), *yh = NULL, *dxh = NULL, *dwh = NULL, *dbh = NULL;
+      g_autofree char *what = g_strdup_printf ("linear [%d, %d] x [%d, %d]^T", N, K, M, K);
+
+      for (int n = 0; n < N; n++)
+        for (int m = 0; m < M; m++)
+          {
+            double acc = bh[m];
+            for (int k = 0; k < K; k++)
+              acc += (double) xh[n * K + k] * wh[m * K + k];
+            ry[n * M + m] = acc;
+          }
+      for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++)
+          {
+            double acc = 0.0;
+            for (int m = 0; m < M; m++)
+              acc += (double) dyh[n * M + m] * wh[m * K + k];
+            rdx[n * K + k] = acc;
+          }
+      for (int m = 0; m < M; m++)
+        {
+          double acc_b = 0.0;
+          for (int k = 0; k < K; k++)
+            {
+              double acc = 0.0;
+              for (int n = 0; n < N; n++)
+                acc += (double) dyh[n * M + m] * xh[n * K + k];
+              rdw[m * K + k] = acc;
+            }
+          for (int n = 0; n < N; n++)
+            acc_b += dyh[n * M + m];
+          rdb[m] = acc_b;
+        }
+
+      g_assert_true (cleave_linear_forward (x, w, b, y, NULL));
+      g_assert_true (cleave_linear_backward (x, w, dy, dx, dw, db, NULL));
+      yh = host (y);
+      dxh = host (dx);
+      dwh = host (dw);
+      dbh = host (db);
+      /* sums of up to 4096 products: 1e-5 of the largest magnitude */
+      assert_close_host (what, yh, ry, N * M, 1e-5);
+      assert_close_host (what, dxh, rdx, N * K, 1e-5);
+      assert_close_host (what, dwh, rdw, M * K, 1e-5);
+      assert_close_host (what, dbh, rdb, M, 1e-5);
+    }
+}
+
 /* -------------------------------------------- finite-difference checks */
 
 /* A scalar function of the op's inputs: loss = sum(y * r) for a fixed random
@@ -1299,6 +1368,7 @@ main (int argc, char **argv)
   g_test_add_func ("/core/batchnorm/gradcheck", test_batchnorm_gradcheck);
   g_test_add_func ("/core/activation-pool/gradcheck", test_activation_pool_gradcheck);
   g_test_add_func ("/core/linear/gradcheck", test_linear_gradcheck);
+  g_test_add_func ("/core/linear/large-matches-naive", test_linear_large);
   g_test_add_func ("/core/mask/gradcheck", test_mask_gradcheck);
   g_test_add_func ("/core/softmax-ce/gradcheck", test_softmax_ce_gradcheck);
 

@@ -1301,14 +1301,36 @@ linear_fwd_range (gpointer d, gsize lo, gsize hi, int worker)
                1.0f, j->x + lo * j->K, j->K, j->w, j->K, beta, j->y + lo * j->M, j->M);
 }
 
+/* With a small batch (inference) the output features are split instead. */
+static void
+linear_fwd_cols_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  LinearJob *j = d;
+  float beta = 0.0f;
+  if (j->b)
+    {
+      for (int n = 0; n < j->N; n++)
+        memcpy (j->y + (gsize) n * j->M + lo, j->b + lo, (hi - lo) * sizeof (float));
+      beta = 1.0f;
+    }
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, j->N, (int) (hi - lo), j->K,
+               1.0f, j->x, j->K, j->w + lo * j->K, j->K, beta, j->y + lo, j->M);
+}
+
 static gboolean
 cpu_linear_forward (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *w,
                     const CleaveTensor *b, CleaveTensor *y, GError **error)
 {
   LinearJob j = { .N = x->shape[0], .K = x->shape[1], .M = w->shape[0], .x = fp (x), .w = fp (w),
                   .b = b ? fp (b) : NULL, .y = fp (y) };
-  gsize flops = (gsize) j.N * j.M * j.K;
-  parallel_for (j.N, flops > (1u << 18) ? grain_for (j.N, 4) : (gsize) j.N, linear_fwd_range, &j);
+  gboolean big = (gsize) j.N * j.M * j.K > (1u << 18);
+
+  if (!big)
+    linear_fwd_range (&j, 0, j.N, 0);
+  else if (j.N >= 8 * n_workers ())
+    parallel_for (j.N, grain_for (j.N, 4), linear_fwd_range, &j);
+  else
+    parallel_for (j.M, grain_for (j.M, 16), linear_fwd_cols_range, &j);
   return TRUE;
 }
 
