@@ -505,7 +505,7 @@ typedef struct {
   int epoch;                   /* 1-based */
   CleaveGradPhase phase;
   double train_loss, train_accuracy, val_accuracy, mean_krr, seconds, images_per_s;
-  gint64 kept;
+  gint64 kept, images;
   double *module_krr;          /* N */
   float *theta, *head;         /* snapshot */
   float *val_scores;           /* n_val × N */
@@ -625,6 +625,8 @@ log_to_json (GPtrArray *log, int selected, const char *note, int n)
       json_builder_end_array (b);
       json_builder_set_member_name (b, "seconds");
       json_builder_add_double_value (b, e->seconds);
+      json_builder_set_member_name (b, "images");
+      json_builder_add_int_value (b, e->images);
       json_builder_set_member_name (b, "images_per_s");
       json_builder_add_double_value (b, e->images_per_s);
       json_builder_set_member_name (b, "selected");
@@ -951,13 +953,14 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
       st->train_accuracy = seen ? (double) hits / seen : NAN;
       st->val_accuracy = acc;
       st->seconds = (g_get_monotonic_time () - t0) / 1e6;
+      st->images = seen;
       st->images_per_s = st->seconds > 0 ? seen / st->seconds : 0;
       st->val_scores = g_memdup2 (vscores, sizeof (float) * nv * n);
       g_ptr_array_add (log, st);
       if (progress)
         {
           CleaveProgress p = { 0 };
-          p.phase = "validate";
+          p.phase = phase == CLEAVE_GRAD_PHASE_JOINT ? "masks" : "heads";
           p.epoch = e + 1;
           p.epochs = total_epochs;
           p.fraction = (double) (e + 1) / total_epochs;
