@@ -1,5 +1,6 @@
 /* cli-common.c: error printing, Ctrl-C handling and the terminal progress bar. */
 #include "cli-common.h"
+#include "cleave-onnx.h"
 
 #include <glib-unix.h>
 #include <signal.h>
@@ -271,5 +272,71 @@ cleave_cli_load_model (const char *path, const char *arch, const char *input, in
         }
       return cleave_model_load_with_arch (path, arch, c, h, w, n_classes > 0 ? n_classes : 10, error);
     }
+  if (g_str_has_suffix (path, ".onnx") || g_str_has_suffix (path, ".ONNX"))
+    return cleave_onnx_load_model (path, error);
   return cleave_model_load (path, error);
+}
+
+gboolean
+cleave_cli_split_spec (const char *arg, char **path, int **list, int *n, GError **error)
+{
+  const char *colon = strrchr (arg, ':');
+  /* "C:\x" style or a path without a list: the whole argument is the path. */
+  if (colon == NULL || colon[1] == '\0' || strchr (colon, '/') != NULL)
+    {
+      *path = g_strdup (arg);
+      *list = NULL;
+      *n = 0;
+      return TRUE;
+    }
+  *list = cleave_cli_parse_int_list (colon + 1, n, error);
+  if (*list == NULL)
+    return FALSE;
+  *path = g_strndup (arg, colon - arg);
+  return TRUE;
+}
+
+CleaveDataset *
+cleave_cli_load_mix (const char *const *specs, int n_specs, CleaveSplit split, char ***class_names,
+                     GCancellable *cancellable, GError **error)
+{
+  CleaveDataset **parts = g_new0 (CleaveDataset *, MAX (1, n_specs));
+  GPtrArray *names = g_ptr_array_new ();
+  CleaveDataset *out = NULL;
+  gboolean ok = TRUE;
+
+  for (int i = 0; i < n_specs && ok; i++)
+    {
+      g_autofree char *path = NULL;
+      g_autofree int *list = NULL;
+      int n = 0;
+      CleaveDataset *ds;
+      ok = cleave_cli_split_spec (specs[i], &path, &list, &n, error);
+      if (!ok)
+        break;
+      ds = cleave_dataset_load (path, split, cancellable, error);
+      if ((ok = ds != NULL) && list)
+        {
+          CleaveDataset *sel = cleave_dataset_select_classes (ds, list, n, error);
+          cleave_dataset_free (ds);
+          ok = (ds = sel) != NULL;
+        }
+      if (!ok)
+        break;
+      parts[i] = ds;
+      for (int c = 0; c < ds->n_classes; c++)
+        g_ptr_array_add (names, n_specs > 1 ? g_strdup_printf ("%s:%s", path, ds->class_names[c])
+                                            : g_strdup (ds->class_names[c]));
+    }
+  if (ok)
+    out = n_specs == 1 ? g_steal_pointer (&parts[0]) : cleave_dataset_concat (parts, n_specs, error);
+  for (int i = 0; i < n_specs; i++)
+    cleave_dataset_free (parts[i]);
+  g_free (parts);
+  g_ptr_array_add (names, NULL);
+  if (out && class_names)
+    *class_names = (char **) g_ptr_array_free (names, FALSE);
+  else
+    g_strfreev ((char **) g_ptr_array_free (names, FALSE));
+  return out;
 }

@@ -59,3 +59,13 @@ G_BEGIN_DECLS
  * weights-only safetensors state_dict (@input "C×H×W" like "1x28x28", @n_classes). */
 CleaveModel *cleave_cli_load_model (const char *path, const char *arch, const char *input, int n_classes, GError **error);
 G_END_DECLS
+
+G_BEGIN_DECLS
+/* "PATH:0,3" → PATH and [0, 3]; without ":LIST" the list is NULL (n = 0). */
+gboolean cleave_cli_split_spec (const char *arg, char **path, int **list, int *n, GError **error);
+/* One dataset or a mix: each spec "DATASET" or "DATASET:0,3" (classes kept
+ * and relabelled in that order); parts are concatenated, so classes follow
+ * the specs' order. @class_names (may be NULL) receives the mix's names. */
+CleaveDataset *cleave_cli_load_mix (const char *const *specs, int n_specs, CleaveSplit split, char ***class_names,
+                                    GCancellable *cancellable, GError **error);
+G_END_DECLS
