@@ -323,6 +323,20 @@ log_entry_epoch (JsonNode *e)
   return epoch >= 1 && epoch <= 100000 ? (int) epoch : 0;
 }
 
+/* A log value; the splitters write -1 (or null) for "not measured this
+ * epoch", which the charts show as a gap. */
+static double
+log_value (JsonObject *o, const char *key)
+{
+  JsonNode *n = json_object_get_member (o, key);
+  double v;
+  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) ||
+      (json_node_get_value_type (n) != G_TYPE_DOUBLE && json_node_get_value_type (n) != G_TYPE_INT64))
+    return NAN;
+  v = json_node_get_double (n);
+  return v >= 0 ? v : NAN;
+}
+
 /* Reads the log's per-epoch (or per-generation) entries into two series
  * indexed by epoch − 1 (gaps stay NAN); FALSE when the log has none. */
 static gboolean
@@ -353,8 +367,8 @@ read_log (const char *log_json, double **acc, double **krr, int *n)
       int epoch = log_entry_epoch (e);
       if (epoch == 0)
         continue;
-      (*acc)[epoch - 1] = json_object_get_double_member_with_default (json_node_get_object (e), "val_accuracy", NAN);
-      (*krr)[epoch - 1] = json_object_get_double_member_with_default (json_node_get_object (e), "mean_krr", NAN);
+      (*acc)[epoch - 1] = log_value (json_node_get_object (e), "val_accuracy");
+      (*krr)[epoch - 1] = log_value (json_node_get_object (e), "mean_krr");
     }
   return TRUE;
 }
