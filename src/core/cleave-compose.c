@@ -552,10 +552,16 @@ rename_error (GError *e, const char *tmp, const char *file, const char *part)
     return;
   {
     g_autofree char *real = g_strdup_printf ("%s (%s)", file, part);
-    g_auto(GStrv) pieces = g_strsplit (e->message, tmp, -1);
-    char *msg = g_strjoinv (real, pieces);
-    g_free (e->message);
-    e->message = msg;
+    g_autofree char *base = g_path_get_basename (tmp);
+    /* Readers name the file by its full path or its base name. */
+    const char *names[2] = { tmp, base };
+    for (int i = 0; i < 2; i++)
+      {
+        g_auto(GStrv) pieces = g_strsplit (e->message, names[i], -1);
+        char *msg = g_strjoinv (real, pieces);
+        g_free (e->message);
+        e->message = msg;
+      }
   }
 }
 
@@ -1197,6 +1203,13 @@ cleave_scorer_load (const char *path, GError **error)
     {
       g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
                    "%s is a module set; compose it first (cleave-cli compose -o NEW %s:0,1,…)", path, path);
+      return NULL;
+    }
+  if (fmt && !g_str_equal (fmt, "cleave-model/1"))
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE,
+                   "%s: __metadata__ cleave.format \"%s\" is none of cleave-model/1, %s, %s", path, fmt,
+                   CLEAVE_COMPOSITION_FORMAT, CLEAVE_PATCHED_FORMAT);
       return NULL;
     }
   m = cleave_model_load (path, error);
