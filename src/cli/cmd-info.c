@@ -1,5 +1,7 @@
 /* cmd-info.c: `cleave-cli info MODEL` — layers, shapes, kernels, parameters, FLOPs. */
 #include "cli-common.h"
+#include "cleave-compose.h"
+#include "cleave-safetensors.h"
 
 #include <json-glib/json-glib.h>
 
@@ -47,6 +49,26 @@ cleave_cmd_info (int argc, char **argv)
     {
       fprintf (stderr, "Usage: cleave-cli info MODEL\n");
       return 2;
+    }
+  if (arch == NULL && g_str_has_suffix (argv[1], ".safetensors"))
+    {
+      /* Compositions and patched models: a short summary (cleave-compose.h). */
+      g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (argv[1], NULL);
+      const char *fmt = st ? cleave_safetensors_get_metadata (st, "cleave.format") : NULL;
+      if (fmt && (g_str_equal (fmt, CLEAVE_COMPOSITION_FORMAT) || g_str_equal (fmt, CLEAVE_PATCHED_FORMAT)))
+        {
+          g_autoptr(CleaveScorer) s = cleave_scorer_load (argv[1], &error);
+          int sc, sh, sw;
+          if (s == NULL)
+            return cleave_cli_fail (g_steal_pointer (&error));
+          cleave_scorer_input_shape (s, &sc, &sh, &sw);
+          printf ("%s %s\ninput    %d×%d×%d\nclasses  %d:", cleave_scorer_kind_name (s), argv[1], sc, sh, sw,
+                  cleave_scorer_n_classes (s));
+          for (int i = 0; i < cleave_scorer_n_classes (s); i++)
+            printf (" %s%s", cleave_scorer_class_names (s)[i], i + 1 < cleave_scorer_n_classes (s) ? "," : "");
+          printf ("\nFLOPs per image %.3f M\n", cleave_scorer_flops (s) / 1e6);
+          return 0;
+        }
     }
   model = cleave_cli_load_model (argv[1], arch, input, n_classes, &error);
   if (model == NULL)
