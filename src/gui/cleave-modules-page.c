@@ -1,24 +1,478 @@
-/* cleave-modules-page.c: mask view, per-module bars and overlap matrix.
- * Module sets do not exist in the core yet; the charts are in place and
- * empty, and the file actions stay insensitive. */
+/* cleave-modules-page.c: mask view, per-module bars, overlap matrix, module
+ * table, and module-set files. The sets belong to the window; this page
+ * shows one of them and reads it only on the main thread. */
 #include <glib/gi18n.h>
+#include <math.h>
 
 #include "cleave-modules-page.h"
 #include "cleave-chart-view.h"
+#include "cleave-gui-util.h"
+#include "cleave-window.h"
 
 struct _CleaveModulesPage
 {
   AdwBin parent_instance;
 
+  GtkDropDown *set_dropdown;
   GtkWidget *open_button;
   GtkWidget *save_button;
+  GtkStack *stack;
+  GtkLabel *summary_label;
+  GtkDropDown *layer_dropdown;
+  CleaveChartView *mask_view;
+  CleaveChartView *module_chart;
+  CleaveChartView *overlap_chart;
+  GtkGrid *module_grid;
+
+  CleaveModuleSet *set;        /* borrowed from the window */
+  gboolean updating;
+  GtkFileChooserNative *chooser;
+  GCancellable *open_cancellable;
 };
 
+enum {
+  SIGNAL_OPENED,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
 G_DEFINE_FINAL_TYPE (CleaveModulesPage, cleave_modules_page, ADW_TYPE_BIN)
+
+static CleaveWindow *
+window_of (CleaveModulesPage *self)
+{
+  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+
+  return CLEAVE_IS_WINDOW (root) ? CLEAVE_WINDOW (root) : NULL;
+}
+
+static GPtrArray *
+class_labels (const CleaveModuleSet *set)
+{
+  GPtrArray *labels = g_ptr_array_new_with_free_func (g_free);
+
+  for (guint k = 0; k < set->modules->len; k++)
+    {
+      const CleaveModule *m = g_ptr_array_index (set->modules, k);
+
+      g_ptr_array_add (labels, m->class_name ? g_strdup (m->class_name) : g_strdup_printf ("%d", m->class_index));
+    }
+  g_ptr_array_add (labels, NULL);
+  return labels;
+}
+
+/* ---- charts and table ----------------------------------------------------- */
+
+static void
+show_masks (CleaveModulesPage *self, int site)
+{
+  const CleaveModuleSet *set = self->set;
+  int n_mod, n_kernels;
+  g_autofree guint8 *kept = NULL;
+  g_autofree int *classes = NULL;
+  g_autoptr(GPtrArray) labels = NULL;
+
+  if (!set || site < 0 || site >= set->n_sites || set->modules->len == 0)
+    {
+      cleave_chart_view_set_chart (self->mask_view, CLEAVE_CHART_MASK_MATRIX, NULL);
+      return;
+    }
+  n_mod = (int) set->modules->len;
+  n_kernels = set->site_channels[site];
+  kept = g_new0 (guint8, (gsize) n_mod * n_kernels);
+  classes = g_new (int, n_mod);
+  labels = class_labels (set);
+  for (int k = 0; k < n_mod; k++)
+    {
+      const CleaveModule *m = g_ptr_array_index (set->modules, k);
+
+      classes[k] = m->class_index;
+      for (int i = 0; site < m->n_sites && i < m->n_kept[site]; i++)
+        if (m->kept[site][i] >= 0 && m->kept[site][i] < n_kernels)
+          kept[(gsize) k * n_kernels + m->kept[site][i]] = 1;
+    }
+  {
+    CleaveMaskMatrix chart = {
+      .title = set->site_names[site],
+      .n_modules = n_mod,
+      .n_kernels = n_kernels,
+      .kept = kept,
+      .module_class = classes,
+      .module_labels = (const char *const *) labels->pdata,
+    };
+    cleave_chart_view_set_chart (self->mask_view, CLEAVE_CHART_MASK_MATRIX, &chart);
+  }
+}
+
+static void
+show_module_charts (CleaveModulesPage *self)
+{
+  const CleaveModuleSet *set = self->set;
+  int n = (int) set->modules->len;
+  const char *const series[] = { _("KRR"), _("accuracy"), _("F1"), NULL };
+  g_autofree double *bars = g_new (double, (gsize) MAX (n, 1) * 3);
+  g_autofree double *overlap = g_new (double, (gsize) MAX (n, 1) * MAX (n, 1));
+  g_autoptr(GPtrArray) labels = class_labels (set);
+
+  for (int k = 0; k < n; k++)
+    {
+      const CleaveModule *m = g_ptr_array_index (set->modules, k);
+
+      bars[k * 3 + 0] = m->krr;
+      bars[k * 3 + 1] = m->val_accuracy;
+      bars[k * 3 + 2] = m->val_f1;
+      for (int j = 0; j < n; j++)
+        overlap[k * n + j] = cleave_module_jaccard (m, g_ptr_array_index (set->modules, j));
+    }
+  {
+    CleaveBarChart chart = {
+      .title = _("Modules: kernel retention and validation accuracy"),
+      .categories = (const char *const *) labels->pdata,
+      .n_categories = n,
+      .series_names = series,
+      .n_series = 3,
+      .values = bars,
+      .y_max = 1.0,
+    };
+    cleave_chart_view_set_chart (self->module_chart, CLEAVE_CHART_BARS, &chart);
+  }
+  {
+    CleaveHeatMap chart = {
+      .title = _("Kernel overlap (Jaccard)"),
+      .row_labels = (const char *const *) labels->pdata,
+      .n_rows = n,
+      .col_labels = (const char *const *) labels->pdata,
+      .n_cols = n,
+      .values = overlap,
+      .v_max = 1.0,
+      .value_format = n <= 12 ? "%.2f" : NULL,
+    };
+    cleave_chart_view_set_chart (self->overlap_chart, CLEAVE_CHART_HEAT_MAP, &chart);
+  }
+}
+
+static void
+add_cell (CleaveModulesPage *self, const char *text, int col, int row, gboolean numeric, gboolean header)
+{
+  GtkWidget *label = gtk_label_new (text);
+
+  gtk_label_set_xalign (GTK_LABEL (label), numeric ? 1.0 : 0.0);
+  gtk_widget_set_hexpand (label, col == 0);
+  if (numeric)
+    gtk_widget_add_css_class (label, "numeric");
+  if (header)
+    gtk_widget_add_css_class (label, "header");
+  gtk_grid_attach (self->module_grid, label, col, row, 1, 1);
+}
+
+static char *
+percent (double v)
+{
+  return isfinite (v) ? g_strdup_printf ("%.1f %%", 100 * v) : g_strdup ("—");
+}
+
+static void
+fill_table (CleaveModulesPage *self)
+{
+  const char *const headers[] = { _("Class"), _("KRR"), _("Kept kernels"), _("Parameters"), _("FLOPs"),
+                                  _("Accuracy"), _("Precision"), _("Recall"), _("F1") };
+  GtkWidget *child;
+
+  while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->module_grid))))
+    gtk_grid_remove (self->module_grid, child);
+  if (!self->set)
+    return;
+  for (guint i = 0; i < G_N_ELEMENTS (headers); i++)
+    add_cell (self, headers[i], i, 0, i > 0, TRUE);
+  for (guint k = 0; k < self->set->modules->len; k++)
+    {
+      const CleaveModule *m = g_ptr_array_index (self->set->modules, k);
+      g_autofree char *name = m->class_name ? g_strdup_printf ("%d · %s", m->class_index, m->class_name)
+                                            : g_strdup_printf ("%d", m->class_index);
+      g_autofree char *krr = percent (m->krr);
+      g_autofree char *kept = g_strdup_printf ("%d", cleave_module_kept_total (m));
+      g_autofree char *params = cleave_gui_format_count (cleave_module_params (m));
+      g_autofree char *flops = cleave_gui_format_count (cleave_module_flops (m));
+      g_autofree char *acc = percent (m->val_accuracy);
+      g_autofree char *p = percent (m->val_precision);
+      g_autofree char *r = percent (m->val_recall);
+      g_autofree char *f1 = percent (m->val_f1);
+      const char *cells[] = { name, krr, kept, params, flops, acc, p, r, f1 };
+
+      for (guint i = 0; i < G_N_ELEMENTS (cells); i++)
+        add_cell (self, cells[i], i, k + 1, i > 0, FALSE);
+    }
+}
+
+static void
+fill_summary (CleaveModulesPage *self)
+{
+  const CleaveModuleSet *set = self->set;
+  g_autofree char *source = set->source_path ? g_path_get_basename (set->source_path) : g_strdup (_("unknown model"));
+  g_autofree char *src_acc = percent (set->source_accuracy);
+  g_autofree char *comp_acc = percent (set->composed_accuracy);
+  g_autofree char *krr = percent (cleave_module_set_mean_krr (set));
+  const char *method = g_strcmp0 (set->method, "ga") == 0 ? _("CNNSplitter")
+                     : g_strcmp0 (set->method, "grad") == 0 ? _("GradSplitter") : set->method;
+  g_autofree char *text = NULL;
+
+  /* Translators: module-set summary: count, method, source file, dataset, accuracies, mean KRR */
+  text = g_strdup_printf (_("%u modules by %s from %s on %s · validation accuracy: source %s, composed modules %s · mean KRR %s"),
+                          set->modules->len, method ? method : "?", source, set->dataset ? set->dataset : "?",
+                          src_acc, comp_acc, krr);
+  gtk_label_set_label (self->summary_label, text);
+}
+
+static void
+on_layer_selected (CleaveModulesPage *self)
+{
+  guint i = gtk_drop_down_get_selected (self->layer_dropdown);
+
+  if (self->updating || i == GTK_INVALID_LIST_POSITION)
+    return;
+  show_masks (self, (int) i);
+}
+
+void
+cleave_modules_page_show_layer (CleaveModulesPage *self, int site)
+{
+  g_return_if_fail (CLEAVE_IS_MODULES_PAGE (self));
+  if (self->set && site >= 0 && site < self->set->n_sites)
+    gtk_drop_down_set_selected (self->layer_dropdown, site);
+}
+
+static void
+show_set (CleaveModulesPage *self, CleaveModuleSet *set)
+{
+  g_autoptr(GtkStringList) layers = gtk_string_list_new (NULL);
+
+  self->set = set;
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "modules.save", set != NULL);
+  gtk_stack_set_visible_child_name (self->stack, set ? "set" : "empty");
+  if (!set)
+    return;
+  for (int s = 0; s < set->n_sites; s++)
+    {
+      if (set->site_tie[s] != s)
+        {
+          /* Translators: a conv layer whose kept kernels are tied to another layer's (residual adds) */
+          g_autofree char *name = g_strdup_printf (_("%s (tied to %s)"), set->site_names[s],
+                                                   set->site_names[set->site_tie[s]]);
+          gtk_string_list_append (layers, name);
+        }
+      else
+        gtk_string_list_append (layers, set->site_names[s]);
+    }
+  self->updating = TRUE;
+  gtk_drop_down_set_model (self->layer_dropdown, G_LIST_MODEL (layers));
+  gtk_drop_down_set_selected (self->layer_dropdown, 0);
+  self->updating = FALSE;
+  fill_summary (self);
+  show_masks (self, 0);
+  show_module_charts (self);
+  fill_table (self);
+}
+
+static void
+on_set_selected (CleaveModulesPage *self)
+{
+  CleaveWindow *window = window_of (self);
+  guint i = gtk_drop_down_get_selected (self->set_dropdown);
+
+  if (self->updating || !window || i == GTK_INVALID_LIST_POSITION)
+    return;
+  show_set (self, cleave_window_get_module_set (window, i));
+}
+
+void
+cleave_modules_page_sets_changed (CleaveModulesPage *self, guint show)
+{
+  CleaveWindow *window;
+  g_autoptr(GtkStringList) names = gtk_string_list_new (NULL);
+  guint n;
+
+  g_return_if_fail (CLEAVE_IS_MODULES_PAGE (self));
+  window = window_of (self);
+  n = window ? cleave_window_n_module_sets (window) : 0;
+  for (guint i = 0; i < n; i++)
+    gtk_string_list_append (names, cleave_window_get_module_set_name (window, i));
+  self->updating = TRUE;
+  gtk_drop_down_set_model (self->set_dropdown, G_LIST_MODEL (names));
+  if (show < n)
+    gtk_drop_down_set_selected (self->set_dropdown, show);
+  self->updating = FALSE;
+  gtk_widget_set_sensitive (GTK_WIDGET (self->set_dropdown), n > 0);
+  show_set (self, show < n ? cleave_window_get_module_set (window, show) : NULL);
+}
+
+CleaveModuleSet *
+cleave_modules_page_get_set (CleaveModulesPage *self)
+{
+  g_return_val_if_fail (CLEAVE_IS_MODULES_PAGE (self), NULL);
+  return self->set;
+}
+
+GtkWidget *
+cleave_modules_page_get_mask_view (CleaveModulesPage *self)
+{
+  g_return_val_if_fail (CLEAVE_IS_MODULES_PAGE (self), NULL);
+  return GTK_WIDGET (self->mask_view);
+}
+
+/* ---- files ------------------------------------------------------------------ */
+
+gboolean
+cleave_modules_page_save (CleaveModulesPage *self, const char *path, GError **error)
+{
+  g_return_val_if_fail (CLEAVE_IS_MODULES_PAGE (self), FALSE);
+  g_return_val_if_fail (self->set != NULL, FALSE);
+  return cleave_module_set_save (self->set, path, error);
+}
+
+static void
+show_error (CleaveModulesPage *self, const char *title, const char *message)
+{
+  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+  GtkWidget *msg;
+
+  if (!GTK_IS_WINDOW (root))
+    return;
+  msg = adw_message_dialog_new (GTK_WINDOW (root), title, message);
+  adw_message_dialog_add_response (ADW_MESSAGE_DIALOG (msg), "close", _("_Close"));
+  gtk_window_present (GTK_WINDOW (msg));
+}
+
+static void
+open_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  GError *error = NULL;
+  CleaveModuleSet *set = cleave_module_set_load (task_data, &error);
+
+  if (set)
+    g_task_return_pointer (task, set, (GDestroyNotify) cleave_module_set_free);
+  else
+    g_task_return_error (task, error);
+}
+
+static void
+open_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  CleaveModulesPage *self = CLEAVE_MODULES_PAGE (source);
+  GTask *task = G_TASK (result);
+  g_autoptr(GError) error = NULL;
+  CleaveModuleSet *set = g_task_propagate_pointer (task, &error);
+  CleaveWindow *window = window_of (self);
+
+  if (g_task_get_cancellable (task) == self->open_cancellable)
+    g_clear_object (&self->open_cancellable);
+  if (set && window)
+    {
+      g_autofree char *name = g_path_get_basename (g_task_get_task_data (task));
+
+      cleave_window_add_module_set (window, set, name);
+    }
+  else if (set)
+    cleave_module_set_free (set);
+  else if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    show_error (self, _("Could Not Open the Module Set"), error->message);
+  g_signal_emit (self, signals[SIGNAL_OPENED], 0, set != NULL);
+}
+
+void
+cleave_modules_page_open_file (CleaveModulesPage *self, GFile *file)
+{
+  g_autoptr(GTask) task = NULL;
+  char *path;
+
+  g_return_if_fail (CLEAVE_IS_MODULES_PAGE (self));
+  path = g_file_get_path (file);
+  if (!path)
+    {
+      show_error (self, _("Could Not Open the Module Set"), _("Only local files can be opened"));
+      return;
+    }
+  if (!self->open_cancellable)
+    self->open_cancellable = g_cancellable_new ();
+  task = g_task_new (self, self->open_cancellable, open_done, NULL);
+  g_task_set_source_tag (task, cleave_modules_page_open_file);
+  g_task_set_task_data (task, path, g_free);
+  g_task_run_in_thread (task, open_thread);
+}
+
+static void
+on_chooser_response (GtkNativeDialog *dialog, int response, CleaveModulesPage *self)
+{
+  gboolean saving = gtk_file_chooser_get_action (GTK_FILE_CHOOSER (dialog)) == GTK_FILE_CHOOSER_ACTION_SAVE;
+
+  if (response == GTK_RESPONSE_ACCEPT)
+    {
+      g_autoptr(GFile) file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (dialog));
+      g_autofree char *path = file ? g_file_get_path (file) : NULL;
+      g_autoptr(GError) error = NULL;
+
+      if (!saving && file)
+        cleave_modules_page_open_file (self, file);
+      else if (saving && path && self->set && !cleave_modules_page_save (self, path, &error))
+        show_error (self, _("Could Not Save the Module Set"), error->message);
+    }
+  g_clear_object (&self->chooser);
+}
+
+static void
+run_chooser (CleaveModulesPage *self, gboolean save)
+{
+  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+  g_autoptr(GtkFileFilter) sets = gtk_file_filter_new ();
+  g_autoptr(GtkFileFilter) all = gtk_file_filter_new ();
+
+  if (self->chooser || !GTK_IS_WINDOW (root))
+    return;
+  gtk_file_filter_set_name (sets, _("Module sets (*.safetensors)"));
+  gtk_file_filter_add_pattern (sets, "*.safetensors");
+  gtk_file_filter_set_name (all, _("All files"));
+  gtk_file_filter_add_pattern (all, "*");
+  self->chooser = gtk_file_chooser_native_new (save ? _("Save Module Set") : _("Open Module Set"), GTK_WINDOW (root),
+                                               save ? GTK_FILE_CHOOSER_ACTION_SAVE : GTK_FILE_CHOOSER_ACTION_OPEN,
+                                               save ? _("_Save") : _("_Open"), _("_Cancel"));
+  gtk_native_dialog_set_modal (GTK_NATIVE_DIALOG (self->chooser), TRUE);
+  gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (self->chooser), sets);
+  gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (self->chooser), all);
+  if (save)
+    /* Translators: default file name of a saved module set */
+    gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (self->chooser), _("modules.safetensors"));
+  g_signal_connect (self->chooser, "response", G_CALLBACK (on_chooser_response), self);
+  gtk_native_dialog_show (GTK_NATIVE_DIALOG (self->chooser));
+}
+
+static void
+open_action (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  run_chooser (CLEAVE_MODULES_PAGE (widget), FALSE);
+}
+
+static void
+save_action (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  run_chooser (CLEAVE_MODULES_PAGE (widget), TRUE);
+}
+
+/* ---- life cycle --------------------------------------------------------------- */
 
 static void
 cleave_modules_page_dispose (GObject *object)
 {
+  CleaveModulesPage *self = CLEAVE_MODULES_PAGE (object);
+
+  if (self->chooser)
+    {
+      gtk_native_dialog_destroy (GTK_NATIVE_DIALOG (self->chooser));
+      g_clear_object (&self->chooser);
+    }
+  if (self->open_cancellable)
+    g_cancellable_cancel (self->open_cancellable);
+  g_clear_object (&self->open_cancellable);
+  self->set = NULL;
   /* AdwBin unparents its child itself: drop it first so the template
    * cleanup and AdwBin do not both unparent it. */
   adw_bin_set_child (ADW_BIN (object), NULL);
@@ -34,14 +488,33 @@ cleave_modules_page_class_init (CleaveModulesPageClass *klass)
   G_OBJECT_CLASS (klass)->dispose = cleave_modules_page_dispose;
   g_type_ensure (CLEAVE_TYPE_CHART_VIEW);
   gtk_widget_class_set_template_from_resource (widget_class, "/org/cleave/Cleave/ui/cleave-modules-page.ui");
-  gtk_widget_class_bind_template_child (widget_class, CleaveModulesPage, open_button);
-  gtk_widget_class_bind_template_child (widget_class, CleaveModulesPage, save_button);
+#define BIND(name) gtk_widget_class_bind_template_child (widget_class, CleaveModulesPage, name)
+  BIND (set_dropdown);
+  BIND (open_button);
+  BIND (save_button);
+  BIND (stack);
+  BIND (summary_label);
+  BIND (layer_dropdown);
+  BIND (mask_view);
+  BIND (module_chart);
+  BIND (overlap_chart);
+  BIND (module_grid);
+#undef BIND
+  gtk_widget_class_bind_template_callback (widget_class, on_set_selected);
+  gtk_widget_class_bind_template_callback (widget_class, on_layer_selected);
+
+  gtk_widget_class_install_action (widget_class, "modules.open", NULL, open_action);
+  gtk_widget_class_install_action (widget_class, "modules.save", NULL, save_action);
+
+  signals[SIGNAL_OPENED] =
+    g_signal_new ("opened", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                  NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_BOOLEAN);
 }
 
 static void
 cleave_modules_page_init (CleaveModulesPage *self)
 {
   gtk_widget_init_template (GTK_WIDGET (self));
-  gtk_widget_set_sensitive (self->open_button, FALSE);
-  gtk_widget_set_sensitive (self->save_button, FALSE);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "modules.save", FALSE);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->set_dropdown), FALSE);
 }

@@ -1,38 +1,226 @@
-/* cleave-split-page.c: the split page. The splitters are not in the core
- * yet, so Start stays insensitive; options, device choice and the (empty)
- * live chart are real so the page's layout is final. */
+/* cleave-split-page.c: runs GradSplitter or CNNSplitter on a worker thread.
+ *
+ * The splitters call the progress function on the worker; every report is
+ * copied and handed to the main loop with g_main_context_invoke, where it
+ * moves the progress bar and, once per epoch or generation, adds a point to
+ * the live charts. Reports of an earlier run that arrive late are dropped
+ * by comparing run numbers. */
 #include <glib/gi18n.h>
+#include <math.h>
 
 #include "cleave-split-page.h"
 #include "cleave-chart-view.h"
+#include "cleave-dataset-row.h"
 #include "cleave-device.h"
+#include "cleave-error.h"
+#include "cleave-gui-util.h"
+#include "cleave-window.h"
+
+/* The validation share of the training split, as `cleave-cli train/split`. */
+#define VAL_FRACTION 0.2
 
 struct _CleaveSplitPage
 {
   AdwBin parent_instance;
 
   GtkLabel *model_label;
+  AdwComboRow *method_row;
+  CleaveDatasetRow *dataset_row;
   AdwComboRow *device_row;
-  GtkButton *start_button;
-  GtkButton *cancel_button;
-  CleaveChartView *progress_chart;
+  AdwPreferencesGroup *grad_group;
+  AdwPreferencesGroup *ga_group;
+  GtkSpinButton *rounds_spin;
+  GtkSpinButton *mask_epochs_spin;
+  GtkSpinButton *head_epochs_spin;
+  GtkSpinButton *train_images_spin;
+  GtkSpinButton *batch_spin;
+  GtkSpinButton *alpha_spin;
+  GtkSpinButton *lr_mask_spin;
+  GtkSpinButton *population_spin;
+  GtkSpinButton *generations_spin;
+  GtkSpinButton *mutation_spin;
+  AdwComboRow *fitness_row;
+  GtkSpinButton *val_images_spin;
+  GtkLabel *status_label;
+  GtkProgressBar *progress_bar;
+  CleaveChartView *accuracy_chart;
+  CleaveChartView *loss_chart;
 
+  CleaveModel *model;          /* borrowed from the window */
   GSettings *settings;
   GPtrArray *device_ids;       /* char*, parallel to the device row's items */
+  CleaveGradSplitOptions grad;
+  CleaveGaSplitOptions ga;
+
+  GCancellable *cancellable;   /* non-NULL while a split runs */
+  guint run;                   /* number of the current/last run */
+  gint64 started;              /* monotonic µs */
+  gboolean is_ga;              /* method of the current/last run */
+  GArray *acc_points;          /* double per epoch/generation */
+  GArray *krr_points;
+  GArray *loss_points;         /* loss (grad) or fitness (ga) */
 };
+
+enum {
+  SIGNAL_FINISHED,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
 
 G_DEFINE_FINAL_TYPE (CleaveSplitPage, cleave_split_page, ADW_TYPE_BIN)
 
-static void
-show_empty_chart (CleaveSplitPage *self)
+static gboolean
+method_is_ga (CleaveSplitPage *self)
 {
-  CleaveLineChart chart = {
-    .title = _("Training progress"),
-    .x_label = _("epoch"),
+  return adw_combo_row_get_selected (self->method_row) == 1;
+}
+
+/* ---- charts ------------------------------------------------------------ */
+
+static void
+show_charts (CleaveSplitPage *self)
+{
+  CleaveChartSeries acc[] = {
+    { _("composed accuracy (validation)"), (const double *) self->acc_points->data, self->acc_points->len },
+    { _("mean KRR"), (const double *) self->krr_points->data, self->krr_points->len },
+  };
+  CleaveChartSeries loss[] = {
+    { self->is_ga ? _("mean best fitness") : _("training loss"),
+      (const double *) self->loss_points->data, self->loss_points->len },
+  };
+  CleaveLineChart acc_chart = {
+    .title = _("Accuracy and kernel retention"),
+    .x_label = self->is_ga ? _("generation") : _("epoch"),
     .y_min = 0, .y_max = 1,
+    .series = acc, .n_series = G_N_ELEMENTS (acc),
+  };
+  CleaveLineChart loss_chart = {
+    .title = self->is_ga ? _("Fitness") : _("Loss"),
+    .x_label = self->is_ga ? _("generation") : _("epoch"),
+    .series = loss, .n_series = G_N_ELEMENTS (loss),
   };
 
-  cleave_chart_view_set_chart (self->progress_chart, CLEAVE_CHART_LINE, &chart);
+  cleave_chart_view_set_chart (self->accuracy_chart, CLEAVE_CHART_LINE, &acc_chart);
+  cleave_chart_view_set_chart (self->loss_chart, CLEAVE_CHART_LINE, &loss_chart);
+}
+
+static void
+clear_points (CleaveSplitPage *self)
+{
+  g_array_set_size (self->acc_points, 0);
+  g_array_set_size (self->krr_points, 0);
+  g_array_set_size (self->loss_points, 0);
+  show_charts (self);
+}
+
+guint
+cleave_split_page_n_points (CleaveSplitPage *self)
+{
+  g_return_val_if_fail (CLEAVE_IS_SPLIT_PAGE (self), 0);
+  return self->acc_points->len;
+}
+
+/* ---- options ----------------------------------------------------------- */
+
+void
+cleave_split_page_set_grad_options (CleaveSplitPage *self, const CleaveGradSplitOptions *opt)
+{
+  g_return_if_fail (CLEAVE_IS_SPLIT_PAGE (self));
+  self->grad = *opt;
+  gtk_spin_button_set_value (self->rounds_spin, opt->rounds);
+  gtk_spin_button_set_value (self->mask_epochs_spin, opt->mask_epochs);
+  gtk_spin_button_set_value (self->head_epochs_spin, opt->head_epochs);
+  gtk_spin_button_set_value (self->train_images_spin, opt->train_images);
+  gtk_spin_button_set_value (self->batch_spin, opt->batch);
+  gtk_spin_button_set_value (self->alpha_spin, opt->alpha);
+  gtk_spin_button_set_value (self->lr_mask_spin, opt->lr_mask);
+  if (!method_is_ga (self))
+    gtk_spin_button_set_value (self->val_images_spin, opt->val_images);
+}
+
+void
+cleave_split_page_set_ga_options (CleaveSplitPage *self, const CleaveGaSplitOptions *opt)
+{
+  g_return_if_fail (CLEAVE_IS_SPLIT_PAGE (self));
+  self->ga = *opt;
+  gtk_spin_button_set_value (self->population_spin, opt->population);
+  gtk_spin_button_set_value (self->generations_spin, opt->generations);
+  gtk_spin_button_set_value (self->mutation_spin, opt->mutation);
+  adw_combo_row_set_selected (self->fitness_row, opt->fitness == CLEAVE_GA_FITNESS_KRR ? 1 : 0);
+  if (method_is_ga (self))
+    gtk_spin_button_set_value (self->val_images_spin, opt->val_images);
+}
+
+/* Rows → option structs; the validation row belongs to the shown method. */
+static void
+read_options (CleaveSplitPage *self)
+{
+  int val_images = gtk_spin_button_get_value_as_int (self->val_images_spin);
+
+  self->grad.rounds = gtk_spin_button_get_value_as_int (self->rounds_spin);
+  self->grad.mask_epochs = gtk_spin_button_get_value_as_int (self->mask_epochs_spin);
+  self->grad.head_epochs = gtk_spin_button_get_value_as_int (self->head_epochs_spin);
+  self->grad.train_images = gtk_spin_button_get_value_as_int (self->train_images_spin);
+  self->grad.batch = gtk_spin_button_get_value_as_int (self->batch_spin);
+  self->grad.alpha = (float) gtk_spin_button_get_value (self->alpha_spin);
+  self->grad.lr_mask = (float) gtk_spin_button_get_value (self->lr_mask_spin);
+  self->ga.population = gtk_spin_button_get_value_as_int (self->population_spin);
+  self->ga.generations = gtk_spin_button_get_value_as_int (self->generations_spin);
+  self->ga.mutation = gtk_spin_button_get_value (self->mutation_spin);
+  self->ga.fitness = adw_combo_row_get_selected (self->fitness_row) == 1
+    ? CLEAVE_GA_FITNESS_KRR : CLEAVE_GA_FITNESS_REFERENCE;
+  /* The GA keeps parents and elites below the population. */
+  self->ga.parents = MIN (self->ga.parents, MAX (1, self->ga.population / 2));
+  self->ga.elites = MIN (self->ga.elites, self->ga.parents);
+  if (method_is_ga (self))
+    self->ga.val_images = val_images;
+  else
+    self->grad.val_images = val_images;
+}
+
+static void
+on_method_selected (CleaveSplitPage *self)
+{
+  gboolean ga = method_is_ga (self);
+
+  gtk_widget_set_visible (GTK_WIDGET (self->grad_group), !ga);
+  gtk_widget_set_visible (GTK_WIDGET (self->ga_group), ga);
+  /* The shared validation row shows the chosen method's value. */
+  gtk_spin_button_set_value (self->val_images_spin, ga ? self->ga.val_images : self->grad.val_images);
+  adw_action_row_set_subtitle (ADW_ACTION_ROW (self->method_row),
+                              ga ? _("A genetic search for each class’s kernels (CNNSplitter)")
+                                 : _("Gradient descent on one kernel mask per class (GradSplitter)"));
+}
+
+void
+cleave_split_page_set_method (CleaveSplitPage *self, const char *method)
+{
+  g_return_if_fail (CLEAVE_IS_SPLIT_PAGE (self));
+  if (method_is_ga (self))
+    self->ga.val_images = gtk_spin_button_get_value_as_int (self->val_images_spin);
+  else
+    self->grad.val_images = gtk_spin_button_get_value_as_int (self->val_images_spin);
+  adw_combo_row_set_selected (self->method_row, g_strcmp0 (method, "ga") == 0 ? 1 : 0);
+}
+
+void
+cleave_split_page_set_dataset (CleaveSplitPage *self, const char *spec)
+{
+  g_return_if_fail (CLEAVE_IS_SPLIT_PAGE (self));
+  cleave_dataset_row_set_spec (self->dataset_row, spec);
+}
+
+/* ---- model and devices -------------------------------------------------- */
+
+static void
+update_actions (CleaveSplitPage *self)
+{
+  gboolean running = self->cancellable != NULL;
+
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "split.start", self->model != NULL && !running);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "split.cancel",
+                                 running && !g_cancellable_is_cancelled (self->cancellable));
 }
 
 void
@@ -40,17 +228,21 @@ cleave_split_page_set_model (CleaveSplitPage *self, CleaveModel *model)
 {
   g_return_if_fail (CLEAVE_IS_SPLIT_PAGE (self));
 
+  /* The running split holds its own copy: it goes on. */
+  self->model = model;
   if (model && model->path)
     {
       g_autofree char *base = g_path_get_basename (model->path);
       /* Translators: %s is a model file name */
-      g_autofree char *text = g_strdup_printf (_("Model: %s"), base);
+      g_autofree char *text = g_strdup_printf (_("Split %s"), base);
 
       gtk_label_set_label (self->model_label, text);
     }
   else
-    gtk_label_set_label (self->model_label, _("No model open"));
-  show_empty_chart (self);
+    gtk_label_set_label (self->model_label, model ? _("Split the open model") : _("No model open"));
+  if (model && model->dataset && *model->dataset && !self->cancellable)
+    cleave_dataset_row_set_spec (self->dataset_row, model->dataset);
+  update_actions (self);
 }
 
 const char *
@@ -87,20 +279,15 @@ fill_devices (CleaveSplitPage *self)
       gtk_string_list_append (names, label);
       g_ptr_array_add (self->device_ids, g_strdup (info->id));
     }
+  g_signal_handlers_block_by_func (self->device_row, on_device_selected, self);
   adw_combo_row_set_model (self->device_row, G_LIST_MODEL (names));
+  g_signal_handlers_unblock_by_func (self->device_row, on_device_selected, self);
   g_object_unref (names);
 }
 
-void
-cleave_split_page_set_settings (CleaveSplitPage *self, GSettings *settings)
+static void
+select_device (CleaveSplitPage *self, const char *device)
 {
-  g_autofree char *device = NULL;
-
-  g_return_if_fail (CLEAVE_IS_SPLIT_PAGE (self));
-  g_set_object (&self->settings, settings);
-  if (!settings)
-    return;
-  device = g_settings_get_string (settings, "device");
   for (guint i = 0; i < self->device_ids->len; i++)
     if (g_strcmp0 (device, g_ptr_array_index (self->device_ids, i)) == 0)
       {
@@ -111,10 +298,326 @@ cleave_split_page_set_settings (CleaveSplitPage *self, GSettings *settings)
 }
 
 static void
+on_device_setting_changed (CleaveSplitPage *self, const char *key, GSettings *settings)
+{
+  g_autofree char *device = g_settings_get_string (settings, "device");
+
+  select_device (self, device);
+}
+
+void
+cleave_split_page_set_settings (CleaveSplitPage *self, GSettings *settings)
+{
+  g_autofree char *device = NULL;
+
+  g_return_if_fail (CLEAVE_IS_SPLIT_PAGE (self));
+  if (self->settings)
+    g_signal_handlers_disconnect_by_data (self->settings, self);
+  g_set_object (&self->settings, settings);
+  if (!settings)
+    return;
+  device = g_settings_get_string (settings, "device");
+  select_device (self, device);
+  /* The Model page and this page share the device preference. */
+  g_signal_connect_object (settings, "changed::device", G_CALLBACK (on_device_setting_changed),
+                           self, G_CONNECT_SWAPPED);
+}
+
+/* ---- the split --------------------------------------------------------- */
+
+typedef struct {
+  CleaveModel *model;          /* private copy */
+  char *dataset;
+  char *device;
+  gboolean ga;
+  CleaveGradSplitOptions grad;
+  CleaveGaSplitOptions gaopt;
+  CleaveSplitPage *page;       /* alive: the task holds a reference */
+  guint run;
+  gboolean cancelled;          /* out */
+} SplitJob;
+
+static void
+split_job_free (SplitJob *job)
+{
+  cleave_model_free (job->model);
+  g_free (job->dataset);
+  g_free (job->device);
+  g_free (job);
+}
+
+typedef struct {
+  CleaveSplitPage *page;       /* strong */
+  guint run;
+  CleaveProgress p;
+  char *phase;
+} ProgressUpdate;
+
+static void
+progress_update_free (gpointer data)
+{
+  ProgressUpdate *u = data;
+
+  g_object_unref (u->page);
+  g_free (u->phase);
+  g_free (u);
+}
+
+static const char *
+phase_label (const char *phase)
+{
+  if (!phase)
+    return "";
+  if (g_str_equal (phase, "heads"))
+    return _("training heads");
+  if (g_str_equal (phase, "masks"))
+    return _("training masks");
+  if (g_str_equal (phase, "importance"))
+    return _("measuring kernel importance");
+  if (g_str_equal (phase, "sensitivity"))
+    return _("measuring layer sensitivity");
+  if (g_str_equal (phase, "generation"))
+    return _("evolving masks");
+  return phase;
+}
+
+static gboolean
+apply_progress (gpointer data)
+{
+  ProgressUpdate *u = data;
+  CleaveSplitPage *self = u->page;
+  double f = u->p.fraction, elapsed;
+  g_autofree char *text = NULL, *eta = NULL;
+
+  if (u->run != self->run || !self->cancellable)
+    return G_SOURCE_REMOVE;
+
+  elapsed = (g_get_monotonic_time () - self->started) / 1e6;
+  gtk_progress_bar_set_fraction (self->progress_bar, CLAMP (f, 0, 1));
+  if (f > 0.005)
+    eta = cleave_gui_format_duration (elapsed * (1 - f) / f);
+  if (u->p.epochs > 0)
+    /* Translators: "Epoch 3 of 9 · training masks · 1:20 left" */
+    text = g_strdup_printf (self->is_ga ? _("Generation %d of %d · %s · %s left") : _("Epoch %d of %d · %s · %s left"),
+                            MAX (u->p.epoch, 1), u->p.epochs, phase_label (u->phase), eta ? eta : "…");
+  else
+    text = g_strdup_printf (_("%s · %s left"), phase_label (u->phase), eta ? eta : "…");
+  gtk_progress_bar_set_text (self->progress_bar, text);
+
+  if (u->p.epoch_done)
+    {
+      double acc = u->p.val_accuracy, krr = u->p.krr;
+      double loss = self->is_ga ? u->p.fitness : u->p.loss;
+
+      g_array_append_val (self->acc_points, acc);
+      g_array_append_val (self->krr_points, krr);
+      g_array_append_val (self->loss_points, loss);
+      show_charts (self);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+/* Worker thread: copy the report and hand it to the main loop. */
+static void
+on_split_progress (const CleaveProgress *progress, gpointer user_data)
+{
+  SplitJob *job = user_data;
+  ProgressUpdate *u = g_new0 (ProgressUpdate, 1);
+
+  u->page = g_object_ref (job->page);
+  u->run = job->run;
+  u->p = *progress;
+  u->phase = g_strdup (progress->phase);
+  u->p.phase = NULL;
+  g_main_context_invoke_full (NULL, G_PRIORITY_DEFAULT, apply_progress, u, progress_update_free);
+}
+
+static void
+split_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  SplitJob *job = task_data;
+  g_autoptr(CleaveDataset) ds = NULL;
+  g_autoptr(CleaveBackend) backend = NULL;
+  g_autofree int *train_idx = NULL, *val_idx = NULL;
+  int n_train = 0, n_val = 0;
+  CleaveModuleSet *set = NULL;
+  GError *error = NULL;
+
+  ds = cleave_dataset_load (job->dataset, CLEAVE_SPLIT_TRAIN, cancellable, &error);
+  if (ds && ds->n_classes != job->model->n_classes)
+    g_set_error (&error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
+                 _("The dataset has %d classes, the model %d"), ds->n_classes, job->model->n_classes);
+  if (!error)
+    backend = cleave_device_open (g_strcmp0 (job->device, "auto") == 0 ? NULL : job->device, &error);
+  if (!error)
+    {
+      cleave_dataset_split (ds, VAL_FRACTION, job->ga ? job->gaopt.seed : job->grad.seed,
+                            &train_idx, &n_train, &val_idx, &n_val);
+      if (job->ga)
+        set = cleave_ga_split (job->model, backend, ds, val_idx, n_val, &job->gaopt, on_split_progress, job,
+                               cancellable, &job->cancelled, &error);
+      else
+        set = cleave_grad_split (job->model, backend, ds, train_idx, n_train, val_idx, n_val, &job->grad,
+                                 on_split_progress, job, cancellable, &job->cancelled, &error);
+    }
+  if (set)
+    {
+      g_free (set->source_path);
+      set->source_path = g_strdup (job->model->path);
+      if (!set->dataset)
+        set->dataset = g_strdup (job->dataset);
+      g_task_return_pointer (task, set, (GDestroyNotify) cleave_module_set_free);
+    }
+  else if (error)
+    g_task_return_error (task, error);
+  else
+    g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED, _("Cancelled"));
+}
+
+static void
+split_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  CleaveSplitPage *self = CLEAVE_SPLIT_PAGE (source);
+  GTask *task = G_TASK (result);
+  SplitJob *job = g_task_get_task_data (task);
+  g_autoptr(GError) error = NULL;
+  CleaveModuleSet *set = g_task_propagate_pointer (task, &error);
+  gboolean cancelled = job->cancelled || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_autofree char *status = NULL;
+  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+
+  g_clear_object (&self->cancellable);
+  update_actions (self);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->method_row), TRUE);
+
+  if (set)
+    {
+      int n = (int) set->modules->len;
+      double acc = set->composed_accuracy, krr = cleave_module_set_mean_krr (set);
+
+      if (cancelled)
+        /* Translators: module count, composed accuracy in %, mean kernel retention in % */
+        status = g_strdup_printf (_("Cancelled: kept the best %d modules so far (composed accuracy %.1f %%, mean KRR %.1f %%)"),
+                                  n, 100 * acc, 100 * krr);
+      else
+        status = g_strdup_printf (_("Done: %d modules, composed accuracy %.1f %%, mean KRR %.1f %%"),
+                                  n, 100 * acc, 100 * krr);
+      gtk_progress_bar_set_fraction (self->progress_bar, cancelled ? gtk_progress_bar_get_fraction (self->progress_bar) : 1.0);
+      gtk_progress_bar_set_text (self->progress_bar, cancelled ? _("Cancelled") : _("Finished"));
+      if (CLEAVE_IS_WINDOW (root))
+        {
+          g_autofree char *base = job->model->path ? g_path_get_basename (job->model->path) : g_strdup (_("model"));
+          /* Translators: name of a module set made in this session: model file and method */
+          g_autofree char *name = g_strdup_printf (_("%s · %s"), base, job->ga ? _("CNNSplitter") : _("GradSplitter"));
+
+          cleave_window_add_module_set (CLEAVE_WINDOW (root), set, name);
+          cleave_window_toast (CLEAVE_WINDOW (root), cancelled ? _("Split cancelled: the best modules so far are on the Modules page")
+                                                               : _("Split finished: the modules are on the Modules page"));
+        }
+      else
+        cleave_module_set_free (set);
+    }
+  else if (cancelled)
+    {
+      status = g_strdup (_("Cancelled before any modules were found"));
+      gtk_progress_bar_set_text (self->progress_bar, _("Cancelled"));
+    }
+  else
+    {
+      status = g_strdup_printf (_("Split failed: %s"), error->message);
+      gtk_progress_bar_set_text (self->progress_bar, _("Failed"));
+      if (GTK_IS_WINDOW (root))
+        {
+          GtkWidget *msg = adw_message_dialog_new (GTK_WINDOW (root), _("Split Failed"), error->message);
+
+          adw_message_dialog_add_response (ADW_MESSAGE_DIALOG (msg), "close", _("_Close"));
+          gtk_window_present (GTK_WINDOW (msg));
+        }
+    }
+  gtk_label_set_label (self->status_label, status);
+  g_signal_emit (self, signals[SIGNAL_FINISHED], 0, set != NULL, cancelled);
+}
+
+gboolean
+cleave_split_page_start (CleaveSplitPage *self)
+{
+  g_autoptr(GTask) task = NULL;
+  SplitJob *job;
+
+  g_return_val_if_fail (CLEAVE_IS_SPLIT_PAGE (self), FALSE);
+  if (!self->model || self->cancellable)
+    return FALSE;
+
+  read_options (self);
+  job = g_new0 (SplitJob, 1);
+  job->model = cleave_gui_copy_model (self->model);
+  job->dataset = g_strdup (cleave_dataset_row_get_spec (self->dataset_row));
+  job->device = g_strdup (cleave_split_page_get_device (self));
+  job->ga = method_is_ga (self);
+  job->grad = self->grad;
+  job->gaopt = self->ga;
+  job->page = self;
+  job->run = ++self->run;
+
+  self->is_ga = job->ga;
+  self->started = g_get_monotonic_time ();
+  self->cancellable = g_cancellable_new ();
+  clear_points (self);
+  gtk_progress_bar_set_fraction (self->progress_bar, 0);
+  gtk_progress_bar_set_text (self->progress_bar, _("Loading the dataset…"));
+  gtk_label_set_label (self->status_label, _("Splitting…"));
+  gtk_widget_set_sensitive (GTK_WIDGET (self->method_row), FALSE);
+  update_actions (self);
+
+  task = g_task_new (self, self->cancellable, split_done, NULL);
+  g_task_set_source_tag (task, cleave_split_page_start);
+  g_task_set_task_data (task, job, (GDestroyNotify) split_job_free);
+  g_task_run_in_thread (task, split_thread);
+  return TRUE;
+}
+
+void
+cleave_split_page_cancel (CleaveSplitPage *self)
+{
+  g_return_if_fail (CLEAVE_IS_SPLIT_PAGE (self));
+  if (!self->cancellable)
+    return;
+  g_cancellable_cancel (self->cancellable);
+  gtk_progress_bar_set_text (self->progress_bar, _("Cancelling…"));
+  update_actions (self);
+}
+
+gboolean
+cleave_split_page_is_running (CleaveSplitPage *self)
+{
+  g_return_val_if_fail (CLEAVE_IS_SPLIT_PAGE (self), FALSE);
+  return self->cancellable != NULL;
+}
+
+static void
+start_action (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  cleave_split_page_start (CLEAVE_SPLIT_PAGE (widget));
+}
+
+static void
+cancel_action (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  cleave_split_page_cancel (CLEAVE_SPLIT_PAGE (widget));
+}
+
+/* ---- life cycle --------------------------------------------------------- */
+
+static void
 cleave_split_page_dispose (GObject *object)
 {
   CleaveSplitPage *self = CLEAVE_SPLIT_PAGE (object);
 
+  if (self->cancellable)
+    g_cancellable_cancel (self->cancellable);
+  g_clear_object (&self->cancellable);
+  if (self->settings)
+    g_signal_handlers_disconnect_by_data (self->settings, self);
   g_clear_object (&self->settings);
   /* AdwBin unparents its child itself: drop it first so the template
    * cleanup and AdwBin do not both unparent it. */
@@ -126,7 +629,12 @@ cleave_split_page_dispose (GObject *object)
 static void
 cleave_split_page_finalize (GObject *object)
 {
-  g_ptr_array_unref (CLEAVE_SPLIT_PAGE (object)->device_ids);
+  CleaveSplitPage *self = CLEAVE_SPLIT_PAGE (object);
+
+  g_ptr_array_unref (self->device_ids);
+  g_array_unref (self->acc_points);
+  g_array_unref (self->krr_points);
+  g_array_unref (self->loss_points);
   G_OBJECT_CLASS (cleave_split_page_parent_class)->finalize (object);
 }
 
@@ -140,22 +648,64 @@ cleave_split_page_class_init (CleaveSplitPageClass *klass)
   object_class->finalize = cleave_split_page_finalize;
 
   g_type_ensure (CLEAVE_TYPE_CHART_VIEW);
+  g_type_ensure (CLEAVE_TYPE_DATASET_ROW);
   gtk_widget_class_set_template_from_resource (widget_class, "/org/cleave/Cleave/ui/cleave-split-page.ui");
-  gtk_widget_class_bind_template_child (widget_class, CleaveSplitPage, model_label);
-  gtk_widget_class_bind_template_child (widget_class, CleaveSplitPage, device_row);
-  gtk_widget_class_bind_template_child (widget_class, CleaveSplitPage, start_button);
-  gtk_widget_class_bind_template_child (widget_class, CleaveSplitPage, cancel_button);
-  gtk_widget_class_bind_template_child (widget_class, CleaveSplitPage, progress_chart);
+#define BIND(name) gtk_widget_class_bind_template_child (widget_class, CleaveSplitPage, name)
+  BIND (model_label);
+  BIND (method_row);
+  BIND (dataset_row);
+  BIND (device_row);
+  BIND (grad_group);
+  BIND (ga_group);
+  BIND (rounds_spin);
+  BIND (mask_epochs_spin);
+  BIND (head_epochs_spin);
+  BIND (train_images_spin);
+  BIND (batch_spin);
+  BIND (alpha_spin);
+  BIND (lr_mask_spin);
+  BIND (population_spin);
+  BIND (generations_spin);
+  BIND (mutation_spin);
+  BIND (fitness_row);
+  BIND (val_images_spin);
+  BIND (status_label);
+  BIND (progress_bar);
+  BIND (accuracy_chart);
+  BIND (loss_chart);
+#undef BIND
   gtk_widget_class_bind_template_callback (widget_class, on_device_selected);
+  gtk_widget_class_bind_template_callback (widget_class, on_method_selected);
+
+  gtk_widget_class_install_action (widget_class, "split.start", NULL, start_action);
+  gtk_widget_class_install_action (widget_class, "split.cancel", NULL, cancel_action);
+
+  signals[SIGNAL_FINISHED] =
+    g_signal_new ("finished", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                  NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_BOOLEAN, G_TYPE_BOOLEAN);
 }
 
 static void
 cleave_split_page_init (CleaveSplitPage *self)
 {
+  CleaveGradSplitOptions grad;
+  CleaveGaSplitOptions ga;
+
   self->device_ids = g_ptr_array_new_with_free_func (g_free);
+  self->acc_points = g_array_new (FALSE, FALSE, sizeof (double));
+  self->krr_points = g_array_new (FALSE, FALSE, sizeof (double));
+  self->loss_points = g_array_new (FALSE, FALSE, sizeof (double));
   gtk_widget_init_template (GTK_WIDGET (self));
   fill_devices (self);
-  show_empty_chart (self);
-  gtk_widget_set_sensitive (GTK_WIDGET (self->start_button), FALSE);
-  gtk_widget_set_sensitive (GTK_WIDGET (self->cancel_button), FALSE);
+
+  cleave_grad_split_options_init (&grad);
+  cleave_ga_split_options_init (&ga);
+  self->grad = grad;
+  self->ga = ga;
+  cleave_split_page_set_ga_options (self, &ga);
+  cleave_split_page_set_grad_options (self, &grad);
+  on_method_selected (self);
+  gtk_progress_bar_set_text (self->progress_bar, _("Not started"));
+  show_charts (self);
+  update_actions (self);
 }

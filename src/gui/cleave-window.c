@@ -25,6 +25,8 @@ struct _CleaveWindow
   CleaveComposePage *compose_page;
 
   CleaveModel *model;
+  GPtrArray *module_sets;      /* CleaveModuleSet*, open for the window's lifetime */
+  GPtrArray *set_names;        /* char*, parallel */
   GCancellable *load_cancellable;
   GtkFileChooserNative *chooser;
 };
@@ -33,6 +35,7 @@ G_DEFINE_FINAL_TYPE (CleaveWindow, cleave_window, ADW_TYPE_APPLICATION_WINDOW)
 
 enum {
   SIGNAL_LOAD_FINISHED,
+  SIGNAL_MODULE_SETS_CHANGED,
   N_SIGNALS
 };
 
@@ -117,6 +120,7 @@ load_done (GObject *source, GAsyncResult *result, gpointer user_data)
   /* Pages drop their references to the old model before it is freed. */
   cleave_model_page_set_model (self->model_page, model);
   cleave_split_page_set_model (self->split_page, model);
+  cleave_compose_page_set_model (self->compose_page, model);
   g_clear_pointer (&self->model, cleave_model_free);
   self->model = model;
 
@@ -168,6 +172,44 @@ cleave_window_get_model (CleaveWindow *self)
 {
   g_return_val_if_fail (CLEAVE_IS_WINDOW (self), NULL);
   return self->model;
+}
+
+guint
+cleave_window_add_module_set (CleaveWindow *self, CleaveModuleSet *set, const char *name)
+{
+  guint index;
+
+  g_return_val_if_fail (CLEAVE_IS_WINDOW (self), 0);
+  g_return_val_if_fail (set != NULL, 0);
+
+  index = self->module_sets->len;
+  g_ptr_array_add (self->module_sets, set);
+  g_ptr_array_add (self->set_names, g_strdup (name ? name : _("Module set")));
+  cleave_modules_page_sets_changed (self->modules_page, index);
+  cleave_compose_page_sets_changed (self->compose_page);
+  g_signal_emit (self, signals[SIGNAL_MODULE_SETS_CHANGED], 0);
+  return index;
+}
+
+guint
+cleave_window_n_module_sets (CleaveWindow *self)
+{
+  g_return_val_if_fail (CLEAVE_IS_WINDOW (self), 0);
+  return self->module_sets->len;
+}
+
+CleaveModuleSet *
+cleave_window_get_module_set (CleaveWindow *self, guint index)
+{
+  g_return_val_if_fail (CLEAVE_IS_WINDOW (self), NULL);
+  return index < self->module_sets->len ? g_ptr_array_index (self->module_sets, index) : NULL;
+}
+
+const char *
+cleave_window_get_module_set_name (CleaveWindow *self, guint index)
+{
+  g_return_val_if_fail (CLEAVE_IS_WINDOW (self), NULL);
+  return index < self->set_names->len ? g_ptr_array_index (self->set_names, index) : NULL;
 }
 
 gboolean
@@ -296,8 +338,10 @@ cleave_window_dispose (GObject *object)
     g_cancellable_cancel (self->load_cancellable);
   g_clear_object (&self->load_cancellable);
   gtk_widget_dispose_template (GTK_WIDGET (object), CLEAVE_TYPE_WINDOW);
-  /* After the pages are gone: they borrow the model. */
+  /* After the pages are gone: they borrow the model and the sets. */
   g_clear_pointer (&self->model, cleave_model_free);
+  g_clear_pointer (&self->module_sets, g_ptr_array_unref);
+  g_clear_pointer (&self->set_names, g_ptr_array_unref);
   G_OBJECT_CLASS (cleave_window_parent_class)->dispose (object);
 }
 
@@ -313,6 +357,9 @@ cleave_window_class_init (CleaveWindowClass *klass)
   signals[SIGNAL_LOAD_FINISHED] =
     g_signal_new ("load-finished", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
                   NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_BOOLEAN);
+  signals[SIGNAL_MODULE_SETS_CHANGED] =
+    g_signal_new ("module-sets-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                  NULL, NULL, NULL, G_TYPE_NONE, 0);
 
   /* Pages are template children: make sure their types exist. */
   g_type_ensure (CLEAVE_TYPE_CHART_VIEW);
@@ -343,6 +390,8 @@ cleave_window_init (CleaveWindow *self)
   GtkDropTarget *drop;
   g_autofree char *demo = cleave_application_find_demo_model ();
 
+  self->module_sets = g_ptr_array_new_with_free_func ((GDestroyNotify) cleave_module_set_free);
+  self->set_names = g_ptr_array_new_with_free_func (g_free);
   gtk_widget_init_template (GTK_WIDGET (self));
 
   drop = gtk_drop_target_new (GDK_TYPE_FILE_LIST, GDK_ACTION_COPY);
@@ -365,6 +414,7 @@ bind_settings (CleaveWindow *self)
   cleave_start_page_set_settings (self->start_page, settings);
   cleave_model_page_set_settings (self->model_page, settings);
   cleave_split_page_set_settings (self->split_page, settings);
+  cleave_compose_page_set_settings (self->compose_page, settings);
 }
 
 CleaveWindow *

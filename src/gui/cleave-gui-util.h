@@ -1,0 +1,34 @@
+/* cleave-gui-util.h: small helpers shared by the pages (no arithmetic on
+ * tensors: only copies, formatting and the drag-and-drop payload). */
+#pragma once
+
+#include <gtk/gtk.h>
+#include "cleave-model.h"
+
+G_BEGIN_DECLS
+
+/* A private copy of a model for a worker thread: the window may replace or
+ * free its model while the worker runs. */
+CleaveModel *cleave_gui_copy_model (const CleaveModel *src);
+
+/* 1234567 → "1 234 567" (thin spaces). */
+char *cleave_gui_format_count (guint64 v);
+
+/* "1:05:03", "4:12" or "12 s". */
+char *cleave_gui_format_duration (double seconds);
+
+/* The drag-and-drop payload for a module: which open module set and which
+ * module in it. A boxed type so drop targets only accept modules, never
+ * arbitrary text. */
+typedef struct {
+  guint set_index;
+  guint module_index;
+} CleaveModuleRef;
+
+#define CLEAVE_TYPE_MODULE_REF (cleave_module_ref_get_type ())
+GType            cleave_module_ref_get_type (void) G_GNUC_CONST;
+CleaveModuleRef *cleave_module_ref_new      (guint set_index, guint module_index);
+CleaveModuleRef *cleave_module_ref_copy     (const CleaveModuleRef *ref);
+void             cleave_module_ref_free     (CleaveModuleRef *ref);
+
+G_END_DECLS
