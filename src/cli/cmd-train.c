@@ -12,6 +12,7 @@ cleave_cmd_train (int argc, char **argv)
 {
   g_autofree char *arch = g_strdup ("simcnn:w=0.125"), *dataset = g_strdup ("fashion-mnist");
   g_autofree char *output = NULL, *device = NULL, *resume = NULL, *classes = NULL, *arch_file = NULL;
+  g_auto(GStrv) mix = NULL;
   int epochs = 30, batch = 128, seed = 0, max_train = 0, min_per_class = 100;
   double lr = 0.01, val = 0.2, dirichlet = 0;
   gboolean no_augment = FALSE;
@@ -26,6 +27,7 @@ cleave_cmd_train (int argc, char **argv)
     { "seed", 0, 0, G_OPTION_ARG_INT, &seed, "Seed for the split, init and shuffling (default 0)", "N" },
     { "val", 0, 0, G_OPTION_ARG_DOUBLE, &val, "Validation fraction of the training split (default 0.2)", "F" },
     { "max-train", 0, 0, G_OPTION_ARG_INT, &max_train, "Use at most N training images (0 = all)", "N" },
+    { "mix", 0, 0, G_OPTION_ARG_STRING_ARRAY, &mix, "A new task mixing datasets: repeat --mix DATASET:0,3 (classes relabelled in order; replaces --dataset)", "SPEC" },
     { "classes", 0, 0, G_OPTION_ARG_STRING, &classes, "Train on these classes only, relabelled 0..k-1 (e.g. 0,3,5)", "LIST" },
     { "dirichlet", 0, 0, G_OPTION_ARG_DOUBLE, &dirichlet, "Class-skewed training subset, Dirichlet(ALPHA) proportions (weak models)", "ALPHA" },
     { "min-per-class", 0, 0, G_OPTION_ARG_INT, &min_per_class, "With --dirichlet: at least N images per class (default 100)", "N" },
@@ -60,9 +62,21 @@ cleave_cmd_train (int argc, char **argv)
   if (classes && !(class_list = cleave_cli_parse_int_list (classes, &n_class_list, &error)))
     return cleave_cli_fail (g_steal_pointer (&error));
 
-  fprintf (stderr, "loading %s…\n", dataset);
-  train_ds = cleave_dataset_load (dataset, CLEAVE_SPLIT_TRAIN, cancel, &error);
-  test_ds = train_ds ? cleave_dataset_load (dataset, CLEAVE_SPLIT_TEST, cancel, &error) : NULL;
+  if (mix)
+    {
+      int n_mix = (int) g_strv_length (mix);
+      g_free (dataset);
+      dataset = g_strjoinv ("+", mix);
+      fprintf (stderr, "loading the mix %s…\n", dataset);
+      train_ds = cleave_cli_load_mix ((const char *const *) mix, n_mix, CLEAVE_SPLIT_TRAIN, NULL, cancel, &error);
+      test_ds = train_ds ? cleave_cli_load_mix ((const char *const *) mix, n_mix, CLEAVE_SPLIT_TEST, NULL, cancel, &error) : NULL;
+    }
+  else
+    {
+      fprintf (stderr, "loading %s…\n", dataset);
+      train_ds = cleave_dataset_load (dataset, CLEAVE_SPLIT_TRAIN, cancel, &error);
+      test_ds = train_ds ? cleave_dataset_load (dataset, CLEAVE_SPLIT_TEST, cancel, &error) : NULL;
+    }
   if (test_ds == NULL)
     return cleave_cli_fail (g_steal_pointer (&error));
   if (class_list)
