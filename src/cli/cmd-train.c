@@ -147,7 +147,7 @@ cleave_cmd_train (int argc, char **argv)
   opt.lr = (float) lr;
   opt.seed = (guint64) seed;
   opt.use_augment = !no_augment;
-  opt.augment.flip = !train_ds->digits && train_ds->c == 3;   /* flips only help natural images */
+  opt.augment.flip = !train_ds->digits;   /* mirrored digits are other digits; clothes and objects stay what they are */
   opt.augment.pad = train_ds->h >= 32 ? 4 : 2;
   ckpt = g_strconcat (output, ".ckpt", NULL);
   opt.checkpoint = ckpt;
