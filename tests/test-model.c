@@ -1,9 +1,241 @@
-/* test-model.c: placeholder until its capability lands. */
-#include <glib.h>
+/* test-model.c: model files, architecture presets, and PyTorch state_dicts of
+ * the paper's architectures opened with an architecture preset. */
+#include "cleave-arch.h"
+#include "cleave-device.h"
+#include "cleave-error.h"
+#include "cleave-model.h"
+#include "cleave-net.h"
+#include "cleave-safetensors.h"
+
+#include <glib/gstdio.h>
+#include <math.h>
+#include <string.h>
+
+static char *tmpdir;
+
+static char *
+golden_path (const char *name)
+{
+  return g_test_build_filename (G_TEST_DIST, "reference", "golden", name, NULL);
+}
+
+/* The state_dict PyTorch saved opens with --arch and gives PyTorch's logits. */
+static void
+test_statedict (gconstpointer data)
+{
+  const char *name = data;
+  g_autofree char *sd_name = g_strdup_printf ("statedict-%s.safetensors", name);
+  g_autofree char *io_name = g_strdup_printf ("statedict-%s-io.safetensors", name);
+  g_autofree char *sd = golden_path (sd_name), *io = golden_path (io_name);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (io, &error);
+  g_autoptr(CleaveModel) m = NULL;
+  g_autoptr(CleaveBackend) backend = cleave_backend_cpu_new ();
+  g_autofree float *x = NULL, *want = NULL, *got = NULL;
+  const char *arch, *input;
+  int c, h, w, batch;
+  CleaveNet *net;
+  gsize n;
+
+  g_assert_no_error (error);
+  arch = cleave_safetensors_get_metadata (st, "arch");
+  input = cleave_safetensors_get_metadata (st, "input");
+  g_assert_cmpint (sscanf (input, "%dx%dx%d", &c, &h, &w), ==, 3);
+  m = cleave_model_load_with_arch (sd, arch, c, h, w, 10, &error);
+  g_assert_no_error (error);
+  x = cleave_safe_tensor_to_f32 (cleave_safetensors_find (st, "x"), 0, io, &error);
+  want = cleave_safe_tensor_to_f32 (cleave_safetensors_find (st, "logits"), 0, io, &error);
+  g_assert_no_error (error);
+  batch = (int) cleave_safetensors_find (st, "x")->shape[0];
+  n = (gsize) batch * 10;
+  net = cleave_net_new (m->graph, backend, &error);
+  g_assert_no_error (error);
+  g_assert_true (cleave_net_forward (net, x, batch, FALSE, &error));
+  got = g_new (float, n);
+  g_assert_true (cleave_net_download_output (net, got, &error));
+  for (gsize i = 0; i < n; i++)
+    g_assert_cmpfloat_with_epsilon (got[i], want[i], 1e-4 + 1e-4 * fabs (want[i]));
+  cleave_net_free (net);
+
+  /* The wrong architecture is refused, naming a tensor. */
+  g_clear_pointer (&m, cleave_model_free);
+  m = cleave_model_load_with_arch (sd, g_str_equal (name, "simcnn") ? "rescnn:w=0.0625" : "simcnn:w=0.0625",
+                                   c, h, w, 10, &error);
+  g_assert_null (m);
+  g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE);
+  g_assert_nonnull (strstr (error->message, "tensor '"));
+}
+
+static void
+test_presets (void)
+{
+  static const struct { const char *spec; int c, h; int sites, kernels; } cases[] = {
+    { "simcnn:w=0.125", 1, 28, 13, 528 },
+    { "simcnn:w=1/8", 3, 32, 13, 528 },
+    { "rescnn:w=0.125", 3, 32, 12, 536 },
+    { "incecnn:w=0.125", 1, 28, 12, 400 },
+    { "weak", 1, 28, 4, 48 },
+    { "bench", 1, 28, 4, 192 },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(CleaveGraph) g = cleave_arch_build (cases[i].spec, cases[i].c, cases[i].h, cases[i].h, 10, &error);
+      int tied = 0;
+      g_assert_no_error (error);
+      g_assert_cmpint (cleave_graph_n_mask_sites (g), ==, cases[i].sites);
+      g_assert_cmpint (cleave_graph_total_kernels (g), ==, cases[i].kernels);
+      g_assert_cmpint (cleave_graph_n_outputs (g), ==, 10);
+      for (int s = 0; s < cleave_graph_n_mask_sites (g); s++)
+        tied += cleave_graph_mask_site (g, s)->tie != s;
+      /* ResCNN: conv_3, conv_7, conv_11 share the mask of their block's input. */
+      g_assert_cmpint (tied, ==, g_str_has_prefix (cases[i].spec, "rescnn") ? 3 : 0);
+      g_assert_cmpint (cleave_graph_find_param (g, "conv_0.0.weight"), >=, 0);
+      g_assert_cmpint (cleave_graph_find_param (g, "conv_0.1.running_var"), >=, 0);
+    }
+  {
+    g_autoptr(GError) error = NULL;
+    g_assert_null (cleave_arch_build ("vgg99", 1, 28, 28, 10, &error));
+    g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
+    g_clear_error (&error);
+    g_assert_null (cleave_arch_build ("simcnn:w=-1", 1, 28, 28, 10, &error));
+    g_assert_nonnull (strstr (error->message, "width"));
+  }
+}
+
+static CleaveModel *
+small_model (void)
+{
+  g_autoptr(GError) error = NULL;
+  const char *names[] = { "a", "b", "c", NULL };
+  CleaveGraph *g = cleave_arch_build ("weak", 1, 12, 12, 3, &error);
+  CleaveModel *m;
+  g_assert_no_error (error);
+  cleave_graph_init_params (g, 3);
+  m = cleave_model_new (g, 3, names);
+  m->mean[0] = 0.25f;
+  m->std[0] = 0.5f;
+  cleave_model_set_provenance (m, "command", "\"cleave-cli train …\"");
+  return m;
+}
+
+static void
+test_round_trip (void)
+{
+  g_autoptr(CleaveModel) m = small_model ();
+  g_autoptr(CleaveModel) back = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = g_build_filename (tmpdir, "m.safetensors", NULL);
+
+  g_assert_true (cleave_model_save (m, path, &error));
+  g_assert_no_error (error);
+  back = cleave_model_load (path, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (back->n_classes, ==, 3);
+  g_assert_cmpstr (back->class_names[2], ==, "c");
+  g_assert_cmpfloat (back->mean[0], ==, 0.25f);
+  g_assert_cmpfloat (back->std[0], ==, 0.5f);
+  g_assert_nonnull (back->sha256);
+  g_assert_nonnull (strstr (back->provenance_json, "command"));
+  g_assert_cmpint (cleave_graph_n_params (back->graph), ==, cleave_graph_n_params (m->graph));
+  for (int i = 0; i < cleave_graph_n_params (m->graph); i++)
+    {
+      CleaveParam *a = cleave_graph_param (m->graph, i), *b = cleave_graph_param (back->graph, i);
+      g_assert_cmpstr (a->name, ==, b->name);
+      g_assert_cmpmem (a->data, cleave_param_numel (a) * 4, b->data, cleave_param_numel (b) * 4);
+    }
+}
+
+/* Rewrites a saved model with one change and checks the error names the field. */
+static void
+expect_invalid (CleaveSafetensors *st, const char *file, const char *needle)
+{
+  g_autofree char *path = g_build_filename (tmpdir, file, NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CleaveModel) m = NULL;
+  g_assert_true (cleave_safetensors_save (st, path, &error));
+  m = cleave_model_load (path, &error);
+  g_assert_null (m);
+  g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE);
+  if (strstr (error->message, file) == NULL || strstr (error->message, needle) == NULL)
+    g_error ("error '%s' should name %s and %s", error->message, file, needle);
+}
+
+static void
+test_malformed (void)
+{
+  g_autoptr(CleaveModel) m = small_model ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = g_build_filename (tmpdir, "good.safetensors", NULL);
+  int shape[1] = { 3 };
+  float junk[3] = { 0 };
+
+  g_assert_true (cleave_model_save (m, path, &error));
+  {
+    g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (path, &error);
+    g_hash_table_remove (st->metadata, "cleave.graph");
+    expect_invalid (st, "nograph.safetensors", "cleave.graph");
+  }
+  {
+    g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (path, &error);
+    cleave_safetensors_set_metadata (st, "cleave.graph", "{\"input\":[1,12,12],\"nodes\":[{\"name\":\"x\",\"op\":\"warp\"}]}");
+    expect_invalid (st, "badop.safetensors", "warp");
+  }
+  {
+    g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (path, &error);
+    cleave_safetensors_add_f32 (st, "conv_0.0.bias", 1, shape, junk);
+    expect_invalid (st, "shape.safetensors", "conv_0.0.bias");
+  }
+  {
+    g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (path, &error);
+    for (guint i = 0; i < st->tensors->len; i++)
+      if (g_str_equal (((CleaveSafeTensor *) st->tensors->pdata[i])->name, "fc_4.weight"))
+        g_ptr_array_remove_index (st->tensors, i);
+    expect_invalid (st, "missing.safetensors", "fc_4.weight");
+  }
+  {
+    g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (path, &error);
+    cleave_safetensors_add_f32 (st, "mystery.weight", 1, shape, junk);
+    expect_invalid (st, "extra.safetensors", "mystery.weight");
+  }
+  {
+    g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (path, &error);
+    cleave_safetensors_set_metadata (st, "cleave.classes", "[\"only one\"]");
+    expect_invalid (st, "classes.safetensors", "cleave.classes");
+  }
+  {
+    g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (path, &error);
+    cleave_safetensors_set_metadata (st, "cleave.normalize", "{\"mean\": [0], \"std\": [0]}");
+    expect_invalid (st, "norm.safetensors", "cleave.normalize");
+  }
+}
+
+static void
+remove_tree (const char *dir)
+{
+  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+  while (d && (name = g_dir_read_name (d)))
+    {
+      g_autofree char *p = g_build_filename (dir, name, NULL);
+      g_unlink (p);
+    }
+  g_rmdir (dir);
+}
 
 int
 main (int argc, char **argv)
 {
+  int status;
   g_test_init (&argc, &argv, NULL);
-  return g_test_run ();
+  tmpdir = g_dir_make_tmp ("cleave-model-XXXXXX", NULL);
+  g_test_add_func ("/model/presets", test_presets);
+  g_test_add_func ("/model/round-trip", test_round_trip);
+  g_test_add_func ("/model/malformed-files-name-the-field", test_malformed);
+  g_test_add_data_func ("/model/statedict/simcnn-matches-pytorch", "simcnn", test_statedict);
+  g_test_add_data_func ("/model/statedict/rescnn-matches-pytorch", "rescnn", test_statedict);
+  g_test_add_data_func ("/model/statedict/incecnn-matches-pytorch", "incecnn", test_statedict);
+  status = g_test_run ();
+  remove_tree (tmpdir);
+  return status;
 }
