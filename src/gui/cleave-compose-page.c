@@ -242,10 +242,9 @@ palette_row (CleaveComposePage *self, guint set_index, guint module_index)
   const CleaveModule *m = g_ptr_array_index (set->modules, module_index);
   CleaveModuleRef ref = { set_index, module_index };
   g_autofree char *title = module_title (self, &ref);
-  /* Translators: palette row subtitle: module set name, kernel retention %, validation F1 % */
-  g_autofree char *subtitle = g_strdup_printf (_("%s · KRR %.1f %% · F1 %.1f %%"),
-                                               cleave_window_get_module_set_name (window, set_index),
-                                               100 * m->krr, 100 * m->val_f1);
+  /* Translators: palette row subtitle: class index, kernel retention %, validation F1 % */
+  g_autofree char *subtitle = g_strdup_printf (_("Class %d · KRR %.1f %% · F1 %.1f %%"),
+                                               m->class_index, 100 * m->krr, 100 * m->val_f1);
   GtkWidget *row = adw_action_row_new ();
   GtkDragSource *drag = gtk_drag_source_new ();
   GtkWidget *handle = gtk_image_new_from_icon_name ("list-drag-handle-symbolic");
@@ -262,6 +261,32 @@ palette_row (CleaveComposePage *self, guint set_index, guint module_index)
   g_signal_connect (drag, "drag-begin", G_CALLBACK (on_drag_begin), row);
   gtk_widget_add_controller (row, GTK_EVENT_CONTROLLER (drag));
   return row;
+}
+
+/* Rows are grouped under their module set's name. */
+static void
+palette_header (GtkListBoxRow *row, GtkListBoxRow *before, gpointer user_data)
+{
+  CleaveComposePage *self = user_data;
+  const CleaveModuleRef *ref = g_object_get_data (G_OBJECT (row), "module-ref");
+  const CleaveModuleRef *prev = before ? g_object_get_data (G_OBJECT (before), "module-ref") : NULL;
+  CleaveWindow *window = window_of (self);
+  GtkWidget *label;
+
+  if (!ref || !window || (prev && prev->set_index == ref->set_index))
+    {
+      gtk_list_box_row_set_header (row, NULL);
+      return;
+    }
+  label = gtk_label_new (cleave_window_get_module_set_name (window, ref->set_index));
+  gtk_label_set_xalign (GTK_LABEL (label), 0);
+  gtk_label_set_ellipsize (GTK_LABEL (label), PANGO_ELLIPSIZE_MIDDLE);
+  gtk_widget_set_margin_start (label, 12);
+  gtk_widget_set_margin_end (label, 12);
+  gtk_widget_set_margin_top (label, 6);
+  gtk_widget_set_margin_bottom (label, 6);
+  gtk_widget_add_css_class (label, "heading");
+  gtk_list_box_row_set_header (row, label);
 }
 
 void
@@ -1303,6 +1328,7 @@ cleave_compose_page_init (CleaveComposePage *self)
   self->patches = g_array_new (FALSE, FALSE, sizeof (Entry));
   self->dataset = g_strdup (dataset_specs[0]);
   gtk_widget_init_template (GTK_WIDGET (self));
+  gtk_list_box_set_header_func (self->palette, palette_header, self, NULL);
 
   drop = gtk_drop_target_new (CLEAVE_TYPE_MODULE_REF, GDK_ACTION_COPY);
   g_signal_connect (drop, "drop", G_CALLBACK (on_canvas_drop), self);

@@ -511,7 +511,9 @@ split_done (GObject *source, GAsyncResult *result, gpointer user_data)
           g_autofree char *name = g_strdup_printf (_("%s · %s"), base, job->ga ? _("CNNSplitter") : _("GradSplitter"));
 
           cleave_window_add_module_set (CLEAVE_WINDOW (root), set, name);
-          cleave_window_toast (CLEAVE_WINDOW (root), cancelled ? _("Split cancelled: the best modules so far are on the Modules page")
+          /* The status line says it already when this page is in view. */
+          if (!gtk_widget_get_mapped (GTK_WIDGET (self)))
+            cleave_window_toast (CLEAVE_WINDOW (root), cancelled ? _("Split cancelled: the best modules so far are on the Modules page")
                                                                : _("Split finished: the modules are on the Modules page"));
         }
       else

@@ -451,10 +451,12 @@ compose_and_patch (CleaveWindow *window, const char *images)
   check_export (page, "test-app-composition", CLEAVE_SCORER_COMPOSITION);
   shoot (window, "compose", "compose");
 
-  /* Patch: the open model is the weak one; a module goes onto class 3. */
+  /* Patch: the open model is the weak one; a module goes onto its own class. */
   gtk_widget_activate_action (GTK_WIDGET (page), "compose.use-model", NULL);
   g_assert_cmpstr (cleave_compose_page_get_mode (page), ==, "patch");
-  g_assert_true (cleave_compose_page_drop_module (page, c, 3, &error));
+  g_assert_true (cleave_compose_page_drop_module (page, c,
+                                                  ((const CleaveModule *) g_ptr_array_index (modules->modules, patch_module))->class_index,
+                                                  &error));
   g_assert_no_error (error);
   g_assert_cmpuint (cleave_compose_page_n_patched (page), ==, 1);
   evaluate_compose (page);
