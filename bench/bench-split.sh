@@ -17,6 +17,9 @@ py=${PYTHON:-/usr/bin/python3}
 here=$(dirname "$0")
 threads=${THREADS:-2}
 export OMP_NUM_THREADS=$threads OMP_WAIT_POLICY=PASSIVE
+# cleave-cli split keeps freed scratch memory in the process (mallopt); give
+# PyTorch the same glibc setting so neither side pays page faults the other avoids.
+export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=268435456:glibc.malloc.trim_threshold=536870912
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
