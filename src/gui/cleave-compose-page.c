@@ -559,8 +559,11 @@ weak_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr(GError) error = NULL;
   CleaveModel *model = g_task_propagate_pointer (G_TASK (result), &error);
 
-  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    return;
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || !self->class_list)
+    {
+      cleave_model_free (model);
+      return;
+    }
   g_clear_object (&self->weak_cancellable);
   if (model)
     {
@@ -968,6 +971,8 @@ eval_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr(GError) error = NULL;
   gboolean ok = g_task_propagate_boolean (task, &error);
 
+  if (!self->progress_bar)
+    return;     /* disposed while the evaluation ran */
   if (g_task_get_cancellable (task) == self->eval_cancellable)
     g_clear_object (&self->eval_cancellable);
   gtk_widget_set_visible (GTK_WIDGET (self->progress_bar), FALSE);

@@ -486,6 +486,13 @@ split_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autofree char *status = NULL;
   GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
 
+  if (!self->status_label)
+    {
+      /* The window closed while the split ran: nobody to show it to. */
+      if (set)
+        cleave_module_set_free (set);
+      return;
+    }
   g_clear_object (&self->cancellable);
   update_actions (self);
   gtk_widget_set_sensitive (GTK_WIDGET (self->method_row), TRUE);
