@@ -227,7 +227,7 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--train-images", type=int, default=1536)
     ap.add_argument("--val-images", type=int, default=1000)
-    ap.add_argument("--alpha", type=float, default=3.0)
+    ap.add_argument("--alpha", type=float, default=0.3)
     ap.add_argument("--lr-head", type=float, default=0.01)
     ap.add_argument("--lr-mask", type=float, default=0.03)
     ap.add_argument("--lr-head-joint", type=float, default=0.003)

@@ -26,7 +26,7 @@ cleave_grad_split_options_init (CleaveGradSplitOptions *opt)
   opt->batch = 64;
   opt->train_images = 1536;
   opt->val_images = 1000;
-  opt->alpha = 3.0f;
+  opt->alpha = 0.3f;
   opt->lr_head = 0.01f;
   opt->lr_mask = 0.03f;
   opt->lr_head_joint = 0.003f;
