@@ -567,6 +567,17 @@ test_ga_improves (gconstpointer data)
   opts = json_node_get_object (json_parser_get_root (op));
   g_assert_cmpstr (json_object_get_string_member (opts, "method"), ==, "ga");
   g_assert_cmpint (json_object_get_int_member (opts, "population"), ==, o.population);
+  /* the modules come from the generation with the best mean fitness */
+  {
+    int sel = json_object_get_int_member (opts, "selected_generation");
+    double sel_fit;
+    g_assert_cmpint (sel, >=, 0);
+    g_assert_cmpint (sel, <=, o.generations);
+    sel_fit = json_object_get_double_member (json_array_get_object_element (log, sel), "best_fitness");
+    for (guint i = 0; i < json_array_get_length (log); i++)
+      g_assert_cmpfloat (json_object_get_double_member (json_array_get_object_element (log, i), "best_fitness"),
+                         <=, sel_fit);
+  }
   sens = json_object_get_object_member (opts, "sensitivity");
   g_assert_nonnull (sens);
   g_assert_cmpint (json_array_get_length (json_object_get_array_member (sens, "layers")), ==, 2);
