@@ -221,6 +221,17 @@ cleave_grad_search_new (const CleaveGraph *source, CleaveBackend *backend, float
       init_uniform (s->b1 + g * H, H, n, r);
       init_uniform (s->w2 + g * H, H, H, r);
       init_uniform (s->b2 + g, 1, H, r);
+      /* Beyond the reference: hidden unit 0 of module g's head starts as a
+       * copy of logit g (score = sigmoid(relu(logit_g) + small terms)), so
+       * with all kernels kept the composition already predicts what the
+       * model predicts; random heads first spend epochs relearning that. */
+      for (int j = 0; j < n; j++)
+        s->w1[(gsize) g * H * n + j] = j == g ? 1.0f : 0.0f;
+      s->b1[g * H] = 0.0f;
+      for (int k = 0; k < H; k++)
+        s->w2[g * H + k] *= 0.1f;
+      s->w2[g * H] = 1.0f;
+      s->b2[g] = -1.0f;
     }
   g_rand_free (r);
 
