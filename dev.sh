@@ -15,7 +15,7 @@ PACKAGES="build-essential meson ninja-build pkg-config gettext bc
   libgtk-4-dev libadwaita-1-dev
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
   dataset-fashion-mnist python3-torch python3-numpy python3-onnx
-  xvfb xauth desktop-file-utils appstream libglib2.0-bin"
+  xvfb xauth desktop-file-utils appstream libglib2.0-bin jq"
 
 deps() {
   missing=""
