@@ -165,7 +165,14 @@ cleave_cmd_split (int argc, char **argv)
       { "parents", 0, 0, G_OPTION_ARG_INT, &ga.parents, "ga: parents kept per generation", "N" },
       { "elites", 0, 0, G_OPTION_ARG_INT, &ga.elites, "ga: elites surviving unchanged", "N" },
       { "mutation", 0, 0, G_OPTION_ARG_DOUBLE, &ga.mutation, "ga: gene flip probability", "P" },
-      { "fitness", 0, 0, G_OPTION_ARG_STRING, &fitness, "ga: reference (accuracy + module difference) or krr (accuracy vs kernels)", "F" },
+      { "fitness", 0, 0, G_OPTION_ARG_STRING, &fitness,
+        "ga: reference (default: composed accuracy + diff_weight × mean(1 − Jaccard) between modules' kept kernels) "
+        "or krr (composed accuracy − krr_weight × KRR); accuracy and KRR as fractions", "F" },
+      { "sensitivity-threshold", 0, 0, G_OPTION_ARG_DOUBLE, &ga.sensitivity_threshold,
+        "ga: accuracy drop (points) above which a layer counts as sensitive (default 5)", "P" },
+      { "krr-weight", 0, 0, G_OPTION_ARG_DOUBLE, &ga.krr_weight, "ga: krr_weight of the krr fitness (default 0.1)", "W" },
+      { "diff-weight", 0, 0, G_OPTION_ARG_DOUBLE, &ga.diff_weight,
+        "ga: diff_weight of the reference fitness (default 0.1)", "W" },
       { NULL }
     };
     g_option_context_add_main_entries (ctx, entries, NULL);
@@ -194,6 +201,9 @@ cleave_cmd_split (int argc, char **argv)
   go.alpha = (float) alpha, go.lr_head = (float) lr_head, go.lr_mask = (float) lr_mask;
   go.lr_head_joint = (float) lr_head_joint, go.theta_init = (float) theta_init, go.max_loss = max_loss;
   go.seed = ga.seed = (guint64) seed;
+  if (!(ga.sensitivity_threshold >= 0) || !(ga.krr_weight >= 0) || !(ga.diff_weight >= 0))
+    return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
+                                         "--sensitivity-threshold, --krr-weight and --diff-weight must be ≥ 0"));
   if (val_images >= 0)
     go.val_images = ga.val_images = val_images;
 
@@ -231,8 +241,11 @@ cleave_cmd_split (int argc, char **argv)
     }
   else
     {
-      fprintf (stderr, "CNNSplitter on %s: population %d, %d generations, %d parents, %d elites, mutation %g\n",
-               argv[1], ga.population, ga.generations, ga.parents, ga.elites, ga.mutation);
+      fprintf (stderr, "CNNSplitter on %s: population %d, %d generations, %d parents, %d elites, mutation %g, "
+                       "sensitivity threshold %g points, fitness %s (weight %g)\n",
+               argv[1], ga.population, ga.generations, ga.parents, ga.elites, ga.mutation, ga.sensitivity_threshold,
+               ga.fitness == CLEAVE_GA_FITNESS_KRR ? "krr" : "reference",
+               ga.fitness == CLEAVE_GA_FITNESS_KRR ? ga.krr_weight : ga.diff_weight);
       set = cleave_ga_split (model, backend, train_ds, val_idx, n_val, &ga, cleave_cli_progress_cb, bar, cancel,
                              &cancelled, &error);
     }
