@@ -26,10 +26,20 @@ cleave_grad_split_options_init (CleaveGradSplitOptions *opt)
   opt->batch = 64;
   opt->train_images = 1536;
   opt->val_images = 1000;
-  opt->alpha = 0.3f;
-  opt->lr_head = 0.01f;
-  opt->lr_mask = 0.03f;
-  opt->lr_head_joint = 0.003f;
+  /* Tuned on the demo model (SimCNN w=1/8, Fashion-MNIST, 500 validation
+   * images; table in docs/RESULTS.md). With the calibrated identity heads
+   * (calibrate_heads) the start is the model's accuracy; what then loses it:
+   *  - lr_head 0.01 / lr_head_joint 0.003 re-rank the modules' scores:
+   *    one head-only epoch took validation 91.0% → 81.2% (0.001: 90.0%).
+   *  - α 0.3 with lr_mask 0.03 drops ~40% of the kernels within the first
+   *    ~7 mask steps (all whose CE gradient is below α's, at once), and the
+   *    composition never recovers (≈80% at KRR 49%). α 0.1 (the reference's
+   *    value) with lr_mask 0.01 prunes less at a time: 87–89% at KRR 73–75%.
+   * Neither reaches the issue's target (KRR ≤ 25% within 1 point). */
+  opt->alpha = 0.1f;
+  opt->lr_head = 0.001f;
+  opt->lr_mask = 0.01f;
+  opt->lr_head_joint = 0.0005f;
   opt->theta_init = 0.2f;
   opt->max_loss = 1.0;
   opt->seed = 0;
@@ -510,6 +520,46 @@ cleave_grad_search_step (CleaveGradSearch *s, const float *x, const float *label
   return TRUE;
 }
 
+/* Rescales the identity heads to the logits of @b images seen with every
+ * kernel kept: score_g = sigmoid (c · relu (logit_g) + b2), one c for all
+ * modules (so the ranking, hence the composed prediction, stays the model's),
+ * chosen so that a typical winning logit sits at sigmoid (+2) and a zero logit
+ * at sigmoid (−2). Unscaled, winning logits of 5–15 saturate the sigmoid:
+ * the CE gradient through a saturated score is ~0, so in the first mask
+ * epoch the α term alone drove ~40% of the kernels off within a few steps
+ * (validation 91% → 67%), and head training re-ranked the near-ties among
+ * saturated scores (91% → 75% after one head-only epoch at lr 0.01).
+ * The other hidden units start silent (w2 = 0): they learn from the first
+ * step on, but add no noise to the initial ranking. */
+static gboolean
+calibrate_heads (CleaveGradSearch *s, const float *x, int b, GError **error)
+{
+  int n = s->n;
+  double sum = 0, c;
+
+  if (!replicated_forward (s, x, b, error))
+    return FALSE;
+  for (int i = 0; i < b; i++)
+    {
+      const float *lg = s->logits + (gsize) i * n;   /* group 0: all kernels kept */
+      float mx = 0;
+      for (int j = 0; j < n; j++)
+        mx = MAX (mx, lg[j]);
+      sum += mx;
+    }
+  if (!(sum > 0))
+    return TRUE;
+  c = 4.0 * b / sum;
+  for (int g = 0; g < n; g++)
+    {
+      for (int k = 1; k < H; k++)
+        s->w2[g * H + k] = 0.0f;
+      s->w2[g * H] = (float) c;
+      s->b2[g] = -2.0f;
+    }
+  return TRUE;
+}
+
 /* ------------------------------------------------------------ the driver */
 
 typedef struct {
@@ -848,6 +898,18 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
   x = g_new (float, (gsize) B * c * h * w);
   y = g_new (float, B);
   vscores = g_new (float, (gsize) nv * n);
+
+  {
+      int b = MIN (MAX (B, 64), n_train);
+      g_autofree float *cx = g_new (float, (gsize) b * c * h * w);
+      g_autofree float *cy = g_new (float, b);
+      g_autofree int *pick = g_memdup2 (train_idx, sizeof (int) * n_train);
+      g_rand_set_seed (rng, (guint32) (opt->seed * 31 + 17));
+      cleave_shuffle_indices (pick, n_train, rng);
+      cleave_dataset_fill_batch (ds, pick, b, model->mean, model->std, NULL, NULL, cx, cy);
+      if (!calibrate_heads (s, cx, b, error))
+        goto out;
+    }
 
   /* The source's own validation accuracy, on the same images. */
   {
