@@ -33,7 +33,7 @@ cleave_cmd_train (int argc, char **argv)
     { "min-per-class", 0, 0, G_OPTION_ARG_INT, &min_per_class, "With --dirichlet: at least N images per class (default 100)", "N" },
     { "no-augment", 0, 0, G_OPTION_ARG_NONE, &no_augment, "No random crop / flip", NULL },
     { "device", 0, 0, G_OPTION_ARG_STRING, &device, "Device (see 'cleave-cli devices')", "DEV" },
-    { "resume", 0, 0, G_OPTION_ARG_FILENAME, &resume, "Resume from a checkpoint written by an earlier run", "FILE" },
+    { "resume", 0, 0, G_OPTION_ARG_FILENAME, &resume, "Resume from a checkpoint of an earlier run, or fine-tune any model file (Cleave or ONNX)", "FILE" },
     { NULL }
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new ("— train a CNN on a dataset");
@@ -113,7 +113,7 @@ cleave_cmd_train (int argc, char **argv)
 
   if (resume)
     {
-      model = cleave_model_load (resume, &error);
+      model = cleave_cli_load_model (resume, NULL, NULL, 0, &error);   /* a Cleave model or an ONNX file */
       if (model == NULL)
         return cleave_cli_fail (g_steal_pointer (&error));
     }
