@@ -132,11 +132,11 @@ build_incecnn (Builder *b, double w, int n_classes)
   cleave_graph_add_linear (b->g, "fc_12", x, n_classes, TRUE);
 }
 
-/* METHOD.md's "overly simple architecture": 4 small conv layers. */
+/* Four conv layers, a pool after every second one, then one or two linear
+ * layers (@hidden = 0: one). */
 static void
-build_weak (Builder *b, double w, int n_classes)
+build_four_conv (Builder *b, const int *ch, double w, int hidden, int n_classes)
 {
-  static const int ch[4] = { 8, 8, 16, 16 };
   int x = 0;
   for (int i = 0; i < 4; i++)
     {
@@ -146,7 +146,22 @@ build_weak (Builder *b, double w, int n_classes)
         x = maybe_pool (b, x, pname);
     }
   x = cleave_graph_add_flatten (b->g, "flatten", x);
-  cleave_graph_add_linear (b->g, "fc_4", x, n_classes, TRUE);
+  if (hidden > 0)
+    {
+      x = cleave_graph_add_linear (b->g, "fc_4", x, scale (hidden, w), TRUE);
+      x = cleave_graph_add_relu (b->g, "relu_4", x);
+      cleave_graph_add_linear (b->g, "fc_5", x, n_classes, TRUE);
+    }
+  else
+    cleave_graph_add_linear (b->g, "fc_4", x, n_classes, TRUE);
+}
+
+/* METHOD.md's "overly simple architecture": 4 small conv layers. */
+static void
+build_weak (Builder *b, double w, int n_classes)
+{
+  static const int ch[4] = { 8, 8, 16, 16 };
+  build_four_conv (b, ch, w, 0, n_classes);
 }
 
 /* The benchmark CNN of the engine issue. */
@@ -154,18 +169,7 @@ static void
 build_bench (Builder *b, double w, int n_classes)
 {
   static const int ch[4] = { 32, 32, 64, 64 };
-  int x = 0;
-  for (int i = 0; i < 4; i++)
-    {
-      g_autofree char *pname = g_strdup_printf ("pool_%d", i);
-      x = conv_bn_relu (b, i, x, scale (ch[i], w), 3);
-      if (i % 2 == 1)
-        x = maybe_pool (b, x, pname);
-    }
-  x = cleave_graph_add_flatten (b->g, "flatten", x);
-  x = cleave_graph_add_linear (b->g, "fc_4", x, scale (256, w), TRUE);
-  x = cleave_graph_add_relu (b->g, "relu_4", x);
-  cleave_graph_add_linear (b->g, "fc_5", x, n_classes, TRUE);
+  build_four_conv (b, ch, w, 256, n_classes);
 }
 
 CleaveGraph *

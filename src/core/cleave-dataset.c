@@ -5,6 +5,7 @@
  * from it; errors are CLEAVE_ERROR_INVALID_FILE and name the file and field. */
 #include "cleave-dataset.h"
 #include "cleave-error.h"
+#include "cleave-util-private.h"
 
 #include <string.h>
 #include <math.h>
@@ -24,23 +25,6 @@ static const char *const cifar10_names[] = {
   "airplane", "automobile", "bird", "cat", "deer",
   "dog", "frog", "horse", "ship", "truck", NULL
 };
-
-static gboolean
-invalid (GError **error, const char *file, const char *fmt, ...) G_GNUC_PRINTF (3, 4);
-
-static gboolean
-invalid (GError **error, const char *file, const char *fmt, ...)
-{
-  va_list ap;
-  char *msg;
-
-  va_start (ap, fmt);
-  msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE, "%s: %s", file, msg);
-  g_free (msg);
-  return FALSE;
-}
 
 static void
 set_io_error (GError **error, GError *local)
@@ -144,15 +128,15 @@ source_read (Source *s, guint8 *dst, gsize len, gsize *got, GError **error)
       if (res == G_CONVERTER_ERROR)
         {
           if (g_error_matches (local, G_IO_ERROR, G_IO_ERROR_PARTIAL_INPUT))
-            return invalid (error, s->path, "gzip stream is truncated");
-          return invalid (error, s->path, "gzip data is corrupt: %s", local->message);
+            return cleave_invalid_file (error, s->path, "gzip stream is truncated");
+          return cleave_invalid_file (error, s->path, "gzip data is corrupt: %s", local->message);
         }
       s->in_pos += r;
       *got += w;
       if (res == G_CONVERTER_FINISHED)
         s->finished = TRUE;
       else if (r == 0 && w == 0)
-        return invalid (error, s->path, "gzip stream is truncated");
+        return cleave_invalid_file (error, s->path, "gzip stream is truncated");
     }
   return TRUE;
 }
@@ -198,13 +182,13 @@ read_idx (const char *path, int want_dims, guint32 *dims, GError **error)
     goto out;
   if (got < 4)
     {
-      invalid (error, path, "magic: file too short (%" G_GSIZE_FORMAT " bytes)", got);
+      cleave_invalid_file (error, path, "magic: file too short (%" G_GSIZE_FORMAT " bytes)", got);
       goto out;
     }
   magic = ((guint32) head[0] << 24) | ((guint32) head[1] << 16) | ((guint32) head[2] << 8) | head[3];
   if (magic != (0x0800u | (guint32) want_dims))
     {
-      invalid (error, path, "magic 0x%08x, expected 0x%08x (unsigned-byte %s, %d dimension%s)",
+      cleave_invalid_file (error, path, "magic 0x%08x, expected 0x%08x (unsigned-byte %s, %d dimension%s)",
                magic, 0x0800u | want_dims, want_dims == 1 ? "labels" : "images", want_dims,
                want_dims == 1 ? "" : "s");
       goto out;
@@ -213,7 +197,7 @@ read_idx (const char *path, int want_dims, guint32 *dims, GError **error)
     goto out;
   if (got < (gsize) 4 * want_dims)
     {
-      invalid (error, path, "dimensions: file truncated in the header");
+      cleave_invalid_file (error, path, "dimensions: file truncated in the header");
       goto out;
     }
   for (int i = 0; i < want_dims; i++)
@@ -222,28 +206,28 @@ read_idx (const char *path, int want_dims, guint32 *dims, GError **error)
       dims[i] = ((guint32) p[0] << 24) | ((guint32) p[1] << 16) | ((guint32) p[2] << 8) | p[3];
       if (i > 0 && (dims[i] == 0 || dims[i] > MAX_SIDE))
         {
-          invalid (error, path, "dimension %d is %u (expected 1..%d)", i, dims[i], MAX_SIDE);
+          cleave_invalid_file (error, path, "dimension %d is %u (expected 1..%d)", i, dims[i], MAX_SIDE);
           goto out;
         }
       total *= dims[i];
     }
   if (dims[0] == 0 || dims[0] > G_MAXINT)
     {
-      invalid (error, path, "item count %u is out of range", dims[0]);
+      cleave_invalid_file (error, path, "item count %u is out of range", dims[0]);
       goto out;
     }
   /* Bound the allocation by what the file can hold: exactly for raw files,
    * by deflate's maximum ratio (about 1032:1) for gzip. */
   if (s.gz == NULL && total != raw_len - s.in_pos)
     {
-      invalid (error, path, "header says %u items (%" G_GSIZE_FORMAT " bytes of data) but the file holds %"
+      cleave_invalid_file (error, path, "header says %u items (%" G_GSIZE_FORMAT " bytes of data) but the file holds %"
                G_GSIZE_FORMAT " bytes%s", dims[0], total, raw_len - s.in_pos,
                total > raw_len - s.in_pos ? " (truncated)" : "");
       goto out;
     }
   if (s.gz != NULL && total / 1032 > raw_len)
     {
-      invalid (error, path, "header says %u items (%" G_GSIZE_FORMAT " bytes), more than %" G_GSIZE_FORMAT
+      cleave_invalid_file (error, path, "header says %u items (%" G_GSIZE_FORMAT " bytes), more than %" G_GSIZE_FORMAT
                " compressed bytes can hold", dims[0], total, raw_len);
       goto out;
     }
@@ -260,14 +244,14 @@ read_idx (const char *path, int want_dims, guint32 *dims, GError **error)
     }
   if (got != total)
     {
-      invalid (error, path, "header says %u items (%" G_GSIZE_FORMAT " bytes of data) but the file holds %"
+      cleave_invalid_file (error, path, "header says %u items (%" G_GSIZE_FORMAT " bytes of data) but the file holds %"
                G_GSIZE_FORMAT " (truncated)", dims[0], total, got);
       g_free (payload);
       goto out;
     }
   if (!source_at_end (&s))
     {
-      invalid (error, path, "data continues past the %u items the header declares", dims[0]);
+      cleave_invalid_file (error, path, "data continues past the %u items the header declares", dims[0]);
       g_free (payload);
       goto out;
     }
@@ -297,7 +281,7 @@ cleave_dataset_load_idx (const char *images_path, const char *labels_path, GErro
     return NULL;
   if (ldims[0] != idims[0])
     {
-      invalid (error, labels_path, "label count %u does not match the %u images in %s",
+      cleave_invalid_file (error, labels_path, "label count %u does not match the %u images in %s",
                ldims[0], idims[0], images_path);
       return NULL;
     }
@@ -421,7 +405,7 @@ cleave_dataset_load_cifar_bin (const char *const *files, GError **error)
         }
       if (st.st_size <= 0 || st.st_size % CIFAR_RECORD != 0)
         {
-          invalid (error, files[nfiles], "size %" G_GINT64_FORMAT " is not a positive multiple of the %d-byte "
+          cleave_invalid_file (error, files[nfiles], "size %" G_GINT64_FORMAT " is not a positive multiple of the %d-byte "
                    "CIFAR-10 record (1 label byte + 3×32×32 pixels)", (gint64) st.st_size, CIFAR_RECORD);
           return NULL;
         }
@@ -434,7 +418,7 @@ cleave_dataset_load_cifar_bin (const char *const *files, GError **error)
     }
   if (total > G_MAXINT)
     {
-      invalid (error, files[0], "%" G_GSIZE_FORMAT " records in all, too many", total);
+      cleave_invalid_file (error, files[0], "%" G_GSIZE_FORMAT " records in all, too many", total);
       return NULL;
     }
 
@@ -457,7 +441,7 @@ cleave_dataset_load_cifar_bin (const char *const *files, GError **error)
       /* The file may have changed since the stat; never write past the buffer. */
       if (len % CIFAR_RECORD != 0 || pos + len / CIFAR_RECORD > total)
         {
-          invalid (error, files[f], "size changed while reading");
+          cleave_invalid_file (error, files[f], "size changed while reading");
           cleave_dataset_free (ds);
           return NULL;
         }
@@ -466,7 +450,7 @@ cleave_dataset_load_cifar_bin (const char *const *files, GError **error)
           const guint8 *rec = (const guint8 *) buf + r * CIFAR_RECORD;
           if (rec[0] >= 10)
             {
-              invalid (error, files[f], "record %" G_GSIZE_FORMAT ": label %u is not below 10", r, rec[0]);
+              cleave_invalid_file (error, files[f], "record %" G_GSIZE_FORMAT ": label %u is not below 10", r, rec[0]);
               cleave_dataset_free (ds);
               return NULL;
             }
@@ -476,7 +460,7 @@ cleave_dataset_load_cifar_bin (const char *const *files, GError **error)
     }
   if (pos != total)
     {
-      invalid (error, files[nfiles - 1], "size changed while reading");
+      cleave_invalid_file (error, files[nfiles - 1], "size changed while reading");
       cleave_dataset_free (ds);
       return NULL;
     }
@@ -601,10 +585,10 @@ decode_one (DecodeJob *job, int i, gboolean *colour, GError **error)
   guint8 *dst = ds->pixels + (gsize) i * 3 * hw;
 
   if (pb == NULL)
-    return invalid (error, path, "cannot decode image: %s", local->message);
+    return cleave_invalid_file (error, path, "cannot decode image: %s", local->message);
   if (gdk_pixbuf_get_width (pb) != ds->w || gdk_pixbuf_get_height (pb) != ds->h
       || gdk_pixbuf_get_bits_per_sample (pb) != 8 || gdk_pixbuf_get_n_channels (pb) < 3)
-    return invalid (error, path, "image is %d×%d with %d channels of %d bits; expected %d×%d RGB like %s",
+    return cleave_invalid_file (error, path, "image is %d×%d with %d channels of %d bits; expected %d×%d RGB like %s",
                     gdk_pixbuf_get_width (pb), gdk_pixbuf_get_height (pb), gdk_pixbuf_get_n_channels (pb),
                     gdk_pixbuf_get_bits_per_sample (pb), ds->w, ds->h, job->first_path);
   src = gdk_pixbuf_read_pixels (pb);
@@ -694,12 +678,12 @@ cleave_dataset_load_image_folder (const char *root, GCancellable *cancellable, G
     return NULL;
   if (classes->len == 0)
     {
-      invalid (error, root, "no class folders (expected root/<class>/*.png|jpg)");
+      cleave_invalid_file (error, root, "no class folders (expected root/<class>/*.png|jpg)");
       return NULL;
     }
   if (classes->len > 256)
     {
-      invalid (error, root, "%u class folders; at most 256 are supported", classes->len);
+      cleave_invalid_file (error, root, "%u class folders; at most 256 are supported", classes->len);
       return NULL;
     }
   for (guint c = 0; c < classes->len; c++)
@@ -712,7 +696,7 @@ cleave_dataset_load_image_folder (const char *root, GCancellable *cancellable, G
         return NULL;
       if (files->len == 0)
         {
-          invalid (error, cdir, "class folder has no images (*.png, *.jpg, *.jpeg)");
+          cleave_invalid_file (error, cdir, "class folder has no images (*.png, *.jpg, *.jpeg)");
           return NULL;
         }
       for (guint i = 0; i < files->len; i++)
@@ -723,19 +707,19 @@ cleave_dataset_load_image_folder (const char *root, GCancellable *cancellable, G
     }
   if (paths->len > G_MAXINT / 2)
     {
-      invalid (error, root, "too many images (%u)", paths->len);
+      cleave_invalid_file (error, root, "too many images (%u)", paths->len);
       return NULL;
     }
 
   first = gdk_pixbuf_new_from_file (paths->pdata[0], &local);
   if (first == NULL)
     {
-      invalid (error, paths->pdata[0], "cannot decode image: %s", local->message);
+      cleave_invalid_file (error, paths->pdata[0], "cannot decode image: %s", local->message);
       return NULL;
     }
   if (gdk_pixbuf_get_width (first) > MAX_SIDE || gdk_pixbuf_get_height (first) > MAX_SIDE)
     {
-      invalid (error, paths->pdata[0], "image is %d×%d, larger than %d pixels a side",
+      cleave_invalid_file (error, paths->pdata[0], "image is %d×%d, larger than %d pixels a side",
                gdk_pixbuf_get_width (first), gdk_pixbuf_get_height (first), MAX_SIDE);
       return NULL;
     }
@@ -827,7 +811,7 @@ finish_mnist_like (CleaveDataset *ds, const char *name, gboolean digits, GError 
     return NULL;
   if (ds->n_classes > 10 || ds->h != 28 || ds->w != 28)
     {
-      invalid (error, ds->source, "%s must have 28×28 images and labels below 10 (found %d×%d, largest label %d)",
+      cleave_invalid_file (error, ds->source, "%s must have 28×28 images and labels below 10 (found %d×%d, largest label %d)",
                name, ds->h, ds->w, ds->n_classes - 1);
       cleave_dataset_free (ds);
       return NULL;
@@ -924,7 +908,7 @@ extract_cifar10 (const char *tarball, const char *dest, const char *split_name,
       if (!run_tar (tarball, tmpl, split_name, &err2, cancellable, error))
         {
           if (error == NULL || *error == NULL)
-            invalid (error, tarball, "tar failed to unpack %s: %s", member,
+            cleave_invalid_file (error, tarball, "tar failed to unpack %s: %s", member,
                      err_text ? g_strstrip (err_text) : "unknown error");
           goto out;
         }
@@ -934,7 +918,7 @@ extract_cifar10 (const char *tarball, const char *dest, const char *split_name,
     inner = g_build_filename (tmpl, member, NULL);
   if (!g_file_test (inner, G_FILE_TEST_IS_DIR))
     {
-      invalid (error, tarball, "archive has no %s folder", member);
+      cleave_invalid_file (error, tarball, "archive has no %s folder", member);
       goto out;
     }
   if (g_rename (inner, final) != 0)

@@ -1,6 +1,7 @@
 /* cleave-module.c: extracting per-class modules, scoring and evaluating
  * them, and module-set files (METHOD.md 'Vocabulary', DESIGN.md 'Files'). */
 #include "cleave-module.h"
+#include "cleave-util-private.h"
 #include "cleave-graph-private.h"
 #include "cleave-safetensors.h"
 #include "cleave-error.h"
@@ -730,40 +731,7 @@ cleave_module_set_evaluate (CleaveModuleSet *set, CleaveBackend *backend, const 
 
 /* ---- files ---- */
 
-static void
-add_number (JsonBuilder *b, const char *key, double v)
-{
-  json_builder_set_member_name (b, key);
-  if (isfinite (v))
-    json_builder_add_double_value (b, v);
-  else
-    json_builder_add_null_value (b);
-}
-
-static void
-add_string (JsonBuilder *b, const char *key, const char *v)
-{
-  json_builder_set_member_name (b, key);
-  if (v)
-    json_builder_add_string_value (b, v);
-  else
-    json_builder_add_null_value (b);
-}
-
 /* Embeds JSON text as a value; text that does not parse is kept as a string. */
-static void
-add_json_text (JsonBuilder *b, const char *key, const char *text)
-{
-  g_autoptr(JsonParser) p = json_parser_new ();
-  json_builder_set_member_name (b, key);
-  if (text == NULL)
-    json_builder_add_null_value (b);
-  else if (json_parser_load_from_data (p, text, -1, NULL) && json_parser_get_root (p))
-    json_builder_add_value (b, json_node_copy (json_parser_get_root (p)));
-  else
-    json_builder_add_string_value (b, text);
-}
-
 static char *
 set_metadata_json (const CleaveModuleSet *set)
 {
@@ -772,13 +740,13 @@ set_metadata_json (const CleaveModuleSet *set)
   g_autoptr(JsonNode) root = NULL;
 
   json_builder_begin_object (b);
-  add_string (b, "method", set->method);
+  cleave_json_add_string (b, "method", set->method);
   json_builder_set_member_name (b, "source");
   json_builder_begin_object (b);
-  add_string (b, "path", set->source_path);
-  add_string (b, "sha256", set->source_sha256);
+  cleave_json_add_string (b, "path", set->source_path);
+  cleave_json_add_string (b, "sha256", set->source_sha256);
   json_builder_end_object (b);
-  add_string (b, "dataset", set->dataset);
+  cleave_json_add_string (b, "dataset", set->dataset);
   json_builder_set_member_name (b, "input");
   json_builder_begin_array (b);
   json_builder_add_int_value (b, set->in_c);
@@ -810,7 +778,7 @@ set_metadata_json (const CleaveModuleSet *set)
   for (int s = 0; s < set->n_sites; s++)
     {
       json_builder_begin_object (b);
-      add_string (b, "layer", set->site_names[s]);
+      cleave_json_add_string (b, "layer", set->site_names[s]);
       json_builder_set_member_name (b, "kernels");
       json_builder_add_int_value (b, set->site_channels[s]);
       json_builder_set_member_name (b, "tie");
@@ -818,10 +786,10 @@ set_metadata_json (const CleaveModuleSet *set)
       json_builder_end_object (b);
     }
   json_builder_end_array (b);
-  add_number (b, "source_accuracy", set->source_accuracy);
-  add_number (b, "composed_accuracy", set->composed_accuracy);
-  add_json_text (b, "log", set->log_json);
-  add_json_text (b, "options", set->options_json);
+  cleave_json_add_number (b, "source_accuracy", set->source_accuracy);
+  cleave_json_add_number (b, "composed_accuracy", set->composed_accuracy);
+  cleave_json_add_json_text (b, "log", set->log_json);
+  cleave_json_add_json_text (b, "options", set->options_json);
   json_builder_set_member_name (b, "modules");
   json_builder_begin_array (b);
   for (guint k = 0; k < set->modules->len; k++)
@@ -831,20 +799,20 @@ set_metadata_json (const CleaveModuleSet *set)
       json_builder_begin_object (b);
       json_builder_set_member_name (b, "class");
       json_builder_add_int_value (b, m->class_index);
-      add_string (b, "name", m->class_name);
+      cleave_json_add_string (b, "name", m->class_name);
       json_builder_set_member_name (b, "head");
       json_builder_add_boolean_value (b, m->has_head);
-      add_number (b, "krr", m->krr);
-      add_number (b, "val_accuracy", m->val_accuracy);
-      add_number (b, "val_precision", m->val_precision);
-      add_number (b, "val_recall", m->val_recall);
-      add_number (b, "val_f1", m->val_f1);
+      cleave_json_add_number (b, "krr", m->krr);
+      cleave_json_add_number (b, "val_accuracy", m->val_accuracy);
+      cleave_json_add_number (b, "val_precision", m->val_precision);
+      cleave_json_add_number (b, "val_recall", m->val_recall);
+      cleave_json_add_number (b, "val_f1", m->val_f1);
       json_builder_set_member_name (b, "score_range");
       json_builder_begin_array (b);
       isfinite (m->score_min) ? json_builder_add_double_value (b, m->score_min) : json_builder_add_null_value (b);
       isfinite (m->score_max) ? json_builder_add_double_value (b, m->score_max) : json_builder_add_null_value (b);
       json_builder_end_array (b);
-      add_json_text (b, "graph", graph);
+      cleave_json_add_json_text (b, "graph", graph);
       json_builder_end_object (b);
     }
   json_builder_end_array (b);

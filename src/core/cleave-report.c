@@ -1,5 +1,6 @@
 /* cleave-report.c: module-set reports (JSON and charts). */
 #include "cleave-report.h"
+#include "cleave-util-private.h"
 #include "cleave-chart.h"
 #include "cleave-error.h"
 
@@ -8,37 +9,6 @@
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <string.h>
-
-static void
-add_number (JsonBuilder *b, const char *key, double v)
-{
-  json_builder_set_member_name (b, key);
-  if (isfinite (v))
-    json_builder_add_double_value (b, v);
-  else
-    json_builder_add_null_value (b);
-}
-
-static void
-add_string (JsonBuilder *b, const char *key, const char *v)
-{
-  json_builder_set_member_name (b, key);
-  if (v)
-    json_builder_add_string_value (b, v);
-  else
-    json_builder_add_null_value (b);
-}
-
-static void
-add_json_text (JsonBuilder *b, const char *key, const char *text)
-{
-  g_autoptr(JsonParser) p = json_parser_new ();
-  json_builder_set_member_name (b, key);
-  if (text && json_parser_load_from_data (p, text, -1, NULL) && json_parser_get_root (p))
-    json_builder_add_value (b, json_node_copy (json_parser_get_root (p)));
-  else
-    json_builder_add_null_value (b);
-}
 
 static CleaveModule *
 module_at (const CleaveModuleSet *set, int k)
@@ -64,14 +34,14 @@ cleave_report_module_set_json (const CleaveModuleSet *set)
   int kept = 0;
 
   json_builder_begin_object (b);
-  add_string (b, "method", set->method);
+  cleave_json_add_string (b, "method", set->method);
   json_builder_set_member_name (b, "source");
   json_builder_begin_object (b);
-  add_string (b, "path", set->source_path);
-  add_string (b, "sha256", set->source_sha256);
+  cleave_json_add_string (b, "path", set->source_path);
+  cleave_json_add_string (b, "sha256", set->source_sha256);
   json_builder_end_object (b);
-  add_string (b, "dataset", set->dataset);
-  add_string (b, "split", "validation");
+  cleave_json_add_string (b, "dataset", set->dataset);
+  cleave_json_add_string (b, "split", "validation");
   json_builder_set_member_name (b, "classes");
   json_builder_begin_array (b);
   for (int i = 0; i < set->n_classes; i++)
@@ -79,10 +49,10 @@ cleave_report_module_set_json (const CleaveModuleSet *set)
   json_builder_end_array (b);
   json_builder_set_member_name (b, "total_kernels");
   json_builder_add_int_value (b, set->total_kernels);
-  add_number (b, "source_accuracy", set->source_accuracy);
-  add_number (b, "composed_accuracy", set->composed_accuracy);
-  add_number (b, "accuracy_loss_points", 100.0 * (set->source_accuracy - set->composed_accuracy));
-  add_number (b, "mean_krr", cleave_module_set_mean_krr (set));
+  cleave_json_add_number (b, "source_accuracy", set->source_accuracy);
+  cleave_json_add_number (b, "composed_accuracy", set->composed_accuracy);
+  cleave_json_add_number (b, "accuracy_loss_points", 100.0 * (set->source_accuracy - set->composed_accuracy));
+  cleave_json_add_number (b, "mean_krr", cleave_module_set_mean_krr (set));
 
   json_builder_set_member_name (b, "modules");
   json_builder_begin_array (b);
@@ -92,22 +62,22 @@ cleave_report_module_set_json (const CleaveModuleSet *set)
       json_builder_begin_object (b);
       json_builder_set_member_name (b, "class");
       json_builder_add_int_value (b, m->class_index);
-      add_string (b, "name", m->class_name);
+      cleave_json_add_string (b, "name", m->class_name);
       json_builder_set_member_name (b, "head");
       json_builder_add_boolean_value (b, m->has_head);
-      add_number (b, "krr", m->krr);
+      cleave_json_add_number (b, "krr", m->krr);
       json_builder_set_member_name (b, "kept_kernels");
       json_builder_add_int_value (b, cleave_module_kept_total (m));
       json_builder_set_member_name (b, "params");
       json_builder_add_int_value (b, (gint64) cleave_module_params (m));
       json_builder_set_member_name (b, "flops");
       json_builder_add_int_value (b, (gint64) cleave_module_flops (m));
-      add_number (b, "val_accuracy", m->val_accuracy);
-      add_number (b, "val_precision", m->val_precision);
-      add_number (b, "val_recall", m->val_recall);
-      add_number (b, "val_f1", m->val_f1);
-      add_number (b, "score_min", m->score_min);
-      add_number (b, "score_max", m->score_max);
+      cleave_json_add_number (b, "val_accuracy", m->val_accuracy);
+      cleave_json_add_number (b, "val_precision", m->val_precision);
+      cleave_json_add_number (b, "val_recall", m->val_recall);
+      cleave_json_add_number (b, "val_f1", m->val_f1);
+      cleave_json_add_number (b, "score_min", m->score_min);
+      cleave_json_add_number (b, "score_max", m->score_max);
       json_builder_end_object (b);
       params += cleave_module_params (m);
       flops += cleave_module_flops (m);
@@ -120,7 +90,7 @@ cleave_report_module_set_json (const CleaveModuleSet *set)
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "kept_kernels");
   json_builder_add_int_value (b, kept);
-  add_number (b, "krr", set->total_kernels ? (double) kept / set->total_kernels : NAN);
+  cleave_json_add_number (b, "krr", set->total_kernels ? (double) kept / set->total_kernels : NAN);
   json_builder_set_member_name (b, "params");
   json_builder_add_int_value (b, (gint64) params);
   json_builder_set_member_name (b, "flops");
@@ -132,10 +102,10 @@ cleave_report_module_set_json (const CleaveModuleSet *set)
   for (int s = 0; s < set->n_sites; s++)
     {
       json_builder_begin_object (b);
-      add_string (b, "layer", set->site_names[s]);
+      cleave_json_add_string (b, "layer", set->site_names[s]);
       json_builder_set_member_name (b, "kernels");
       json_builder_add_int_value (b, set->site_channels[s]);
-      add_string (b, "tied_to", set->site_tie[s] != s ? set->site_names[set->site_tie[s]] : NULL);
+      cleave_json_add_string (b, "tied_to", set->site_tie[s] != s ? set->site_names[set->site_tie[s]] : NULL);
       json_builder_set_member_name (b, "krr");
       json_builder_begin_array (b);
       for (int k = 0; k < n_mod; k++)
@@ -155,8 +125,8 @@ cleave_report_module_set_json (const CleaveModuleSet *set)
       json_builder_end_array (b);
     }
   json_builder_end_array (b);
-  add_json_text (b, "options", set->options_json);
-  add_json_text (b, "log", set->log_json);
+  cleave_json_add_json_text (b, "options", set->options_json);
+  cleave_json_add_json_text (b, "log", set->log_json);
   json_builder_end_object (b);
 
   root = json_builder_get_root (b);

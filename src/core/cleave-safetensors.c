@@ -6,6 +6,7 @@
  * or a huge allocation. */
 #include "cleave-safetensors.h"
 #include "cleave-error.h"
+#include "cleave-util-private.h"
 
 #include <string.h>
 #include <math.h>
@@ -139,23 +140,6 @@ node_get_uint (JsonNode *node, guint64 *out)
   return TRUE;
 }
 
-static gboolean
-invalid (GError **error, const char *file, const char *fmt, ...) G_GNUC_PRINTF (3, 4);
-
-static gboolean
-invalid (GError **error, const char *file, const char *fmt, ...)
-{
-  va_list ap;
-  char *msg;
-
-  va_start (ap, fmt);
-  msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE, "%s: %s", file, msg);
-  g_free (msg);
-  return FALSE;
-}
-
 static Entry *
 parse_entry (const char *file, const char *name, JsonNode *node, guint64 data_size, GError **error)
 {
@@ -168,7 +152,7 @@ parse_entry (const char *file, const char *name, JsonNode *node, guint64 data_si
 
   if (!JSON_NODE_HOLDS_OBJECT (node))
     {
-      invalid (error, file, "tensor '%s': entry is not a JSON object", name);
+      cleave_invalid_file (error, file, "tensor '%s': entry is not a JSON object", name);
       return NULL;
     }
   obj = json_node_get_object (node);
@@ -179,27 +163,27 @@ parse_entry (const char *file, const char *name, JsonNode *node, guint64 data_si
   n = json_object_get_member (obj, "dtype");
   if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING)
     {
-      invalid (error, file, "tensor '%s': dtype missing or not a string", name);
+      cleave_invalid_file (error, file, "tensor '%s': dtype missing or not a string", name);
       goto fail;
     }
   e->dtype = g_strdup (json_node_get_string (n));
   esize = dtype_size (e->dtype);
   if (esize == 0)
     {
-      invalid (error, file, "tensor '%s': unknown dtype '%s'", name, e->dtype);
+      cleave_invalid_file (error, file, "tensor '%s': unknown dtype '%s'", name, e->dtype);
       goto fail;
     }
 
   n = json_object_get_member (obj, "shape");
   if (n == NULL || !JSON_NODE_HOLDS_ARRAY (n))
     {
-      invalid (error, file, "tensor '%s': shape missing or not an array", name);
+      cleave_invalid_file (error, file, "tensor '%s': shape missing or not an array", name);
       goto fail;
     }
   arr = json_node_get_array (n);
   if (json_array_get_length (arr) > MAX_DIMS)
     {
-      invalid (error, file, "tensor '%s': shape has %u dimensions (at most %d supported)",
+      cleave_invalid_file (error, file, "tensor '%s': shape has %u dimensions (at most %d supported)",
                name, json_array_get_length (arr), MAX_DIMS);
       goto fail;
     }
@@ -210,19 +194,19 @@ parse_entry (const char *file, const char *name, JsonNode *node, guint64 data_si
 
       if (!node_get_uint (json_array_get_element (arr, i), &d) || d > G_MAXINT64)
         {
-          invalid (error, file, "tensor '%s': shape dimension %d is not a non-negative integer", name, i);
+          cleave_invalid_file (error, file, "tensor '%s': shape dimension %d is not a non-negative integer", name, i);
           goto fail;
         }
       e->shape[i] = (gint64) d;
       if (!g_uint64_checked_mul (&numel, numel, d))
         {
-          invalid (error, file, "tensor '%s': shape element count overflows", name);
+          cleave_invalid_file (error, file, "tensor '%s': shape element count overflows", name);
           goto fail;
         }
     }
   if (!g_uint64_checked_mul (&nbytes, numel, esize))
     {
-      invalid (error, file, "tensor '%s': shape byte size overflows", name);
+      cleave_invalid_file (error, file, "tensor '%s': shape byte size overflows", name);
       goto fail;
     }
 
@@ -231,25 +215,25 @@ parse_entry (const char *file, const char *name, JsonNode *node, guint64 data_si
       || !node_get_uint (json_array_get_element (json_node_get_array (n), 0), &e->begin)
       || !node_get_uint (json_array_get_element (json_node_get_array (n), 1), &e->end))
     {
-      invalid (error, file, "tensor '%s': data_offsets must be two non-negative integers", name);
+      cleave_invalid_file (error, file, "tensor '%s': data_offsets must be two non-negative integers", name);
       goto fail;
     }
   if (e->begin > e->end)
     {
-      invalid (error, file, "tensor '%s': data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
+      cleave_invalid_file (error, file, "tensor '%s': data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
                "] begin after end", name, e->begin, e->end);
       goto fail;
     }
   if (e->end > data_size)
     {
-      invalid (error, file, "tensor '%s': data_offsets end %" G_GUINT64_FORMAT
+      cleave_invalid_file (error, file, "tensor '%s': data_offsets end %" G_GUINT64_FORMAT
                " exceeds data size %" G_GUINT64_FORMAT, name, e->end, data_size);
       goto fail;
     }
   if (e->end - e->begin != nbytes)
     {
       char *s = format_shape (e->shape, e->ndim);
-      invalid (error, file, "tensor '%s': data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
+      cleave_invalid_file (error, file, "tensor '%s': data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
                "] do not match shape %s × %s (%" G_GUINT64_FORMAT " bytes)",
                name, e->begin, e->end, s, e->dtype, nbytes);
       g_free (s);
@@ -270,7 +254,7 @@ parse_metadata (const char *file, JsonNode *node, GHashTable *out, GError **erro
   gboolean ok = TRUE;
 
   if (!JSON_NODE_HOLDS_OBJECT (node))
-    return invalid (error, file, "__metadata__ is not a JSON object");
+    return cleave_invalid_file (error, file, "__metadata__ is not a JSON object");
   obj = json_node_get_object (node);
   members = json_object_get_members (obj);
   for (GList *l = members; l; l = l->next)
@@ -279,7 +263,7 @@ parse_metadata (const char *file, JsonNode *node, GHashTable *out, GError **erro
 
       if (!JSON_NODE_HOLDS_VALUE (v) || json_node_get_value_type (v) != G_TYPE_STRING)
         {
-          ok = invalid (error, file, "__metadata__ '%s': value is not a string", (const char *) l->data);
+          ok = cleave_invalid_file (error, file, "__metadata__ '%s': value is not a string", (const char *) l->data);
           break;
         }
       g_hash_table_replace (out, g_strdup (l->data), g_strdup (json_node_get_string (v)));
@@ -342,25 +326,25 @@ cleave_safetensors_load_bytes (const guint8 *data, gsize size, const char *displ
 
   if (size < 8)
     {
-      invalid (error, file, "header length: file is %" G_GSIZE_FORMAT " bytes, too short for the 8-byte header length", size);
+      cleave_invalid_file (error, file, "header length: file is %" G_GSIZE_FORMAT " bytes, too short for the 8-byte header length", size);
       return NULL;
     }
   memcpy (&header_len, data, 8);
   header_len = GUINT64_FROM_LE (header_len);
   if (header_len > MAX_HEADER_LEN)
     {
-      invalid (error, file, "header length %" G_GUINT64_FORMAT " exceeds the %d-byte limit", header_len, MAX_HEADER_LEN);
+      cleave_invalid_file (error, file, "header length %" G_GUINT64_FORMAT " exceeds the %d-byte limit", header_len, MAX_HEADER_LEN);
       return NULL;
     }
   if (header_len > size - 8)
     {
-      invalid (error, file, "header length %" G_GUINT64_FORMAT " exceeds the %" G_GSIZE_FORMAT
+      cleave_invalid_file (error, file, "header length %" G_GUINT64_FORMAT " exceeds the %" G_GSIZE_FORMAT
                " bytes after the length field (file truncated?)", header_len, size - 8);
       return NULL;
     }
   if (header_len < 2)
     {
-      invalid (error, file, "header length %" G_GUINT64_FORMAT " is too small for a JSON object", header_len);
+      cleave_invalid_file (error, file, "header length %" G_GUINT64_FORMAT " is too small for a JSON object", header_len);
       return NULL;
     }
   header = (const char *) data + 8;
@@ -369,31 +353,31 @@ cleave_safetensors_load_bytes (const guint8 *data, gsize size, const char *displ
 
   if (memchr (header, '\0', header_len) != NULL)
     {
-      invalid (error, file, "header: JSON contains a NUL byte");
+      cleave_invalid_file (error, file, "header: JSON contains a NUL byte");
       return NULL;
     }
   if (!g_utf8_validate (header, header_len, NULL))
     {
-      invalid (error, file, "header: JSON is not valid UTF-8");
+      cleave_invalid_file (error, file, "header: JSON is not valid UTF-8");
       return NULL;
     }
 
   if (!json_depth_ok (header, header_len, 16))
     {
-      invalid (error, file, "header: JSON nested too deeply");
+      cleave_invalid_file (error, file, "header: JSON nested too deeply");
       return NULL;
     }
 
   parser = json_parser_new_immutable ();
   if (!json_parser_load_from_data (parser, header, header_len, &json_error))
     {
-      invalid (error, file, "header: invalid JSON: %s", json_error->message);
+      cleave_invalid_file (error, file, "header: invalid JSON: %s", json_error->message);
       return NULL;
     }
   root = json_parser_get_root (parser);
   if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
     {
-      invalid (error, file, "header: JSON is not an object");
+      cleave_invalid_file (error, file, "header: JSON is not an object");
       return NULL;
     }
   obj = json_node_get_object (root);
@@ -432,7 +416,7 @@ cleave_safetensors_load_bytes (const guint8 *data, gsize size, const char *displ
 
       if (e->begin < prev->end)
         {
-          invalid (error, file, "tensor '%s': data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
+          cleave_invalid_file (error, file, "tensor '%s': data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
                    "] overlap tensor '%s' [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT "]",
                    e->name, e->begin, e->end, prev->name, prev->begin, prev->end);
           return NULL;
@@ -759,9 +743,9 @@ check_tensor (const CleaveSafeTensor *t, const char *file, GError **error)
   gsize es = dtype_size (t->dtype);
 
   if (es == 0)
-    return invalid (error, file ? file : "<memory>", "tensor '%s': unsupported dtype '%s'", t->name, t->dtype);
+    return cleave_invalid_file (error, file ? file : "<memory>", "tensor '%s': unsupported dtype '%s'", t->name, t->dtype);
   if (cleave_safe_tensor_numel (t) * es != t->nbytes)
-    return invalid (error, file ? file : "<memory>", "tensor '%s': %" G_GSIZE_FORMAT
+    return cleave_invalid_file (error, file ? file : "<memory>", "tensor '%s': %" G_GSIZE_FORMAT
                     " bytes do not match its shape", t->name, t->nbytes);
   return TRUE;
 }
@@ -779,7 +763,7 @@ cleave_safe_tensor_to_f32 (const CleaveSafeTensor *t, gsize expected_numel, cons
   if (expected_numel != 0 && n != expected_numel)
     {
       g_autofree char *s = format_shape (t->shape, t->ndim);
-      invalid (error, file ? file : "<memory>", "tensor '%s': shape %s has %" G_GSIZE_FORMAT
+      cleave_invalid_file (error, file ? file : "<memory>", "tensor '%s': shape %s has %" G_GSIZE_FORMAT
                " elements, expected %" G_GSIZE_FORMAT, t->name, s, n, expected_numel);
       return NULL;
     }
@@ -841,7 +825,7 @@ cleave_safe_tensor_to_i32 (const CleaveSafeTensor *t, const char *file, GError *
            * exporters store indices as floats). */
           if (is_float && (d != floor (d) || !isfinite (d)))
             {
-              invalid (error, file ? file : "<memory>", "tensor '%s': element %" G_GSIZE_FORMAT
+              cleave_invalid_file (error, file ? file : "<memory>", "tensor '%s': element %" G_GSIZE_FORMAT
                        " (%g) of %s tensor is not an integer", t->name, i, d, t->dtype);
               g_free (out);
               return NULL;
@@ -850,7 +834,7 @@ cleave_safe_tensor_to_i32 (const CleaveSafeTensor *t, const char *file, GError *
         }
       if (v < G_MININT32 || v > G_MAXINT32)
         {
-          invalid (error, file ? file : "<memory>", "tensor '%s': element %" G_GSIZE_FORMAT
+          cleave_invalid_file (error, file ? file : "<memory>", "tensor '%s': element %" G_GSIZE_FORMAT
                    " does not fit in 32 bits", t->name, i);
           g_free (out);
           return NULL;

@@ -1,0 +1,18 @@
+/* cleave-util-private.h: small helpers shared by the core's readers and writers. */
+#pragma once
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+G_BEGIN_DECLS
+
+/* Sets CLEAVE_ERROR_INVALID_FILE "FILE: message" and returns FALSE. */
+gboolean cleave_invalid_file (GError **error, const char *file, const char *fmt, ...) G_GNUC_PRINTF (3, 4);
+
+/* JSON builder members; non-finite numbers and NULL strings become null. */
+void cleave_json_add_number (JsonBuilder *b, const char *key, double v);
+void cleave_json_add_string (JsonBuilder *b, const char *key, const char *v);
+/* Embeds JSON text as a value; NULL becomes null, text that does not parse is kept as a string. */
+void cleave_json_add_json_text (JsonBuilder *b, const char *key, const char *text);
+
+G_END_DECLS
