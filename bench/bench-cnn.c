@@ -3,6 +3,7 @@
  * BN+ReLU after every conv, batch 128) on each requested device.
  * Prints one JSON object per device; bench/run.sh compares with PyTorch. */
 #include "cleave-arch.h"
+#include "cleave-blas.h"
 #include "cleave-device.h"
 #include "cleave-net.h"
 #include "cleave-ops.h"
@@ -117,6 +118,8 @@ main (int argc, char **argv)
   int batch = 128, iters = 30, status = 0;
   const char *devices[16];
   int n_dev = 0;
+
+  cleave_blas_select_kernels (argv);
 
   for (int i = 1; i < argc; i++)
     {

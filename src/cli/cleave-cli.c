@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <glib/gi18n.h>
 #include "cli-common.h"
+#include "cleave-blas.h"
 
 typedef struct {
   const char *name;
@@ -37,6 +38,7 @@ usage (FILE *out)
 int
 main (int argc, char **argv)
 {
+  cleave_blas_select_kernels (argv);
   setlocale (LC_ALL, "");
   bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
   bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");

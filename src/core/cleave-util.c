@@ -49,3 +49,23 @@ cleave_json_add_json_text (JsonBuilder *b, const char *key, const char *text)
   else
     json_builder_add_string_value (b, text);
 }
+
+#include "cleave-blas.h"
+#include <unistd.h>
+
+void
+cleave_blas_select_kernels (char **argv)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (g_getenv ("OPENBLAS_CORETYPE") != NULL || g_getenv ("CLEAVE_KEEP_BLAS_KERNELS") != NULL)
+    return;
+  __builtin_cpu_init ();
+  if (!(__builtin_cpu_supports ("avx512f") && __builtin_cpu_supports ("avx512bw") &&
+        __builtin_cpu_supports ("avx512dq") && __builtin_cpu_supports ("avx512vl")))
+    return;
+  g_setenv ("OPENBLAS_CORETYPE", "SkylakeX", TRUE);
+  execv ("/proc/self/exe", argv);
+  /* exec failed: carry on with the default kernels. */
+  g_unsetenv ("OPENBLAS_CORETYPE");
+#endif
+}

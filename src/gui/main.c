@@ -4,12 +4,14 @@
 
 #include "config.h"
 #include "cleave-application.h"
+#include "cleave-blas.h"
 
 int
 main (int argc, char **argv)
 {
   g_autoptr(CleaveApplication) app = NULL;
 
+  cleave_blas_select_kernels (argv);
   setlocale (LC_ALL, "");
   bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
   bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
