@@ -144,13 +144,15 @@ def _forward_dropout(arch, params, x):
 
 
 def augment(x, pad, flip, gen):
+    """Random crop with zero padding and optional horizontal flip, vectorised."""
     n, c, h, w = x.shape
     xp = F.pad(x, (pad, pad, pad, pad))
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    out = torch.empty_like(x)
-    for i in range(n):
-        out[i] = xp[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    rows = (dy[:, None] + torch.arange(h)[None, :])  # n × h
+    cols = (dx[:, None] + torch.arange(w)[None, :])  # n × w
+    out = xp[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None],
+             rows[:, None, :, None], cols[:, None, None, :]]
     if flip:
         f = torch.rand(n, generator=gen) < 0.5
         out[f] = out[f].flip(3)
