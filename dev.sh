@@ -10,16 +10,19 @@
 set -eu
 cd "$(dirname "$0")"
 
-PACKAGES="build-essential meson ninja-build pkg-config gettext bc
+# What building and running needs; tests and benchmarks add PyTorch (the
+# numerical and speed reference), ONNX's checker, Xvfb and the validators.
+PACKAGES="build-essential meson ninja-build pkg-config gettext
   libglib2.0-dev libjson-glib-dev libgdk-pixbuf-2.0-dev libcairo2-dev libopenblas-dev
   libgtk-4-dev libadwaita-1-dev
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
-  dataset-fashion-mnist python3-torch python3-numpy python3-onnx
-  xvfb xauth desktop-file-utils appstream libglib2.0-bin jq"
+  dataset-fashion-mnist"
+TEST_PACKAGES="python3-torch python3-numpy python3-onnx
+  xvfb xauth desktop-file-utils appstream libglib2.0-bin jq bc"
 
 deps() {
   missing=""
-  for p in $PACKAGES; do
+  for p in $PACKAGES ${WITH_TESTS:+$TEST_PACKAGES}; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
   done
   [ -z "$missing" ] && return 0
@@ -50,7 +53,7 @@ case "${1:-}" in
     build build
     ./build/src/cli/cleave-cli demo ;;
   test)
-    deps
+    WITH_TESTS=1 deps
     export POCL_CACHE_DIR="$PWD/build-test/pocl-cache"
     build build-test -Db_sanitize=address,undefined -Db_lundef=false
     export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
@@ -59,7 +62,7 @@ case "${1:-}" in
     /usr/bin/python3 tests/summarize.py build-test/meson-logs/testlog.json
     exit $status ;;
   bench)
-    deps
+    WITH_TESTS=1 deps
     build build
     bench/run.sh build ;;
   *)
