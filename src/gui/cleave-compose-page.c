@@ -102,19 +102,6 @@ module_title (CleaveComposePage *self, const CleaveModuleRef *ref)
 }
 
 static void
-show_error (CleaveComposePage *self, const char *title, const char *message)
-{
-  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
-  GtkWidget *msg;
-
-  if (!GTK_IS_WINDOW (root))
-    return;
-  msg = adw_message_dialog_new (GTK_WINDOW (root), title, message);
-  adw_message_dialog_add_response (ADW_MESSAGE_DIALOG (msg), "close", _("_Close"));
-  gtk_window_present (GTK_WINDOW (msg));
-}
-
-static void
 toast (CleaveComposePage *self, const char *message)
 {
   CleaveWindow *window = window_of (self);
@@ -571,7 +558,7 @@ weak_done (GObject *source, GAsyncResult *result, gpointer user_data)
       cleave_compose_page_set_mode (self, "patch");
     }
   else
-    show_error (self, _("Could Not Open the Weak Model"), error->message);
+    cleave_gui_show_error (GTK_WIDGET (self), _("Could Not Open the Weak Model"), error->message);
   g_signal_emit (self, signals[SIGNAL_WEAK_LOADED], 0, model != NULL);
 }
 
@@ -585,7 +572,7 @@ cleave_compose_page_open_weak_model (CleaveComposePage *self, GFile *file)
   path = g_file_get_path (file);
   if (!path)
     {
-      show_error (self, _("Could Not Open the Weak Model"), _("Only local files can be opened"));
+      cleave_gui_show_error (GTK_WIDGET (self), _("Could Not Open the Weak Model"), _("Only local files can be opened"));
       return;
     }
   if (self->weak_cancellable)
@@ -645,15 +632,11 @@ on_class_drop (GtkDropTarget *target, const GValue *value, double x, double y, C
 static gboolean
 on_file_drop (GtkDropTarget *target, const GValue *value, double x, double y, CleaveComposePage *self)
 {
-  GSList *files;
+  g_autoptr(GFile) file = cleave_gui_dropped_file (value);
 
-  if (!G_VALUE_HOLDS (value, GDK_TYPE_FILE_LIST))
+  if (!file)
     return FALSE;
-  files = gdk_file_list_get_files (g_value_get_boxed (value));
-  if (!files)
-    return FALSE;
-  cleave_compose_page_open_weak_model (self, G_FILE (files->data));
-  g_slist_free (files);
+  cleave_compose_page_open_weak_model (self, file);
   return TRUE;
 }
 
@@ -946,23 +929,6 @@ eval_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
 }
 
 static void
-show_prf (CleaveChartView *view, const char *title, char **names, int n, const double *prf)
-{
-  const char *const series[] = { _("precision"), _("recall"), _("F1"), NULL };
-  CleaveBarChart chart = {
-    .title = title,
-    .categories = (const char *const *) names,
-    .n_categories = n,
-    .series_names = series,
-    .n_series = 3,
-    .values = prf,
-    .y_max = 1.0,
-  };
-
-  cleave_chart_view_set_chart (view, CLEAVE_CHART_BARS, &chart);
-}
-
-static void
 eval_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   CleaveComposePage *self = CLEAVE_COMPOSE_PAGE (source);
@@ -995,15 +961,15 @@ eval_done (GObject *source, GAsyncResult *result, gpointer user_data)
                                     100 * m->accuracy, m->correct, m->total);
       gtk_label_set_label (self->before_label, job->before_text);
       gtk_label_set_label (self->after_label, after_text);
-      show_prf (self->before_chart, job->patch ? _("Weak model") : _("Source models"),
-                job->class_names, job->n_classes, job->before_prf);
-      show_prf (self->after_chart, job->patch ? _("Patched model") : _("Composed model"),
-                job->class_names, m->n_classes, after);
+      cleave_gui_show_prf_chart (self->before_chart, job->patch ? _("Weak model") : _("Source models"),
+                                 (const char *const *) job->class_names, job->n_classes, job->before_prf);
+      cleave_gui_show_prf_chart (self->after_chart, job->patch ? _("Patched model") : _("Composed model"),
+                                 (const char *const *) job->class_names, m->n_classes, after);
     }
   else if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     {
       gtk_label_set_label (self->after_label, _("After"));
-      show_error (self, _("Evaluation Failed"), error->message);
+      cleave_gui_show_error (GTK_WIDGET (self), _("Evaluation Failed"), error->message);
     }
   g_signal_emit (self, signals[SIGNAL_EVALUATED], 0, ok);
 }
@@ -1031,7 +997,7 @@ cleave_compose_page_evaluate (CleaveComposePage *self)
     job->composition = build_composition (self, self->composed, &error);
   if (error)
     {
-      show_error (self, _("Evaluation Failed"), error->message);
+      cleave_gui_show_error (GTK_WIDGET (self), _("Evaluation Failed"), error->message);
       eval_job_free (job);
       return FALSE;
     }
@@ -1100,7 +1066,7 @@ on_export_response (GtkNativeDialog *dialog, int response, CleaveComposePage *se
       g_autoptr(GError) error = NULL;
 
       if (path && !cleave_compose_page_export (self, path, &error))
-        show_error (self, _("Export Failed"), error->message);
+        cleave_gui_show_error (GTK_WIDGET (self), _("Export Failed"), error->message);
       else if (path)
         toast (self, _("Exported"));
     }

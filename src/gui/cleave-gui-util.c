@@ -1,4 +1,5 @@
 /* cleave-gui-util.c: helpers shared by the pages. */
+#include <adwaita.h>
 #include <glib/gi18n.h>
 #include <string.h>
 
@@ -47,6 +48,68 @@ cleave_gui_format_duration (double seconds)
     return g_strdup_printf ("%" G_GUINT64_FORMAT ":%02u", s / 60, (guint) (s % 60));
   /* Translators: a duration in seconds */
   return g_strdup_printf (_("%u s"), (guint) s);
+}
+
+void
+cleave_gui_show_error (GtkWidget *widget, const char *title, const char *message)
+{
+  GtkRoot *root = gtk_widget_get_root (widget);
+  GtkWidget *msg;
+
+  if (!GTK_IS_WINDOW (root))
+    return;
+  msg = adw_message_dialog_new (GTK_WINDOW (root), title, message);
+  adw_message_dialog_add_response (ADW_MESSAGE_DIALOG (msg), "close", _("_Close"));
+  gtk_window_present (GTK_WINDOW (msg));
+}
+
+void
+cleave_gui_show_prf_chart (CleaveChartView *view, const char *title,
+                           const char *const *names, int n, const double *prf)
+{
+  const char *const series[] = { _("precision"), _("recall"), _("F1"), NULL };
+  CleaveBarChart chart = {
+    .title = title,
+    .categories = names,
+    .n_categories = n,
+    .series_names = series,
+    .n_series = 3,
+    .values = prf,
+    .y_max = 1.0,
+  };
+
+  cleave_chart_view_set_chart (view, CLEAVE_CHART_BARS, &chart);
+}
+
+void
+cleave_gui_grid_add_cell (GtkGrid *grid, const char *text, int col, int row,
+                          gboolean numeric, gboolean header)
+{
+  GtkWidget *label = gtk_label_new (text);
+
+  gtk_label_set_xalign (GTK_LABEL (label), numeric ? 1.0 : 0.0);
+  gtk_widget_set_hexpand (label, col == 0);
+  if (numeric)
+    gtk_widget_add_css_class (label, "numeric");
+  if (header)
+    gtk_widget_add_css_class (label, "header");
+  gtk_grid_attach (grid, label, col, row, 1, 1);
+}
+
+GFile *
+cleave_gui_dropped_file (const GValue *value)
+{
+  GSList *files;
+  GFile *file;
+
+  if (!G_VALUE_HOLDS (value, GDK_TYPE_FILE_LIST))
+    return NULL;
+  files = gdk_file_list_get_files (g_value_get_boxed (value));
+  if (!files)
+    return NULL;
+  file = g_object_ref (files->data);
+  g_slist_free (files);
+  return file;
 }
 
 CleaveModuleRef *

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <gtk/gtk.h>
+#include "cleave-chart-view.h"
 #include "cleave-model.h"
 
 G_BEGIN_DECLS
@@ -16,6 +17,22 @@ char *cleave_gui_format_count (guint64 v);
 
 /* "1:05:03", "4:12" or "12 s". */
 char *cleave_gui_format_duration (double seconds);
+
+/* A modal "Close"-only message over the window holding @widget; nothing
+ * when @widget is not in a window. */
+void cleave_gui_show_error (GtkWidget *widget, const char *title, const char *message);
+
+/* Per-class precision, recall and F1 bars: @prf holds n × 3 values, class
+ * by class. */
+void cleave_gui_show_prf_chart (CleaveChartView *view, const char *title,
+                                const char *const *names, int n, const double *prf);
+
+/* One label of a table grid; column 0 takes the spare width. */
+void cleave_gui_grid_add_cell (GtkGrid *grid, const char *text, int col, int row,
+                               gboolean numeric, gboolean header);
+
+/* The first file of a GdkFileList drop, or NULL for anything else. */
+GFile *cleave_gui_dropped_file (const GValue *value);
 
 /* The drag-and-drop payload for a module: which open module set and which
  * module in it. A boxed type so drop targets only accept modules, never

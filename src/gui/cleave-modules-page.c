@@ -152,20 +152,6 @@ show_module_charts (CleaveModulesPage *self)
   }
 }
 
-static void
-add_cell (CleaveModulesPage *self, const char *text, int col, int row, gboolean numeric, gboolean header)
-{
-  GtkWidget *label = gtk_label_new (text);
-
-  gtk_label_set_xalign (GTK_LABEL (label), numeric ? 1.0 : 0.0);
-  gtk_widget_set_hexpand (label, col == 0);
-  if (numeric)
-    gtk_widget_add_css_class (label, "numeric");
-  if (header)
-    gtk_widget_add_css_class (label, "header");
-  gtk_grid_attach (self->module_grid, label, col, row, 1, 1);
-}
-
 static char *
 percent (double v)
 {
@@ -184,7 +170,7 @@ fill_table (CleaveModulesPage *self)
   if (!self->set)
     return;
   for (guint i = 0; i < G_N_ELEMENTS (headers); i++)
-    add_cell (self, headers[i], i, 0, i > 0, TRUE);
+    cleave_gui_grid_add_cell (self->module_grid, headers[i], i, 0, i > 0, TRUE);
   for (guint k = 0; k < self->set->modules->len; k++)
     {
       const CleaveModule *m = g_ptr_array_index (self->set->modules, k);
@@ -201,7 +187,7 @@ fill_table (CleaveModulesPage *self)
       const char *cells[] = { name, krr, kept, params, flops, acc, p, r, f1 };
 
       for (guint i = 0; i < G_N_ELEMENTS (cells); i++)
-        add_cell (self, cells[i], i, k + 1, i > 0, FALSE);
+        cleave_gui_grid_add_cell (self->module_grid, cells[i], i, k + 1, i > 0, FALSE);
     }
 }
 
@@ -331,19 +317,6 @@ cleave_modules_page_save (CleaveModulesPage *self, const char *path, GError **er
 }
 
 static void
-show_error (CleaveModulesPage *self, const char *title, const char *message)
-{
-  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
-  GtkWidget *msg;
-
-  if (!GTK_IS_WINDOW (root))
-    return;
-  msg = adw_message_dialog_new (GTK_WINDOW (root), title, message);
-  adw_message_dialog_add_response (ADW_MESSAGE_DIALOG (msg), "close", _("_Close"));
-  gtk_window_present (GTK_WINDOW (msg));
-}
-
-static void
 open_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
   GError *error = NULL;
@@ -375,7 +348,7 @@ open_done (GObject *source, GAsyncResult *result, gpointer user_data)
   else if (set)
     cleave_module_set_free (set);
   else if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    show_error (self, _("Could Not Open the Module Set"), error->message);
+    cleave_gui_show_error (GTK_WIDGET (self), _("Could Not Open the Module Set"), error->message);
   g_signal_emit (self, signals[SIGNAL_OPENED], 0, set != NULL);
 }
 
@@ -389,7 +362,7 @@ cleave_modules_page_open_file (CleaveModulesPage *self, GFile *file)
   path = g_file_get_path (file);
   if (!path)
     {
-      show_error (self, _("Could Not Open the Module Set"), _("Only local files can be opened"));
+      cleave_gui_show_error (GTK_WIDGET (self), _("Could Not Open the Module Set"), _("Only local files can be opened"));
       return;
     }
   if (!self->open_cancellable)
@@ -414,7 +387,7 @@ on_chooser_response (GtkNativeDialog *dialog, int response, CleaveModulesPage *s
       if (!saving && file)
         cleave_modules_page_open_file (self, file);
       else if (saving && path && self->set && !cleave_modules_page_save (self, path, &error))
-        show_error (self, _("Could Not Save the Module Set"), error->message);
+        cleave_gui_show_error (GTK_WIDGET (self), _("Could Not Save the Module Set"), error->message);
     }
   g_clear_object (&self->chooser);
 }

@@ -4,6 +4,7 @@
 #include "cleave-window.h"
 #include "cleave-chart-view.h"
 #include "cleave-compose-page.h"
+#include "cleave-gui-util.h"
 #include "cleave-model-page.h"
 #include "cleave-modules-page.h"
 #include "cleave-split-page.h"
@@ -302,15 +303,11 @@ show_page_action (GtkWidget *widget, const char *action_name, GVariant *param)
 static gboolean
 on_drop (GtkDropTarget *target, const GValue *value, double x, double y, CleaveWindow *self)
 {
-  GSList *files;
+  g_autoptr(GFile) file = cleave_gui_dropped_file (value);
 
-  if (!G_VALUE_HOLDS (value, GDK_TYPE_FILE_LIST))
+  if (!file)
     return FALSE;
-  files = gdk_file_list_get_files (g_value_get_boxed (value));
-  if (!files)
-    return FALSE;
-  cleave_window_open_file (self, G_FILE (files->data));
-  g_slist_free (files);
+  cleave_window_open_file (self, file);
   return TRUE;
 }
 
