@@ -3,12 +3,10 @@
 
 #include "cleave-model-page.h"
 #include "cleave-chart-view.h"
+#include "cleave-dataset-row.h"
 #include "cleave-device.h"
+#include "cleave-gui-util.h"
 #include "cleave-metrics.h"
-
-/* Picker rows, in the order of the string list in the .ui file. */
-static const char *const dataset_specs[] = { "fashion-mnist", "mnist", "cifar10" };
-#define FOLDER_ROW G_N_ELEMENTS (dataset_specs)
 
 struct _CleaveModelPage
 {
@@ -18,7 +16,7 @@ struct _CleaveModelPage
   GtkLabel *title_label;
   GtkLabel *summary_label;
   GtkGrid *layer_grid;
-  AdwComboRow *dataset_row;
+  CleaveDatasetRow *dataset_row;
   GtkButton *evaluate_button;
   GtkLabel *accuracy_label;
   GtkProgressBar *progress_bar;
@@ -27,9 +25,6 @@ struct _CleaveModelPage
 
   CleaveModel *model;          /* borrowed */
   GSettings *settings;
-  char *dataset;               /* current spec */
-  char *folder;                /* last chosen ImageFolder root */
-  GtkFileChooserNative *chooser;
   GCancellable *eval_cancellable;
 };
 
@@ -41,24 +36,6 @@ enum {
 static guint signals[N_SIGNALS];
 
 G_DEFINE_FINAL_TYPE (CleaveModelPage, cleave_model_page, ADW_TYPE_BIN)
-
-/* 1234567 → "1,234,567" in the user's locale grouping would need printf's
- * "'" flag, which GLib does not promise; a thin space reads well everywhere. */
-static char *
-format_count (guint64 v)
-{
-  g_autofree char *digits = g_strdup_printf ("%" G_GUINT64_FORMAT, v);
-  GString *out = g_string_new (NULL);
-  gsize n = strlen (digits);
-
-  for (gsize i = 0; i < n; i++)
-    {
-      if (i > 0 && (n - i) % 3 == 0)
-        g_string_append (out, "\u2009");
-      g_string_append_c (out, digits[i]);
-    }
-  return g_string_free (out, FALSE);
-}
 
 static char *
 format_shape (const CleaveNode *node)
@@ -87,20 +64,6 @@ node_params (const CleaveGraph *graph, const CleaveNode *node)
 }
 
 static void
-add_cell (CleaveModelPage *self, const char *text, int col, int row, gboolean numeric, gboolean header)
-{
-  GtkWidget *label = gtk_label_new (text);
-
-  gtk_label_set_xalign (GTK_LABEL (label), numeric ? 1.0 : 0.0);
-  gtk_widget_set_hexpand (label, col == 0);
-  if (numeric)
-    gtk_widget_add_css_class (label, "numeric");
-  if (header)
-    gtk_widget_add_css_class (label, "header");
-  gtk_grid_attach (self->layer_grid, label, col, row, 1, 1);
-}
-
-static void
 fill_layers (CleaveModelPage *self)
 {
   GtkWidget *child;
@@ -113,28 +76,28 @@ fill_layers (CleaveModelPage *self)
     return;
   g = self->model->graph;
 
-  add_cell (self, _("Layer"), 0, 0, FALSE, TRUE);
-  add_cell (self, _("Type"), 1, 0, FALSE, TRUE);
-  add_cell (self, _("Output"), 2, 0, TRUE, TRUE);
-  add_cell (self, _("Kernels"), 3, 0, TRUE, TRUE);
-  add_cell (self, _("Parameters"), 4, 0, TRUE, TRUE);
-  add_cell (self, _("FLOPs"), 5, 0, TRUE, TRUE);
+  cleave_gui_grid_add_cell (self->layer_grid, _("Layer"), 0, 0, FALSE, TRUE);
+  cleave_gui_grid_add_cell (self->layer_grid, _("Type"), 1, 0, FALSE, TRUE);
+  cleave_gui_grid_add_cell (self->layer_grid, _("Output"), 2, 0, TRUE, TRUE);
+  cleave_gui_grid_add_cell (self->layer_grid, _("Kernels"), 3, 0, TRUE, TRUE);
+  cleave_gui_grid_add_cell (self->layer_grid, _("Parameters"), 4, 0, TRUE, TRUE);
+  cleave_gui_grid_add_cell (self->layer_grid, _("FLOPs"), 5, 0, TRUE, TRUE);
 
   for (int i = 0; i < cleave_graph_n_nodes (g); i++)
     {
       const CleaveNode *node = cleave_graph_node (g, i);
       g_autofree char *shape = format_shape (node);
-      g_autofree char *params = format_count (node_params (g, node));
-      g_autofree char *flops = format_count (cleave_graph_node_flops (g, i));
+      g_autofree char *params = cleave_gui_format_count (node_params (g, node));
+      g_autofree char *flops = cleave_gui_format_count (cleave_graph_node_flops (g, i));
       g_autofree char *kernels = node->op == CLEAVE_OP_CONV2D
         ? g_strdup_printf ("%d", node->out_channels) : g_strdup ("");
 
-      add_cell (self, node->name, 0, row, FALSE, FALSE);
-      add_cell (self, cleave_op_kind_to_string (node->op), 1, row, FALSE, FALSE);
-      add_cell (self, shape, 2, row, TRUE, FALSE);
-      add_cell (self, kernels, 3, row, TRUE, FALSE);
-      add_cell (self, params, 4, row, TRUE, FALSE);
-      add_cell (self, flops, 5, row, TRUE, FALSE);
+      cleave_gui_grid_add_cell (self->layer_grid, node->name, 0, row, FALSE, FALSE);
+      cleave_gui_grid_add_cell (self->layer_grid, cleave_op_kind_to_string (node->op), 1, row, FALSE, FALSE);
+      cleave_gui_grid_add_cell (self->layer_grid, shape, 2, row, TRUE, FALSE);
+      cleave_gui_grid_add_cell (self->layer_grid, kernels, 3, row, TRUE, FALSE);
+      cleave_gui_grid_add_cell (self->layer_grid, params, 4, row, TRUE, FALSE);
+      cleave_gui_grid_add_cell (self->layer_grid, flops, 5, row, TRUE, FALSE);
       row++;
     }
 }
@@ -144,8 +107,8 @@ fill_summary (CleaveModelPage *self)
 {
   const CleaveGraph *g = self->model->graph;
   g_autofree char *base = self->model->path ? g_path_get_basename (self->model->path) : g_strdup (_("Untitled model"));
-  g_autofree char *params = format_count (cleave_graph_count_params (g));
-  g_autofree char *flops = format_count (cleave_graph_count_flops (g));
+  g_autofree char *params = cleave_gui_format_count (cleave_graph_count_params (g));
+  g_autofree char *flops = cleave_gui_format_count (cleave_graph_count_flops (g));
   g_autofree char *classes = NULL;
   g_autofree char *summary = NULL;
   int c, h, w;
@@ -182,7 +145,7 @@ const char *
 cleave_model_page_get_dataset (CleaveModelPage *self)
 {
   g_return_val_if_fail (CLEAVE_IS_MODEL_PAGE (self), NULL);
-  return self->dataset;
+  return cleave_dataset_row_get_spec (self->dataset_row);
 }
 
 /* ---- evaluation ------------------------------------------------------ */
@@ -203,19 +166,6 @@ eval_job_free (EvalJob *job)
   g_free (job->device);
   g_strfreev (job->class_names);
   g_free (job);
-}
-
-static CleaveModel *
-copy_model (const CleaveModel *src)
-{
-  CleaveModel *m = cleave_model_new (cleave_graph_copy (src->graph), src->n_classes,
-                                     (const char *const *) src->class_names);
-
-  m->n_channels = src->n_channels;
-  memcpy (m->mean, src->mean, sizeof m->mean);
-  memcpy (m->std, src->std, sizeof m->std);
-  m->path = g_strdup (src->path);
-  return m;
 }
 
 typedef struct {
@@ -280,7 +230,6 @@ eval_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
 static void
 show_metrics (CleaveModelPage *self, const CleaveMetrics *m, char **class_names)
 {
-  const char *const series[] = { _("precision"), _("recall"), _("F1"), NULL };
   g_autofree double *bars = g_new (double, (gsize) m->n_classes * 3);
   g_autofree double *conf = g_new (double, (gsize) m->n_classes * m->n_classes);
   g_autoptr(GPtrArray) labels = g_ptr_array_new_with_free_func (g_free);
@@ -301,18 +250,8 @@ show_metrics (CleaveModelPage *self, const CleaveMetrics *m, char **class_names)
     }
   g_ptr_array_add (labels, NULL);
 
-  {
-    CleaveBarChart chart = {
-      .title = _("Per-class metrics"),
-      .categories = (const char *const *) labels->pdata,
-      .n_categories = m->n_classes,
-      .series_names = series,
-      .n_series = 3,
-      .values = bars,
-      .y_max = 1.0,
-    };
-    cleave_chart_view_set_chart (self->metrics_chart, CLEAVE_CHART_BARS, &chart);
-  }
+  cleave_gui_show_prf_chart (self->metrics_chart, _("Per-class metrics"),
+                             (const char *const *) labels->pdata, m->n_classes, bars);
   {
     CleaveHeatMap chart = {
       .title = _("Confusion matrix"),
@@ -354,11 +293,7 @@ eval_done (GObject *source, GAsyncResult *result, gpointer user_data)
     show_metrics (self, metrics, job->class_names);
   else if (error && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     {
-      GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
-      GtkWidget *msg = adw_message_dialog_new (GTK_WINDOW (root), _("Evaluation Failed"), error->message);
-
-      adw_message_dialog_add_response (ADW_MESSAGE_DIALOG (msg), "close", _("_Close"));
-      gtk_window_present (GTK_WINDOW (msg));
+      cleave_gui_show_error (GTK_WIDGET (self), _("Evaluation Failed"), error->message);
       gtk_label_set_label (self->accuracy_label, "");
     }
   g_signal_emit (self, signals[SIGNAL_EVALUATED], 0, metrics != NULL);
@@ -375,8 +310,8 @@ cleave_model_page_evaluate (CleaveModelPage *self)
     return FALSE;
 
   job = g_new0 (EvalJob, 1);
-  job->model = copy_model (self->model);
-  job->dataset = g_strdup (self->dataset);
+  job->model = cleave_gui_copy_model (self->model);
+  job->dataset = g_strdup (cleave_dataset_row_get_spec (self->dataset_row));
   job->device = self->settings ? g_settings_get_string (self->settings, "device") : g_strdup ("auto");
   job->page = self;
 
@@ -411,79 +346,13 @@ cancel_action (GtkWidget *widget, const char *action_name, GVariant *param)
 
 /* ---- dataset picker ---------------------------------------------------- */
 
+/* The last dataset the user picked is the default for the next session. */
 static void
-set_dataset (CleaveModelPage *self, const char *spec)
+on_dataset_changed (CleaveModelPage *self)
 {
-  if (g_strcmp0 (self->dataset, spec) == 0)
-    return;
-  g_free (self->dataset);
-  self->dataset = g_strdup (spec);
   if (self->settings)
-    g_settings_set_string (self->settings, "default-dataset", spec);
-}
-
-static void
-on_folder_chosen (GtkNativeDialog *dialog, int response, CleaveModelPage *self)
-{
-  if (response == GTK_RESPONSE_ACCEPT)
-    {
-      g_autoptr(GFile) file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (dialog));
-      g_autofree char *path = file ? g_file_get_path (file) : NULL;
-
-      if (path)
-        {
-          g_free (self->folder);
-          self->folder = g_strdup (path);
-          set_dataset (self, path);
-        }
-    }
-  g_clear_object (&self->chooser);
-}
-
-static void
-choose_folder (CleaveModelPage *self)
-{
-  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
-
-  if (self->chooser)
-    return;
-  self->chooser = gtk_file_chooser_native_new (_("Choose an Image Folder"), GTK_WINDOW (root),
-                                               GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER,
-                                               _("_Select"), _("_Cancel"));
-  gtk_native_dialog_set_modal (GTK_NATIVE_DIALOG (self->chooser), TRUE);
-  g_signal_connect (self->chooser, "response", G_CALLBACK (on_folder_chosen), self);
-  gtk_native_dialog_show (GTK_NATIVE_DIALOG (self->chooser));
-}
-
-static void
-on_dataset_selected (CleaveModelPage *self)
-{
-  guint i = adw_combo_row_get_selected (self->dataset_row);
-
-  if (i < FOLDER_ROW)
-    set_dataset (self, dataset_specs[i]);
-  else if (i == FOLDER_ROW && gtk_widget_get_mapped (GTK_WIDGET (self)))
-    choose_folder (self);
-}
-
-static void
-select_dataset_row (CleaveModelPage *self, const char *spec)
-{
-  guint row = FOLDER_ROW;
-
-  for (guint i = 0; i < G_N_ELEMENTS (dataset_specs); i++)
-    if (g_strcmp0 (spec, dataset_specs[i]) == 0)
-      row = i;
-  if (row == FOLDER_ROW)
-    {
-      g_free (self->folder);
-      self->folder = g_strdup (spec);
-    }
-  g_free (self->dataset);
-  self->dataset = g_strdup (spec);
-  g_signal_handlers_block_by_func (self->dataset_row, on_dataset_selected, self);
-  adw_combo_row_set_selected (self->dataset_row, row);
-  g_signal_handlers_unblock_by_func (self->dataset_row, on_dataset_selected, self);
+    g_settings_set_string (self->settings, "default-dataset",
+                           cleave_dataset_row_get_spec (self->dataset_row));
 }
 
 void
@@ -491,7 +360,9 @@ cleave_model_page_set_dataset (CleaveModelPage *self, const char *spec)
 {
   g_return_if_fail (CLEAVE_IS_MODEL_PAGE (self));
   g_return_if_fail (spec != NULL);
-  select_dataset_row (self, spec);
+  g_signal_handlers_block_by_func (self->dataset_row, on_dataset_changed, self);
+  cleave_dataset_row_set_spec (self->dataset_row, spec);
+  g_signal_handlers_unblock_by_func (self->dataset_row, on_dataset_changed, self);
   if (self->settings)
     g_settings_set_string (self->settings, "default-dataset", spec);
 }
@@ -506,8 +377,11 @@ cleave_model_page_set_settings (CleaveModelPage *self, GSettings *settings)
   if (!settings)
     return;
   spec = g_settings_get_string (settings, "default-dataset");
-  if (spec && *spec)
-    select_dataset_row (self, spec);
+  if (!spec || !*spec)
+    return;
+  g_signal_handlers_block_by_func (self->dataset_row, on_dataset_changed, self);
+  cleave_dataset_row_set_spec (self->dataset_row, spec);
+  g_signal_handlers_unblock_by_func (self->dataset_row, on_dataset_changed, self);
 }
 
 static void
@@ -515,11 +389,6 @@ cleave_model_page_dispose (GObject *object)
 {
   CleaveModelPage *self = CLEAVE_MODEL_PAGE (object);
 
-  if (self->chooser)
-    {
-      gtk_native_dialog_destroy (GTK_NATIVE_DIALOG (self->chooser));
-      g_clear_object (&self->chooser);
-    }
   if (self->eval_cancellable)
     g_cancellable_cancel (self->eval_cancellable);
   g_clear_object (&self->eval_cancellable);
@@ -532,25 +401,15 @@ cleave_model_page_dispose (GObject *object)
 }
 
 static void
-cleave_model_page_finalize (GObject *object)
-{
-  CleaveModelPage *self = CLEAVE_MODEL_PAGE (object);
-
-  g_free (self->dataset);
-  g_free (self->folder);
-  G_OBJECT_CLASS (cleave_model_page_parent_class)->finalize (object);
-}
-
-static void
 cleave_model_page_class_init (CleaveModelPageClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
 
   object_class->dispose = cleave_model_page_dispose;
-  object_class->finalize = cleave_model_page_finalize;
 
   g_type_ensure (CLEAVE_TYPE_CHART_VIEW);
+  g_type_ensure (CLEAVE_TYPE_DATASET_ROW);
   gtk_widget_class_set_template_from_resource (widget_class, "/org/cleave/Cleave/ui/cleave-model-page.ui");
   gtk_widget_class_bind_template_child (widget_class, CleaveModelPage, stack);
   gtk_widget_class_bind_template_child (widget_class, CleaveModelPage, title_label);
@@ -562,7 +421,7 @@ cleave_model_page_class_init (CleaveModelPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, CleaveModelPage, progress_bar);
   gtk_widget_class_bind_template_child (widget_class, CleaveModelPage, metrics_chart);
   gtk_widget_class_bind_template_child (widget_class, CleaveModelPage, confusion_chart);
-  gtk_widget_class_bind_template_callback (widget_class, on_dataset_selected);
+  gtk_widget_class_bind_template_callback (widget_class, on_dataset_changed);
 
   gtk_widget_class_install_action (widget_class, "model.evaluate", NULL, evaluate_action);
   gtk_widget_class_install_action (widget_class, "model.cancel", NULL, cancel_action);
@@ -576,7 +435,6 @@ static void
 cleave_model_page_init (CleaveModelPage *self)
 {
   gtk_widget_init_template (GTK_WIDGET (self));
-  self->dataset = g_strdup (dataset_specs[0]);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "model.evaluate", FALSE);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "model.cancel", FALSE);
 }
