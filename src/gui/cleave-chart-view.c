@@ -3,6 +3,7 @@
 #include <glib/gi18n.h>
 
 #include "cleave-chart-view.h"
+#include "cleave-gui-util.h"
 
 struct _CleaveChartView
 {
@@ -143,13 +144,7 @@ on_chooser_response (GtkNativeDialog *dialog, int response, CleaveChartView *sel
       g_autoptr(GError) error = NULL;
 
       if (path && !cleave_chart_view_save (self, path, &error))
-        {
-          GtkWidget *root = GTK_WIDGET (gtk_widget_get_root (GTK_WIDGET (self)));
-          GtkWidget *msg = adw_message_dialog_new (GTK_WINDOW (root), _("Could Not Save Chart"), error->message);
-
-          adw_message_dialog_add_response (ADW_MESSAGE_DIALOG (msg), "close", _("_Close"));
-          gtk_window_present (GTK_WINDOW (msg));
-        }
+        cleave_gui_show_error (GTK_WIDGET (self), _("Could Not Save Chart"), error->message);
     }
   g_clear_object (&self->chooser);
 }

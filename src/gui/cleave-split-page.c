@@ -535,13 +535,7 @@ split_done (GObject *source, GAsyncResult *result, gpointer user_data)
     {
       status = g_strdup_printf (_("Split failed: %s"), error->message);
       gtk_progress_bar_set_text (self->progress_bar, _("Failed"));
-      if (GTK_IS_WINDOW (root))
-        {
-          GtkWidget *msg = adw_message_dialog_new (GTK_WINDOW (root), _("Split Failed"), error->message);
-
-          adw_message_dialog_add_response (ADW_MESSAGE_DIALOG (msg), "close", _("_Close"));
-          gtk_window_present (GTK_WINDOW (msg));
-        }
+      cleave_gui_show_error (GTK_WIDGET (self), _("Split Failed"), error->message);
     }
   gtk_label_set_label (self->status_label, status);
   g_signal_emit (self, signals[SIGNAL_FINISHED], 0, set != NULL, cancelled);
