@@ -4,6 +4,13 @@
 # data, against the same architecture trained from scratch on each task
 # (`train --mix`, SCRATCH_EPOCHS epochs on at most MAX_TRAIN images).
 # PAIRS="0:0 3:7" limits the pairs (default: all 100); MIX4 is the 4-class mix.
+#
+# Resumable: each task's two accuracies are cached in $OUT/3-results/ once
+# both are known, and a task with a cached result is not recomputed (model
+# files that exist are reused too), so an interrupted run picks up where it
+# stopped. A task that fails is reported and skipped; the script goes on and
+# exits 1 at the end. Writes $OUT/3-table.md (summary) and $PAIRS_MD (every
+# pair, plus a 10×10 grid of the loss against scratch).
 . "$(dirname "$0")/common.sh"
 for ds in fashion-mnist mnist; do
   m="$OUT/strong-$ds.safetensors"; mods="$OUT/strong-$ds-modules.safetensors"
@@ -13,30 +20,84 @@ done
 F="$OUT/strong-fashion-mnist-modules.safetensors"; D="$OUT/strong-mnist-modules.safetensors"
 PAIRS=${PAIRS:-$(for a in 0 1 2 3 4 5 6 7 8 9; do for b in 0 1 2 3 4 5 6 7 8 9; do echo -n "$a:$b "; done; done)}
 SCRATCH_EPOCHS=${SCRATCH_EPOCHS:-$EPOCHS}
-# Same architecture from scratch on a mixed task: prints its test accuracy.
-scratch () {
-  local out=$1; shift
-  local mixargs=()
-  for m in "$@"; do mixargs+=(--mix "$m"); done
-  [ -f "$out" ] || run $CLI train -a "$ARCH" "${mixargs[@]}" -e "$SCRATCH_EPOCHS" --max-train "$MAX_TRAIN" --device "$DEVICE" -o "$out" >&2
-  run $CLI eval "$out" --mix "$@" --json --device "$DEVICE" | acc
-}
-pct () { awk -v x="$1" 'BEGIN{printf "%.2f%%", 100*x}'; }
-printf '| task | composed acc | scratch acc | loss vs scratch (points) |\n|---|---|---|---|\n' > "$OUT/3-table.md"
-sum=0; n=0; lsum=0
-for p in $PAIRS; do
-  a=${p%:*}; b=${p#*:}
-  run $CLI compose -o "$OUT/pair-$a-$b.safetensors" "$F:$a" "$D:$b" > /dev/null
-  acc=$(run $CLI eval "$OUT/pair-$a-$b.safetensors" --mix "fashion-mnist:$a" "mnist:$b" --json --device "$DEVICE" | acc)
-  sacc=$(scratch "$OUT/scratch-$a-$b.safetensors" "fashion-mnist:$a" "mnist:$b")
-  loss=$(awk -v s="$sacc" -v x="$acc" 'BEGIN{print 100*(s-x)}')
-  echo "| fashion $a vs digit $b | $(pct "$acc") | $(pct "$sacc") | $(awk -v l="$loss" 'BEGIN{printf "%.2f", l}') |" >> "$OUT/3-table.md"
-  sum=$(awk -v s="$sum" -v x="$acc" 'BEGIN{print s+x}'); lsum=$(awk -v s="$lsum" -v l="$loss" 'BEGIN{print s+l}'); n=$((n+1))
-done
-echo "| mean over $n pairs | $(awk -v s="$sum" -v n="$n" 'BEGIN{printf "%.2f%%", 100*s/n}') | | $(awk -v s="$lsum" -v n="$n" 'BEGIN{printf "%.2f", s/n}') |" >> "$OUT/3-table.md"
 MIX4=${MIX4:-"fashion-mnist:0,7 mnist:1,8"}
-run $CLI compose -o "$OUT/mix4.safetensors" "$F:0,7" "$D:1,8" > /dev/null
-acc=$(run $CLI eval "$OUT/mix4.safetensors" --mix $MIX4 --json --device "$DEVICE" | acc)
-sacc=$(scratch "$OUT/scratch-mix4.safetensors" $MIX4)
-echo "| 4-class mix ($MIX4) | $(pct "$acc") | $(pct "$sacc") | $(awk -v s="$sacc" -v x="$acc" 'BEGIN{printf "%.2f", 100*(s-x)}') |" >> "$OUT/3-table.md"
+PAIRS_MD=${PAIRS_MD:-$OUT/3-pairs.md}
+RES="$OUT/3-results"; mkdir -p "$RES"
+
+# One task: NAME, then the compose arguments, then the --mix specs, split by
+# "--". Caches "composed-acc scratch-acc" in $RES/NAME once both are known.
+task () {
+  local name=$1; shift
+  local comp=() mix=() mixargs=()
+  while [ "$1" != -- ]; do comp+=("$1"); shift; done; shift
+  mix=("$@")
+  for m in "${mix[@]}"; do mixargs+=(--mix "$m"); done
+  [ -s "$RES/$name" ] && return 0
+  local c="$OUT/$name.safetensors" s="$OUT/scratch-${name#pair-}.safetensors" acc sacc
+  if [ ! -f "$c" ]; then
+    run $CLI compose -o "$OUT/tmp-$name.safetensors" "${comp[@]}" > /dev/null && mv "$OUT/tmp-$name.safetensors" "$c" || return 1
+  fi
+  acc=$(run $CLI eval "$c" --mix "${mix[@]}" --json --device "$DEVICE" | acc) || return 1
+  if [ ! -f "$s" ]; then
+    # train writes its output at the end; a killed run leaves no file behind
+    run $CLI train -a "$ARCH" "${mixargs[@]}" -e "$SCRATCH_EPOCHS" --max-train "$MAX_TRAIN" --device "$DEVICE" -o "$s" >&2 || return 1
+  fi
+  sacc=$(run $CLI eval "$s" --mix "${mix[@]}" --json --device "$DEVICE" | acc) || return 1
+  [[ $acc =~ ^[0-9.]+$ && $sacc =~ ^[0-9.]+$ ]] || return 1
+  echo "$acc $sacc" > "$RES/$name.tmp" && mv "$RES/$name.tmp" "$RES/$name"
+}
+
+failed=0; t0=$(date +%s); i=0; npairs=$(echo $PAIRS | wc -w)
+for p in $PAIRS; do
+  a=${p%:*}; b=${p#*:}; i=$((i+1))
+  if task "pair-$a-$b" "$F:$a" "$D:$b" -- "fashion-mnist:$a" "mnist:$b"; then
+    echo "[exp3] $i/$npairs fashion $a vs digit $b: $(cat "$RES/pair-$a-$b") ($(( $(date +%s) - t0 )) s)" >&2
+  else
+    echo "[exp3] $i/$npairs fashion $a vs digit $b FAILED" >&2; failed=$((failed+1))
+  fi
+done
+# The 4-class mix; its compose arguments follow the --mix specs
+m4comp=(); for m in $MIX4; do
+  case ${m%%:*} in fashion-mnist) m4comp+=("$F:${m#*:}");; mnist) m4comp+=("$D:${m#*:}");; esac
+done
+task mix4 "${m4comp[@]}" -- $MIX4 || { echo "[exp3] 4-class mix FAILED" >&2; failed=$((failed+1)); }
+
+# Tables from the cache: "a b composed scratch" lines for the pairs asked for
+fnames=(T-shirt/top Trouser Pullover Dress Coat Sandal Shirt Sneaker Bag "Ankle boot")
+rows=$(for p in $PAIRS; do a=${p%:*}; b=${p#*:}
+         [ -s "$RES/pair-$a-$b" ] && echo "$a $b $(cat "$RES/pair-$a-$b")"; done || true)
+summary=$(echo "$rows" | awk 'NF==4 { l = 100*($4-$3); L[n++] = l; c += $3; s += $4; if (l < 0) w++; if (l == 0) t++ }
+  END { if (!n) { print "no pairs"; exit }
+        for (i = 0; i < n; i++) for (j = i+1; j < n; j++) if (L[j] < L[i]) { x = L[i]; L[i] = L[j]; L[j] = x }
+        med = n % 2 ? L[(n-1)/2] : (L[n/2-1] + L[n/2]) / 2; for (i = 0; i < n; i++) m += L[i]
+        printf "| %d pairs | %.2f%% | %.2f%% | mean %.2f, median %.2f, min %.2f, max %.2f | %d better, %d equal |\n",
+               n, 100*c/n, 100*s/n, m/n, med, L[0], L[n-1], w+0, t+0 }')
+if [ -s "$RES/mix4" ]; then
+  read acc sacc < "$RES/mix4"
+  mix4row=$(awk -v x="$acc" -v s="$sacc" -v m="$MIX4" 'BEGIN{printf "| 4-class mix (%s) | %.2f%% | %.2f%% | %.2f | %s |\n", m, 100*x, 100*s, 100*(s-x), (x > s ? "better" : "")}')
+else mix4row="| 4-class mix ($MIX4) | not run | | | |"; fi
+{ printf '| tasks | composed acc (mean) | scratch acc (mean) | loss vs scratch (points) | composition vs scratch |\n|---|---|---|---|---|\n'
+  echo "$summary"; echo "$mix4row"; } > "$OUT/3-table.md"
+{ echo "# Experiment 3: every clothing-vs-digit pair"
+  echo
+  echo "Generated by \`experiments/3-new-tasks.sh\` (settings: ARCH=$ARCH, scratch"
+  echo "$SCRATCH_EPOCHS epochs on at most $MAX_TRAIN images; test split). Loss vs scratch"
+  echo "= scratch accuracy − composed accuracy, in points (negative: the"
+  echo "composition is better). See docs/RESULTS.md, Experiment 3."
+  echo; cat "$OUT/3-table.md"
+  echo; echo "## Loss vs scratch (points): rows Fashion-MNIST class, columns digit"; echo
+  echo -n "| fashion \\ digit |"; for b in 0 1 2 3 4 5 6 7 8 9; do echo -n " $b |"; done; echo
+  echo -n "|---|"; for b in 0 1 2 3 4 5 6 7 8 9; do echo -n "---|"; done; echo
+  for a in 0 1 2 3 4 5 6 7 8 9; do
+    echo -n "| $a ${fnames[$a]} |"
+    for b in 0 1 2 3 4 5 6 7 8 9; do
+      l=$(echo "$rows" | awk -v a=$a -v b=$b '$1==a && $2==b { printf "%.2f", 100*($4-$3) }')
+      echo -n " ${l:-–} |"
+    done; echo
+  done
+  echo; echo "## Every pair"; echo
+  printf '| task | composed acc | scratch acc | loss vs scratch (points) |\n|---|---|---|---|\n'
+  echo "$rows" | awk 'NF==4 { printf "| fashion %d vs digit %d | %.2f%% | %.2f%% | %.2f |\n", $1, $2, 100*$3, 100*$4, 100*($4-$3) }'
+} > "$PAIRS_MD"
 cat "$OUT/3-table.md"
+[ "$failed" = 0 ] || { echo "[exp3] $failed task(s) failed; rerun to retry them" >&2; exit 1; }

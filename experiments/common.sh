@@ -11,6 +11,6 @@ DEVICE=${DEVICE:-cpu}
 # GradSplitter schedule, shortened (METHOD.md: keep its shape)
 SPLIT_OPTS=${SPLIT_OPTS:---head-epochs 1 --rounds 2 --mask-epochs 1 --head-only-epochs 1 --train-images 3000 --val-images 2000 --lr-mask 0.05 --theta-init 0.5}
 mkdir -p "$OUT"
-run () { echo "+ $*" >&2; nice "$@"; }
+run () { echo "+ $*" >&2; nice -n 15 "$@"; }
 # JSON accuracy of `eval --json`
 acc () { jq -r '.accuracy' ; }
