@@ -55,6 +55,21 @@ print_selected (const char *log_json)
                   acc >= 0 ? 100 * acc : NAN,
                   100 * json_object_get_double_member_with_default (o, "mean_krr", NAN),
                   json_object_get_string_member_with_default (o, "selection", ""));
+          if (json_object_has_member (o, "module_epochs"))
+            {
+              JsonArray *me = json_object_get_array_member (o, "module_epochs");
+              gboolean mixed = FALSE;
+              for (guint k = 0; k < json_array_get_length (me); k++)
+                mixed |= json_array_get_int_element (me, k) != json_object_get_int_member_with_default (o, "epoch", 0);
+              if (mixed)
+                {
+                  printf ("modules taken from epochs");
+                  for (guint k = 0; k < json_array_get_length (me); k++)
+                    printf (" %" G_GINT64_FORMAT, json_array_get_int_element (me, k));
+                  printf (" (per class): mean KRR %.2f%%\n",
+                          100 * json_object_get_double_member_with_default (o, "modules_mean_krr", NAN));
+                }
+            }
           return;
         }
     }
@@ -101,13 +116,14 @@ int
 cleave_cmd_split (int argc, char **argv)
 {
   g_autofree char *method = g_strdup ("grad"), *output = NULL, *device = NULL, *report = NULL, *fitness = NULL;
+  g_autofree char *mask_opt = NULL, *loss_kind = NULL;
   int seed = 0;
   double val = 0.2;
   CleaveGradSplitOptions go;
   CleaveGaSplitOptions ga;
   double alpha, lr_head, lr_mask, lr_head_joint, theta_init, max_loss;
   int val_images = -1;
-  gboolean no_test = FALSE;
+  gboolean no_test = FALSE, uniform = FALSE;
   g_autoptr(GOptionContext) ctx = g_option_context_new ("MODEL DATASET — decompose a model into per-class modules");
   g_autoptr(GError) error = NULL;
   g_autoptr(CleaveDataset) train_ds = NULL, test_ds = NULL;
@@ -159,6 +175,10 @@ cleave_cmd_split (int argc, char **argv)
       { "lr-head-joint", 0, 0, G_OPTION_ARG_DOUBLE, &lr_head_joint, "grad: Adam lr of heads in mask epochs", "LR" },
       { "theta-init", 0, 0, G_OPTION_ARG_DOUBLE, &theta_init, "grad: initial θ (the reference uses 1)", "T" },
       { "max-loss", 0, 0, G_OPTION_ARG_DOUBLE, &max_loss, "grad: selection bound on the validation accuracy loss, points (default 1)", "P" },
+      { "mask-optimizer", 0, 0, G_OPTION_ARG_STRING, &mask_opt, "grad: adam (per-entry, the reference's) or adam-row (second moment shared per module and layer)", "OPT" },
+      { "loss", 0, 0, G_OPTION_ARG_STRING, &loss_kind, "grad: scores (CE over the N sigmoid scores, the reference's) or logits (CE over the heads' pre-sigmoid outputs)", "L" },
+      { "head-passes", 0, 0, G_OPTION_ARG_INT, &go.head_passes, "grad: passes over each head-only epoch's images (the logits are computed once)", "N" },
+      { "uniform-epoch", 0, 0, G_OPTION_ARG_NONE, &uniform, "grad: take every module from the one selected epoch (default: each module from its own epoch)", NULL },
       /* ga */
       { "population", 0, 0, G_OPTION_ARG_INT, &ga.population, "ga: population per class", "N" },
       { "generations", 0, 0, G_OPTION_ARG_INT, &ga.generations, "ga: generations", "N" },
@@ -201,6 +221,25 @@ cleave_cmd_split (int argc, char **argv)
   go.alpha = (float) alpha, go.lr_head = (float) lr_head, go.lr_mask = (float) lr_mask;
   go.lr_head_joint = (float) lr_head_joint, go.theta_init = (float) theta_init, go.max_loss = max_loss;
   go.seed = ga.seed = (guint64) seed;
+  go.per_module = !uniform;
+  if (loss_kind)
+    {
+      if (g_str_equal (loss_kind, "scores") || g_str_equal (loss_kind, "logits"))
+        go.logit_loss = g_str_equal (loss_kind, "logits");
+      else
+        return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
+                                             "--loss must be scores or logits, not '%s'", loss_kind));
+    }
+  if (go.head_passes < 1)
+    return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "--head-passes must be ≥ 1"));
+  if (mask_opt)
+    {
+      if (g_str_equal (mask_opt, "adam") || g_str_equal (mask_opt, "adam-row"))
+        go.row_adam = g_str_equal (mask_opt, "adam-row");
+      else
+        return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
+                                             "--mask-optimizer must be adam or adam-row, not '%s'", mask_opt));
+    }
   if (!(ga.sensitivity_threshold >= 0) || !(ga.krr_weight >= 0) || !(ga.diff_weight >= 0))
     return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
                                          "--sensitivity-threshold, --krr-weight and --diff-weight must be ≥ 0"));

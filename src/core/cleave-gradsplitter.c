@@ -42,6 +42,10 @@ cleave_grad_split_options_init (CleaveGradSplitOptions *opt)
   opt->lr_head_joint = 0.0005f;
   opt->theta_init = 0.2f;
   opt->max_loss = 1.0;
+  opt->per_module = TRUE;
+  opt->row_adam = FALSE;
+  opt->logit_loss = FALSE;
+  opt->head_passes = 1;
   opt->seed = 0;
 }
 
@@ -64,6 +68,8 @@ struct _CleaveGradSearch {
   CleaveGradPhase phase;
   int t;
   float lr_mask, lr_head;
+  gboolean row_adam;           /* θ's second moment shared per (module, layer) row */
+  gboolean logit_loss;         /* CE over the heads' pre-sigmoid outputs (head_pass) */
   /* scratch */
   float *xrep, *logits, *dlogits_host, *dm;
   gsize xrep_cap, logits_cap;
@@ -332,6 +338,50 @@ adam_update (float *p, const float *g, float *m, float *v, gsize n, float lr, in
     }
 }
 
+/* Adam with the second moment averaged over each row (one module's kernels
+ * of one layer or tie group): the step of a kernel is then proportional to
+ * its own (smoothed) gradient relative to its row's, so within a layer the
+ * kernels whose gradient says "drop" most strongly cross θ = 0 first. With
+ * per-entry Adam every kernel with a consistently positive gradient moves
+ * by about one learning rate per step whatever its size, so they all cross
+ * together, θ0/lr steps in (METHOD.md's arithmetic). */
+static void
+row_adam_update (CleaveGradSearch *s, int t)
+{
+  const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+  double bc1 = 1.0 - pow (b1, t), bc2 = 1.0 - pow (b2, t);
+  float step = (float) (s->lr_mask / bc1), sbc2 = (float) sqrt (bc2);
+
+  for (int i = 0; i < s->n_sites; i++)
+    {
+      if (s->tie[i] != i)
+        continue;
+      for (int g = 0; g < s->n; g++)
+        {
+          gsize o = s->theta_off[i] + (gsize) g * s->chan[i];
+          float *p = s->theta + o, *m = s->theta_m + o, *v = s->theta_v + o;
+          const float *gr = s->theta_grad + o;
+          double vs = 0;
+          float den;
+          for (int k = 0; k < s->chan[i]; k++)
+            {
+              m[k] = b1 * m[k] + (1 - b1) * gr[k];
+              v[k] = b2 * v[k] + (1 - b2) * gr[k] * gr[k];
+              vs += v[k];
+            }
+          den = sqrtf ((float) (vs / s->chan[i])) / sbc2 + eps;
+          for (int k = 0; k < s->chan[i]; k++)
+            p[k] -= step * m[k] / den;
+        }
+    }
+}
+
+void
+cleave_grad_search_set_row_adam (CleaveGradSearch *s, gboolean on)
+{
+  s->row_adam = on;
+}
+
 static gboolean
 replicated_forward (CleaveGradSearch *s, const float *x, int b, GError **error)
 {
@@ -358,7 +408,8 @@ replicated_forward (CleaveGradSearch *s, const float *x, int b, GError **error)
          cleave_net_download_output (s->net, s->logits, error);
 }
 
-/* Module g's head on one logit row; keeps the intermediates for backward. */
+/* Module g's head on one logit row, before the sigmoid; keeps the
+ * intermediates for backward. */
 static float
 head_forward (const CleaveGradSearch *s, int g, const float *logit, float *hin, float *z1, float *a1)
 {
@@ -377,7 +428,7 @@ head_forward (const CleaveGradSearch *s, int g, const float *logit, float *hin, 
       a1[i] = acc > 0 ? acc : 0;
       z2 += w2[i] * a1[i];
     }
-  return 1.0f / (1.0f + expf (-z2));
+  return z2;
 }
 
 gboolean
@@ -391,35 +442,41 @@ cleave_grad_search_scores (CleaveGradSearch *s, const float *x, int b, float *ou
     return FALSE;
   for (int g = 0; g < n; g++)
     for (int i = 0; i < b; i++)
-      out[(gsize) i * n + g] = head_forward (s, g, s->logits + ((gsize) g * b + i) * n, hin, z1, a1);
+      out[(gsize) i * n + g] = 1.0f / (1.0f + expf (-head_forward (s, g, s->logits + ((gsize) g * b + i) * n, hin, z1, a1)));
   return TRUE;
 }
 
-gboolean
-cleave_grad_search_step (CleaveGradSearch *s, const float *x, const float *labels, int b, float alpha,
-                         double *loss, int *correct, GError **error)
+/* Heads forward and backward on the logits in s->logits (row g·b + i: module
+ * g, image i), accumulating head gradients from zero; with @dl, also
+ * d loss / d logits into s->dlogits_host. The loss is the softmax
+ * cross-entropy over the N module scores (the reference's), or with
+ * @logit_loss over the heads' pre-sigmoid outputs: the composition predicts
+ * argmax σ(z) = argmax z, so that loss is the likelihood of the composed
+ * prediction itself, while the reference's, over scores confined to (0, 1),
+ * keeps pulling on images that are already right. */
+static void
+head_pass (CleaveGradSearch *s, const float *labels, int b, gboolean logit_loss, gboolean dl, double *ce_out,
+           int *hits_out)
 {
   int n = s->n, hits = 0;
-  gboolean joint = s->phase == CLEAVE_GRAD_PHASE_JOINT;
   g_autofree float *hin = g_new (float, (gsize) n * b * n);
   g_autofree float *z1 = g_new (float, (gsize) n * b * H), *a1 = g_new (float, (gsize) n * b * H);
   g_autofree float *score = g_new (float, (gsize) b * n), *dscore = g_new (float, (gsize) b * n);
+  g_autofree float *zs = g_new (float, (gsize) b * n);
   double ce = 0;
-  /* The α term is of the masks this forward used, before the update. */
-  double mean_m = (double) cleave_grad_search_kept (s) / ((double) n * s->total_kernels);
 
-  if (!replicated_forward (s, x, b, error))
-    return FALSE;
   /* Scores S[i, g] and d CE / d S (CE averaged over the batch). */
   for (int g = 0; g < n; g++)
     for (int i = 0; i < b; i++)
       {
         gsize r = (gsize) g * b + i;
-        score[(gsize) i * n + g] = head_forward (s, g, s->logits + r * n, hin + r * n, z1 + r * H, a1 + r * H);
+        float z = head_forward (s, g, s->logits + r * n, hin + r * n, z1 + r * H, a1 + r * H);
+        zs[(gsize) i * n + g] = z;
+        score[(gsize) i * n + g] = 1.0f / (1.0f + expf (-z));
       }
   for (int i = 0; i < b; i++)
     {
-      const float *sc = score + (gsize) i * n;
+      const float *sc = (logit_loss ? zs : score) + (gsize) i * n;
       int y = (int) labels[i], best = 0;
       double mx = sc[0], sum = 0;
       for (int g = 1; g < n; g++)
@@ -436,7 +493,6 @@ cleave_grad_search_step (CleaveGradSearch *s, const float *x, const float *label
       hits += best == y;
     }
 
-  /* Heads backward, and d loss / d logits for the network. */
   memset (s->head_grad, 0, s->n_head * sizeof (float));
   for (int g = 0; g < n; g++)
     {
@@ -446,10 +502,9 @@ cleave_grad_search_step (CleaveGradSearch *s, const float *x, const float *label
         {
           gsize r = (gsize) g * b + i;
           float sg = score[(gsize) i * n + g];
-          float dz2 = dscore[(gsize) i * n + g] * sg * (1 - sg);
+          float dz2 = logit_loss ? dscore[(gsize) i * n + g] : dscore[(gsize) i * n + g] * sg * (1 - sg);
           float dz1[H];
           const float *lg = s->logits + r * n;
-          float *dl = s->dlogits_host + r * n;
           s->gb2[g] += dz2;
           for (int k = 0; k < H; k++)
             {
@@ -459,16 +514,66 @@ cleave_grad_search_step (CleaveGradSearch *s, const float *x, const float *label
               for (int j = 0; j < n; j++)
                 gw1[k * n + j] += dz1[k] * hin[r * n + j];
             }
-          for (int j = 0; j < n; j++)
+          if (dl)
             {
-              float acc = 0;
-              if (lg[j] > 0)
-                for (int k = 0; k < H; k++)
-                  acc += w1[k * n + j] * dz1[k];
-              dl[j] = acc;
+              float *d = s->dlogits_host + r * n;
+              for (int j = 0; j < n; j++)
+                {
+                  float acc = 0;
+                  if (lg[j] > 0)
+                    for (int k = 0; k < H; k++)
+                      acc += w1[k * n + j] * dz1[k];
+                  d[j] = acc;
+                }
             }
         }
     }
+  *ce_out = ce;
+  *hits_out = hits;
+}
+
+/* One head-only step on logits computed earlier (rows g·b + i), for the
+ * extra passes of a head-only epoch: the network is frozen and its masks
+ * fixed while only heads train, so the logits of an image do not change
+ * and need not be recomputed. */
+static void
+head_step_cached (CleaveGradSearch *s, const float *cache, const int *idx, const float *labels, int b,
+                  double *loss, int *correct)
+{
+  int n = s->n;
+  gsize need = (gsize) n * b * n;
+  double ce;
+
+  if (need > s->logits_cap)
+    {
+      g_free (s->logits);
+      g_free (s->dlogits_host);
+      s->logits = g_new (float, need);
+      s->dlogits_host = g_new (float, need);
+      s->logits_cap = need;
+    }
+  for (int i = 0; i < b; i++)
+    for (int g = 0; g < n; g++)
+      memcpy (s->logits + ((gsize) g * b + i) * n, cache + ((gsize) idx[i] * n + g) * n, n * sizeof (float));
+  head_pass (s, labels, b, s->logit_loss, FALSE, &ce, correct);
+  s->t++;
+  adam_update (s->head, s->head_grad, s->head_m, s->head_v, s->n_head, s->lr_head, s->t);
+  *loss = ce / b;
+}
+
+gboolean
+cleave_grad_search_step (CleaveGradSearch *s, const float *x, const float *labels, int b, float alpha,
+                         double *loss, int *correct, GError **error)
+{
+  int n = s->n, hits = 0;
+  gboolean joint = s->phase == CLEAVE_GRAD_PHASE_JOINT;
+  double ce = 0;
+  /* The α term is of the masks this forward used, before the update. */
+  double mean_m = (double) cleave_grad_search_kept (s) / ((double) n * s->total_kernels);
+
+  if (!replicated_forward (s, x, b, error))
+    return FALSE;
+  head_pass (s, labels, b, s->logit_loss, joint, &ce, &hits);
 
   s->t++;
   if (joint)
@@ -506,7 +611,10 @@ cleave_grad_search_step (CleaveGradSearch *s, const float *x, const float *label
           for (gsize k = 0; k < (gsize) n * s->chan[i]; k++)
             tg[k] = CLAMP (tg[k] + dalpha * s->tie_count[i], -1.0f, 1.0f);
         }
-      adam_update (s->theta, s->theta_grad, s->theta_m, s->theta_v, s->n_theta, s->lr_mask, s->t);
+      if (s->row_adam)
+        row_adam_update (s, s->t);
+      else
+        adam_update (s->theta, s->theta_grad, s->theta_m, s->theta_v, s->n_theta, s->lr_mask, s->t);
       if (!cleave_grad_search_sync_masks (s, error))
         return FALSE;
       if (loss)
@@ -647,14 +755,17 @@ options_to_json (const CleaveGradSplitOptions *o)
   return g_strdup_printf ("{\"head_epochs\": %d, \"rounds\": %d, \"mask_epochs\": %d, \"head_only_epochs\": %d, "
                           "\"batch\": %d, \"train_images\": %d, \"val_images\": %d, \"alpha\": %g, \"lr_head\": %g, "
                           "\"lr_mask\": %g, \"lr_head_joint\": %g, \"theta_init\": %g, \"max_loss\": %g, "
+                          "\"per_module\": %s, \"mask_optimizer\": \"%s\", \"loss\": \"%s\", \"head_passes\": %d, "
                           "\"seed\": %" G_GUINT64_FORMAT "}",
                           o->head_epochs, o->rounds, o->mask_epochs, o->head_only_epochs, o->batch, o->train_images,
                           o->val_images, o->alpha, o->lr_head, o->lr_mask, o->lr_head_joint, o->theta_init,
-                          o->max_loss, o->seed);
+                          o->max_loss, o->per_module ? "true" : "false", o->row_adam ? "adam-row" : "adam", o->logit_loss ? "logits" : "scores",
+                          o->head_passes, o->seed);
 }
 
 static char *
-log_to_json (GPtrArray *log, int selected, const char *note, int n)
+log_to_json (GPtrArray *log, int selected, const char *note, int n, const int *pick, int total_kernels,
+             double mix_accuracy)
 {
   g_autoptr(JsonBuilder) b = json_builder_new ();
   g_autoptr(JsonGenerator) gen = json_generator_new ();
@@ -697,6 +808,24 @@ log_to_json (GPtrArray *log, int selected, const char *note, int n)
           json_builder_set_member_name (b, "selection");
           json_builder_add_string_value (b, note);
         }
+      if ((int) i == selected && pick)
+        {
+          /* The modules actually kept: each from its own epoch (select_per_module). */
+          gint64 kept = 0;
+          json_builder_set_member_name (b, "module_epochs");
+          json_builder_begin_array (b);
+          for (int g = 0; g < n; g++)
+            {
+              EpochState *pe = log->pdata[pick[g]];
+              json_builder_add_int_value (b, pe->epoch);
+              kept += (gint64) llround (pe->module_krr[g] * total_kernels);
+            }
+          json_builder_end_array (b);
+          json_builder_set_member_name (b, "modules_mean_krr");
+          json_builder_add_double_value (b, (double) kept / ((double) n * total_kernels));
+          json_builder_set_member_name (b, "modules_val_accuracy");
+          json_builder_add_double_value (b, isfinite (mix_accuracy) ? mix_accuracy : -1);
+        }
       json_builder_end_object (b);
     }
   json_builder_end_array (b);
@@ -735,6 +864,81 @@ select_epoch (GPtrArray *log, double source_acc, double max_loss, const char **n
   *note = best >= 0 ? "no epoch within the accuracy bound: the most accurate one"
                     : "cancelled before the first validation: the last state";
   return best >= 0 ? best : (int) log->len - 1;
+}
+
+/* Composed accuracy of the modules taken from the epochs in @pick. */
+static int
+mix_hits (GPtrArray *log, const int *pick, const CleaveDataset *ds, const int *val, int nv, int n)
+{
+  int hits = 0;
+
+  for (int i = 0; i < nv; i++)
+    {
+      int best = 0;
+      float bs = -INFINITY;
+      for (int g = 0; g < n; g++)
+        {
+          float sc = ((EpochState *) log->pdata[pick[g]])->val_scores[(gsize) i * n + g];
+          if (sc > bs)
+            bs = sc, best = g;
+        }
+      hits += best == ds->labels[val[i]];
+    }
+  return hits;
+}
+
+/* Modules differ in how far they can be cut: one class's module may keep
+ * accuracy at the last epoch while another's was only right early on. Each
+ * module may therefore come from its own epoch. Starting from @start (the
+ * best uniform choice, within the bound), greedily move one module at a time
+ * to a sparser epoch, taking the move that saves the most kernels per
+ * validation image lost, while the composition stays within the bound. The
+ * scores of every epoch are kept, so a candidate costs one argmax pass, no
+ * forward. Writes the chosen epoch per module to @pick; returns the hits. */
+static int
+select_per_module (GPtrArray *log, int start, double source_acc, double max_loss, const CleaveDataset *ds,
+                   const int *val, int nv, int n, int total_kernels, int *pick)
+{
+  int floor_hits = (int) ceil ((source_acc - max_loss / 100.0) * nv - 1e-9);
+  int hits;
+
+  for (int g = 0; g < n; g++)
+    pick[g] = start;
+  hits = mix_hits (log, pick, ds, val, nv, n);
+  if (hits < floor_hits)
+    return hits;
+  for (;;)
+    {
+      int bg = -1, be = -1, bh = 0;
+      double bscore = 0;
+      for (int g = 0; g < n; g++)
+        {
+          int keep = pick[g];
+          double cur = ((EpochState *) log->pdata[keep])->module_krr[g] * total_kernels;
+          for (guint e = 0; e < log->len; e++)
+            {
+              EpochState *st = log->pdata[e];
+              double saved = cur - st->module_krr[g] * total_kernels;
+              int h;
+              double score;
+              if (st->val_scores == NULL || saved < 0.5)
+                continue;
+              pick[g] = (int) e;
+              h = mix_hits (log, pick, ds, val, nv, n);
+              pick[g] = keep;
+              if (h < floor_hits)
+                continue;
+              score = saved / (1.0 + MAX (0, hits - h));
+              if (score > bscore)
+                bscore = score, bg = g, be = (int) e, bh = h;
+            }
+        }
+      if (bg < 0)
+        break;
+      pick[bg] = be;
+      hits = bh;
+    }
+  return hits;
 }
 
 /* Module metrics from the chosen epoch's validation scores (threshold 0.5). */
@@ -778,7 +982,7 @@ fill_module_metrics (CleaveModuleSet *set, const float *scores, const CleaveData
 }
 
 static CleaveModuleSet *
-build_module_set (CleaveGradSearch *s, CleaveModel *model, const EpochState *e, GError **error)
+build_module_set (CleaveGradSearch *s, CleaveModel *model, EpochState *const *per, GError **error)
 {
   g_autoptr(CleaveModuleSet) set = cleave_module_set_new (model, "grad");
   int n = s->n;
@@ -788,16 +992,17 @@ build_module_set (CleaveGradSearch *s, CleaveModel *model, const EpochState *e, 
   gboolean ok = TRUE;
 
   for (int i = 0; i < s->n_sites; i++)
-    if (s->tie[i] == i)
-      masks_from_theta (e->theta + s->theta_off[i], mask + s->theta_off[i], n, s->chan[i]);
-  for (int i = 0; i < s->n_sites; i++)
     keep[i] = g_new (guint8, s->chan[i]);
   for (int g = 0; g < n && ok; g++)
     {
+      const EpochState *e = per[g];
       const char *name = g < model->n_classes && model->class_names ? model->class_names[g] : NULL;
       g_autofree char *fallback = g_strdup_printf ("class %d", g);
       CleaveModule *m;
       const float *w1 = e->head + 0, *b1 = w1 + (gsize) n * H * n, *w2 = b1 + n * H, *b2 = w2 + n * H;
+      for (int i = 0; i < s->n_sites; i++)
+        if (s->tie[i] == i)
+          masks_from_theta (e->theta + s->theta_off[i], mask + s->theta_off[i], n, s->chan[i]);
       for (int i = 0; i < s->n_sites; i++)
         {
           gsize row = s->theta_off[i] + (gsize) g * s->chan[i];
@@ -844,7 +1049,8 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
   CleaveModuleSet *set = NULL;
   GPtrArray *log = g_ptr_array_new_with_free_func (epoch_state_free);
   g_autofree int *order = NULL, *val = NULL;
-  g_autofree float *x = NULL, *y = NULL, *vscores = NULL;
+  g_autofree float *x = NULL, *y = NULL, *vscores = NULL, *cache = NULL, *cache_y = NULL;
+  int cached = 0;
   GRand *rng = NULL;
   int c, h, w, n, B = opt->batch, nv, per_epoch, total_epochs;
   double source_acc = NAN;
@@ -888,6 +1094,8 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
   s = cleave_grad_search_new (model->graph, backend, opt->theta_init, opt->seed, error);
   if (s == NULL)
     goto out;
+  cleave_grad_search_set_row_adam (s, opt->row_adam);
+  s->logit_loss = opt->logit_loss;
   rng = g_rand_new_with_seed ((guint32) (opt->seed * 7919 + 3));
   nv = opt->val_images > 0 ? MIN (opt->val_images, n_val) : n_val;
   val = g_memdup2 (val_idx, sizeof (int) * n_val);
@@ -968,6 +1176,12 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
       g_rand_set_seed (rng, (guint32) (opt->seed * 1000003u + e));
       cleave_shuffle_indices (order, n_train, rng);
       steps = per_epoch >= B ? per_epoch / B : 1;
+      cached = 0;
+      if (phase == CLEAVE_GRAD_PHASE_HEADS && opt->head_passes > 1 && cache == NULL)
+        {
+          cache = g_new (float, (gsize) steps * MIN (B, per_epoch) * n * n);
+          cache_y = g_new (float, (gsize) steps * MIN (B, per_epoch));
+        }
       for (int st_i = 0; st_i < steps; st_i++)
         {
           int b = MIN (B, per_epoch);
@@ -987,6 +1201,17 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
                            "the search diverged at epoch %d (loss %g): lower the learning rates", e + 1, lv);
               goto out;
             }
+          if (cache)
+            {
+              for (int i = 0; i < b; i++)
+                {
+                  for (int g = 0; g < n; g++)
+                    memcpy (cache + ((gsize) (st_i * B + i) * n + g) * n, s->logits + ((gsize) g * b + i) * n,
+                            n * sizeof (float));
+                  cache_y[st_i * B + i] = y[i];
+                }
+              cached += b;
+            }
           loss_sum += lv * b;
           hits += hv;
           seen += b;
@@ -1004,6 +1229,36 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
               p.krr = (double) cleave_grad_search_kept (s) / ((double) n * s->total_kernels);
               p.images_per_s = secs > 0 ? seen / secs : 0;
               progress (&p, user_data);
+            }
+        }
+      if (phase == CLEAVE_GRAD_PHASE_HEADS && cache && !was_cancelled)
+        {
+          /* Passes 2… of the head-only epoch, over the logits of pass 1. */
+          g_autofree int *idx = g_new (int, cached);
+          g_autofree float *yb = g_new (float, B);
+          for (int i = 0; i < cached; i++)
+            idx[i] = i;
+          for (int pass = 1; pass < opt->head_passes && !was_cancelled; pass++)
+            {
+              cleave_shuffle_indices (idx, cached, rng);
+              loss_sum = 0, hits = 0, seen = 0;
+              for (int i0 = 0; i0 + 1 <= cached; i0 += B)
+                {
+                  int b = MIN (B, cached - i0);
+                  double lv;
+                  int hv;
+                  if (g_cancellable_is_cancelled (cancellable))
+                    {
+                      was_cancelled = TRUE;
+                      break;
+                    }
+                  for (int i = 0; i < b; i++)
+                    yb[i] = cache_y[idx[i0 + i]];
+                  head_step_cached (s, cache, idx + i0, yb, b, &lv, &hv);
+                  loss_sum += lv * b;
+                  hits += hv;
+                  seen += b;
+                }
             }
         }
       if (was_cancelled)
@@ -1058,14 +1313,37 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
   selected = select_epoch (log, source_acc, opt->max_loss, &note);
   {
     EpochState *chosen = log->pdata[selected];
-    set = build_module_set (s, model, chosen, error);
+    g_autofree int *pick = g_new (int, n);
+    g_autofree EpochState **per = g_new (EpochState *, n);
+    g_autofree float *mixed = NULL;
+
+    double mix_acc = NAN;
+
+    if (chosen->val_scores && opt->per_module && isfinite (source_acc))
+      mix_acc = (double) select_per_module (log, selected, source_acc, opt->max_loss, ds, val, nv, n,
+                                            s->total_kernels, pick) / nv;
+    else
+      {
+        for (int g = 0; g < n; g++)
+          pick[g] = selected;
+        mix_acc = chosen->val_accuracy;
+      }
+    for (int g = 0; g < n; g++)
+      per[g] = log->pdata[pick[g]];
+    set = build_module_set (s, model, per, error);
     if (set == NULL)
       goto out;
     set->source_accuracy = source_acc;
-    set->log_json = log_to_json (log, selected, note, n);
+    set->log_json = log_to_json (log, selected, note, n, pick, s->total_kernels, mix_acc);
     set->options_json = options_to_json (opt);
     if (chosen->val_scores)
-      fill_module_metrics (set, chosen->val_scores, ds, val, nv, n);
+      {
+        mixed = g_new (float, (gsize) nv * n);
+        for (int i = 0; i < nv; i++)
+          for (int g = 0; g < n; g++)
+            mixed[(gsize) i * n + g] = per[g]->val_scores[(gsize) i * n + g];
+        fill_module_metrics (set, mixed, ds, val, nv, n);
+      }
     else
       set->composed_accuracy = NAN;
     if (!was_cancelled)

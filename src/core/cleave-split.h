@@ -23,6 +23,10 @@ typedef struct {
   float lr_head_joint;    /* Adam lr for heads during mask phases */
   float theta_init;       /* initial θ (1.0 in the reference) */
   double max_loss;        /* accuracy loss bound for selection, in points (1.0) */
+  gboolean row_adam;      /* θ optimiser: Adam with a per-(module, layer) second moment (FALSE: per-entry, the reference) */
+  gboolean logit_loss;    /* CE over the heads' pre-sigmoid outputs instead of the scores (FALSE: the reference) */
+  int head_passes;        /* passes over each head-only epoch's images (pass 1 computes the logits, the rest reuse them) */
+  gboolean per_module;    /* after the uniform choice, let each module come from its own epoch (TRUE) */
   guint64 seed;
 } CleaveGradSplitOptions;
 
