@@ -121,7 +121,7 @@ cleave_cmd_split (int argc, char **argv)
   double val = 0.2;
   CleaveGradSplitOptions go;
   CleaveGaSplitOptions ga;
-  double alpha, lr_head, lr_mask, lr_head_joint, theta_init, max_loss;
+  double alpha_growth, alpha, lr_head, lr_mask, lr_head_joint, theta_init, max_loss;
   int val_images = -1;
   gboolean no_test = FALSE, uniform = FALSE;
   g_autoptr(GOptionContext) ctx = g_option_context_new ("MODEL DATASET — decompose a model into per-class modules");
@@ -150,6 +150,7 @@ cleave_cmd_split (int argc, char **argv)
 #endif
   cleave_grad_split_options_init (&go);
   cleave_ga_split_options_init (&ga);
+  alpha_growth = go.alpha_growth;
   alpha = go.alpha, lr_head = go.lr_head, lr_mask = go.lr_mask, lr_head_joint = go.lr_head_joint;
   theta_init = go.theta_init, max_loss = go.max_loss;
   {
@@ -170,6 +171,7 @@ cleave_cmd_split (int argc, char **argv)
       { "batch", 'b', 0, G_OPTION_ARG_INT, &go.batch, "grad: batch size (each image runs once per module)", "N" },
       { "train-images", 0, 0, G_OPTION_ARG_INT, &go.train_images, "grad: training images drawn per epoch (0 = all)", "N" },
       { "alpha", 0, 0, G_OPTION_ARG_DOUBLE, &alpha, "grad: weight of mean(mask) in the loss during mask epochs", "A" },
+      { "alpha-growth", 0, 0, G_OPTION_ARG_DOUBLE, &alpha_growth, "grad: factor applied to α at each round (1 = constant)", "G" },
       { "lr-head", 0, 0, G_OPTION_ARG_DOUBLE, &lr_head, "grad: Adam lr of head-only epochs", "LR" },
       { "lr-mask", 0, 0, G_OPTION_ARG_DOUBLE, &lr_mask, "grad: Adam lr of θ", "LR" },
       { "lr-head-joint", 0, 0, G_OPTION_ARG_DOUBLE, &lr_head_joint, "grad: Adam lr of heads in mask epochs", "LR" },
@@ -218,6 +220,9 @@ cleave_cmd_split (int argc, char **argv)
         return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
                                              "--fitness must be reference or krr, not '%s'", fitness));
     }
+  go.alpha_growth = (float) alpha_growth;
+  if (!(alpha_growth > 0))
+    return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "--alpha-growth must be > 0"));
   go.alpha = (float) alpha, go.lr_head = (float) lr_head, go.lr_mask = (float) lr_mask;
   go.lr_head_joint = (float) lr_head_joint, go.theta_init = (float) theta_init, go.max_loss = max_loss;
   go.seed = ga.seed = (guint64) seed;

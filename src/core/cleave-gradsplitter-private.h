@@ -37,8 +37,10 @@ void   cleave_grad_search_heads      (CleaveGradSearch *s, float **w1, float **b
 void   cleave_grad_search_head_grads (CleaveGradSearch *s, float **w1, float **b1, float **w2, float **b2);
 gboolean cleave_grad_search_sync_masks (CleaveGradSearch *s, GError **error);
 
+/* Options of the search (CleaveGradSplitOptions.row_adam, .logit_loss). */
+void     cleave_grad_search_set_row_adam   (CleaveGradSearch *s, gboolean on);
+void     cleave_grad_search_set_logit_loss (CleaveGradSearch *s, gboolean on);
 /* Starts a phase with a fresh Adam (moments and step count reset). */
-void     cleave_grad_search_set_row_adam (CleaveGradSearch *s, gboolean on);
 gboolean cleave_grad_search_begin_phase (CleaveGradSearch *s, CleaveGradPhase phase, float lr_mask, float lr_head,
                                          GError **error);
 /* One optimisation step on a batch of @b images (normalised NCHW, labels as

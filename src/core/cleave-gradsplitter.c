@@ -45,6 +45,7 @@ cleave_grad_split_options_init (CleaveGradSplitOptions *opt)
   opt->per_module = TRUE;
   opt->row_adam = FALSE;
   opt->logit_loss = FALSE;
+  opt->alpha_growth = 1.0f;
   opt->head_passes = 1;
   opt->seed = 0;
 }
@@ -380,6 +381,12 @@ void
 cleave_grad_search_set_row_adam (CleaveGradSearch *s, gboolean on)
 {
   s->row_adam = on;
+}
+
+void
+cleave_grad_search_set_logit_loss (CleaveGradSearch *s, gboolean on)
+{
+  s->logit_loss = on;
 }
 
 static gboolean
@@ -756,11 +763,11 @@ options_to_json (const CleaveGradSplitOptions *o)
                           "\"batch\": %d, \"train_images\": %d, \"val_images\": %d, \"alpha\": %g, \"lr_head\": %g, "
                           "\"lr_mask\": %g, \"lr_head_joint\": %g, \"theta_init\": %g, \"max_loss\": %g, "
                           "\"per_module\": %s, \"mask_optimizer\": \"%s\", \"loss\": \"%s\", \"head_passes\": %d, "
-                          "\"seed\": %" G_GUINT64_FORMAT "}",
+                          "\"alpha_growth\": %g, \"seed\": %" G_GUINT64_FORMAT "}",
                           o->head_epochs, o->rounds, o->mask_epochs, o->head_only_epochs, o->batch, o->train_images,
                           o->val_images, o->alpha, o->lr_head, o->lr_mask, o->lr_head_joint, o->theta_init,
                           o->max_loss, o->per_module ? "true" : "false", o->row_adam ? "adam-row" : "adam", o->logit_loss ? "logits" : "scores",
-                          o->head_passes, o->seed);
+                          o->head_passes, o->alpha_growth, o->seed);
 }
 
 static char *
@@ -1038,6 +1045,17 @@ build_module_set (CleaveGradSearch *s, CleaveModel *model, EpochState *const *pe
   return ok ? g_steal_pointer (&set) : NULL;
 }
 
+/* Round of epoch @e (0-based; warm-up epochs count as round 0). */
+static int
+in_round_index (int e, const CleaveGradSplitOptions *o)
+{
+  int per = o->mask_epochs + o->head_only_epochs;
+
+  if (e < o->head_epochs || per <= 0)
+    return 0;
+  return (e - o->head_epochs) / per;
+}
+
 CleaveModuleSet *
 cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
                    const int *train_idx, int n_train, const int *val_idx, int n_val,
@@ -1095,7 +1113,7 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
   if (s == NULL)
     goto out;
   cleave_grad_search_set_row_adam (s, opt->row_adam);
-  s->logit_loss = opt->logit_loss;
+  cleave_grad_search_set_logit_loss (s, opt->logit_loss);
   rng = g_rand_new_with_seed ((guint32) (opt->seed * 7919 + 3));
   nv = opt->val_images > 0 ? MIN (opt->val_images, n_val) : n_val;
   val = g_memdup2 (val_idx, sizeof (int) * n_val);
@@ -1154,6 +1172,11 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
       int hits = 0, seen = 0, steps;
       gint64 t0 = g_get_monotonic_time ();
       float lr_mask = opt->lr_mask, lr_head = opt->lr_head;
+      /* α grows by alpha_growth per round: the KRR where the CE gradients
+       * balance α's falls round by round, so the log holds a sweep of
+       * sparsities to choose from (per module, select_per_module). */
+      float alpha = opt->alpha * powf (opt->alpha_growth > 0 ? opt->alpha_growth : 1.0f,
+                                       in_round_index (e, opt));
       EpochState *st;
       GError *local = NULL;
 
@@ -1193,7 +1216,7 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
               break;
             }
           cleave_dataset_fill_batch (ds, order + (gsize) st_i * B, b, model->mean, model->std, NULL, NULL, x, y);
-          if (!cleave_grad_search_step (s, x, y, b, phase == CLEAVE_GRAD_PHASE_JOINT ? opt->alpha : 0, &lv, &hv, error))
+          if (!cleave_grad_search_step (s, x, y, b, phase == CLEAVE_GRAD_PHASE_JOINT ? alpha : 0, &lv, &hv, error))
             goto out;
           if (!isfinite (lv))
             {

@@ -18,6 +18,7 @@ typedef struct {
   int train_images;       /* training images drawn per epoch (0 = all) */
   int val_images;         /* validation images used for selection (0 = all) */
   float alpha;            /* KRR weight while masks train (0.1) */
+  float alpha_growth;     /* α is multiplied by this at each round (1: constant, the reference) */
   float lr_head;          /* Adam lr for head-only phases */
   float lr_mask;          /* Adam lr for θ */
   float lr_head_joint;    /* Adam lr for heads during mask phases */
