@@ -8,13 +8,21 @@ src/core/cleave-gradsplitter.c: frozen network (BN on running statistics, no
 dropout), all N modules at once (the batch replicated N times, group g masked
 with module g's mask after each conv's ReLU, residual-tied sites sharing one
 θ), hard masks with a straight-through gradient clipped to [-1, 1], a
-ReLU → Linear(N,10) → ReLU → Linear(10,1) → sigmoid head per module, CE over
-the N scores + α·mean(mask), Adam restarted at each phase, the schedule
-[head epochs] + rounds × ([mask epochs] + [head-only epochs]), validation of
-the composition after every epoch. Prints images/s through the search
-(training images / wall time of the search, validation included).
-The training/validation split is a seeded stratified 80/20 split like
-Cleave's, not bit-identical to it (irrelevant for speed).
+ReLU → Linear(N,10) → ReLU → Linear(10,1) → sigmoid head per module (hidden
+unit 0 starting as the identity on logit g, calibrated to the logits' scale
+like calibrate_heads), CE over the N scores (--loss scores) or over the heads'
+pre-sigmoid outputs (--loss logits) + α·G^round·mean(mask), Adam (or row-wise
+Adam on θ, --mask-optimizer adam-row) restarted at each phase, the schedule
+[head epochs] + rounds × ([mask epochs] + [head-only epochs]), head-only
+epochs with --head-passes N (pass 1 computes and keeps the masked logits,
+passes 2…N train the heads on them, reshuffled), validation of the
+composition after every epoch. Prints images/s through the search counted as
+cleave-cli split counts them: each epoch's training images once (the cached
+passes of a head-only epoch add none), over the wall time of the search
+(head calibration, source accuracy and validation included).
+The training/validation split is a seeded stratified split like Cleave's,
+not bit-identical to it, and the seeds draw different streams (irrelevant
+for speed; accuracies differ by noise).
 """
 import argparse
 import gzip
@@ -209,14 +217,46 @@ def hard_mask(theta):
     return m
 
 
-def head_scores(logits, heads, n, b):
+def head_z(logits, heads, n, b):
+    """Pre-sigmoid head outputs [B, N]; logits rows are group-major (g·b + i)."""
     w1, b1, w2, b2 = heads
-    h = F.relu(logits.view(n, b, n))
+    h = F.relu(logits.reshape(n, b, n))
     a1 = F.relu(torch.einsum("gbj,gij->gbi", h, w1) + b1[:, None, :])
-    return torch.sigmoid(torch.einsum("gbi,gi->gb", a1, w2) + b2[:, None]).t()   # [B, N]
+    return (torch.einsum("gbi,gi->gb", a1, w2) + b2[:, None]).t()
+
+
+def head_scores(logits, heads, n, b):
+    return torch.sigmoid(head_z(logits, heads, n, b))
+
+
+class RowAdam:
+    """Adam on θ with the second moment averaged over each row (one module's
+    kernels of one site or tie group), as row_adam_update in Cleave."""
+
+    def __init__(self, params, lr):
+        self.params, self.lr, self.t = params, lr, 0
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self):
+        self.t += 1
+        bc1, bc2 = 1 - 0.9 ** self.t, 1 - 0.999 ** self.t
+        for p, m, v in zip(self.params, self.m, self.v):
+            g = p.grad if p.grad is not None else torch.zeros_like(p)
+            m.mul_(0.9).add_(g, alpha=0.1)
+            v.mul_(0.999).addcmul_(g, g, value=0.001)
+            den = v.mean(1, keepdim=True).sqrt() / bc2 ** 0.5 + 1e-8
+            p.sub_(self.lr / bc1 * m / den)
 
 
 def main():
+    # Defaults: those of cleave_grad_split_options_init and cleave-cli split;
+    # bench-split.sh passes every search option explicitly to both sides anyway.
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model")
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
@@ -224,17 +264,28 @@ def main():
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--mask-epochs", type=int, default=2)
     ap.add_argument("--head-only-epochs", type=int, default=1)
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batch", "-b", type=int, default=64)
     ap.add_argument("--train-images", type=int, default=1536)
     ap.add_argument("--val-images", type=int, default=1000)
-    ap.add_argument("--alpha", type=float, default=0.3)
-    ap.add_argument("--lr-head", type=float, default=0.01)
-    ap.add_argument("--lr-mask", type=float, default=0.03)
-    ap.add_argument("--lr-head-joint", type=float, default=0.003)
+    ap.add_argument("--val", type=float, default=0.2, help="validation fraction of the training split")
+    ap.add_argument("--alpha", type=float, default=0.1)
+    ap.add_argument("--alpha-growth", type=float, default=1.0)
+    ap.add_argument("--lr-head", type=float, default=0.001)
+    ap.add_argument("--lr-mask", type=float, default=0.01)
+    ap.add_argument("--lr-head-joint", type=float, default=0.0005)
     ap.add_argument("--theta-init", type=float, default=0.2)
+    ap.add_argument("--loss", choices=("scores", "logits"), default="scores")
+    ap.add_argument("--head-passes", type=int, default=1)
+    ap.add_argument("--mask-optimizer", choices=("adam", "adam-row"), default="adam")
+    # Accepted so that one option list serves both sides; they only steer
+    # Cleave's choice among the logged epochs after the search.
+    ap.add_argument("--max-loss", type=float, default=1.0, help="ignored (selection only)")
+    ap.add_argument("--uniform-epoch", action="store_true", help="ignored (selection only)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     a = ap.parse_args()
+    if a.head_passes < 1 or not a.alpha_growth > 0 or a.batch < 1:
+        ap.error("--head-passes must be ≥ 1, --alpha-growth > 0, --batch ≥ 1")
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
 
@@ -244,11 +295,12 @@ def main():
     mean = torch.tensor(norm["mean"]).view(1, -1, 1, 1)
     std = torch.tensor(norm["std"]).view(1, -1, 1, 1)
     images, labels = load_fashion(a.data)
-    train_idx, val_idx = split(labels, 0.2, a.seed)
+    train_idx, val_idx = split(labels, a.val, a.seed)
     rng = np.random.RandomState(a.seed + 1)
     val = rng.permutation(val_idx)[:a.val_images] if a.val_images else val_idx
     n = graph.nodes[-1]["out_features"]
     B = a.batch
+    logit_loss = a.loss == "logits"
 
     def batch(idx):
         x = torch.from_numpy(images[idx].astype(np.float32) / 255.0)
@@ -256,24 +308,41 @@ def main():
 
     leaders = [s for s in range(len(graph.sites)) if graph.tie[s] == s]
     theta = {s: torch.full((n, graph.sites[s][2]), a.theta_init, requires_grad=True) for s in leaders}
-    count = {s: sum(1 for t in graph.tie if t == s) for s in leaders}
-    heads = [((torch.rand(n, HID, n) * 2 - 1) / n ** 0.5).requires_grad_(),
-             ((torch.rand(n, HID) * 2 - 1) / n ** 0.5).requires_grad_(),
-             ((torch.rand(n, HID) * 2 - 1) / HID ** 0.5).requires_grad_(),
-             ((torch.rand(n) * 2 - 1) / HID ** 0.5).requires_grad_()]
+
+    # Heads as cleave_grad_search_new builds them: nn.Linear's uniform init,
+    # then hidden unit 0 of head g = relu(logit g), the rest damped.
+    w1 = (torch.rand(n, HID, n) * 2 - 1) / n ** 0.5
+    b1 = (torch.rand(n, HID) * 2 - 1) / n ** 0.5
+    w2 = (torch.rand(n, HID) * 2 - 1) / HID ** 0.5 * 0.1
+    b2 = torch.full((n,), -1.0)
+    w1[:, 0, :] = torch.eye(n)
+    b1[:, 0] = 0.0
+    w2[:, 0] = 1.0
+    heads = [w1.requires_grad_(), b1.requires_grad_(), w2.requires_grad_(), b2.requires_grad_()]
 
     def masks_now(grad):
         m = {s: hard_mask(theta[s]) if grad else hard_mask(theta[s].detach()) for s in leaders}
         return [m[graph.tie[s]] for s in range(len(graph.sites))], m
 
-    def scores(x, grad_masks):
+    def masked_logits(x, grad_masks):
         ms, per = masks_now(grad_masks)
-        b = x.shape[0]
-        logits = graph.forward(x.repeat(n, 1, 1, 1), ms, n)
-        return head_scores(logits, heads, n, b), per
+        return graph.forward(x.repeat(n, 1, 1, 1), ms, n), per
+
+    def ce(z, y):
+        return F.cross_entropy(z if logit_loss else torch.sigmoid(z), y)
 
     t0 = time.time()
     with torch.no_grad():
+        # calibrate_heads: one scale c for all heads so that a typical
+        # winning logit sits at sigmoid(+2) and a zero logit at sigmoid(-2).
+        pick = np.random.RandomState(a.seed * 31 + 17).permutation(train_idx)[:min(max(B, 64), len(train_idx))]
+        x, _ = batch(pick)
+        lg, _ = masked_logits(x, False)
+        top = lg[:len(pick)].clamp(min=0).max(1).values.sum()
+        if float(top) > 0:
+            w2[:, 1:] = 0.0
+            w2[:, 0] = 4.0 * len(pick) / float(top)
+            b2[:] = -2.0
         hits = 0
         for i in range(0, len(val), 128):
             x, y = batch(val[i:i + 128])
@@ -281,52 +350,89 @@ def main():
     source_acc = hits / len(val)
     print("source validation accuracy %.2f%% (%d images)" % (100 * source_acc, len(val)), flush=True)
 
-    plan = [("heads", a.lr_head)] * a.head_epochs
-    for _ in range(a.rounds):
-        plan += [("masks", a.lr_mask)] * a.mask_epochs + [("heads", a.lr_head)] * a.head_only_epochs
+    per_round = a.mask_epochs + a.head_only_epochs
+    total_epochs = a.head_epochs + a.rounds * per_round
     per_epoch = min(a.train_images, len(train_idx)) if a.train_images else len(train_idx)
     order = np.array(train_idx)
     images_done = 0
-    prev = None
-    for e, (phase, _) in enumerate(plan):
-        if phase != prev:
-            opt_m = torch.optim.Adam(list(theta.values()), lr=a.lr_mask)
+    for e in range(total_epochs):
+        # Cleave's schedule: phase, Adam restarts and the round of α.
+        r = e - a.head_epochs
+        if r < 0:
+            phase, start, rnd = "heads", e == 0, 0
+        else:
+            k = r % per_round
+            phase = "masks" if k < a.mask_epochs else "heads"
+            start, rnd = k == 0 or k == a.mask_epochs or e == 0, r // per_round
+        alpha = a.alpha * a.alpha_growth ** rnd
+        if start:
+            opt_m = (RowAdam if a.mask_optimizer == "adam-row" else torch.optim.Adam)(list(theta.values()), lr=a.lr_mask)
             opt_h = torch.optim.Adam(heads, lr=a.lr_head_joint if phase == "masks" else a.lr_head)
-            prev = phase
-        np.random.RandomState(a.seed * 1000003 + e).shuffle(order)
+        erng = np.random.RandomState(a.seed * 1000003 + e)
+        erng.shuffle(order)
         steps = per_epoch // B if per_epoch >= B else 1
+        bsz = min(B, per_epoch)
+        caching = phase == "heads" and a.head_passes > 1
+        if caching:
+            cache = torch.empty(n, steps * bsz, n)
+            cache_y = torch.empty(steps * bsz, dtype=torch.int64)
         te = time.time()
-        loss_sum = 0.0
+        loss_sum, seen, right = 0.0, 0, 0
         for k in range(steps):
-            x, y = batch(order[k * B:k * B + min(B, per_epoch)])
+            x, y = batch(order[k * B:k * B + bsz])
+            b = x.shape[0]
             opt_h.zero_grad()
             opt_m.zero_grad()
             if phase == "masks":
-                s, per = scores(x, True)
+                lg, per = masked_logits(x, True)
                 mean_m = torch.cat([per[graph.tie[i]].flatten() for i in range(len(graph.sites))]).mean()
-                loss = F.cross_entropy(s, y) + a.alpha * mean_m
+                z = head_z(lg, heads, n, b)
+                loss = ce(z, y) + alpha * mean_m
                 loss.backward()
                 opt_m.step()
             else:
                 with torch.no_grad():
-                    ms, _ = masks_now(False)
-                    logits = graph.forward(x.repeat(n, 1, 1, 1), ms, n)
-                loss = F.cross_entropy(head_scores(logits, heads, n, x.shape[0]), y)
+                    lg, _ = masked_logits(x, False)
+                if caching:
+                    cache[:, k * bsz:k * bsz + b] = lg.view(n, b, n)
+                    cache_y[k * bsz:k * bsz + b] = y
+                z = head_z(lg, heads, n, b)
+                loss = ce(z, y)
                 loss.backward()
             opt_h.step()
-            loss_sum += float(loss)
-            images_done += x.shape[0]
+            loss_sum += float(loss) * b
+            seen += b
+            right += int((z.detach().argmax(1) == y).sum())
+        images_done += seen
+        if caching:
+            # Passes 2… over the logits of pass 1, heads only (head_step_cached);
+            # like Cleave, they add no images to the count.
+            cached = steps * bsz
+            for _ in range(1, a.head_passes):
+                perm = torch.from_numpy(erng.permutation(cached))
+                loss_sum, seen, right = 0.0, 0, 0
+                for i0 in range(0, cached, B):
+                    idx = perm[i0:i0 + B]
+                    b = len(idx)
+                    opt_h.zero_grad()
+                    z = head_z(cache[:, idx], heads, n, b)
+                    loss = ce(z, cache_y[idx])
+                    loss.backward()
+                    opt_h.step()
+                    loss_sum += float(loss) * b
+                    seen += b
+                    right += int((z.detach().argmax(1) == cache_y[idx]).sum())
         with torch.no_grad():
             hits = 0
             for i in range(0, len(val), 32):
                 x, y = batch(val[i:i + 32])
-                s, _ = scores(x, False)
-                hits += int((s.argmax(1) == y).sum())
+                lg, _ = masked_logits(x, False)
+                hits += int((head_z(lg, heads, n, x.shape[0]).argmax(1) == y).sum())
             _, per = masks_now(False)
             kept = sum(float(per[graph.tie[i]].sum()) for i in range(len(graph.sites)))
-        print("epoch %d %s: loss %.4f val %.2f%% KRR %.2f%% (%.1f s)" %
-              (e + 1, phase, loss_sum / steps, 100 * hits / len(val), 100 * kept / (n * graph.total_kernels),
-               time.time() - te), flush=True)
+        print("epoch %d %s: loss %.4f acc %.2f%% val %.2f%% KRR %.2f%% (%.1f s)" %
+              (e + 1, phase, loss_sum / max(seen, 1), 100 * right / max(seen, 1), 100 * hits / len(val),
+               100 * kept / (n * graph.total_kernels), time.time() - te), flush=True)
     wall = time.time() - t0
     print("pytorch: %d training images through the search in %.1f s: %.1f images/s" %
           (images_done, wall, images_done / wall), flush=True)

@@ -5,6 +5,14 @@
 #
 #   bench/bench-split.sh MODEL [DATASET_DIR] [search options, e.g. --rounds 1 --train-images 512]
 #
+# Both sides get one explicit option list: the defaults below, then yours
+# (the last occurrence of an option wins on both sides), so neither side's
+# built-in defaults matter. Images/s is counted as cleave-cli split counts
+# it: each epoch's training images once (the cached --head-passes add
+# none), over the wall time of the whole search. Cleave's wall time also
+# covers its epoch selection, module extraction and the modules' own
+# validation pass, which the PyTorch side does not do.
+#
 # Environment: CLEAVE_CLI (default build/src/cli/cleave-cli), PYTHON (default
 # /usr/bin/python3, needs torch), THREADS (default 2).
 set -eu
@@ -22,6 +30,11 @@ export OMP_NUM_THREADS=$threads OMP_WAIT_POLICY=PASSIVE
 export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=268435456:glibc.malloc.trim_threshold=536870912
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+
+set -- --seed 0 --val 0.2 --val-images 2000 --train-images 1536 --batch 64 \
+  --head-epochs 1 --rounds 9 --mask-epochs 2 --head-only-epochs 1 --head-passes 10 \
+  --alpha 0.1 --alpha-growth 1.5 --lr-mask 0.01 --lr-head 0.002 --lr-head-joint 0.0005 \
+  --theta-init 0.2 --loss logits --mask-optimizer adam "$@"
 
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $threads threads each"
 echo "== options: $*"
