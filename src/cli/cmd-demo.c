@@ -140,10 +140,7 @@ cleave_cmd_demo (int argc, char **argv)
   }
   {
     g_autoptr(GPtrArray) a = g_ptr_array_new ();
-    /* A 3-point bound: with 1 point (split's default) the short default
-     * schedule keeps every kernel of this narrow model (docs/RESULTS.md). */
-    const char *base[] = { "split", "--method", "grad", demo, dataset, "-o", modules, "--report", report,
-                           "--max-loss", "3" };
+    const char *base[] = { "split", "--method", "grad", demo, dataset, "-o", modules, "--report", report };
     for (gsize i = 0; i < G_N_ELEMENTS (base); i++)
       g_ptr_array_add (a, (char *) base[i]);
     if (train_images > 0)

@@ -171,15 +171,15 @@ cleave_cmd_split (int argc, char **argv)
       { "batch", 'b', 0, G_OPTION_ARG_INT, &go.batch, "grad: batch size (each image runs once per module)", "N" },
       { "train-images", 0, 0, G_OPTION_ARG_INT, &go.train_images, "grad: training images drawn per epoch (0 = all)", "N" },
       { "alpha", 0, 0, G_OPTION_ARG_DOUBLE, &alpha, "grad: weight of mean(mask) in the loss during mask epochs", "A" },
-      { "alpha-growth", 0, 0, G_OPTION_ARG_DOUBLE, &alpha_growth, "grad: factor applied to α at each round (1 = constant)", "G" },
+      { "alpha-growth", 0, 0, G_OPTION_ARG_DOUBLE, &alpha_growth, "grad: factor applied to α at each round (default 1.5; 1 = constant, the reference)", "G" },
       { "lr-head", 0, 0, G_OPTION_ARG_DOUBLE, &lr_head, "grad: Adam lr of head-only epochs", "LR" },
       { "lr-mask", 0, 0, G_OPTION_ARG_DOUBLE, &lr_mask, "grad: Adam lr of θ", "LR" },
       { "lr-head-joint", 0, 0, G_OPTION_ARG_DOUBLE, &lr_head_joint, "grad: Adam lr of heads in mask epochs", "LR" },
       { "theta-init", 0, 0, G_OPTION_ARG_DOUBLE, &theta_init, "grad: initial θ (the reference uses 1)", "T" },
       { "max-loss", 0, 0, G_OPTION_ARG_DOUBLE, &max_loss, "grad: selection bound on the validation accuracy loss, points (default 1)", "P" },
       { "mask-optimizer", 0, 0, G_OPTION_ARG_STRING, &mask_opt, "grad: adam (per-entry, the reference's) or adam-row (second moment shared per module and layer)", "OPT" },
-      { "loss", 0, 0, G_OPTION_ARG_STRING, &loss_kind, "grad: scores (CE over the N sigmoid scores, the reference's) or logits (CE over the heads' pre-sigmoid outputs)", "L" },
-      { "head-passes", 0, 0, G_OPTION_ARG_INT, &go.head_passes, "grad: passes over each head-only epoch's images (the logits are computed once)", "N" },
+      { "loss", 0, 0, G_OPTION_ARG_STRING, &loss_kind, "grad: logits (default: CE over the heads' pre-sigmoid outputs) or scores (CE over the N sigmoid scores, the reference's)", "L" },
+      { "head-passes", 0, 0, G_OPTION_ARG_INT, &go.head_passes, "grad: passes over each head-only epoch's images, the logits computed once (default 10; the reference: 1)", "N" },
       { "uniform-epoch", 0, 0, G_OPTION_ARG_NONE, &uniform, "grad: take every module from the one selected epoch (default: each module from its own epoch)", NULL },
       /* ga */
       { "population", 0, 0, G_OPTION_ARG_INT, &ga.population, "ga: population per class", "N" },
@@ -276,10 +276,12 @@ cleave_cmd_split (int argc, char **argv)
     {
       int epochs = go.head_epochs + go.rounds * (go.mask_epochs + go.head_only_epochs);
       fprintf (stderr, "GradSplitter on %s: %d epochs (%d head, %d × [%d mask, %d head]), %d training images "
-                       "per epoch of %d, %d validation images, batch %d, α %g, lr θ %g, θ0 %g\n",
+                       "per epoch of %d, %d validation images, batch %d, α %g (×%g per round), lr θ %g, θ0 %g, "
+                       "loss over %s, %d head passes\n",
                argv[1], epochs, go.head_epochs, go.rounds, go.mask_epochs, go.head_only_epochs,
                go.train_images ? MIN (go.train_images, n_train) : n_train, n_train,
-               go.val_images ? MIN (go.val_images, n_val) : n_val, go.batch, go.alpha, go.lr_mask, go.theta_init);
+               go.val_images ? MIN (go.val_images, n_val) : n_val, go.batch, go.alpha, go.alpha_growth, go.lr_mask,
+               go.theta_init, go.logit_loss ? "logits" : "scores", go.head_passes);
       set = cleave_grad_split (model, backend, train_ds, train_idx, n_train, val_idx, n_val, &go,
                                cleave_cli_progress_cb, bar, cancel, &cancelled, &error);
     }

@@ -20,33 +20,40 @@ cleave_grad_split_options_init (CleaveGradSplitOptions *opt)
 {
   memset (opt, 0, sizeof *opt);
   opt->head_epochs = 1;
-  opt->rounds = 4;
+  opt->rounds = 9;
   opt->mask_epochs = 2;
   opt->head_only_epochs = 1;
   opt->batch = 64;
   opt->train_images = 1536;
-  opt->val_images = 1000;
-  /* Tuned on the demo model (SimCNN w=1/8, Fashion-MNIST, 500 validation
-   * images; table in docs/RESULTS.md). With the calibrated identity heads
-   * (calibrate_heads) the start is the model's accuracy; what then loses it:
-   *  - lr_head 0.01 / lr_head_joint 0.003 re-rank the modules' scores:
-   *    one head-only epoch took validation 91.0% → 81.2% (0.001: 90.0%).
-   *  - α 0.3 with lr_mask 0.03 drops ~40% of the kernels within the first
-   *    ~7 mask steps (all whose CE gradient is below α's, at once), and the
-   *    composition never recovers (≈80% at KRR 49%). α 0.1 (the reference's
-   *    value) with lr_mask 0.01 prunes less at a time: 87–89% at KRR 73–75%.
-   * Neither reaches the issue's target (KRR ≤ 25% within 1 point). */
+  opt->val_images = 3000;
+  /* Tuned on the demo model (SimCNN w=1/8, Fashion-MNIST; the runs are in
+   * docs/RESULTS.md). With the calibrated identity heads (calibrate_heads)
+   * the search starts at the model's accuracy; what then decides the result:
+   *  - α 0.1 with θ lr 0.01 and θ0 0.2 prunes a few points of KRR per mask
+   *    epoch; α growing ×1.5 per round keeps it pruning (73% → 44% over 9
+   *    rounds) instead of settling near 75%, so the log holds a sweep of
+   *    sparsities for the per-module selection.
+   *  - The heads must keep up with the masks: 10 passes per head-only epoch
+   *    over cached logits at lr 0.002 (cheap: no forward) held validation at
+   *    ~89% down to KRR 64% where 1 pass at 0.001 had fallen to 83–88%.
+   *  - CE over the heads' pre-sigmoid outputs (logit_loss): with the
+   *    reference's CE over the scores, 10 head passes at lr 0.002 re-ranked
+   *    the modules (90% → 84.6% after the warm-up) and the search was
+   *    noisier at every KRR.
+   *  - 3000 validation images: with 2000 the per-module selection lost 1.0
+   *    point on validation but 1.4 on the test split (overfitting the choice).
+   * Still short of the issue's target (KRR ≤ 25% within 1 point). */
   opt->alpha = 0.1f;
-  opt->lr_head = 0.001f;
+  opt->alpha_growth = 1.5f;
+  opt->lr_head = 0.002f;
   opt->lr_mask = 0.01f;
   opt->lr_head_joint = 0.0005f;
   opt->theta_init = 0.2f;
+  opt->logit_loss = TRUE;
+  opt->head_passes = 10;
   opt->max_loss = 1.0;
   opt->per_module = TRUE;
   opt->row_adam = FALSE;
-  opt->logit_loss = FALSE;
-  opt->alpha_growth = 1.0f;
-  opt->head_passes = 1;
   opt->seed = 0;
 }
 
