@@ -112,6 +112,19 @@ print_table (const CleaveModuleSet *set, const double *val_f1, double source_tes
   printf ("\n");
 }
 
+/* A two-way option: *second = whether @value is @b; anything else is an error. */
+static gboolean
+pick_one_of (const char *option, const char *value, const char *a, const char *b, gboolean *second, GError **error)
+{
+  if (!g_str_equal (value, a) && !g_str_equal (value, b))
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "%s must be %s or %s, not '%s'", option, a, b, value);
+      return FALSE;
+    }
+  *second = g_str_equal (value, b);
+  return TRUE;
+}
+
 int
 cleave_cmd_split (int argc, char **argv)
 {
@@ -227,24 +240,12 @@ cleave_cmd_split (int argc, char **argv)
   go.lr_head_joint = (float) lr_head_joint, go.theta_init = (float) theta_init, go.max_loss = max_loss;
   go.seed = ga.seed = (guint64) seed;
   go.per_module = !uniform;
-  if (loss_kind)
-    {
-      if (g_str_equal (loss_kind, "scores") || g_str_equal (loss_kind, "logits"))
-        go.logit_loss = g_str_equal (loss_kind, "logits");
-      else
-        return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
-                                             "--loss must be scores or logits, not '%s'", loss_kind));
-    }
+  if (loss_kind && !pick_one_of ("--loss", loss_kind, "scores", "logits", &go.logit_loss, &error))
+    return cleave_cli_fail (g_steal_pointer (&error));
   if (go.head_passes < 1)
     return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "--head-passes must be ≥ 1"));
-  if (mask_opt)
-    {
-      if (g_str_equal (mask_opt, "adam") || g_str_equal (mask_opt, "adam-row"))
-        go.row_adam = g_str_equal (mask_opt, "adam-row");
-      else
-        return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
-                                             "--mask-optimizer must be adam or adam-row, not '%s'", mask_opt));
-    }
+  if (mask_opt && !pick_one_of ("--mask-optimizer", mask_opt, "adam", "adam-row", &go.row_adam, &error))
+    return cleave_cli_fail (g_steal_pointer (&error));
   if (!(ga.sensitivity_threshold >= 0) || !(ga.krr_weight >= 0) || !(ga.diff_weight >= 0))
     return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
                                          "--sensitivity-threshold, --krr-weight and --diff-weight must be ≥ 0"));

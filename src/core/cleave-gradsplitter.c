@@ -396,6 +396,19 @@ cleave_grad_search_set_logit_loss (CleaveGradSearch *s, gboolean on)
   s->logit_loss = on;
 }
 
+/* Room for @need logits (and their gradients) in the scratch buffers. */
+static void
+ensure_logits (CleaveGradSearch *s, gsize need)
+{
+  if (need <= s->logits_cap)
+    return;
+  g_free (s->logits);
+  g_free (s->dlogits_host);
+  s->logits = g_new (float, need);
+  s->dlogits_host = g_new (float, need);
+  s->logits_cap = need;
+}
+
 static gboolean
 replicated_forward (CleaveGradSearch *s, const float *x, int b, GError **error)
 {
@@ -410,14 +423,7 @@ replicated_forward (CleaveGradSearch *s, const float *x, int b, GError **error)
   for (int g = 0; g < s->n; g++)
     memcpy (s->xrep + g * one, x, one * sizeof (float));
   need = (gsize) s->n * b * s->n;
-  if (need > s->logits_cap)
-    {
-      g_free (s->logits);
-      g_free (s->dlogits_host);
-      s->logits = g_new (float, need);
-      s->dlogits_host = g_new (float, need);
-      s->logits_cap = need;
-    }
+  ensure_logits (s, need);
   return cleave_net_forward (s->net, s->xrep, s->n * b, FALSE, error) &&
          cleave_net_download_output (s->net, s->logits, error);
 }
@@ -558,14 +564,7 @@ head_step_cached (CleaveGradSearch *s, const float *cache, const int *idx, const
   gsize need = (gsize) n * b * n;
   double ce;
 
-  if (need > s->logits_cap)
-    {
-      g_free (s->logits);
-      g_free (s->dlogits_host);
-      s->logits = g_new (float, need);
-      s->dlogits_host = g_new (float, need);
-      s->logits_cap = need;
-    }
+  ensure_logits (s, need);
   for (int i = 0; i < b; i++)
     for (int g = 0; g < n; g++)
       memcpy (s->logits + ((gsize) g * b + i) * n, cache + ((gsize) idx[i] * n + g) * n, n * sizeof (float));
