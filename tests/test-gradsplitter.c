@@ -322,6 +322,38 @@ fixture_setup (void)
                                NULL, NULL, NULL, &res, &error));
   g_assert_no_error (error);
   g_assert_cmpfloat (res.best_val_accuracy, >, 0.9);
+  /* The step schedule: ×0.1 after 30% and 60% of the epochs (1 and 3 of 6). */
+  {
+    const double want[6] = { 0.05, 0.005, 0.005, 0.0005, 0.0005, 0.0005 };
+    g_assert_cmpuint (res.history->len, ==, 6);
+    for (int e = 0; e < 6; e++)
+      g_assert_cmpfloat (fabs (g_array_index (res.history, CleaveEpochRecord, e).lr - want[e]), <, 1e-7);
+  }
+  cleave_train_result_clear (&res);
+}
+
+/* Short runs still start at the base rate: 3 epochs go 0.01, 0.001, 0.0001
+ * (the milestones at 30% and 60% used to round to epochs 0 and 1, so no
+ * epoch trained at the base rate). */
+static void
+test_short_schedule (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CleaveModel) m = cleave_model_new (cleave_graph_copy (fx.model->graph), 3,
+                                               (const char *const *) fx.ds->class_names);
+  CleaveTrainOptions topt;
+  CleaveTrainResult res = { 0 };
+  const double want[3] = { 0.01, 0.001, 0.0001 };
+
+  cleave_model_set_norm_from_dataset (m, fx.ds, fx.train, fx.n_train);
+  cleave_train_options_init (&topt);
+  topt.epochs = 3;
+  topt.use_augment = FALSE;
+  g_assert_true (cleave_train (m, backend, fx.ds, fx.train, 128, fx.val, 32, &topt, NULL, NULL, NULL, &res, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (res.history->len, ==, 3);
+  for (int e = 0; e < 3; e++)
+    g_assert_cmpfloat (fabs (g_array_index (res.history, CleaveEpochRecord, e).lr - want[e]), <, 1e-9);
   cleave_train_result_clear (&res);
 }
 
@@ -586,6 +618,7 @@ main (int argc, char **argv)
   fixture_setup ();
   g_test_add_func ("/gradsplitter/step-matches-pytorch", test_step_matches_pytorch);
   g_test_add_func ("/gradsplitter/logit-loss-gradient", test_logit_loss_gradient);
+  g_test_add_func ("/gradsplitter/train-short-schedule", test_short_schedule);
   g_test_add_func ("/gradsplitter/end-to-end", test_end_to_end);
   g_test_add_func ("/gradsplitter/end-to-end-options", test_end_to_end_options);
   g_test_add_func ("/gradsplitter/cancel", test_cancel);

@@ -121,8 +121,11 @@ cleave_train (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *d
       aug = &aug_local;
     }
   img = (gsize) c * h * w;
-  milestones[0] = (int) (opt->epochs * 0.3);
-  milestones[1] = (int) (opt->epochs * 0.6);
+  /* At 30% and 60% of the epochs, but never before the first epoch is done
+   * nor both at once: with (int) (E · 0.3) alone, runs of 1–3 epochs never
+   * trained at the base rate (E = 3 gave 0.001, 0.0001, 0.0001). */
+  milestones[0] = MAX (1, (int) (opt->epochs * 0.3));
+  milestones[1] = MAX (milestones[0] + 1, (int) (opt->epochs * 0.6));
 
   cleave_graph_set_trainable (g, TRUE);
   net = cleave_net_new (g, backend, error);

@@ -110,7 +110,8 @@ def channel_norm(x):
 def step_lr(base, epoch, epochs, gamma=0.1):
     """cleave_step_lr with milestones at 30% and 60% of the epochs."""
     lr = base
-    for m in (int(epochs * 0.3), int(epochs * 0.6)):
+    m1 = max(1, int(epochs * 0.3))
+    for m in (m1, max(m1 + 1, int(epochs * 0.6))):
         if epoch >= m:
             lr *= gamma
     return lr
