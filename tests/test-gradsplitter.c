@@ -476,6 +476,32 @@ test_end_to_end (void)
       }
     g_assert_cmpint (kept, ==, sel_kept);
   }
+  /* The held-out check (on by default): the extracted mix is within the
+   * bound on the odd validation positions alone, the half the greedy walk
+   * did not choose on, against the source on the same images. */
+  {
+    int nh = fx.n_val / 2;
+    g_autofree int *odd = g_new (int, nh);
+    CleaveNet *plain;
+    CleaveMetrics *m;
+    double src;
+
+    g_assert_true (o.holdout);
+    g_assert_nonnull (strstr (set->options_json, "\"holdout\": true"));
+    g_assert_true (json_object_has_member (json_array_get_object_element (log, selected), "holdout_moves_undone"));
+    for (int i = 0; i < nh; i++)
+      odd[i] = fx.val[2 * i + 1];
+    plain = cleave_net_new (fx.model->graph, backend, &error);
+    g_assert_no_error (error);
+    m = cleave_evaluate (fx.model, plain, fx.ds, odd, nh, 64, NULL, NULL, NULL, NULL, &error);
+    g_assert_no_error (error);
+    src = m->accuracy;
+    cleave_metrics_free (m);
+    cleave_net_free (plain);
+    g_assert_true (cleave_module_set_evaluate (set, backend, fx.ds, odd, nh, NULL, NULL, &error));
+    g_assert_no_error (error);
+    g_assert_cmpfloat (100 * (src - set->composed_accuracy), <=, o.max_loss + 1e-9);
+  }
 }
 
 /* The options beyond the reference together: logit loss, cached head

@@ -136,7 +136,7 @@ cleave_cmd_split (int argc, char **argv)
   CleaveGaSplitOptions ga;
   double alpha_growth, alpha, lr_head, lr_mask, lr_head_joint, theta_init, max_loss;
   int val_images = -1;
-  gboolean no_test = FALSE, uniform = FALSE;
+  gboolean no_test = FALSE, uniform = FALSE, no_holdout = FALSE;
   g_autoptr(GOptionContext) ctx = g_option_context_new ("MODEL DATASET — decompose a model into per-class modules");
   g_autoptr(GError) error = NULL;
   g_autoptr(CleaveDataset) train_ds = NULL, test_ds = NULL;
@@ -194,6 +194,7 @@ cleave_cmd_split (int argc, char **argv)
       { "loss", 0, 0, G_OPTION_ARG_STRING, &loss_kind, "grad: logits (default: CE over the heads' pre-sigmoid outputs) or scores (CE over the N sigmoid scores, the reference's)", "L" },
       { "head-passes", 0, 0, G_OPTION_ARG_INT, &go.head_passes, "grad: passes over each head-only epoch's images, the logits computed once (default 10; the reference: 1)", "N" },
       { "uniform-epoch", 0, 0, G_OPTION_ARG_NONE, &uniform, "grad: take every module from the one selected epoch (default: each module from its own epoch)", NULL },
+      { "no-holdout", 0, 0, G_OPTION_ARG_NONE, &no_holdout, "grad: choose the per-module epochs on all validation images (default: on half of them, checked on the other half)", NULL },
       /* ga */
       { "population", 0, 0, G_OPTION_ARG_INT, &ga.population, "ga: population per class", "N" },
       { "generations", 0, 0, G_OPTION_ARG_INT, &ga.generations, "ga: generations", "N" },
@@ -240,6 +241,7 @@ cleave_cmd_split (int argc, char **argv)
   go.lr_head_joint = (float) lr_head_joint, go.theta_init = (float) theta_init, go.max_loss = max_loss;
   go.seed = ga.seed = (guint64) seed;
   go.per_module = !uniform;
+  go.holdout = !no_holdout;
   if (loss_kind && !pick_one_of ("--loss", loss_kind, "scores", "logits", &go.logit_loss, &error))
     return cleave_cli_fail (g_steal_pointer (&error));
   if (go.head_passes < 1)

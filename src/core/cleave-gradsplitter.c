@@ -53,6 +53,7 @@ cleave_grad_split_options_init (CleaveGradSplitOptions *opt)
   opt->head_passes = 10;
   opt->max_loss = 1.0;
   opt->per_module = TRUE;
+  opt->holdout = TRUE;
   opt->row_adam = FALSE;
   opt->seed = 0;
 }
@@ -768,17 +769,17 @@ options_to_json (const CleaveGradSplitOptions *o)
   return g_strdup_printf ("{\"head_epochs\": %d, \"rounds\": %d, \"mask_epochs\": %d, \"head_only_epochs\": %d, "
                           "\"batch\": %d, \"train_images\": %d, \"val_images\": %d, \"alpha\": %g, \"lr_head\": %g, "
                           "\"lr_mask\": %g, \"lr_head_joint\": %g, \"theta_init\": %g, \"max_loss\": %g, "
-                          "\"per_module\": %s, \"mask_optimizer\": \"%s\", \"loss\": \"%s\", \"head_passes\": %d, "
+                          "\"per_module\": %s, \"holdout\": %s, \"mask_optimizer\": \"%s\", \"loss\": \"%s\", \"head_passes\": %d, "
                           "\"alpha_growth\": %g, \"seed\": %" G_GUINT64_FORMAT "}",
                           o->head_epochs, o->rounds, o->mask_epochs, o->head_only_epochs, o->batch, o->train_images,
                           o->val_images, o->alpha, o->lr_head, o->lr_mask, o->lr_head_joint, o->theta_init,
-                          o->max_loss, o->per_module ? "true" : "false", o->row_adam ? "adam-row" : "adam", o->logit_loss ? "logits" : "scores",
+                          o->max_loss, o->per_module ? "true" : "false", o->holdout ? "true" : "false", o->row_adam ? "adam-row" : "adam", o->logit_loss ? "logits" : "scores",
                           o->head_passes, o->alpha_growth, o->seed);
 }
 
 static char *
 log_to_json (GPtrArray *log, int selected, const char *note, int n, const int *pick, int total_kernels,
-             double mix_accuracy)
+             double mix_accuracy, int holdout_undone)
 {
   g_autoptr(JsonBuilder) b = json_builder_new ();
   g_autoptr(JsonGenerator) gen = json_generator_new ();
@@ -838,6 +839,8 @@ log_to_json (GPtrArray *log, int selected, const char *note, int n, const int *p
           json_builder_add_double_value (b, (double) kept / ((double) n * total_kernels));
           json_builder_set_member_name (b, "modules_val_accuracy");
           json_builder_add_double_value (b, isfinite (mix_accuracy) ? mix_accuracy : -1);
+          json_builder_set_member_name (b, "holdout_moves_undone");
+          json_builder_add_int_value (b, holdout_undone);
         }
       json_builder_end_object (b);
     }
@@ -879,13 +882,14 @@ select_epoch (GPtrArray *log, double source_acc, double max_loss, const char **n
   return best >= 0 ? best : (int) log->len - 1;
 }
 
-/* Composed accuracy of the modules taken from the epochs in @pick. */
+/* Composed hits of the modules taken from the epochs in @pick, over the
+ * validation positions @from, @from + @step, … */
 static int
-mix_hits (GPtrArray *log, const int *pick, const CleaveDataset *ds, const int *val, int nv, int n)
+mix_hits (GPtrArray *log, const int *pick, const CleaveDataset *ds, const int *val, int nv, int n, int from, int step)
 {
   int hits = 0;
 
-  for (int i = 0; i < nv; i++)
+  for (int i = from; i < nv; i += step)
     {
       int best = 0;
       float bs = -INFINITY;
@@ -900,6 +904,21 @@ mix_hits (GPtrArray *log, const int *pick, const CleaveDataset *ds, const int *v
   return hits;
 }
 
+/* The fewest hits within @max_loss points of the source over the positions
+ * @from, @from + @step, …: from the source's own hits there when known
+ * (@src_ok, one flag per position), else from its overall accuracy. */
+static int
+floor_hits (const guint8 *src_ok, double source_acc, double max_loss, int nv, int from, int step)
+{
+  int count = 0, ok = 0;
+
+  for (int i = from; i < nv; i += step)
+    count++, ok += src_ok ? src_ok[i] : 0;
+  if (src_ok == NULL)
+    return (int) ceil ((source_acc - max_loss / 100.0) * count - 1e-9);
+  return (int) ceil (ok - max_loss / 100.0 * count - 1e-9);
+}
+
 /* Modules differ in how far they can be cut: one class's module may keep
  * accuracy at the last epoch while another's was only right early on. Each
  * module may therefore come from its own epoch. Starting from @start (the
@@ -907,19 +926,31 @@ mix_hits (GPtrArray *log, const int *pick, const CleaveDataset *ds, const int *v
  * to a sparser epoch, taking the move that saves the most kernels per
  * validation image lost, while the composition stays within the bound. The
  * scores of every epoch are kept, so a candidate costs one argmax pass, no
- * forward. Writes the chosen epoch per module to @pick; returns the hits. */
+ * forward.
+ *
+ * With @holdout the moves are chosen on the even validation positions only,
+ * then checked on the odd ones, undoing the last moves until that half is
+ * within the bound too. Without it, the greedy walk stops where it stops
+ * because it found moves that by chance cost few of *these* images: on the
+ * CIFAR-10 SimCNN the chosen mix lost 1.00 point on validation and 2.81 on
+ * the test split. Writes the chosen epoch per module to @pick and the number
+ * of moves undone to @undone; returns the hits over all @nv images. */
 static int
-select_per_module (GPtrArray *log, int start, double source_acc, double max_loss, const CleaveDataset *ds,
-                   const int *val, int nv, int n, int total_kernels, int *pick)
+select_per_module (GPtrArray *log, int start, double source_acc, double max_loss, const guint8 *src_ok,
+                   gboolean holdout, const CleaveDataset *ds, const int *val, int nv, int n, int total_kernels,
+                   int *pick, int *undone)
 {
-  int floor_hits = (int) ceil ((source_acc - max_loss / 100.0) * nv - 1e-9);
-  int hits;
+  const int step = holdout && nv >= 2 ? 2 : 1;
+  const int floor_a = floor_hits (src_ok, source_acc, max_loss, nv, 0, step);
+  g_autofree int *moved = g_new (int, 1), *from_epoch = NULL;
+  int hits, n_moves = 0, cap = 0;
 
+  *undone = 0;
   for (int g = 0; g < n; g++)
     pick[g] = start;
-  hits = mix_hits (log, pick, ds, val, nv, n);
-  if (hits < floor_hits)
-    return hits;
+  hits = mix_hits (log, pick, ds, val, nv, n, 0, step);
+  if (hits < floor_a)
+    return mix_hits (log, pick, ds, val, nv, n, 0, 1);
   for (;;)
     {
       int bg = -1, be = -1, bh = 0;
@@ -944,9 +975,9 @@ select_per_module (GPtrArray *log, int start, double source_acc, double max_loss
               if (st->val_scores == NULL || saved < 0.5 || (st->phase != CLEAVE_GRAD_PHASE_HEADS && e + 1 != log->len))
                 continue;
               pick[g] = (int) e;
-              h = mix_hits (log, pick, ds, val, nv, n);
+              h = mix_hits (log, pick, ds, val, nv, n, 0, step);
               pick[g] = keep;
-              if (h < floor_hits)
+              if (h < floor_a)
                 continue;
               score = saved / (1.0 + MAX (0, hits - h));
               if (score > bscore)
@@ -955,10 +986,27 @@ select_per_module (GPtrArray *log, int start, double source_acc, double max_loss
         }
       if (bg < 0)
         break;
+      if (n_moves == cap)
+        {
+          cap = cap ? 2 * cap : 16;
+          moved = g_renew (int, moved, cap);
+          from_epoch = g_renew (int, from_epoch, cap);
+        }
+      moved[n_moves] = bg, from_epoch[n_moves] = pick[bg], n_moves++;
       pick[bg] = be;
       hits = bh;
     }
-  return hits;
+  if (step == 2)
+    {
+      const int floor_b = floor_hits (src_ok, source_acc, max_loss, nv, 1, 2);
+      while (n_moves > 0 && mix_hits (log, pick, ds, val, nv, n, 1, 2) < floor_b)
+        {
+          n_moves--;
+          pick[moved[n_moves]] = from_epoch[n_moves];
+          (*undone)++;
+        }
+    }
+  return mix_hits (log, pick, ds, val, nv, n, 0, 1);
 }
 
 /* Module metrics from the chosen epoch's validation scores (threshold 0.5). */
@@ -1080,8 +1128,9 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
   CleaveModuleSet *set = NULL;
   GPtrArray *log = g_ptr_array_new_with_free_func (epoch_state_free);
   g_autofree int *order = NULL, *val = NULL;
-  g_autofree float *x = NULL, *y = NULL, *vscores = NULL, *cache = NULL, *cache_y = NULL;
-  int cached = 0;
+  g_autofree float *x = NULL, *y = NULL, *vscores = NULL, *cache = NULL, *cache_y = NULL, *src_logits = NULL;
+  g_autofree guint8 *src_ok = NULL;
+  int cached = 0, undone = 0;
   GRand *rng = NULL;
   int c, h, w, n, B = opt->batch, nv, per_epoch, total_epochs;
   double source_acc = NAN;
@@ -1154,7 +1203,7 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
   {
     GError *local = NULL;
     CleaveNet *plain = cleave_net_new (s->graph, backend, &local);
-    CleaveMetrics *m = plain ? cleave_evaluate (model, plain, ds, val, nv, 128, NULL, NULL, NULL, cancellable, &local) : NULL;
+    CleaveMetrics *m = plain ? cleave_evaluate (model, plain, ds, val, nv, 128, &src_logits, NULL, NULL, cancellable, &local) : NULL;
     cleave_net_free (plain);
     if (m == NULL)
       {
@@ -1173,6 +1222,18 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
       {
         source_acc = m->accuracy;
         cleave_metrics_free (m);
+        /* Which images the source gets right: the held-out check of the
+         * per-module choice compares each half with the source on that half. */
+        src_ok = g_new (guint8, nv);
+        for (int i = 0; i < nv; i++)
+          {
+            const float *l = src_logits + (gsize) i * n;
+            int best = 0;
+            for (int g = 1; g < n; g++)
+              if (l[g] > l[best])
+                best = g;
+            src_ok[i] = best == ds->labels[val[i]];
+          }
       }
   }
 
@@ -1356,8 +1417,8 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
     double mix_acc = NAN;
 
     if (chosen->val_scores && opt->per_module && isfinite (source_acc))
-      mix_acc = (double) select_per_module (log, selected, source_acc, opt->max_loss, ds, val, nv, n,
-                                            s->total_kernels, pick) / nv;
+      mix_acc = (double) select_per_module (log, selected, source_acc, opt->max_loss, src_ok, opt->holdout, ds, val,
+                                            nv, n, s->total_kernels, pick, &undone) / nv;
     else
       {
         for (int g = 0; g < n; g++)
@@ -1370,7 +1431,7 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
     if (set == NULL)
       goto out;
     set->source_accuracy = source_acc;
-    set->log_json = log_to_json (log, selected, note, n, pick, s->total_kernels, mix_acc);
+    set->log_json = log_to_json (log, selected, note, n, pick, s->total_kernels, mix_acc, undone);
     set->options_json = options_to_json (opt);
     if (chosen->val_scores)
       {

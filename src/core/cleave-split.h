@@ -28,6 +28,7 @@ typedef struct {
   gboolean logit_loss;    /* CE over the heads' pre-sigmoid outputs instead of the scores (FALSE: the reference) */
   int head_passes;        /* passes over each head-only epoch's images (pass 1 computes the logits, the rest reuse them) */
   gboolean per_module;    /* after the uniform choice, let each module come from its own epoch (TRUE) */
+  gboolean holdout;       /* per-module choice made on half the validation images, checked on the other half (TRUE) */
   guint64 seed;
 } CleaveGradSplitOptions;
 
