@@ -15,6 +15,7 @@
  * degrades to single-threaded speed, never below. */
 #include "cleave-backend.h"
 #include "cleave-ops.h"
+#include "cleave-winograd-private.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -616,6 +617,47 @@ free_slots (float **slots, int from)
   g_free (slots);
 }
 
+/* 3x3 stride-1 pad-1 convolutions go through Winograd F(4x4, 3x3): see
+ * cleave-winograd.c for why and what it costs in accuracy. */
+typedef struct {
+  CleaveWinograd *wg;
+  const float *x;
+  float *y;
+  float **scratch;      /* per worker */
+  gsize scratch_n;
+  gint failed;
+} WinoJob;
+
+static void
+wino_forward_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  WinoJob *j = d;
+  float *s = worker_buf (j->scratch, worker, j->scratch_n, FALSE, &j->failed);
+
+  if (s)
+    cleave_winograd_forward_blocks (j->wg, j->x, j->y, lo, hi, s);
+}
+
+static gboolean
+wino_forward (const ConvGeom *g, const float *x, const float *w, const float *b, float *y, GError **error)
+{
+  WinoJob j = { .x = x, .y = y };
+  gsize n_blocks;
+
+  j.wg = cleave_winograd_new (g->n, g->ci, g->h, g->w, g->co, g->groups, w, b);
+  if (j.wg == NULL)
+    return oom (error, "conv2d forward (winograd weights)", (gsize) 36 * g->co * g->cig);
+  n_blocks = cleave_winograd_n_blocks (j.wg);
+  j.scratch_n = cleave_winograd_scratch_floats (j.wg);
+  j.scratch = g_new0 (float *, n_workers ());
+  parallel_for (n_blocks, grain_for (n_blocks, 1), wino_forward_range, &j);
+  free_slots (j.scratch, 0);
+  cleave_winograd_free (j.wg);
+  if (j.failed)
+    return oom (error, "conv2d forward (winograd)", j.scratch_n);
+  return TRUE;
+}
+
 static gboolean
 cpu_conv2d_forward (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *w,
                     const CleaveTensor *b, CleaveTensor *y, const CleaveConvParams *p, GError **error)
@@ -624,6 +666,9 @@ cpu_conv2d_forward (CleaveBackend *self, const CleaveTensor *x, const CleaveTens
   gsize n_blocks;
 
   conv_geom (x, w, p, &j.g);
+  if (cleave_winograd_use (cleave_conv_algo_from_env (), j.g.ci, j.g.h, j.g.w, j.g.co, w->shape[2], w->shape[3],
+                           j.g.stride, j.g.pad, j.g.groups))
+    return wino_forward (&j.g, j.x, j.w, j.b, j.y, error);
   j.block = conv_block (&j.g);
   n_blocks = (j.g.n + j.block - 1) / j.block;
   j.col = g_new0 (float *, n_workers ());

@@ -1,6 +1,7 @@
 /* cleave-graph-json.c: the architecture as JSON (docs/ARCHITECTURE-JSON.md). */
 #include "cleave-graph-private.h"
 #include "cleave-error.h"
+#include "cleave-util-private.h"
 
 #include <json-glib/json-glib.h>
 
@@ -85,12 +86,12 @@ json_fail (GError **error, const char *where, const char *fmt, ...) G_GNUC_PRINT
 static gboolean
 json_fail (GError **error, const char *where, const char *fmt, ...)
 {
+  g_autofree char *prefix = g_strdup_printf ("architecture: %s", where);
   va_list ap;
-  g_autofree char *msg = NULL;
+
   va_start (ap, fmt);
-  msg = g_strdup_vprintf (fmt, ap);
+  cleave_invalid_file_valist (error, prefix, fmt, ap);
   va_end (ap);
-  g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE, "architecture: %s: %s", where, msg);
   return FALSE;
 }
 

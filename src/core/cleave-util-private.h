@@ -2,12 +2,15 @@
 #pragma once
 
 #include <glib.h>
+#include <stdarg.h>
 #include <json-glib/json-glib.h>
 
 G_BEGIN_DECLS
 
 /* Sets CLEAVE_ERROR_INVALID_FILE "FILE: message" and returns FALSE. */
 gboolean cleave_invalid_file (GError **error, const char *file, const char *fmt, ...) G_GNUC_PRINTF (3, 4);
+/* The same with a va_list; @file may be any prefix ("architecture: conv_1"). */
+gboolean cleave_invalid_file_valist (GError **error, const char *file, const char *fmt, va_list ap) G_GNUC_PRINTF (3, 0);
 
 /* JSON builder members; non-finite numbers and NULL strings become null. */
 void cleave_json_add_number (JsonBuilder *b, const char *key, double v);

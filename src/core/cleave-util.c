@@ -5,15 +5,22 @@
 #include <math.h>
 
 gboolean
+cleave_invalid_file_valist (GError **error, const char *file, const char *fmt, va_list ap)
+{
+  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
+
+  g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE, "%s: %s", file, msg);
+  return FALSE;
+}
+
+gboolean
 cleave_invalid_file (GError **error, const char *file, const char *fmt, ...)
 {
   va_list ap;
-  g_autofree char *msg = NULL;
 
   va_start (ap, fmt);
-  msg = g_strdup_vprintf (fmt, ap);
+  cleave_invalid_file_valist (error, file, fmt, ap);
   va_end (ap);
-  g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE, "%s: %s", file, msg);
   return FALSE;
 }
 
