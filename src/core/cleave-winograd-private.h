@@ -1,0 +1,39 @@
+/* cleave-winograd-private.h: Winograd F(4x4, 3x3) forward convolution for
+ * the cpu backend (3x3, stride 1, pad 1). The backend owns the threads: it
+ * asks for the number of tile blocks and the scratch size per participant,
+ * then runs block ranges on its pool. */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef struct _CleaveWinograd CleaveWinograd;
+
+typedef enum {
+  CLEAVE_CONV_ALGO_AUTO,     /* Winograd where it is applicable and pays off */
+  CLEAVE_CONV_ALGO_IM2COL,
+  CLEAVE_CONV_ALGO_WINOGRAD, /* Winograd for every 3x3 stride-1 pad-1 conv */
+} CleaveConvAlgo;
+
+/* From CLEAVE_CONV_ALGO (im2col | winograd | auto; unset = auto). */
+CleaveConvAlgo  cleave_conv_algo_from_env       (void);
+
+/* Whether the Winograd path should run this convolution (input
+ * [n, ci, h, w], weights [co, ci/groups, kh, kw]). */
+gboolean        cleave_winograd_use             (CleaveConvAlgo algo, int ci, int h, int w, int co, int kh,
+                                                 int kw, int stride, int pad, int groups);
+
+/* Transforms the weights; bias may be NULL. Returns NULL only when out of
+ * memory. */
+CleaveWinograd *cleave_winograd_new             (int n, int ci, int h, int w, int co, int groups,
+                                                 const float *weight, const float *bias);
+void            cleave_winograd_free            (CleaveWinograd *wg);
+gsize           cleave_winograd_n_blocks        (const CleaveWinograd *wg);
+/* floats of 64-byte aligned scratch one participant needs */
+gsize           cleave_winograd_scratch_floats  (const CleaveWinograd *wg);
+/* Writes the output of tile blocks [lo, hi): y[n, co, h, w]. */
+void            cleave_winograd_forward_blocks  (const CleaveWinograd *wg, const float *x, float *y,
+                                                 gsize lo, gsize hi, float *scratch);
+
+G_END_DECLS
