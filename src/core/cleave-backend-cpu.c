@@ -621,7 +621,7 @@ free_slots (float **slots, int from)
  * cleave-winograd.c for why and what it costs in accuracy. */
 typedef struct {
   CleaveWinograd *wg;
-  const float *x;
+  const float *x, *w;
   float *y;
   float **scratch;      /* per worker */
   gsize scratch_n;
@@ -638,15 +638,24 @@ wino_forward_range (gpointer d, gsize lo, gsize hi, int worker)
     cleave_winograd_forward_blocks (j->wg, j->x, j->y, lo, hi, s);
 }
 
+static void
+wino_prepare_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  WinoJob *j = d;
+  cleave_winograd_prepare_range (j->wg, j->w, lo, hi);
+}
+
 static gboolean
 wino_forward (const ConvGeom *g, const float *x, const float *w, const float *b, float *y, GError **error)
 {
-  WinoJob j = { .x = x, .y = y };
+  WinoJob j = { .x = x, .w = w, .y = y };
   gsize n_blocks;
 
-  j.wg = cleave_winograd_new (g->n, g->ci, g->h, g->w, g->co, g->groups, w, b);
+  j.wg = cleave_winograd_new (g->n, g->ci, g->h, g->w, g->co, g->groups, b);
   if (j.wg == NULL)
     return oom (error, "conv2d forward (winograd weights)", (gsize) 36 * g->co * g->cig);
+  /* once per call: the weights change between training steps */
+  parallel_for (g->co, grain_for (g->co, 4), wino_prepare_range, &j);
   n_blocks = cleave_winograd_n_blocks (j.wg);
   j.scratch_n = cleave_winograd_scratch_floats (j.wg);
   j.scratch = g_new0 (float *, n_workers ());

@@ -24,10 +24,13 @@ CleaveConvAlgo  cleave_conv_algo_from_env       (void);
 gboolean        cleave_winograd_use             (CleaveConvAlgo algo, int ci, int h, int w, int co, int kh,
                                                  int kw, int stride, int pad, int groups);
 
-/* Transforms the weights; bias may be NULL. Returns NULL only when out of
- * memory. */
+/* bias may be NULL. Returns NULL only when out of memory. The weights must
+ * then be transformed with cleave_winograd_prepare_range over output
+ * channels [0, co) before running blocks. */
 CleaveWinograd *cleave_winograd_new             (int n, int ci, int h, int w, int co, int groups,
-                                                 const float *weight, const float *bias);
+                                                 const float *bias);
+/* Transforms the weights [co, ci/groups, 3, 3] of output channels [lo, hi). */
+void            cleave_winograd_prepare_range   (CleaveWinograd *wg, const float *weight, gsize lo, gsize hi);
 void            cleave_winograd_free            (CleaveWinograd *wg);
 gsize           cleave_winograd_n_blocks        (const CleaveWinograd *wg);
 /* floats of 64-byte aligned scratch one participant needs */

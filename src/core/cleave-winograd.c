@@ -46,7 +46,8 @@
 
 typedef float v16 __attribute__ ((vector_size (64), may_alias));
 
-#define SPLAT(s) ((v16) {} + (s))
+/* not "(v16) {} + s": without -ffast-math that is a real add (0 + -0 = +0) */
+#define SPLAT(s) ({ float s_ = (s); (v16) { s_, s_, s_, s_, s_, s_, s_, s_, s_, s_, s_, s_, s_, s_, s_, s_ }; })
 #define LD(p) (*(const v16 *) (p))
 #define ST(p, v) (*(v16 *) (p) = (v))
 
@@ -98,8 +99,8 @@ cleave_winograd_use (CleaveConvAlgo algo, int ci, int h, int w, int co, int kh, 
   return ci / g >= 16 && co / g >= 16 && worth_it (h, w);
 }
 
-static void
-transform_weights (CleaveWinograd *wg, const float *weight)
+void
+cleave_winograd_prepare_range (CleaveWinograd *wg, const float *weight, gsize lo, gsize hi)
 {
   /* G of F(4, 3), in double so that U is correctly rounded once */
   static const double G[6][3] = {
@@ -111,12 +112,16 @@ transform_weights (CleaveWinograd *wg, const float *weight)
     { 0, 0, 1 },
   };
   const int cig = wg->cig, cog = wg->cog, nob = wg->nob;
+  const gsize pstride = (gsize) nob * cig * MR;
 
-  for (int g = 0; g < wg->groups; g++)
-    for (int o = 0; o < cog; o++)
+  for (gsize og = lo; og < hi; og++)
+    {
+      const int g = (int) og / cog, o = (int) og % cog;
+      float *u = wg->u + ((gsize) g * NP * nob + o / MR) * cig * MR + o % MR;
+
       for (int c = 0; c < cig; c++)
         {
-          const float *k = weight + (((gsize) g * cog + o) * cig + c) * 9;
+          const float *k = weight + (og * cig + c) * 9;
           double t[6][3];
 
           for (int i = 0; i < 6; i++)
@@ -124,16 +129,14 @@ transform_weights (CleaveWinograd *wg, const float *weight)
               t[i][q] = G[i][0] * k[q] + G[i][1] * k[3 + q] + G[i][2] * k[6 + q];
           for (int i = 0; i < 6; i++)
             for (int j = 0; j < 6; j++)
-              {
-                double v = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
-                gsize at = ((((gsize) g * NP + i * 6 + j) * nob + o / MR) * cig + c) * MR + o % MR;
-                wg->u[at] = (float) v;
-              }
+              u[(i * 6 + j) * pstride + (gsize) c * MR]
+                = (float) (t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
         }
+    }
 }
 
 CleaveWinograd *
-cleave_winograd_new (int n, int ci, int h, int w, int co, int groups, const float *weight, const float *bias)
+cleave_winograd_new (int n, int ci, int h, int w, int co, int groups, const float *bias)
 {
   CleaveWinograd *wg = g_new0 (CleaveWinograd, 1);
   gsize un;
@@ -165,7 +168,6 @@ cleave_winograd_new (int n, int ci, int h, int w, int co, int groups, const floa
   wg->u = p;
   /* padded output channels of the last panel must multiply as zeros */
   memset (wg->u, 0, un * sizeof (float));
-  transform_weights (wg, weight);
   if (bias)
     wg->bias = g_memdup2 (bias, (gsize) co * sizeof (float));
   return wg;
@@ -190,8 +192,8 @@ cleave_winograd_n_blocks (const CleaveWinograd *wg)
 gsize
 cleave_winograd_scratch_floats (const CleaveWinograd *wg)
 {
-  /* patch D / output O, V, M */
-  return (gsize) NP * BT + (gsize) NP * wg->cig * BT + (gsize) NP * MR * BT;
+  /* D, O, V, M */
+  return (gsize) NP * BT + 16 * BT + (gsize) NP * wg->cig * BT + (gsize) NP * MR * BT;
 }
 
 /* 1-d input transform B^T d of F(4, 3). */
@@ -301,9 +303,15 @@ gemm_panel (const float *restrict u, const float *restrict v, float *restrict m,
       ST (m + (gsize) (r0 + r) * BT + (l0 + l) * 16, acc[r][l]);
 }
 
+/* Where a tile's 6x6 input patch and 4x4 output tile lie. Border patches
+ * only copy their part inside the image; the rest of D stays zero for the
+ * whole block because every channel has the same geometry. */
 typedef struct {
-  int n, y, x;          /* image, top-left output row and column */
-  gboolean inside;      /* the 6x6 input patch lies inside the image */
+  gsize in;             /* offset of the patch's first inside element in channel 0 of its image */
+  gsize out;            /* offset of the output tile in channel 0 of its image */
+  int d0;               /* D position of that element: i0 * 6 + j0 */
+  int ni, nj;           /* inside rows and columns of the patch */
+  int oy, ox;           /* output rows and columns inside the image (<= 4) */
 } Lane;
 
 static inline __attribute__ ((always_inline)) void
@@ -312,8 +320,9 @@ forward_blocks_body (const CleaveWinograd *wg, const float *x, float *y, gsize l
 {
   const int H = wg->h, W = wg->w, cig = wg->cig, cog = wg->cog, nob = wg->nob;
   const gsize plane = (gsize) H * W, vstride = (gsize) cig * BT;
-  float *D = scratch;                   /* also O */
-  float *V = D + NP * BT;
+  float *D = scratch;
+  float *O = D + NP * BT;
+  float *V = O + 16 * BT;
   float *M = V + NP * vstride;
   Lane lane[BT];
 
@@ -324,40 +333,39 @@ forward_blocks_body (const CleaveWinograd *wg, const float *x, float *y, gsize l
 
       for (int l = 0; l < nl; l++)
         {
-          gsize t = t0 + l, per = (gsize) wg->th * wg->tw;
-          int r = (int) (t % per);
-          lane[l].n = (int) (t / per);
-          lane[l].y = r / wg->tw * 4;
-          lane[l].x = r % wg->tw * 4;
-          lane[l].inside = lane[l].y >= 1 && lane[l].x >= 1 && lane[l].y + 5 <= H && lane[l].x + 5 <= W;
+          const gsize t = t0 + l, per = (gsize) wg->th * wg->tw, n = t / per;
+          const int r = (int) (t % per), ty = r / wg->tw * 4, tx = r % wg->tw * 4;
+          const int i0 = ty == 0, j0 = tx == 0;
+          const int i1 = MIN (6, H + 1 - ty), j1 = MIN (6, W + 1 - tx);
+          Lane *ln = &lane[l];
+
+          ln->in = n * wg->ci * plane + (gsize) (ty - 1 + i0) * W + (tx - 1 + j0);
+          ln->out = n * wg->co * plane + (gsize) ty * W + tx;
+          ln->d0 = i0 * 6 + j0;
+          ln->ni = i1 - i0;
+          ln->nj = j1 - j0;
+          ln->oy = MIN (4, H - ty);
+          ln->ox = MIN (4, W - tx);
         }
-      if (nl < BT)
-        for (int p = 0; p < NP; p++)
-          memset (D + p * BT + nl, 0, (BT - nl) * sizeof (float));
+      memset (D, 0, NP * BT * sizeof (float));
 
       for (int g = 0; g < wg->groups; g++)
         {
           for (int c = 0; c < cig; c++)
             {
+              const float *xc = x + ((gsize) g * cig + c) * plane;
               for (int l = 0; l < nl; l++)
                 {
-                  const float *src = x + ((gsize) lane[l].n * wg->ci + (gsize) g * cig + c) * plane;
-                  const int iy = lane[l].y - 1, ix = lane[l].x - 1;
-                  if (lane[l].inside)
-                    {
-                      const float *s = src + (gsize) iy * W + ix;
-                      for (int i = 0; i < 6; i++)
-                        for (int j = 0; j < 6; j++)
-                          D[(i * 6 + j) * BT + l] = s[(gsize) i * W + j];
-                    }
-                  else
+                  const float *src = xc + lane[l].in;
+                  float *d = D + lane[l].d0 * BT + l;
+                  if (lane[l].ni == 6 && lane[l].nj == 6)
                     for (int i = 0; i < 6; i++)
                       for (int j = 0; j < 6; j++)
-                        {
-                          int yy = iy + i, xx = ix + j;
-                          D[(i * 6 + j) * BT + l] = yy >= 0 && yy < H && xx >= 0 && xx < W
-                                                    ? src[(gsize) yy * W + xx] : 0.0f;
-                        }
+                        d[(i * 6 + j) * BT] = src[(gsize) i * W + j];
+                  else
+                    for (int i = 0; i < lane[l].ni; i++)
+                      for (int j = 0; j < lane[l].nj; j++)
+                        d[(i * 6 + j) * BT] = src[(gsize) i * W + j];
                 }
               input_transform (D, V + (gsize) c * BT, vstride);
             }
@@ -381,17 +389,20 @@ forward_blocks_body (const CleaveWinograd *wg, const float *x, float *y, gsize l
               for (int r = 0; r < rows; r++)
                 {
                   const int o = g * cog + ob * MR + r;
-                  float *O = D;
 
                   output_transform (M + r * BT, MR * BT, O, wg->bias ? wg->bias[o] : 0.0f);
                   for (int l = 0; l < nl; l++)
                     {
-                      const int oy = lane[l].y, ox = lane[l].x;
-                      float *dst = y + ((gsize) lane[l].n * wg->co + o) * plane + (gsize) oy * W + ox;
-                      const int ny = MIN (4, H - oy), nx = MIN (4, W - ox);
-                      for (int i = 0; i < ny; i++)
-                        for (int j = 0; j < nx; j++)
-                          dst[(gsize) i * W + j] = O[(i * 4 + j) * BT + l];
+                      float *dst = y + lane[l].out + (gsize) o * plane;
+                      const float *src = O + l;
+                      if (lane[l].oy == 4 && lane[l].ox == 4)
+                        for (int i = 0; i < 4; i++)
+                          for (int j = 0; j < 4; j++)
+                            dst[(gsize) i * W + j] = src[(i * 4 + j) * BT];
+                      else
+                        for (int i = 0; i < lane[l].oy; i++)
+                          for (int j = 0; j < lane[l].ox; j++)
+                            dst[(gsize) i * W + j] = src[(i * 4 + j) * BT];
                     }
                 }
             }
