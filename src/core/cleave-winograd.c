@@ -35,14 +35,10 @@
 #include "config.h"
 
 #include "cleave-winograd-private.h"
-#include <x86intrin.h>
-guint64 wino_prof[5];
-#define PT(k) do { guint64 t_ = __rdtsc (); wino_prof[k] += t_ - prof_t; prof_t = t_; } while (0)
 
 #include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
 #define HAVE_X86 1
 #endif
 
@@ -349,21 +345,6 @@ prefetch_write (float *p, gsize n)
   __builtin_prefetch (p + n - 1, 1, 3);
 }
 
-#ifdef HAVE_X86
-/* D[p][lane] = base[idx[p][lane]] where the mask bit is set, else 0: one
- * hardware gather per 16 lanes instead of 16 scalar loads and stores. */
-__attribute__ ((target ("avx512f")))
-static void
-gather_avx512 (const float *base, const gint32 *idx, const guint16 *mask, float *D)
-{
-  for (int p = 0; p < NP * NV; p++)
-    {
-      __m512i ix = _mm512_load_si512 ((const void *) (idx + p * 16));
-      _mm512_store_ps (D + p * 16, _mm512_mask_i32gather_ps (_mm512_setzero_ps (), mask[p], ix, base, 4));
-    }
-}
-#endif
-
 static inline __attribute__ ((always_inline)) void
 forward_blocks_body (const CleaveWinograd *wg, const float *x, float *y, gsize lo, gsize hi,
                      float *scratch, const gboolean wide)
@@ -375,11 +356,8 @@ forward_blocks_body (const CleaveWinograd *wg, const float *x, float *y, gsize l
   float *V = O + 16 * BT;
   float *M = V + NP * vstride;
   Lane lane[BT];
-  gint32 idx[NP * BT] __attribute__ ((aligned (64)));
-  guint16 mask[NP * NV];
   Seg seg[BT];
 
-  guint64 prof_t = __rdtsc ();
   for (gsize blk = lo; blk < hi; blk++)
     {
       const gsize t0 = blk * BT;
@@ -427,33 +405,6 @@ forward_blocks_body (const CleaveWinograd *wg, const float *x, float *y, gsize l
           prefetch_read (x + seg[k].in0 + (gsize) cc * plane, seg[k].in1 - seg[k].in0);
       memset (D, 0, NP * BT * sizeof (float));
 
-      /* Offsets for the gather, relative to the block's first image: they
-       * must fit an int32 */
-      const gsize n_first = t0 / ((gsize) wg->th * wg->tw);
-      gboolean gather = FALSE;
-      if (wide && !g_getenv ("NOGATHER"))
-        {
-          const gsize n_last = (t0 + nl - 1) / ((gsize) wg->th * wg->tw);
-          gather = (n_last - n_first + 1) * wg->ci * plane < G_MAXINT32;
-        }
-      if (gather)
-        {
-          memset (idx, 0, sizeof idx);
-          memset (mask, 0, sizeof mask);
-          for (int l = 0; l < nl; l++)
-            {
-              const gint32 rel = (gint32) (lane[l].in - n_first * wg->ci * plane);
-              const int i0 = lane[l].d0 / 6, j0 = lane[l].d0 % 6;
-              for (int i = 0; i < lane[l].ni; i++)
-                for (int j = 0; j < lane[l].nj; j++)
-                  {
-                    const int p = (i0 + i) * 6 + j0 + j;
-                    idx[p * BT + l] = rel + i * W + j;
-                    mask[p * NV + l / 16] |= (guint16) (1u << (l % 16));
-                  }
-            }
-        }
-
       for (int g = 0; g < wg->groups; g++)
         {
           for (int c = 0; c < cig; c++)
@@ -462,17 +413,6 @@ forward_blocks_body (const CleaveWinograd *wg, const float *x, float *y, gsize l
               if (g * cig + c + PF_DIST < wg->ci)
                 for (int k = 0; k < nseg; k++)
                   prefetch_read (xc + PF_DIST * plane + seg[k].in0, seg[k].in1 - seg[k].in0);
-#ifdef HAVE_X86
-              if (gather)
-                {
-                  gather_avx512 (xc + n_first * wg->ci * plane, idx, mask, D);
-                  PT(0);
-                  input_transform (D, V + (gsize) c * BT, vstride);
-                  PT(1);
-                  continue;
-                }
-#endif
-              PT(4);
               for (int l = 0; l < nl; l++)
                 {
                   const float *src = xc + lane[l].in;
@@ -486,9 +426,7 @@ forward_blocks_body (const CleaveWinograd *wg, const float *x, float *y, gsize l
                       for (int j = 0; j < lane[l].nj; j++)
                         d[(i * 6 + j) * BT] = src[(gsize) i * W + j];
                 }
-              PT(0);
               input_transform (D, V + (gsize) c * BT, vstride);
-              PT(1);
             }
 
           for (int ob = 0; ob < nob; ob++)
@@ -507,7 +445,6 @@ forward_blocks_body (const CleaveWinograd *wg, const float *x, float *y, gsize l
                         gemm_panel (up, V + p * vstride, M + p * MR * BT, cig, 4, 1, r0, l0);
                 }
 
-              PT(2);
               for (int r = 0; r < rows; r++)
                 {
                   const int o = g * cog + ob * MR + r;
@@ -529,7 +466,6 @@ forward_blocks_body (const CleaveWinograd *wg, const float *x, float *y, gsize l
                           for (int j = 0; j < lane[l].ox; j++)
                             dst[(gsize) i * W + j] = src[(i * 4 + j) * BT];
                     }
-                  PT(3);
                 }
             }
         }
