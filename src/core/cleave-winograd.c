@@ -345,6 +345,28 @@ prefetch_write (float *p, gsize n)
   __builtin_prefetch (p + n - 1, 1, 3);
 }
 
+/* Copies an ni x nj rectangle between a strided image and a lane of a
+ * block (lane stride BT). Border tiles have short rows; a switch to
+ * constant-length rows keeps the copy unrolled and its branch periodic
+ * (it follows the tile column), where a variable-length inner loop
+ * mispredicted on almost every row. */
+#define COPY_RECT(dst, di, dj, src, si, sj, ni, nj) \
+  do { \
+    switch (nj) \
+      { \
+      case 6: COPY_ROWS (dst, di, dj, src, si, sj, ni, 6); break; \
+      case 5: COPY_ROWS (dst, di, dj, src, si, sj, ni, 5); break; \
+      case 4: COPY_ROWS (dst, di, dj, src, si, sj, ni, 4); break; \
+      case 3: COPY_ROWS (dst, di, dj, src, si, sj, ni, 3); break; \
+      case 2: COPY_ROWS (dst, di, dj, src, si, sj, ni, 2); break; \
+      default: COPY_ROWS (dst, di, dj, src, si, sj, ni, 1); break; \
+      } \
+  } while (0)
+#define COPY_ROWS(dst, di, dj, src, si, sj, ni, NJ) \
+  for (int i_ = 0; i_ < (ni); i_++) \
+    for (int j_ = 0; j_ < (NJ); j_++) \
+      (dst)[(gsize) i_ * (di) + (gsize) j_ * (dj)] = (src)[(gsize) i_ * (si) + (gsize) j_ * (sj)]
+
 static inline __attribute__ ((always_inline)) void
 forward_blocks_body (const CleaveWinograd *wg, const float *x, float *y, gsize lo, gsize hi,
                      float *scratch, const gboolean wide)
@@ -417,14 +439,7 @@ forward_blocks_body (const CleaveWinograd *wg, const float *x, float *y, gsize l
                 {
                   const float *src = xc + lane[l].in;
                   float *d = D + lane[l].d0 * BT + l;
-                  if (lane[l].ni == 6 && lane[l].nj == 6)
-                    for (int i = 0; i < 6; i++)
-                      for (int j = 0; j < 6; j++)
-                        d[(i * 6 + j) * BT] = src[(gsize) i * W + j];
-                  else
-                    for (int i = 0; i < lane[l].ni; i++)
-                      for (int j = 0; j < lane[l].nj; j++)
-                        d[(i * 6 + j) * BT] = src[(gsize) i * W + j];
+                  COPY_RECT (d, 6 * BT, BT, src, W, 1, lane[l].ni, lane[l].nj);
                 }
               input_transform (D, V + (gsize) c * BT, vstride);
             }
@@ -457,14 +472,7 @@ forward_blocks_body (const CleaveWinograd *wg, const float *x, float *y, gsize l
                     {
                       float *dst = y + lane[l].out + (gsize) o * plane;
                       const float *src = O + l;
-                      if (lane[l].oy == 4 && lane[l].ox == 4)
-                        for (int i = 0; i < 4; i++)
-                          for (int j = 0; j < 4; j++)
-                            dst[(gsize) i * W + j] = src[(i * 4 + j) * BT];
-                      else
-                        for (int i = 0; i < lane[l].oy; i++)
-                          for (int j = 0; j < lane[l].ox; j++)
-                            dst[(gsize) i * W + j] = src[(i * 4 + j) * BT];
+                      COPY_RECT (dst, W, 1, src, 4 * BT, BT, lane[l].oy, lane[l].ox);
                     }
                 }
             }
