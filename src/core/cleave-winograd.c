@@ -23,10 +23,14 @@
  *
  * Numerics: the transforms use the interpolation points 0, ±1, ±2, inf; the
  * output transform multiplies by up to 8 and the weight transform divides
- * by up to 24, so rounding errors grow compared with a direct sum: measured
- * max error ~1e-6 .. 1e-5 of the largest output magnitude for inputs and
- * weights in [-1, 1] and 16..64 input channels (see tests/test-winograd.c
- * for the asserted bound), against ~1e-7 for im2col.
+ * by up to 24, so rounding errors grow compared with a direct sum. Against
+ * a double-precision direct convolution, with inputs and weights in
+ * [-1, 1], the max error relative to the largest output was 0.3e-6 .. 5.4e-6
+ * (1 .. 128 input channels; 4.3e-6 for 32 -> 32 on 28x28), against
+ * 0.1e-6 .. 0.6e-6 for im2col; tests/test-winograd.c asserts 2e-5. The
+ * PyTorch golden tests (1e-5 bounds) pass with CLEAVE_CONV_ALGO=winograd.
+ * Speed (single core, batch 128, under load): 32->32 28x28 2.0x, 32->64
+ * 14x14 2.1x, 64->64 14x14 2.2x faster than im2col + OpenBLAS sgemm.
  *
  * CLEAVE_CONV_ALGO=im2col turns it off, =winograd forces it for every
  * 3x3 stride-1 pad-1 convolution (any channel count), unset or =auto uses
