@@ -9,6 +9,7 @@
 #include "cleave-ops.h"
 #include "cleave-optim.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -25,6 +26,9 @@ median (double *v, int n)
   qsort (v, n, sizeof (double), cmp_double);
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
+
+/* --infer-only: skip the training steps (for profiling inference alone) */
+static gboolean infer_only;
 
 static gboolean
 bench_device (const char *spec, int batch, int iters, GError **error)
@@ -73,7 +77,7 @@ bench_device (const char *spec, int batch, int iters, GError **error)
   infer_t = g_new (double, iters);
   /* warm-up (kernel builds, first-touch allocations), then timed steps;
    * each step ends with a download so queued device work is counted. */
-  for (int i = -3; i < iters; i++)
+  for (int i = infer_only ? iters : -3; i < iters; i++)
     {
       gint64 t0 = g_get_monotonic_time ();
       if (!cleave_net_forward (net, x, batch, TRUE, error) ||
@@ -88,7 +92,7 @@ bench_device (const char *spec, int batch, int iters, GError **error)
     {
       gint64 t0 = g_get_monotonic_time ();
       float out[128 * 10];
-      if (!cleave_net_forward (net, x, batch, FALSE, error) ||
+      if (!cleave_net_infer (net, x, batch, error) ||
           (batch <= 128 && !cleave_net_download_output (net, out, error)) ||
           !cleave_backend_finish (backend, error))
         goto out;
@@ -96,7 +100,7 @@ bench_device (const char *spec, int batch, int iters, GError **error)
         infer_t[i] = (g_get_monotonic_time () - t0) / 1e6;
     }
   {
-    double tt = median (train_t, iters), ti = median (infer_t, iters);
+    double tt = infer_only ? NAN : median (train_t, iters), ti = median (infer_t, iters);
     printf ("{\"engine\": \"cleave\", \"device\": \"%s\", \"batch\": %d, \"iters\": %d, "
             "\"train_images_per_s\": %.1f, \"infer_images_per_s\": %.1f, "
             "\"train_gflops\": %.2f, \"infer_gflops\": %.2f}\n",
@@ -127,6 +131,8 @@ main (int argc, char **argv)
         batch = atoi (argv[++i]);
       else if (g_str_equal (argv[i], "--iters") && i + 1 < argc)
         iters = atoi (argv[++i]);
+      else if (g_str_equal (argv[i], "--infer-only"))
+        infer_only = TRUE;
       else if (n_dev < 16)
         devices[n_dev++] = argv[i];
     }
@@ -134,7 +140,7 @@ main (int argc, char **argv)
     devices[n_dev++] = "cpu";
   if (batch < 1 || iters < 1)
     {
-      fprintf (stderr, "usage: bench-cnn [--batch N] [--iters N] [DEVICE…]\n");
+      fprintf (stderr, "usage: bench-cnn [--batch N] [--iters N] [--infer-only] [DEVICE…]\n");
       return 2;
     }
   for (int d = 0; d < n_dev; d++)

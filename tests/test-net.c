@@ -215,9 +215,97 @@ test_masks (gconstpointer data)
   /* No parameter is trainable: none may have a gradient buffer. */
   for (int i = 0; i < cleave_graph_n_params (g); i++)
     g_assert_null (cleave_net_param_grad (net, i));
+
+  /* The inference path (conv → batchnorm → relu fused where the backend can)
+   * gives the same masked logits; a backward after it is refused (nothing
+   * of the fused layers was kept), and works again after a forward. */
+  g_assert_true (cleave_net_infer (net, x2, batch, &error));
+  g_assert_no_error (error);
+  g_assert_true (cleave_net_download_output (net, got, &error));
+  assert_close ("masked logits (infer)", got, want, nout, 1e-5, 1e-4);
+  /* the cpu backend fuses the conv → batchnorm → relu chains of these nets
+   * where nothing else reads the conv output; OpenCL has no fused op */
+  g_assert_true (cleave_net_last_fused (net) ==
+                 (cleave_conv2d_bn_supported (backend) && g_strcmp0 (c->net, "cat") != 0));
+  if (cleave_net_last_fused (net))
+    {
+      g_assert_false (cleave_net_backward (net, dt, &error));
+      g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
+      g_assert_nonnull (strstr (error->message, "cleave_net_infer"));
+      g_clear_error (&error);
+    }
+  g_assert_true (cleave_net_forward (net, x2, batch, FALSE, &error) && cleave_net_backward (net, dt, &error));
+  g_assert_no_error (error);
   cleave_tensor_free (dt);
   for (int s = 0; s < n_sites; s++)
     cleave_tensor_free (masks[s]);
+  cleave_net_free (net);
+}
+
+/* cleave_net_infer against an eval-mode cleave_net_forward, with batchnorm
+ * statistics and affine parameters far from their defaults (the folding
+ * must use all four): the output and every mask site's output agree. */
+static void
+test_infer (gconstpointer data)
+{
+  const Case *c = data;
+  g_autoptr(CleaveBackend) backend = open_backend (c->device);
+  g_autoptr(CleaveGraph) g = NULL;
+  g_autoptr(CleaveSafetensors) st = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GRand) r = g_rand_new_with_seed (11);
+  g_autofree float *x = NULL, *a = NULL, *b = NULL;
+  CleaveNet *net;
+  gsize nx, nout;
+  int batch;
+
+  if (backend == NULL)
+    return;
+  st = load_case (c, &g);
+  for (int i = 0; i < cleave_graph_n_nodes (g); i++)
+    {
+      CleaveNode *n = cleave_graph_node (g, i);
+      if (n->op != CLEAVE_OP_BATCHNORM2D)
+        continue;
+      for (int slot = 0; slot < CLEAVE_N_PARAM_SLOTS; slot++)
+        {
+          CleaveParam *p = n->param[slot] >= 0 ? cleave_graph_param (g, n->param[slot]) : NULL;
+          for (gsize k = 0; p && k < cleave_param_numel (p); k++)
+            p->data[k] = slot == CLEAVE_PARAM_RUNNING_VAR ? (float) g_rand_double_range (r, 0.3, 3.0)
+                                                          : (float) g_rand_double_range (r, -0.8, 0.8);
+        }
+    }
+  x = golden (st, "x", &nx);
+  batch = (int) cleave_safetensors_find (st, "labels")->shape[0];
+  net = cleave_net_new (g, backend, &error);
+  g_assert_no_error (error);
+  g_assert_true (cleave_net_forward (net, x, batch, FALSE, &error));
+  g_assert_no_error (error);
+  nout = cleave_tensor_numel (cleave_net_output (net));
+  a = g_new (float, nout);
+  b = g_new (float, nout);
+  g_assert_true (cleave_net_download_output (net, a, &error));
+  {
+    int n_sites = cleave_graph_n_mask_sites (g);
+    g_autoptr(GPtrArray) site_out = g_ptr_array_new_with_free_func (g_free);
+    for (int s = 0; s < n_sites; s++)
+      {
+        g_ptr_array_add (site_out, cleave_tensor_to_host (cleave_net_node_output (net, cleave_graph_mask_site (g, s)->node), &error));
+        g_assert_no_error (error);
+      }
+    g_assert_true (cleave_net_infer (net, x, batch, &error));
+    g_assert_no_error (error);
+    g_assert_true (cleave_net_download_output (net, b, &error));
+    assert_close ("logits (infer vs forward)", b, a, nout, 1e-5, 1e-4);
+    for (int s = 0; s < n_sites; s++)
+      {
+        CleaveTensor *t = cleave_net_node_output (net, cleave_graph_mask_site (g, s)->node);
+        g_autofree float *v = cleave_tensor_to_host (t, &error);
+        g_assert_no_error (error);
+        assert_close (cleave_graph_node (g, cleave_graph_mask_site (g, s)->node)->name, v, site_out->pdata[s],
+                      cleave_tensor_numel (t), 1e-5, 1e-4);
+      }
+  }
   cleave_net_free (net);
 }
 
@@ -280,6 +368,10 @@ main (int argc, char **argv)
         c->device = devices[d];
         g_test_add_data_func (p1, c, test_train_step);
         g_test_add_data_func (p2, c, test_masks);
+        {
+          g_autofree char *p3 = g_strdup_printf ("/core/net/%s/%s/infer-matches-forward", devices[d], nets[i]);
+          g_test_add_data_func (p3, c, test_infer);
+        }
       }
   g_test_add_func ("/core/net/bad-input", test_bad_input);
   return g_test_run ();

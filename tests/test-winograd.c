@@ -173,6 +173,100 @@ test_matches_direct (void)
   g_rand_free (r);
 }
 
+static CleaveTensor *
+vec (const float *data, int n)
+{
+  g_autoptr (GError) error = NULL;
+  int shape[1] = { n };
+  CleaveTensor *t = cleave_tensor_new (backend, 1, shape, &error);
+  g_assert_no_error (error);
+  cleave_tensor_upload (t, data, n, &error);
+  g_assert_no_error (error);
+  return t;
+}
+
+/* The inference op conv → batchnorm (running statistics) [→ relu] with the
+ * batchnorm folded into the weights (cleave_conv2d_bn_forward), through
+ * both algorithms, against the three steps done in double precision. */
+static void
+test_fused_bn_relu (void)
+{
+  GRand *r = g_rand_new_with_seed (5);
+  const float eps = 1e-5f;
+
+  for (gsize k = 0; k < G_N_ELEMENTS (shapes); k++)
+    for (int relu = 0; relu < 2; relu++)
+      {
+        const Shape *s = &shapes[k];
+        const gsize plane = (gsize) s->h * s->w, nx = (gsize) s->n * s->ci * plane, ny = (gsize) s->n * s->co * plane;
+        g_autofree float *xh = random_host (r, nx);
+        g_autofree float *wh = random_host (r, (gsize) s->co * (s->ci / s->groups) * 9);
+        g_autofree float *bh = s->bias ? random_host (r, s->co) : NULL;
+        g_autofree float *ga = random_host (r, s->co), *be = random_host (r, s->co), *mu = random_host (r, s->co);
+        g_autofree float *var = g_new (float, s->co);
+        g_autoptr (CleaveTensor) x = tensor4 (s->n, s->ci, s->h, s->w, xh);
+        g_autoptr (CleaveTensor) w = tensor4 (s->co, s->ci / s->groups, 3, 3, wh);
+        g_autoptr (CleaveTensor) b = bh ? vec (bh, s->co) : NULL;
+        g_autoptr (CleaveTensor) tg = NULL, tb = NULL, tm = NULL, tv = NULL;
+        g_autofree double *ref = NULL;
+
+        for (int c = 0; c < s->co; c++)
+          var[c] = (float) g_rand_double_range (r, 0.3, 3.0);
+        tg = vec (ga, s->co), tb = vec (be, s->co), tm = vec (mu, s->co), tv = vec (var, s->co);
+        ref = direct_conv (s, xh, wh, bh);
+        for (gsize i = 0; i < ny; i++)
+          {
+            int c = (int) ((i / plane) % (gsize) s->co);
+            double v = (ref[i] - mu[c]) / sqrt ((double) var[c] + eps) * ga[c] + be[c];
+            ref[i] = relu && v < 0 ? 0 : v;
+          }
+        for (int a = 0; a < 2; a++)
+          {
+            g_autoptr (GError) error = NULL;
+            g_autoptr (CleaveTensor) y = tensor4 (s->n, s->co, s->h, s->w, NULL);
+            CleaveConvParams p = { 1, 1, s->groups, relu };
+            g_autofree float *got = NULL;
+            double e;
+
+            g_setenv ("CLEAVE_CONV_ALGO", a ? "winograd" : "im2col", TRUE);
+            cleave_tensor_fill (y, NAN, &error);
+            g_assert_true (cleave_conv2d_bn_forward (x, w, b, tg, tb, tm, tv, eps, y, &p, &error));
+            g_assert_no_error (error);
+            g_unsetenv ("CLEAVE_CONV_ALGO");
+            got = cleave_tensor_to_host (y, &error);
+            e = rel_err (got, ref, ny);
+            /* the folded weights add one rounding per weight to the bounds above */
+            g_assert_cmpfloat (e, <=, a ? 2 * WINO_BOUND : 2 * IM2COL_BOUND);
+            if (relu)
+              for (gsize i = 0; i < ny; i++)
+                g_assert_cmpfloat (got[i], >=, 0.0f);
+          }
+      }
+  g_rand_free (r);
+}
+
+/* Missing batchnorm parameters and a zero eps are refused with the field named. */
+static void
+test_fused_bad_input (void)
+{
+  g_autoptr (GError) error = NULL;
+  float one[4] = { 1, 1, 1, 1 };
+  g_autoptr (CleaveTensor) x = tensor4 (1, 4, 5, 5, NULL), w = tensor4 (4, 4, 3, 3, NULL);
+  g_autoptr (CleaveTensor) y = tensor4 (1, 4, 5, 5, NULL), v = vec (one, 4), v3 = vec (one, 3);
+  CleaveConvParams p = { 1, 1, 1, TRUE };
+
+  g_assert_false (cleave_conv2d_bn_forward (x, w, NULL, NULL, v, v, v, 1e-5f, y, &p, &error));
+  g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  g_assert_false (cleave_conv2d_bn_forward (x, w, NULL, v, v, v3, v, 1e-5f, y, &p, &error));
+  g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "running mean"));
+  g_clear_error (&error);
+  g_assert_false (cleave_conv2d_bn_forward (x, w, NULL, v, v, v, v, 0.0f, y, &p, &error));
+  g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "eps"));
+}
+
 /* Unset CLEAVE_CONV_ALGO picks Winograd for the benchmark CNN's layers and
  * im2col where Winograd does not pay off (1 input channel, 2x2 maps). */
 static void
@@ -234,6 +328,8 @@ main (int argc, char **argv)
   g_test_add_func ("/core/conv2d/winograd/matches-direct", test_matches_direct);
   g_test_add_func ("/core/conv2d/winograd/auto-choice", test_auto_choice);
   g_test_add_func ("/core/conv2d/winograd/unknown-algo-is-auto", test_unknown_algo_is_auto);
+  g_test_add_func ("/core/conv2d/bn-relu-fused/matches-direct", test_fused_bn_relu);
+  g_test_add_func ("/core/conv2d/bn-relu-fused/bad-input", test_fused_bad_input);
   rc = g_test_run ();
   cleave_backend_unref (backend);
   return rc;

@@ -514,6 +514,7 @@ typedef struct {
   float **tmp;          /* per worker: [cog, block*howo] */
   float **dw_part;      /* per worker (worker 0 uses dw itself) */
   gsize wn;
+  gboolean relu;        /* forward: max (0, ·) after the bias (conv2d_bn_forward) */
   gint failed;
 } ConvJob;
 
@@ -590,6 +591,9 @@ conv_forward_range (gpointer d, gsize lo, gsize hi, int worker)
                 }
               cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans,
                            g->cog, (int) hw, g->kk, 1.0f, wg, g->kk, cm, (int) hw, beta, yg, (int) hw);
+              if (j->relu)
+                for (gsize i = 0; i < (gsize) g->cog * hw; i++)
+                  yg[i] = yg[i] > 0.0f ? yg[i] : 0.0f;
               continue;
             }
 
@@ -604,8 +608,12 @@ conv_forward_range (gpointer d, gsize lo, gsize hi, int worker)
                 const float *src = tmp + (gsize) c * cols + i * hw;
                 float *dst = j->y + ((n0 + i) * g->co + (gsize) gr * g->cog + c) * hw;
                 const float bv = j->b ? j->b[gr * g->cog + c] : 0.0f;
-                for (gsize k = 0; k < hw; k++)
-                  dst[k] = src[k] + bv;
+                if (j->relu)
+                  for (gsize k = 0; k < hw; k++)
+                    dst[k] = src[k] + bv > 0.0f ? src[k] + bv : 0.0f;
+                else
+                  for (gsize k = 0; k < hw; k++)
+                    dst[k] = src[k] + bv;
               }
         }
     }
@@ -648,7 +656,8 @@ wino_prepare_range (gpointer d, gsize lo, gsize hi, int worker)
 }
 
 static gboolean
-wino_forward (const ConvGeom *g, const float *x, const float *w, const float *b, float *y, GError **error)
+wino_forward (const ConvGeom *g, const float *x, const float *w, const float *b, float *y, gboolean relu,
+              GError **error)
 {
   WinoJob j = { .x = x, .w = w, .y = y };
   gsize n_blocks;
@@ -656,6 +665,7 @@ wino_forward (const ConvGeom *g, const float *x, const float *w, const float *b,
   j.wg = cleave_winograd_new (g->n, g->ci, g->h, g->w, g->co, g->groups, b);
   if (j.wg == NULL)
     return oom (error, "conv2d forward (winograd weights)", (gsize) 36 * g->co * g->cig);
+  cleave_winograd_set_relu (j.wg, relu);
   /* once per call: the weights change between training steps */
   parallel_for (g->co, grain_for (g->co, 4), wino_prepare_range, &j);
   n_blocks = cleave_winograd_n_blocks (j.wg);
@@ -669,17 +679,19 @@ wino_forward (const ConvGeom *g, const float *x, const float *w, const float *b,
   return TRUE;
 }
 
+/* The forward convolution on host arrays (weights and bias may be folded
+ * copies, see cpu_conv2d_bn_forward); @relu clamps the outputs at 0. */
 static gboolean
-cpu_conv2d_forward (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *w,
-                    const CleaveTensor *b, CleaveTensor *y, const CleaveConvParams *p, GError **error)
+conv_forward_host (const CleaveTensor *x, const CleaveTensor *w, const CleaveConvParams *p, const float *wv,
+                   const float *bv, float *y, gboolean relu, GError **error)
 {
-  ConvJob j = { .x = fp (x), .w = fp (w), .b = b ? fp (b) : NULL, .y = fp (y) };
+  ConvJob j = { .x = fp (x), .w = wv, .b = bv, .y = y, .relu = relu };
   gsize n_blocks;
 
   conv_geom (x, w, p, &j.g);
   if (cleave_winograd_use (cleave_conv_algo_from_env (), j.g.ci, j.g.h, j.g.w, j.g.co, w->shape[2], w->shape[3],
                            j.g.stride, j.g.pad, j.g.groups))
-    return wino_forward (&j.g, j.x, j.w, j.b, j.y, error);
+    return wino_forward (&j.g, j.x, j.w, j.b, j.y, relu, error);
   j.block = conv_block (&j.g);
   n_blocks = (j.g.n + j.block - 1) / j.block;
   j.col = g_new0 (float *, n_workers ());
@@ -690,6 +702,50 @@ cpu_conv2d_forward (CleaveBackend *self, const CleaveTensor *x, const CleaveTens
   if (j.failed)
     return oom (error, "conv2d forward", (gsize) j.g.kk * j.g.howo * j.block);
   return TRUE;
+}
+
+static gboolean
+cpu_conv2d_forward (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *w,
+                    const CleaveTensor *b, CleaveTensor *y, const CleaveConvParams *p, GError **error)
+{
+  return conv_forward_host (x, w, p, fp (w), b ? fp (b) : NULL, fp (y), FALSE, error);
+}
+
+/* Inference: the batchnorm folded into a copy of the weights and bias, so
+ * the output is written once instead of three times (conv, batchnorm,
+ * relu), each a full pass over memory; measured on the benchmark CNN the
+ * separate batchnorm and relu passes took about 17% of inference. The
+ * folding costs one pass over the weights. */
+static gboolean
+cpu_conv2d_bn_forward (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *w, const CleaveTensor *b,
+                       const CleaveTensor *gamma, const CleaveTensor *beta, const CleaveTensor *running_mean,
+                       const CleaveTensor *running_var, float eps, CleaveTensor *y, const CleaveConvParams *p,
+                       GError **error)
+{
+  const int co = w->shape[0];
+  const gsize per = numel (w) / co;
+  const float *wv = fp (w), *bv = b ? fp (b) : NULL, *ga = fp (gamma), *be = fp (beta);
+  const float *mu = fp (running_mean), *var = fp (running_var);
+  float *wf = scratch_alloc (numel (w)), *bf = scratch_alloc (co);
+  gboolean ok;
+
+  if (wf == NULL || bf == NULL)
+    {
+      free (wf);
+      free (bf);
+      return oom (error, "conv2d+batchnorm forward (folded weights)", numel (w) + co);
+    }
+  for (int c = 0; c < co; c++)
+    {
+      const float scale = ga[c] / sqrtf (var[c] + eps);
+      for (gsize k = 0; k < per; k++)
+        wf[c * per + k] = wv[c * per + k] * scale;
+      bf[c] = ((bv ? bv[c] : 0.0f) - mu[c]) * scale + be[c];
+    }
+  ok = conv_forward_host (x, w, p, wf, bf, fp (y), p->relu, error);
+  free (wf);
+  free (bf);
+  return ok;
 }
 
 static void
@@ -1730,6 +1786,7 @@ static const CleaveBackendVTable cpu_vtable = {
   .copy = cpu_copy,
   .finish = NULL,
   .conv2d_forward = cpu_conv2d_forward,
+  .conv2d_bn_forward = cpu_conv2d_bn_forward,
   .conv2d_backward = cpu_conv2d_backward,
   .batchnorm_forward = cpu_batchnorm_forward,
   .batchnorm_backward = cpu_batchnorm_backward,

@@ -23,6 +23,7 @@ typedef enum {
 
 typedef struct {
   int stride, pad, groups;
+  gboolean relu;   /* conv2d_bn_forward only: max (0, ·) after the bias */
 } CleaveConvParams;
 
 typedef struct {
@@ -54,6 +55,14 @@ struct _CleaveBackendVTable {
   /* y[N,Co,Ho,Wo] = conv(x[N,Ci,H,W], w[Co,Ci/groups,K,K]) + b[Co] (b may be NULL) */
   gboolean (*conv2d_forward)  (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *w,
                                const CleaveTensor *b, CleaveTensor *y, const CleaveConvParams *p, GError **error);
+  /* Optional (NULL where a backend lacks it): inference-only conv followed
+   * by an eval-mode batchnorm (running statistics), [then relu when
+   * p->relu], in one pass over the output: the batchnorm is folded into the
+   * weights and bias (w·γ/√(var+ε), (b − mean)·γ/√(var+ε) + β). */
+  gboolean (*conv2d_bn_forward) (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *w,
+                                 const CleaveTensor *b, const CleaveTensor *gamma, const CleaveTensor *beta,
+                                 const CleaveTensor *running_mean, const CleaveTensor *running_var, float eps,
+                                 CleaveTensor *y, const CleaveConvParams *p, GError **error);
   /* dx, dw, db each optional (NULL = skip). dw and db are overwritten. */
   gboolean (*conv2d_backward) (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *w,
                                const CleaveTensor *dy, CleaveTensor *dx, CleaveTensor *dw, CleaveTensor *db,

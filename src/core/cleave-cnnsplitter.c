@@ -174,7 +174,7 @@ kernel_importance (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
       if (g_cancellable_set_error_if_cancelled (cancellable, error))
         goto fail;
       cleave_dataset_fill_batch (ds, indices + i0, b, model->mean, model->std, NULL, NULL, x, y);
-      if (!cleave_net_forward (net, x, b, FALSE, error) || !cleave_net_download_output (net, out, error))
+      if (!cleave_net_infer (net, x, b, error) || !cleave_net_download_output (net, out, error))
         goto fail;
       for (int s = 0; s < n_sites; s++)
         {
@@ -553,7 +553,7 @@ score_candidates (Ga *ga, guint8 *const *keeps, const int *cls, int n_cand, cons
           for (int q = 0; q < g; q++)
             memcpy (input + (gsize) q * b * ga->in_size, x + (gsize) i0 * ga->in_size,
                     sizeof (float) * b * ga->in_size);
-          if (!cleave_net_forward (ga->net, input, g * b, FALSE, error) ||
+          if (!cleave_net_infer (ga->net, input, g * b, error) ||
               !cleave_net_download_output (ga->net, out, error))
             goto out;
           for (int q = 0; q < g; q++)

@@ -463,7 +463,7 @@ composition_raw_scores (CleaveComposition *c, CleaveBackend *backend, const Clea
               cleave_dataset_fill_batch (ds, idx + start, b, set->mean, set->std, NULL, NULL, x, NULL);
               filled_for = ck->source;
             }
-          ok = cleave_net_forward (nets[k], x, b, FALSE, error) && cleave_net_download_output (nets[k], logits, error);
+          ok = cleave_net_infer (nets[k], x, b, error) && cleave_net_download_output (nets[k], logits, error);
           for (int j = k; j < K && ok; j++)
             if (rep[j] == k)
               {
@@ -933,7 +933,7 @@ model_logits (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *d
       else
         {
           cleave_dataset_fill_batch (ds, idx + start, b, model->mean, model->std, NULL, NULL, x, NULL);
-          ok = cleave_net_forward (net, x, b, FALSE, error) &&
+          ok = cleave_net_infer (net, x, b, error) &&
                cleave_net_download_output (net, out + (gsize) start * F, error);
         }
     }

@@ -166,7 +166,7 @@ cleave_evaluate (CleaveModel *model, CleaveNet *net, const CleaveDataset *ds, co
       if (g_cancellable_set_error_if_cancelled (cancellable, error))
         goto fail;
       cleave_dataset_fill_batch (ds, indices + start_i, b, model->mean, model->std, NULL, NULL, x, y);
-      if (!cleave_net_forward (net, x, b, FALSE, error) || !cleave_net_download_output (net, out, error))
+      if (!cleave_net_infer (net, x, b, error) || !cleave_net_download_output (net, out, error))
         goto fail;
       for (int i = 0; i < b; i++)
         {

@@ -550,7 +550,7 @@ module_logits (const CleaveModule *module, CleaveNet *net, const float *x, int n
   for (int start = 0; start < n; start += EVAL_BATCH)
     {
       int b = MIN (EVAL_BATCH, n - start);
-      if (!cleave_net_forward (net, x + start * img, b, FALSE, error) ||
+      if (!cleave_net_infer (net, x + start * img, b, error) ||
           !cleave_net_download_output (net, out, error))
         return FALSE;
       for (int i = 0; i < b; i++)

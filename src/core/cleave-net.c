@@ -28,6 +28,7 @@ struct _CleaveNet {
   int *site_of_node;
 
   gboolean last_training;
+  gboolean last_fused;       /* the last forward fused conv/batchnorm chains (no backward) */
   gboolean eval_stats_valid; /* aux0/aux1 hold running-stat mean/invstd */
 
   CleaveTensor **masks;      /* per site, borrowed */
@@ -484,15 +485,61 @@ forward_node (CleaveNet *net, int i, gboolean training, GError **error)
     }
 }
 
+/* Inference fusion: the last node of the chain conv @i → batchnorm [→ relu]
+ * where each link is its predecessor's only consumer and no mask sits
+ * inside the chain (a mask site at its end is fine: the mask is applied to
+ * the fused output); @i itself when nothing fuses. */
+static int
+fused_chain_end (CleaveNet *net, int i)
+{
+  GPtrArray *nodes = net->graph->nodes;
+  CleaveNode *c = nodes->pdata[i], *bn, *r;
+
+  if (c->op != CLEAVE_OP_CONV2D || i + 1 >= net->n_nodes || net->site_of_node[i] >= 0 || net->n_consumers[i] != 1)
+    return i;
+  bn = nodes->pdata[i + 1];
+  if (bn->op != CLEAVE_OP_BATCHNORM2D || bn->inputs[0] != i || bn->param[CLEAVE_PARAM_WEIGHT] < 0 ||
+      bn->param[CLEAVE_PARAM_BIAS] < 0 || bn->param[CLEAVE_PARAM_RUNNING_MEAN] < 0 ||
+      bn->param[CLEAVE_PARAM_RUNNING_VAR] < 0)
+    return i;
+  if (i + 2 >= net->n_nodes || net->site_of_node[i + 1] >= 0 || net->n_consumers[i + 1] != 1)
+    return i + 1;
+  r = nodes->pdata[i + 2];
+  return r->op == CLEAVE_OP_RELU && r->inputs[0] == i + 1 ? i + 2 : i + 1;
+}
+
 static gboolean
-run_forward (CleaveNet *net, gboolean training, GError **error)
+forward_fused (CleaveNet *net, int i, int end, GError **error)
+{
+  CleaveNode *c = net->graph->nodes->pdata[i], *bn = net->graph->nodes->pdata[i + 1];
+  CleaveConvParams p = { c->stride, c->pad, c->groups, end == i + 2 };
+
+  return cleave_conv2d_bn_forward (net->act[c->inputs[0]], param_of (net, c, CLEAVE_PARAM_WEIGHT),
+                                   param_of (net, c, CLEAVE_PARAM_BIAS), param_of (net, bn, CLEAVE_PARAM_WEIGHT),
+                                   param_of (net, bn, CLEAVE_PARAM_BIAS),
+                                   param_of (net, bn, CLEAVE_PARAM_RUNNING_MEAN),
+                                   param_of (net, bn, CLEAVE_PARAM_RUNNING_VAR), bn->eps, net->own[end], &p, error);
+}
+
+static gboolean
+run_forward (CleaveNet *net, gboolean training, gboolean fuse, GError **error)
 {
   net->last_training = training;
+  net->last_fused = FALSE;
+  fuse = fuse && !training && cleave_conv2d_bn_supported (net->backend);
   for (int i = 1; i < net->n_nodes; i++)
     {
-      int s = net->site_of_node[i];
-      if (!forward_node (net, i, training, error))
+      int s, end = fuse ? fused_chain_end (net, i) : i;
+      if (end > i)
+        {
+          if (!forward_fused (net, i, end, error))
+            return FALSE;
+          net->last_fused = TRUE;
+          i = end;
+        }
+      else if (!forward_node (net, i, training, error))
         return FALSE;
+      s = net->site_of_node[i];
       if (s >= 0)
         {
           if (net->masks[s] != NULL)
@@ -533,7 +580,25 @@ cleave_net_forward (CleaveNet *net, const float *input, int batch, gboolean trai
     return FALSE;
   if (!cleave_tensor_upload (net->act[0], input, (gsize) batch * g->in_c * g->in_h * g->in_w, error))
     return FALSE;
-  return run_forward (net, training, error);
+  return run_forward (net, training, FALSE, error);
+}
+
+gboolean
+cleave_net_last_fused (CleaveNet *net)
+{
+  return net->last_fused;
+}
+
+gboolean
+cleave_net_infer (CleaveNet *net, const float *input, int batch, GError **error)
+{
+  CleaveGraph *g = net->graph;
+
+  if (!check_input (net, batch, error) || !alloc_activations (net, batch, error))
+    return FALSE;
+  if (!cleave_tensor_upload (net->act[0], input, (gsize) batch * g->in_c * g->in_h * g->in_w, error))
+    return FALSE;
+  return run_forward (net, FALSE, TRUE, error);
 }
 
 gboolean
@@ -552,7 +617,7 @@ cleave_net_forward_tensor (CleaveNet *net, const CleaveTensor *input, gboolean t
     return FALSE;
   if (!cleave_tensor_copy (net->act[0], input, error))
     return FALSE;
-  return run_forward (net, training, error);
+  return run_forward (net, training, FALSE, error);
 }
 
 /* ---- backward ---- */
@@ -736,6 +801,13 @@ cleave_net_backward (CleaveNet *net, const CleaveTensor *doutput, GError **error
   if (net->batch == 0)
     {
       g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "backward called before forward");
+      return FALSE;
+    }
+  if (net->last_fused)
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
+                   "backward after an inference forward (cleave_net_infer): it fused layers and kept no "
+                   "intermediate outputs; run cleave_net_forward first");
       return FALSE;
     }
   if (!cleave_tensor_same_shape (doutput, net->act[last]))

@@ -23,6 +23,16 @@ CleaveBackend *cleave_net_backend  (CleaveNet *net);
  * training: batch statistics in BN (running stats updated), dropout active. */
 gboolean cleave_net_forward        (CleaveNet *net, const float *input, int batch, gboolean training, GError **error);
 gboolean cleave_net_forward_tensor (CleaveNet *net, const CleaveTensor *input, gboolean training, GError **error);
+/* Inference: an eval-mode forward (running statistics, no dropout) where the
+ * backend can fuse conv → batchnorm [→ relu] chains into one pass
+ * (cleave_conv2d_bn_forward; the cpu backend can). The output and the
+ * outputs of relu/mask-site nodes are as after cleave_net_forward (to
+ * rounding: the batchnorm is folded into the weights); the conv and
+ * batchnorm nodes inside a fused chain are not written, and
+ * cleave_net_backward fails until the next cleave_net_forward. */
+gboolean cleave_net_infer          (CleaveNet *net, const float *input, int batch, GError **error);
+/* Whether the last forward fused any chain (then backward is refused). */
+gboolean cleave_net_last_fused     (CleaveNet *net);
 /* The output node's activation [batch, F] (owned by the net, valid until the next forward). */
 CleaveTensor *cleave_net_output      (CleaveNet *net);
 /* Any node's activation from the last forward (owned by the net). */

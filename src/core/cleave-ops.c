@@ -170,6 +170,43 @@ cleave_conv2d_forward (const CleaveTensor *x, const CleaveTensor *w, const Cleav
 }
 
 gboolean
+cleave_conv2d_bn_supported (CleaveBackend *backend)
+{
+  return backend->vtable->conv2d_bn_forward != NULL;
+}
+
+gboolean
+cleave_conv2d_bn_forward (const CleaveTensor *x, const CleaveTensor *w, const CleaveTensor *b,
+                          const CleaveTensor *gamma, const CleaveTensor *beta, const CleaveTensor *running_mean,
+                          const CleaveTensor *running_var, float eps, CleaveTensor *y, const CleaveConvParams *p,
+                          GError **error)
+{
+  const char *op = "conv2d+batchnorm";
+  int co;
+
+  if (!same_backend (op, error, 8, x, w, b, gamma, beta, running_mean, running_var, y)
+      || !check_conv (op, x, w, b, y, p, error))
+    return FALSE;
+  co = w->shape[0];
+  if (!need_vec (op, "gamma", gamma, co, error) || !need_vec (op, "beta", beta, co, error)
+      || !need_vec (op, "running mean", running_mean, co, error)
+      || !need_vec (op, "running variance", running_var, co, error))
+    return FALSE;
+  if (gamma == NULL || beta == NULL || running_mean == NULL || running_var == NULL)
+    return fail (error, "%s: gamma, beta and the running statistics are required", op);
+  if (!(eps > 0.0f))
+    return fail (error, "%s: eps %g must be positive", op, (double) eps);
+  if (!cleave_conv2d_bn_supported (backend_of (x)))
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED, "%s: not available on the %s backend", op,
+                   backend_of (x)->name);
+      return FALSE;
+    }
+  return backend_of (x)->vtable->conv2d_bn_forward (backend_of (x), x, w, b, gamma, beta, running_mean,
+                                                    running_var, eps, y, p, error);
+}
+
+gboolean
 cleave_conv2d_backward (const CleaveTensor *x, const CleaveTensor *w, const CleaveTensor *dy,
                         CleaveTensor *dx, CleaveTensor *dw, CleaveTensor *db,
                         const CleaveConvParams *p, GError **error)

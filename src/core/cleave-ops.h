@@ -12,6 +12,15 @@ G_BEGIN_DECLS
 
 gboolean cleave_conv2d_forward  (const CleaveTensor *x, const CleaveTensor *w, const CleaveTensor *b,
                                  CleaveTensor *y, const CleaveConvParams *p, GError **error);
+/* Inference only: conv2d, then eval-mode batchnorm with running statistics,
+ * then relu when p->relu, in one pass (the batchnorm folded into the
+ * weights). Fails with CLEAVE_ERROR_UNSUPPORTED where the backend lacks it
+ * (cleave_conv2d_bn_supported). */
+gboolean cleave_conv2d_bn_forward (const CleaveTensor *x, const CleaveTensor *w, const CleaveTensor *b,
+                                   const CleaveTensor *gamma, const CleaveTensor *beta,
+                                   const CleaveTensor *running_mean, const CleaveTensor *running_var, float eps,
+                                   CleaveTensor *y, const CleaveConvParams *p, GError **error);
+gboolean cleave_conv2d_bn_supported (CleaveBackend *backend);
 gboolean cleave_conv2d_backward (const CleaveTensor *x, const CleaveTensor *w, const CleaveTensor *dy,
                                  CleaveTensor *dx, CleaveTensor *dw, CleaveTensor *db,
                                  const CleaveConvParams *p, GError **error);

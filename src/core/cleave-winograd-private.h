@@ -32,6 +32,8 @@ CleaveWinograd *cleave_winograd_new             (int n, int ci, int h, int w, in
 /* Transforms the weights [co, ci/groups, 3, 3] of output channels [lo, hi). */
 void            cleave_winograd_prepare_range   (CleaveWinograd *wg, const float *weight, gsize lo, gsize hi);
 void            cleave_winograd_free            (CleaveWinograd *wg);
+/* Apply max (0, ·) to the outputs (after the bias). */
+void            cleave_winograd_set_relu        (CleaveWinograd *wg, gboolean relu);
 gsize           cleave_winograd_n_blocks        (const CleaveWinograd *wg);
 /* floats of 64-byte aligned scratch one participant needs */
 gsize           cleave_winograd_scratch_floats  (const CleaveWinograd *wg);

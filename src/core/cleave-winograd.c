@@ -52,6 +52,7 @@
 #define NV (BT / 16)    /* 16-float vectors per row of a block */
 
 typedef float v16 __attribute__ ((vector_size (64), may_alias));
+typedef int vi16 __attribute__ ((vector_size (64), may_alias));
 
 /* not "(v16) {} + s": without -ffast-math that is a real add (0 + -0 = +0) */
 #define SPLAT(s) ({ float s_ = (s); (v16) { s_, s_, s_, s_, s_, s_, s_, s_, s_, s_, s_, s_, s_, s_, s_, s_ }; })
@@ -65,6 +66,7 @@ struct _CleaveWinograd {
   gsize n_tiles, n_blocks;
   float *u;             /* [groups][NP][nob][cig][MR] */
   float *bias;          /* [co] or NULL */
+  gboolean relu;        /* max (0, ·) after the bias */
   gboolean avx512;
 };
 
@@ -181,6 +183,12 @@ cleave_winograd_new (int n, int ci, int h, int w, int co, int groups, const floa
 }
 
 void
+cleave_winograd_set_relu (CleaveWinograd *wg, gboolean relu)
+{
+  wg->relu = relu;
+}
+
+void
 cleave_winograd_free (CleaveWinograd *wg)
 {
   if (wg == NULL)
@@ -255,9 +263,12 @@ input_transform (const float *restrict D, float *restrict V, gsize vstride)
     }
 }
 
-/* M[p * mstride + lane] -> O[16][BT] (a 4x4 tile per lane) + bias */
+/* max (0, v) lane by lane: the comparison's all-ones lanes keep v's bits */
+#define RELU(v) ({ v16 v_ = (v); (v16) ((vi16) v_ & (v_ > SPLAT (0.0f))); })
+
+/* M[p * mstride + lane] -> O[16][BT] (a 4x4 tile per lane) + bias [, relu] */
 static inline __attribute__ ((always_inline)) void
-output_transform (const float *restrict M, gsize mstride, float *restrict O, float bias)
+output_transform (const float *restrict M, gsize mstride, float *restrict O, float bias, gboolean relu)
 {
   for (int h = 0; h < NV; h++)
     {
@@ -274,10 +285,13 @@ output_transform (const float *restrict M, gsize mstride, float *restrict O, flo
           v16 o0, o1, o2, o3;
           float *o = O + (gsize) i * 4 * BT + h * 16;
           AT4 (t[i * 6], t[i * 6 + 1], t[i * 6 + 2], t[i * 6 + 3], t[i * 6 + 4], t[i * 6 + 5], o0, o1, o2, o3);
-          ST (o, o0 + bias);
-          ST (o + BT, o1 + bias);
-          ST (o + 2 * BT, o2 + bias);
-          ST (o + 3 * BT, o3 + bias);
+          o0 += bias, o1 += bias, o2 += bias, o3 += bias;
+          if (relu)
+            o0 = RELU (o0), o1 = RELU (o1), o2 = RELU (o2), o3 = RELU (o3);
+          ST (o, o0);
+          ST (o + BT, o1);
+          ST (o + 2 * BT, o2);
+          ST (o + 3 * BT, o3);
         }
     }
 }
@@ -471,7 +485,7 @@ forward_blocks_body (const CleaveWinograd *wg, const float *x, float *y, gsize l
                     prefetch_write (y + seg[k].out0 + (gsize) MIN (o + PF_DIST, wg->co - 1) * plane,
                                     seg[k].out1 - seg[k].out0);
 
-                  output_transform (M + r * BT, MR * BT, O, wg->bias ? wg->bias[o] : 0.0f);
+                  output_transform (M + r * BT, MR * BT, O, wg->bias ? wg->bias[o] : 0.0f, wg->relu);
                   for (int l = 0; l < nl; l++)
                     {
                       float *dst = y + lane[l].out + (gsize) o * plane;
