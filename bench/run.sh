@@ -11,6 +11,11 @@ devices=${*:-"cpu opencl"}
 threads=${THREADS:-$(nproc)}
 peak=${PEAK_GFLOPS:-$(echo "78 * $threads" | bc)}
 export OMP_NUM_THREADS=$threads OMP_WAIT_POLICY=PASSIVE
+# Both engines pick their kernels for the CPU themselves (PyTorch's oneDNN
+# and Cleave's OpenBLAS use AVX-512 where present); a machine-wide
+# OPENBLAS_CORETYPE (this project's machines set Haswell) would hold
+# OpenBLAS, hence Cleave, to AVX2. BENCH_KEEP_CORETYPE=1 keeps it.
+[ -n "${BENCH_KEEP_CORETYPE:-}" ] || unset OPENBLAS_CORETYPE
 here=$(dirname "$0")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
