@@ -301,6 +301,94 @@ test_auto_choice (void)
   g_rand_free (r);
 }
 
+/* dx[n, c, y, x] = sum over o, ky, kx of dy[n, o, y - ky + 1, x - kx + 1] * w[o, c, ky, kx] */
+static double *
+direct_backward_data (const Shape *s, const float *dy, const float *w)
+{
+  const int cig = s->ci / s->groups, cog = s->co / s->groups, H = s->h, W = s->w;
+  double *dx = g_new0 (double, (gsize) s->n * s->ci * H * W);
+
+  for (int n = 0; n < s->n; n++)
+    for (int o = 0; o < s->co; o++)
+      for (int c = 0; c < cig; c++)
+        for (int oy = 0; oy < H; oy++)
+          for (int ox = 0; ox < W; ox++)
+            {
+              const double g = dy[(((gsize) n * s->co + o) * H + oy) * W + ox];
+              for (int ky = 0; ky < 3; ky++)
+                for (int kx = 0; kx < 3; kx++)
+                  {
+                    int iy = oy + ky - 1, ix = ox + kx - 1;
+                    if (iy < 0 || iy >= H || ix < 0 || ix >= W)
+                      continue;
+                    dx[(((gsize) n * s->ci + (o / cog) * cig + c) * H + iy) * W + ix]
+                      += g * w[(((gsize) o * cig + c) * 3 + ky) * 3 + kx];
+                  }
+            }
+  return dx;
+}
+
+static void
+run_backward (const char *algo, CleaveTensor *x, CleaveTensor *w, CleaveTensor *dy, const Shape *s,
+              float **dx_out, float **dw_out)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (CleaveTensor) dx = tensor4 (s->n, s->ci, s->h, s->w, NULL);
+  g_autoptr (CleaveTensor) dw = tensor4 (s->co, s->ci / s->groups, 3, 3, NULL);
+  CleaveConvParams p = { 1, 1, s->groups };
+
+  g_setenv ("CLEAVE_CONV_ALGO", algo, TRUE);
+  cleave_tensor_fill (dx, NAN, &error);
+  g_assert_no_error (error);
+  g_assert_true (cleave_conv2d_backward (x, w, dy, dx, dw, NULL, &p, &error));
+  g_assert_no_error (error);
+  g_unsetenv ("CLEAVE_CONV_ALGO");
+  *dx_out = cleave_tensor_to_host (dx, &error);
+  g_assert_no_error (error);
+  *dw_out = cleave_tensor_to_host (dw, &error);
+  g_assert_no_error (error);
+}
+
+/* The input gradient through Winograd (the output gradient convolved with
+ * the turned, channel-swapped weights) against a double sum; the weight
+ * gradient, still im2col's, must not change with the algorithm. */
+static void
+test_backward_data (void)
+{
+  GRand *r = g_rand_new_with_seed (17);
+  double worst = 0.0;
+
+  for (gsize k = 0; k < G_N_ELEMENTS (shapes); k++)
+    {
+      const Shape *s = &shapes[k];
+      const gsize nx = (gsize) s->n * s->ci * s->h * s->w, ny = (gsize) s->n * s->co * s->h * s->w;
+      const gsize nw = (gsize) s->co * (s->ci / s->groups) * 9;
+      g_autofree float *xh = random_host (r, nx);
+      g_autofree float *wh = random_host (r, nw);
+      g_autofree float *dyh = random_host (r, ny);
+      g_autoptr (CleaveTensor) x = tensor4 (s->n, s->ci, s->h, s->w, xh);
+      g_autoptr (CleaveTensor) w = tensor4 (s->co, s->ci / s->groups, 3, 3, wh);
+      g_autoptr (CleaveTensor) dy = tensor4 (s->n, s->co, s->h, s->w, dyh);
+      g_autofree double *ref = direct_backward_data (s, dyh, wh);
+      g_autofree float *dxw = NULL, *dww = NULL, *dxi = NULL, *dwi = NULL;
+      double ew, ei;
+
+      run_backward ("winograd", x, w, dy, s, &dxw, &dww);
+      run_backward ("im2col", x, w, dy, s, &dxi, &dwi);
+      ew = rel_err (dxw, ref, nx);
+      ei = rel_err (dxi, ref, nx);
+      g_test_message ("n %d ci %d co %d %dx%d groups %d: dx winograd %.2e, im2col %.2e",
+                      s->n, s->ci, s->co, s->h, s->w, s->groups, ew, ei);
+      g_assert_cmpfloat (ew, <=, WINO_BOUND);
+      g_assert_cmpfloat (ei, <=, IM2COL_BOUND);
+      for (gsize i = 0; i < nw; i++)
+        g_assert_cmpfloat_with_epsilon (dww[i], dwi[i], 1e-4 * (1.0 + fabsf (dwi[i])));
+      worst = MAX (worst, ew);
+    }
+  g_test_message ("worst relative error of dx through winograd: %.2e", worst);
+  g_rand_free (r);
+}
+
 /* An unknown CLEAVE_CONV_ALGO value means auto rather than a failure. */
 static void
 test_unknown_algo_is_auto (void)
@@ -326,6 +414,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   backend = cleave_backend_cpu_new ();
   g_test_add_func ("/core/conv2d/winograd/matches-direct", test_matches_direct);
+  g_test_add_func ("/core/conv2d/winograd/backward-data", test_backward_data);
   g_test_add_func ("/core/conv2d/winograd/auto-choice", test_auto_choice);
   g_test_add_func ("/core/conv2d/winograd/unknown-algo-is-auto", test_unknown_algo_is_auto);
   g_test_add_func ("/core/conv2d/bn-relu-fused/matches-direct", test_fused_bn_relu);

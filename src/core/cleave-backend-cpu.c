@@ -667,7 +667,8 @@ wino_forward (const ConvGeom *g, const float *x, const float *w, const float *b,
     return oom (error, "conv2d forward (winograd weights)", (gsize) 36 * g->co * g->cig);
   cleave_winograd_set_relu (j.wg, relu);
   /* once per call: the weights change between training steps */
-  parallel_for (g->co, grain_for (g->co, 4), wino_prepare_range, &j);
+  n_blocks = cleave_winograd_n_panels (j.wg);
+  parallel_for (n_blocks, grain_for (n_blocks, 1), wino_prepare_range, &j);
   n_blocks = cleave_winograd_n_blocks (j.wg);
   j.scratch_n = cleave_winograd_scratch_floats (j.wg);
   j.scratch = g_new0 (float *, n_workers ());
@@ -855,6 +856,47 @@ dw_reduce_range (gpointer d, gsize lo, gsize hi, int worker)
         j->dw[i] += j->dw_part[t][i];
 }
 
+/* The input gradient of a 3x3 stride-1 pad-1 convolution is itself one:
+ * the output gradient convolved with the weights turned by 180 degrees and
+ * with input and output channels swapped. So it runs through Winograd as
+ * well; in the backward pass it was the larger of the two im2col GEMMs plus
+ * a col2im scatter. */
+static gboolean
+wino_backward_data_applies (const ConvGeom *g)
+{
+  return g->k == 3 && g->stride == 1 && g->pad == 1
+         && cleave_winograd_use (cleave_conv_algo_from_env (), g->co, g->h, g->w, g->ci, 3, 3, 1, 1, g->groups);
+}
+
+static gboolean
+wino_backward_data (const ConvGeom *g, const float *w, const float *dy, float *dx, GError **error)
+{
+  ConvGeom t = *g;
+  float *wt = scratch_alloc ((gsize) g->co * g->cig * 9);
+  gboolean ok;
+
+  if (wt == NULL)
+    return oom (error, "conv2d backward (turned weights)", (gsize) g->co * g->cig * 9);
+  /* w [gr*cog + o][i][t] -> wt [gr*cig + i][o][8 - t] */
+  for (int gr = 0; gr < g->groups; gr++)
+    for (int o = 0; o < g->cog; o++)
+      for (int i = 0; i < g->cig; i++)
+        {
+          const float *src = w + (((gsize) gr * g->cog + o) * g->cig + i) * 9;
+          float *dst = wt + (((gsize) gr * g->cig + i) * g->cog + o) * 9;
+          for (int k = 0; k < 9; k++)
+            dst[8 - k] = src[k];
+        }
+  t.ci = g->co;
+  t.co = g->ci;
+  t.cig = g->cog;
+  t.cog = g->cig;
+  t.kk = t.cig * 9;
+  ok = wino_forward (&t, dy, wt, NULL, dx, FALSE, error);
+  free (wt);
+  return ok;
+}
+
 static gboolean
 cpu_conv2d_backward (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *w,
                      const CleaveTensor *dy, CleaveTensor *dx, CleaveTensor *dw, CleaveTensor *db,
@@ -865,6 +907,12 @@ cpu_conv2d_backward (CleaveBackend *self, const CleaveTensor *x, const CleaveTen
   gsize n_blocks;
 
   conv_geom (x, w, p, &j.g);
+  if (j.dx && wino_backward_data_applies (&j.g))
+    {
+      if (!wino_backward_data (&j.g, j.w, j.dy, j.dx, error))
+        return FALSE;
+      j.dx = NULL;      /* done; the columns below serve the weight gradient only */
+    }
   if (db)
     {
       ConvJob bj = j;

@@ -25,11 +25,13 @@ gboolean        cleave_winograd_use             (CleaveConvAlgo algo, int ci, in
                                                  int kw, int stride, int pad, int groups);
 
 /* bias may be NULL. Returns NULL only when out of memory. The weights must
- * then be transformed with cleave_winograd_prepare_range over output
- * channels [0, co) before running blocks. */
+ * then be transformed with cleave_winograd_prepare_range over all panels
+ * [0, cleave_winograd_n_panels) before running blocks. */
 CleaveWinograd *cleave_winograd_new             (int n, int ci, int h, int w, int co, int groups,
                                                  const float *bias);
-/* Transforms the weights [co, ci/groups, 3, 3] of output channels [lo, hi). */
+/* Panels: groups of (up to) 8 output channels within a group. */
+gsize           cleave_winograd_n_panels        (const CleaveWinograd *wg);
+/* Transforms the weights [co, ci/groups, 3, 3] of panels [lo, hi). */
 void            cleave_winograd_prepare_range   (CleaveWinograd *wg, const float *weight, gsize lo, gsize hi);
 void            cleave_winograd_free            (CleaveWinograd *wg);
 /* Apply max (0, ·) to the outputs (after the bias). */
