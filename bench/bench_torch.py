@@ -1,8 +1,13 @@
 #!/usr/bin/python3
-"""PyTorch side of bench/run.sh: the same CNN, batch and timing rule as bench-cnn.c."""
+"""PyTorch side of bench/run.sh: the same CNN, batch and timing rule as bench-cnn.c.
+
+Usage: bench_torch.py [BATCH] [ITERS] [--device cpu|cuda] [--no-tf32]
+--device cuda runs on the first CUDA GPU (bench/gpu-run.sh); --no-tf32 turns
+off TF32 in cuDNN convolutions and cuBLAS, which PyTorch allows for cuDNN by
+default, so the GPU does plain fp32 arithmetic as Cleave's OpenCL kernels do."""
+import argparse
 import json
 import statistics
-import sys
 import time
 
 import torch
@@ -17,17 +22,41 @@ def make_model():
                          nn.Flatten(), nn.Linear(3136, 256), nn.ReLU(), nn.Linear(256, 10))
 
 
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("batch", nargs="?", type=int, default=128)
+    ap.add_argument("iters", nargs="?", type=int, default=30)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--no-tf32", action="store_true")
+    return ap.parse_args()
+
+
 def main():
-    batch = int(sys.argv[1]) if len(sys.argv) > 1 else 128
-    iters = int(sys.argv[2]) if len(sys.argv) > 2 else 30
+    args = parse_args()
+    batch, iters = args.batch, args.iters
+    dev = torch.device(args.device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("bench_torch.py: --device cuda, but torch.cuda.is_available() is False")
+        if args.no_tf32:
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+
+    # Queued GPU work must be inside the timed interval, as bench-cnn's
+    # closing download/finish puts it inside Cleave's.
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
     torch.manual_seed(7)
-    model = make_model()
+    model = make_model().to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     loss_fn = nn.CrossEntropyLoss()
-    x = torch.rand(batch, 1, 28, 28) * 2 - 1
-    y = torch.randint(0, 10, (batch,))
+    x = (torch.rand(batch, 1, 28, 28) * 2 - 1).to(dev)
+    y = torch.randint(0, 10, (batch,)).to(dev)
     train_t, infer_t = [], []
     model.train()
+    sync()
     for i in range(-3, iters):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
@@ -35,6 +64,7 @@ def main():
         loss.backward()
         opt.step()
         loss.item()
+        sync()
         if i >= 0:
             train_t.append(time.perf_counter() - t0)
     model.eval()
@@ -42,12 +72,19 @@ def main():
         for i in range(-3, iters):
             t0 = time.perf_counter()
             model(x).sum().item()
+            sync()
             if i >= 0:
                 infer_t.append(time.perf_counter() - t0)
     tt, ti = statistics.median(train_t), statistics.median(infer_t)
-    print(json.dumps({"engine": "pytorch " + torch.__version__, "threads": torch.get_num_threads(),
-                      "batch": batch, "iters": iters,
-                      "train_images_per_s": round(batch / tt, 1), "infer_images_per_s": round(batch / ti, 1)}))
+    out = {"engine": "pytorch " + torch.__version__, "threads": torch.get_num_threads(),
+           "batch": batch, "iters": iters,
+           "train_images_per_s": round(batch / tt, 1), "infer_images_per_s": round(batch / ti, 1),
+           "device": args.device}
+    if dev.type == "cuda":
+        out["device_name"] = torch.cuda.get_device_name(dev)
+        out["cudnn_tf32"] = torch.backends.cudnn.allow_tf32
+        out["matmul_tf32"] = torch.backends.cuda.matmul.allow_tf32
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":
