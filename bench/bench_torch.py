@@ -22,6 +22,32 @@ def make_model():
                          nn.Flatten(), nn.Linear(3136, 256), nn.ReLU(), nn.Linear(256, 10))
 
 
+# PyTorch 2.9 replaced allow_tf32 with fp32_precision and refuses to read one
+# after the other was set, so use the new settings where they exist.
+def _new_tf32_api():
+    return hasattr(torch.backends.cudnn, "conv") and hasattr(torch.backends.cudnn.conv, "fp32_precision")
+
+
+def set_fp32_only():
+    if _new_tf32_api():
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def tf32_state():
+    try:
+        if _new_tf32_api():
+            return {"conv_fp32_precision": torch.backends.cudnn.conv.fp32_precision,
+                    "matmul_fp32_precision": torch.backends.cuda.matmul.fp32_precision}
+        return {"cudnn_tf32": torch.backends.cudnn.allow_tf32,
+                "matmul_tf32": torch.backends.cuda.matmul.allow_tf32}
+    except RuntimeError as e:
+        return {"tf32_state": str(e)[:200]}
+
+
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("batch", nargs="?", type=int, default=128)
@@ -39,8 +65,7 @@ def main():
         if not torch.cuda.is_available():
             raise SystemExit("bench_torch.py: --device cuda, but torch.cuda.is_available() is False")
         if args.no_tf32:
-            torch.backends.cudnn.allow_tf32 = False
-            torch.backends.cuda.matmul.allow_tf32 = False
+            set_fp32_only()
 
     # Queued GPU work must be inside the timed interval, as bench-cnn's
     # closing download/finish puts it inside Cleave's.
@@ -82,8 +107,7 @@ def main():
            "device": args.device}
     if dev.type == "cuda":
         out["device_name"] = torch.cuda.get_device_name(dev)
-        out["cudnn_tf32"] = torch.backends.cudnn.allow_tf32
-        out["matmul_tf32"] = torch.backends.cuda.matmul.allow_tf32
+        out.update(tf32_state())
     print(json.dumps(out))
 
 

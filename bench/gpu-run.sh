@@ -9,7 +9,9 @@
 # Every step has a timeout and the whole run keeps to GPU_RUN_BUDGET seconds
 # (default 300): a step that fails or hangs is recorded and the next one runs;
 # the summary is always printed and the exit status is 0 unless the bundle is
-# missing.
+# missing. Without an NVIDIA OpenCL device it prints diagnostics (driver
+# folder, ICD files, ldconfig, mounts) and still benchmarks PyTorch and
+# Cleave's cpu.
 #
 # Knobs (environment):
 #   GPU_RUN_ALLOW_ANY=1   use any OpenCL device when there is no NVIDIA one
@@ -276,33 +278,39 @@ if [ -z "$DEVICE_ID" ]; then
   if [ -n "$NVCL" ]; then
     echo "--- ldd $NVCL"
     ldd "$NVCL" 2>&1
-    echo "--- the ICD loader's view (OCL_ICD_DEBUG=15)"
-    [ -x "$W/bin/clinfo" ] && OCL_ICD_DEBUG=15 timeout -k 2 30 "${RUN[@]}" "$W/bin/clinfo" -l 2>&1 | tail -40
+    if [ -x "$W/bin/clinfo" ]; then
+      echo "--- the ICD loader's view (OCL_ICD_DEBUG=15)"
+      OCL_ICD_DEBUG=15 timeout -k 2 30 "${RUN[@]}" "$W/bin/clinfo" -l 2>&1 | tail -40
+      echo "--- clinfo"
+      timeout -k 2 30 "${RUN[@]}" "$W/bin/clinfo" 2>&1 | head -60
+    fi
   fi
-  summary
-  exit 0
-fi
-P_D=${DEVICE_ID#opencl:}
-echo "device under test: $DEVICE_ID ($DEVICE_LINE)"
+  echo "(no OpenCL device under test: only PyTorch and Cleave's cpu are benchmarked)"
+else
+  P_D=${DEVICE_ID#opencl:}
+  echo "device under test: $DEVICE_ID ($DEVICE_LINE)"
 
-# (a) test-opencl: every op against the cpu backend. One run covers both GEMM
-# kernels: the test opens a second backend forced to the other flavour
-# (CLEAVE_OPENCL_GEMM: strip on a GPU, where tiled is the default). -m perf
-# adds the timed conv case.
-step test-opencl 150 env CLEAVE_TEST_OPENCL_DEVICE="$P_D" "${RUN[@]}" "$W/bin/test-opencl" --tap -m perf \
-  ${GPU_RUN_TEST_ARGS:-} > "$OUT/test-opencl.tap" 2>&1
-cat "$OUT/test-opencl.tap"
+  # (a) test-opencl: every op against the cpu backend. One run covers both
+  # GEMM kernels: the test opens a second backend forced to the other flavour
+  # (CLEAVE_OPENCL_GEMM: strip on a GPU, where tiled is the default). -m perf
+  # adds the timed conv case.
+  step test-opencl 150 env CLEAVE_TEST_OPENCL_DEVICE="$P_D" "${RUN[@]}" "$W/bin/test-opencl" --tap -m perf \
+    ${GPU_RUN_TEST_ARGS:-} > "$OUT/test-opencl.tap" 2>&1
+  cat "$OUT/test-opencl.tap"
+fi
 
 # (b) the benchmark CNN: Cleave on the GPU, PyTorch on CUDA, Cleave's cpu.
 bench_all() {
   local b=$1 it=$2 sfx=$3
-  step "bench-cnn-opencl$sfx" 60 "${RUN[@]}" "$W/bin/bench-cnn" --batch "$b" --iters "$it" "$DEVICE_ID" | tag_json cleave-gpu
+  if [ -n "$DEVICE_ID" ]; then
+    step "bench-cnn-opencl$sfx" 60 "${RUN[@]}" "$W/bin/bench-cnn" --batch "$b" --iters "$it" "$DEVICE_ID" | tag_json cleave-gpu
+  fi
   step "torch-$TORCH_DEV$sfx" 90 env PYTHONUNBUFFERED=1 "$PY" bench/bench_torch.py "$b" "$it" --device "$TORCH_DEV" | tag_json torch
   step "torch-$TORCH_DEV-fp32$sfx" 60 env PYTHONUNBUFFERED=1 "$PY" bench/bench_torch.py "$b" "$it" --device "$TORCH_DEV" --no-tf32 | tag_json torch-fp32
 }
 bench_all "$BATCH" "$ITERS" ""
 
-if [ "${GPU_RUN_NET:-1}" != 0 ]; then
+if [ -n "$DEVICE_ID" ] && [ "${GPU_RUN_NET:-1}" != 0 ]; then
   # GLib's -p does not take /core/net/opencl itself (nested suites), so one per net
   step test-net-opencl 45 env G_TEST_SRCDIR="$ROOT/tests" "${RUN[@]}" "$W/bin/test-net" --tap \
     -p /core/net/opencl/plain -p /core/net/opencl/res -p /core/net/opencl/cat > "$OUT/test-net.tap" 2>&1
