@@ -272,9 +272,10 @@ test_fused_bad_input (void)
 static void
 test_auto_choice (void)
 {
-  static const Shape wino[] = { { 2, 32, 32, 28, 28, 1, TRUE }, { 2, 32, 64, 14, 14, 1, FALSE } };
+  static const Shape wino[] = { { 2, 32, 32, 28, 28, 1, TRUE }, { 2, 32, 64, 14, 14, 1, FALSE },
+                                { 2, 8, 8, 14, 14, 1, FALSE } };
   static const Shape im2col[] = { { 2, 1, 32, 28, 28, 1, TRUE }, { 2, 64, 64, 2, 2, 1, TRUE },
-                                  { 2, 8, 8, 14, 14, 1, FALSE } };
+                                  { 2, 4, 8, 14, 14, 1, FALSE } };
   GRand *r = g_rand_new_with_seed (5);
 
   for (int pass = 0; pass < 2; pass++)
