@@ -217,8 +217,10 @@ test_masks (gconstpointer data)
     g_assert_null (cleave_net_param_grad (net, i));
 
   /* The inference path (conv → batchnorm → relu fused where the backend can)
-   * gives the same masked logits; a backward after it is refused (nothing
-   * of the fused layers was kept), and works again after a forward. */
+   * gives the same masked logits and, the network being frozen, the same
+   * mask gradients; with trainable parameters a backward after it is
+   * refused (the fused layers' outputs were not kept), and works again
+   * after a forward. */
   g_assert_true (cleave_net_infer (net, x2, batch, &error));
   g_assert_no_error (error);
   g_assert_true (cleave_net_download_output (net, got, &error));
@@ -227,6 +229,21 @@ test_masks (gconstpointer data)
    * where nothing else reads the conv output; OpenCL has no fused op */
   g_assert_true (cleave_net_last_fused (net) ==
                  (cleave_conv2d_bn_supported (backend) && g_strcmp0 (c->net, "cat") != 0));
+  g_assert_true (cleave_net_backward (net, dt, &error));
+  g_assert_no_error (error);
+  for (int s = 0; s < n_sites; s++)
+    {
+      const CleaveMaskSite *site = cleave_graph_mask_site (g, s);
+      g_autofree char *key = g_strconcat ("mask.grad.", cleave_graph_node (g, site->conv)->name, NULL);
+      g_autofree char *what = g_strconcat (key, " (after infer)", NULL);
+      g_autofree float *wg = golden (st, key, NULL);
+      g_autofree float *gg = cleave_tensor_to_host (cleave_net_mask_grad (net, s), &error);
+      g_assert_no_error (error);
+      assert_close (what, gg, wg, 2 * site->channels, 1e-5, 1e-3);
+    }
+  cleave_graph_set_trainable (g, TRUE);
+  g_assert_true (cleave_net_refresh_trainable (net, &error));
+  g_assert_true (cleave_net_infer (net, x2, batch, &error));
   if (cleave_net_last_fused (net))
     {
       g_assert_false (cleave_net_backward (net, dt, &error));

@@ -1029,7 +1029,9 @@ bn_backward_range (gpointer d, gsize lo, gsize hi, int worker)
       const float mean = j->mean_in[c], invstd = j->invstd_in[c];
       double sdy = 0.0, sdyx = 0.0;
 
-      for (int n = 0; n < j->N; n++)
+      /* eval mode with the affine parameters frozen (the splitters' search)
+       * needs no sums: skip a pass over x and dy */
+      for (int n = 0; n < j->N && (j->training || j->dgamma || j->dbeta); n++)
         {
           const float *xr = j->x + ((gsize) n * j->C + c) * j->HW;
           const float *dr = j->dy + ((gsize) n * j->C + c) * j->HW;

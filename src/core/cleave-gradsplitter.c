@@ -425,7 +425,9 @@ replicated_forward (CleaveGradSearch *s, const float *x, int b, GError **error)
     memcpy (s->xrep + g * one, x, one * sizeof (float));
   need = (gsize) s->n * b * s->n;
   ensure_logits (s, need);
-  return cleave_net_forward (s->net, s->xrep, s->n * b, FALSE, error) &&
+  /* frozen network: conv → batchnorm → relu chains fused, and the mask
+   * gradients still flow back through them */
+  return cleave_net_infer (s->net, s->xrep, s->n * b, error) &&
          cleave_net_download_output (s->net, s->logits, error);
 }
 

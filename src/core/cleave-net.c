@@ -28,7 +28,9 @@ struct _CleaveNet {
   int *site_of_node;
 
   gboolean last_training;
-  gboolean last_fused;       /* the last forward fused conv/batchnorm chains (no backward) */
+  gboolean last_fused;       /* the last forward fused conv/batchnorm chains */
+  gboolean *in_fused;        /* per node: inside a fused chain of the last forward (output not written,
+                              * except the chain's last node's own[]) */
   gboolean eval_stats_valid; /* aux0/aux1 hold running-stat mean/invstd */
 
   CleaveTensor **masks;      /* per site, borrowed */
@@ -205,6 +207,7 @@ cleave_net_new (CleaveGraph *graph, CleaveBackend *backend, GError **error)
     }
   for (guint s = 0; s < graph->sites->len; s++)
     net->site_of_node[g_array_index (graph->sites, CleaveMaskSite, s).node] = (int) s;
+  net->in_fused = g_new0 (gboolean, net->n_nodes);
   net->masks = g_new0 (CleaveTensor *, MAX (1, graph->sites->len));
   net->mask_grads = g_new0 (CleaveTensor *, MAX (1, graph->sites->len));
 
@@ -249,6 +252,7 @@ cleave_net_free (CleaveNet *net)
   g_free (net->site_of_node);
   g_free (net->masks);
   g_free (net->mask_grads);
+  g_free (net->in_fused);
   cleave_backend_unref (net->backend);
   g_free (net);
 }
@@ -526,6 +530,7 @@ run_forward (CleaveNet *net, gboolean training, gboolean fuse, GError **error)
 {
   net->last_training = training;
   net->last_fused = FALSE;
+  memset (net->in_fused, 0, sizeof (gboolean) * net->n_nodes);
   fuse = fuse && !training && cleave_conv2d_bn_supported (net->backend);
   for (int i = 1; i < net->n_nodes; i++)
     {
@@ -535,6 +540,8 @@ run_forward (CleaveNet *net, gboolean training, gboolean fuse, GError **error)
           if (!forward_fused (net, i, end, error))
             return FALSE;
           net->last_fused = TRUE;
+          for (int k = i; k <= end; k++)
+            net->in_fused[k] = TRUE;
           i = end;
         }
       else if (!forward_node (net, i, training, error))
@@ -803,12 +810,22 @@ cleave_net_backward (CleaveNet *net, const CleaveTensor *doutput, GError **error
       g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "backward called before forward");
       return FALSE;
     }
-  if (net->last_fused)
+  /* After cleave_net_infer the input and mask gradients still flow: a
+   * chain's relu backward reads the chain's output (written), the eval-mode
+   * batchnorm backward only scales, and the conv's input gradient needs only
+   * the weights. Weight gradients would need the unwritten outputs. */
+  for (int i = 1; net->last_fused && i < net->n_nodes; i++)
     {
-      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
-                   "backward after an inference forward (cleave_net_infer): it fused layers and kept no "
-                   "intermediate outputs; run cleave_net_forward first");
-      return FALSE;
+      CleaveNode *n = g->nodes->pdata[i];
+      for (int s = 0; net->in_fused[i] && s < CLEAVE_N_PARAM_SLOTS; s++)
+        if (n->param[s] >= 0 && net->pgrad[n->param[s]] != NULL)
+          {
+            g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
+                         "backward after an inference forward (cleave_net_infer): layer '%s' has trainable "
+                         "parameters, whose gradients need the outputs that the fused layers did not keep; "
+                         "run cleave_net_forward first", n->name);
+            return FALSE;
+          }
     }
   if (!cleave_tensor_same_shape (doutput, net->act[last]))
     {

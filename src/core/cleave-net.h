@@ -28,10 +28,12 @@ gboolean cleave_net_forward_tensor (CleaveNet *net, const CleaveTensor *input, g
  * (cleave_conv2d_bn_forward; the cpu backend can). The output and the
  * outputs of relu/mask-site nodes are as after cleave_net_forward (to
  * rounding: the batchnorm is folded into the weights); the conv and
- * batchnorm nodes inside a fused chain are not written, and
- * cleave_net_backward fails until the next cleave_net_forward. */
+ * batchnorm nodes inside a fused chain are not written. cleave_net_backward
+ * after it gives input and mask gradients (a frozen network, as in the
+ * splitters' search), and fails when a layer of a fused chain has trainable
+ * parameters. */
 gboolean cleave_net_infer          (CleaveNet *net, const float *input, int batch, GError **error);
-/* Whether the last forward fused any chain (then backward is refused). */
+/* Whether the last forward fused any chain. */
 gboolean cleave_net_last_fused     (CleaveNet *net);
 /* The output node's activation [batch, F] (owned by the net, valid until the next forward). */
 CleaveTensor *cleave_net_output      (CleaveNet *net);
