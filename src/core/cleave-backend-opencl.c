@@ -25,8 +25,19 @@ GResource *cleave_core_get_resource (void);
 #include <CL/cl.h>
 
 #define RESOURCE_PREFIX "/org/cleave/core/kernels/"
-/* The column buffer of im2col is capped; larger batches are split. */
+/* The column buffer of im2col is capped; larger batches are split into
+ * chunks run one after another. 2^25 floats (128 MiB) on CPU devices, whose
+ * memory is the host's; GPUs with plenty of memory get up to COL_LIMIT_MAX
+ * (see col_limit_for), which keeps every index of a chunk inside an int. */
 #define COL_LIMIT_FLOATS ((gsize) 1 << 25)
+#define COL_LIMIT_MAX ((gsize) 1 << 28)
+/* Split-K: aim for this many work-groups per compute unit, give every slice
+ * at least SPLIT_MIN_K terms (so that writing and re-reading the partial
+ * tile stays small next to the slice's own loads), and cap the partial
+ * buffer at SPLIT_MAX_FLOATS. */
+#define SPLIT_WG_PER_CU 4
+#define SPLIT_MIN_K 256
+#define SPLIT_MAX_FLOATS ((gsize) 1 << 24)
 #define NO_BLOCK (1 << 30)
 /* gemm_strip's block per work-item: rows x contiguous columns. */
 #ifndef STRIP_W
@@ -51,7 +62,7 @@ static const GemmTiles gemm_tiles[] = {
   { 4, 4, 4, 1, 1 },
 };
 
-enum { SCRATCH_COL, SCRATCH_DCOL, SCRATCH_SMALL, N_SCRATCH };
+enum { SCRATCH_COL, SCRATCH_DCOL, SCRATCH_SMALL, SCRATCH_SPLIT, N_SCRATCH };
 
 typedef struct {
   cl_platform_id platform;
@@ -65,6 +76,10 @@ typedef struct {
   gsize max_wg;
   gsize max_item[3];
   cl_ulong local_mem;
+  cl_uint compute_units;
+  gsize col_limit;              /* floats in one im2col chunk */
+  int split_k;                  /* 0: automatic, 1: off, > 1: force that many slices */
+  guint split_gemms;            /* GEMMs run split, for tests */
 
   GRecMutex lock;
   cl_program program;
@@ -284,6 +299,25 @@ cleave_backend_opencl_list (GPtrArray *list)
 }
 
 /* ---- programs ---------------------------------------------------------- */
+
+/* Floats in one im2col chunk. Chunks run one after another, each a round of
+ * launches too small to fill a big GPU: with the 128 MiB default a 32 -> 32
+ * 3x3 layer on 28x28 runs 148 samples per chunk, 7 rounds at batch 1024. A
+ * device with memory to spare takes a 64th of it per column buffer (there
+ * are two: col and dcol), within the allocation limit. */
+static gsize
+col_limit_for (OclPriv *priv)
+{
+  cl_ulong mem = 0, max_alloc = 0;
+  gsize limit;
+
+  if (priv->type & CL_DEVICE_TYPE_CPU)
+    return COL_LIMIT_FLOATS;
+  clGetDeviceInfo (priv->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof mem, &mem, NULL);
+  clGetDeviceInfo (priv->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof max_alloc, &max_alloc, NULL);
+  limit = (gsize) MIN (mem / 64, max_alloc / 2) / sizeof (float);
+  return CLAMP (limit, COL_LIMIT_FLOATS, COL_LIMIT_MAX);
+}
 
 static char *
 build_log (cl_program prog, cl_device_id dev)
@@ -735,33 +769,101 @@ op_nchw (cl_mem m, gsize off, int hw, int chw)
   return (Operand) { m, (int) off, hw, 1, hw, chw };
 }
 
+/* How many K slices a GEMM of M x N outputs runs as, and the slice length
+ * in *k_slice. The tiled kernel runs one work-group per TM x TN tile, each
+ * looping over all of K: a weight gradient (M x N = Cout x Cin*k*k, K =
+ * batch x pixels) is a handful of tiles, so a GPU with a hundred compute
+ * units would run a few of them for the whole GEMM. Splitting K until there
+ * are SPLIT_WG_PER_CU work-groups per compute unit fills it. The strip
+ * kernel (CPU devices) is left alone unless forced: a CPU has few compute
+ * units and its strips are already enough work items. */
+static int
+split_k_slices (OclPriv *priv, int M, int N, int K, int *k_slice)
+{
+  const GemmTiles *t = &gemm_tiles[priv->tiles];
+  int align = priv->use_strip ? 1 : t->tk;
+  gsize s = 1, kc;
+
+  if (priv->split_k > 1)
+    s = priv->split_k;
+  else if (priv->split_k == 0 && !priv->use_strip)
+    {
+      gsize tiles = (gsize) ((M + t->tm - 1) / t->tm) * ((N + t->tn - 1) / t->tn);
+      gsize target = (gsize) SPLIT_WG_PER_CU * MAX (priv->compute_units, 1);
+      if (tiles < target)
+        {
+          s = (target + tiles - 1) / tiles;
+          s = MIN (s, (gsize) K / SPLIT_MIN_K);
+          s = MIN (s, SPLIT_MAX_FLOATS / MAX ((gsize) M * N, 1));
+        }
+    }
+  s = CLAMP (s, 1, (gsize) MAX (K, 1));
+  /* Slices start on a whole tile of K; recounting after the rounding means
+   * no slice is empty, and the last one is shorter when K is not a multiple. */
+  kc = round_up ((K + s - 1) / s, align);
+  if (kc == 0)
+    kc = 1;
+  s = ((gsize) K + kc - 1) / kc;
+  *k_slice = (int) kc;
+  return (int) MAX (s, 1);
+}
+
 static gboolean
 gemm (CleaveBackend *self, int M, int N, int K, Operand a, Operand b, Operand c,
       cl_mem bias, int bias_off, int bias_mode, gboolean accumulate, GError **error)
 {
   OclPriv *priv = PRIV (self);
   const GemmTiles *t;
-  gsize local[2], global[2];
+  gsize local[3], global[3];
+  int slices, k_slice, c_zs = 0;
+  Operand out = c;
+  cl_mem out_bias = bias;
+  gboolean out_acc = accumulate;
 
   if (!ensure_program (priv, error))
     return FALSE;
   t = &gemm_tiles[priv->tiles];
+  slices = split_k_slices (priv, M, N, K, &k_slice);
+  if (slices > 1)
+    {
+      /* Each slice writes its own plain [M][N] partial; the reduction adds
+       * bias and C afterwards, once. */
+      cl_mem part = scratch (self, SCRATCH_SPLIT, (gsize) slices * M * N, error);
+      if (part == NULL)
+        return FALSE;
+      out = op_plain (part, 0, N);
+      out_bias = NULL;
+      out_acc = FALSE;
+      c_zs = M * N;
+    }
   local[0] = t->tn / t->rn;
   local[1] = t->tm / t->rm;
+  local[2] = 1;
   global[0] = (gsize) ((N + t->tn - 1) / t->tn) * local[0];
   global[1] = (gsize) ((M + t->tm - 1) / t->tm) * local[1];
+  global[2] = slices;
   if (priv->use_strip)
     {
       global[0] = (gsize) (N + STRIP_W - 1) / STRIP_W;
       global[1] = (gsize) (M + STRIP_R - 1) / STRIP_R;
     }
-  return launch (self, priv->use_strip ? "gemm_strip" : "gemm", 2, global, priv->use_strip ? NULL : local, error,
-                 A_INT, M, A_INT, N, A_INT, K,
-                 A_MEM, a.mem, A_INT, a.off, A_INT, a.rs, A_INT, a.cs, A_INT, a.blk, A_INT, a.bs,
-                 A_MEM, b.mem, A_INT, b.off, A_INT, b.rs, A_INT, b.cs, A_INT, b.blk, A_INT, b.bs,
-                 A_MEM, c.mem, A_INT, c.off, A_INT, c.rs, A_INT, c.cs, A_INT, c.blk, A_INT, c.bs,
-                 A_MEM, bias, A_INT, bias_off, A_INT, bias ? bias_mode : 0, A_INT, accumulate ? 1 : 0,
-                 A_END);
+  if (!launch (self, priv->use_strip ? "gemm_strip" : "gemm", 3, global, priv->use_strip ? NULL : local, error,
+               A_INT, M, A_INT, N, A_INT, K,
+               A_MEM, a.mem, A_INT, a.off, A_INT, a.rs, A_INT, a.cs, A_INT, a.blk, A_INT, a.bs,
+               A_MEM, b.mem, A_INT, b.off, A_INT, b.rs, A_INT, b.cs, A_INT, b.blk, A_INT, b.bs,
+               A_MEM, out.mem, A_INT, out.off, A_INT, out.rs, A_INT, out.cs, A_INT, out.blk, A_INT, out.bs,
+               A_MEM, out_bias, A_INT, bias_off, A_INT, out_bias ? bias_mode : 0, A_INT, out_acc ? 1 : 0,
+               A_INT, k_slice, A_INT, c_zs,
+               A_END))
+    return FALSE;
+  if (slices == 1)
+    return TRUE;
+  priv->split_gemms++;
+  return launch_1d (self, "gemm_splitk_reduce", (gsize) M * N, error,
+                    A_INT, M, A_INT, N, A_INT, slices, A_MEM, out.mem,
+                    A_MEM, c.mem, A_INT, c.off, A_INT, c.rs, A_INT, c.cs, A_INT, c.blk, A_INT, c.bs,
+                    A_MEM, bias, A_INT, bias_off, A_INT, bias ? bias_mode : 0, A_INT, accumulate ? 1 : 0,
+                    A_END);
 }
 
 #define LOCKED(self) g_autoptr(GRecMutexLocker) _locker = g_rec_mutex_locker_new (&PRIV (self)->lock)
@@ -872,7 +974,8 @@ typedef struct {
 } ConvShape;
 
 static ConvShape
-conv_shape (const CleaveTensor *x, const CleaveTensor *w, const CleaveTensor *y_or_dy, const CleaveConvParams *p)
+conv_shape (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *w, const CleaveTensor *y_or_dy,
+            const CleaveConvParams *p)
 {
   ConvShape s;
   s.n = x->shape[0];
@@ -890,7 +993,7 @@ conv_shape (const CleaveTensor *x, const CleaveTensor *w, const CleaveTensor *y_
   s.pad = p->pad;
   s.rows = s.cig * s.k * s.k;
   s.hw = s.ho * s.wo;
-  s.nb = (int) CLAMP (COL_LIMIT_FLOATS / ((gsize) s.rows * s.hw), 1, (gsize) s.n);
+  s.nb = (int) CLAMP (PRIV (self)->col_limit / ((gsize) s.rows * s.hw), 1, (gsize) s.n);
   s.direct = s.k == 1 && s.stride == 1 && s.pad == 0;
   return s;
 }
@@ -927,7 +1030,7 @@ static gboolean
 ocl_conv2d_forward (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *w,
                     const CleaveTensor *b, CleaveTensor *y, const CleaveConvParams *p, GError **error)
 {
-  ConvShape s = conv_shape (x, w, y, p);
+  ConvShape s = conv_shape (self, x, w, y, p);
   cl_mem col = NULL;
   LOCKED (self);
 
@@ -966,7 +1069,7 @@ ocl_conv2d_backward (CleaveBackend *self, const CleaveTensor *x, const CleaveTen
                      const CleaveTensor *dy, CleaveTensor *dx, CleaveTensor *dw, CleaveTensor *db,
                      const CleaveConvParams *p, GError **error)
 {
-  ConvShape s = conv_shape (x, w, dy, p);
+  ConvShape s = conv_shape (self, x, w, dy, p);
   cl_mem col = NULL, dcol = NULL;
   LOCKED (self);
 
@@ -1505,6 +1608,14 @@ cleave_backend_opencl_new (int platform_index, int device_index, GError **error)
       priv->max_item[i] = MAX (items[i], 1);
     priv->local_mem = lm;
   }
+  priv->compute_units = cu;
+  priv->col_limit = col_limit_for (priv);
+  {
+    /* CLEAVE_OPENCL_SPLIT_K: unset or 0 automatic, 1 off, N > 1 that many
+     * K slices for every GEMM (for tests and measurements). */
+    const char *sk = g_getenv ("CLEAVE_OPENCL_SPLIT_K");
+    priv->split_k = sk ? (int) CLAMP (g_ascii_strtoll (sk, NULL, 10), 0, 4096) : 0;
+  }
   {
     const char *flavour = g_getenv ("CLEAVE_OPENCL_GEMM");
     if (flavour && strcmp (flavour, "tiled") == 0)
@@ -1586,6 +1697,25 @@ cleave_backend_opencl_loaded_from_cache (CleaveBackend *backend)
   return PRIV (backend)->loaded_from_cache;
 }
 
+void
+cleave_backend_opencl_set_gemm_tuning (CleaveBackend *backend, int split_k, gsize col_limit_floats)
+{
+  OclPriv *priv;
+  g_return_if_fail (backend && backend->kind == CLEAVE_BACKEND_KIND_OPENCL);
+  LOCKED (backend);
+  priv = PRIV (backend);
+  priv->split_k = MAX (split_k, 0);
+  priv->col_limit = col_limit_floats ? col_limit_floats : col_limit_for (priv);
+}
+
+guint
+cleave_backend_opencl_split_gemms (CleaveBackend *backend)
+{
+  g_return_val_if_fail (backend && backend->kind == CLEAVE_BACKEND_KIND_OPENCL, 0);
+  LOCKED (backend);
+  return PRIV (backend)->split_gemms;
+}
+
 #else /* !HAVE_OPENCL */
 
 CleaveBackend *
@@ -1625,6 +1755,17 @@ gboolean
 cleave_backend_opencl_loaded_from_cache (CleaveBackend *backend)
 {
   return FALSE;
+}
+
+void
+cleave_backend_opencl_set_gemm_tuning (CleaveBackend *backend, int split_k, gsize col_limit_floats)
+{
+}
+
+guint
+cleave_backend_opencl_split_gemms (CleaveBackend *backend)
+{
+  return 0;
 }
 
 #endif /* HAVE_OPENCL */
