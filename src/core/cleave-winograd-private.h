@@ -43,4 +43,25 @@ gsize           cleave_winograd_scratch_floats  (const CleaveWinograd *wg);
 void            cleave_winograd_forward_blocks  (const CleaveWinograd *wg, const float *x, float *y,
                                                  gsize lo, gsize hi, float *scratch);
 
+/* Weight gradient of a 3x3 stride-1 pad-1 convolution (input x
+ * [n, ci, h, w], output gradient dy [n, co, h, w]). The backend runs, for
+ * each chunk k of tile blocks: cleave_winograd_grad_set_chunk (k) (returns
+ * its block count B), cleave_winograd_grad_transform over blocks [0, B)
+ * (scratch per participant), cleave_winograd_grad_products over
+ * [0, n_products) with n_cols = B * 32 and accumulate = k > 0; then
+ * cleave_winograd_grad_finish over output channels [0, co) writes
+ * dw [co, ci/groups, 3, 3]. NULL only when out of memory. */
+typedef struct _CleaveWinogradGrad CleaveWinogradGrad;
+CleaveWinogradGrad *cleave_winograd_grad_new        (int n, int ci, int h, int w, int co, int groups);
+void            cleave_winograd_grad_free           (CleaveWinogradGrad *gr);
+gsize           cleave_winograd_grad_n_chunks       (const CleaveWinogradGrad *gr);
+gsize           cleave_winograd_grad_set_chunk      (CleaveWinogradGrad *gr, gsize chunk);
+gsize           cleave_winograd_grad_scratch_floats (const CleaveWinogradGrad *gr);
+gsize           cleave_winograd_grad_n_products     (const CleaveWinogradGrad *gr);
+void            cleave_winograd_grad_transform      (CleaveWinogradGrad *gr, const float *x, const float *dy,
+                                                     gsize lo, gsize hi, float *scratch);
+void            cleave_winograd_grad_products       (CleaveWinogradGrad *gr, gsize n_cols, gboolean accumulate,
+                                                     gsize lo, gsize hi);
+void            cleave_winograd_grad_finish         (const CleaveWinogradGrad *gr, float *dw, gsize lo, gsize hi);
+
 G_END_DECLS

@@ -44,6 +44,7 @@
 
 #include "cleave-winograd-private.h"
 
+#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -407,6 +408,33 @@ prefetch_write (float *p, gsize n)
     for (int j_ = 0; j_ < (NJ); j_++) \
       (dst)[(gsize) i_ * (di) + (gsize) j_ * (dj)] = (src)[(gsize) i_ * (si) + (gsize) j_ * (sj)]
 
+/* The lanes of block @blk: patch and tile geometry; returns their count. */
+static inline int
+block_lanes (const CleaveWinograd *wg, gsize blk, Lane *lane)
+{
+  const gsize t0 = blk * BT, per = (gsize) wg->th * wg->tw, plane = (gsize) wg->h * wg->w;
+  const int nl = (int) MIN ((gsize) BT, wg->n_tiles - t0), H = wg->h, W = wg->w;
+
+  for (int l = 0; l < nl; l++)
+    {
+      const gsize t = t0 + l, n = t / per;
+      const int r = (int) (t % per), ty = r / wg->tw * 4, tx = r % wg->tw * 4;
+      const int i0 = ty == 0, j0 = tx == 0;
+      const int i1 = MIN (6, H + 1 - ty), j1 = MIN (6, W + 1 - tx);
+      Lane *ln = &lane[l];
+
+      ln->in = n * wg->ci * plane + (gsize) (ty - 1 + i0) * W + (tx - 1 + j0);
+      ln->out = n * wg->co * plane + (gsize) ty * W + tx;
+      ln->d0 = i0 * 6 + j0;
+      ln->ni = i1 - i0;
+      ln->nj = j1 - j0;
+      ln->oy = MIN (4, H - ty);
+      ln->ox = MIN (4, W - tx);
+      ln->n = (int) n;
+    }
+  return nl;
+}
+
 static inline __attribute__ ((always_inline)) void
 forward_blocks_body (const CleaveWinograd *wg, const float *x, float *y, gsize lo, gsize hi,
                      float *scratch, const gboolean wide)
@@ -422,26 +450,8 @@ forward_blocks_body (const CleaveWinograd *wg, const float *x, float *y, gsize l
 
   for (gsize blk = lo; blk < hi; blk++)
     {
-      const gsize t0 = blk * BT;
-      const int nl = (int) MIN ((gsize) BT, wg->n_tiles - t0);
+      const int nl = block_lanes (wg, blk, lane);
 
-      for (int l = 0; l < nl; l++)
-        {
-          const gsize t = t0 + l, per = (gsize) wg->th * wg->tw, n = t / per;
-          const int r = (int) (t % per), ty = r / wg->tw * 4, tx = r % wg->tw * 4;
-          const int i0 = ty == 0, j0 = tx == 0;
-          const int i1 = MIN (6, H + 1 - ty), j1 = MIN (6, W + 1 - tx);
-          Lane *ln = &lane[l];
-
-          ln->in = n * wg->ci * plane + (gsize) (ty - 1 + i0) * W + (tx - 1 + j0);
-          ln->out = n * wg->co * plane + (gsize) ty * W + tx;
-          ln->d0 = i0 * 6 + j0;
-          ln->ni = i1 - i0;
-          ln->nj = j1 - j0;
-          ln->oy = MIN (4, H - ty);
-          ln->ox = MIN (4, W - tx);
-          ln->n = (int) n;
-        }
       int nseg = 0;
       for (int l = 0; l < nl; l++)
         {
@@ -547,4 +557,277 @@ cleave_winograd_forward_blocks (const CleaveWinograd *wg, const float *x, float 
     }
 #endif
   forward_blocks_generic (wg, x, y, lo, hi, scratch);
+}
+
+/* ------------------------------------------------------ weight gradient */
+
+/* The weight gradient through the same transform. With Y = A^T M A,
+ * M = sum_c U_c ⊙ V_c and U = G g G^T, the chain rule gives
+ *   dM = A dY A^T (per output tile),  dU[p] = sum_tiles dM[p] V[p],
+ *   dg = G^T dU G,
+ * so the 36 positions p each contribute one GEMM [cout x tiles] x
+ * [tiles x cin] whose inner dimension is the tiles of the whole batch:
+ * long, well-shaped products for OpenBLAS, with a quarter of the multiplies
+ * of im2col's [cout x pixels] x [pixels x 9 cin] and no 9x expanded copy
+ * of the input. The tiles are taken in chunks so that V and dM stay within
+ * a memory budget. */
+struct _CleaveWinogradGrad {
+  CleaveWinograd geom;  /* sizes and tiles only: no weights */
+  gsize chunk_blocks;   /* tile blocks per chunk */
+  gsize t_cols;         /* columns of V and dM: chunk_blocks * BT */
+  gsize first;          /* first block of the current chunk */
+  float *v;             /* [36][ci][t_cols] */
+  float *m;             /* [36][co][t_cols] */
+  float *du;            /* [groups][36][cog][cig] */
+};
+
+#define GRAD_CHUNK_FLOATS ((gsize) 8 << 20)     /* V + dM per chunk: 32 MiB */
+
+CleaveWinogradGrad *
+cleave_winograd_grad_new (int n, int ci, int h, int w, int co, int groups)
+{
+  CleaveWinogradGrad *gr = g_new0 (CleaveWinogradGrad, 1);
+  CleaveWinograd *wg = &gr->geom;
+  gsize per_block, cap, budget;
+  void *p = NULL;
+
+  wg->n = n;
+  wg->ci = ci;
+  wg->h = h;
+  wg->w = w;
+  wg->co = co;
+  wg->groups = groups > 0 ? groups : 1;
+  wg->cig = ci / wg->groups;
+  wg->cog = co / wg->groups;
+  wg->th = (h + 3) / 4;
+  wg->tw = (w + 3) / 4;
+  wg->n_tiles = (gsize) n * wg->th * wg->tw;
+  wg->n_blocks = (wg->n_tiles + BT - 1) / BT;
+#ifdef HAVE_X86
+  wg->avx512 = __builtin_cpu_supports ("avx512f");
+#endif
+  per_block = (gsize) NP * (ci + co) * BT;
+  /* CLEAVE_WINOGRAD_GRAD_CHUNK (floats) lets the tests run several chunks */
+  budget = g_getenv ("CLEAVE_WINOGRAD_GRAD_CHUNK") ? g_ascii_strtoull (g_getenv ("CLEAVE_WINOGRAD_GRAD_CHUNK"), NULL, 10)
+                                                   : GRAD_CHUNK_FLOATS;
+  cap = MAX ((gsize) 1, budget / per_block);
+  gr->chunk_blocks = MIN (cap, wg->n_blocks);
+  gr->t_cols = gr->chunk_blocks * BT;
+  if (posix_memalign (&p, 64, gr->t_cols * NP * (gsize) (ci + co) * sizeof (float)) != 0)
+    {
+      g_free (gr);
+      return NULL;
+    }
+  gr->v = p;
+  gr->m = gr->v + gr->t_cols * NP * (gsize) ci;
+  gr->du = g_try_new (float, (gsize) wg->groups * NP * wg->cog * wg->cig);
+  if (gr->du == NULL)
+    {
+      free (gr->v);
+      g_free (gr);
+      return NULL;
+    }
+  return gr;
+}
+
+void
+cleave_winograd_grad_free (CleaveWinogradGrad *gr)
+{
+  if (gr == NULL)
+    return;
+  free (gr->v);
+  g_free (gr->du);
+  g_free (gr);
+}
+
+gsize
+cleave_winograd_grad_n_chunks (const CleaveWinogradGrad *gr)
+{
+  return (gr->geom.n_blocks + gr->chunk_blocks - 1) / gr->chunk_blocks;
+}
+
+gsize
+cleave_winograd_grad_set_chunk (CleaveWinogradGrad *gr, gsize chunk)
+{
+  gr->first = chunk * gr->chunk_blocks;
+  return MIN (gr->chunk_blocks, gr->geom.n_blocks - gr->first);
+}
+
+gsize
+cleave_winograd_grad_scratch_floats (const CleaveWinogradGrad *gr)
+{
+  return (gsize) NP * BT + 16 * BT;   /* D, O */
+}
+
+gsize
+cleave_winograd_grad_n_products (const CleaveWinogradGrad *gr)
+{
+  return (gsize) gr->geom.groups * NP;
+}
+
+/* 1-d A y of F(4, 3) (A is 6 x 4), the adjoint of AT4. */
+#define A6(y0, y1, y2, y3, m0, m1, m2, m3, m4, m5) \
+  do { \
+    v16 s02 = (y0) + (y2), s13 = (y1) + (y3); \
+    v16 u_ = (y0) + 4.0f * (y2), w_ = 2.0f * (y1) + 8.0f * (y3); \
+    m0 = (y0); \
+    m1 = s02 + s13; \
+    m2 = s02 - s13; \
+    m3 = u_ + w_; \
+    m4 = u_ - w_; \
+    m5 = (y3); \
+  } while (0)
+
+/* O[16][BT] (a 4x4 output-gradient tile per lane) -> M[p * mstride + lane] = (A dY A^T)[p] */
+static inline __attribute__ ((always_inline)) void
+grad_output_transform (const float *restrict O, float *restrict M, gsize mstride)
+{
+  for (int h = 0; h < NV; h++)
+    {
+      v16 t[24];        /* [6][4]: A applied down each column */
+
+      for (int j = 0; j < 4; j++)
+        {
+          const float *o = O + j * BT + h * 16;
+          A6 (LD (o), LD (o + 4 * BT), LD (o + 8 * BT), LD (o + 12 * BT),
+              t[j], t[4 + j], t[8 + j], t[12 + j], t[16 + j], t[20 + j]);
+        }
+      for (int i = 0; i < 6; i++)
+        {
+          v16 r0, r1, r2, r3, r4, r5;
+          float *m = M + (gsize) i * 6 * mstride + h * 16;
+          A6 (t[i * 4], t[i * 4 + 1], t[i * 4 + 2], t[i * 4 + 3], r0, r1, r2, r3, r4, r5);
+          ST (m, r0);
+          ST (m + mstride, r1);
+          ST (m + 2 * mstride, r2);
+          ST (m + 3 * mstride, r3);
+          ST (m + 4 * mstride, r4);
+          ST (m + 5 * mstride, r5);
+        }
+    }
+}
+
+static inline __attribute__ ((always_inline)) void
+grad_transform_body (CleaveWinogradGrad *gr, const float *x, const float *dy, gsize lo, gsize hi, float *scratch)
+{
+  const CleaveWinograd *wg = &gr->geom;
+  const gsize plane = (gsize) wg->h * wg->w, T = gr->t_cols;
+  const int W = wg->w;
+  float *D = scratch, *O = D + NP * BT;
+  Lane lane[BT];
+
+  for (gsize blk = gr->first + lo; blk < gr->first + hi; blk++)
+    {
+      const int nl = block_lanes (wg, blk, lane);
+      const gsize col = (blk - gr->first) * BT;
+
+      /* lanes past the last tile stay zero in D and O, so their columns of
+       * V and dM are zero and add nothing to the products */
+      memset (D, 0, NP * BT * sizeof (float));
+      for (int c = 0; c < wg->ci; c++)
+        {
+          const float *xc = x + (gsize) c * plane;
+          for (int l = 0; l < nl; l++)
+            COPY_RECT (D + lane[l].d0 * BT + l, 6 * BT, BT, xc + lane[l].in, W, 1, lane[l].ni, lane[l].nj);
+          input_transform (D, gr->v + (gsize) c * T + col, (gsize) wg->ci * T);
+        }
+      memset (O, 0, 16 * BT * sizeof (float));
+      for (int o = 0; o < wg->co; o++)
+        {
+          const float *dyo = dy + (gsize) o * plane;
+          for (int l = 0; l < nl; l++)
+            COPY_RECT (O + l, 4 * BT, BT, dyo + lane[l].out, W, 1, lane[l].oy, lane[l].ox);
+          grad_output_transform (O, gr->m + (gsize) o * T + col, (gsize) wg->co * T);
+        }
+    }
+}
+
+#ifdef HAVE_X86
+__attribute__ ((target ("avx512f,avx512vl,avx2,fma")))
+static void
+grad_transform_avx512 (CleaveWinogradGrad *gr, const float *x, const float *dy, gsize lo, gsize hi, float *scratch)
+{
+  grad_transform_body (gr, x, dy, lo, hi, scratch);
+}
+#endif
+
+static void
+grad_transform_generic (CleaveWinogradGrad *gr, const float *x, const float *dy, gsize lo, gsize hi,
+                        float *scratch)
+{
+  grad_transform_body (gr, x, dy, lo, hi, scratch);
+}
+
+void
+cleave_winograd_grad_transform (CleaveWinogradGrad *gr, const float *x, const float *dy, gsize lo, gsize hi,
+                                float *scratch)
+{
+#ifdef HAVE_X86
+  if (gr->geom.avx512)
+    {
+      grad_transform_avx512 (gr, x, dy, lo, hi, scratch);
+      return;
+    }
+#endif
+  grad_transform_generic (gr, x, dy, lo, hi, scratch);
+}
+
+void
+cleave_winograd_grad_products (CleaveWinogradGrad *gr, gsize n_cols, gboolean accumulate, gsize lo, gsize hi)
+{
+  const CleaveWinograd *wg = &gr->geom;
+  const gsize T = gr->t_cols;
+
+  for (gsize k = lo; k < hi; k++)
+    {
+      const int g = (int) (k / NP), p = (int) (k % NP);
+      const float *m = gr->m + ((gsize) p * wg->co + (gsize) g * wg->cog) * T;
+      const float *v = gr->v + ((gsize) p * wg->ci + (gsize) g * wg->cig) * T;
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, wg->cog, wg->cig, (int) n_cols, 1.0f, m, (int) T,
+                   v, (int) T, accumulate ? 1.0f : 0.0f, gr->du + k * wg->cog * wg->cig, wg->cig);
+    }
+}
+
+void
+cleave_winograd_grad_finish (const CleaveWinogradGrad *gr, float *dw, gsize lo, gsize hi)
+{
+  static const double G[6][3] = {
+    { 1.0 / 4, 0, 0 },
+    { -1.0 / 6, -1.0 / 6, -1.0 / 6 },
+    { -1.0 / 6, 1.0 / 6, -1.0 / 6 },
+    { 1.0 / 24, 1.0 / 12, 1.0 / 6 },
+    { 1.0 / 24, -1.0 / 12, 1.0 / 6 },
+    { 0, 0, 1 },
+  };
+  const CleaveWinograd *wg = &gr->geom;
+  const gsize pc = (gsize) wg->cog * wg->cig;
+
+  for (gsize og = lo; og < hi; og++)
+    {
+      const int g = (int) og / wg->cog, o = (int) og % wg->cog;
+      const float *du = gr->du + (gsize) g * NP * pc + (gsize) o * wg->cig;
+
+      for (int c = 0; c < wg->cig; c++)
+        {
+          double t[6][3];       /* dU G */
+          float *out = dw + (og * wg->cig + c) * 9;
+
+          for (int i = 0; i < 6; i++)
+            for (int b = 0; b < 3; b++)
+              {
+                double s = 0.0;
+                for (int j = 0; j < 6; j++)
+                  s += (double) du[(i * 6 + j) * pc + c] * G[j][b];
+                t[i][b] = s;
+              }
+          for (int a = 0; a < 3; a++)
+            for (int b = 0; b < 3; b++)
+              {
+                double s = 0.0;
+                for (int i = 0; i < 6; i++)
+                  s += G[i][a] * t[i][b];
+                out[a * 3 + b] = (float) s;
+              }
+        }
+    }
 }
