@@ -797,6 +797,8 @@ split_k_slices (OclPriv *priv, int M, int N, int K, int *k_slice)
           s = MIN (s, SPLIT_MAX_FLOATS / MAX ((gsize) M * N, 1));
         }
     }
+  /* The partial buffer is indexed with ints, even when forced. */
+  s = MIN (s, (gsize) G_MAXINT / MAX ((gsize) M * N, 1));
   s = CLAMP (s, 1, (gsize) MAX (K, 1));
   /* Slices start on a whole tile of K; recounting after the rounding means
    * no slice is empty, and the last one is shorter when K is not a multiple. */
