@@ -1327,6 +1327,43 @@ test_shape_errors (void)
   }
 }
 
+/* 2x2 max pooling on awkward values: NaN propagates from any position of
+ * its window (as in PyTorch), and among equal maxima the first in
+ * row-major window order wins, in the value and in where the gradient goes. */
+static void
+test_maxpool_nan_and_ties (void)
+{
+  /* one plane 2 x 8: four windows */
+  const float in[16] = { 1.0f, NAN, 2.0f, 2.0f, -1.0f, -3.0f, 5.0f, 0.0f,
+                         0.0f, 0.0f, 2.0f, 1.0f, -1.0f, NAN,  5.0f, 5.0f };
+  const float dyv[4] = { 10.0f, 20.0f, 30.0f, 40.0f };
+  /* window 3 (5, 0 / 5, 5): the first 5, at column 6 of row 0 */
+  const float want_dx[16] = { 0, 10, 20, 0, 0, 0, 40, 0,
+                              0, 0, 0, 0, 0, 30, 0, 0 };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (CleaveTensor) x = cleave_tensor_new_4d (backend, 1, 1, 2, 8, &error);
+  g_autoptr (CleaveTensor) y = cleave_tensor_new_4d (backend, 1, 1, 1, 4, &error);
+  g_autoptr (CleaveTensor) dy = cleave_tensor_new_4d (backend, 1, 1, 1, 4, &error);
+  g_autoptr (CleaveTensor) dx = cleave_tensor_new_4d (backend, 1, 1, 2, 8, &error);
+  CleavePoolParams p = { 2, 2, 0 };
+  g_autofree float *yh = NULL, *dxh = NULL;
+
+  g_assert_no_error (error);
+  g_assert_true (cleave_tensor_upload (x, in, 16, &error) && cleave_tensor_upload (dy, dyv, 4, &error));
+  g_assert_true (cleave_maxpool_forward (x, y, &p, &error));
+  g_assert_true (cleave_maxpool_backward (x, dy, dx, &p, &error));
+  g_assert_no_error (error);
+  yh = cleave_tensor_to_host (y, &error);
+  dxh = cleave_tensor_to_host (dx, &error);
+  g_assert_no_error (error);
+  g_assert_true (isnan (yh[0]));
+  g_assert_cmpfloat (yh[1], ==, 2.0f);
+  g_assert_true (isnan (yh[2]));
+  g_assert_cmpfloat (yh[3], ==, 5.0f);
+  for (int i = 0; i < 16; i++)
+    g_assert_cmpfloat (dxh[i], ==, want_dx[i]);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1354,6 +1391,7 @@ main (int argc, char **argv)
       g_test_add_data_func (path, pools[i], test_pool_golden);
     }
   g_test_add_func ("/core/global-avgpool/matches-pytorch", test_global_avgpool_golden);
+  g_test_add_func ("/core/maxpool/nan-and-ties", test_maxpool_nan_and_ties);
   g_test_add_func ("/core/linear/matches-pytorch", test_linear_golden);
   g_test_add_func ("/core/add/matches-pytorch", test_add_golden);
   g_test_add_func ("/core/concat/matches-pytorch", test_concat_golden);

@@ -22,6 +22,7 @@ static const Shape shapes[] = {
   { 2, 64, 64, 14, 14, 1, FALSE },
   { 1, 32, 64, 14, 14, 1, TRUE },
   { 1, 20, 13, 1, 1, 1, TRUE },
+  { 9, 64, 32, 1, 1, 1, TRUE },   /* 1x1 maps: the centre-tap GEMM */
   { 4, 8, 12, 2, 9, 1, FALSE },
   { 2, 32, 48, 9, 10, 2, TRUE },
   { 37, 16, 24, 6, 6, 1, TRUE },  /* several blocks of 32 tiles, the last partial */
@@ -162,6 +163,11 @@ test_matches_direct (void)
       yi = run_conv ("im2col", x, w, b, s);
       ew = rel_err (yw, ref, ny);
       ei = rel_err (yi, ref, ny);
+      {
+        /* auto: whichever path it takes (1x1 maps: one GEMM over the centre taps) */
+        g_autofree float *ya = run_conv (NULL, x, w, b, s);
+        g_assert_cmpfloat (rel_err (ya, ref, ny), <=, WINO_BOUND);
+      }
       g_test_message ("n %d ci %d co %d %dx%d groups %d bias %d: winograd %.2e, im2col %.2e",
                       s->n, s->ci, s->co, s->h, s->w, s->groups, s->bias, ew, ei);
       g_assert_cmpfloat (ew, <=, WINO_BOUND);
