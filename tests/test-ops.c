@@ -1364,6 +1364,66 @@ test_maxpool_nan_and_ties (void)
     g_assert_cmpfloat (dxh[i], ==, want_dx[i]);
 }
 
+static CleaveTensor *
+ranged_tensor (GRand *r, int ndim, int a, int b, double lo, double hi)
+{
+  CleaveTensor *t = tensor (ndim, a, b, 0, 0);
+  g_autofree float *v = random_host (r, cleave_tensor_numel (t), lo, hi);
+  upload (t, v);
+  return t;
+}
+
+/* The one-pass backward of a frozen batchnorm → relu → mask chain against
+ * the three ops it replaces: mask backward, relu backward, eval-mode
+ * batchnorm backward; and its bad input. */
+static void
+test_mask_chain_backward (void)
+{
+  g_autoptr (GRand) r = g_rand_new_with_seed (23);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (CleaveTensor) y = random_tensor (r, 4, 6, 5, 3, 4);   /* relu output: clamped below */
+  g_autoptr (CleaveTensor) dy = random_tensor (r, 4, 6, 5, 3, 4);
+  g_autoptr (CleaveTensor) m = ranged_tensor (r, 2, 3, 5, 0.0, 1.0);
+  g_autoptr (CleaveTensor) gamma = ranged_tensor (r, 1, 5, 0, 0.5, 2.0);
+  g_autoptr (CleaveTensor) mean = ranged_tensor (r, 1, 5, 0, -0.5, 0.5);
+  g_autoptr (CleaveTensor) invstd = ranged_tensor (r, 1, 5, 0, 0.5, 3.0);
+  g_autoptr (CleaveTensor) dx = tensor (4, 6, 5, 3, 4);
+  g_autoptr (CleaveTensor) dm = tensor (2, 3, 5, 0, 0);
+  g_autoptr (CleaveTensor) t1 = tensor (4, 6, 5, 3, 4);
+  g_autoptr (CleaveTensor) t2 = tensor (4, 6, 5, 3, 4);
+  g_autoptr (CleaveTensor) t3 = tensor (4, 6, 5, 3, 4);
+  g_autoptr (CleaveTensor) dm_ref = tensor (2, 3, 5, 0, 0);
+  g_autofree float *a = NULL, *b = NULL, *ga = NULL, *gb = NULL;
+  gsize n = cleave_tensor_numel (dx);
+
+  g_assert_no_error (error);
+  g_assert_true (cleave_relu_forward (y, y, &error));
+  g_assert_true (cleave_mask_chain_backward (y, m, dy, TRUE, gamma, invstd, dx, dm, &error));
+  g_assert_no_error (error);
+  g_assert_true (cleave_mask_backward (y, m, dy, t1, dm_ref, &error)
+                 && cleave_relu_backward (y, t1, t2, &error)
+                 && cleave_batchnorm_backward (y, gamma, mean, invstd, t2, t3, NULL, NULL, FALSE, &error));
+  g_assert_no_error (error);
+  a = cleave_tensor_to_host (dx, &error);
+  b = cleave_tensor_to_host (t3, &error);
+  ga = cleave_tensor_to_host (dm, &error);
+  gb = cleave_tensor_to_host (dm_ref, &error);
+  g_assert_no_error (error);
+  for (gsize i = 0; i < n; i++)
+    g_assert_cmpfloat_with_epsilon (a[i], b[i], 1e-6 * (1.0 + fabsf (b[i])));
+  for (int i = 0; i < 15; i++)
+    g_assert_cmpfloat (ga[i], ==, gb[i]);
+
+  g_assert_false (cleave_mask_chain_backward (y, m, dy, TRUE, gamma, invstd, NULL, dm, &error));
+  g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  g_assert_false (cleave_mask_chain_backward (y, m, dy, TRUE, gamma, NULL, dx, dm, &error));
+  g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  g_assert_false (cleave_mask_chain_backward (y, m, dy, TRUE, dm, dm, dx, dm, &error));
+  g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1392,6 +1452,7 @@ main (int argc, char **argv)
     }
   g_test_add_func ("/core/global-avgpool/matches-pytorch", test_global_avgpool_golden);
   g_test_add_func ("/core/maxpool/nan-and-ties", test_maxpool_nan_and_ties);
+  g_test_add_func ("/core/mask/chain-backward", test_mask_chain_backward);
   g_test_add_func ("/core/linear/matches-pytorch", test_linear_golden);
   g_test_add_func ("/core/add/matches-pytorch", test_add_golden);
   g_test_add_func ("/core/concat/matches-pytorch", test_concat_golden);

@@ -129,6 +129,13 @@ struct _CleaveBackendVTable {
   gboolean (*mask_forward)  (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *m, CleaveTensor *y, GError **error);
   gboolean (*mask_backward) (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *m, const CleaveTensor *dy,
                              CleaveTensor *dx, CleaveTensor *dm, GError **error);
+  /* Optional (NULL where a backend lacks it). mask_backward, then, when
+   * relu, dx *= (x > 0) (x being the relu's output), then, when gamma,
+   * dx *= gamma[c] * invstd[c]: the backward of a frozen batchnorm → relu
+   * → mask chain (eval mode) in one pass. dx is required. */
+  gboolean (*mask_chain_backward) (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *m,
+                                   const CleaveTensor *dy, gboolean relu, const CleaveTensor *gamma,
+                                   const CleaveTensor *invstd, CleaveTensor *dx, CleaveTensor *dm, GError **error);
 
   /* Softmax cross-entropy, mean over the batch. logits[N,C], labels[N] holds
    * class indices as floats. loss (1 element) and dlogits (optional) written;

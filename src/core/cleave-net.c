@@ -798,6 +798,38 @@ backward_node (CleaveNet *net, int i, const gboolean *needs, CleaveTensor *dy, G
   return TRUE;
 }
 
+/* After cleave_net_infer, a mask site at the end of a fused conv →
+ * batchnorm → relu chain: the mask, relu and batchnorm backward in one
+ * pass (cleave_mask_chain_backward), straight into the conv output's
+ * gradient. Returns the conv's node, -1 where this does not apply, -2 on
+ * error. */
+static int
+fused_chain_backward (CleaveNet *net, int i, GError **error)
+{
+  GPtrArray *nodes = net->graph->nodes;
+  int s = net->site_of_node[i];
+  CleaveNode *r = nodes->pdata[i], *bn;
+  CleaveTensor *dm;
+
+  if (!net->last_fused || !net->in_fused[i] || s < 0 || net->masks[s] == NULL || r->op != CLEAVE_OP_RELU
+      || i < 3 || !net->in_fused[i - 1] || !net->in_fused[i - 2]
+      || !cleave_mask_chain_backward_supported (net->backend))
+    return -1;
+  bn = nodes->pdata[i - 1];
+  if (bn->op != CLEAVE_OP_BATCHNORM2D || r->inputs[0] != i - 1 || bn->inputs[0] != i - 2
+      || ((CleaveNode *) nodes->pdata[i - 2])->op != CLEAVE_OP_CONV2D)
+    return -1;
+  if (!ensure_eval_stats (net, error))
+    return -2;
+  dm = net->mask_need_grad ? net->mask_grads[s] : NULL;
+  if (!cleave_mask_chain_backward (net->own[i], net->masks[s], net->grad[i], TRUE,
+                                   param_of (net, bn, CLEAVE_PARAM_WEIGHT), net->aux1[i - 1],
+                                   grad_target (net, i - 2), dm, error)
+      || !grad_commit (net, i - 2, error))
+    return -2;
+  return i - 2;
+}
+
 gboolean
 cleave_net_backward (CleaveNet *net, const CleaveTensor *doutput, GError **error)
 {
@@ -854,10 +886,17 @@ cleave_net_backward (CleaveNet *net, const CleaveTensor *doutput, GError **error
 
   for (int i = last; i >= 1; i--)
     {
-      int s = net->site_of_node[i];
+      int s = net->site_of_node[i], conv;
       CleaveTensor *dy = net->grad[i];
       if (!net->grad_written[i])
         continue;  /* nothing flows back through this node */
+      if ((conv = fused_chain_backward (net, i, error)) >= 0)
+        {
+          i = conv + 1;   /* the relu and batchnorm are done; the loop goes on at the conv */
+          continue;
+        }
+      if (conv == -2)
+        return FALSE;
       if (s >= 0)
         {
           CleaveTensor *dm = net->mask_need_grad ? net->mask_grads[s] : NULL;

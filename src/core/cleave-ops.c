@@ -556,6 +556,38 @@ cleave_mask_backward (const CleaveTensor *x, const CleaveTensor *m, const Cleave
 }
 
 gboolean
+cleave_mask_chain_backward_supported (CleaveBackend *backend)
+{
+  return backend->vtable->mask_chain_backward != NULL;
+}
+
+gboolean
+cleave_mask_chain_backward (const CleaveTensor *x, const CleaveTensor *m, const CleaveTensor *dy, gboolean relu,
+                            const CleaveTensor *gamma, const CleaveTensor *invstd, CleaveTensor *dx,
+                            CleaveTensor *dm, GError **error)
+{
+  const char *op = "mask chain backward";
+  if (!same_backend (op, error, 7, x, m, dy, gamma, invstd, dx, dm) || !check_mask (op, x, m, error)
+      || !need_same (op, "input", x, "output gradient", dy, error)
+      || !need_same (op, "input", x, "input gradient", dx, error)
+      || !need_same (op, "mask", m, "mask gradient", dm, error))
+    return FALSE;
+  if (dx == NULL)
+    return fail (error, "%s: the input gradient is required", op);
+  if ((gamma == NULL) != (invstd == NULL))
+    return fail (error, "%s: gamma and invstd come together", op);
+  if (gamma && (!need_vec (op, "gamma", gamma, x->shape[1], error) || !need_vec (op, "invstd", invstd, x->shape[1], error)))
+    return FALSE;
+  if (!cleave_mask_chain_backward_supported (backend_of (x)))
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED, "%s: not available on the %s backend", op,
+                   backend_of (x)->name);
+      return FALSE;
+    }
+  return backend_of (x)->vtable->mask_chain_backward (backend_of (x), x, m, dy, relu, gamma, invstd, dx, dm, error);
+}
+
+gboolean
 cleave_softmax_ce (const CleaveTensor *logits, const CleaveTensor *labels,
                    CleaveTensor *loss, CleaveTensor *dlogits, GError **error)
 {

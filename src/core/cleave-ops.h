@@ -57,6 +57,14 @@ gboolean cleave_channel_copy_out (const CleaveTensor *src, int offset, CleaveTen
 gboolean cleave_mask_forward  (const CleaveTensor *x, const CleaveTensor *m, CleaveTensor *y, GError **error);
 gboolean cleave_mask_backward (const CleaveTensor *x, const CleaveTensor *m, const CleaveTensor *dy,
                                CleaveTensor *dx, CleaveTensor *dm, GError **error);
+/* The backward of an eval-mode batchnorm [→ relu] → mask chain in one pass
+ * (see the backend's mask_chain_backward); gamma and invstd ([C]) may both
+ * be NULL (no batchnorm). Fails with CLEAVE_ERROR_UNSUPPORTED where the
+ * backend lacks it (cleave_mask_chain_backward_supported). */
+gboolean cleave_mask_chain_backward (const CleaveTensor *x, const CleaveTensor *m, const CleaveTensor *dy,
+                                     gboolean relu, const CleaveTensor *gamma, const CleaveTensor *invstd,
+                                     CleaveTensor *dx, CleaveTensor *dm, GError **error);
+gboolean cleave_mask_chain_backward_supported (CleaveBackend *backend);
 gboolean cleave_softmax_ce (const CleaveTensor *logits, const CleaveTensor *labels,
                             CleaveTensor *loss, CleaveTensor *dlogits, GError **error);
 gboolean cleave_sgd_step  (CleaveTensor *param, const CleaveTensor *grad, CleaveTensor *buf,
