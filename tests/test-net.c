@@ -241,6 +241,27 @@ test_masks (gconstpointer data)
       g_assert_no_error (error);
       assert_close (what, gg, wg, 2 * site->channels, 1e-5, 1e-3);
     }
+  /* The same from one copy of the input: the layers before the first mask
+   * run once and are copied, and the logits and mask gradients match. */
+  g_assert_true (cleave_net_infer_repeated (net, x, batch / 2, 2, &error));
+  g_assert_no_error (error);
+  g_assert_true (cleave_net_download_output (net, got, &error));
+  assert_close ("masked logits (infer, repeated input)", got, want, nout, 1e-5, 1e-4);
+  g_assert_true (cleave_net_backward (net, dt, &error));
+  g_assert_no_error (error);
+  for (int s = 0; s < n_sites; s++)
+    {
+      const CleaveMaskSite *site = cleave_graph_mask_site (g, s);
+      g_autofree char *key = g_strconcat ("mask.grad.", cleave_graph_node (g, site->conv)->name, NULL);
+      g_autofree char *what = g_strconcat (key, " (repeated input)", NULL);
+      g_autofree float *wg = golden (st, key, NULL);
+      g_autofree float *gg = cleave_tensor_to_host (cleave_net_mask_grad (net, s), &error);
+      g_assert_no_error (error);
+      assert_close (what, gg, wg, 2 * site->channels, 1e-5, 1e-3);
+    }
+  g_assert_false (cleave_net_infer_repeated (net, x, batch / 2, 0, &error));
+  g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
   cleave_graph_set_trainable (g, TRUE);
   g_assert_true (cleave_net_refresh_trainable (net, &error));
   g_assert_true (cleave_net_infer (net, x2, batch, &error));

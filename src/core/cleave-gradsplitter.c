@@ -80,8 +80,8 @@ struct _CleaveGradSearch {
   gboolean row_adam;           /* θ's second moment shared per (module, layer) row */
   gboolean logit_loss;         /* CE over the heads' pre-sigmoid outputs (head_pass) */
   /* scratch */
-  float *xrep, *logits, *dlogits_host, *dm;
-  gsize xrep_cap, logits_cap;
+  float *logits, *dlogits_host, *dm;
+  gsize logits_cap;
   CleaveTensor *dlogits;
 };
 
@@ -303,7 +303,6 @@ cleave_grad_search_free (CleaveGradSearch *s)
   g_free (s->head_grad);
   g_free (s->head_m);
   g_free (s->head_v);
-  g_free (s->xrep);
   g_free (s->logits);
   g_free (s->dlogits_host);
   g_free (s->dm);
@@ -413,21 +412,11 @@ ensure_logits (CleaveGradSearch *s, gsize need)
 static gboolean
 replicated_forward (CleaveGradSearch *s, const float *x, int b, GError **error)
 {
-  gsize one = (gsize) b * s->in_size, need = one * s->n;
-
-  if (need > s->xrep_cap)
-    {
-      g_free (s->xrep);
-      s->xrep = g_new (float, need);
-      s->xrep_cap = need;
-    }
-  for (int g = 0; g < s->n; g++)
-    memcpy (s->xrep + g * one, x, one * sizeof (float));
-  need = (gsize) s->n * b * s->n;
-  ensure_logits (s, need);
-  /* frozen network: conv → batchnorm → relu chains fused, and the mask
-   * gradients still flow back through them */
-  return cleave_net_infer (s->net, s->xrep, s->n * b, error) &&
+  ensure_logits (s, (gsize) s->n * b * s->n);
+  /* one copy of the batch per module; frozen network: conv → batchnorm →
+   * relu chains fused, the layers before the first mask run once, and the
+   * mask gradients still flow back */
+  return cleave_net_infer_repeated (s->net, x, b, s->n, error) &&
          cleave_net_download_output (s->net, s->logits, error);
 }
 

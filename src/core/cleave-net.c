@@ -525,28 +525,112 @@ forward_fused (CleaveNet *net, int i, int end, GError **error)
                                    param_of (net, bn, CLEAVE_PARAM_RUNNING_VAR), bn->eps, net->own[end], &p, error);
 }
 
+/* Copies rows [0, rows) of @t over the rest of it (dimension 0). */
 static gboolean
-run_forward (CleaveNet *net, gboolean training, gboolean fuse, GError **error)
+replicate_rows (CleaveNet *net, CleaveTensor *t, int rows, GError **error)
 {
+  CleaveBackend *b = net->backend;
+  const gsize per = cleave_tensor_numel (t) / (gsize) t->shape[0], n = per * rows;
+  g_autofree float *host = g_try_new (float, n);
+
+  if (host == NULL)
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_OUT_OF_MEMORY, "replicating %zu floats", n);
+      return FALSE;
+    }
+  if (!b->vtable->download (b, t->buf->handle, 0, host, n, error))
+    return FALSE;
+  for (int r = rows; r < t->shape[0]; r += rows)
+    if (!b->vtable->upload (b, t->buf->handle, (gsize) r * per, host, MIN (n, (gsize) (t->shape[0] - r) * per),
+                            error))
+      return FALSE;
+  return TRUE;
+}
+
+/* Runs nodes [i, end] (one node, or a fused chain) on the first @rows
+ * images only: their inputs and outputs are swapped for views of those
+ * rows, then the outputs written are copied over the other rows. */
+static gboolean
+forward_shared (CleaveNet *net, int i, int end, int rows, GError **error)
+{
+  CleaveNode *n = net->graph->nodes->pdata[i];
+  CleaveTensor *saved_in[8], *saved_act[4], *saved_own[4];
+  gboolean ok;
+  int k, n_in = MIN (n->n_inputs, 8);
+
+  g_return_val_if_fail (end - i < 4, FALSE);
+  for (k = 0; k < n_in; k++)
+    {
+      saved_in[k] = net->act[n->inputs[k]];
+      net->act[n->inputs[k]] = cleave_tensor_prefix (saved_in[k], rows);
+    }
+  for (k = i; k <= end; k++)
+    {
+      saved_act[k - i] = net->act[k];
+      saved_own[k - i] = net->own[k];
+      net->act[k] = cleave_tensor_prefix (saved_act[k - i], rows);
+      net->own[k] = saved_own[k - i] == saved_act[k - i] ? net->act[k] : cleave_tensor_prefix (saved_own[k - i], rows);
+    }
+  ok = end > i ? forward_fused (net, i, end, error) : forward_node (net, i, FALSE, error);
+  for (k = i; k <= end; k++)
+    {
+      if (net->own[k] != net->act[k])
+        cleave_tensor_free (net->own[k]);
+      cleave_tensor_free (net->act[k]);
+      net->act[k] = saved_act[k - i];
+      net->own[k] = saved_own[k - i];
+    }
+  for (k = n_in - 1; k >= 0; k--)
+    {
+      cleave_tensor_free (net->act[n->inputs[k]]);
+      net->act[n->inputs[k]] = saved_in[k];
+    }
+  /* a fused chain wrote only its last node */
+  return ok && replicate_rows (net, net->own[end], rows, error);
+}
+
+/* @shared_rows > 0: the batch is copies of its first shared_rows images
+ * (cleave_net_infer_repeated); nodes that see only unmasked data run on
+ * those rows once. */
+static gboolean
+run_forward (CleaveNet *net, gboolean training, gboolean fuse, int shared_rows, GError **error)
+{
+  g_autofree gboolean *same = g_new0 (gboolean, net->n_nodes);   /* act[i] repeats its first rows */
+
   net->last_training = training;
   net->last_fused = FALSE;
   memset (net->in_fused, 0, sizeof (gboolean) * net->n_nodes);
   fuse = fuse && !training && cleave_conv2d_bn_supported (net->backend);
+  same[0] = shared_rows > 0 && shared_rows < net->batch;
   for (int i = 1; i < net->n_nodes; i++)
     {
+      CleaveNode *n = net->graph->nodes->pdata[i];
       int s, end = fuse ? fused_chain_end (net, i) : i;
-      if (end > i)
+      gboolean shared = same[0] && n->op != CLEAVE_OP_FLATTEN && end - i < 4 && n->n_inputs <= 8;
+
+      for (int k = 0; k < n->n_inputs && shared; k++)
+        shared = same[n->inputs[k]];
+      if (shared)
+        {
+          if (!forward_shared (net, i, end, shared_rows, error))
+            return FALSE;
+        }
+      else if (end > i)
         {
           if (!forward_fused (net, i, end, error))
             return FALSE;
+        }
+      else if (!forward_node (net, i, training, error))
+        return FALSE;
+      if (end > i)
+        {
           net->last_fused = TRUE;
           for (int k = i; k <= end; k++)
             net->in_fused[k] = TRUE;
           i = end;
         }
-      else if (!forward_node (net, i, training, error))
-        return FALSE;
       s = net->site_of_node[i];
+      same[i] = shared && (s < 0 || net->masks[s] == NULL);
       if (s >= 0)
         {
           if (net->masks[s] != NULL)
@@ -587,7 +671,7 @@ cleave_net_forward (CleaveNet *net, const float *input, int batch, gboolean trai
     return FALSE;
   if (!cleave_tensor_upload (net->act[0], input, (gsize) batch * g->in_c * g->in_h * g->in_w, error))
     return FALSE;
-  return run_forward (net, training, FALSE, error);
+  return run_forward (net, training, FALSE, 0, error);
 }
 
 gboolean
@@ -605,7 +689,27 @@ cleave_net_infer (CleaveNet *net, const float *input, int batch, GError **error)
     return FALSE;
   if (!cleave_tensor_upload (net->act[0], input, (gsize) batch * g->in_c * g->in_h * g->in_w, error))
     return FALSE;
-  return run_forward (net, FALSE, TRUE, error);
+  return run_forward (net, FALSE, TRUE, 0, error);
+}
+
+gboolean
+cleave_net_infer_repeated (CleaveNet *net, const float *input, int rows, int copies, GError **error)
+{
+  CleaveGraph *g = net->graph;
+  CleaveTensor *head;
+  gboolean ok;
+
+  if (rows < 1 || copies < 1 || rows > G_MAXINT / copies)
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "%d copies of %d images", copies, rows);
+      return FALSE;
+    }
+  if (!check_input (net, rows * copies, error) || !alloc_activations (net, rows * copies, error))
+    return FALSE;
+  head = cleave_tensor_prefix (net->act[0], rows);
+  ok = cleave_tensor_upload (head, input, (gsize) rows * g->in_c * g->in_h * g->in_w, error);
+  cleave_tensor_free (head);
+  return ok && run_forward (net, FALSE, TRUE, rows, error);
 }
 
 gboolean
@@ -624,7 +728,7 @@ cleave_net_forward_tensor (CleaveNet *net, const CleaveTensor *input, gboolean t
     return FALSE;
   if (!cleave_tensor_copy (net->act[0], input, error))
     return FALSE;
-  return run_forward (net, training, FALSE, error);
+  return run_forward (net, training, FALSE, 0, error);
 }
 
 /* ---- backward ---- */

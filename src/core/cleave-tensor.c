@@ -129,6 +129,19 @@ cleave_tensor_reshape (CleaveTensor *t, int ndim, const int *shape)
   return r;
 }
 
+CleaveTensor *
+cleave_tensor_prefix (CleaveTensor *t, int rows)
+{
+  CleaveTensor *r;
+
+  g_return_val_if_fail (t != NULL && t->ndim > 0 && rows > 0 && rows <= t->shape[0], NULL);
+  r = g_new0 (CleaveTensor, 1);
+  *r = *t;
+  r->shape[0] = rows;
+  r->buf = cleave_buffer_ref (t->buf);
+  return r;
+}
+
 void
 cleave_tensor_free (CleaveTensor *t)
 {

@@ -33,6 +33,8 @@ CleaveTensor *cleave_tensor_new_2d     (CleaveBackend *backend, int n, int f, GE
 CleaveTensor *cleave_tensor_new_1d     (CleaveBackend *backend, int n, GError **error);
 /* Same data, other shape with the same element count (shares the buffer). */
 CleaveTensor *cleave_tensor_reshape    (CleaveTensor *t, int ndim, const int *shape);
+/* Same data, the first @rows entries along dimension 0 (shares the buffer). */
+CleaveTensor *cleave_tensor_prefix     (CleaveTensor *t, int rows);
 void          cleave_tensor_free       (CleaveTensor *t);
 gsize         cleave_tensor_numel      (const CleaveTensor *t);
 gboolean      cleave_tensor_same_shape (const CleaveTensor *a, const CleaveTensor *b);
