@@ -434,7 +434,7 @@ test_backward_data (void)
   g_rand_free (r);
 }
 
-/* An unknown CLEAVE_CONV_ALGO value means auto rather than a failure. */
+/* An unknown CLEAVE_CONV_ALGO value means auto (with a one-time message) rather than a failure. */
 static void
 test_unknown_algo_is_auto (void)
 {

@@ -86,6 +86,15 @@ cleave_conv_algo_from_env (void)
     return CLEAVE_CONV_ALGO_IM2COL;
   if (g_str_equal (s, "winograd"))
     return CLEAVE_CONV_ALGO_WINOGRAD;
+  {
+    /* say so once: a typo would otherwise silently keep the default */
+    static gsize told;
+    if (g_once_init_enter (&told))
+      {
+        g_message ("CLEAVE_CONV_ALGO=%s is not im2col, winograd or auto: using auto", s);
+        g_once_init_leave (&told, 1);
+      }
+  }
   return CLEAVE_CONV_ALGO_AUTO;
 }
 
