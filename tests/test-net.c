@@ -152,6 +152,24 @@ test_train_step (gconstpointer data)
   cleave_net_free (net);
 }
 
+/* Each mask site's gradient (two groups) against the golden file. */
+static void
+check_mask_grads (CleaveNet *net, CleaveGraph *g, CleaveSafetensors *st, const char *when)
+{
+  g_autoptr (GError) error = NULL;
+
+  for (int s = 0; s < cleave_graph_n_mask_sites (g); s++)
+    {
+      const CleaveMaskSite *site = cleave_graph_mask_site (g, s);
+      g_autofree char *key = g_strconcat ("mask.grad.", cleave_graph_node (g, site->conv)->name, NULL);
+      g_autofree char *what = g_strconcat (key, when, NULL);
+      g_autofree float *wg = golden (st, key, NULL);
+      g_autofree float *gg = cleave_tensor_to_host (cleave_net_mask_grad (net, s), &error);
+      g_assert_no_error (error);
+      assert_close (what, gg, wg, 2 * site->channels, 1e-5, 1e-3);
+    }
+}
+
 /* Eval mode, two mask groups: masked logits and d(sum(w·logits))/d(mask). */
 static void
 test_masks (gconstpointer data)
@@ -203,15 +221,7 @@ test_masks (gconstpointer data)
   g_assert_true (cleave_tensor_upload (dt, dout, nout, &error));
   g_assert_true (cleave_net_backward (net, dt, &error));
   g_assert_no_error (error);
-  for (int s = 0; s < n_sites; s++)
-    {
-      const CleaveMaskSite *site = cleave_graph_mask_site (g, s);
-      g_autofree char *key = g_strconcat ("mask.grad.", cleave_graph_node (g, site->conv)->name, NULL);
-      g_autofree float *wg = golden (st, key, NULL);
-      g_autofree float *gg = cleave_tensor_to_host (cleave_net_mask_grad (net, s), &error);
-      g_assert_no_error (error);
-      assert_close (key, gg, wg, 2 * site->channels, 1e-5, 1e-3);
-    }
+  check_mask_grads (net, g, st, "");
   /* No parameter is trainable: none may have a gradient buffer. */
   for (int i = 0; i < cleave_graph_n_params (g); i++)
     g_assert_null (cleave_net_param_grad (net, i));
@@ -231,16 +241,7 @@ test_masks (gconstpointer data)
                  (cleave_conv2d_bn_supported (backend) && g_strcmp0 (c->net, "cat") != 0));
   g_assert_true (cleave_net_backward (net, dt, &error));
   g_assert_no_error (error);
-  for (int s = 0; s < n_sites; s++)
-    {
-      const CleaveMaskSite *site = cleave_graph_mask_site (g, s);
-      g_autofree char *key = g_strconcat ("mask.grad.", cleave_graph_node (g, site->conv)->name, NULL);
-      g_autofree char *what = g_strconcat (key, " (after infer)", NULL);
-      g_autofree float *wg = golden (st, key, NULL);
-      g_autofree float *gg = cleave_tensor_to_host (cleave_net_mask_grad (net, s), &error);
-      g_assert_no_error (error);
-      assert_close (what, gg, wg, 2 * site->channels, 1e-5, 1e-3);
-    }
+  check_mask_grads (net, g, st, " (after infer)");
   /* The same from one copy of the input: the layers before the first mask
    * run once and are copied, and the logits and mask gradients match. */
   g_assert_true (cleave_net_infer_repeated (net, x, batch / 2, 2, &error));
@@ -249,16 +250,7 @@ test_masks (gconstpointer data)
   assert_close ("masked logits (infer, repeated input)", got, want, nout, 1e-5, 1e-4);
   g_assert_true (cleave_net_backward (net, dt, &error));
   g_assert_no_error (error);
-  for (int s = 0; s < n_sites; s++)
-    {
-      const CleaveMaskSite *site = cleave_graph_mask_site (g, s);
-      g_autofree char *key = g_strconcat ("mask.grad.", cleave_graph_node (g, site->conv)->name, NULL);
-      g_autofree char *what = g_strconcat (key, " (repeated input)", NULL);
-      g_autofree float *wg = golden (st, key, NULL);
-      g_autofree float *gg = cleave_tensor_to_host (cleave_net_mask_grad (net, s), &error);
-      g_assert_no_error (error);
-      assert_close (what, gg, wg, 2 * site->channels, 1e-5, 1e-3);
-    }
+  check_mask_grads (net, g, st, " (repeated input)");
   g_assert_false (cleave_net_infer_repeated (net, x, batch / 2, 0, &error));
   g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
   g_clear_error (&error);

@@ -176,13 +176,11 @@ cleave_winograd_prepare_range (CleaveWinograd *wg, const float *weight, gsize lo
     }
 }
 
-CleaveWinograd *
-cleave_winograd_new (int n, int ci, int h, int w, int co, int groups, const float *bias)
+/* Sizes, panels and tiles of a convolution (shared by the forward pass
+ * and the weight gradient). */
+static void
+set_geometry (CleaveWinograd *wg, int n, int ci, int h, int w, int co, int groups)
 {
-  CleaveWinograd *wg = g_new0 (CleaveWinograd, 1);
-  gsize un;
-  void *p = NULL;
-
   wg->n = n;
   wg->ci = ci;
   wg->h = h;
@@ -196,9 +194,19 @@ cleave_winograd_new (int n, int ci, int h, int w, int co, int groups, const floa
   wg->tw = (w + 3) / 4;
   wg->n_tiles = (gsize) n * wg->th * wg->tw;
   wg->n_blocks = (wg->n_tiles + BT - 1) / BT;
-#if defined(__x86_64__) || defined(__i386__)
+#ifdef HAVE_X86
   wg->avx512 = __builtin_cpu_supports ("avx512f");
 #endif
+}
+
+CleaveWinograd *
+cleave_winograd_new (int n, int ci, int h, int w, int co, int groups, const float *bias)
+{
+  CleaveWinograd *wg = g_new0 (CleaveWinograd, 1);
+  gsize un;
+  void *p = NULL;
+
+  set_geometry (wg, n, ci, h, w, co, groups);
 
   un = (gsize) wg->groups * NP * wg->nob * MR * wg->cig;
   if (posix_memalign (&p, 64, MAX (un, 1) * sizeof (float)) != 0)
@@ -600,21 +608,7 @@ cleave_winograd_grad_new (int n, int ci, int h, int w, int co, int groups)
   gsize per_block, cap, budget;
   void *p = NULL;
 
-  wg->n = n;
-  wg->ci = ci;
-  wg->h = h;
-  wg->w = w;
-  wg->co = co;
-  wg->groups = groups > 0 ? groups : 1;
-  wg->cig = ci / wg->groups;
-  wg->cog = co / wg->groups;
-  wg->th = (h + 3) / 4;
-  wg->tw = (w + 3) / 4;
-  wg->n_tiles = (gsize) n * wg->th * wg->tw;
-  wg->n_blocks = (wg->n_tiles + BT - 1) / BT;
-#ifdef HAVE_X86
-  wg->avx512 = __builtin_cpu_supports ("avx512f");
-#endif
+  set_geometry (wg, n, ci, h, w, co, groups);
   per_block = (gsize) NP * (ci + co) * BT;
   /* CLEAVE_WINOGRAD_GRAD_CHUNK (floats) lets the tests run several chunks */
   budget = g_getenv ("CLEAVE_WINOGRAD_GRAD_CHUNK") ? g_ascii_strtoull (g_getenv ("CLEAVE_WINOGRAD_GRAD_CHUNK"), NULL, 10)
