@@ -184,7 +184,7 @@ cleave_cmd_split (int argc, char **argv)
       { "batch", 'b', 0, G_OPTION_ARG_INT, &go.batch, "grad: batch size (each image runs once per module)", "N" },
       { "train-images", 0, 0, G_OPTION_ARG_INT, &go.train_images, "grad: training images drawn per epoch (0 = all)", "N" },
       { "alpha", 0, 0, G_OPTION_ARG_DOUBLE, &alpha, "grad: weight of mean(mask) in the loss during mask epochs", "A" },
-      { "alpha-growth", 0, 0, G_OPTION_ARG_DOUBLE, &alpha_growth, "grad: factor applied to α at each round (default 1.5; 1 = constant, the reference)", "G" },
+      { "alpha-growth", 0, 0, G_OPTION_ARG_DOUBLE, &alpha_growth, "grad: factor applied to α at each round (default 1.35; 1 = constant, the reference)", "G" },
       { "lr-head", 0, 0, G_OPTION_ARG_DOUBLE, &lr_head, "grad: Adam lr of head-only epochs", "LR" },
       { "lr-mask", 0, 0, G_OPTION_ARG_DOUBLE, &lr_mask, "grad: Adam lr of θ", "LR" },
       { "lr-head-joint", 0, 0, G_OPTION_ARG_DOUBLE, &lr_head_joint, "grad: Adam lr of heads in mask epochs", "LR" },
