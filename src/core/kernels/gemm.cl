@@ -20,6 +20,25 @@
 #define WG_X (TN / RN)
 #define WG_Y (TM / RM)
 
+/* The output step shared by the kernels: element (gm, gn) of C at
+ * c_base + gm*c_rs + (gn/c_blk)*c_bs + (gn%c_blk)*c_cs gets v, plus the bias
+ * per row (bias_mode 1) or per column (2), plus its old value when
+ * accumulating. */
+void
+gemm_store (__global float *C, const int c_base, const int c_rs, const int c_cs, const int c_blk, const int c_bs,
+            __global const float *bias, const int bias_off, const int bias_mode, const int accumulate,
+            const int gm, const int gn, float v)
+{
+  const int idx = c_base + gm * c_rs + (gn / c_blk) * c_bs + (gn % c_blk) * c_cs;
+  if (bias_mode == 1)
+    v += bias[bias_off + gm];
+  else if (bias_mode == 2)
+    v += bias[bias_off + gn];
+  if (accumulate)
+    v += C[idx];
+  C[idx] = v;
+}
+
 __kernel __attribute__ ((reqd_work_group_size (WG_X, WG_Y, 1))) void
 gemm (const int M, const int N, const int K,
       __global const float *A, const int a_off, const int a_rs, const int a_cs, const int a_blk, const int a_bs,
@@ -93,15 +112,7 @@ gemm (const int M, const int N, const int K,
           const int gn = n0 + tx + j * WG_X;
           if (gn >= N)
             continue;
-          const int idx = c_base + gm * c_rs + (gn / c_blk) * c_bs + (gn % c_blk) * c_cs;
-          float v = acc[i][j];
-          if (bias_mode == 1)
-            v += bias[bias_off + gm];
-          else if (bias_mode == 2)
-            v += bias[bias_off + gn];
-          if (accumulate)
-            v += C[idx];
-          C[idx] = v;
+          gemm_store (C, c_base, c_rs, c_cs, c_blk, c_bs, bias, bias_off, bias_mode, accumulate, gm, gn, acc[i][j]);
         }
     }
 }
@@ -177,15 +188,7 @@ gemm_strip (const int M, const int N, const int K,
           const int gn = j0 + jj;
           if (gn >= N)
             break;
-          const int idx = c_base + gm * c_rs + (gn / c_blk) * c_bs + (gn % c_blk) * c_cs;
-          float v = acc[r][jj];
-          if (bias_mode == 1)
-            v += bias[bias_off + gm];
-          else if (bias_mode == 2)
-            v += bias[bias_off + gn];
-          if (accumulate)
-            v += C[idx];
-          C[idx] = v;
+          gemm_store (C, c_base, c_rs, c_cs, c_blk, c_bs, bias, bias_off, bias_mode, accumulate, gm, gn, acc[r][jj]);
         }
     }
 }
@@ -202,16 +205,8 @@ gemm_splitk_reduce (const int M, const int N, const int S, __global const float 
   const int mn = M * N;
   if (i >= mn)
     return;
-  const int gm = i / N, gn = i % N;
-  const int idx = c_off + gm * c_rs + (gn / c_blk) * c_bs + (gn % c_blk) * c_cs;
   float v = 0.0f;
   for (int s = 0; s < S; s++)
     v += P[s * mn + i];
-  if (bias_mode == 1)
-    v += bias[bias_off + gm];
-  else if (bias_mode == 2)
-    v += bias[bias_off + gn];
-  if (accumulate)
-    v += C[idx];
-  C[idx] = v;
+  gemm_store (C, c_off, c_rs, c_cs, c_blk, c_bs, bias, bias_off, bias_mode, accumulate, i / N, i % N, v);
 }
