@@ -170,6 +170,57 @@ check_mask_grads (CleaveNet *net, CleaveGraph *g, CleaveSafetensors *st, const c
     }
 }
 
+/* Both groups given group 0's mask at the first sites (at the first only,
+ * then at all but the last): cleave_net_infer_repeated runs the layers up to
+ * the first differing mask once, and its logits and mask gradients must
+ * match a forward of the two explicit copies. */
+static void
+check_uniform_masks (CleaveNet *net, CleaveGraph *g, CleaveSafetensors *st, CleaveTensor **masks,
+                     const float *x, const float *x2, int batch, const CleaveTensor *dt)
+{
+  g_autoptr (GError) error = NULL;
+  int n_sites = cleave_graph_n_mask_sites (g);
+  gsize nout = cleave_tensor_numel (cleave_net_output (net));
+  g_autofree float *want = g_new (float, nout), *got = g_new (float, nout);
+
+  const int uptos[2] = { 1, MAX (1, n_sites - 1) };
+
+  for (int k = 0; k < 2; k++)
+    {
+      int upto = uptos[k];
+      GPtrArray *want_dm = g_ptr_array_new_with_free_func (g_free);
+      for (int s = 0; s < n_sites; s++)
+        {
+          const CleaveMaskSite *site = cleave_graph_mask_site (g, s);
+          g_autofree char *key = g_strconcat ("mask.value.", cleave_graph_node (g, site->conv)->name, NULL);
+          g_autofree float *m = golden (st, key, NULL);
+          if (s < upto)
+            memcpy (m + site->channels, m, site->channels * sizeof (float));
+          g_assert_true (cleave_tensor_upload (masks[s], m, 2 * site->channels, &error));
+        }
+      g_assert_true (cleave_net_forward (net, x2, batch, FALSE, &error));
+      g_assert_true (cleave_net_download_output (net, want, &error));
+      g_assert_true (cleave_net_backward (net, dt, &error));
+      g_assert_no_error (error);
+      for (int s = 0; s < n_sites; s++)
+        g_ptr_array_add (want_dm, cleave_tensor_to_host (cleave_net_mask_grad (net, s), &error));
+      g_assert_true (cleave_net_infer_repeated (net, x, batch / 2, 2, &error));
+      g_assert_true (cleave_net_download_output (net, got, &error));
+      g_assert_no_error (error);
+      assert_close ("masked logits (repeated input, equal masks)", got, want, nout, 1e-5, 1e-4);
+      g_assert_true (cleave_net_backward (net, dt, &error));
+      g_assert_no_error (error);
+      for (int s = 0; s < n_sites; s++)
+        {
+          g_autofree float *gg = cleave_tensor_to_host (cleave_net_mask_grad (net, s), &error);
+          g_assert_no_error (error);
+          assert_close ("mask gradient (repeated input, equal masks)", gg, want_dm->pdata[s],
+                        2 * cleave_graph_mask_site (g, s)->channels, 1e-5, 1e-3);
+        }
+      g_ptr_array_unref (want_dm);
+    }
+}
+
 /* Eval mode, two mask groups: masked logits and d(sum(w·logits))/d(mask). */
 static void
 test_masks (gconstpointer data)
@@ -251,6 +302,7 @@ test_masks (gconstpointer data)
   g_assert_true (cleave_net_backward (net, dt, &error));
   g_assert_no_error (error);
   check_mask_grads (net, g, st, " (repeated input)");
+  check_uniform_masks (net, g, st, masks, x, x2, batch, dt);
   g_assert_false (cleave_net_infer_repeated (net, x, batch / 2, 0, &error));
   g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
   g_clear_error (&error);

@@ -1362,6 +1362,38 @@ test_maxpool_nan_and_ties (void)
   g_assert_cmpfloat (yh[3], ==, 5.0f);
   for (int i = 0; i < 16; i++)
     g_assert_cmpfloat (dxh[i], ==, want_dx[i]);
+
+  /* Odd sizes (3 x 9): the last row and column lie in no window, and their
+   * gradient is zero whatever the buffer held before. */
+  {
+    g_autoptr (CleaveTensor) x3 = cleave_tensor_new_4d (backend, 1, 1, 3, 9, &error);
+    g_autoptr (CleaveTensor) dy3 = cleave_tensor_new_4d (backend, 1, 1, 1, 4, &error);
+    g_autoptr (CleaveTensor) dx3 = cleave_tensor_new_4d (backend, 1, 1, 3, 9, &error);
+    g_autofree float *got = NULL;
+    float in3[27], junk[27];
+    for (int i = 0; i < 27; i++)
+      in3[i] = (float) ((i * 7) % 11), junk[i] = 99.0f;
+    g_assert_true (cleave_tensor_upload (x3, in3, 27, &error) && cleave_tensor_upload (dy3, dyv, 4, &error) &&
+                   cleave_tensor_upload (dx3, junk, 27, &error));
+    g_assert_true (cleave_maxpool_backward (x3, dy3, dx3, &p, &error));
+    got = cleave_tensor_to_host (dx3, &error);
+    g_assert_no_error (error);
+    for (int r = 0; r < 3; r++)
+      for (int c = 0; c < 9; c++)
+        {
+          float want = 0.0f;
+          if (r < 2 && c < 8)
+            {
+              int w = c / 2, best = 0;   /* first maximum of window w (no NaN here) */
+              int cand[4] = { 2 * w, 2 * w + 1, 9 + 2 * w, 10 + 2 * w };
+              for (int k = 1; k < 4; k++)
+                if (in3[cand[k]] > in3[cand[best]])
+                  best = k;
+              want = cand[best] == r * 9 + c ? dyv[w] : 0.0f;
+            }
+          g_assert_cmpfloat (got[r * 9 + c], ==, want);
+        }
+  }
 }
 
 static CleaveTensor *

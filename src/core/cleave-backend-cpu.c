@@ -1439,23 +1439,39 @@ maxpool_bwd_range (gpointer d, gsize lo, gsize hi, int worker)
       const float *plane = g->in + pl * g->h * g->w;
       const float *dd = g->din + pl * g->ho * g->wo;
       float *out = g->out + pl * g->h * g->w;
-      memset (out, 0, (gsize) g->h * g->w * sizeof (float));
       if (g->k == 2 && g->s == 2 && g->pad == 0)
         {
-          /* disjoint 2x2 windows: same first-maximum rule, no bounds checks */
+          /* Disjoint 2x2 windows: each writes its four gradients (the
+           * first maximum takes dy, NaN first), so only an odd last row or
+           * column needs clearing. */
           for (int oh = 0; oh < g->ho; oh++)
-            for (int ow = 0; ow < g->wo; ow++)
-              {
-                int i0 = 2 * oh * g->w + 2 * ow;
-                int cand[4] = { i0, i0 + 1, i0 + g->w, i0 + g->w + 1 };
-                int best = cand[0];
-                for (int k = 1; k < 4 && !isnan (plane[best]); k++)
-                  if (plane[cand[k]] > plane[best] || isnan (plane[cand[k]]))
-                    best = cand[k];
-                out[best] = dd[oh * g->wo + ow];
-              }
+            {
+              const float *r0 = plane + (gsize) (2 * oh) * g->w, *r1 = r0 + g->w;
+              float *o0 = out + (gsize) (2 * oh) * g->w, *o1 = o0 + g->w;
+              const float *dr = dd + (gsize) oh * g->wo;
+              for (int ow = 0; ow < g->wo; ow++)
+                {
+                  float v[4] = { r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1] }, bv = v[0];
+                  int best = 0;
+                  for (int k = 1; k < 4; k++)
+                    {
+                      gboolean take = v[k] > bv || (v[k] != v[k] && bv == bv);
+                      best = take ? k : best;
+                      bv = take ? v[k] : bv;
+                    }
+                  o0[2 * ow] = best == 0 ? dr[ow] : 0.0f;
+                  o0[2 * ow + 1] = best == 1 ? dr[ow] : 0.0f;
+                  o1[2 * ow] = best == 2 ? dr[ow] : 0.0f;
+                  o1[2 * ow + 1] = best == 3 ? dr[ow] : 0.0f;
+                }
+              if (g->w & 1)
+                o0[g->w - 1] = o1[g->w - 1] = 0.0f;
+            }
+          if (g->h & 1)
+            memset (out + (gsize) (g->h - 1) * g->w, 0, (gsize) g->w * sizeof (float));
           continue;
         }
+      memset (out, 0, (gsize) g->h * g->w * sizeof (float));
       for (int oh = 0; oh < g->ho; oh++)
         for (int ow = 0; ow < g->wo; ow++)
           {

@@ -87,6 +87,13 @@ struct _CleaveGradSearch {
   float *logits, *dlogits_host, *dm;
   gsize logits_cap;
   CleaveTensor *dlogits;
+  /* masks_from_theta changes count here; the validation logits below are
+   * those of the masks at val_version (masks do not move in head-only
+   * epochs, so their validation needs the heads only) */
+  guint64 mask_version, val_version;
+  float *val_logits;           /* n_val × N × N, row (i·N + g): module g on image i */
+  const int *val_idx;
+  int val_n;
 };
 
 int
@@ -119,10 +126,13 @@ cleave_grad_search_head_grads (CleaveGradSearch *s, float **w1, float **b1, floa
   *w1 = s->gw1, *b1 = s->gb1, *w2 = s->gw2, *b2 = s->gb2;
 }
 
-/* m = [θ > 0] per row; a row without any positive θ keeps its best kernel. */
-static void
+/* m = [θ > 0] per row; a row without any positive θ keeps its best kernel.
+ * Returns whether any entry of @mask changed. */
+static gboolean
 masks_from_theta (const float *theta, float *mask, int n, int c)
 {
+  gboolean changed = FALSE;
+
   for (int g = 0; g < n; g++)
     {
       const float *th = theta + (gsize) g * c;
@@ -130,14 +140,18 @@ masks_from_theta (const float *theta, float *mask, int n, int c)
       int any = 0, best = 0;
       for (int k = 0; k < c; k++)
         {
-          m[k] = th[k] > 0 ? 1.0f : 0.0f;
           any |= th[k] > 0;
           if (th[k] > th[best])
             best = k;
         }
-      if (!any)
-        m[best] = 1.0f;
+      for (int k = 0; k < c; k++)
+        {
+          float v = th[k] > 0 || (!any && k == best) ? 1.0f : 0.0f;
+          changed |= m[k] != v;
+          m[k] = v;
+        }
     }
+  return changed;
 }
 
 gboolean
@@ -148,7 +162,8 @@ cleave_grad_search_sync_masks (CleaveGradSearch *s, GError **error)
       gsize off = s->theta_off[i];
       if (s->tie[i] != i)
         continue;
-      masks_from_theta (s->theta + off, s->mask_host + off, s->n, s->chan[i]);
+      if (masks_from_theta (s->theta + off, s->mask_host + off, s->n, s->chan[i]))
+        s->mask_version++;
       if (!cleave_tensor_upload (s->mask_dev[i], s->mask_host + off, (gsize) s->n * s->chan[i], error))
         return FALSE;
     }
@@ -303,6 +318,7 @@ cleave_grad_search_free (CleaveGradSearch *s)
   g_free (s->theta_m);
   g_free (s->theta_v);
   g_free (s->mask_host);
+  g_free (s->val_logits);
   g_free (s->head);
   g_free (s->head_grad);
   g_free (s->head_m);
@@ -447,18 +463,26 @@ head_forward (const CleaveGradSearch *s, int g, const float *logit, float *hin, 
   return z2;
 }
 
-gboolean
-cleave_grad_search_scores (CleaveGradSearch *s, const float *x, int b, float *out, GError **error)
+/* The module scores of @b images (out: b × N) from the masked network's
+ * logits (row g·b + i: module g, image i). */
+static void
+scores_from_logits (const CleaveGradSearch *s, const float *logits, int b, float *out)
 {
   int n = s->n;
   g_autofree float *hin = g_new (float, n);
   float z1[H], a1[H];
 
-  if (!replicated_forward (s, x, b, error))
-    return FALSE;
   for (int g = 0; g < n; g++)
     for (int i = 0; i < b; i++)
-      out[(gsize) i * n + g] = 1.0f / (1.0f + expf (-head_forward (s, g, s->logits + ((gsize) g * b + i) * n, hin, z1, a1)));
+      out[(gsize) i * n + g] = 1.0f / (1.0f + expf (-head_forward (s, g, logits + ((gsize) g * b + i) * n, hin, z1, a1)));
+}
+
+gboolean
+cleave_grad_search_scores (CleaveGradSearch *s, const float *x, int b, float *out, GError **error)
+{
+  if (!replicated_forward (s, x, b, error))
+    return FALSE;
+  scores_from_logits (s, s->logits, b, out);
   return TRUE;
 }
 
@@ -725,25 +749,45 @@ epoch_state_take (CleaveGradSearch *s)
 }
 
 /* Composed accuracy of the current masks and heads on the validation subset;
- * the scores are kept for the module metrics of the chosen epoch. */
+ * the scores are kept for the module metrics of the chosen epoch. The
+ * masked network's logits are kept too: while the masks stay as they were
+ * (a head-only epoch), only the heads run again. */
 static gboolean
 validate (CleaveGradSearch *s, CleaveModel *model, const CleaveDataset *ds, const int *val, int n_val,
           float *scores, double *accuracy, GCancellable *cancellable, GError **error)
 {
   /* Small chunks keep a cancel responsive: N × 32 images per forward. */
   const int vb = 32;
+  const gsize per = (gsize) s->n * s->n;   /* logits per image */
   g_autofree float *x = g_new (float, (gsize) vb * s->in_size);
   g_autofree float *y = g_new (float, vb);
+  gboolean reuse = s->val_logits && s->val_version == s->mask_version && s->val_idx == val && s->val_n == n_val;
   int hits = 0;
 
+  if (!reuse)
+    {
+      g_clear_pointer (&s->val_logits, g_free);
+      /* (not kept when large: 100 classes × 10,000 images would be 400 MB) */
+      if ((gsize) n_val * per <= ((gsize) 64 << 20))
+        s->val_logits = g_try_new (float, (gsize) n_val * per);
+      s->val_idx = val;
+      s->val_n = n_val;
+    }
   for (int i = 0; i < n_val; i += vb)
     {
       int b = MIN (vb, n_val - i);
       if (g_cancellable_set_error_if_cancelled (cancellable, error))
         return FALSE;
-      cleave_dataset_fill_batch (ds, val + i, b, model->mean, model->std, NULL, NULL, x, y);
-      if (!cleave_grad_search_scores (s, x, b, scores + (gsize) i * s->n, error))
-        return FALSE;
+      if (reuse)
+        scores_from_logits (s, s->val_logits + (gsize) i * per, b, scores + (gsize) i * s->n);
+      else
+        {
+          cleave_dataset_fill_batch (ds, val + i, b, model->mean, model->std, NULL, NULL, x, y);
+          if (!cleave_grad_search_scores (s, x, b, scores + (gsize) i * s->n, error))
+            return FALSE;
+          if (s->val_logits)
+            memcpy (s->val_logits + (gsize) i * per, s->logits, b * per * sizeof (float));
+        }
       for (int j = 0; j < b; j++)
         {
           const float *sc = scores + (gsize) (i + j) * s->n;
@@ -751,9 +795,11 @@ validate (CleaveGradSearch *s, CleaveModel *model, const CleaveDataset *ds, cons
           for (int g = 1; g < s->n; g++)
             if (sc[g] > sc[best])
               best = g;
-          hits += best == (int) y[j];
+          hits += best == ds->labels[val[i + j]];
         }
     }
+  if (!reuse)
+    s->val_version = s->mask_version;
   *accuracy = n_val > 0 ? (double) hits / n_val : NAN;
   return TRUE;
 }

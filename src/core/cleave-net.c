@@ -589,6 +589,28 @@ forward_shared (CleaveNet *net, int i, int end, int rows, GError **error)
   return ok && replicate_rows (net, net->own[end], rows, error);
 }
 
+/* Whether every group's row of site @s's mask is the same (as when the
+ * splitters start, with every kernel kept): copies of the input then stay
+ * copies through the mask, and the layers after it can run once too. */
+static gboolean
+mask_uniform (CleaveNet *net, int s, gboolean *uniform, GError **error)
+{
+  const CleaveTensor *m = net->masks[s];
+  const gsize c = (gsize) m->shape[1], n = c * (gsize) m->shape[0];
+  g_autofree float *host = g_try_new (float, n);
+
+  *uniform = FALSE;
+  if (host == NULL)
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_OUT_OF_MEMORY, "reading a mask of %zu floats", n);
+      return FALSE;
+    }
+  if (!cleave_tensor_download (m, host, n, error))
+    return FALSE;
+  *uniform = memcmp (host, host + c, (n - c) * sizeof (float)) == 0;
+  return TRUE;
+}
+
 /* @shared_rows > 0: the batch is copies of its first shared_rows images
  * (cleave_net_infer_repeated); nodes that see only unmasked data run on
  * those rows once. */
@@ -631,6 +653,8 @@ run_forward (CleaveNet *net, gboolean training, gboolean fuse, int shared_rows, 
         }
       s = net->site_of_node[i];
       same[i] = shared && (s < 0 || net->masks[s] == NULL);
+      if (shared && !same[i] && !mask_uniform (net, s, &same[i], error))
+        return FALSE;
       if (s >= 0)
         {
           if (net->masks[s] != NULL)
