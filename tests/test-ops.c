@@ -1446,7 +1446,54 @@ test_mask_chain_backward (void)
   for (int i = 0; i < 15; i++)
     g_assert_cmpfloat (ga[i], ==, gb[i]);
 
-  g_assert_false (cleave_mask_chain_backward (y, m, dy, TRUE, gamma, invstd, NULL, dm, &error));
+  /* The mask gradient alone (dx NULL), and from x's first 2 rows when the
+   * batch repeats them (rows 2–5 = rows 0–1 twice): the same values. */
+  {
+    g_autoptr (CleaveTensor) y2 = tensor (4, 2, 5, 3, 4);
+    g_autoptr (CleaveTensor) dm2 = tensor (2, 3, 5, 0, 0);
+    g_autoptr (CleaveTensor) masked = tensor (4, 6, 5, 3, 4);
+    g_autoptr (CleaveTensor) masked_ref = tensor (4, 6, 5, 3, 4);
+    g_autofree float *yh = cleave_tensor_to_host (y, &error), *g2 = NULL, *mk = NULL, *mr = NULL;
+    gsize row = n / 6;
+    g_assert_no_error (error);
+    g_assert_true (cleave_mask_chain_backward (y, m, dy, TRUE, gamma, invstd, NULL, dm2, &error));
+    g_assert_no_error (error);
+    g2 = cleave_tensor_to_host (dm2, &error);
+    for (int i = 0; i < 15; i++)
+      g_assert_cmpfloat (g2[i], ==, gb[i]);
+    memcpy (yh + 2 * row, yh, 2 * row * sizeof (float));
+    memcpy (yh + 4 * row, yh, 2 * row * sizeof (float));
+    g_assert_true (cleave_tensor_upload (y, yh, n, &error) && cleave_tensor_upload (y2, yh, 2 * row, &error));
+    g_assert_true (cleave_mask_chain_backward (y, m, dy, TRUE, gamma, invstd, t1, dm_ref, &error));
+    g_assert_true (cleave_mask_chain_backward (y2, m, dy, TRUE, gamma, invstd, dx, dm, &error));
+    g_assert_no_error (error);
+    g_free (a), g_free (b), g_free (ga), g_free (gb);
+    a = cleave_tensor_to_host (dx, &error);
+    b = cleave_tensor_to_host (t1, &error);
+    ga = cleave_tensor_to_host (dm, &error);
+    gb = cleave_tensor_to_host (dm_ref, &error);
+    for (gsize i = 0; i < n; i++)
+      g_assert_cmpfloat (a[i], ==, b[i]);
+    for (int i = 0; i < 15; i++)
+      g_assert_cmpfloat (ga[i], ==, gb[i]);
+    /* the mask forward likewise */
+    g_assert_true (cleave_mask_forward (y, m, masked_ref, &error) && cleave_mask_forward (y2, m, masked, &error));
+    g_assert_no_error (error);
+    mk = cleave_tensor_to_host (masked, &error);
+    mr = cleave_tensor_to_host (masked_ref, &error);
+    for (gsize i = 0; i < n; i++)
+      g_assert_cmpfloat (mk[i], ==, mr[i]);
+    /* 4 rows do not divide the batch of 6 */
+    {
+      g_autoptr (CleaveTensor) y4 = tensor (4, 4, 5, 3, 4);
+      g_assert_false (cleave_mask_forward (y4, m, masked, &error));
+      g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
+      g_assert_nonnull (strstr (error->message, "first rows"));
+      g_clear_error (&error);
+    }
+  }
+
+  g_assert_false (cleave_mask_chain_backward (y, m, dy, TRUE, gamma, invstd, NULL, NULL, &error));
   g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
   g_clear_error (&error);
   g_assert_false (cleave_mask_chain_backward (y, m, dy, TRUE, gamma, NULL, dx, dm, &error));

@@ -1815,6 +1815,7 @@ cpu_channel_copy_out (CleaveBackend *self, const CleaveTensor *src, int offset, 
 
 typedef struct {
   int N, C, HW, G, B;
+  int NX;                   /* rows of x: row n of the batch reads x's row n % NX */
   const float *x, *m, *dy;
   float *y, *dx, *dm;
   /* mask_chain_backward: relu on x, then per-channel gamma * invstd */
@@ -1830,7 +1831,7 @@ mask_fwd_range (gpointer d, gsize lo, gsize hi, int worker)
     {
       gsize n = nc / j->C, c = nc % j->C;
       float mv = j->m[(n / j->B) * j->C + c];
-      const float *xr = j->x + nc * j->HW;
+      const float *xr = j->x + ((n % j->NX) * j->C + c) * j->HW;
       float *yr = j->y + nc * j->HW;
       for (int i = 0; i < j->HW; i++)
         yr[i] = xr[i] * mv;
@@ -1840,9 +1841,9 @@ mask_fwd_range (gpointer d, gsize lo, gsize hi, int worker)
 static gboolean
 cpu_mask_forward (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *m, CleaveTensor *y, GError **error)
 {
-  MaskJob j = { .x = fp (x), .m = fp (m), .y = fp (y), .G = m->shape[0] };
+  MaskJob j = { .x = fp (x), .m = fp (m), .y = fp (y), .G = m->shape[0], .NX = x->shape[0] };
 
-  nc_hw (x, &j.N, &j.C, &j.HW);
+  nc_hw (y, &j.N, &j.C, &j.HW);
   j.B = j.N / j.G;
   parallel_for ((gsize) j.N * j.C, grain_for ((gsize) j.N * j.C, PAR_GRAIN / j.HW + 1), mask_fwd_range, &j);
   return TRUE;
@@ -1860,7 +1861,7 @@ mask_bwd_range (gpointer d, gsize lo, gsize hi, int worker)
       double acc = 0.0;
       for (gsize n = g * j->B; n < (g + 1) * j->B; n++)
         {
-          const float *xr = j->x + (n * j->C + c) * j->HW;
+          const float *xr = j->x + ((n % j->NX) * j->C + c) * j->HW;
           const float *dr = j->dy + (n * j->C + c) * j->HW;
           if (j->dm)
             acc += dot_dev (dr, xr, j->HW, 0.0f);
@@ -1890,10 +1891,10 @@ cpu_mask_chain_backward (CleaveBackend *self, const CleaveTensor *x, const Cleav
 {
   MaskJob j = { .x = fp (x), .m = fp (m), .dy = fp (dy), .dx = dx ? fp (dx) : NULL, .dm = dm ? fp (dm) : NULL,
                 .G = m->shape[0], .relu = relu, .gamma = gamma ? fp (gamma) : NULL,
-                .invstd = invstd ? fp (invstd) : NULL };
+                .invstd = invstd ? fp (invstd) : NULL, .NX = x->shape[0] };
   gsize items;
 
-  nc_hw (x, &j.N, &j.C, &j.HW);
+  nc_hw (dy, &j.N, &j.C, &j.HW);
   j.B = j.N / j.G;
   items = (gsize) j.G * j.C;
   parallel_for (items, grain_for (items, PAR_GRAIN / ((gsize) j.B * j.HW) + 1), mask_bwd_range, &j);

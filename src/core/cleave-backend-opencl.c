@@ -1434,12 +1434,12 @@ static gboolean
 ocl_mask_forward (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *m, CleaveTensor *y,
                   GError **error)
 {
-  gsize n = cleave_tensor_numel (x);
-  int c = x->shape[1], hw = (int) (n / ((gsize) x->shape[0] * c));
-  int per_group = x->shape[0] / m->shape[0];
+  gsize n = cleave_tensor_numel (y);
+  int c = y->shape[1], hw = (int) (n / ((gsize) y->shape[0] * c));
+  int per_group = y->shape[0] / m->shape[0];
   LOCKED (self);
-  return launch_1d (self, "mask_apply", n, error, A_INT, (int) n, A_INT, c, A_INT, hw, A_INT, per_group,
-                    A_MEM, MEM (x), A_MEM, MEM (m), A_MEM, MEM (y), A_END);
+  return launch_1d (self, "mask_apply", n, error, A_INT, (int) n, A_INT, (int) cleave_tensor_numel (x), A_INT, c,
+                    A_INT, hw, A_INT, per_group, A_MEM, MEM (x), A_MEM, MEM (m), A_MEM, MEM (y), A_END);
 }
 
 static gboolean
@@ -1455,8 +1455,8 @@ ocl_mask_backward (CleaveBackend *self, const CleaveTensor *x, const CleaveTenso
                             A_MEM, MEM (dy), A_MEM, MEM (x), A_MEM, MEM (dm), A_END))
     return FALSE;
   if (dx)
-    return launch_1d (self, "mask_apply", n, error, A_INT, (int) n, A_INT, c, A_INT, hw, A_INT, per_group,
-                      A_MEM, MEM (dy), A_MEM, MEM (m), A_MEM, MEM (dx), A_END);
+    return launch_1d (self, "mask_apply", n, error, A_INT, (int) n, A_INT, (int) n, A_INT, c, A_INT, hw,
+                      A_INT, per_group, A_MEM, MEM (dy), A_MEM, MEM (m), A_MEM, MEM (dx), A_END);
   return TRUE;
 }
 

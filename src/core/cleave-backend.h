@@ -123,8 +123,10 @@ struct _CleaveBackendVTable {
   gboolean (*channel_copy_in)  (CleaveBackend *self, const CleaveTensor *src, CleaveTensor *dst, int offset, GError **error);
   gboolean (*channel_copy_out) (CleaveBackend *self, const CleaveTensor *src, int offset, CleaveTensor *dst, GError **error);
 
-  /* Grouped channel mask. x is [G*B, C, H, W] (or [G*B, C] 2-d), sample n uses
-   * mask row n / B: y = x * m[n/B, c], m is [G, C].
+  /* Grouped channel mask. y is [G*B, C, H, W] (or [G*B, C] 2-d), sample n uses
+   * mask row n / B: y = x * m[n/B, c], m is [G, C]. In mask_forward and
+   * mask_chain_backward x may hold only the first rows of the batch, which
+   * then repeats them (row n reads x's row n % rows(x)).
    * backward: dx = dy * m (optional), dm[g,c] = sum_{n in group g, h, w} dy*x (optional). */
   gboolean (*mask_forward)  (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *m, CleaveTensor *y, GError **error);
   gboolean (*mask_backward) (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *m, const CleaveTensor *dy,
@@ -132,7 +134,7 @@ struct _CleaveBackendVTable {
   /* Optional (NULL where a backend lacks it). mask_backward, then, when
    * relu, dx *= (x > 0) (x being the relu's output), then, when gamma,
    * dx *= gamma[c] * invstd[c]: the backward of a frozen batchnorm → relu
-   * → mask chain (eval mode) in one pass. dx is required. */
+   * → mask chain (eval mode) in one pass. dx or dm may be NULL, not both. */
   gboolean (*mask_chain_backward) (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *m,
                                    const CleaveTensor *dy, gboolean relu, const CleaveTensor *gamma,
                                    const CleaveTensor *invstd, CleaveTensor *dx, CleaveTensor *dm, GError **error);

@@ -31,6 +31,8 @@ struct _CleaveNet {
   gboolean last_fused;       /* the last forward fused conv/batchnorm chains */
   gboolean *in_fused;        /* per node: inside a fused chain of the last forward (output not written,
                               * except the chain's last node's own[]) */
+  int *own_rows;             /* per node: > 0 where the last forward wrote only the first own_rows rows
+                              * of own[] (the batch repeats them; cleave_net_infer_repeated) */
   gboolean eval_stats_valid; /* aux0/aux1 hold running-stat mean/invstd */
 
   CleaveTensor **masks;      /* per site, borrowed */
@@ -208,6 +210,7 @@ cleave_net_new (CleaveGraph *graph, CleaveBackend *backend, GError **error)
   for (guint s = 0; s < graph->sites->len; s++)
     net->site_of_node[g_array_index (graph->sites, CleaveMaskSite, s).node] = (int) s;
   net->in_fused = g_new0 (gboolean, net->n_nodes);
+  net->own_rows = g_new0 (int, net->n_nodes);
   net->masks = g_new0 (CleaveTensor *, MAX (1, graph->sites->len));
   net->mask_grads = g_new0 (CleaveTensor *, MAX (1, graph->sites->len));
 
@@ -253,6 +256,7 @@ cleave_net_free (CleaveNet *net)
   g_free (net->masks);
   g_free (net->mask_grads);
   g_free (net->in_fused);
+  g_free (net->own_rows);
   cleave_backend_unref (net->backend);
   g_free (net);
 }
@@ -549,9 +553,10 @@ replicate_rows (CleaveNet *net, CleaveTensor *t, int rows, GError **error)
 
 /* Runs nodes [i, end] (one node, or a fused chain) on the first @rows
  * images only: their inputs and outputs are swapped for views of those
- * rows, then the outputs written are copied over the other rows. */
+ * rows, then the outputs written are copied over the other rows unless
+ * @keep_rows (the last node's own[] then holds only those rows). */
 static gboolean
-forward_shared (CleaveNet *net, int i, int end, int rows, GError **error)
+forward_shared (CleaveNet *net, int i, int end, int rows, gboolean keep_rows, GError **error)
 {
   CleaveNode *n = net->graph->nodes->pdata[i];
   CleaveTensor *saved_in[8], *saved_act[4], *saved_own[4];
@@ -586,7 +591,31 @@ forward_shared (CleaveNet *net, int i, int end, int rows, GError **error)
       net->act[n->inputs[k]] = saved_in[k];
     }
   /* a fused chain wrote only its last node */
+  if (ok && keep_rows)
+    {
+      net->own_rows[end] = rows;
+      return TRUE;
+    }
   return ok && replicate_rows (net, net->own[end], rows, error);
+}
+
+/* own[i] as the last forward wrote it: all rows, or a view of its first
+ * own_rows[i] (free with cleave_tensor_free when it is not own[i]). */
+static CleaveTensor *
+own_written (CleaveNet *net, int i)
+{
+  return net->own_rows[i] > 0 ? cleave_tensor_prefix (net->own[i], net->own_rows[i]) : net->own[i];
+}
+
+/* Completes own[i] where the last forward wrote only its first rows, for
+ * the paths that read it whole. */
+static gboolean
+own_complete (CleaveNet *net, int i, GError **error)
+{
+  int rows = net->own_rows[i];
+
+  net->own_rows[i] = 0;
+  return rows == 0 || replicate_rows (net, net->own[i], rows, error);
 }
 
 /* Whether every group's row of site @s's mask is the same (as when the
@@ -622,6 +651,7 @@ run_forward (CleaveNet *net, gboolean training, gboolean fuse, int shared_rows, 
   net->last_training = training;
   net->last_fused = FALSE;
   memset (net->in_fused, 0, sizeof (gboolean) * net->n_nodes);
+  memset (net->own_rows, 0, sizeof (int) * net->n_nodes);
   fuse = fuse && !training && cleave_conv2d_bn_supported (net->backend);
   same[0] = shared_rows > 0 && shared_rows < net->batch;
   for (int i = 1; i < net->n_nodes; i++)
@@ -634,7 +664,19 @@ run_forward (CleaveNet *net, gboolean training, gboolean fuse, int shared_rows, 
         shared = same[n->inputs[k]];
       if (shared)
         {
-          if (!forward_shared (net, i, end, shared_rows, error))
+          /* A conv → batchnorm → relu chain ending at a mask that differs
+           * between groups: the mask forward and the one-pass backward
+           * (fused_chain_backward) read the chain's output rows repeated, so
+           * they are not copied. */
+          int se = net->site_of_node[end];
+          gboolean keep = FALSE;
+          if (end == i + 2 && se >= 0 && net->masks[se] != NULL && cleave_mask_chain_backward_supported (net->backend))
+            {
+              if (!mask_uniform (net, se, &keep, error))
+                return FALSE;
+              keep = !keep;
+            }
+          if (!forward_shared (net, i, end, shared_rows, keep, error))
             return FALSE;
         }
       else if (end > i)
@@ -659,7 +701,11 @@ run_forward (CleaveNet *net, gboolean training, gboolean fuse, int shared_rows, 
         {
           if (net->masks[s] != NULL)
             {
-              if (!cleave_mask_forward (net->own[i], net->masks[s], net->act[i], error))
+              CleaveTensor *x = own_written (net, i);
+              gboolean ok = cleave_mask_forward (x, net->masks[s], net->act[i], error);
+              if (x != net->own[i])
+                cleave_tensor_free (x);
+              if (!ok)
                 return FALSE;
             }
           else if (!cleave_tensor_copy (net->act[i], net->own[i], error))
@@ -932,12 +978,13 @@ backward_node (CleaveNet *net, int i, const gboolean *needs, CleaveTensor *dy, G
  * gradient. Returns the conv's node, -1 where this does not apply, -2 on
  * error. */
 static int
-fused_chain_backward (CleaveNet *net, int i, GError **error)
+fused_chain_backward (CleaveNet *net, int i, const gboolean *needs, GError **error)
 {
   GPtrArray *nodes = net->graph->nodes;
   int s = net->site_of_node[i];
   CleaveNode *r = nodes->pdata[i], *bn;
-  CleaveTensor *dm;
+  CleaveTensor *dm, *dx, *x;
+  gboolean ok;
 
   if (!net->last_fused || !net->in_fused[i] || s < 0 || net->masks[s] == NULL || r->op != CLEAVE_OP_RELU
       || i < 3 || !net->in_fused[i - 1] || !net->in_fused[i - 2]
@@ -950,10 +997,17 @@ fused_chain_backward (CleaveNet *net, int i, GError **error)
   if (!ensure_eval_stats (net, error))
     return -2;
   dm = net->mask_need_grad ? net->mask_grads[s] : NULL;
-  if (!cleave_mask_chain_backward (net->own[i], net->masks[s], net->grad[i], TRUE,
-                                   param_of (net, bn, CLEAVE_PARAM_WEIGHT), net->aux1[i - 1],
-                                   grad_target (net, i - 2), dm, error)
-      || !grad_commit (net, i - 2, error))
+  /* the conv's output gradient only where something before it needs one
+   * (not at the first layer of a frozen net: the image needs none) */
+  dx = needs[i - 2] ? grad_target (net, i - 2) : NULL;
+  if (dx == NULL && dm == NULL)
+    return i - 2;
+  x = own_written (net, i);
+  ok = cleave_mask_chain_backward (x, net->masks[s], net->grad[i], TRUE, param_of (net, bn, CLEAVE_PARAM_WEIGHT),
+                                   net->aux1[i - 1], dx, dm, error);
+  if (x != net->own[i])
+    cleave_tensor_free (x);
+  if (!ok || (dx != NULL && !grad_commit (net, i - 2, error)))
     return -2;
   return i - 2;
 }
@@ -1018,12 +1072,14 @@ cleave_net_backward (CleaveNet *net, const CleaveTensor *doutput, GError **error
       CleaveTensor *dy = net->grad[i];
       if (!net->grad_written[i])
         continue;  /* nothing flows back through this node */
-      if ((conv = fused_chain_backward (net, i, error)) >= 0)
+      if ((conv = fused_chain_backward (net, i, needs, error)) >= 0)
         {
           i = conv + 1;   /* the relu and batchnorm are done; the loop goes on at the conv */
           continue;
         }
       if (conv == -2)
+        return FALSE;
+      if (!own_complete (net, i, error))
         return FALSE;
       if (s >= 0)
         {

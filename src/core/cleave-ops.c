@@ -532,12 +532,27 @@ check_mask (const char *op, const CleaveTensor *x, const CleaveTensor *m, GError
   return TRUE;
 }
 
+/* @x holds the first rows of @full's batch, which repeats them (its batch a
+ * multiple of x's, the other dimensions the same): a mask input that the
+ * splitters' shared layers computed once for all groups. */
+static gboolean
+need_repeating (const char *op, const char *xn, const CleaveTensor *x, const char *fn, const CleaveTensor *full,
+                GError **error)
+{
+  g_auto (Shapes) ss = { 0 };
+  gboolean ok = x->ndim == full->ndim && x->shape[0] > 0 && full->shape[0] % x->shape[0] == 0;
+  for (int d = 1; ok && d < x->ndim; d++)
+    ok = x->shape[d] == full->shape[d];
+  return ok ? TRUE : fail (error, "%s: %s %s is neither the shape of %s %s nor its first rows", op, xn,
+                           sh (&ss, x), fn, sh (&ss, full));
+}
+
 gboolean
 cleave_mask_forward (const CleaveTensor *x, const CleaveTensor *m, CleaveTensor *y, GError **error)
 {
   const char *op = "mask";
-  if (!same_backend (op, error, 3, x, m, y) || !check_mask (op, x, m, error)
-      || !need_same (op, "input", x, "output", y, error))
+  if (!same_backend (op, error, 3, x, m, y) || !check_mask (op, y, m, error)
+      || !need_repeating (op, "input", x, "output", y, error))
     return FALSE;
   return backend_of (x)->vtable->mask_forward (backend_of (x), x, m, y, error);
 }
@@ -567,13 +582,13 @@ cleave_mask_chain_backward (const CleaveTensor *x, const CleaveTensor *m, const 
                             CleaveTensor *dm, GError **error)
 {
   const char *op = "mask chain backward";
-  if (!same_backend (op, error, 7, x, m, dy, gamma, invstd, dx, dm) || !check_mask (op, x, m, error)
-      || !need_same (op, "input", x, "output gradient", dy, error)
-      || !need_same (op, "input", x, "input gradient", dx, error)
+  if (!same_backend (op, error, 7, x, m, dy, gamma, invstd, dx, dm) || !check_mask (op, dy, m, error)
+      || !need_repeating (op, "input", x, "output gradient", dy, error)
+      || !need_same (op, "output gradient", dy, "input gradient", dx, error)
       || !need_same (op, "mask", m, "mask gradient", dm, error))
     return FALSE;
-  if (dx == NULL)
-    return fail (error, "%s: the input gradient is required", op);
+  if (dx == NULL && dm == NULL)
+    return fail (error, "%s: neither the input gradient nor the mask gradient is asked for", op);
   if ((gamma == NULL) != (invstd == NULL))
     return fail (error, "%s: gamma and invstd come together", op);
   if (gamma && (!need_vec (op, "gamma", gamma, x->shape[1], error) || !need_vec (op, "invstd", invstd, x->shape[1], error)))

@@ -54,6 +54,8 @@ gboolean cleave_axpby (float alpha, const CleaveTensor *a, float beta, const Cle
                        CleaveTensor *y, GError **error);
 gboolean cleave_channel_copy_in  (const CleaveTensor *src, CleaveTensor *dst, int offset, GError **error);
 gboolean cleave_channel_copy_out (const CleaveTensor *src, int offset, CleaveTensor *dst, GError **error);
+/* Masks: y [G·B, C, …] = x · m [G, C] by group; x may be y's shape or its
+ * first rows, repeated over the batch (as may the chain backward's x). */
 gboolean cleave_mask_forward  (const CleaveTensor *x, const CleaveTensor *m, CleaveTensor *y, GError **error);
 gboolean cleave_mask_backward (const CleaveTensor *x, const CleaveTensor *m, const CleaveTensor *dy,
                                CleaveTensor *dx, CleaveTensor *dm, GError **error);

@@ -105,9 +105,10 @@ channel_copy_out (const int n, const int cs, const int cd, const int hw, const i
     }
 }
 
-/* y = x * m[n / per_group, c]; x is [N, C, HW]. */
+/* y = x * m[n / per_group, c]; y is [N, C, HW], x its first xn / (C·HW)
+ * rows, repeated (xn = n: the whole batch). */
 __kernel void
-mask_apply (const int n, const int c, const int hw, const int per_group,
+mask_apply (const int n, const int xn, const int c, const int hw, const int per_group,
             __global const float *x, __global const float *m, __global float *y)
 {
   const int i = get_global_id (0);
@@ -115,7 +116,7 @@ mask_apply (const int n, const int c, const int hw, const int per_group,
     {
       const int ch = (i / hw) % c;
       const int b = i / (hw * c);
-      y[i] = x[i] * m[(b / per_group) * c + ch];
+      y[i] = x[i % xn] * m[(b / per_group) * c + ch];
     }
 }
 
