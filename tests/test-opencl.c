@@ -637,6 +637,14 @@ test_mask (void)
       g_assert_no_error (error);
       assert_close_full (dx, EXACT, "mask_backward dx");
       assert_close_full (dm, SUM_TOL, "mask_backward dm");
+      {
+        /* x holding the batch's first 2 rows, which it repeats */
+        Pair x2 = twod ? rand2 (2, 7) : rand4 (2, 5, 3, 3);
+        g_assert_true (cleave_mask_forward (x2.c, m.c, y.c, &error) && cleave_mask_forward (x2.o, m.o, y.o, &error));
+        g_assert_no_error (error);
+        assert_close_full (y, EXACT, "mask_forward, repeated rows");
+        pair_free (&x2);
+      }
       pair_free (&x); pair_free (&y); pair_free (&dy); pair_free (&dx); pair_free (&m); pair_free (&dm);
     }
 }
