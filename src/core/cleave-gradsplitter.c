@@ -91,7 +91,8 @@ struct _CleaveGradSearch {
    * those of the masks at val_version (masks do not move in head-only
    * epochs, so their validation needs the heads only) */
   guint64 mask_version, val_version;
-  float *val_logits;           /* n_val × N × N, row (i·N + g): module g on image i */
+  float *val_logits;           /* n_val × N × N, by validation chunk: the chunk of b images from image i
+                                * at i·N·N, module g on its image j in row g·b + j */
   const int *val_idx;
   int val_n;
 };
