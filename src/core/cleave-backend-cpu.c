@@ -334,6 +334,13 @@ cpu_upload (CleaveBackend *self, gpointer dst, gsize offset, const float *src, g
 }
 
 static gboolean
+cpu_copy_within (CleaveBackend *self, gpointer handle, gsize dst_offset, gsize src_offset, gsize n, GError **error)
+{
+  memcpy ((float *) handle + dst_offset, (const float *) handle + src_offset, n * sizeof (float));
+  return TRUE;
+}
+
+static gboolean
 cpu_download (CleaveBackend *self, gpointer src, gsize offset, float *dst, gsize n, GError **error)
 {
   memcpy (dst, (const float *) src + offset, n * sizeof (float));
@@ -2030,6 +2037,7 @@ static const CleaveBackendVTable cpu_vtable = {
   .free = cpu_free,
   .upload = cpu_upload,
   .download = cpu_download,
+  .copy_within = cpu_copy_within,
   .fill = cpu_fill,
   .copy = cpu_copy,
   .finish = NULL,

@@ -938,6 +938,17 @@ ocl_download (CleaveBackend *self, gpointer src, gsize offset, float *dst, gsize
 }
 
 static gboolean
+ocl_copy_within (CleaveBackend *self, gpointer handle, gsize dst_offset, gsize src_offset, gsize n, GError **error)
+{
+  LOCKED (self);
+  if (n == 0)
+    return TRUE;
+  return check (clEnqueueCopyBuffer (PRIV (self)->queue, (cl_mem) handle, (cl_mem) handle, src_offset * sizeof (float),
+                                     dst_offset * sizeof (float), n * sizeof (float), 0, NULL, NULL),
+                "copying within a buffer", error);
+}
+
+static gboolean
 ocl_fill (CleaveBackend *self, CleaveTensor *t, float value, GError **error)
 {
   cl_float v = value;
@@ -1511,6 +1522,7 @@ static const CleaveBackendVTable opencl_vtable = {
   .free = ocl_free,
   .upload = ocl_upload,
   .download = ocl_download,
+  .copy_within = ocl_copy_within,
   .fill = ocl_fill,
   .copy = ocl_copy,
   .finish = ocl_finish,

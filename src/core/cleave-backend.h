@@ -49,6 +49,10 @@ struct _CleaveBackendVTable {
   gboolean (*download) (CleaveBackend *self, gpointer src, gsize offset, float *dst, gsize n, GError **error);
   gboolean (*fill)     (CleaveBackend *self, CleaveTensor *t, float value, GError **error);
   gboolean (*copy)     (CleaveBackend *self, CleaveTensor *dst, const CleaveTensor *src, GError **error);
+  /* Optional: n floats of one buffer from src_offset to dst_offset, the two
+   * ranges disjoint, on the device (NULL: callers go through the host). */
+  gboolean (*copy_within) (CleaveBackend *self, gpointer handle, gsize dst_offset, gsize src_offset, gsize n,
+                           GError **error);
   /* Wait for queued work (OpenCL); may be NULL. */
   gboolean (*finish)   (CleaveBackend *self, GError **error);
 

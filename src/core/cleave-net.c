@@ -529,14 +529,25 @@ forward_fused (CleaveNet *net, int i, int end, GError **error)
                                    param_of (net, bn, CLEAVE_PARAM_RUNNING_VAR), bn->eps, net->own[end], &p, error);
 }
 
-/* Copies rows [0, rows) of @t over the rest of it (dimension 0). */
+/* Copies rows [0, rows) of @t over the rest of it (dimension 0): on the
+ * device where the backend can, doubling the copied block each time;
+ * otherwise through host memory. */
 static gboolean
 replicate_rows (CleaveNet *net, CleaveTensor *t, int rows, GError **error)
 {
   CleaveBackend *b = net->backend;
   const gsize per = cleave_tensor_numel (t) / (gsize) t->shape[0], n = per * rows;
-  g_autofree float *host = g_try_new (float, n);
+  const gsize total = per * (gsize) t->shape[0];
+  g_autofree float *host = NULL;
 
+  if (b->vtable->copy_within != NULL)
+    {
+      for (gsize done = n; done < total; done *= 2)
+        if (!b->vtable->copy_within (b, t->buf->handle, done, 0, MIN (done, total - done), error))
+          return FALSE;
+      return TRUE;
+    }
+  host = g_try_new (float, n);
   if (host == NULL)
     {
       g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_OUT_OF_MEMORY, "replicating %zu floats", n);
