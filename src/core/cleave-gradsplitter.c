@@ -761,7 +761,6 @@ validate (CleaveGradSearch *s, CleaveModel *model, const CleaveDataset *ds, cons
   const int vb = 32;
   const gsize per = (gsize) s->n * s->n;   /* logits per image */
   g_autofree float *x = g_new (float, (gsize) vb * s->in_size);
-  g_autofree float *y = g_new (float, vb);
   gboolean reuse = s->val_logits && s->val_version == s->mask_version && s->val_idx == val && s->val_n == n_val;
   int hits = 0;
 
@@ -783,7 +782,7 @@ validate (CleaveGradSearch *s, CleaveModel *model, const CleaveDataset *ds, cons
         scores_from_logits (s, s->val_logits + (gsize) i * per, b, scores + (gsize) i * s->n);
       else
         {
-          cleave_dataset_fill_batch (ds, val + i, b, model->mean, model->std, NULL, NULL, x, y);
+          cleave_dataset_fill_batch (ds, val + i, b, model->mean, model->std, NULL, NULL, x, NULL);
           if (!cleave_grad_search_scores (s, x, b, scores + (gsize) i * s->n, error))
             return FALSE;
           if (s->val_logits)

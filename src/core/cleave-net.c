@@ -670,6 +670,7 @@ run_forward (CleaveNet *net, gboolean training, gboolean fuse, int shared_rows, 
       CleaveNode *n = net->graph->nodes->pdata[i];
       int s, end = fuse ? fused_chain_end (net, i) : i;
       gboolean shared = same[0] && n->op != CLEAVE_OP_FLATTEN && end - i < 4 && n->n_inputs <= 8;
+      gboolean uniform = TRUE;   /* the mask at the end, if any, is the same in every group */
 
       for (int k = 0; k < n->n_inputs && shared; k++)
         shared = same[n->inputs[k]];
@@ -680,14 +681,10 @@ run_forward (CleaveNet *net, gboolean training, gboolean fuse, int shared_rows, 
            * (fused_chain_backward) read the chain's output rows repeated, so
            * they are not copied. */
           int se = net->site_of_node[end];
-          gboolean keep = FALSE;
-          if (end == i + 2 && se >= 0 && net->masks[se] != NULL && cleave_mask_chain_backward_supported (net->backend))
-            {
-              if (!mask_uniform (net, se, &keep, error))
-                return FALSE;
-              keep = !keep;
-            }
-          if (!forward_shared (net, i, end, shared_rows, keep, error))
+          if (se >= 0 && net->masks[se] != NULL && !mask_uniform (net, se, &uniform, error))
+            return FALSE;
+          if (!forward_shared (net, i, end, shared_rows,
+                               !uniform && end == i + 2 && cleave_mask_chain_backward_supported (net->backend), error))
             return FALSE;
         }
       else if (end > i)
@@ -705,9 +702,7 @@ run_forward (CleaveNet *net, gboolean training, gboolean fuse, int shared_rows, 
           i = end;
         }
       s = net->site_of_node[i];
-      same[i] = shared && (s < 0 || net->masks[s] == NULL);
-      if (shared && !same[i] && !mask_uniform (net, s, &same[i], error))
-        return FALSE;
+      same[i] = shared && uniform;
       if (s >= 0)
         {
           if (net->masks[s] != NULL)

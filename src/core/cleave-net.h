@@ -35,8 +35,10 @@ gboolean cleave_net_forward_tensor (CleaveNet *net, const CleaveTensor *input, g
 gboolean cleave_net_infer          (CleaveNet *net, const float *input, int batch, GError **error);
 /* cleave_net_infer on @copies copies of @rows images (rows * copies in
  * all, copy g being rows [g*rows, (g+1)*rows)), as the splitters feed one
- * batch to every mask group: the layers before the first mask run on the
- * @rows images once and their outputs are copied. */
+ * batch to every mask group: the layers up to the first mask that differs
+ * between groups run on the @rows images once and their outputs are
+ * copied (on the cpu backend, a conv → batchnorm → relu chain ending at
+ * that mask is read repeated instead of copied). */
 gboolean cleave_net_infer_repeated (CleaveNet *net, const float *input, int rows, int copies, GError **error);
 /* Whether the last forward fused any chain. */
 gboolean cleave_net_last_fused     (CleaveNet *net);

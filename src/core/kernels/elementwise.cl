@@ -116,7 +116,7 @@ mask_apply (const int n, const int xn, const int c, const int hw, const int per_
     {
       const int ch = (i / hw) % c;
       const int b = i / (hw * c);
-      y[i] = x[i % xn] * m[(b / per_group) * c + ch];
+      y[i] = x[xn < n ? i % xn : i] * m[(b / per_group) * c + ch];
     }
 }
 
