@@ -203,6 +203,11 @@ test_bad_input (void)
                         "-o", dest, NULL), ==, 1);
   assert_contains (err, "no-such-device");
   g_clear_pointer (&err, g_free);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (cli (NULL, &err, "train", "--epochs", "0", "--dataset", data_dir, "-o", dest, NULL), ==, 2);
+  assert_contains (err, "--epochs must be at least 1");
+  g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+  g_clear_pointer (&err, g_free);
   g_assert_cmpint (cli (NULL, &err, "frobnicate", NULL), ==, 2);
   assert_contains (err, "unknown command");
 }

@@ -59,6 +59,12 @@ cleave_cmd_train (int argc, char **argv)
       fprintf (stderr, "cleave-cli train: --output FILE is required\n");
       return 2;
     }
+  if (epochs < 1 || batch < 1)
+    {
+      fprintf (stderr, "cleave-cli train: --%s must be at least 1 (got %d)\n", epochs < 1 ? "epochs" : "batch",
+               epochs < 1 ? epochs : batch);
+      return 2;
+    }
   if (classes && !(class_list = cleave_cli_parse_int_list (classes, &n_class_list, &error)))
     return cleave_cli_fail (g_steal_pointer (&error));
 

@@ -109,7 +109,10 @@ cleave_train (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *d
   if (ds->n_classes > n_out || n_train < 1 || B < 1 || opt->epochs < 1)
     {
       g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
-                   "cannot train: %d classes for %d outputs, %d training images, batch %d, %d epochs",
+                   "cannot train: %s (%d classes, %d outputs, %d training images, batch %d, %d epochs)",
+                   ds->n_classes > n_out ? "the dataset has more classes than the model has outputs"
+                   : n_train < 1 ? "no training images"
+                   : B < 1 ? "the batch size must be at least 1" : "the number of epochs must be at least 1",
                    ds->n_classes, n_out, n_train, B, opt->epochs);
       return FALSE;
     }
