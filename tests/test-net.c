@@ -434,6 +434,69 @@ test_bad_input (void)
   cleave_net_free (net);
 }
 
+/* A cancelled cancellable stops forward and backward with G_IO_ERROR_CANCELLED;
+ * once it is removed (or reset) the net runs again and gives the same output. */
+static void
+test_cancel (void)
+{
+  g_autoptr(CleaveBackend) backend = cleave_backend_cpu_new ();
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GCancellable) cancel = g_cancellable_new ();
+  g_autoptr(CleaveGraph) g = cleave_graph_from_json (
+    "{\"input\":[1,4,4],\"nodes\":[{\"name\":\"c\",\"op\":\"conv2d\",\"out_channels\":2,\"kernel\":3,\"pad\":1},"
+    "{\"name\":\"r\",\"op\":\"relu\"},{\"name\":\"f\",\"op\":\"flatten\"},{\"name\":\"l\",\"op\":\"linear\",\"out_features\":3}]}",
+    &error);
+  CleaveTensor *dout;
+  CleaveNet *net;
+  float x[2 * 16], a[6], b[6];
+
+  g_assert_no_error (error);
+  for (int i = 0; i < 32; i++)
+    x[i] = (float) (i % 7) - 3.0f;
+  for (int i = 0; i < cleave_graph_n_params (g); i++)
+    {
+      CleaveParam *p = cleave_graph_param (g, i);
+      for (gsize k = 0; k < cleave_param_numel (p); k++)
+        p->data[k] = 0.1f * (float) ((k * 5 + i) % 9) - 0.4f;
+    }
+  net = cleave_net_new (g, backend, &error);
+  g_assert_no_error (error);
+  g_assert_true (cleave_net_forward (net, x, 2, TRUE, &error));
+  g_assert_true (cleave_net_download_output (net, a, &error));
+
+  cleave_net_set_cancellable (net, cancel);
+  g_cancellable_cancel (cancel);
+  g_assert_false (cleave_net_forward (net, x, 2, TRUE, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+  g_assert_false (cleave_net_infer (net, x, 2, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+
+  /* Reset: a forward runs, then a cancel stops the backward. */
+  g_cancellable_reset (cancel);
+  g_assert_true (cleave_net_forward (net, x, 2, TRUE, &error));
+  g_assert_no_error (error);
+  g_assert_true (cleave_net_download_output (net, b, &error));
+  g_assert_cmpmem (a, sizeof a, b, sizeof b);
+  dout = cleave_tensor_new_2d (backend, 2, 3, &error);
+  g_assert_true (cleave_tensor_fill (dout, 1.0f, &error));
+  g_cancellable_cancel (cancel);
+  g_assert_false (cleave_net_backward (net, dout, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+
+  /* Removed: everything runs again, with the same output. */
+  cleave_net_set_cancellable (net, NULL);
+  g_assert_true (cleave_net_forward (net, x, 2, TRUE, &error));
+  g_assert_true (cleave_net_backward (net, dout, &error));
+  g_assert_no_error (error);
+  g_assert_true (cleave_net_download_output (net, b, &error));
+  g_assert_cmpmem (a, sizeof a, b, sizeof b);
+  cleave_tensor_free (dout);
+  cleave_net_free (net);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -456,5 +519,6 @@ main (int argc, char **argv)
         }
       }
   g_test_add_func ("/core/net/bad-input", test_bad_input);
+  g_test_add_func ("/core/net/cancel", test_cancel);
   return g_test_run ();
 }

@@ -1304,6 +1304,9 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
       }
   }
 
+  /* A step over a large batch takes seconds: the net checks the cancellable
+   * between layers, so a cancel stops it within one layer. */
+  cleave_net_set_cancellable (s->net, cancellable);
   for (int e = 0; e < total_epochs && !was_cancelled; e++)
     {
       CleaveGradPhase phase;
@@ -1357,8 +1360,18 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
               break;
             }
           cleave_dataset_fill_batch (ds, order + (gsize) st_i * B, b, model->mean, model->std, NULL, NULL, x, y);
-          if (!cleave_grad_search_step (s, x, y, b, phase == CLEAVE_GRAD_PHASE_JOINT ? alpha : 0, &lv, &hv, error))
-            goto out;
+          if (!cleave_grad_search_step (s, x, y, b, phase == CLEAVE_GRAD_PHASE_JOINT ? alpha : 0, &lv, &hv, &local))
+            {
+              /* A step stopped midway changed neither θ nor the heads. */
+              if (g_error_matches (local, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+                {
+                  g_clear_error (&local);
+                  was_cancelled = TRUE;
+                  break;
+                }
+              g_propagate_error (error, local);
+              goto out;
+            }
           if (!isfinite (lv))
             {
               g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_FAILED,
@@ -1466,6 +1479,7 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
         }
     }
 
+  cleave_net_set_cancellable (s->net, NULL);
   if (log->len == 0)
     {
       /* Cancelled before any epoch finished: the current (unvalidated) state. */

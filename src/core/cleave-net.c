@@ -41,6 +41,7 @@ struct _CleaveNet {
   gboolean mask_need_grad;
 
   guint64 seed;
+  GCancellable *cancellable; /* checked before each layer, or NULL */
 };
 
 static void
@@ -258,7 +259,20 @@ cleave_net_free (CleaveNet *net)
   g_free (net->in_fused);
   g_free (net->own_rows);
   cleave_backend_unref (net->backend);
+  g_clear_object (&net->cancellable);
   g_free (net);
+}
+
+void
+cleave_net_set_cancellable (CleaveNet *net, GCancellable *cancellable)
+{
+  g_set_object (&net->cancellable, cancellable);
+}
+
+static gboolean
+net_cancelled (CleaveNet *net, GError **error)
+{
+  return net->cancellable != NULL && g_cancellable_set_error_if_cancelled (net->cancellable, error);
 }
 
 CleaveGraph *
@@ -672,6 +686,8 @@ run_forward (CleaveNet *net, gboolean training, gboolean fuse, int shared_rows, 
       gboolean shared = same[0] && n->op != CLEAVE_OP_FLATTEN && end - i < 4 && n->n_inputs <= 8;
       gboolean uniform = TRUE;   /* the mask at the end, if any, is the same in every group */
 
+      if (net_cancelled (net, error))
+        return FALSE;
       for (int k = 0; k < n->n_inputs && shared; k++)
         shared = same[n->inputs[k]];
       if (shared)
@@ -1078,6 +1094,8 @@ cleave_net_backward (CleaveNet *net, const CleaveTensor *doutput, GError **error
       CleaveTensor *dy = net->grad[i];
       if (!net->grad_written[i])
         continue;  /* nothing flows back through this node */
+      if (net_cancelled (net, error))
+        return FALSE;
       if ((conv = fused_chain_backward (net, i, needs, error)) >= 0)
         {
           i = conv + 1;   /* the relu and batchnorm are done; the loop goes on at the conv */

@@ -5,6 +5,7 @@
  * batch size (reallocated when it grows). */
 #pragma once
 
+#include <gio/gio.h>
 #include "cleave-graph.h"
 #include "cleave-backend.h"
 
@@ -40,6 +41,12 @@ gboolean cleave_net_infer          (CleaveNet *net, const float *input, int batc
  * copied (on the cpu backend, a conv → batchnorm → relu chain ending at
  * that mask is read repeated instead of copied). */
 gboolean cleave_net_infer_repeated (CleaveNet *net, const float *input, int rows, int copies, GError **error);
+/* Forward and backward passes check @cancellable (may be NULL; the net
+ * keeps a reference) before each layer and fail with G_IO_ERROR_CANCELLED
+ * once it is cancelled, so one pass over a large batch stops within a
+ * layer. The activations and gradients are then incomplete; the next
+ * forward starts afresh. */
+void     cleave_net_set_cancellable (CleaveNet *net, GCancellable *cancellable);
 /* Whether the last forward fused any chain. */
 gboolean cleave_net_last_fused     (CleaveNet *net);
 /* The output node's activation [batch, F] (owned by the net, valid until the next forward). */
