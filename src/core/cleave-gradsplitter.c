@@ -55,6 +55,9 @@ cleave_grad_split_options_init (CleaveGradSplitOptions *opt)
   opt->theta_init = 0.2f;
   opt->logit_loss = TRUE;
   opt->head_passes = 10;
+  opt->refit_images = 10000;
+  opt->refit_passes = 20;
+  opt->refit_slack = 0;
   opt->max_loss = 1.0;
   opt->per_module = TRUE;
   opt->holdout = TRUE;
@@ -804,6 +807,84 @@ validate (CleaveGradSearch *s, CleaveModel *model, const CleaveDataset *ds, cons
   return TRUE;
 }
 
+/* The final head refit: module g's mask and head are taken from per[g]
+ * (its own epoch), then all N heads train together, heads only (a fresh
+ * Adam at @lr), for @passes passes over the masked logits of @n_img
+ * training images, computed once. Modules chosen from different epochs
+ * were trained beside other modules than the ones they end up with; the
+ * refit lets their scores meet on one scale. Leaves the mix's masks and the
+ * refitted heads in @s. */
+static gboolean
+refit_heads (CleaveGradSearch *s, CleaveModel *model, const CleaveDataset *ds, const int *images, int n_img,
+             int batch, int passes, float lr, EpochState *const *per, GRand *rng, GCancellable *cancellable,
+             GError **error)
+{
+  int n = s->n;
+  gsize per_img = (gsize) n * n;
+  g_autofree float *cache = g_try_new (float, (gsize) n_img * per_img);
+  g_autofree float *y = g_new (float, n_img);
+  g_autofree float *x = g_new (float, (gsize) batch * s->in_size);
+  g_autofree float *yb = g_new (float, batch);
+  g_autofree int *idx = g_new (int, n_img);
+  const gsize hw1 = (gsize) H * n;
+
+  if (cache == NULL)
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_FAILED, "head refit: no memory for the logits of %d images", n_img);
+      return FALSE;
+    }
+  for (int i = 0; i < s->n_sites; i++)
+    if (s->tie[i] == i)
+      for (int g = 0; g < n; g++)
+        {
+          gsize row = s->theta_off[i] + (gsize) g * s->chan[i];
+          memcpy (s->theta + row, per[g]->theta + row, s->chan[i] * sizeof (float));
+        }
+  for (int g = 0; g < n; g++)
+    {
+      const float *h = per[g]->head;
+      memcpy (s->w1 + g * hw1, h + g * hw1, hw1 * sizeof (float));
+      memcpy (s->b1 + g * H, h + (gsize) n * hw1 + g * H, H * sizeof (float));
+      memcpy (s->w2 + g * H, h + (gsize) n * hw1 + (gsize) n * H + g * H, H * sizeof (float));
+      s->b2[g] = h[(gsize) n * hw1 + (gsize) 2 * n * H + g];
+    }
+  s->mask_version++;   /* the mix differs from every logged epoch's masks */
+  if (!cleave_grad_search_sync_masks (s, error) ||
+      !cleave_grad_search_begin_phase (s, CLEAVE_GRAD_PHASE_HEADS, 0, lr, error))
+    return FALSE;
+  for (int i0 = 0; i0 < n_img; i0 += batch)
+    {
+      int b = MIN (batch, n_img - i0);
+      if (g_cancellable_set_error_if_cancelled (cancellable, error))
+        return FALSE;
+      cleave_dataset_fill_batch (ds, images + i0, b, model->mean, model->std, NULL, NULL, x, y + i0);
+      if (!replicated_forward (s, x, b, error))
+        return FALSE;
+      for (int i = 0; i < b; i++)
+        for (int g = 0; g < n; g++)
+          memcpy (cache + (gsize) (i0 + i) * per_img + (gsize) g * n, s->logits + ((gsize) g * b + i) * n,
+                  n * sizeof (float));
+    }
+  for (int i = 0; i < n_img; i++)
+    idx[i] = i;
+  for (int pass = 0; pass < passes; pass++)
+    {
+      if (g_cancellable_set_error_if_cancelled (cancellable, error))
+        return FALSE;
+      cleave_shuffle_indices (idx, n_img, rng);
+      for (int i0 = 0; i0 < n_img; i0 += batch)
+        {
+          int b = MIN (batch, n_img - i0);
+          double lv;
+          int hv;
+          for (int i = 0; i < b; i++)
+            yb[i] = y[idx[i0 + i]];
+          head_step_cached (s, cache, idx + i0, yb, b, &lv, &hv);
+        }
+    }
+  return TRUE;
+}
+
 static char *
 options_to_json (const CleaveGradSplitOptions *o)
 {
@@ -811,16 +892,17 @@ options_to_json (const CleaveGradSplitOptions *o)
                           "\"batch\": %d, \"train_images\": %d, \"val_images\": %d, \"alpha\": %g, \"lr_head\": %g, "
                           "\"lr_mask\": %g, \"lr_head_joint\": %g, \"theta_init\": %g, \"max_loss\": %g, "
                           "\"per_module\": %s, \"holdout\": %s, \"mask_optimizer\": \"%s\", \"loss\": \"%s\", \"head_passes\": %d, "
-                          "\"alpha_growth\": %g, \"seed\": %" G_GUINT64_FORMAT "}",
+                          "\"alpha_growth\": %g, \"refit_images\": %d, \"refit_passes\": %d, \"refit_slack\": %g, \"seed\": %" G_GUINT64_FORMAT "}",
                           o->head_epochs, o->rounds, o->mask_epochs, o->head_only_epochs, o->batch, o->train_images,
                           o->val_images, o->alpha, o->lr_head, o->lr_mask, o->lr_head_joint, o->theta_init,
                           o->max_loss, o->per_module ? "true" : "false", o->holdout ? "true" : "false", o->row_adam ? "adam-row" : "adam", o->logit_loss ? "logits" : "scores",
-                          o->head_passes, o->alpha_growth, o->seed);
+                          o->head_passes, o->alpha_growth, o->refit_images, o->refit_passes, o->refit_slack, o->seed);
 }
 
 static char *
 log_to_json (GPtrArray *log, int selected, const char *note, int n, const int *pick, int total_kernels,
-             double mix_accuracy, int holdout_undone)
+             double mix_accuracy, int holdout_undone, int refit_images, int refit_passes, double refit_slack,
+             double refit_before, double refit_after, gboolean refit_kept, const char *refit_attempts)
 {
   g_autoptr(JsonBuilder) b = json_builder_new ();
   g_autoptr(JsonGenerator) gen = json_generator_new ();
@@ -882,6 +964,33 @@ log_to_json (GPtrArray *log, int selected, const char *note, int n, const int *p
           json_builder_add_double_value (b, isfinite (mix_accuracy) ? mix_accuracy : -1);
           json_builder_set_member_name (b, "holdout_moves_undone");
           json_builder_add_int_value (b, holdout_undone);
+          if (refit_images > 0 && isfinite (refit_after))
+            {
+              json_builder_set_member_name (b, "head_refit");
+              json_builder_begin_object (b);
+              json_builder_set_member_name (b, "images");
+              json_builder_add_int_value (b, refit_images);
+              json_builder_set_member_name (b, "passes");
+              json_builder_add_int_value (b, refit_passes);
+              json_builder_set_member_name (b, "slack");
+              json_builder_add_double_value (b, refit_slack);
+              json_builder_set_member_name (b, "val_accuracy_before");
+              json_builder_add_double_value (b, refit_before);
+              json_builder_set_member_name (b, "val_accuracy_after");
+              json_builder_add_double_value (b, refit_after);
+              json_builder_set_member_name (b, "kept");
+              json_builder_add_boolean_value (b, refit_kept);
+              if (refit_attempts && *refit_attempts)
+                {
+                  JsonNode *node = json_from_string (refit_attempts, NULL);
+                  if (node)
+                    {
+                      json_builder_set_member_name (b, "attempts");
+                      json_builder_add_value (b, node);
+                    }
+                }
+              json_builder_end_object (b);
+            }
         }
       json_builder_end_object (b);
     }
@@ -1076,6 +1185,73 @@ select_per_module (GPtrArray *log, int start, double source_acc, double max_loss
   return mix_hits (log, pick, ds, val, nv, n, 0, 1);
 }
 
+/* The choice within @max_loss points: the uniform epoch (select_epoch),
+ * then, when asked for, each module from its own epoch
+ * (select_per_module). Writes the epoch per module to @pick and the
+ * composition's validation accuracy to @acc; returns the uniform epoch. */
+static int
+choose (GPtrArray *log, double source_acc, double max_loss, const guint8 *src_ok, const CleaveGradSplitOptions *opt,
+        const CleaveDataset *ds, const int *val, int nv, int n, int total_kernels, int *pick, double *acc,
+        int *undone, const char **note)
+{
+  int selected = select_epoch (log, source_acc, max_loss, src_ok, opt->holdout, ds, val, nv, n, note);
+  EpochState *chosen = log->pdata[selected];
+
+  *undone = 0;
+  if (chosen->val_scores && opt->per_module && isfinite (source_acc))
+    *acc = (double) select_per_module (log, selected, source_acc, max_loss, src_ok, opt->holdout, ds, val, nv, n,
+                                       total_kernels, pick, undone) / nv;
+  else
+    {
+      for (int g = 0; g < n; g++)
+        pick[g] = selected;
+      *acc = chosen->val_accuracy;
+    }
+  return selected;
+}
+
+/* Kernels kept by the modules taken from the epochs in @pick. */
+static double
+picked_kernels (GPtrArray *log, const int *pick, int n)
+{
+  double kept = 0;
+
+  for (int g = 0; g < n; g++)
+    kept += ((EpochState *) log->pdata[pick[g]])->module_krr[g];
+  return kept;
+}
+
+/* Hits of the composition with @scores (nv × n) over the positions @from,
+ * @from + @step, … */
+static int
+scores_hits (const float *scores, const CleaveDataset *ds, const int *val, int nv, int n, int from, int step)
+{
+  int hits = 0;
+
+  for (int i = from; i < nv; i += step)
+    {
+      const float *sc = scores + (gsize) i * n;
+      int best = 0;
+      for (int g = 1; g < n; g++)
+        if (sc[g] > sc[best])
+          best = g;
+      hits += best == ds->labels[val[i]];
+    }
+  return hits;
+}
+
+/* Whether the composition with @scores is within @max_loss points of the
+ * source: on all images, or with @holdout on each half (as epoch_within). */
+static gboolean
+scores_within (const float *scores, double source_acc, double max_loss, const guint8 *src_ok, gboolean holdout,
+               const CleaveDataset *ds, const int *val, int nv, int n)
+{
+  if (!holdout || src_ok == NULL || nv < 2)
+    return scores_hits (scores, ds, val, nv, n, 0, 1) >= floor_hits (src_ok, source_acc, max_loss, nv, 0, 1);
+  return scores_hits (scores, ds, val, nv, n, 0, 2) >= floor_hits (src_ok, source_acc, max_loss, nv, 0, 2) &&
+         scores_hits (scores, ds, val, nv, n, 1, 2) >= floor_hits (src_ok, source_acc, max_loss, nv, 1, 2);
+}
+
 /* Module metrics from the chosen epoch's validation scores (threshold 0.5). */
 static void
 fill_module_metrics (CleaveModuleSet *set, const float *scores, const CleaveDataset *ds, const int *val, int n_val,
@@ -1197,7 +1373,11 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
   g_autofree int *order = NULL, *val = NULL;
   g_autofree float *x = NULL, *y = NULL, *vscores = NULL, *cache = NULL, *cache_y = NULL, *src_logits = NULL;
   g_autofree guint8 *src_ok = NULL;
-  int cached = 0, undone = 0;
+  int cached = 0, undone = 0, refit_images = 0;
+  double refit_before = NAN, refit_after = NAN, refit_slack_used = 0, mix_acc = NAN;
+  g_autoptr(GString) attempts = g_string_new (NULL);   /* the refit's attempts, a JSON array */
+  g_autofree int *pick = NULL;
+  EpochState *refit = NULL;     /* the mix with refitted heads, when kept */
   GRand *rng = NULL;
   int c, h, w, n, B = opt->batch, nv, per_epoch, total_epochs;
   double source_acc = NAN;
@@ -1488,31 +1668,103 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
       st->train_loss = st->train_accuracy = NAN;
       g_ptr_array_add (log, st);
     }
-  selected = select_epoch (log, source_acc, opt->max_loss, src_ok, opt->holdout, ds, val, nv, n, &note);
+  pick = g_new (int, n);
+  selected = choose (log, source_acc, opt->max_loss, src_ok, opt, ds, val, nv, n, s->total_kernels, pick, &mix_acc,
+                     &undone, &note);
   {
     EpochState *chosen = log->pdata[selected];
-    g_autofree int *pick = g_new (int, n);
     g_autofree EpochState **per = g_new (EpochState *, n);
     g_autofree float *mixed = NULL;
 
-    double mix_acc = NAN;
-
-    if (chosen->val_scores && opt->per_module && isfinite (source_acc))
-      mix_acc = (double) select_per_module (log, selected, source_acc, opt->max_loss, src_ok, opt->holdout, ds, val,
-                                            nv, n, s->total_kernels, pick, &undone) / nv;
-    else
-      {
-        for (int g = 0; g < n; g++)
-          pick[g] = selected;
-        mix_acc = chosen->val_accuracy;
-      }
     for (int g = 0; g < n; g++)
       per[g] = log->pdata[pick[g]];
+    if (!was_cancelled && opt->refit_images > 0 && opt->refit_passes > 0 && chosen->val_scores &&
+        isfinite (mix_acc))
+      {
+        /* The refit gains some accuracy, so the choice may go further: with
+         * the bound widened by the slack, then by half of it, choose again,
+         * refit, and keep the first sparser choice whose refitted
+         * composition is within the real bound (on both halves of the
+         * validation images, as the uniform choice). Failing that, the
+         * choice within the bound, refitted, its heads kept only if the
+         * composition does at least as well (the refit never sees the
+         * validation images). */
+        int m = MIN (opt->refit_images, n_train);
+        g_autofree int *pick2 = g_new (int, n);
+        g_autofree EpochState **per2 = g_new (EpochState *, n);
+        const double slack[3] = { opt->refit_slack, opt->refit_slack / 2, 0 };
+        GError *local = NULL;
+
+        refit_images = m;
+        g_string_append_c (attempts, '[');
+        for (int k = 0; k < 3 && !was_cancelled && refit == NULL; k++)
+          {
+            int sel = selected, und = 0;
+            gboolean ok;
+            const char *nt = note;
+            double acc = mix_acc, after = NAN;
+            if (k < 2)
+              {
+                if (!(slack[k] > 0))
+                  continue;
+                sel = choose (log, source_acc, opt->max_loss + slack[k], src_ok, opt, ds, val, nv, n,
+                              s->total_kernels, pick2, &acc, &und, &nt);
+                if (picked_kernels (log, pick2, n) >= picked_kernels (log, pick, n))
+                  continue;
+              }
+            else
+              memcpy (pick2, pick, sizeof (int) * n);
+            for (int g = 0; g < n; g++)
+              per2[g] = log->pdata[pick2[g]];
+            /* The same training images for every attempt. */
+            memcpy (order, train_idx, sizeof (int) * n_train);
+            g_rand_set_seed (rng, (guint32) (opt->seed * 104729u + 11));
+            cleave_shuffle_indices (order, n_train, rng);
+            if (!refit_heads (s, model, ds, order, m, B, opt->refit_passes, opt->lr_head, per2, rng, cancellable,
+                              &local) ||
+                !validate (s, model, ds, val, nv, vscores, &after, cancellable, &local))
+              {
+                if (!g_error_matches (local, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+                  {
+                    g_propagate_error (error, local);
+                    goto out;
+                  }
+                g_clear_error (&local);
+                was_cancelled = TRUE;
+                break;
+              }
+            ok = k < 2 ? scores_within (vscores, source_acc, opt->max_loss, src_ok, opt->holdout, ds, val, nv, n)
+                       : after >= mix_acc;
+            g_string_append_printf (attempts, "%s{\"slack\": %g, \"mean_krr\": %.17g, \"val_accuracy_before\": %.17g, "
+                                    "\"val_accuracy_after\": %.17g, \"kept\": %s}", attempts->len > 1 ? ", " : "",
+                                    slack[k], picked_kernels (log, pick2, n) / n, acc, after, ok ? "true" : "false");
+            if (ok)
+              {
+                refit = epoch_state_take (s);
+                refit->epoch = -1;
+                refit->val_accuracy = after;
+                refit->val_scores = g_memdup2 (vscores, sizeof (float) * nv * n);
+                refit_slack_used = slack[k];
+                selected = sel, note = nt, undone = und;
+                memcpy (pick, pick2, sizeof (int) * n);
+                for (int g = 0; g < n; g++)
+                  per[g] = refit;
+                chosen = log->pdata[selected];
+              }
+            if (k == 2 || refit)
+              refit_before = acc, refit_after = after;
+            if (refit)
+              mix_acc = after;
+          }
+        g_string_append_c (attempts, ']');
+      }
     set = build_module_set (s, model, per, error);
     if (set == NULL)
       goto out;
     set->source_accuracy = source_acc;
-    set->log_json = log_to_json (log, selected, note, n, pick, s->total_kernels, mix_acc, undone);
+    set->log_json = log_to_json (log, selected, note, n, pick, s->total_kernels, mix_acc, undone, refit_images,
+                                 opt->refit_passes, refit_slack_used, refit_before, refit_after, refit != NULL,
+                                 attempts->str);
     set->options_json = options_to_json (opt);
     if (chosen->val_scores)
       {
@@ -1545,6 +1797,8 @@ out:
   if (rng)
     g_rand_free (rng);
   g_ptr_array_unref (log);
+  if (refit)
+    epoch_state_free (refit);
   cleave_grad_search_free (s);
   return set;
 }

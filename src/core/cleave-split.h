@@ -28,6 +28,10 @@ typedef struct {
   gboolean logit_loss;    /* CE over the heads' pre-sigmoid outputs instead of the scores (FALSE: the reference) */
   int head_passes;        /* passes over each head-only epoch's images (pass 1 computes the logits, the rest reuse them) */
   gboolean per_module;    /* after the uniform choice, let each module come from its own epoch (TRUE) */
+  int refit_images;       /* final joint refit of the chosen modules' heads: training images (0 = none) */
+  int refit_passes;       /* … and passes over their cached logits (Adam at lr_head) */
+  double refit_slack;     /* points: also try choices within max_loss + slack (and + slack/2), refitted,
+                           * keeping the first that is within max_loss after the refit (0: off) */
   gboolean holdout;       /* per-module choice made on half the validation images, checked on the other half (TRUE) */
   guint64 seed;
 } CleaveGradSplitOptions;
