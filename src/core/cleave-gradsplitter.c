@@ -1717,6 +1717,17 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
               memcpy (pick2, pick, sizeof (int) * n);
             for (int g = 0; g < n; g++)
               per2[g] = log->pdata[pick2[g]];
+            if (progress)
+              {
+                CleaveProgress p = { 0 };
+                p.phase = "refit";
+                p.epoch = p.epochs = total_epochs;
+                p.fraction = 1.0;
+                p.val_accuracy = acc;
+                p.krr = picked_kernels (log, pick2, n) / n;
+                p.loss = p.accuracy = NAN;
+                progress (&p, user_data);
+              }
             /* The same training images for every attempt. */
             memcpy (order, train_idx, sizeof (int) * n_train);
             g_rand_set_seed (rng, (guint32) (opt->seed * 104729u + 11));

@@ -372,6 +372,8 @@ phase_label (const char *phase)
     return _("training heads");
   if (g_str_equal (phase, "masks"))
     return _("training masks");
+  if (g_str_equal (phase, "refit"))
+    return _("refitting the chosen modules' heads");
   if (g_str_equal (phase, "importance"))
     return _("measuring kernel importance");
   if (g_str_equal (phase, "sensitivity"))
