@@ -11,7 +11,9 @@
 # it: each epoch's training images once (the cached --head-passes add
 # none), over the wall time of the whole search. Cleave's wall time also
 # covers its epoch selection, module extraction and the modules' own
-# validation pass, which the PyTorch side does not do.
+# validation pass, which the PyTorch side does not do. The head refit after
+# the search (not part of it, and not on the PyTorch side) is off:
+# --refit-images 0.
 #
 # Environment: CLEAVE_CLI (default build/src/cli/cleave-cli), PYTHON (default
 # /usr/bin/python3, needs torch), THREADS (default 2).
@@ -34,7 +36,7 @@ trap 'rm -rf "$tmp"' EXIT
 set -- --seed 0 --val 0.2 --val-images 2000 --train-images 1536 --batch 64 \
   --head-epochs 1 --rounds 9 --mask-epochs 2 --head-only-epochs 1 --head-passes 10 \
   --alpha 0.1 --alpha-growth 1.5 --lr-mask 0.01 --lr-head 0.002 --lr-head-joint 0.0005 \
-  --theta-init 0.2 --loss logits --mask-optimizer adam "$@"
+  --theta-init 0.2 --loss logits --mask-optimizer adam --refit-images 0 "$@"
 
 echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $threads threads each"
 echo "== options: $*"
