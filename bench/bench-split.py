@@ -48,11 +48,12 @@ def read_safetensors(path):
         data = f.read()
     meta = header.pop("__metadata__", {})
     tensors = {}
+    dtypes = {"F32": "<f4", "I32": "<i4", "I64": "<i8"}   # (module-set files hold I32 kept-kernel indices)
     for name, t in header.items():
-        if t["dtype"] != "F32":
-            raise SystemExit("%s: tensor %s is %s, expected F32" % (path, name, t["dtype"]))
+        if t["dtype"] not in dtypes:
+            raise SystemExit("%s: tensor %s is %s, expected F32, I32 or I64" % (path, name, t["dtype"]))
         b, e = t["data_offsets"]
-        tensors[name] = torch.from_numpy(np.frombuffer(data[b:e], dtype="<f4").copy()).reshape(t["shape"])
+        tensors[name] = torch.from_numpy(np.frombuffer(data[b:e], dtype=dtypes[t["dtype"]]).copy()).reshape(t["shape"])
     return tensors, meta
 
 

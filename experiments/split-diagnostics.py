@@ -27,7 +27,6 @@ import argparse
 import importlib.util
 import json
 import os
-import struct
 
 import numpy as np
 import torch
@@ -38,27 +37,9 @@ _spec = importlib.util.spec_from_file_location("bench_split", os.path.join(HERE,
 bs = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bs)
 
-DTYPES = {"F32": "<f4", "I32": "<i4", "I64": "<i8"}
-
-
-def read_tensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    meta = header.pop("__metadata__", {})
-    out = {}
-    for name, t in header.items():
-        if t["dtype"] not in DTYPES:
-            raise SystemExit("%s: tensor %s has dtype %s" % (path, name, t["dtype"]))
-        b, e = t["data_offsets"]
-        out[name] = torch.from_numpy(np.frombuffer(data[b:e], dtype=DTYPES[t["dtype"]]).copy()).reshape(t["shape"])
-    return out, meta
-
-
 class ModuleSet:
     def __init__(self, path):
-        tensors, meta = read_tensors(path)
+        tensors, meta = bs.read_safetensors(path)
         if "cleave.modules" not in meta:
             raise SystemExit("%s: no cleave.modules metadata (not a module-set file)" % path)
         self.info = json.loads(meta["cleave.modules"])

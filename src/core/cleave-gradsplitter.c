@@ -1280,15 +1280,7 @@ fill_module_metrics (CleaveModuleSet *set, const float *scores, const CleaveData
       m->score_min = isfinite (lo) ? lo : 0;
       m->score_max = isfinite (hi) ? hi : 1;
     }
-  for (int i = 0; i < n_val; i++)
-    {
-      const float *sc = scores + (gsize) i * n;
-      int best = 0;
-      for (int g = 1; g < n; g++)
-        if (sc[g] > sc[best])
-          best = g;
-      hits += best == ds->labels[val[i]];
-    }
+  hits = scores_hits (scores, ds, val, n_val, n, 0, 1);
   set->composed_accuracy = n_val ? (double) hits / n_val : NAN;
 }
 
