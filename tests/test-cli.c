@@ -140,6 +140,7 @@ test_split_compose_patch (void)
                         "--head-epochs", "1", "--rounds", "1", "--mask-epochs", "1", "--head-only-epochs", "1",
                         "--train-images", "96", "--val-images", "60", "--batch", "32", NULL), ==, 0);
   assert_contains (out, "mean KRR");
+  assert_contains (out, "heads refitted together on");   /* the final head refit, on by default */
   g_assert_true (g_file_test (mods, G_FILE_TEST_IS_REGULAR));
   png = g_build_filename (report, "report.json", NULL);
   g_assert_true (g_file_test (png, G_FILE_TEST_IS_REGULAR));
@@ -206,6 +207,11 @@ test_bad_input (void)
   g_clear_pointer (&err, g_free);
   g_assert_cmpint (cli (NULL, &err, "train", "--epochs", "0", "--dataset", data_dir, "-o", dest, NULL), ==, 2);
   assert_contains (err, "--epochs must be at least 1");
+  g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (cli (NULL, &err, "split", "--refit-images", "-1", "/nonexistent.safetensors", data_dir,
+                        "-o", dest, NULL), ==, 1);
+  assert_contains (err, "--refit-images");
   g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
   g_clear_pointer (&err, g_free);
   g_assert_cmpint (cli (NULL, &err, "frobnicate", NULL), ==, 2);
