@@ -18,7 +18,7 @@ PACKAGES="build-essential meson ninja-build pkg-config gettext
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
   dataset-fashion-mnist"
 TEST_PACKAGES="python3-torch python3-numpy python3-onnx
-  xvfb xauth desktop-file-utils appstream libglib2.0-bin jq bc"
+  xvfb xauth desktop-file-utils appstream libglib2.0-bin jq bc locales"
 
 deps() {
   missing=""
@@ -54,6 +54,10 @@ case "${1:-}" in
     ./build/src/cli/cleave-cli demo ;;
   test)
     WITH_TESTS=1 deps
+    # A locale that writes 0,5: the tests check that files stay the same JSON under it.
+    locale -a 2>/dev/null | grep -qix 'de_DE.utf8' ||
+      { [ "$(id -u)" -eq 0 ] && localedef -i de_DE -f UTF-8 de_DE.UTF-8 || sudo localedef -i de_DE -f UTF-8 de_DE.UTF-8; } ||
+      echo "(no de_DE locale: the locale test will be skipped)"
     export POCL_CACHE_DIR="$PWD/build-test/pocl-cache"
     build build-test -Db_sanitize=address,undefined -Db_lundef=false
     export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"

@@ -4,6 +4,8 @@
  * files, bad options): a clear message, exit status 1, nothing half-written. */
 #include <glib.h>
 #include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+#include <locale.h>
 #include <string.h>
 
 static char *tmpdir;
@@ -162,6 +164,36 @@ test_split_compose_patch (void)
   g_assert_cmpint (cli (&out, NULL, "eval", model, data_dir, "--compare", patched, NULL), ==, 0);
   assert_contains (out, "accuracy");
   g_clear_pointer (&out, g_free);
+  /* The comparison as JSON, also under a locale that writes 0,5 (when one
+   * is installed): the same numbers, still JSON. */
+  for (int loc = 0; loc < 2; loc++)
+    {
+      g_autoptr(JsonParser) p = json_parser_new ();
+      g_autoptr(GError) error = NULL;
+      JsonObject *o;
+      JsonArray *t;
+      if (loc == 1 && setlocale (LC_NUMERIC, "de_DE.UTF-8") == NULL)
+        {
+          g_test_message ("no de_DE locale: the comparison JSON is checked in the C locale only");
+          break;
+        }
+      if (loc == 1)
+        {
+          setlocale (LC_NUMERIC, "C");
+          g_setenv ("LC_ALL", "de_DE.UTF-8", TRUE);
+        }
+      g_assert_cmpint (cli (&out, NULL, "eval", model, data_dir, "--compare", patched, "--json", NULL), ==, 0);
+      g_unsetenv ("LC_ALL");
+      g_assert_true (json_parser_load_from_data (p, out, -1, &error));
+      g_assert_no_error (error);
+      o = json_node_get_object (json_parser_get_root (p));
+      g_assert_cmpfloat (json_object_get_double_member (json_object_get_object_member (o, "a"), "accuracy"), >, 0.5);
+      t = json_object_get_array_member (o, "targets");
+      g_assert_cmpuint (json_array_get_length (t), ==, 1);
+      g_assert_cmpuint (json_array_get_length (json_object_get_array_member (json_array_get_object_element (t, 0), "f1")), ==, 2);
+      g_assert_cmpuint (json_array_get_length (json_object_get_array_member (o, "other_accuracy")), ==, 2);
+      g_clear_pointer (&out, g_free);
+    }
   g_assert_cmpint (cli (&out, NULL, "export", "--onnx", patched, "-o", onnx, NULL), ==, 0);
   g_assert_true (g_file_test (onnx, G_FILE_TEST_IS_REGULAR));
 }

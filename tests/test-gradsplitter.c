@@ -3,6 +3,7 @@
  * tiny model trained on synthetic data (KRR falls, selection rule, cancel). */
 #include <glib.h>
 #include <json-glib/json-glib.h>
+#include <locale.h>
 #include <math.h>
 #include <string.h>
 
@@ -377,6 +378,47 @@ small_options (CleaveGradSplitOptions *o)
   o->seed = 3;
 }
 
+/* One member of the options JSON (which must parse). */
+static JsonNode *
+option_node (const char *json, const char *key)
+{
+  static JsonParser *p;
+  g_autoptr(GError) error = NULL;
+  JsonObject *o;
+
+  g_clear_object (&p);
+  p = json_parser_new ();
+  g_assert_true (json_parser_load_from_data (p, json, -1, &error));
+  g_assert_no_error (error);
+  o = json_node_get_object (json_parser_get_root (p));
+  g_assert_true (json_object_has_member (o, key));
+  return json_object_get_member (o, key);
+}
+
+static gboolean
+option_bool (const char *json, const char *key)
+{
+  return json_node_get_boolean (option_node (json, key));
+}
+
+static gint64
+option_int (const char *json, const char *key)
+{
+  return json_node_get_int (option_node (json, key));
+}
+
+static const char *
+option_str (const char *json, const char *key)
+{
+  return json_node_get_string (option_node (json, key));
+}
+
+static double
+option_double (const char *json, const char *key)
+{
+  return json_node_get_double (option_node (json, key));
+}
+
 static JsonArray *
 parse_log (JsonParser *p, const char *text)
 {
@@ -495,7 +537,7 @@ test_end_to_end (gconstpointer data)
    * bound on the odd validation positions alone, the half the greedy walk
    * did not choose on, against the source on the same images. */
   if (!o.holdout)
-    g_assert_nonnull (strstr (set->options_json, "\"holdout\": false"));
+    g_assert_false (option_bool (set->options_json, "holdout"));
   else
   {
     int nh = fx.n_val / 2;
@@ -504,7 +546,7 @@ test_end_to_end (gconstpointer data)
     CleaveMetrics *m;
     double src;
 
-    g_assert_nonnull (strstr (set->options_json, "\"holdout\": true"));
+    g_assert_true (option_bool (set->options_json, "holdout"));
     g_assert_true (json_object_has_member (json_array_get_object_element (log, selected), "holdout_moves_undone"));
     for (int i = 0; i < nh; i++)
       odd[i] = fx.val[2 * i + 1];
@@ -543,7 +585,7 @@ test_refit (void)
                              NULL, NULL, NULL, &cancelled, &error);
   g_assert_no_error (error);
   g_assert_null (strstr (plain->log_json, "head_refit"));
-  g_assert_nonnull (strstr (plain->options_json, "\"refit_images\": 0"));
+  g_assert_cmpint (option_int (plain->options_json, "refit_images"), ==, 0);
   plain_krr = cleave_module_set_mean_krr (plain);
 
   for (int run = 0; run < 2; run++)
@@ -609,6 +651,45 @@ test_refit (void)
     }
 }
 
+/* Under a locale that writes "0,1", the options and the log are still JSON
+ * with the same numbers (they went through printf's %g before). */
+static void
+test_locale (void)
+{
+  static const char *names[] = { "de_DE.UTF-8", "de_DE.utf8", "fr_FR.UTF-8", "fr_FR.utf8", "nl_NL.UTF-8" };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autoptr(CleaveModuleSet) set = NULL;
+  g_autofree char *old = g_strdup (setlocale (LC_NUMERIC, NULL));
+  CleaveGradSplitOptions o;
+  gboolean cancelled;
+  const char *got = NULL;
+  char buf[32];
+
+  for (gsize i = 0; i < G_N_ELEMENTS (names) && got == NULL; i++)
+    got = setlocale (LC_NUMERIC, names[i]);
+  g_snprintf (buf, sizeof buf, "%g", 0.5);
+  if (got == NULL || strchr (buf, ',') == NULL)
+    {
+      setlocale (LC_NUMERIC, old);
+      g_test_skip ("no locale with a decimal comma is installed (localedef -i de_DE -f UTF-8 de_DE.UTF-8)");
+      return;
+    }
+  small_options (&o);
+  o.lr_head = 0.025f;
+  o.refit_images = 200;
+  o.refit_passes = 2;
+  o.refit_slack = 0.5;
+  set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+                           NULL, NULL, NULL, &cancelled, &error);
+  setlocale (LC_NUMERIC, old);
+  g_assert_no_error (error);
+  g_assert_cmpfloat (option_double (set->options_json, "alpha"), ==, 2.0);
+  g_assert_cmpfloat (option_double (set->options_json, "lr_head"), ==, 0.025);
+  g_assert_cmpfloat (option_double (set->options_json, "refit_slack"), ==, 0.5);
+  g_assert_cmpuint (json_array_get_length (parse_log (parser, set->log_json)), ==, 2 + 3 * 3);
+}
+
 static void
 test_end_to_end_options (void)
 {
@@ -628,8 +709,8 @@ test_end_to_end_options (void)
                            NULL, NULL, NULL, &cancelled, &error);
   g_assert_no_error (error);
   g_assert_false (cancelled);
-  g_assert_nonnull (strstr (set->options_json, "\"loss\": \"logits\""));
-  g_assert_nonnull (strstr (set->options_json, "\"head_passes\": 4"));
+  g_assert_cmpstr (option_str (set->options_json, "loss"), ==, "logits");
+  g_assert_cmpint (option_int (set->options_json, "head_passes"), ==, 4);
   log = parse_log (parser, set->log_json);
   g_assert_cmpuint (json_array_get_length (log), ==, 2 + 3 * 3);
   g_assert_cmpfloat (json_object_get_double_member (json_array_get_object_element (log, 10), "mean_krr"), <, 0.9);
@@ -648,7 +729,7 @@ test_end_to_end_options (void)
   set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
                            NULL, NULL, NULL, &cancelled, &error);
   g_assert_no_error (error);
-  g_assert_nonnull (strstr (set->options_json, "\"mask_optimizer\": \"adam-row\""));
+  g_assert_cmpstr (option_str (set->options_json, "mask_optimizer"), ==, "adam-row");
   g_assert_cmpfloat (100 * (set->source_accuracy - set->composed_accuracy), <=, o.max_loss + 1e-9);
 }
 
@@ -751,6 +832,7 @@ main (int argc, char **argv)
   g_test_add_data_func ("/gradsplitter/end-to-end-reference-rule", GINT_TO_POINTER (FALSE), test_end_to_end);
   g_test_add_func ("/gradsplitter/end-to-end-options", test_end_to_end_options);
   g_test_add_func ("/gradsplitter/refit", test_refit);
+  g_test_add_func ("/gradsplitter/locale", test_locale);
   g_test_add_func ("/gradsplitter/cancel", test_cancel);
   g_test_add_func ("/gradsplitter/bad-input", test_bad_input);
   rc = g_test_run ();

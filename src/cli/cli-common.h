@@ -68,4 +68,11 @@ gboolean cleave_cli_split_spec (const char *arg, char **path, int **list, int *n
  * the specs' order. @class_names (may be NULL) receives the mix's names. */
 CleaveDataset *cleave_cli_load_mix (const char *const *specs, int n_specs, CleaveSplit split, char ***class_names,
                                     GCancellable *cancellable, GError **error);
+
+/* A JSON object from key/value pairs, the same in every locale (numbers are
+ * not printf'd in the user's LC_NUMERIC, strings are escaped). The list
+ * ends with a NULL key; each key is followed by a type letter and a value:
+ * 'i' int, 'd' double, 's' string, 'j' JSON text (embedded as a value).
+ * @pretty: indented. */
+char *cleave_cli_json_object (gboolean pretty, const char *first_key, ...) G_GNUC_NULL_TERMINATED;
 G_END_DECLS

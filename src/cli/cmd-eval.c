@@ -4,6 +4,7 @@
 #include "cli-common.h"
 #include "cleave-compose.h"
 
+#include <json-glib/json-glib.h>
 #include <math.h>
 #include <string.h>
 
@@ -158,22 +159,56 @@ cleave_cmd_eval (int argc, char **argv)
         if (b.m)
           {
             g_autofree char *jb = cleave_metrics_to_json (b.m, names_b);
-            printf ("{\"split\": \"%s\", \"dataset\": \"%s\", \"a\": %s,\n\"b\": %s", split, ds_label, ja, jb);
+            /* Built, not printf'd: the same JSON in every locale. */
+            g_autoptr(JsonBuilder) jb_ = json_builder_new ();
+            g_autoptr(JsonGenerator) gen = json_generator_new ();
+            g_autoptr(JsonNode) root = NULL;
+            g_autofree char *text = NULL;
+            json_builder_begin_object (jb_);
+            json_builder_set_member_name (jb_, "split");
+            json_builder_add_string_value (jb_, split);
+            json_builder_set_member_name (jb_, "dataset");
+            json_builder_add_string_value (jb_, ds_label);
+            json_builder_set_member_name (jb_, "a");
+            json_builder_add_value (jb_, json_from_string (ja, NULL));
+            json_builder_set_member_name (jb_, "b");
+            json_builder_add_value (jb_, json_from_string (jb, NULL));
             if (n_targets)
               {
-                printf (",\n\"targets\": [");
-                for (int c = 0, first = 1; c < a.m->n_classes; c++)
+                json_builder_set_member_name (jb_, "targets");
+                json_builder_begin_array (jb_);
+                for (int c = 0; c < a.m->n_classes; c++)
                   if (is_target[c])
                     {
-                      printf ("%s{\"class\": %d, \"precision\": [%.6f, %.6f], \"recall\": [%.6f, %.6f], \"f1\": [%.6f, %.6f]}",
-                              first ? "" : ", ", c, a.m->precision[c], b.m->precision[c], a.m->recall[c],
-                              b.m->recall[c], a.m->f1[c], b.m->f1[c]);
-                      first = 0;
+                      const char *keys[3] = { "precision", "recall", "f1" };
+                      const double *va[3] = { a.m->precision, a.m->recall, a.m->f1 };
+                      const double *vb[3] = { b.m->precision, b.m->recall, b.m->f1 };
+                      json_builder_begin_object (jb_);
+                      json_builder_set_member_name (jb_, "class");
+                      json_builder_add_int_value (jb_, c);
+                      for (int q = 0; q < 3; q++)
+                        {
+                          json_builder_set_member_name (jb_, keys[q]);
+                          json_builder_begin_array (jb_);
+                          json_builder_add_double_value (jb_, va[q][c]);
+                          json_builder_add_double_value (jb_, vb[q][c]);
+                          json_builder_end_array (jb_);
+                        }
+                      json_builder_end_object (jb_);
                     }
-                printf ("],\n\"other_accuracy\": [%.6f, %.6f]", other_accuracy (a.m, is_target),
-                        other_accuracy (b.m, is_target));
+                json_builder_end_array (jb_);
+                json_builder_set_member_name (jb_, "other_accuracy");
+                json_builder_begin_array (jb_);
+                json_builder_add_double_value (jb_, other_accuracy (a.m, is_target));
+                json_builder_add_double_value (jb_, other_accuracy (b.m, is_target));
+                json_builder_end_array (jb_);
               }
-            printf ("}\n");
+            json_builder_end_object (jb_);
+            root = json_builder_get_root (jb_);
+            json_generator_set_root (gen, root);
+            json_generator_set_pretty (gen, TRUE);
+            text = json_generator_to_data (gen, NULL);
+            printf ("%s\n", text);
           }
         else
           printf ("%s\n", ja);

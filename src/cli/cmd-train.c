@@ -198,11 +198,12 @@ cleave_cmd_train (int argc, char **argv)
         cleave_train_result_clear (&result);
         return cleave_cli_fail (g_steal_pointer (&error));
       }
-    prov = g_strdup_printf ("{\"dataset\": \"%s\", \"seed\": %d, \"epochs\": %d, \"best_epoch\": %d, "
-                            "\"train_images\": %d, \"val_images\": %d, \"val_accuracy\": %.6f, "
-                            "\"test_accuracy\": %.6f, \"train_seconds\": %.1f, \"train_images_per_s\": %.1f}",
-                            dataset, seed, epochs, result.best_epoch, n_train, n_val, result.best_val_accuracy,
-                            test->accuracy, result.seconds, result.images_per_s);
+    prov = cleave_cli_json_object (FALSE, "dataset", 's', dataset, "seed", 'i', (int) seed, "epochs", 'i', (int) epochs,
+                                   "best_epoch", 'i', result.best_epoch, "train_images", 'i', n_train,
+                                   "val_images", 'i', n_val, "val_accuracy", 'd', (double) result.best_val_accuracy,
+                                   "test_accuracy", 'd', (double) test->accuracy,
+                                   "train_seconds", 'd', round (10 * result.seconds) / 10,
+                                   "train_images_per_s", 'd', round (10 * result.images_per_s) / 10, NULL);
     cleave_model_set_provenance (model, "checkpoint", NULL);
     cleave_model_set_provenance (model, "training", prov);
     cleave_model_set_provenance (model, "command", cmdline);

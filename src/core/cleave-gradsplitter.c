@@ -8,6 +8,7 @@
 #include "cleave-gradsplitter-private.h"
 #include "cleave-ops.h"
 #include "cleave-error.h"
+#include "cleave-util-private.h"
 
 #include <json-glib/json-glib.h>
 #include <math.h>
@@ -885,18 +886,49 @@ refit_heads (CleaveGradSearch *s, CleaveModel *model, const CleaveDataset *ds, c
   return TRUE;
 }
 
+/* The options as JSON (numbers written the same in every locale). */
 static char *
 options_to_json (const CleaveGradSplitOptions *o)
 {
-  return g_strdup_printf ("{\"head_epochs\": %d, \"rounds\": %d, \"mask_epochs\": %d, \"head_only_epochs\": %d, "
-                          "\"batch\": %d, \"train_images\": %d, \"val_images\": %d, \"alpha\": %g, \"lr_head\": %g, "
-                          "\"lr_mask\": %g, \"lr_head_joint\": %g, \"theta_init\": %g, \"max_loss\": %g, "
-                          "\"per_module\": %s, \"holdout\": %s, \"mask_optimizer\": \"%s\", \"loss\": \"%s\", \"head_passes\": %d, "
-                          "\"alpha_growth\": %g, \"refit_images\": %d, \"refit_passes\": %d, \"refit_slack\": %g, \"seed\": %" G_GUINT64_FORMAT "}",
-                          o->head_epochs, o->rounds, o->mask_epochs, o->head_only_epochs, o->batch, o->train_images,
-                          o->val_images, o->alpha, o->lr_head, o->lr_mask, o->lr_head_joint, o->theta_init,
-                          o->max_loss, o->per_module ? "true" : "false", o->holdout ? "true" : "false", o->row_adam ? "adam-row" : "adam", o->logit_loss ? "logits" : "scores",
-                          o->head_passes, o->alpha_growth, o->refit_images, o->refit_passes, o->refit_slack, o->seed);
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autoptr(JsonNode) root = NULL;
+  const struct { const char *key; int v; } ints[] = {
+    { "head_epochs", o->head_epochs }, { "rounds", o->rounds }, { "mask_epochs", o->mask_epochs },
+    { "head_only_epochs", o->head_only_epochs }, { "batch", o->batch }, { "train_images", o->train_images },
+    { "val_images", o->val_images }, { "head_passes", o->head_passes }, { "refit_images", o->refit_images },
+    { "refit_passes", o->refit_passes },
+  };
+  const struct { const char *key; double v; } nums[] = {
+    { "alpha", o->alpha }, { "alpha_growth", o->alpha_growth }, { "lr_head", o->lr_head }, { "lr_mask", o->lr_mask },
+    { "lr_head_joint", o->lr_head_joint }, { "theta_init", o->theta_init }, { "max_loss", o->max_loss },
+    { "refit_slack", o->refit_slack },
+  };
+
+  json_builder_begin_object (b);
+  for (gsize i = 0; i < G_N_ELEMENTS (ints); i++)
+    {
+      json_builder_set_member_name (b, ints[i].key);
+      json_builder_add_int_value (b, ints[i].v);
+    }
+  /* float options go through their shortest decimal form, as %g printed them */
+  for (gsize i = 0; i < G_N_ELEMENTS (nums); i++)
+    {
+      char buf[G_ASCII_DTOSTR_BUF_SIZE];
+      cleave_json_add_number (b, nums[i].key, g_ascii_strtod (g_ascii_formatd (buf, sizeof buf, "%g", nums[i].v), NULL));
+    }
+  json_builder_set_member_name (b, "per_module");
+  json_builder_add_boolean_value (b, o->per_module);
+  json_builder_set_member_name (b, "holdout");
+  json_builder_add_boolean_value (b, o->holdout);
+  cleave_json_add_string (b, "mask_optimizer", o->row_adam ? "adam-row" : "adam");
+  cleave_json_add_string (b, "loss", o->logit_loss ? "logits" : "scores");
+  json_builder_set_member_name (b, "seed");
+  json_builder_add_int_value (b, (gint64) o->seed);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  json_generator_set_root (gen, root);
+  return json_generator_to_data (gen, NULL);
 }
 
 static char *
@@ -1671,7 +1703,7 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
     for (int g = 0; g < n; g++)
       per[g] = log->pdata[pick[g]];
     if (!was_cancelled && opt->refit_images > 0 && opt->refit_passes > 0 && chosen->val_scores &&
-        isfinite (mix_acc))
+        isfinite (mix_acc) && (gsize) n * n <= ((gsize) 16 << 20))
       {
         /* The refit gains some accuracy, so the choice may go further: with
          * the bound widened by the slack, then by half of it, choose again,
@@ -1728,20 +1760,28 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
                               &local) ||
                 !validate (s, model, ds, val, nv, vscores, &after, cancellable, &local))
               {
-                if (!g_error_matches (local, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-                  {
-                    g_propagate_error (error, local);
-                    goto out;
-                  }
+                /* Not worth the search: without the refit, the heads are the search's. */
+                if (g_error_matches (local, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+                  was_cancelled = TRUE;
+                else
+                  g_warning ("head refit failed (%s); keeping the heads of the search", local->message);
                 g_clear_error (&local);
-                was_cancelled = TRUE;
                 break;
               }
             ok = k < 2 ? scores_within (vscores, source_acc, opt->max_loss, src_ok, opt->holdout, ds, val, nv, n)
                        : after >= mix_acc;
-            g_string_append_printf (attempts, "%s{\"slack\": %g, \"mean_krr\": %.17g, \"val_accuracy_before\": %.17g, "
-                                    "\"val_accuracy_after\": %.17g, \"kept\": %s}", attempts->len > 1 ? ", " : "",
-                                    slack[k], picked_kernels (log, pick2, n) / n, acc, after, ok ? "true" : "false");
+            {
+              const double v[4] = { slack[k], picked_kernels (log, pick2, n) / n, acc, after };
+              const char *key[4] = { "slack", "mean_krr", "val_accuracy_before", "val_accuracy_after" };
+              g_string_append (attempts, attempts->len > 1 ? ", {" : "{");
+              for (int q = 0; q < 4; q++)
+                {
+                  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+                  g_string_append_printf (attempts, "\"%s\": %s, ", key[q],
+                                          isfinite (v[q]) ? g_ascii_dtostr (buf, sizeof buf, v[q]) : "null");
+                }
+              g_string_append_printf (attempts, "\"kept\": %s}", ok ? "true" : "false");
+            }
             if (ok)
               {
                 refit = epoch_state_take (s);

@@ -268,8 +268,9 @@ cleave_train (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *d
           snapshot_take (&best, g);
           if (opt->checkpoint)
             {
-              prov = g_strdup_printf ("{\"epoch\": %d, \"epochs\": %d, \"val_accuracy\": %.6f}",
-                                      rec.epoch, opt->epochs, rec.val_accuracy);
+              char acc[G_ASCII_DTOSTR_BUF_SIZE];   /* (not %f: the same JSON in every locale) */
+              prov = g_strdup_printf ("{\"epoch\": %d, \"epochs\": %d, \"val_accuracy\": %s}", rec.epoch, opt->epochs,
+                                      g_ascii_formatd (acc, sizeof acc, "%.6f", rec.val_accuracy));
               cleave_model_set_provenance (model, "checkpoint", prov);
               if (!cleave_model_save (model, opt->checkpoint, error))
                 goto out;
