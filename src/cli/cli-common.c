@@ -349,8 +349,6 @@ char *
 cleave_cli_json_object (gboolean pretty, const char *first_key, ...)
 {
   g_autoptr(JsonBuilder) b = json_builder_new ();
-  g_autoptr(JsonGenerator) gen = json_generator_new ();
-  g_autoptr(JsonNode) root = NULL;
   va_list ap;
 
   json_builder_begin_object (b);
@@ -398,7 +396,15 @@ cleave_cli_json_object (gboolean pretty, const char *first_key, ...)
     }
   va_end (ap);
   json_builder_end_object (b);
-  root = json_builder_get_root (b);
+  return cleave_cli_json_text (b, pretty);
+}
+
+char *
+cleave_cli_json_text (JsonBuilder *b, gboolean pretty)
+{
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autoptr(JsonNode) root = json_builder_get_root (b);
+
   json_generator_set_root (gen, root);
   json_generator_set_pretty (gen, pretty);
   return json_generator_to_data (gen, NULL);

@@ -3,6 +3,7 @@
 
 #include <glib.h>
 #include <gio/gio.h>
+#include <json-glib/json-glib.h>
 #include <stdio.h>
 
 G_BEGIN_DECLS
@@ -75,4 +76,6 @@ CleaveDataset *cleave_cli_load_mix (const char *const *specs, int n_specs, Cleav
  * 'i' int, 'd' double, 's' string, 'j' JSON text (embedded as a value).
  * @pretty: indented. */
 char *cleave_cli_json_object (gboolean pretty, const char *first_key, ...) G_GNUC_NULL_TERMINATED;
+/* The builder's (finished) root as JSON text. */
+char *cleave_cli_json_text (JsonBuilder *b, gboolean pretty);
 G_END_DECLS

@@ -161,8 +161,6 @@ cleave_cmd_eval (int argc, char **argv)
             g_autofree char *jb = cleave_metrics_to_json (b.m, names_b);
             /* Built, not printf'd: the same JSON in every locale. */
             g_autoptr(JsonBuilder) jb_ = json_builder_new ();
-            g_autoptr(JsonGenerator) gen = json_generator_new ();
-            g_autoptr(JsonNode) root = NULL;
             g_autofree char *text = NULL;
             json_builder_begin_object (jb_);
             json_builder_set_member_name (jb_, "split");
@@ -204,10 +202,7 @@ cleave_cmd_eval (int argc, char **argv)
                 json_builder_end_array (jb_);
               }
             json_builder_end_object (jb_);
-            root = json_builder_get_root (jb_);
-            json_generator_set_root (gen, root);
-            json_generator_set_pretty (gen, TRUE);
-            text = json_generator_to_data (gen, NULL);
+            text = cleave_cli_json_text (jb_, TRUE);
             printf ("%s\n", text);
           }
         else
