@@ -284,7 +284,6 @@ def main():
     ap.add_argument("--uniform-epoch", action="store_true", help="ignored (selection only)")
     ap.add_argument("--refit-images", type=int, default=0, help="ignored (Cleave's head refit after the search)")
     ap.add_argument("--refit-passes", type=int, default=0, help="ignored (Cleave's head refit after the search)")
-    ap.add_argument("--refit-slack", type=float, default=0, help="ignored (Cleave's head refit after the search)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     a = ap.parse_args()

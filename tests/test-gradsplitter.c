@@ -429,6 +429,22 @@ parse_log (JsonParser *p, const char *text)
   return json_node_get_array (json_parser_get_root (p));
 }
 
+/* The log entry of the selected epoch (there must be exactly one). */
+static JsonObject *
+selected_entry (JsonArray *log)
+{
+  JsonObject *sel = NULL;
+
+  for (guint i = 0; i < json_array_get_length (log); i++)
+    if (json_object_get_boolean_member (json_array_get_object_element (log, i), "selected"))
+      {
+        g_assert_null (sel);
+        sel = json_array_get_object_element (log, i);
+      }
+  g_assert_nonnull (sel);
+  return sel;
+}
+
 /* @data: GINT_TO_POINTER (holdout). Without the held-out check the
  * selection is the reference's rule, checked exactly; with it, each half of
  * the validation images is checked on its own. */
@@ -442,11 +458,10 @@ test_end_to_end (gconstpointer data)
   g_autoptr(CleaveModuleSet) set = NULL;
   JsonArray *log;
   int selected = -1;
-  double first_krr, last_krr, sel_acc = 0, bound;
+  double first_krr, last_krr, sel_acc = 0;
   gint64 sel_kept = 0;
 
   small_options (&o);
-  bound = o.max_loss;
   o.holdout = GPOINTER_TO_INT (data);
   set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
                            NULL, NULL, NULL, &cancelled, &error);
@@ -476,16 +491,7 @@ test_end_to_end (gconstpointer data)
         }
     }
   g_assert_cmpint (selected, >=, 0);
-  {
-    /* The uniform epoch was chosen within the bound, or within the bound
-     * widened by the refit's slack when the refit brought that choice back. */
-    JsonObject *e = json_array_get_object_element (log, selected);
-    double slack = json_object_has_member (e, "head_refit")
-                     ? json_object_get_double_member (json_object_get_object_member (e, "head_refit"), "slack") : 0;
-    g_assert_cmpfloat (100 * (set->source_accuracy - sel_acc), <=, o.max_loss + slack + 1e-9);
-    if (slack > 0)
-      o.max_loss += slack;   /* for the uniform-choice checks below */
-  }
+  g_assert_cmpfloat (100 * (set->source_accuracy - sel_acc), <=, o.max_loss + 1e-9);
   for (guint i = 0; i < json_array_get_length (log) && !o.holdout; i++)
     {
       JsonObject *e = json_array_get_object_element (log, i);
@@ -504,8 +510,7 @@ test_end_to_end (gconstpointer data)
     double sel_krr = json_object_get_double_member (e, "mean_krr");
     g_assert_cmpuint (json_array_get_length (me), ==, 3);
     g_assert_cmpfloat (mix_krr, <=, sel_krr + 1e-12);
-    /* (after a refit, the refitted composition: within the real bound) */
-    g_assert_cmpfloat (100 * (set->source_accuracy - mix_acc), <=, bound + 1e-9);
+    g_assert_cmpfloat (100 * (set->source_accuracy - mix_acc), <=, o.max_loss + 1e-9);
     g_assert_cmpfloat (fabs (set->composed_accuracy - mix_acc), <, 1e-9);
     sel_kept = 0;
     for (guint g = 0; g < 3; g++)
@@ -563,21 +568,21 @@ test_end_to_end (gconstpointer data)
   }
 }
 
-/* The options beyond the reference together: logit loss, cached head
- * passes, α growing per round, row-wise Adam. The search still prunes, the
- * selection still honours the bound, and the extracted modules reproduce it. */
-/* The final head refit: the log says what it did; a kept refit is never
- * worse on validation (slack 0) or is back within the bound (slack); the
- * extracted modules carry the refitted heads and reproduce its accuracy;
- * without it the heads are the search's. */
+/* The final head refit: the log says what it did; the choice of kernels is
+ * the same as without it; the refitted heads are kept only if validation
+ * does not drop, and then the extracted modules carry them and reproduce
+ * the refitted accuracy; otherwise the heads are the search's. */
 static void
 test_refit (void)
 {
   g_autoptr(GError) error = NULL;
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autoptr(CleaveModuleSet) plain = NULL, set = NULL;
   CleaveGradSplitOptions o;
-  gboolean cancelled = TRUE;
-  g_autoptr(CleaveModuleSet) plain = NULL;
-  double plain_krr;
+  gboolean cancelled = TRUE, kept, heads_differ = FALSE;
+  JsonObject *sel = NULL, *r;
+  JsonArray *log;
+  double before, after;
 
   small_options (&o);
   o.refit_images = 0;
@@ -586,69 +591,38 @@ test_refit (void)
   g_assert_no_error (error);
   g_assert_null (strstr (plain->log_json, "head_refit"));
   g_assert_cmpint (option_int (plain->options_json, "refit_images"), ==, 0);
-  plain_krr = cleave_module_set_mean_krr (plain);
 
-  for (int run = 0; run < 2; run++)
+  small_options (&o);
+  o.refit_images = 300;
+  o.refit_passes = 5;
+  set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+                           NULL, NULL, NULL, &cancelled, &error);
+  g_assert_no_error (error);
+  g_assert_false (cancelled);
+  log = parse_log (parser, set->log_json);
+  sel = selected_entry (log);
+  g_assert_true (json_object_has_member (sel, "head_refit"));
+  r = json_object_get_object_member (sel, "head_refit");
+  g_assert_cmpint (json_object_get_int_member (r, "images"), ==, 300);
+  g_assert_cmpint (json_object_get_int_member (r, "passes"), ==, 5);
+  before = json_object_get_double_member (r, "val_accuracy_before");
+  after = json_object_get_double_member (r, "val_accuracy_after");
+  kept = json_object_get_boolean_member (r, "kept");
+  g_assert_cmpfloat (after, >=, 0);
+  g_assert_cmpfloat (after, <=, 1);
+  g_assert_cmpfloat (fabs (cleave_module_set_mean_krr (set) - cleave_module_set_mean_krr (plain)), <, 1e-12);
+  g_assert_cmpfloat (fabs (before - plain->composed_accuracy), <, 1e-9);
+  g_assert_cmpint (kept, ==, after >= before);
+  g_assert_cmpfloat (100 * (set->source_accuracy - set->composed_accuracy), <=, o.max_loss + 1e-9);
+  g_assert_cmpfloat (fabs (set->composed_accuracy - (kept ? after : before)), <, 1e-9);
+  for (guint g = 0; g < set->modules->len; g++)
     {
-      g_autoptr(JsonParser) parser = json_parser_new ();
-      g_autoptr(CleaveModuleSet) set = NULL;
-      JsonObject *sel = NULL, *r;
-      JsonArray *log;
-      double before, after, slack;
-      gboolean kept, heads_differ = FALSE;
-
-      small_options (&o);
-      o.refit_images = 300;
-      o.refit_passes = 5;
-      o.refit_slack = run == 0 ? 0 : 6;
-      set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
-                               NULL, NULL, NULL, &cancelled, &error);
-      g_assert_no_error (error);
-      g_assert_false (cancelled);
-      log = parse_log (parser, set->log_json);
-      for (guint i = 0; i < json_array_get_length (log); i++)
-        if (json_object_get_boolean_member (json_array_get_object_element (log, i), "selected"))
-          sel = json_array_get_object_element (log, i);
-      g_assert_nonnull (sel);
-      g_assert_true (json_object_has_member (sel, "head_refit"));
-      r = json_object_get_object_member (sel, "head_refit");
-      g_assert_cmpint (json_object_get_int_member (r, "images"), ==, 300);
-      g_assert_cmpint (json_object_get_int_member (r, "passes"), ==, 5);
-      before = json_object_get_double_member (r, "val_accuracy_before");
-      after = json_object_get_double_member (r, "val_accuracy_after");
-      slack = json_object_get_double_member (r, "slack");
-      kept = json_object_get_boolean_member (r, "kept");
-      g_assert_cmpfloat (before, >=, 0);
-      g_assert_cmpfloat (after, >=, 0);
-      g_assert_cmpfloat (after, <=, 1);
-      if (run == 0)
-        {
-          /* The same choice as without the refit; heads kept only if no worse. */
-          g_assert_cmpfloat (slack, ==, 0);
-          g_assert_cmpfloat (fabs (cleave_module_set_mean_krr (set) - plain_krr), <, 1e-12);
-          g_assert_cmpint (kept, ==, after >= before);
-          g_assert_cmpfloat (fabs (before - plain->composed_accuracy), <, 1e-9);
-        }
-      else if (slack > 0)
-        {
-          /* A wider choice, refitted back within the real bound, with fewer kernels. */
-          g_assert_true (kept);
-          g_assert_cmpfloat (slack, ==, 6);
-          g_assert_cmpfloat (cleave_module_set_mean_krr (set), <, plain_krr);
-        }
-      g_assert_cmpfloat (100 * (set->source_accuracy - set->composed_accuracy), <=, o.max_loss + 1e-9);
-      g_assert_cmpfloat (fabs (set->composed_accuracy - (kept ? after : plain->composed_accuracy)), <, 1e-9);
-      for (guint g = 0; g < set->modules->len && run == 0; g++)
-        {
-          CleaveModule *a = set->modules->pdata[g], *b = plain->modules->pdata[g];
-          heads_differ |= memcmp (a->head_w1, b->head_w1, sizeof (float) * CLEAVE_HEAD_HIDDEN * a->n_logits) != 0 ||
-                          a->head_b2 != b->head_b2;
-        }
-      if (run == 0)
-        g_assert_cmpint (heads_differ, ==, kept);
-      g_test_message ("refit slack %g: KRR %.4f (without refit %.4f), validation %.4f -> %.4f, %s", slack,
-                      cleave_module_set_mean_krr (set), plain_krr, before, after, kept ? "kept" : "not kept");
+      CleaveModule *a = set->modules->pdata[g], *b = plain->modules->pdata[g];
+      heads_differ |= memcmp (a->head_w1, b->head_w1, sizeof (float) * CLEAVE_HEAD_HIDDEN * a->n_logits) != 0 ||
+                      a->head_b2 != b->head_b2;
     }
+  g_assert_cmpint (heads_differ, ==, kept);
+  g_test_message ("refit: validation %.4f -> %.4f, %s", before, after, kept ? "kept" : "not kept");
 }
 
 /* Under a locale that writes "0,1", the options and the log are still JSON
@@ -679,17 +653,20 @@ test_locale (void)
   o.lr_head = 0.025f;
   o.refit_images = 200;
   o.refit_passes = 2;
-  o.refit_slack = 0.5;
+  o.max_loss = 2.5;
   set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
                            NULL, NULL, NULL, &cancelled, &error);
   setlocale (LC_NUMERIC, old);
   g_assert_no_error (error);
   g_assert_cmpfloat (option_double (set->options_json, "alpha"), ==, 2.0);
   g_assert_cmpfloat (option_double (set->options_json, "lr_head"), ==, 0.025);
-  g_assert_cmpfloat (option_double (set->options_json, "refit_slack"), ==, 0.5);
+  g_assert_cmpfloat (option_double (set->options_json, "max_loss"), ==, 2.5);
   g_assert_cmpuint (json_array_get_length (parse_log (parser, set->log_json)), ==, 2 + 3 * 3);
 }
 
+/* The options beyond the reference together: logit loss, cached head
+ * passes, α growing per round, row-wise Adam. The search still prunes, the
+ * selection still honours the bound, and the extracted modules reproduce it. */
 static void
 test_end_to_end_options (void)
 {
@@ -714,10 +691,7 @@ test_end_to_end_options (void)
   log = parse_log (parser, set->log_json);
   g_assert_cmpuint (json_array_get_length (log), ==, 2 + 3 * 3);
   g_assert_cmpfloat (json_object_get_double_member (json_array_get_object_element (log, 10), "mean_krr"), <, 0.9);
-  for (guint i = 0; i < json_array_get_length (log); i++)
-    if (json_object_get_boolean_member (json_array_get_object_element (log, i), "selected"))
-      sel = json_array_get_object_element (log, i);
-  g_assert_nonnull (sel);
+  sel = selected_entry (log);
   g_assert_cmpfloat (100 * (set->source_accuracy - set->composed_accuracy), <=, o.max_loss + 1e-9);
   g_assert_cmpfloat (fabs (set->composed_accuracy - json_object_get_double_member (sel, "modules_val_accuracy")), <, 1e-9);
 

@@ -2,8 +2,6 @@
 #include "cli-common.h"
 
 #include <json-glib/json-glib.h>
-#include <math.h>
-#include <stdarg.h>
 #include "cleave-onnx.h"
 
 #include <glib-unix.h>
@@ -343,60 +341,6 @@ cleave_cli_load_mix (const char *const *specs, int n_specs, CleaveSplit split, c
   else
     g_strfreev ((char **) g_ptr_array_free (names, FALSE));
   return out;
-}
-
-char *
-cleave_cli_json_object (gboolean pretty, const char *first_key, ...)
-{
-  g_autoptr(JsonBuilder) b = json_builder_new ();
-  va_list ap;
-
-  json_builder_begin_object (b);
-  va_start (ap, first_key);
-  for (const char *key = first_key; key != NULL; key = va_arg (ap, const char *))
-    {
-      int type = va_arg (ap, int);
-      json_builder_set_member_name (b, key);
-      switch (type)
-        {
-        case 'i':
-          json_builder_add_int_value (b, va_arg (ap, int));
-          break;
-        case 'd':
-          {
-            double v = va_arg (ap, double);
-            if (isfinite (v))
-              json_builder_add_double_value (b, v);
-            else
-              json_builder_add_null_value (b);
-          }
-          break;
-        case 's':
-          {
-            const char *v = va_arg (ap, const char *);
-            if (v)
-              json_builder_add_string_value (b, v);
-            else
-              json_builder_add_null_value (b);
-          }
-          break;
-        case 'j':
-          {
-            const char *v = va_arg (ap, const char *);
-            JsonNode *node = v ? json_from_string (v, NULL) : NULL;
-            if (node)
-              json_builder_add_value (b, node);
-            else
-              json_builder_add_null_value (b);
-          }
-          break;
-        default:
-          g_assert_not_reached ();
-        }
-    }
-  va_end (ap);
-  json_builder_end_object (b);
-  return cleave_cli_json_text (b, pretty);
 }
 
 char *

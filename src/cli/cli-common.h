@@ -70,12 +70,8 @@ gboolean cleave_cli_split_spec (const char *arg, char **path, int **list, int *n
 CleaveDataset *cleave_cli_load_mix (const char *const *specs, int n_specs, CleaveSplit split, char ***class_names,
                                     GCancellable *cancellable, GError **error);
 
-/* A JSON object from key/value pairs, the same in every locale (numbers are
- * not printf'd in the user's LC_NUMERIC, strings are escaped). The list
- * ends with a NULL key; each key is followed by a type letter and a value:
- * 'i' int, 'd' double, 's' string, 'j' JSON text (embedded as a value).
- * @pretty: indented. */
-char *cleave_cli_json_object (gboolean pretty, const char *first_key, ...) G_GNUC_NULL_TERMINATED;
-/* The builder's (finished) root as JSON text. */
+/* The builder's (finished) root as JSON text. Build JSON this way, not with
+ * printf: numbers then read the same in every locale (no "0,5" under
+ * LC_NUMERIC=de_DE) and strings are escaped. */
 char *cleave_cli_json_text (JsonBuilder *b, gboolean pretty);
 G_END_DECLS

@@ -73,23 +73,6 @@ print_selected (const char *log_json)
           if (json_object_has_member (o, "head_refit") && JSON_NODE_HOLDS_OBJECT (json_object_get_member (o, "head_refit")))
             {
               JsonObject *r = json_object_get_object_member (o, "head_refit");
-              double slack = json_object_get_double_member_with_default (r, "slack", 0);
-              JsonArray *at = json_object_has_member (r, "attempts") ? json_object_get_array_member (r, "attempts") : NULL;
-              for (guint k = 0; at && k < json_array_get_length (at); k++)
-                {
-                  JsonObject *t = json_array_get_object_element (at, k);
-                  double sk = json_object_get_double_member_with_default (t, "slack", 0);
-                  if (!(sk > 0))
-                    continue;
-                  printf ("  tried: chosen within %g points more (mean KRR %.2f%%), refitted: validation %.2f%% → %.2f%%, %s\n",
-                          sk, 100 * json_object_get_double_member_with_default (t, "mean_krr", NAN),
-                          100 * json_object_get_double_member_with_default (t, "val_accuracy_before", NAN),
-                          100 * json_object_get_double_member_with_default (t, "val_accuracy_after", NAN),
-                          json_object_get_boolean_member_with_default (t, "kept", FALSE) ? "back within the bound"
-                                                                                         : "not within the bound");
-                }
-              if (slack > 0)
-                printf ("chosen within a bound %g points wider, then refitted back within it\n", slack);
               printf ("heads refitted together on %" G_GINT64_FORMAT " training images (%" G_GINT64_FORMAT
                       " passes): validation %.2f%% → %.2f%%, %s\n",
                       json_object_get_int_member_with_default (r, "images", 0),
@@ -224,7 +207,6 @@ cleave_cmd_split (int argc, char **argv)
       { "uniform-epoch", 0, 0, G_OPTION_ARG_NONE, &uniform, "grad: take every module from the one selected epoch (default: each module from its own epoch)", NULL },
       { "refit-images", 0, 0, G_OPTION_ARG_INT, &go.refit_images, "grad: training images for the final joint refit of the chosen modules' heads (0 = no refit; default 10000)", "N" },
       { "refit-passes", 0, 0, G_OPTION_ARG_INT, &go.refit_passes, "grad: passes of that refit over the images' cached logits (default 20)", "N" },
-      { "refit-slack", 0, 0, G_OPTION_ARG_DOUBLE, &go.refit_slack, "grad: points beyond --max-loss the choice may go before the refit, if the refitted composition is back within it (default 0: refit the choice within the bound only)", "P" },
       { "no-holdout", 0, 0, G_OPTION_ARG_NONE, &no_holdout, "grad: choose the per-module epochs on all validation images (default: on half of them, checked on the other half)", NULL },
       /* ga */
       { "population", 0, 0, G_OPTION_ARG_INT, &ga.population, "ga: population per class", "N" },
@@ -277,9 +259,9 @@ cleave_cmd_split (int argc, char **argv)
     return cleave_cli_fail (g_steal_pointer (&error));
   if (go.head_passes < 1)
     return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "--head-passes must be ≥ 1"));
-  if (go.refit_images < 0 || go.refit_passes < 0 || !(go.refit_slack >= 0))
+  if (go.refit_images < 0 || go.refit_passes < 0)
     return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
-                                         "--refit-images, --refit-passes and --refit-slack must be ≥ 0"));
+                                         "--refit-images and --refit-passes must be ≥ 0"));
   if (mask_opt && !pick_one_of ("--mask-optimizer", mask_opt, "adam", "adam-row", &go.row_adam, &error))
     return cleave_cli_fail (g_steal_pointer (&error));
   if (!(ga.sensitivity_threshold >= 0) || !(ga.krr_weight >= 0) || !(ga.diff_weight >= 0))

@@ -198,12 +198,33 @@ cleave_cmd_train (int argc, char **argv)
         cleave_train_result_clear (&result);
         return cleave_cli_fail (g_steal_pointer (&error));
       }
-    prov = cleave_cli_json_object (FALSE, "dataset", 's', dataset, "seed", 'i', (int) seed, "epochs", 'i', (int) epochs,
-                                   "best_epoch", 'i', result.best_epoch, "train_images", 'i', n_train,
-                                   "val_images", 'i', n_val, "val_accuracy", 'd', (double) result.best_val_accuracy,
-                                   "test_accuracy", 'd', (double) test->accuracy,
-                                   "train_seconds", 'd', round (10 * result.seconds) / 10,
-                                   "train_images_per_s", 'd', round (10 * result.images_per_s) / 10, NULL);
+    {
+      g_autoptr(JsonBuilder) b = json_builder_new ();
+      const struct { const char *key; gint64 v; } ints[] = {
+        { "seed", seed }, { "epochs", epochs }, { "best_epoch", result.best_epoch }, { "train_images", n_train },
+        { "val_images", n_val },
+      };
+      const struct { const char *key; double v; } nums[] = {
+        { "val_accuracy", result.best_val_accuracy }, { "test_accuracy", test->accuracy },
+        { "train_seconds", round (10 * result.seconds) / 10 },
+        { "train_images_per_s", round (10 * result.images_per_s) / 10 },
+      };
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "dataset");
+      json_builder_add_string_value (b, dataset ? dataset : "");
+      for (gsize i = 0; i < G_N_ELEMENTS (ints); i++)
+        {
+          json_builder_set_member_name (b, ints[i].key);
+          json_builder_add_int_value (b, ints[i].v);
+        }
+      for (gsize i = 0; i < G_N_ELEMENTS (nums); i++)
+        {
+          json_builder_set_member_name (b, nums[i].key);
+          json_builder_add_double_value (b, nums[i].v);
+        }
+      json_builder_end_object (b);
+      prov = cleave_cli_json_text (b, FALSE);
+    }
     cleave_model_set_provenance (model, "checkpoint", NULL);
     cleave_model_set_provenance (model, "training", prov);
     cleave_model_set_provenance (model, "command", cmdline);

@@ -58,7 +58,6 @@ cleave_grad_split_options_init (CleaveGradSplitOptions *opt)
   opt->head_passes = 10;
   opt->refit_images = 10000;
   opt->refit_passes = 20;
-  opt->refit_slack = 0;
   opt->max_loss = 1.0;
   opt->per_module = TRUE;
   opt->holdout = TRUE;
@@ -902,7 +901,6 @@ options_to_json (const CleaveGradSplitOptions *o)
   const struct { const char *key; double v; } nums[] = {
     { "alpha", o->alpha }, { "alpha_growth", o->alpha_growth }, { "lr_head", o->lr_head }, { "lr_mask", o->lr_mask },
     { "lr_head_joint", o->lr_head_joint }, { "theta_init", o->theta_init }, { "max_loss", o->max_loss },
-    { "refit_slack", o->refit_slack },
   };
 
   json_builder_begin_object (b);
@@ -933,8 +931,8 @@ options_to_json (const CleaveGradSplitOptions *o)
 
 static char *
 log_to_json (GPtrArray *log, int selected, const char *note, int n, const int *pick, int total_kernels,
-             double mix_accuracy, int holdout_undone, int refit_images, int refit_passes, double refit_slack,
-             double refit_before, double refit_after, gboolean refit_kept, const char *refit_attempts)
+             double mix_accuracy, int holdout_undone, int refit_images, int refit_passes, double refit_before,
+             double refit_after, gboolean refit_kept)
 {
   g_autoptr(JsonBuilder) b = json_builder_new ();
   g_autoptr(JsonGenerator) gen = json_generator_new ();
@@ -1004,23 +1002,12 @@ log_to_json (GPtrArray *log, int selected, const char *note, int n, const int *p
               json_builder_add_int_value (b, refit_images);
               json_builder_set_member_name (b, "passes");
               json_builder_add_int_value (b, refit_passes);
-              json_builder_set_member_name (b, "slack");
-              json_builder_add_double_value (b, refit_slack);
               json_builder_set_member_name (b, "val_accuracy_before");
               json_builder_add_double_value (b, refit_before);
               json_builder_set_member_name (b, "val_accuracy_after");
               json_builder_add_double_value (b, refit_after);
               json_builder_set_member_name (b, "kept");
               json_builder_add_boolean_value (b, refit_kept);
-              if (refit_attempts && *refit_attempts)
-                {
-                  JsonNode *node = json_from_string (refit_attempts, NULL);
-                  if (node)
-                    {
-                      json_builder_set_member_name (b, "attempts");
-                      json_builder_add_value (b, node);
-                    }
-                }
               json_builder_end_object (b);
             }
         }
@@ -1272,18 +1259,6 @@ scores_hits (const float *scores, const CleaveDataset *ds, const int *val, int n
   return hits;
 }
 
-/* Whether the composition with @scores is within @max_loss points of the
- * source: on all images, or with @holdout on each half (as epoch_within). */
-static gboolean
-scores_within (const float *scores, double source_acc, double max_loss, const guint8 *src_ok, gboolean holdout,
-               const CleaveDataset *ds, const int *val, int nv, int n)
-{
-  if (!holdout || src_ok == NULL || nv < 2)
-    return scores_hits (scores, ds, val, nv, n, 0, 1) >= floor_hits (src_ok, source_acc, max_loss, nv, 0, 1);
-  return scores_hits (scores, ds, val, nv, n, 0, 2) >= floor_hits (src_ok, source_acc, max_loss, nv, 0, 2) &&
-         scores_hits (scores, ds, val, nv, n, 1, 2) >= floor_hits (src_ok, source_acc, max_loss, nv, 1, 2);
-}
-
 /* Module metrics from the chosen epoch's validation scores (threshold 0.5). */
 static void
 fill_module_metrics (CleaveModuleSet *set, const float *scores, const CleaveDataset *ds, const int *val, int n_val,
@@ -1398,8 +1373,7 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
   g_autofree float *x = NULL, *y = NULL, *vscores = NULL, *cache = NULL, *cache_y = NULL, *src_logits = NULL;
   g_autofree guint8 *src_ok = NULL;
   int cached = 0, undone = 0, refit_images = 0;
-  double refit_before = NAN, refit_after = NAN, refit_slack_used = 0, mix_acc = NAN;
-  g_autoptr(GString) attempts = g_string_new (NULL);   /* the refit's attempts, a JSON array */
+  double refit_before = NAN, refit_after = NAN, mix_acc = NAN;
   g_autofree int *pick = NULL;
   EpochState *refit = NULL;     /* the mix with refitted heads, when kept */
   GRand *rng = NULL;
@@ -1705,110 +1679,60 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
     if (!was_cancelled && opt->refit_images > 0 && opt->refit_passes > 0 && chosen->val_scores &&
         isfinite (mix_acc) && (gsize) n * n <= ((gsize) 16 << 20))
       {
-        /* The refit gains some accuracy, so the choice may go further: with
-         * the bound widened by the slack, then by half of it, choose again,
-         * refit, and keep the first sparser choice whose refitted
-         * composition is within the real bound (on both halves of the
-         * validation images, as the uniform choice). Failing that, the
-         * choice within the bound, refitted, its heads kept only if the
-         * composition does at least as well (the refit never sees the
-         * validation images). */
-        /* (the cached logits stay under 64 MB: with 100 classes, 1,677 images) */
-        int m = MIN (MIN (opt->refit_images, n_train), (int) MIN ((gsize) G_MAXINT, ((gsize) 16 << 20) / ((gsize) n * n)));
-        g_autofree int *pick2 = g_new (int, n);
-        g_autofree EpochState **per2 = g_new (EpochState *, n);
-        const double slack[3] = { opt->refit_slack, opt->refit_slack / 2, 0 };
+        /* The refitted heads are kept only if the composition does at least
+         * as well on the validation images, which the refit never sees.
+         * (The cached logits stay under 64 MB: with 100 classes, 1,677 images.) */
+        int m = MIN (MIN (opt->refit_images, n_train), (int) (((gsize) 16 << 20) / ((gsize) n * n)));
+        double after = NAN;
         GError *local = NULL;
 
-        refit_images = m;
-        g_string_append_c (attempts, '[');
-        for (int k = 0; k < 3 && !was_cancelled && refit == NULL; k++)
+        if (progress)
           {
-            int sel = selected, und = 0;
-            gboolean ok;
-            const char *nt = note;
-            double acc = mix_acc, after = NAN;
-            if (k < 2)
-              {
-                if (!(slack[k] > 0))
-                  continue;
-                sel = choose (log, source_acc, opt->max_loss + slack[k], src_ok, opt, ds, val, nv, n,
-                              s->total_kernels, pick2, &acc, &und, &nt);
-                if (picked_kernels (log, pick2, n) >= picked_kernels (log, pick, n))
-                  continue;
-              }
-            else
-              memcpy (pick2, pick, sizeof (int) * n);
-            for (int g = 0; g < n; g++)
-              per2[g] = log->pdata[pick2[g]];
-            if (progress)
-              {
-                CleaveProgress p = { 0 };
-                p.phase = "refit";
-                p.epoch = p.epochs = total_epochs;
-                p.fraction = 1.0;
-                p.val_accuracy = acc;
-                p.krr = picked_kernels (log, pick2, n) / n;
-                p.loss = p.accuracy = NAN;
-                progress (&p, user_data);
-              }
-            /* The same training images for every attempt. */
-            memcpy (order, train_idx, sizeof (int) * n_train);
-            g_rand_set_seed (rng, (guint32) (opt->seed * 104729u + 11));
-            cleave_shuffle_indices (order, n_train, rng);
-            if (!refit_heads (s, model, ds, order, m, B, opt->refit_passes, opt->lr_head, per2, rng, cancellable,
-                              &local) ||
-                !validate (s, model, ds, val, nv, vscores, &after, cancellable, &local))
-              {
-                /* Not worth the search: without the refit, the heads are the search's. */
-                if (g_error_matches (local, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-                  was_cancelled = TRUE;
-                else
-                  g_warning ("head refit failed (%s); keeping the heads of the search", local->message);
-                g_clear_error (&local);
-                break;
-              }
-            ok = k < 2 ? scores_within (vscores, source_acc, opt->max_loss, src_ok, opt->holdout, ds, val, nv, n)
-                       : after >= mix_acc;
-            {
-              const double v[4] = { slack[k], picked_kernels (log, pick2, n) / n, acc, after };
-              const char *key[4] = { "slack", "mean_krr", "val_accuracy_before", "val_accuracy_after" };
-              g_string_append (attempts, attempts->len > 1 ? ", {" : "{");
-              for (int q = 0; q < 4; q++)
-                {
-                  char buf[G_ASCII_DTOSTR_BUF_SIZE];
-                  g_string_append_printf (attempts, "\"%s\": %s, ", key[q],
-                                          isfinite (v[q]) ? g_ascii_dtostr (buf, sizeof buf, v[q]) : "null");
-                }
-              g_string_append_printf (attempts, "\"kept\": %s}", ok ? "true" : "false");
-            }
-            if (ok)
+            CleaveProgress p = { 0 };
+            p.phase = "refit";
+            p.epoch = p.epochs = total_epochs;
+            p.fraction = 1.0;
+            p.val_accuracy = mix_acc;
+            p.krr = picked_kernels (log, pick, n) / n;
+            p.loss = p.accuracy = NAN;
+            progress (&p, user_data);
+          }
+        memcpy (order, train_idx, sizeof (int) * n_train);
+        g_rand_set_seed (rng, (guint32) (opt->seed * 104729u + 11));
+        cleave_shuffle_indices (order, n_train, rng);
+        if (refit_heads (s, model, ds, order, m, B, opt->refit_passes, opt->lr_head, per, rng, cancellable, &local) &&
+            validate (s, model, ds, val, nv, vscores, &after, cancellable, &local))
+          {
+            refit_images = m;
+            refit_before = mix_acc;
+            refit_after = after;
+            if (after >= mix_acc)
               {
                 refit = epoch_state_take (s);
                 refit->epoch = -1;
                 refit->val_accuracy = after;
                 refit->val_scores = g_memdup2 (vscores, sizeof (float) * nv * n);
-                refit_slack_used = slack[k];
-                selected = sel, note = nt, undone = und;
-                memcpy (pick, pick2, sizeof (int) * n);
                 for (int g = 0; g < n; g++)
                   per[g] = refit;
-                chosen = log->pdata[selected];
+                mix_acc = after;
               }
-            if (k == 2 || refit)
-              refit_before = acc, refit_after = after;
-            if (refit)
-              mix_acc = after;
           }
-        g_string_append_c (attempts, ']');
+        else
+          {
+            /* Not worth the search: without the refit, the heads are the search's. */
+            if (g_error_matches (local, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+              was_cancelled = TRUE;
+            else
+              g_warning ("head refit failed (%s); keeping the heads of the search", local->message);
+            g_clear_error (&local);
+          }
       }
     set = build_module_set (s, model, per, error);
     if (set == NULL)
       goto out;
     set->source_accuracy = source_acc;
     set->log_json = log_to_json (log, selected, note, n, pick, s->total_kernels, mix_acc, undone, refit_images,
-                                 opt->refit_passes, refit_slack_used, refit_before, refit_after, refit != NULL,
-                                 attempts->str);
+                                 opt->refit_passes, refit_before, refit_after, refit != NULL);
     set->options_json = options_to_json (opt);
     if (chosen->val_scores)
       {

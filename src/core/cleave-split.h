@@ -30,8 +30,6 @@ typedef struct {
   gboolean per_module;    /* after the uniform choice, let each module come from its own epoch (TRUE) */
   int refit_images;       /* final joint refit of the chosen modules' heads: training images (0 = none) */
   int refit_passes;       /* … and passes over their cached logits (Adam at lr_head) */
-  double refit_slack;     /* points: also try choices within max_loss + slack (and + slack/2), refitted,
-                           * keeping the first that is within max_loss after the refit (0: off) */
   gboolean holdout;       /* per-module choice made on half the validation images, checked on the other half (TRUE) */
   guint64 seed;
 } CleaveGradSplitOptions;
