@@ -7,18 +7,22 @@
 #   ./dev.sh deps    only install the Debian packages
 #   ./dev.sh build   only build (build/)
 #   ./dev.sh bench   benchmark against PyTorch (bench/run.sh)
+#   ./dev.sh packages build|test   print a package list (tests/check-packages.py checks them)
 set -eu
 cd "$(dirname "$0")"
 
-# What building and running needs; tests and benchmarks add PyTorch (the
-# numerical and speed reference), ONNX's checker, Xvfb and the validators.
-PACKAGES="build-essential meson ninja-build pkg-config gettext
+# What building and running needs (meson's post-install step looks up
+# update-desktop-database at configure time, hence desktop-file-utils); tests
+# and benchmarks add PyTorch (the numerical and speed reference), ONNX's
+# checker, Xvfb and the validators. tests/check-packages.py proves both lists
+# complete: a test fails, naming the package, when something is missing.
+PACKAGES="build-essential meson ninja-build pkg-config gettext desktop-file-utils
   libglib2.0-dev libjson-glib-dev libgdk-pixbuf-2.0-dev libcairo2-dev libopenblas-dev
   libgtk-4-dev libadwaita-1-dev
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
   dataset-fashion-mnist"
 TEST_PACKAGES="python3-torch python3-numpy python3-onnx
-  xvfb xauth desktop-file-utils appstream libglib2.0-bin jq bc locales"
+  xvfb xauth appstream libglib2.0-bin jq bc locales"
 
 deps() {
   missing=""
@@ -62,14 +66,23 @@ case "${1:-}" in
     build build-test -Db_sanitize=address,undefined -Db_lundef=false
     export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
     status=0
-    xvfb-run -a -s "-screen 0 1280x1024x24" meson test -C build-test --print-errorlogs --num-processes 1 || status=$?
+    # The run is watched (tests/watch-opens.py) so that the last tests can check
+    # that every file the tests opened comes from a listed package.
+    /usr/bin/python3 tests/watch-opens.py build-test/opened-files.txt -- \
+      xvfb-run -a -s "-screen 0 1280x1024x24" meson test -C build-test --print-errorlogs --num-processes 1 || status=$?
     /usr/bin/python3 tests/summarize.py build-test/meson-logs/testlog.json
     exit $status ;;
+  packages)
+    case "${2:-}" in
+      build) echo $PACKAGES ;;
+      test) echo $TEST_PACKAGES ;;
+      *) echo "usage: $0 packages build|test" >&2; exit 2 ;;
+    esac ;;
   bench)
     WITH_TESTS=1 deps
     build build
     bench/run.sh build ;;
   *)
-    sed -n '2,12p' "$0"
+    sed -n '2,13p' "$0"
     exit 2 ;;
 esac

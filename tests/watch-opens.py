@@ -1,0 +1,110 @@
+#!/usr/bin/python3
+"""Run a command and record every file under /usr that it (or any process it
+starts) opens or executes.
+
+    watch-opens.py OUT -- COMMAND [ARG...]
+
+The list (one path a line, written as files are seen) is what
+check-packages.py maps to Debian packages, to prove that dev.sh's package
+lists name everything the tests use at run time.
+
+How: the command runs in a private mount namespace in which /usr is
+bind-mounted onto itself, and a fanotify mark on that one mount reports every
+open and exec through it. Processes outside the namespace (other jobs on the
+machine) use the original mount and are not seen. This needs root
+(CAP_SYS_ADMIN); without it the command runs unwatched, OUT says so in its
+first line, and the exit status is the command's either way.
+"""
+import ctypes
+import ctypes.util
+import os
+import select
+import struct
+import sys
+
+CLONE_NEWNS = 0x00020000
+MS_REC, MS_PRIVATE, MS_BIND = 0x4000, 1 << 18, 0x1000
+FAN_CLASS_NOTIF, FAN_CLOEXEC, FAN_NONBLOCK, FAN_UNLIMITED_QUEUE = 0x0, 0x1, 0x2, 0x10
+FAN_MARK_ADD, FAN_MARK_MOUNT = 0x1, 0x10
+FAN_OPEN, FAN_OPEN_EXEC, FAN_Q_OVERFLOW = 0x20, 0x1000, 0x4000
+AT_FDCWD = -100
+EVENT = struct.Struct("IBBHQii")  # event_len, vers, reserved, metadata_len, mask, fd, pid
+
+libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int, ctypes.c_char_p]
+
+
+def watch_setup():
+    """Enter a private mount namespace with /usr as its own mount; return a
+    fanotify fd watching it, or raise OSError."""
+    if libc.unshare(CLONE_NEWNS) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+    if libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
+    if libc.mount(b"/usr", b"/usr", None, MS_BIND | MS_REC, None) != 0:
+        raise OSError(ctypes.get_errno(), "mount --bind /usr /usr")
+    fd = libc.fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_UNLIMITED_QUEUE,
+                            os.O_RDONLY | os.O_LARGEFILE)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "fanotify_init")
+    if libc.fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_OPEN | FAN_OPEN_EXEC, AT_FDCWD, b"/usr") != 0:
+        raise OSError(ctypes.get_errno(), "fanotify_mark /usr")
+    return fd
+
+
+def drain(fd, seen, out):
+    """Read the queued events; note each new path. Returns False at EOF."""
+    try:
+        buf = os.read(fd, 65536)
+    except BlockingIOError:
+        return True
+    off = 0
+    while off + EVENT.size <= len(buf):
+        length, _, _, _, mask, efd, _ = EVENT.unpack_from(buf, off)
+        if mask & FAN_Q_OVERFLOW:
+            out.write("# queue overflow: some opens were not seen\n")
+        if efd >= 0:
+            try:
+                path = os.readlink(f"/proc/self/fd/{efd}")
+            finally:
+                os.close(efd)
+            if path not in seen:
+                seen.add(path)
+                out.write(path + "\n")
+        off += length
+    out.flush()
+    return True
+
+
+def main():
+    if len(sys.argv) < 4 or sys.argv[2] != "--":
+        sys.exit("usage: watch-opens.py OUT -- COMMAND [ARG...]")
+    out = open(sys.argv[1], "w")
+    cmd = sys.argv[3:]
+    try:
+        fd = watch_setup()
+    except OSError as e:
+        out.write(f"# not watched: {e}\n")
+        out.close()
+        print(f"watch-opens: not watching ({e}); running the command as it is", file=sys.stderr)
+        os.execvp(cmd[0], cmd)
+    out.write("# opened under /usr\n")
+    pid = os.fork()
+    if pid == 0:
+        os.close(fd)
+        os.execvp(cmd[0], cmd)
+    seen = set()
+    status = None
+    while status is None:
+        select.select([fd], [], [], 0.2)
+        drain(fd, seen, out)
+        done, st = os.waitpid(pid, os.WNOHANG)
+        if done:
+            status = st
+    drain(fd, seen, out)
+    out.close()
+    sys.exit(os.waitstatus_to_exitcode(status))
+
+
+if __name__ == "__main__":
+    main()
