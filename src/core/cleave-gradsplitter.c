@@ -1,4 +1,4 @@
-/* cleave-gradsplitter.c: GradSplitter (METHOD.md 'GradSplitter').
+/* cleave-gradsplitter.c: GradSplitter (docs/ALGORITHMS.md, GradSplitter).
  *
  * All N modules are searched at once: each batch of B images is replicated N
  * times and the net's grouped masks give group g module g's mask. θ, the
@@ -376,7 +376,7 @@ adam_update (float *p, const float *g, float *m, float *v, gsize n, float lr, in
  * kernels whose gradient says "drop" most strongly cross θ = 0 first. With
  * per-entry Adam every kernel with a consistently positive gradient moves
  * by about one learning rate per step whatever its size, so they all cross
- * together, θ0/lr steps in (METHOD.md's arithmetic). */
+ * together, θ0/lr steps in. */
 static void
 row_adam_update (CleaveGradSearch *s, int t)
 {
