@@ -8,7 +8,7 @@ ARCH=${ARCH:-simcnn:w=0.125}
 EPOCHS=${EPOCHS:-3}
 MAX_TRAIN=${MAX_TRAIN:-6000}
 DEVICE=${DEVICE:-cpu}
-# GradSplitter schedule, shortened (METHOD.md: keep its shape)
+# GradSplitter schedule, shortened: a warm-up, then rounds of mask and head-only epochs, far fewer of them
 SPLIT_OPTS=${SPLIT_OPTS:---head-epochs 1 --rounds 2 --mask-epochs 1 --head-only-epochs 1 --train-images 3000 --val-images 2000 --lr-mask 0.05 --theta-init 0.5}
 mkdir -p "$OUT"
 run () { echo "+ $*" >&2; nice -n 15 "$@"; }

@@ -334,8 +334,8 @@ fixture_setup (void)
 }
 
 /* Short runs still start at the base rate: 3 epochs go 0.01, 0.001, 0.0001
- * (the milestones at 30% and 60% used to round to epochs 0 and 1, so no
- * epoch trained at the base rate). */
+ * (plain ⌊0.3·E⌋ and ⌊0.6·E⌋ would put the milestones at epochs 0 and 1, so
+ * no epoch would train at the base rate). */
 static void
 test_short_schedule (void)
 {

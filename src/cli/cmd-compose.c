@@ -1,5 +1,5 @@
 /* cmd-compose.c: `cleave-cli compose -o NEW MODULES:0,3 OTHER:7 …` and
- * `--best-of A B C` — a composed model from modules (METHOD.md 'Reuse'). */
+ * `--best-of A B C` — a composed model from modules (docs/ALGORITHMS.md, Reuse). */
 #include "cli-common.h"
 #include "cleave-compose.h"
 #include "cleave-error.h"
@@ -71,8 +71,8 @@ print_summary (const CleaveComposition *c, const char *output)
     }
   for (guint i = 0; i < c->sources->len; i++)
     total += ((CleaveModuleSet *) c->sources->pdata[i])->total_kernels;
-  /* METHOD.md: modules reused together count their kept kernels summed (no
-   * sharing), against the kernels of their source models. */
+  /* Modules reused together count their kept kernels summed (no sharing),
+   * against the kernels of their source models (docs/ALGORITHMS.md, Metrics). */
   printf ("KRR of the composition: %.2f%% (%d kept kernels summed over modules / %d kernels of the source models)\n",
           total ? 100.0 * kept / total : 0.0, kept, total);
   printf ("FLOPs per image: one by one %.3f M, executed %.3f M%s, exact layer-prefix sharing bound %.3f M\n",

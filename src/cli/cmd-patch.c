@@ -1,6 +1,6 @@
 /* cmd-patch.c: `cleave-cli patch WEAK MODULES:CLASS … -o PATCHED` — replace
  * a weak model's softmax column for each target class by a strong module's
- * min–max normalised score (METHOD.md 'Patch a weak model'). */
+ * min–max normalised score (docs/ALGORITHMS.md, Reuse). */
 #include "cli-common.h"
 #include "cleave-compose.h"
 #include "cleave-error.h"

@@ -1,4 +1,4 @@
-/* cmd-train.c: `cleave-cli train` — the reference recipe (METHOD.md) by default. */
+/* cmd-train.c: `cleave-cli train` — the recipe of docs/ALGORITHMS.md (Training) by default. */
 #include "cli-common.h"
 #include "cleave-arch.h"
 #include "cleave-train.h"

@@ -156,7 +156,7 @@ build_four_conv (Builder *b, const int *ch, double w, int hidden, int n_classes)
     cleave_graph_add_linear (b->g, "fc_4", x, n_classes, TRUE);
 }
 
-/* METHOD.md's "overly simple architecture": 4 small conv layers. */
+/* An overly simple architecture for weak models: 4 small conv layers. */
 static void
 build_weak (Builder *b, double w, int n_classes)
 {

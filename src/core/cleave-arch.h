@@ -1,10 +1,10 @@
-/* cleave-arch.h: architecture presets (METHOD.md 'Architectures').
+/* cleave-arch.h: architecture presets (docs/ALGORITHMS.md, Architectures).
  *
  * Spec strings: "simcnn", "rescnn", "incecnn", "weak" (4 small conv layers),
  * "bench" (the benchmark CNN), with options after ':' separated by ',':
  * "w=0.125" width multiplier, e.g. "simcnn:w=0.25". Parameter names follow
  * the reference implementations' PyTorch classes so their state_dicts load.
- * With 28×28 inputs SimCNN drops its last pool (documented in README). */
+ * With 28×28 inputs SimCNN drops its last pool (docs/ALGORITHMS.md). */
 #pragma once
 
 #include "cleave-graph.h"

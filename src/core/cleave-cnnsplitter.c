@@ -1,5 +1,5 @@
 /* cleave-cnnsplitter.c: CNNSplitter, the genetic-algorithm decomposition
- * (METHOD.md 'CNNSplitter').
+ * (docs/ALGORITHMS.md, CNNSplitter).
  *
  * Pipeline:
  *  1. Kernel importance per class: mean |post-ReLU activation| of each kernel

@@ -1,5 +1,5 @@
 /* cleave-compose.c: compositions, patched models, the scorer API and their
- * files and ONNX export (METHOD.md 'Reuse'; cleave-compose.h explains the
+ * files and ONNX export (docs/ALGORITHMS.md, Reuse; cleave-compose.h explains the
  * score calibration and what shared execution can and cannot share). */
 #include "cleave-compose.h"
 #include "cleave-safetensors.h"

@@ -1,4 +1,4 @@
-/* cleave-compose.h: reusing modules (METHOD.md 'Reuse').
+/* cleave-compose.h: reusing modules (docs/ALGORITHMS.md, Reuse).
  *
  * - A composition is a list of modules, one per class of a new task, taken
  *   from one or several module sets (any source models and datasets whose

@@ -1,4 +1,4 @@
-/* cleave-gradsplitter.c: GradSplitter (METHOD.md 'GradSplitter').
+/* cleave-gradsplitter.c: GradSplitter (docs/ALGORITHMS.md, GradSplitter).
  *
  * All N modules are searched at once: each batch of B images is replicated N
  * times and the net's grouped masks give group g module g's mask. θ, the
@@ -33,11 +33,11 @@ cleave_grad_split_options_init (CleaveGradSplitOptions *opt)
    *  - α 0.1 with θ lr 0.01 and θ0 0.2 prunes a few points of KRR per mask
    *    epoch; α growing per round keeps it pruning (×1.5: 73% → 44% over 9
    *    rounds) instead of settling near 75%, so the log holds a sweep of
-   *    sparsities for the per-module selection. 14 rounds at ×1.35 (fourth
-   *    session, once the faster engine left time in the 10 minutes) prune
-   *    more slowly with more head refits: mean KRR 49.3% at a 0.85-point
-   *    test loss, where 9 × 1.5 gave 60.7% / 0.93, 18 × 1.25 50.2% / 1.12
-   *    and 12 × 1.5 61.4% / 1.06 (same build, same data).
+   *    sparsities for the per-module selection. 14 rounds at ×1.35 (about
+   *    two minutes on two cores) prune more slowly, with more head-only
+   *    epochs between the mask epochs: mean KRR 49.3% at a 0.85-point test
+   *    loss before the head refit, where 9 × 1.5 gave 60.7% / 0.93,
+   *    18 × 1.25 50.2% / 1.12 and 12 × 1.5 61.4% / 1.06 (same build, data).
    *  - The heads must keep up with the masks: 10 passes per head-only epoch
    *    over cached logits at lr 0.002 (cheap: no forward) held validation at
    *    ~89% down to KRR 64% where 1 pass at 0.001 had fallen to 83–88%.
@@ -47,7 +47,10 @@ cleave_grad_split_options_init (CleaveGradSplitOptions *opt)
    *    noisier at every KRR.
    *  - 3000 validation images: with 2000 the per-module selection lost 1.0
    *    point on validation but 1.4 on the test split (overfitting the choice).
-   * Still short of the issue's target (KRR ≤ 25% within 1 point). */
+   *  - The final refit of the chosen modules' heads (10,000 images, 20
+   *    passes) took the demo's test loss from 0.85 to 0.31, same kernels.
+   * A mean KRR of 25% within 1 point is out of reach on this model
+   * (docs/RESULTS.md, "The KRR limit"). */
   opt->alpha = 0.1f;
   opt->alpha_growth = 1.35f;
   opt->lr_head = 0.002f;
@@ -376,7 +379,7 @@ adam_update (float *p, const float *g, float *m, float *v, gsize n, float lr, in
  * kernels whose gradient says "drop" most strongly cross θ = 0 first. With
  * per-entry Adam every kernel with a consistently positive gradient moves
  * by about one learning rate per step whatever its size, so they all cross
- * together, θ0/lr steps in (METHOD.md's arithmetic). */
+ * together, θ0/lr steps in. */
 static void
 row_adam_update (CleaveGradSearch *s, int t)
 {

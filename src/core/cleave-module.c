@@ -1,5 +1,5 @@
 /* cleave-module.c: extracting per-class modules, scoring and evaluating
- * them, and module-set files (METHOD.md 'Vocabulary', DESIGN.md 'Files'). */
+ * them, and module-set files (docs/ALGORITHMS.md, docs/ARCHITECTURE.md). */
 #include "cleave-module.h"
 #include "cleave-util-private.h"
 #include "cleave-graph-private.h"

@@ -1,4 +1,4 @@
-/* cleave-module.h: per-class modules and module sets (METHOD.md 'Vocabulary').
+/* cleave-module.h: per-class modules and module sets (docs/ALGORITHMS.md, Words).
  *
  * A module is a binary scorer for one class: the source CNN with only some
  * kernels kept — physically extracted into a smaller graph — plus an optional

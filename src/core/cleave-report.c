@@ -85,7 +85,7 @@ cleave_report_module_set_json (const CleaveModuleSet *set)
     }
   json_builder_end_array (b);
 
-  /* Reused together, modules share nothing (METHOD.md 'Vocabulary'). */
+  /* Reused together, modules share nothing (docs/ALGORITHMS.md, Metrics). */
   json_builder_set_member_name (b, "composition");
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "kept_kernels");

@@ -1,6 +1,6 @@
 /* cleave-report.h: reports on module sets — JSON plus PNG/SVG charts drawn
  * with cleave-chart — shared by `cleave-cli split --report` and
- * `cleave-cli modules --report` (METHOD.md 'Metrics every report carries'). */
+ * `cleave-cli modules --report` (the metrics of docs/ALGORITHMS.md). */
 #pragma once
 
 #include "cleave-module.h"

@@ -1,4 +1,4 @@
-/* cleave-split.h: the two decomposition methods (METHOD.md). Both produce a
+/* cleave-split.h: the two decomposition methods (docs/ALGORITHMS.md). Both produce a
  * CleaveModuleSet; both run synchronously on the calling thread, report
  * progress, check @cancellable at least once per batch, and on cancel return
  * the best result so far with *cancelled set to TRUE (not an error). */

@@ -1,4 +1,4 @@
-/* cleave-train.h: supervised training (METHOD.md 'Training recipe'). */
+/* cleave-train.h: supervised training (docs/ALGORITHMS.md, Training). */
 #pragma once
 
 #include "cleave-metrics.h"

@@ -37,9 +37,9 @@
  * it where it pays off (>= 8 channels in and out per group, feature maps
  * big enough that the padded 4x4 tiles do not waste the saving). The input
  * gradient of such a convolution is one too (cleave-backend-cpu.c) and goes
- * the same way. The 8-channel threshold was 16 until the split search of
- * the demo model (8-channel first layers) measured 1 thread, user time:
- * threshold 16: 39.2 s, 8: 35.1 s, 1: 35.3 s. */
+ * the same way. Why 8 channels: the split search of the demo model
+ * (8-channel first layers), 1 thread, user time: threshold 16: 39.2 s,
+ * 8: 35.1 s, 1: 35.3 s. */
 #include "config.h"
 
 #include "cleave-winograd-private.h"
@@ -133,11 +133,10 @@ cleave_winograd_n_panels (const CleaveWinograd *wg)
 
 /* U = G k G^T for the MR output channels of each panel at once, one vector
  * lane per channel: the MR values of one (position, input channel) are
- * contiguous in U, so each result is one store. An earlier version went one
- * channel at a time with 36 scattered stores each; in CIFAR-10 training,
- * where every step transforms the weights twice (forward and the input
- * gradient), that took 10% of the time. In double, so that U is correctly
- * rounded once. */
+ * contiguous in U, so each result is one store. One channel at a time,
+ * with 36 scattered stores each, took 10% of the time in CIFAR-10
+ * training, where every step transforms the weights twice (forward and the
+ * input gradient). In double, so that U is correctly rounded once. */
 void
 cleave_winograd_prepare_range (CleaveWinograd *wg, const float *weight, gsize lo, gsize hi)
 {
