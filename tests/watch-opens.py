@@ -11,7 +11,9 @@ lists name everything the tests use at run time.
 How: the command runs in a private mount namespace in which /usr is
 bind-mounted onto itself, and a fanotify mark on that one mount reports every
 open and exec through it. Processes outside the namespace (other jobs on the
-machine) use the original mount and are not seen. This needs root
+machine) use the original mount and are not seen. In a chroot, where that
+namespace cannot be made private, the mark goes on the mount that holds /usr
+and events are kept only from the command's own processes. This needs root
 (CAP_SYS_ADMIN); without it the command runs unwatched, OUT says so in its
 first line, and the exit status is the command's either way.
 """
@@ -34,33 +36,63 @@ libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int, ctypes.c_char_p]
 
 
-def watch_setup():
-    """Enter a private mount namespace with /usr as its own mount; return a
-    fanotify fd watching it, or raise OSError."""
+def private_usr():
+    """Enter a private mount namespace with /usr as its own mount. Returns
+    False where / is no mount point (a chroot), where the bind would
+    propagate to the parent namespace: the caller then watches the shared
+    mount and filters events by process."""
     if libc.unshare(CLONE_NEWNS) != 0:
         raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
     if libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-        raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
+        return False
     if libc.mount(b"/usr", b"/usr", None, MS_BIND | MS_REC, None) != 0:
         raise OSError(ctypes.get_errno(), "mount --bind /usr /usr")
+    return True
+
+
+def watch_setup():
+    """Return (a fanotify fd watching the mount of /usr, whether events need
+    filtering by process), or raise OSError."""
+    private = private_usr()
     fd = libc.fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_UNLIMITED_QUEUE,
                             os.O_RDONLY | os.O_LARGEFILE)
     if fd < 0:
         raise OSError(ctypes.get_errno(), "fanotify_init")
     if libc.fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_OPEN | FAN_OPEN_EXEC, AT_FDCWD, b"/usr") != 0:
         raise OSError(ctypes.get_errno(), "fanotify_mark /usr")
-    return fd
+    return fd, not private
 
 
-def drain(fd, seen, out):
-    """Read the queued events; note each new path. Returns False at EOF."""
+def descends_from(pid, root, cache):
+    """Whether process PID is ROOT or one of its descendants (False once it
+    has exited: its ancestry can no longer be read)."""
+    chain = []
+    while pid > 1 and pid not in cache:
+        if pid == root:
+            cache[pid] = True
+            break
+        chain.append(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+    verdict = cache.get(pid, False)
+    for p in chain:
+        cache[p] = verdict
+    return verdict
+
+
+def drain(fd, seen, out, keep):
+    """Read the queued events; note each new path opened by a process that
+    KEEP accepts."""
     try:
         buf = os.read(fd, 65536)
     except BlockingIOError:
         return True
     off = 0
     while off + EVENT.size <= len(buf):
-        length, _, _, _, mask, efd, _ = EVENT.unpack_from(buf, off)
+        length, _, _, _, mask, efd, pid = EVENT.unpack_from(buf, off)
         if mask & FAN_Q_OVERFLOW:
             out.write("# queue overflow: some opens were not seen\n")
         if efd >= 0:
@@ -68,7 +100,7 @@ def drain(fd, seen, out):
                 path = os.readlink(f"/proc/self/fd/{efd}")
             finally:
                 os.close(efd)
-            if path not in seen:
+            if path not in seen and keep(pid):
                 seen.add(path)
                 out.write(path + "\n")
         off += length
@@ -82,26 +114,27 @@ def main():
     out = open(sys.argv[1], "w")
     cmd = sys.argv[3:]
     try:
-        fd = watch_setup()
+        fd, shared = watch_setup()
     except OSError as e:
         out.write(f"# not watched: {e}\n")
         out.close()
         print(f"watch-opens: not watching ({e}); running the command as it is", file=sys.stderr)
         os.execvp(cmd[0], cmd)
-    out.write("# opened under /usr\n")
+    out.write("# opened under /usr" + (" (shared mount: by process)" if shared else "") + "\n")
     pid = os.fork()
     if pid == 0:
         os.close(fd)
         os.execvp(cmd[0], cmd)
-    seen = set()
+    seen, cache = set(), {}
+    keep = (lambda p: descends_from(p, pid, cache)) if shared else (lambda p: True)
     status = None
     while status is None:
         select.select([fd], [], [], 0.2)
-        drain(fd, seen, out)
+        drain(fd, seen, out, keep)
         done, st = os.waitpid(pid, os.WNOHANG)
         if done:
             status = st
-    drain(fd, seen, out)
+    drain(fd, seen, out, keep)
     out.close()
     sys.exit(os.waitstatus_to_exitcode(status))
 
