@@ -100,7 +100,7 @@ def drain(fd, seen, out, keep):
                 path = os.readlink(f"/proc/self/fd/{efd}")
             finally:
                 os.close(efd)
-            if path not in seen and keep(pid):
+            if path.startswith("/usr/") and path not in seen and keep(pid):
                 seen.add(path)
                 out.write(path + "\n")
         off += length
