@@ -6,7 +6,7 @@
 #   ./dev.sh test    install dependencies, build with ASan+UBSan, run the whole test suite
 #   ./dev.sh deps    only install the Debian packages
 #   ./dev.sh build   only build (build/)
-#   ./dev.sh bench   benchmark against PyTorch (bench/run.sh)
+#   ./dev.sh bench   benchmark against PyTorch and ONNX Runtime (bench/run.sh, bench/infer.sh)
 #   ./dev.sh packages build|test   print a package list (tests/check-packages.py checks them)
 set -eu
 cd "$(dirname "$0")"
@@ -23,10 +23,13 @@ PACKAGES="build-essential meson ninja-build pkg-config gettext desktop-file-util
   dataset-fashion-mnist"
 TEST_PACKAGES="python3-torch python3-numpy python3-onnx
   xvfb xauth appstream libglib2.0-bin jq bc locales"
+# The inference benchmark adds ONNX Runtime from npm (bench/infer.sh); node
+# and npm are one package where nodejs comes from NodeSource.
+BENCH_PACKAGES="nodejs"
 
 deps() {
   missing=""
-  for p in $PACKAGES ${WITH_TESTS:+$TEST_PACKAGES}; do
+  for p in $PACKAGES ${WITH_TESTS:+$TEST_PACKAGES} ${WITH_BENCH:+$BENCH_PACKAGES}; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
   done
   [ -z "$missing" ] && return 0
@@ -79,9 +82,11 @@ case "${1:-}" in
       *) echo "usage: $0 packages build|test" >&2; exit 2 ;;
     esac ;;
   bench)
-    WITH_TESTS=1 deps
+    command -v npm >/dev/null || BENCH_PACKAGES="$BENCH_PACKAGES npm"
+    WITH_TESTS=1 WITH_BENCH=1 deps
     build build
-    bench/run.sh build ;;
+    bench/run.sh build
+    bench/infer.sh build ;;
   *)
     sed -n '2,13p' "$0"
     exit 2 ;;

@@ -1,8 +1,13 @@
 /* bench-cnn.c: training and inference throughput of the benchmark CNN
  * (issue 2: conv 1→32, 32→32, pool, 32→64, 64→64, pool, fc 3136→256, fc 256→10,
  * BN+ReLU after every conv, batch 128) on each requested device.
- * Prints one JSON object per device; bench/run.sh compares with PyTorch. */
+ * Prints one JSON object per device; bench/run.sh compares with PyTorch.
+ * --model FILE times inference of a model file instead (a Cleave model or an
+ * ONNX file, batch of random inputs of its input shape): bench/infer.sh
+ * compares that with ONNX Runtime and PyTorch. */
 #include "cleave-arch.h"
+#include "cleave-model.h"
+#include "cleave-onnx.h"
 #include "cleave-blas.h"
 #include "cleave-device.h"
 #include "cleave-net.h"
@@ -116,11 +121,64 @@ out:
   return ok;
 }
 
+/* Inference of a model file on one device: median seconds per batch of @iters
+ * after three warm-up batches, printed as one JSON object. */
+static gboolean
+bench_model (const char *spec, const char *path, int batch, int iters, GError **error)
+{
+  g_autoptr(CleaveBackend) backend = cleave_device_open (spec, error);
+  g_autoptr(CleaveModel) model = NULL;
+  CleaveNet *net = NULL;
+  g_autofree float *x = NULL, *out = NULL;
+  g_autofree double *t = NULL;
+  int c, h, w, n_out;
+  gboolean ok = FALSE;
+  GRand *r;
+
+  if (backend == NULL)
+    return FALSE;
+  model = g_str_has_suffix (path, ".onnx") ? cleave_onnx_load_model (path, error) : cleave_model_load (path, error);
+  if (model == NULL)
+    return FALSE;
+  cleave_graph_input_shape (model->graph, &c, &h, &w);
+  n_out = model->n_classes;
+  net = cleave_net_new (model->graph, backend, error);
+  if (net == NULL)
+    return FALSE;
+  x = g_new (float, (gsize) batch * c * h * w);
+  out = g_new (float, (gsize) batch * n_out);
+  t = g_new (double, iters);
+  r = g_rand_new_with_seed (7);
+  for (gsize i = 0; i < (gsize) batch * c * h * w; i++)
+    x[i] = (float) g_rand_double_range (r, -1, 1);
+  g_rand_free (r);
+  for (int i = -3; i < iters; i++)
+    {
+      gint64 t0 = g_get_monotonic_time ();
+      if (!cleave_net_infer (net, x, batch, error) || !cleave_net_download_output (net, out, error) ||
+          !cleave_backend_finish (backend, error))
+        goto out;
+      if (i >= 0)
+        t[i] = (g_get_monotonic_time () - t0) / 1e6;
+    }
+  {
+    double ti = median (t, iters), flops = (double) cleave_graph_count_flops (model->graph);
+    printf ("{\"engine\": \"cleave\", \"device\": \"%s\", \"batch\": %d, \"iters\": %d, "
+            "\"input\": [%d, %d, %d], \"flops\": %.0f, "
+            "\"infer_images_per_s\": %.1f, \"infer_gflops\": %.2f}\n",
+            backend->name, batch, iters, c, h, w, flops, batch / ti, flops * batch / ti / 1e9);
+  }
+  ok = TRUE;
+out:
+  cleave_net_free (net);
+  return ok;
+}
+
 int
 main (int argc, char **argv)
 {
   int batch = 128, iters = 30, status = 0;
-  const char *devices[16];
+  const char *devices[16], *model = NULL;
   int n_dev = 0;
 
   cleave_blas_select_kernels (argv);
@@ -131,6 +189,8 @@ main (int argc, char **argv)
         batch = atoi (argv[++i]);
       else if (g_str_equal (argv[i], "--iters") && i + 1 < argc)
         iters = atoi (argv[++i]);
+      else if (g_str_equal (argv[i], "--model") && i + 1 < argc)
+        model = argv[++i];
       else if (g_str_equal (argv[i], "--infer-only"))
         infer_only = TRUE;
       else if (n_dev < 16)
@@ -140,13 +200,14 @@ main (int argc, char **argv)
     devices[n_dev++] = "cpu";
   if (batch < 1 || iters < 1)
     {
-      fprintf (stderr, "usage: bench-cnn [--batch N] [--iters N] [--infer-only] [DEVICE…]\n");
+      fprintf (stderr, "usage: bench-cnn [--batch N] [--iters N] [--infer-only | --model FILE] [DEVICE…]\n");
       return 2;
     }
   for (int d = 0; d < n_dev; d++)
     {
       g_autoptr(GError) error = NULL;
-      if (!bench_device (devices[d], batch, iters, &error))
+      if (!(model ? bench_model (devices[d], model, batch, iters, &error)
+                  : bench_device (devices[d], batch, iters, &error)))
         {
           fprintf (stderr, "bench-cnn: %s: %s\n", devices[d], error ? error->message : "failed");
           status = 1;
