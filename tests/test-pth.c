@@ -196,6 +196,27 @@ test_bad_views (void)
   assert_refused ("short-storage.pth", "storage '0'", "has 16 bytes, the pickle claims 6 elements of 4 bytes");
 }
 
+/* A key the pickle sets twice keeps its last value, as Python's dict does. */
+static void
+test_duplicate_key (void)
+{
+  g_autofree char *path = golden ("duplicate-key.pth");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CleaveSafetensors) st = cleave_pth_load (path, &error);
+  g_autofree float *v = NULL;
+  const CleaveSafeTensor *t;
+
+  g_assert_no_error (error);
+  g_assert_cmpuint (st->tensors->len, ==, 1);
+  t = cleave_safetensors_find (st, "fc.weight");
+  g_assert_cmpint (t->ndim, ==, 1);
+  g_assert_cmpint (t->shape[0], ==, 3);
+  v = cleave_safe_tensor_to_f32 (t, 3, path, &error);
+  g_assert_no_error (error);
+  for (int i = 0; i < 3; i++)   /* the storage holds 0, 1, ..., 5; the view starts at 3 */
+    g_assert_cmpfloat (v[i], ==, 3 + i);
+}
+
 /* Every truncation of a zip and of a legacy checkpoint is a clean error that
  * names the file. */
 static void
@@ -353,6 +374,7 @@ main (int argc, char **argv)
   g_test_add_func ("/pth/json-architecture", test_json_arch);
   g_test_add_func ("/pth/refuses-globals", test_refuses_globals);
   g_test_add_func ("/pth/bad-views", test_bad_views);
+  g_test_add_func ("/pth/duplicate-key", test_duplicate_key);
   g_test_add_func ("/pth/truncated", test_truncated);
   g_test_add_func ("/pth/wrong-offsets", test_wrong_offsets);
   g_test_add_func ("/pth/mutations", test_mutations);

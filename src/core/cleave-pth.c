@@ -883,7 +883,7 @@ static CleaveSafetensors *
 collect (Ctx *c, Pv *top, gsize file_size, GError **error)
 {
   g_autoptr(CleaveSafetensors) st = cleave_safetensors_new ();
-  g_autoptr(GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr(GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);   /* name -> index + 1 */
   guint64 budget = 4 * (guint64) file_size + (1 << 20);
   Pv *sd = find_state_dict (c, top, error);
   GPtrArray *a;
@@ -900,7 +900,7 @@ collect (Ctx *c, Pv *top, gsize file_size, GError **error)
     {
       Pv *k = a->pdata[i], *v = a->pdata[i + 1];
       CleaveSafeTensor *t;
-      gpointer old;
+      guint slot;
       if (k->kind != PV_STR)
         {
           cleave_invalid_file (error, c->file, "state_dict key %u is a %s, not a name", i / 2, kind_names[k->kind]);
@@ -913,15 +913,19 @@ collect (Ctx *c, Pv *top, gsize file_size, GError **error)
         }
       if ((t = copy_tensor (c, k->u.s, v->u.tensor, &budget, error)) == NULL)
         return NULL;
-      if ((old = g_hash_table_lookup (seen, t->name)) != NULL)   /* a repeated key: the last value wins */
+      if ((slot = GPOINTER_TO_UINT (g_hash_table_lookup (seen, t->name))) != 0)   /* a repeated key: the last value wins */
         {
-          guint idx;
-          g_ptr_array_find (st->tensors, old, &idx);
-          g_hash_table_remove (seen, t->name);
-          g_ptr_array_remove_index (st->tensors, idx);
+          CleaveSafeTensor *old = st->tensors->pdata[slot - 1];
+          st->tensors->pdata[slot - 1] = t;
+          g_hash_table_replace (seen, t->name, GUINT_TO_POINTER (slot));
+          g_free (old->name);
+          g_free (old->dtype);
+          g_free (old->data);
+          g_free (old);
+          continue;
         }
       g_ptr_array_add (st->tensors, t);
-      g_hash_table_insert (seen, t->name, t);
+      g_hash_table_insert (seen, t->name, GUINT_TO_POINTER (st->tensors->len));
     }
   return g_steal_pointer (&st);
 }

@@ -20,10 +20,14 @@
   zip format), evil-builtins-eval.pth (builtins.eval by protocol 4's
   STACK_GLOBAL), evil-getattr-legacy.pth (__builtin__.getattr in the legacy
   format), whole-model.pth (torch.save of an nn.Linear object), bad-stride.pth
-  (a view reaching past its storage), short-storage.pth (a storage entry
+  (a view reaching past its storage), duplicate-key.pth (a state_dict key set
+  twice), short-storage.pth (a storage entry
   shorter than the pickle claims). The commands in the evil files would create
   the file "cleave-pth-pwned" in the working directory; the test checks that
   it does not appear.
+
+The legacy format names storages by object ids, so weak-legacy.pth differs
+byte-wise from run to run (not in content); the other files are the same.
 
 Run: /usr/bin/python3 tests/reference/make_pth_golden.py"""
 import collections
@@ -266,6 +270,9 @@ def hostile():
     with open(os.path.join(OUT, "evil-getattr-legacy.pth"), "wb") as out:
         out.write(f.getvalue())
 
+    # A key set twice (a dict cannot hold that; the pickle can): the last value wins, as in Python.
+    pkl = dumps({"fc.weight": ok, "fc.wXight": Tensor(s, 3, (3,), (1,))})
+    write_zip("duplicate-key.pth", pkl.replace(b"fc.wXight", b"fc.weight"), [s])
     write_zip("bad-stride.pth", dumps({"fc.weight": Tensor(s, 2, (2, 3), (3, 1))}), [s])
     short = Storage("0", 6, floats(4))
     write_zip("short-storage.pth", dumps({"fc.weight": Tensor(short, 0, (2, 3), (3, 1))}), [short])
