@@ -125,18 +125,24 @@ pv_new (Ctx *c, PvKind kind)
   return v;
 }
 
+/* "FILE: PART offset N: message". */
+static gboolean
+fail_at_valist (Ctx *c, gsize at, int code, GError **error, const char *fmt, va_list ap)
+{
+  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
+  g_set_error (error, CLEAVE_ERROR, code, "%s: %s offset %" G_GSIZE_FORMAT ": %s", c->file, c->part, at, msg);
+  return FALSE;
+}
+
 static gboolean fail_at (Ctx *c, gsize at, int code, GError **error, const char *fmt, ...) G_GNUC_PRINTF (5, 6);
 
-/* "FILE: PART offset N: message". */
 static gboolean
 fail_at (Ctx *c, gsize at, int code, GError **error, const char *fmt, ...)
 {
   va_list ap;
-  g_autofree char *msg = NULL;
   va_start (ap, fmt);
-  msg = g_strdup_vprintf (fmt, ap);
+  fail_at_valist (c, at, code, error, fmt, ap);
   va_end (ap);
-  g_set_error (error, CLEAVE_ERROR, code, "%s: %s offset %" G_GSIZE_FORMAT ": %s", c->file, c->part, at, msg);
   return FALSE;
 }
 
@@ -152,12 +158,37 @@ typedef struct {
   GError **error;
 } Machine;
 
+static gboolean bad (Machine *m, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
+static gboolean refuse (Machine *m, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
+
+/* A malformed pickle, at the opcode being run. */
+static gboolean
+bad (Machine *m, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  fail_at_valist (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, fmt, ap);
+  va_end (ap);
+  return FALSE;
+}
+
+/* A well-formed pickle asking for something a state_dict never needs. */
+static gboolean
+refuse (Machine *m, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  fail_at_valist (m->c, m->at, CLEAVE_ERROR_UNSUPPORTED, m->error, fmt, ap);
+  va_end (ap);
+  return FALSE;
+}
+
 static gboolean
 need (Machine *m, gsize k)
 {
   if (m->n - m->pos < k)
-    return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "opcode 0x%02x needs %" G_GSIZE_FORMAT
-                    " bytes, the pickle ends after %" G_GSIZE_FORMAT " (truncated?)", m->p[m->at], k, m->n - m->pos);
+    return bad (m, "opcode 0x%02x needs %" G_GSIZE_FORMAT
+                " bytes, the pickle ends after %" G_GSIZE_FORMAT " (truncated?)", m->p[m->at], k, m->n - m->pos);
   return TRUE;
 }
 
@@ -181,7 +212,7 @@ static gboolean
 push (Machine *m, Pv *v)
 {
   if (m->stack->len >= MAX_STACK)
-    return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "pickle stack deeper than %d values", MAX_STACK);
+    return bad (m, "pickle stack deeper than %d values", MAX_STACK);
   g_ptr_array_add (m->stack, v);
   return TRUE;
 }
@@ -192,7 +223,7 @@ pop (Machine *m)
 {
   if (m->stack->len <= top_mark (m))
     {
-      fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "opcode 0x%02x pops an empty stack", m->p[m->at]);
+      bad (m, "opcode 0x%02x pops an empty stack", m->p[m->at]);
       return NULL;
     }
   return g_ptr_array_steal_index (m->stack, m->stack->len - 1);
@@ -204,14 +235,14 @@ peek (Machine *m, PvKind kind)
   Pv *v;
   if (m->stack->len <= top_mark (m))
     {
-      fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "opcode 0x%02x needs a value on the stack", m->p[m->at]);
+      bad (m, "opcode 0x%02x needs a value on the stack", m->p[m->at]);
       return NULL;
     }
   v = m->stack->pdata[m->stack->len - 1];
   if (v->kind != kind)
     {
-      fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "opcode 0x%02x needs a %s, found a %s",
-               m->p[m->at], kind_names[kind], kind_names[v->kind]);
+      bad (m, "opcode 0x%02x needs a %s, found a %s",
+           m->p[m->at], kind_names[kind], kind_names[v->kind]);
       return NULL;
     }
   return v;
@@ -224,7 +255,7 @@ pop_mark (Machine *m, GPtrArray *into)
 {
   guint mark;
   if (m->marks->len == 0)
-    return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "opcode 0x%02x without a MARK", m->p[m->at]);
+    return bad (m, "opcode 0x%02x without a MARK", m->p[m->at]);
   mark = top_mark (m);
   g_array_set_size (m->marks, m->marks->len - 1);
   for (guint i = mark; into && i < m->stack->len; i++)
@@ -244,7 +275,7 @@ op_string (Machine *m, int len_bytes)
   if (!need (m, len))
     return FALSE;
   if (!g_utf8_validate_len ((const char *) m->p + m->pos, len, NULL))
-    return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "string is not valid UTF-8 (or holds a NUL)");
+    return bad (m, "string is not valid UTF-8 (or holds a NUL)");
   v = pv_new (m->c, PV_STR);
   v->u.s = g_strndup ((const char *) m->p + m->pos, len);
   m->pos += len;
@@ -268,7 +299,7 @@ op_long1 (Machine *m)
     return FALSE;
   k = m->p[m->pos++];
   if (k > 8)
-    return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "integer of %u bytes is too large", k);
+    return bad (m, "integer of %u bytes is too large", k);
   if (!need (m, k))
     return FALSE;
   u = read_le (m, k);
@@ -304,11 +335,11 @@ push_global (Machine *m, const char *module, const char *name)
         return push (m, v);
       }
   if (g_str_has_suffix (name, "Storage") && g_str_equal (module, "torch"))
-    return fail_at (m->c, m->at, CLEAVE_ERROR_UNSUPPORTED, m->error, "storage type 'torch.%s' is not supported "
-                    "(float, double, half, bfloat16 and integer storages are)", name);
-  return fail_at (m->c, m->at, CLEAVE_ERROR_UNSUPPORTED, m->error, "global '%s.%s' refused: a state_dict needs only "
-                  "tensors, and Cleave never runs code from a checkpoint (save model.state_dict(), not the model)",
-                  module, name);
+    return refuse (m, "storage type 'torch.%s' is not supported "
+                   "(float, double, half, bfloat16 and integer storages are)", name);
+  return refuse (m, "global '%s.%s' refused: a state_dict needs only "
+                 "tensors, and Cleave never runs code from a checkpoint (save model.state_dict(), not the model)",
+                 module, name);
 }
 
 /* GLOBAL: "module\nname\n". */
@@ -321,13 +352,13 @@ op_global (Machine *m)
       const guint8 *nl = memchr (m->p + m->pos, '\n', MIN (m->n - m->pos, (gsize) MAX_GLOBAL + 1));
       gsize len;
       if (nl == NULL)
-        return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "GLOBAL: %s name unterminated or longer than %d bytes",
-                        k ? "attribute" : "module", MAX_GLOBAL);
+        return bad (m, "GLOBAL: %s name unterminated or longer than %d bytes",
+                    k ? "attribute" : "module", MAX_GLOBAL);
       len = nl - (m->p + m->pos);
       memcpy (parts[k], m->p + m->pos, len);
       parts[k][len] = 0;
       if (strlen (parts[k]) != len || !g_utf8_validate (parts[k], len, NULL))
-        return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "GLOBAL: name is not valid UTF-8");
+        return bad (m, "GLOBAL: name is not valid UTF-8");
       m->pos += len + 1;
     }
   return push_global (m, parts[0], parts[1]);
@@ -340,7 +371,7 @@ op_stack_global (Machine *m)
   if (module == NULL)
     return FALSE;
   if (name->kind != PV_STR || module->kind != PV_STR)
-    return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "STACK_GLOBAL needs two strings");
+    return bad (m, "STACK_GLOBAL needs two strings");
   return push_global (m, module->u.s, name->u.s);
 }
 
@@ -383,7 +414,7 @@ op_fill (Machine *m, PvKind kind, int k)
           return FALSE;
     }
   if (kind == PV_DICT && items->len % 2)
-    return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "dict items come in an odd number (%u)", items->len);
+    return bad (m, "dict items come in an odd number (%u)", items->len);
   if ((target = peek (m, kind)) == NULL)
     return FALSE;
   for (guint i = 0; i < items->len; i++)
@@ -399,7 +430,7 @@ op_from_mark (Machine *m, PvKind kind)
   if (!pop_mark (m, v->u.items))
     return FALSE;
   if (kind == PV_DICT && v->u.items->len % 2)
-    return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "dict items come in an odd number (%u)", v->u.items->len);
+    return bad (m, "dict items come in an odd number (%u)", v->u.items->len);
   return push (m, v);
 }
 
@@ -419,13 +450,13 @@ op_memo (Machine *m, int get, int len_bytes)
     {
       Pv *v = g_hash_table_lookup (m->memo, GSIZE_TO_POINTER ((gsize) idx));
       if (v == NULL)
-        return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "memo entry %" G_GUINT64_FORMAT " was never stored", idx);
+        return bad (m, "memo entry %" G_GUINT64_FORMAT " was never stored", idx);
       return push (m, v);
     }
   if (m->stack->len <= top_mark (m))
-    return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "memo store from an empty stack");
+    return bad (m, "memo store from an empty stack");
   if (g_hash_table_size (m->memo) >= MAX_MEMO && !g_hash_table_contains (m->memo, GSIZE_TO_POINTER ((gsize) idx)))
-    return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "more than %d memo entries", MAX_MEMO);
+    return bad (m, "more than %d memo entries", MAX_MEMO);
   g_hash_table_insert (m->memo, GSIZE_TO_POINTER ((gsize) idx), m->stack->pdata[m->stack->len - 1]);
   return TRUE;
 }
@@ -464,8 +495,8 @@ rebuild_tensor (Machine *m, GPtrArray *a)
       !int_of (a->pdata[1], &t.offset) || !int_tuple (a->pdata[2], t.size, &t.ndim) ||
       !int_tuple (a->pdata[3], t.stride, &nstride) || nstride != t.ndim)
     {
-      fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "_rebuild_tensor_v2 needs (storage, offset, size, "
-               "stride, ...) with at most %d dimensions and as many strides as sizes", MAX_DIMS);
+      bad (m, "_rebuild_tensor_v2 needs (storage, offset, size, "
+           "stride, ...) with at most %d dimensions and as many strides as sizes", MAX_DIMS);
       return NULL;
     }
   t.storage = ((Pv *) a->pdata[0])->u.storage;
@@ -482,14 +513,14 @@ op_reduce (Machine *m)
   if (fn == NULL)
     return FALSE;
   if (fn->kind != PV_GLOBAL || args->kind != PV_TUPLE)
-    return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "REDUCE needs a global and a tuple, found a %s and a %s",
-                    kind_names[fn->kind], kind_names[args->kind]);
+    return bad (m, "REDUCE needs a global and a tuple, found a %s and a %s",
+                kind_names[fn->kind], kind_names[args->kind]);
   a = args->u.items;
   switch (fn->u.global)
     {
     case G_ORDERED_DICT:
       if (a->len != 0)
-        return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "OrderedDict with arguments is not supported");
+        return bad (m, "OrderedDict with arguments is not supported");
       v = pv_new (m->c, PV_DICT);
       break;
     case G_REBUILD_TENSOR_V2:
@@ -498,13 +529,13 @@ op_reduce (Machine *m)
     case G_REBUILD_PARAMETER:
     case G_REBUILD_PARAMETER_WITH_STATE:
       if (a->len != (fn->u.global == G_REBUILD_PARAMETER ? 3u : 4u) || ((Pv *) a->pdata[0])->kind != PV_TENSOR)
-        return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "%s needs (tensor, requires_grad, hooks%s)",
-                        globals[fn->u.global].name, fn->u.global == G_REBUILD_PARAMETER ? "" : ", state");
+        return bad (m, "%s needs (tensor, requires_grad, hooks%s)",
+                    globals[fn->u.global].name, fn->u.global == G_REBUILD_PARAMETER ? "" : ", state");
       v = a->pdata[0];
       break;
     default:
-      return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "'torch.%s' is a storage type tag, not a function",
-                      globals[fn->u.global].name);
+      return bad (m, "'torch.%s' is a storage type tag, not a function",
+                  globals[fn->u.global].name);
     }
   return v != NULL && push (m, v);
 }
@@ -518,10 +549,10 @@ op_build (Machine *m)
   if (state == NULL)
     return FALSE;
   if (m->stack->len <= top_mark (m))
-    return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "BUILD without an object");
+    return bad (m, "BUILD without an object");
   obj = m->stack->pdata[m->stack->len - 1];
   if (obj->kind != PV_DICT && obj->kind != PV_TENSOR)
-    return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "BUILD on a %s", kind_names[obj->kind]);
+    return bad (m, "BUILD on a %s", kind_names[obj->kind]);
   return TRUE;
 }
 
@@ -542,18 +573,18 @@ op_persid (Machine *m)
   if (a == NULL || a->len < 5 || a->len > 6 || ((Pv *) a->pdata[0])->kind != PV_STR ||
       !g_str_equal (((Pv *) a->pdata[0])->u.s, "storage") || (tag = a->pdata[1])->kind != PV_GLOBAL ||
       tag->u.global < G_FIRST_STORAGE || (key = a->pdata[2])->kind != PV_STR || !int_of (a->pdata[4], &numel) || numel < 0)
-    return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "persistent id is not ('storage', torch.*Storage, "
-                    "key, location, size)");
+    return bad (m, "persistent id is not ('storage', torch.*Storage, "
+                "key, location, size)");
   if (a->len == 6 && ((Pv *) a->pdata[5])->kind != PV_NONE)
-    return fail_at (m->c, m->at, CLEAVE_ERROR_UNSUPPORTED, m->error, "storage '%s' is a view of another storage "
-                    "(written by PyTorch before 0.4): not supported", key->u.s);
+    return refuse (m, "storage '%s' is a view of another storage "
+                   "(written by PyTorch before 0.4): not supported", key->u.s);
   if ((guint64) numel > G_MAXUINT64 / 8)
-    return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "storage '%s': size %" G_GINT64_FORMAT " is too large",
-                    key->u.s, numel);
+    return bad (m, "storage '%s': size %" G_GINT64_FORMAT " is too large",
+                key->u.s, numel);
   s = g_hash_table_lookup (m->c->storages, key->u.s);
   if (s != NULL && (s->type != tag->u.global || s->numel != (guint64) numel))
-    return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "storage '%s' is named twice with different "
-                    "types or sizes", key->u.s);
+    return bad (m, "storage '%s' is named twice with different "
+                "types or sizes", key->u.s);
   if (s == NULL)
     {
       s = g_new0 (Storage, 1);
@@ -567,12 +598,12 @@ op_persid (Machine *m)
           const CleaveZipEntry *e = cleave_zip_find (m->c->zip, entry);
           guint64 want = s->numel * (guint64) globals[s->type].esize;
           if (e == NULL)
-            return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "storage '%s': zip entry '%s' is missing",
-                            s->key, entry);
+            return bad (m, "storage '%s': zip entry '%s' is missing",
+                        s->key, entry);
           if (e->size < want)
-            return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "storage '%s': zip entry '%s' has %"
-                            G_GUINT64_FORMAT " bytes, the pickle claims %" G_GUINT64_FORMAT " elements of %d bytes",
-                            s->key, entry, e->size, s->numel, globals[s->type].esize);
+            return bad (m, "storage '%s': zip entry '%s' has %"
+                        G_GUINT64_FORMAT " bytes, the pickle claims %" G_GUINT64_FORMAT " elements of %d bytes",
+                        s->key, entry, e->size, s->numel, globals[s->type].esize);
           s->bytes = e->data;
         }
     }
@@ -604,7 +635,7 @@ static gboolean
 op_dup (Machine *m)
 {
   if (m->stack->len <= top_mark (m))
-    return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "DUP on an empty stack");
+    return bad (m, "DUP on an empty stack");
   return push (m, m->stack->pdata[m->stack->len - 1]);
 }
 
@@ -613,7 +644,7 @@ op_mark (Machine *m)
 {
   guint len = m->stack->len;
   if (m->marks->len >= MAX_MARKS)
-    return fail_at (m->c, m->at, CLEAVE_ERROR_INVALID_FILE, m->error, "MARKs nested deeper than %d", MAX_MARKS);
+    return bad (m, "MARKs nested deeper than %d", MAX_MARKS);
   g_array_append_val (m->marks, len);
   return TRUE;
 }
@@ -624,8 +655,8 @@ op_proto (Machine *m)
   if (!need (m, 1))
     return FALSE;
   if (m->p[m->pos] < 2 || m->p[m->pos] > 5)
-    return fail_at (m->c, m->at, CLEAVE_ERROR_UNSUPPORTED, m->error, "pickle protocol %u is not supported (2 to 5 are)",
-                    m->p[m->pos]);
+    return refuse (m, "pickle protocol %u is not supported (2 to 5 are)",
+                   m->p[m->pos]);
   m->pos++;
   return TRUE;
 }
@@ -684,9 +715,9 @@ run_op (Machine *m, guint8 op)
     case 'h': return op_memo (m, TRUE, 1);
     case 'j': return op_memo (m, TRUE, 4);
     default:
-      return fail_at (m->c, m->at, CLEAVE_ERROR_UNSUPPORTED, m->error, "pickle opcode 0x%02x%s%c%s is not supported "
-                      "in a state_dict", op, g_ascii_isprint (op) ? " ('" : "", g_ascii_isprint (op) ? op : ' ',
-                      g_ascii_isprint (op) ? "')" : "");
+      return refuse (m, "pickle opcode 0x%02x%s%c%s is not supported "
+                     "in a state_dict", op, g_ascii_isprint (op) ? " ('" : "", g_ascii_isprint (op) ? op : ' ',
+                     g_ascii_isprint (op) ? "')" : "");
     }
 }
 
