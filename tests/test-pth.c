@@ -346,8 +346,7 @@ test_mutations (void)
   g_assert_cmpint (failed, >, 0);
 }
 
-/* Without an architecture a checkpoint is refused with a pointer to --arch;
- * a safetensors state_dict still opens as before. */
+/* Without an architecture a checkpoint is refused with a pointer to --arch. */
 static void
 test_needs_arch (void)
 {
@@ -357,6 +356,11 @@ test_needs_arch (void)
   g_assert_null (m);
   g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE);
   g_assert_nonnull (strstr (error->message, "--arch"));
+  g_clear_error (&error);
+  /* Readers of other Cleave files (module sets, compositions) say what it is too. */
+  g_assert_null (cleave_safetensors_load (path, &error));
+  g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE);
+  g_assert_nonnull (strstr (error->message, "a PyTorch checkpoint (torch.save), not safetensors"));
   g_assert_false (cleave_pth_detect ((const guint8 *) "\x08\0\0\0\0\0\0\0{}", 10));
 }
 
