@@ -188,12 +188,13 @@ assert_refused (const char *file, const char *field, const char *detail)
   g_assert_nonnull (strstr (error->message, detail));
 }
 
-/* Views outside their storage and storages shorter than claimed. */
+/* Views outside their storage, storages shorter than claimed, big-endian data. */
 static void
 test_bad_views (void)
 {
   assert_refused ("bad-stride.pth", "tensor 'fc.weight'", "reach element 7 of storage '0', which has 6 elements");
   assert_refused ("short-storage.pth", "storage '0'", "has 16 bytes, the pickle claims 6 elements of 4 bytes");
+  assert_refused ("big-endian.pth", "archive/byteorder", "only little-endian checkpoints are supported");
 }
 
 /* A key the pickle sets twice keeps its last value, as Python's dict does. */

@@ -21,7 +21,8 @@
   STACK_GLOBAL), evil-getattr-legacy.pth (__builtin__.getattr in the legacy
   format), whole-model.pth (torch.save of an nn.Linear object), bad-stride.pth
   (a view reaching past its storage), duplicate-key.pth (a state_dict key set
-  twice), short-storage.pth (a storage entry
+  twice), big-endian.pth (PyTorch 2's byteorder entry saying "big"),
+  short-storage.pth (a storage entry
   shorter than the pickle claims). The commands in the evil files would create
   the file "cleave-pth-pwned" in the working directory; the test checks that
   it does not appear.
@@ -230,7 +231,7 @@ def dumps(obj, protocol=2):
     return f.getvalue()
 
 
-def write_zip(name, pkl, storages):
+def write_zip(name, pkl, storages, extra=()):
     def entry(path):  # a fixed date, so the files do not change from run to run
         return zipfile.ZipInfo(path, date_time=(2020, 1, 1, 0, 0, 0))
 
@@ -239,6 +240,8 @@ def write_zip(name, pkl, storages):
         for s in storages:
             z.writestr(entry(f"archive/data/{s.key}"), s.data)
         z.writestr(entry("archive/version"), "3\n")
+        for path, data in extra:
+            z.writestr(entry(path), data)
 
 
 def floats(n):
@@ -274,6 +277,9 @@ def hostile():
     pkl = dumps({"fc.weight": ok, "fc.wXight": Tensor(s, 3, (3,), (1,))})
     write_zip("duplicate-key.pth", pkl.replace(b"fc.wXight", b"fc.weight"), [s])
     write_zip("bad-stride.pth", dumps({"fc.weight": Tensor(s, 2, (2, 3), (3, 1))}), [s])
+    # What PyTorch 2 adds to the archive; a big-endian byte order is refused.
+    write_zip("big-endian.pth", dumps({"fc.weight": ok}), [s],
+              [("archive/byteorder", "big"), ("archive/.data/serialization_id", "0123456789")])
     short = Storage("0", 6, floats(4))
     write_zip("short-storage.pth", dumps({"fc.weight": Tensor(short, 0, (2, 3), (3, 1))}), [short])
 
