@@ -366,16 +366,17 @@ cleave_model_load (const char *path, GError **error)
   return m;
 }
 
-/* A preset, or an architecture JSON file (docs/ARCHITECTURE-JSON.md), which
- * sets the input shape and the number of classes itself. */
+/* A preset, or an architecture JSON file (docs/ARCHITECTURE-JSON.md: a spec
+ * ending in ".json"), which sets the input shape and the number of classes
+ * itself. */
 static CleaveGraph *
 build_arch (const char *spec, int in_c, int in_h, int in_w, int n_classes, GError **error)
 {
-  g_autofree char *text = NULL;
+  g_autofree char *text = NULL, *lower = g_ascii_strdown (spec, -1);
   g_autoptr(GError) local = NULL;
   CleaveGraph *g;
 
-  if (!g_str_has_suffix (spec, ".json") && !g_file_test (spec, G_FILE_TEST_IS_REGULAR))
+  if (!g_str_has_suffix (lower, ".json"))
     return cleave_arch_build (spec, in_c, in_h, in_w, n_classes, error);
   if (!g_file_get_contents (spec, &text, NULL, error))
     return NULL;
