@@ -1,6 +1,6 @@
 /* test-cli.c: cleave-cli end to end on a small synthetic IDX dataset —
  * train, info, eval, split (grad and ga), modules, compose, patch, compare,
- * export — and the bad inputs a user hits (missing, truncated and foreign
+ * export, a PyTorch checkpoint with --arch — and the bad inputs a user hits (missing, truncated and foreign
  * files, bad options): a clear message, exit status 1, nothing half-written. */
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -250,6 +250,27 @@ test_bad_input (void)
   assert_contains (err, "unknown command");
 }
 
+/* A PyTorch checkpoint opens with --arch; without one, or naming a global
+ * other than a state_dict's, it is refused with a clear message. */
+static void
+test_pth (void)
+{
+  g_autofree char *pth = g_test_build_filename (G_TEST_DIST, "reference", "golden", "pth", "simcnn.pth", NULL);
+  g_autofree char *evil = g_test_build_filename (G_TEST_DIST, "reference", "golden", "pth", "evil-os-system.pth", NULL);
+  g_autofree char *out = NULL, *err = NULL;
+
+  g_assert_cmpint (cli (&out, &err, "info", pth, "--arch", "simcnn:w=0.015625", NULL), ==, 0);
+  assert_contains (out, "conv_12.0");
+  assert_contains (out, "fc_15");
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (cli (NULL, &err, "info", pth, NULL), ==, 1);
+  assert_contains (err, "simcnn.pth: format: a PyTorch checkpoint holds weights only: name its architecture with --arch");
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (cli (NULL, &err, "info", evil, "--arch", "simcnn", NULL), ==, 1);
+  assert_contains (err, "evil-os-system.pth: archive/data.pkl offset 190: global 'os.system' refused");
+}
+
 static void
 remove_tree (const char *dir)
 {
@@ -279,6 +300,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/train-info-eval", test_train_info_eval);
   g_test_add_func ("/cli/split-compose-patch-export", test_split_compose_patch);
   g_test_add_func ("/cli/bad-input", test_bad_input);
+  g_test_add_func ("/cli/pth", test_pth);
   status = g_test_run ();
   remove_tree (tmpdir);
   return status;

@@ -32,6 +32,8 @@ usage (FILE *out)
   fprintf (out, "Usage: cleave-cli COMMAND [OPTIONS…]\n\nCommands:\n");
   for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
     fprintf (out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+  fprintf (out, "\nA MODEL is a Cleave model (.safetensors), an ONNX file (.onnx), or a weights-only state_dict\n"
+                "(PyTorch .pth/.pt checkpoint or .safetensors) opened with --arch PRESET|FILE.json.\n");
   fprintf (out, "\nRun 'cleave-cli COMMAND --help' for a command's options.\n");
 }
 

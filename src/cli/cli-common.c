@@ -279,6 +279,21 @@ cleave_cli_load_model (const char *path, const char *arch, const char *input, in
   return cleave_model_load (path, error);
 }
 
+CleaveModel *
+cleave_cli_load_model_for (const char *path, const char *arch, const CleaveDataset *ds, GError **error)
+{
+  g_autofree char *input = g_strdup_printf ("%dx%dx%d", ds->c, ds->h, ds->w);
+  CleaveModel *m = cleave_cli_load_model (path, arch, arch ? input : NULL, ds->n_classes, error);
+
+  if (m != NULL && arch != NULL && m->n_classes == ds->n_classes)
+    for (int i = 0; i < m->n_classes && ds->class_names && ds->class_names[i]; i++)
+      {
+        g_free (m->class_names[i]);
+        m->class_names[i] = g_strdup (ds->class_names[i]);
+      }
+  return m;
+}
+
 gboolean
 cleave_cli_split_spec (const char *arg, char **path, int **list, int *n, GError **error)
 {

@@ -57,8 +57,11 @@ G_END_DECLS
 
 G_BEGIN_DECLS
 /* Opens a model file: a Cleave model, an ONNX file (*.onnx), or with @arch a
- * weights-only safetensors state_dict (@input "C×H×W" like "1x28x28", @n_classes). */
+ * weights-only state_dict, safetensors or PyTorch checkpoint (.pt/.pth)
+ * (@input "C×H×W" like "1x28x28", @n_classes). */
 CleaveModel *cleave_cli_load_model (const char *path, const char *arch, const char *input, int n_classes, GError **error);
+/* The same for use on @ds: with @arch, the input shape and the class names are the dataset's. */
+CleaveModel *cleave_cli_load_model_for (const char *path, const char *arch, const CleaveDataset *ds, GError **error);
 G_END_DECLS
 
 G_BEGIN_DECLS

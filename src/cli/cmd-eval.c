@@ -30,7 +30,7 @@ eval_one (const char *path, CleaveDataset *ds, gboolean plain_dataset, CleaveBac
 
   if (arch)
     {
-      CleaveModel *model = cleave_cli_load_model (path, arch, NULL, ds->n_classes, error);
+      CleaveModel *model = cleave_cli_load_model_for (path, arch, ds, error);
       r->scorer = model ? cleave_scorer_new_model (model) : NULL;
     }
   else
@@ -76,7 +76,7 @@ cleave_cmd_eval (int argc, char **argv)
     { "compare", 0, 0, G_OPTION_ARG_FILENAME, &compare, "Also evaluate this model (e.g. the patched one) and print both side by side", "MODEL" },
     { "mix", 0, 0, G_OPTION_ARG_STRING_ARRAY, &mix, "Dataset part DATASET:CLASSES of a mixed task (repeatable; further DATASET:CLASSES arguments join it)", "SPEC" },
     { "targets", 0, 0, G_OPTION_ARG_STRING, &targets, "With --compare: target classes to report (default: the classes B patches)", "LIST" },
-    { "arch", 0, 0, G_OPTION_ARG_STRING, &arch, "Architecture preset for a weights-only state_dict", "SPEC" },
+    { "arch", 0, 0, G_OPTION_ARG_STRING, &arch, "Architecture of a weights-only state_dict (.pth/.pt or .safetensors): a preset or a JSON file", "SPEC" },
     { "device", 0, 0, G_OPTION_ARG_STRING, &device, "Device (see 'cleave-cli devices')", "DEV" },
     { NULL }
   };

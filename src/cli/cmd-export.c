@@ -14,7 +14,7 @@ cleave_cmd_export (int argc, char **argv)
   GOptionEntry entries[] = {
     { "onnx", 0, 0, G_OPTION_ARG_NONE, &onnx, "Write ONNX (opset 13; the only format for now)", NULL },
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "File to write (required)", "FILE" },
-    { "arch", 0, 0, G_OPTION_ARG_STRING, &arch, "Architecture preset for a weights-only state_dict", "SPEC" },
+    { "arch", 0, 0, G_OPTION_ARG_STRING, &arch, "Architecture of a weights-only state_dict (.pth/.pt or .safetensors): a preset or a JSON file", "SPEC" },
     { NULL }
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new ("MODEL|MODULES|COMPOSED|PATCHED — export as ONNX");

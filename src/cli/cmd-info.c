@@ -30,7 +30,7 @@ cleave_cmd_info (int argc, char **argv)
   int n_classes = 0;
   gboolean json = FALSE;
   GOptionEntry entries[] = {
-    { "arch", 0, 0, G_OPTION_ARG_STRING, &arch, "Architecture preset for a weights-only state_dict", "SPEC" },
+    { "arch", 0, 0, G_OPTION_ARG_STRING, &arch, "Architecture of a weights-only state_dict (.pth/.pt or .safetensors): a preset or a JSON file", "SPEC" },
     { "input", 0, 0, G_OPTION_ARG_STRING, &input, "Input shape with --arch (default 1x28x28)", "CxHxW" },
     { "classes", 0, 0, G_OPTION_ARG_INT, &n_classes, "Number of classes with --arch (default 10)", "N" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print the architecture as JSON", NULL },

@@ -11,7 +11,7 @@ cleave_cmd_patch (int argc, char **argv)
   g_autofree char *output = NULL, *arch = NULL;
   GOptionEntry entries[] = {
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Patched-model file to write (required)", "FILE" },
-    { "arch", 0, 0, G_OPTION_ARG_STRING, &arch, "Architecture preset when WEAK is a weights-only state_dict", "SPEC" },
+    { "arch", 0, 0, G_OPTION_ARG_STRING, &arch, "Architecture when WEAK is a weights-only state_dict (.pth/.pt or .safetensors): a preset or a JSON file", "SPEC" },
     { NULL }
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new ("WEAK MODULES:CLASS[,CLASS…] … — patch a weak model with strong modules");

@@ -140,7 +140,7 @@ int
 cleave_cmd_split (int argc, char **argv)
 {
   g_autofree char *method = g_strdup ("grad"), *output = NULL, *device = NULL, *report = NULL, *fitness = NULL;
-  g_autofree char *mask_opt = NULL, *loss_kind = NULL;
+  g_autofree char *mask_opt = NULL, *loss_kind = NULL, *arch = NULL;
   int seed = 0;
   double val = 0.2;
   CleaveGradSplitOptions go;
@@ -183,6 +183,7 @@ cleave_cmd_split (int argc, char **argv)
       { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Module-set file to write (required)", "FILE" },
       { "report", 0, 0, G_OPTION_ARG_FILENAME, &report, "Also write report.json and charts into DIR", "DIR" },
       { "device", 0, 0, G_OPTION_ARG_STRING, &device, "Device (see 'cleave-cli devices')", "DEV" },
+      { "arch", 0, 0, G_OPTION_ARG_STRING, &arch, "Architecture of a weights-only state_dict (.pth/.pt or .safetensors): a preset or a JSON file", "SPEC" },
       { "seed", 0, 0, G_OPTION_ARG_INT, &seed, "Seed of the validation split and the search (default 0)", "N" },
       { "val", 0, 0, G_OPTION_ARG_DOUBLE, &val, "Validation fraction of the training split (default 0.2, as in train)", "F" },
       { "val-images", 0, 0, G_OPTION_ARG_INT, &val_images, "Validation images for selection/fitness (0 = all; default per method)", "N" },
@@ -270,14 +271,14 @@ cleave_cmd_split (int argc, char **argv)
   if (val_images >= 0)
     go.val_images = ga.val_images = val_images;
 
-  model = cleave_cli_load_model (argv[1], NULL, NULL, 0, &error);
-  if (model == NULL)
-    return cleave_cli_fail (g_steal_pointer (&error));
   fprintf (stderr, "loading %s…\n", argv[2]);
   train_ds = cleave_dataset_load (argv[2], CLEAVE_SPLIT_TRAIN, cancel, &error);
   if (train_ds && !no_test)
     test_ds = cleave_dataset_load (argv[2], CLEAVE_SPLIT_TEST, cancel, &error);
   if (train_ds == NULL || (!no_test && test_ds == NULL))
+    return cleave_cli_fail (g_steal_pointer (&error));
+  model = cleave_cli_load_model_for (argv[1], arch, train_ds, &error);
+  if (model == NULL)
     return cleave_cli_fail (g_steal_pointer (&error));
   if (train_ds->n_classes != model->n_classes)
     return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,

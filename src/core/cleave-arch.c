@@ -1,6 +1,8 @@
 /* cleave-arch.c: the paper's architectures (SimCNN, ResCNN, InceCNN), a weak
  * CNN and the benchmark CNN, named like the reference PyTorch classes
- * (conv_i.0 = Conv2d, conv_i.1 = BatchNorm2d, fc_i = Linear). */
+ * (GradSplitter's: conv_i.0 = Conv2d, conv_i.1 = BatchNorm2d, fc_i = Linear;
+ * with ref=cnnsplitter, CNNSplitter's: no BatchNorm, SimCNN's conv_i = Conv2d
+ * and 512 hidden units, ResCNN's conv_i.0 = Conv2d and classifier.2 = Linear). */
 #include "cleave-arch.h"
 #include "cleave-error.h"
 
@@ -20,6 +22,8 @@ typedef struct {
   CleaveGraph *g;
   int cur;       /* current node */
   int h, w;      /* current spatial size */
+  gboolean cnnsplitter;      /* CNNSplitter's variant: no BatchNorm, its own names */
+  const char *conv_name;     /* printf format of conv i's Conv2d */
 } Builder;
 
 static int
@@ -29,15 +33,17 @@ scale (int c, double w)
   return MAX (v, 1);
 }
 
-/* conv_i: Conv2d + BatchNorm2d + ReLU, "same" padding. */
+/* conv_i: Conv2d + BatchNorm2d + ReLU, "same" padding; CNNSplitter's
+ * variant has no BatchNorm. */
 static int
 conv_bn_relu (Builder *b, int i, int input, int out, int kernel)
 {
-  g_autofree char *cname = g_strdup_printf ("conv_%d.0", i);
+  g_autofree char *cname = g_strdup_printf (b->conv_name, i);
   g_autofree char *bname = g_strdup_printf ("conv_%d.1", i);
   g_autofree char *rname = g_strdup_printf ("relu_%d", i);
   int c = cleave_graph_add_conv2d (b->g, cname, input, out, kernel, 1, (kernel - 1) / 2, 1, TRUE);
-  c = cleave_graph_add_batchnorm2d (b->g, bname, c);
+  if (!b->cnnsplitter)
+    c = cleave_graph_add_batchnorm2d (b->g, bname, c);
   return cleave_graph_add_relu (b->g, rname, c);
 }
 
@@ -58,7 +64,7 @@ build_simcnn (Builder *b, double w, int n_classes)
 {
   static const int ch[13] = { 64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512 };
   static const gboolean pool_after[13] = { 0, 1, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 1 };
-  int x = 0, hidden = scale (4096, w);
+  int x = 0, hidden = scale (b->cnnsplitter ? 512 : 4096, w);
 
   for (int i = 0; i < 13; i++)
     {
@@ -101,8 +107,8 @@ build_rescnn (Builder *b, double w, int n_classes)
   if (b->h > 1 || b->w > 1)
     x = cleave_graph_add_global_avgpool (b->g, "avg_pool_12", x);
   x = cleave_graph_add_flatten (b->g, "flatten", x);
-  x = cleave_graph_add_dropout (b->g, "dropout_12", x, 0.5f);
-  cleave_graph_add_linear (b->g, "fc_12", x, n_classes, TRUE);
+  x = cleave_graph_add_dropout (b->g, "dropout_12", x, b->cnnsplitter ? 0.4f : 0.5f);
+  cleave_graph_add_linear (b->g, b->cnnsplitter ? "classifier.2" : "fc_12", x, n_classes, TRUE);
 }
 
 static void
@@ -203,13 +209,22 @@ cleave_arch_build (const char *spec, int in_c, int in_h, int in_w, int n_classes
                   return NULL;
                 }
             }
+          else if (g_str_equal (opts[i], "ref=cnnsplitter") || g_str_equal (opts[i], "ref=gradsplitter"))
+            b.cnnsplitter = g_str_equal (opts[i], "ref=cnnsplitter");
           else
             {
               g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
-                           "architecture '%s': unknown option '%s' (known: w=WIDTH)", spec, opts[i]);
+                           "architecture '%s': unknown option '%s' (known: w=WIDTH, ref=gradsplitter|cnnsplitter)",
+                           spec, opts[i]);
               return NULL;
             }
         }
+    }
+  if (b.cnnsplitter && !g_str_equal (name, "simcnn") && !g_str_equal (name, "rescnn"))
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
+                   "architecture '%s': CNNSplitter defines only simcnn and rescnn", spec);
+      return NULL;
     }
   if (n_classes < 2 || in_c < 1 || in_h < 4 || in_w < 4)
     {
@@ -218,6 +233,7 @@ cleave_arch_build (const char *spec, int in_c, int in_h, int in_w, int n_classes
       return NULL;
     }
   b.g = cleave_graph_new (in_c, in_h, in_w);
+  b.conv_name = b.cnnsplitter && g_str_equal (name, "simcnn") ? "conv_%d" : "conv_%d.0";
   b.h = in_h;
   b.w = in_w;
   if (g_str_equal (name, "simcnn"))

@@ -2,8 +2,11 @@
  *
  * Spec strings: "simcnn", "rescnn", "incecnn", "weak" (4 small conv layers),
  * "bench" (the benchmark CNN), with options after ':' separated by ',':
- * "w=0.125" width multiplier, e.g. "simcnn:w=0.25". Parameter names follow
- * the reference implementations' PyTorch classes so their state_dicts load.
+ * "w=0.125" width multiplier, e.g. "simcnn:w=0.25"; "ref=cnnsplitter" for
+ * CNNSplitter's own SimCNN and ResCNN (no BatchNorm; SimCNN with 512 hidden
+ * units), "ref=gradsplitter" (the default) for GradSplitter's, e.g.
+ * "rescnn:w=0.5,ref=cnnsplitter". Parameter names follow the reference
+ * implementations' PyTorch classes so their state_dicts load.
  * With 28×28 inputs SimCNN drops its last pool (docs/ALGORITHMS.md). */
 #pragma once
 

@@ -1,6 +1,9 @@
-/* cleave-model.c: model files (.safetensors with Cleave metadata). */
+/* cleave-model.c: model files (.safetensors with Cleave metadata), and
+ * weights-only state_dicts (safetensors or PyTorch checkpoints) opened with an
+ * architecture. */
 #include "cleave-model.h"
 #include "cleave-arch.h"
+#include "cleave-pth.h"
 #include "cleave-safetensors.h"
 #include "cleave-graph-private.h"
 #include "cleave-error.h"
@@ -283,10 +286,36 @@ read_classes (CleaveModel *m, const CleaveSafetensors *st, const char *path, GEr
   return TRUE;
 }
 
+/* The tensors of a weights file, chosen by content: a PyTorch checkpoint
+ * (torch.save's zip or legacy format, see cleave-pth.h) or a safetensors
+ * file. *@is_pth tells which. */
+static CleaveSafetensors *
+load_tensors (const char *path, gboolean *is_pth, GError **error)
+{
+  g_autoptr(GError) local = NULL;
+  GMappedFile *map = g_mapped_file_new (path, FALSE, &local);
+  const guint8 *data;
+  gsize size;
+  CleaveSafetensors *st;
+
+  if (map == NULL)
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO, "%s", local->message);
+      return NULL;
+    }
+  data = (const guint8 *) g_mapped_file_get_contents (map);
+  size = g_mapped_file_get_length (map);
+  *is_pth = cleave_pth_detect (data, size);
+  st = *is_pth ? cleave_pth_load_bytes (data, size, path, error) : cleave_safetensors_load_bytes (data, size, path, error);
+  g_mapped_file_unref (map);
+  return st;
+}
+
 CleaveModel *
 cleave_model_load (const char *path, GError **error)
 {
-  g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (path, error);
+  gboolean is_pth = FALSE;
+  g_autoptr(CleaveSafetensors) st = load_tensors (path, &is_pth, error);
   const char *format, *graph_json;
   g_autoptr(GError) local = NULL;
   CleaveGraph *g;
@@ -294,6 +323,12 @@ cleave_model_load (const char *path, GError **error)
 
   if (st == NULL)
     return NULL;
+  if (is_pth)
+    {
+      file_fail (error, path, "format", "a PyTorch checkpoint holds weights only: name its architecture with "
+                 "--arch (a preset such as simcnn, or a JSON architecture file)");
+      return NULL;
+    }
   format = cleave_safetensors_get_metadata (st, "cleave.format");
   graph_json = cleave_safetensors_get_metadata (st, "cleave.graph");
   if (graph_json == NULL)
@@ -331,19 +366,58 @@ cleave_model_load (const char *path, GError **error)
   return m;
 }
 
+/* A preset, or an architecture JSON file (docs/ARCHITECTURE-JSON.md: a spec
+ * ending in ".json"), which sets the input shape and the number of classes
+ * itself. */
+static CleaveGraph *
+build_arch (const char *spec, int in_c, int in_h, int in_w, int n_classes, GError **error)
+{
+  g_autofree char *text = NULL, *lower = g_ascii_strdown (spec, -1);
+  g_autoptr(GError) local = NULL;
+  CleaveGraph *g;
+
+  if (!g_str_has_suffix (lower, ".json"))
+    return cleave_arch_build (spec, in_c, in_h, in_w, n_classes, error);
+  if (!g_file_get_contents (spec, &text, NULL, error))
+    return NULL;
+  g = cleave_graph_from_json (text, &local);
+  if (g == NULL)
+    file_fail (error, spec, "architecture", "%s", local->message);
+  return g;
+}
+
+/* CNNSplitter's SimCNN and ResCNN differ from GradSplitter's (cleave-arch.h):
+ * a simcnn or rescnn preset given without "ref=" opens a state_dict with
+ * CNNSplitter's names (conv_0.weight, classifier.2.weight) as CNNSplitter's
+ * variant. Returns the spec to build. */
+static char *
+reference_variant (const char *spec, const CleaveSafetensors *st)
+{
+  g_autofree char *lower = g_ascii_strdown (spec, -1);
+  if (strstr (lower, "ref=") != NULL || !(g_str_has_prefix (lower, "simcnn") || g_str_has_prefix (lower, "rescnn")))
+    return g_strdup (spec);
+  if (cleave_safetensors_find (st, "conv_0.weight") || cleave_safetensors_find (st, "classifier.2.weight"))
+    return g_strdup_printf ("%s%sref=cnnsplitter", spec, strchr (spec, ':') ? "," : ":");
+  return g_strdup (spec);
+}
+
 CleaveModel *
 cleave_model_load_with_arch (const char *path, const char *arch_spec, int in_c, int in_h, int in_w,
                              int n_classes, GError **error)
 {
-  g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (path, error);
+  gboolean is_pth = FALSE;
+  g_autoptr(CleaveSafetensors) st = load_tensors (path, &is_pth, error);
+  g_autofree char *spec = NULL;
   CleaveGraph *g;
   CleaveModel *m;
 
   if (st == NULL)
     return NULL;
-  g = cleave_arch_build (arch_spec, in_c, in_h, in_w, n_classes, error);
+  spec = reference_variant (arch_spec, st);
+  g = build_arch (spec, in_c, in_h, in_w, n_classes, error);
   if (g == NULL)
     return NULL;
+  n_classes = cleave_graph_n_outputs (g);
   if (!load_params (g, st, path, error))
     {
       cleave_graph_free (g);

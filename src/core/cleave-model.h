@@ -27,8 +27,11 @@ CleaveModel *cleave_model_new  (CleaveGraph *graph /* taken */, int n_classes, c
 void         cleave_model_free (CleaveModel *m);
 
 CleaveModel *cleave_model_load (const char *path, GError **error);
-/* A weights-only safetensors (PyTorch state_dict) with an architecture preset
- * name ("simcnn", "rescnn", "incecnn", "simcnn:w=0.25", see cleave-arch.h). */
+/* A weights-only file (a PyTorch state_dict as safetensors, or a torch.save
+ * checkpoint: .pt/.pth, see cleave-pth.h; chosen by content, not by name) with
+ * an architecture: a preset name ("simcnn", "rescnn", "incecnn",
+ * "simcnn:w=0.25", see cleave-arch.h) or the path of an architecture JSON
+ * file (ending in ".json"), whose own input shape and outputs then apply. */
 CleaveModel *cleave_model_load_with_arch (const char *path, const char *arch_spec, int in_c, int in_h, int in_w,
                                           int n_classes, GError **error);
 gboolean     cleave_model_save (CleaveModel *m, const char *path, GError **error);

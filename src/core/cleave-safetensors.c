@@ -6,6 +6,7 @@
  * or a huge allocation. */
 #include "cleave-safetensors.h"
 #include "cleave-error.h"
+#include "cleave-pth.h"
 #include "cleave-util-private.h"
 
 #include <string.h>
@@ -331,6 +332,12 @@ cleave_safetensors_load_bytes (const guint8 *data, gsize size, const char *displ
     }
   memcpy (&header_len, data, 8);
   header_len = GUINT64_FROM_LE (header_len);
+  if (header_len > MAX_HEADER_LEN && cleave_pth_detect (data, size))
+    {
+      cleave_invalid_file (error, file, "a PyTorch checkpoint (torch.save), not safetensors: it holds weights only, "
+                           "open it with an architecture (--arch)");
+      return NULL;
+    }
   if (header_len > MAX_HEADER_LEN)
     {
       cleave_invalid_file (error, file, "header length %" G_GUINT64_FORMAT " exceeds the %d-byte limit", header_len, MAX_HEADER_LEN);
