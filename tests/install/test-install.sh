@@ -33,7 +33,8 @@ status=0
            usr/share/icons/hicolor/symbolic/apps/org.cleave.Cleave-symbolic.svg \
            usr/share/glib-2.0/schemas/org.cleave.Cleave.gschema.xml \
            usr/share/cleave/models/demo.safetensors \
-           usr/share/cleave/models/weak.safetensors; do
+           usr/share/cleave/models/weak.safetensors \
+           usr/share/man/man1/cleave.1 usr/share/man/man1/cleave-cli.1; do
     [ -s "$dest/$f" ] && echo "ok - $f installed" || echo "not ok - $f installed"
   done
   # One .mo per language listed in po/LINGUAS, and no other.
