@@ -10,7 +10,6 @@ here=$(cd "$(dirname "$0")" && pwd -P)
 out=$(mktemp -d "${TMPDIR:-/tmp}/cleave-install-test.XXXXXX")
 trap 'rm -rf "$out"' EXIT
 dest="$out/root"
-status=0
 
 {
   if meson install -C "$build" --no-rebuild --quiet --destdir "$dest" > "$out/install.log" 2>&1; then
@@ -43,7 +42,8 @@ status=0
   [ "$want" = "$have" ] && echo "ok - translations installed for exactly po/LINGUAS (${want:-none listed})" ||
     echo "not ok - translations: po/LINGUAS lists '${want}', installed '${have}'"
 
-  "$here/run-installed.sh" "$dest" "$src" "$build"
+  # The trees as meson names them and with symbolic links resolved.
+  "$here/run-installed.sh" "$dest" "$2" "$1" "$src" "$build"
 } > "$out/tap" 2>&1
 
 cat "$out/tap"
