@@ -5,22 +5,28 @@
 #include "config.h"
 #include "cli-common.h"
 #include "cleave-error.h"
+#include "cleave-paths.h"
 
 #include <glib/gstdio.h>
 #include <errno.h>
 #include <string.h>
 
+/* A shipped model: from $CLEAVE_MODELS_DIR when set, else from the data
+ * folders (cleave-paths.h). */
 static char *
 find_model (const char *name)
 {
-  const char *dirs[] = { g_getenv ("CLEAVE_MODELS_DIR"), SOURCE_DATADIR "/models", PKGDATADIR "/models" };
-  for (gsize i = 0; i < G_N_ELEMENTS (dirs); i++)
+  const char *env = g_getenv ("CLEAVE_MODELS_DIR");
+  g_autofree char *rel = g_build_filename ("models", name, NULL);
+
+  if (env && *env)
     {
-      g_autofree char *p = dirs[i] ? g_build_filename (dirs[i], name, NULL) : NULL;
-      if (p && g_file_test (p, G_FILE_TEST_IS_REGULAR))
+      g_autofree char *p = g_build_filename (env, name, NULL);
+
+      if (g_file_test (p, G_FILE_TEST_IS_REGULAR))
         return g_steal_pointer (&p);
     }
-  return NULL;
+  return cleave_find_data_file (rel);
 }
 
 /* Runs `cleave-cli ARGS…` (this executable), output straight to ours. */
@@ -112,9 +118,12 @@ cleave_cmd_demo (int argc, char **argv)
     return cleave_cli_fail (g_steal_pointer (&error));
   if (demo == NULL || weak == NULL)
     {
+      g_auto(GStrv) dirs = cleave_data_dirs ();
+      g_autofree char *searched = g_strjoinv ("/models, ", dirs);
+
       g_set_error (&error, CLEAVE_ERROR, CLEAVE_ERROR_IO,
-                   "the demo models (demo.safetensors, weak.safetensors) were not found in %s/models, %s/models "
-                   "or $CLEAVE_MODELS_DIR", SOURCE_DATADIR, PKGDATADIR);
+                   "the demo models (demo.safetensors, weak.safetensors) were not found in %s/models "
+                   "or $CLEAVE_MODELS_DIR", searched);
       return cleave_cli_fail (g_steal_pointer (&error));
     }
   if (g_mkdir_with_parents (outdir, 0755) != 0)

@@ -3,6 +3,7 @@
 
 #include "config.h"
 #include "cleave-application.h"
+#include "cleave-paths.h"
 #include "cleave-window.h"
 
 struct _CleaveApplication
@@ -34,19 +35,11 @@ cleave_application_get_settings (CleaveApplication *self)
 char *
 cleave_application_find_demo_model (void)
 {
-  const char *const candidates[] = { PKGDATADIR "/models", SOURCE_DATADIR "/models" };
   const char *env = g_getenv ("CLEAVE_DEMO_MODEL");
 
   if (env && g_file_test (env, G_FILE_TEST_IS_REGULAR))
     return g_strdup (env);
-  for (guint i = 0; i < G_N_ELEMENTS (candidates); i++)
-    {
-      g_autofree char *path = g_build_filename (candidates[i], "demo.safetensors", NULL);
-
-      if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
-        return g_steal_pointer (&path);
-    }
-  return NULL;
+  return cleave_find_data_file ("models/demo.safetensors");
 }
 
 static CleaveWindow *
