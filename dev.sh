@@ -14,7 +14,8 @@ cd "$(dirname "$0")"
 # What building and running needs (meson's post-install step looks up
 # update-desktop-database at configure time, hence desktop-file-utils); tests
 # and benchmarks add PyTorch (the numerical and speed reference), ONNX's
-# checker, Xvfb and the validators. tests/check-packages.py proves both lists
+# checker, Xvfb and the validators, strace (the installed programs must not
+# read the source tree) and what building the Debian package needs. tests/check-packages.py proves both lists
 # complete: a test fails, naming the package, when something is missing.
 PACKAGES="build-essential meson ninja-build pkg-config gettext desktop-file-utils
   libglib2.0-dev libjson-glib-dev libgdk-pixbuf-2.0-dev libcairo2-dev libopenblas-dev
@@ -22,7 +23,8 @@ PACKAGES="build-essential meson ninja-build pkg-config gettext desktop-file-util
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
   dataset-fashion-mnist"
 TEST_PACKAGES="python3-torch python3-numpy python3-onnx
-  xvfb xauth appstream libglib2.0-bin jq bc locales"
+  xvfb xauth x11-utils dbus-daemon appstream libglib2.0-bin jq bc locales strace
+  dpkg-dev debhelper lintian"
 # The inference benchmark adds ONNX Runtime from npm (bench/infer.sh); node
 # and npm are one package where nodejs comes from NodeSource.
 BENCH_PACKAGES="nodejs"
@@ -67,6 +69,8 @@ case "${1:-}" in
       echo "(no de_DE locale: the locale test will be skipped)"
     export POCL_CACHE_DIR="$PWD/build-test/pocl-cache"
     build build-test -Db_sanitize=address,undefined -Db_lundef=false
+    # tests/install/test-deb.sh builds, installs and purges the .deb (root only).
+    [ "$(id -u)" -eq 0 ] && export CLEAVE_TEST_DEB=1
     export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
     status=0
     # The run is watched (tests/watch-opens.py) so that the last tests can check

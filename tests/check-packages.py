@@ -115,6 +115,19 @@ def test_commands(builddir):
     return {t["cmd"][0] for t in json.loads(out) if t["cmd"] and t["cmd"][0].startswith("/usr/")}
 
 
+def debian_build_depends():
+    path = os.path.join(SRCDIR, "debian", "control")
+    if not os.path.exists(path):
+        return []
+    m = re.search(r"^Build-Depends:(.*(?:\n[ \t].*)*)", open(path).read(), re.M)
+    names = []
+    for clause in (m.group(1) if m else "").split(","):
+        alt = re.sub(r"\(.*?\)|\[.*?\]|<.*?>|:\w+", "", clause.split("|")[0]).strip()
+        if alt and not alt.startswith("debhelper-compat"):
+            names.append(alt)
+    return names
+
+
 def which(prog):
     for d in os.environ.get("PATH", "").split(":"):
         p = os.path.join(d, prog)
@@ -170,6 +183,13 @@ def check(args):
         path = which(cc)
         if path:
             need(path, build_ok, "build", "C compiler")
+
+    # tests/install/test-deb.sh builds the Debian package: its Build-Depends
+    # must be installed by the lists too.
+    for pkg in debian_build_depends():
+        if pkg not in test_ok and pkg not in provides:
+            problems.append((pkg, f"debian/control Build-Depends names '{pkg}', which dev.sh's "
+                                  "lists neither name nor pull in"))
 
     opened = []
     if args.opened and os.path.exists(args.opened):

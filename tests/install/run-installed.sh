@@ -27,7 +27,8 @@ check () { desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; fi; }
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/cleave-installed.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 mkdir -p "$scratch/home" "$scratch/work"
-share="$ROOT/usr/share"
+PREFIX=${PREFIX:-/usr}
+share="$ROOT$PREFIX/share"
 model="$share/cleave/models/demo.safetensors"
 
 STRACE=""
@@ -84,7 +85,7 @@ check_trace () {
 cd "$scratch/work" || exit 1
 
 # ---- the command-line demo
-cli="$ROOT/usr/bin/cleave-cli"
+cli="$ROOT$PREFIX/bin/cleave-cli"
 start=$(date +%s)
 traced "$scratch/cli.trace" "$cli" demo --train-images 512 --rounds 1 -o "$scratch/work/out" \
   > "$scratch/cli.log" 2>&1
@@ -139,7 +140,7 @@ APP
 BUS=""
 command -v dbus-run-session >/dev/null 2>&1 && BUS="dbus-run-session --"
 clean_env STRACE="$STRACE" xvfb-run -a -s "-screen 0 1280x1024x24" \
-  $BUS sh "$scratch/app.sh" "$scratch/app.trace" demo.safetensors "$ROOT/usr/bin/cleave" "$model" \
+  $BUS sh "$scratch/app.sh" "$scratch/app.trace" demo.safetensors "$ROOT$PREFIX/bin/cleave" "$model" \
   > "$scratch/app.log" 2>&1
 rc=$?
 sed 's/^/# /' "$scratch/app.log" | grep -v "^# $" | head -20
