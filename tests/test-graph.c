@@ -125,6 +125,25 @@ test_bad_architectures (void)
   expect_error ("{\"input\":[1,8,8],\"nodes\":[{\"name\":\"x\",\"op\":\"conv2d\",\"out_channels\":\"many\"}]}", "integer");
 }
 
+/* Sizes come from the JSON: a parameter or an activation too large to hold is
+ * refused with an error before anything is allocated from it. */
+static void
+test_param_size_checked (void)
+{
+  /* a 2^20 × 2^20 × 3 × 3 weight: 40 TB */
+  expect_error ("{\"input\":[1,8,8],\"nodes\":["
+                "{\"name\":\"a\",\"op\":\"conv2d\",\"out_channels\":1048576,\"pad\":1},"
+                "{\"name\":\"b\",\"op\":\"conv2d\",\"out_channels\":1048576,\"pad\":1}]}", "too large");
+  /* 4096 × 4096 × 4096 features overflow an int when flattened */
+  expect_error ("{\"input\":[4096,4096,4096],\"nodes\":[{\"name\":\"f\",\"op\":\"flatten\"},"
+                "{\"name\":\"l\",\"op\":\"linear\",\"out_features\":2}]}", "too large");
+  /* a concat of eight 2^20-channel maps overflows the channel count of a later conv's weight */
+  expect_error ("{\"input\":[1,64,64],\"nodes\":["
+                "{\"name\":\"a\",\"op\":\"conv2d\",\"out_channels\":1048576,\"kernel\":1},"
+                "{\"name\":\"c\",\"op\":\"concat\",\"inputs\":[\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\"]},"
+                "{\"name\":\"f\",\"op\":\"flatten\"}]}", "too large");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -133,5 +152,6 @@ main (int argc, char **argv)
   g_test_add_func ("/core/graph/json-round-trip", test_json_round_trip);
   g_test_add_func ("/core/graph/residual-ties", test_residual_ties);
   g_test_add_func ("/core/graph/bad-architectures-name-the-field", test_bad_architectures);
+  g_test_add_func ("/core/graph/param-size-checked-before-alloc", test_param_size_checked);
   return g_test_run ();
 }

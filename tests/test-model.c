@@ -210,6 +210,31 @@ test_malformed (void)
   }
 }
 
+/* The graph JSON's sizes are checked (against limits, then against the file's
+ * tensors) before parameters are allocated from them: two convolutions
+ * claiming 2^20 kernels would need 40 TB. */
+static void
+test_param_size_checked (void)
+{
+  g_autoptr(CleaveModel) m = small_model ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = g_build_filename (tmpdir, "sizes.safetensors", NULL);
+  static const char *const claims[] = { "1048576", "4096" };
+
+  g_assert_true (cleave_model_save (m, path, &error));
+  for (gsize i = 0; i < G_N_ELEMENTS (claims); i++)
+    {
+      g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (path, &error);
+      g_autoptr(GRegex) re = g_regex_new ("(\"out_channels\" *: *)16", 0, 0, NULL);
+      g_autofree char *repl = g_strconcat ("\\g<1>", claims[i], NULL);
+      g_autofree char *graph = g_regex_replace (re, cleave_safetensors_get_metadata (st, "cleave.graph"),
+                                                -1, 0, repl, 0, NULL);
+      g_assert_nonnull (strstr (graph, claims[i]));
+      cleave_safetensors_set_metadata (st, "cleave.graph", graph);
+      expect_invalid (st, "huge.safetensors", i == 0 ? "too large" : "conv_2.0.weight");
+    }
+}
+
 static void
 remove_tree (const char *dir)
 {
@@ -232,6 +257,7 @@ main (int argc, char **argv)
   g_test_add_func ("/model/presets", test_presets);
   g_test_add_func ("/model/round-trip", test_round_trip);
   g_test_add_func ("/model/malformed-files-name-the-field", test_malformed);
+  g_test_add_func ("/model/param-size-checked-before-alloc", test_param_size_checked);
   g_test_add_data_func ("/model/statedict/simcnn-matches-pytorch", "simcnn", test_statedict);
   g_test_add_data_func ("/model/statedict/rescnn-matches-pytorch", "rescnn", test_statedict);
   g_test_add_data_func ("/model/statedict/incecnn-matches-pytorch", "incecnn", test_statedict);

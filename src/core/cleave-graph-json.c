@@ -285,8 +285,8 @@ parse_node (CleaveGraph *g, JsonObject *o, int index, GError **error)
   return TRUE;
 }
 
-CleaveGraph *
-cleave_graph_from_json (const char *json, GError **error)
+static CleaveGraph *
+graph_from_json (const char *json, gboolean shapes_only, GError **error)
 {
   g_autoptr(JsonParser) parser = json_parser_new ();
   g_autoptr(GError) local = NULL;
@@ -350,10 +350,24 @@ cleave_graph_from_json (const char *json, GError **error)
           return NULL;
         }
     }
+  g->shapes_only = shapes_only;
   if (!cleave_graph_finalize (g, error))
     {
       cleave_graph_free (g);
       return NULL;
     }
+  g->shapes_only = FALSE;
   return g;
+}
+
+CleaveGraph *
+cleave_graph_from_json (const char *json, GError **error)
+{
+  return graph_from_json (json, FALSE, error);
+}
+
+CleaveGraph *
+cleave_graph_from_json_shapes (const char *json, GError **error)
+{
+  return graph_from_json (json, TRUE, error);
 }

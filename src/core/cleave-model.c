@@ -307,7 +307,7 @@ cleave_model_load (const char *path, GError **error)
       file_fail (error, path, "cleave.format", "'%s' is not a model file (expected %s)", format, MODEL_FORMAT);
       return NULL;
     }
-  g = cleave_graph_from_json (graph_json, &local);
+  g = cleave_graph_from_json_shapes (graph_json, &local);
   if (g == NULL)
     {
       file_fail (error, path, "cleave.graph", "%s", local->message);

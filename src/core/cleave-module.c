@@ -1239,7 +1239,7 @@ read_module (Reader *r, const CleaveSafetensors *st, GHashTable *used, const Cle
       rfail (r, graph_field, "missing");
       goto fail;
     }
-  m->graph = cleave_graph_from_json (graph_json, &local);
+  m->graph = cleave_graph_from_json_shapes (graph_json, &local);
   if (m->graph == NULL)
     {
       rfail (r, graph_field, "%s", local->message);
