@@ -532,6 +532,103 @@ test_image_folder (void)
   rm_rf (root);
 }
 
+static guint32
+crc32_png (const guint8 *p, gsize n)
+{
+  guint32 c = 0xffffffffu;
+  for (gsize i = 0; i < n; i++)
+    {
+      c ^= p[i];
+      for (int k = 0; k < 8; k++)
+        c = (c >> 1) ^ (0xedb88320u & -(c & 1));
+    }
+  return c ^ 0xffffffffu;
+}
+
+static void
+put_be (guint8 *p, int bytes, guint32 v)
+{
+  for (int k = 0; k < bytes; k++)
+    p[k] = (guint8) (v >> (8 * (bytes - 1 - k)));
+}
+
+/* Rewrites a saved PNG's or JPEG's declared size (IHDR with its CRC, or the
+ * baseline SOF0 segment), leaving the pixel data as it was. */
+static void
+claim_size (const char *path, int w, int h)
+{
+  g_autofree guint8 *d = NULL;
+  gsize n = 0;
+  g_assert_true (g_file_get_contents (path, (char **) &d, &n, NULL));
+  if (d[0] == 0x89)
+    {
+      put_be (d + 16, 4, (guint32) w);
+      put_be (d + 20, 4, (guint32) h);
+      put_be (d + 29, 4, crc32_png (d + 12, 17));
+    }
+  else
+    {
+      gsize i = 2;
+      while (i + 9 < n && !(d[i] == 0xff && d[i + 1] == 0xc0))
+        i++;
+      g_assert_cmpuint (i + 9, <, n);
+      put_be (d + i + 5, 2, (guint32) h);
+      put_be (d + i + 7, 2, (guint32) w);
+    }
+  g_assert_true (g_file_set_contents (path, (char *) d, (gssize) n, NULL));
+}
+
+/* An image's declared size is read from its header before it is decoded:
+ * a few bytes claiming 65535² are refused at once, naming the file. Content
+ * other than PNG or JPEG is refused whatever the file's name. */
+static void
+test_image_size_before_decode (void)
+{
+  g_autofree char *root = g_dir_make_tmp ("cleave-ds-XXXXXX", NULL);
+  const char *const classes[] = { "a", "b", NULL };
+  const int counts[] = { 2, 2 };
+  g_autofree char *dir = make_folder (root, NULL, classes, counts, 8, 8, FALSE);
+  g_autofree char *first = g_build_filename (dir, "a", "0000.png", NULL);
+  g_autofree char *later = g_build_filename (dir, "b", "0001.png", NULL);
+  g_autoptr (GError) error = NULL;
+  gint64 t0;
+
+  /* the first image sets the size: over the limit */
+  claim_size (first, 5000, 5000);
+  g_assert_null (cleave_dataset_load_image_folder (dir, NULL, &error));
+  assert_invalid_names (error, "0000.png: image is 5000×5000, larger than");
+  g_clear_error (&error);
+  save_png (first, 8, 8, 0, FALSE);
+
+  /* a later image claims 65535², as a PNG and as a JPEG */
+  t0 = g_get_monotonic_time ();
+  claim_size (later, 65535, 65535);
+  g_assert_null (cleave_dataset_load_image_folder (dir, NULL, &error));
+  assert_invalid_names (error, "0001.png: image is 65535×65535");
+  g_clear_error (&error);
+  {
+    g_autoptr (GdkPixbuf) pb = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, 8, 8);
+    gdk_pixbuf_fill (pb, 0x804020ff);
+    g_assert_true (gdk_pixbuf_save (pb, later, "jpeg", NULL, NULL));
+  }
+  claim_size (later, 65500, 65500);
+  g_assert_null (cleave_dataset_load_image_folder (dir, NULL, &error));
+  assert_invalid_names (error, "0001.png: image is 65500×65500");
+  g_clear_error (&error);
+  g_assert_cmpint (g_get_monotonic_time () - t0, <, 10 * G_USEC_PER_SEC);
+
+  /* a BMP named .png */
+  {
+    g_autoptr (GdkPixbuf) pb = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, 8, 8);
+    gdk_pixbuf_fill (pb, 0x804020ff);
+    g_assert_true (gdk_pixbuf_save (pb, later, "bmp", NULL, NULL));
+  }
+  g_assert_null (cleave_dataset_load_image_folder (dir, NULL, &error));
+  assert_invalid_names (error, "0001.png: cannot decode image: not a PNG or JPEG");
+  g_clear_error (&error);
+  rm_rf (root);
+}
+
 /* ---------------------------------------------------------------- index utilities */
 
 static void
@@ -1092,6 +1189,7 @@ main (int argc, char **argv)
   g_test_add_func ("/core/dataset/idx/errors-name-file-and-field", test_idx_errors);
   g_test_add_func ("/core/dataset/cifar-bin/read-and-errors", test_cifar_bin);
   g_test_add_func ("/core/dataset/image-folder/read-and-errors", test_image_folder);
+  g_test_add_func ("/core/dataset/image-folder/size-read-before-decode", test_image_size_before_decode);
   g_test_add_func ("/core/dataset/split/stable-and-stratified", test_split);
   g_test_add_func ("/core/dataset/dirichlet-subset/min-per-class", test_dirichlet);
   g_test_add_func ("/core/dataset/subset-select-concat", test_subset_select_concat);

@@ -573,17 +573,45 @@ typedef struct {
   int chunk;
 } DecodeJob;
 
+/* Reads an image's declared size from its header, without decoding it. Only
+ * PNG and JPEG content is accepted: gdk-pixbuf reads their headers
+ * incrementally, while other loaders may decode the whole file to report a size. */
+static gboolean
+image_header (const char *path, int *w, int *h, GError **error)
+{
+  static const guint8 png[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+  guint8 magic[8] = { 0 };
+  FILE *f = g_fopen (path, "rb");
+  gsize got;
+
+  if (f == NULL)
+    return cleave_invalid_file (error, path, "cannot open: %s", g_strerror (errno));
+  got = fread (magic, 1, sizeof magic, f);
+  fclose (f);
+  if (!(got == 8 && memcmp (magic, png, 8) == 0) && !(got >= 3 && magic[0] == 0xff && magic[1] == 0xd8 && magic[2] == 0xff))
+    return cleave_invalid_file (error, path, "cannot decode image: not a PNG or JPEG file");
+  if (gdk_pixbuf_get_file_info (path, w, h) == NULL || *w < 1 || *h < 1)
+    return cleave_invalid_file (error, path, "cannot decode image: unreadable header");
+  return TRUE;
+}
+
 static gboolean
 decode_one (DecodeJob *job, int i, gboolean *colour, GError **error)
 {
   const char *path = job->paths->pdata[i];
   CleaveDataset *ds = job->ds;
   g_autoptr (GError) local = NULL;
-  g_autoptr (GdkPixbuf) pb = gdk_pixbuf_new_from_file (path, &local);
+  g_autoptr (GdkPixbuf) pb = NULL;
   const guint8 *src;
-  int stride, nch, hw = ds->h * ds->w;
+  int stride, nch, hw = ds->h * ds->w, w, h;
   guint8 *dst = ds->pixels + (gsize) i * 3 * hw;
 
+  if (!image_header (path, &w, &h, error))
+    return FALSE;
+  if (w != ds->w || h != ds->h)
+    return cleave_invalid_file (error, path, "image is %d×%d; expected %d×%d like %s",
+                                w, h, ds->w, ds->h, job->first_path);
+  pb = gdk_pixbuf_new_from_file (path, &local);
   if (pb == NULL)
     return cleave_invalid_file (error, path, "cannot decode image: %s", local->message);
   if (gdk_pixbuf_get_width (pb) != ds->w || gdk_pixbuf_get_height (pb) != ds->h
@@ -667,11 +695,10 @@ cleave_dataset_load_image_folder (const char *root, GCancellable *cancellable, G
   g_autoptr (GArray) labels = g_array_new (FALSE, FALSE, 1);
   g_autoptr (GError) local = NULL;
   g_autofree char *name = NULL;
-  g_autoptr (GdkPixbuf) first = NULL;
   CleaveDataset *ds;
   DecodeJob job = { 0 };
   GThreadPool *pool;
-  int nchunks, nthreads;
+  int nchunks, nthreads, w, h;
 
   classes = list_sorted (root, TRUE, error);
   if (classes == NULL)
@@ -711,21 +738,16 @@ cleave_dataset_load_image_folder (const char *root, GCancellable *cancellable, G
       return NULL;
     }
 
-  first = gdk_pixbuf_new_from_file (paths->pdata[0], &local);
-  if (first == NULL)
+  if (!image_header (paths->pdata[0], &w, &h, error))
+    return NULL;
+  if (w > MAX_SIDE || h > MAX_SIDE)
     {
-      cleave_invalid_file (error, paths->pdata[0], "cannot decode image: %s", local->message);
-      return NULL;
-    }
-  if (gdk_pixbuf_get_width (first) > MAX_SIDE || gdk_pixbuf_get_height (first) > MAX_SIDE)
-    {
-      cleave_invalid_file (error, paths->pdata[0], "image is %d×%d, larger than %d pixels a side",
-               gdk_pixbuf_get_width (first), gdk_pixbuf_get_height (first), MAX_SIDE);
+      cleave_invalid_file (error, paths->pdata[0], "image is %d×%d, larger than %d pixels a side", w, h, MAX_SIDE);
       return NULL;
     }
 
   name = g_path_get_basename (root);
-  ds = dataset_alloc (name, root, paths->len, 3, gdk_pixbuf_get_height (first), gdk_pixbuf_get_width (first), error);
+  ds = dataset_alloc (name, root, paths->len, 3, h, w, error);
   if (ds == NULL)
     return NULL;
   memcpy (ds->labels, labels->data, ds->n);
