@@ -250,6 +250,35 @@ test_bad_input (void)
   assert_contains (err, "unknown command");
 }
 
+/* Class lists with an empty element ("1,,2", "0,", ",2") get a clear error,
+ * in every command that takes one. */
+static void
+test_class_list_empty_element (void)
+{
+  g_autofree char *dest = path ("never.safetensors"), *mods = path ("none.modules");
+  g_autofree char *m12 = g_strconcat (mods, ":1,,2", NULL), *m2 = g_strconcat (mods, ":,2", NULL);
+  g_autofree char *mix = g_strconcat (data_dir, ":1,", NULL), *model = path ("m.safetensors");
+  const char *const cases[][8] = {
+    { "train", "--classes", "0,", "--dataset", data_dir, "-o", dest, NULL },
+    { "compose", "-o", dest, m12, NULL },
+    { "patch", model, m2, "-o", dest, NULL },
+    { "eval", model, "--mix", mix, NULL },
+  };
+  if (!g_file_test (model, G_FILE_TEST_EXISTS))
+    {
+      g_test_skip ("needs the model from /cli/train-info-eval");
+      return;
+    }
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *err = NULL;
+      g_assert_cmpint (cli (NULL, &err, cases[i][0], cases[i][1], cases[i][2], cases[i][3], cases[i][4],
+                            cases[i][5], cases[i][6], NULL), !=, 0);
+      assert_contains (err, "empty element");
+      g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+    }
+}
+
 static void
 remove_tree (const char *dir)
 {
@@ -279,6 +308,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/train-info-eval", test_train_info_eval);
   g_test_add_func ("/cli/split-compose-patch-export", test_split_compose_patch);
   g_test_add_func ("/cli/bad-input", test_bad_input);
+  g_test_add_func ("/cli/class-list-empty-element", test_class_list_empty_element);
   status = g_test_run ();
   remove_tree (tmpdir);
   return status;

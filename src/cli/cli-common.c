@@ -186,11 +186,16 @@ cleave_cli_parse_int_list (const char *s, int *n_out, GError **error)
 {
   g_auto(GStrv) parts = g_strsplit (s, ",", -1);
   GArray *a = g_array_new (FALSE, FALSE, sizeof (int));
+  if (parts[0] == NULL)
+    goto empty;
   for (int i = 0; parts[i]; i++)
     {
       char *end;
       gint64 lo, hi;
-      const char *dash = strchr (parts[i] + 1, '-');
+      const char *dash;
+      if (parts[i][0] == 0)
+        goto empty;
+      dash = strchr (parts[i] + 1, '-');
       lo = g_ascii_strtoll (parts[i], &end, 10);
       if (end == parts[i])
         goto bad;
@@ -216,6 +221,11 @@ bad:
     }
   *n_out = (int) a->len;
   return (int *) g_array_free (a, FALSE);
+empty:
+  g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+               "'%s' has an empty element: give a list of numbers like 0,3,5 or 0-4", s);
+  g_array_unref (a);
+  return NULL;
 }
 
 char *
