@@ -825,6 +825,39 @@ edit_bad_json (CleaveSafetensors *st)
   cleave_safetensors_set_metadata (st, "cleave.modules", "{\"method\": \"grad\", ");
 }
 
+/* 2,100 sites of 2^20 kernels each: their sum does not fit an int. */
+static void
+edit_many_sites (CleaveSafetensors *st)
+{
+  g_autoptr(JsonParser) p = json_parser_new ();
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autofree char *text = NULL;
+  JsonObject *o;
+  JsonArray *sites = json_array_new ();
+
+  g_assert_true (json_parser_load_from_data (p, cleave_safetensors_get_metadata (st, "cleave.modules"), -1, NULL));
+  o = json_node_get_object (json_parser_get_root (p));
+  for (int s = 0; s < 2100; s++)
+    {
+      JsonObject *e = json_object_new ();
+      json_object_set_string_member (e, "layer", "conv");
+      json_object_set_int_member (e, "kernels", 1 << 20);
+      json_object_set_int_member (e, "tie", s);
+      json_array_add_object_element (sites, e);
+    }
+  json_object_set_array_member (o, "sites", sites);
+  json_object_set_int_member (o, "total_kernels", 1);
+  json_generator_set_root (gen, json_parser_get_root (p));
+  text = json_generator_to_data (gen, NULL);
+  cleave_safetensors_set_metadata (st, "cleave.modules", text);
+}
+
+static void
+test_file_site_sum_checked (void)
+{
+  expect_invalid ("many-sites.safetensors", edit_many_sites, "the sites add up to 2202009600");
+}
+
 static void
 test_file_malformed (void)
 {
@@ -1130,6 +1163,7 @@ main (int argc, char **argv)
   g_test_add_func ("/module/evaluate/keep-all-is-source", test_evaluate_keep_all_is_source);
   g_test_add_func ("/module/file/round-trip", test_file_round_trip);
   g_test_add_func ("/module/file/malformed", test_file_malformed);
+  g_test_add_func ("/module/file/site-kernels-sum-checked", test_file_site_sum_checked);
   g_test_add_func ("/module/file/truncated", test_file_truncated);
   g_test_add_func ("/module/file/model-refused", test_file_model_refused);
   g_test_add_func ("/module/file/fuzz", test_file_fuzz);

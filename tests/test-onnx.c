@@ -201,6 +201,21 @@ test_malformed_crafted (void)
   assert_invalid (data, len, "negative");
 }
 
+/* An empty packed float_data array (a zero-length LEN field) parses as no
+ * values, without offsetting a NULL array. */
+static void
+test_empty_packed_array (void)
+{
+  /* graph { initializer { dims [0], name "w", data_type FLOAT, float_data (packed, 0 bytes) } } */
+  const guint8 data[] = { 0x3a, 0x0b, 0x2a, 0x09, 0x08, 0x00, 0x42, 0x01, 'w', 0x10, 0x01, 0x22, 0x00 };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (CleaveOnnxModel) m = cleave_onnx_model_parse (data, sizeof data, "empty.onnx", &error);
+
+  g_assert_no_error (error);
+  g_assert_cmpuint (m->initializers->len, ==, 1);
+  g_assert_cmpint (((CleaveOnnxTensor *) m->initializers->pdata[0])->numel, ==, 0);
+}
+
 /* Parsing and importing never crash and always explain a failure. */
 static void
 parse_and_import (const guint8 *data, gsize len, int *n_ok)
@@ -798,6 +813,7 @@ main (int argc, char **argv)
   g_test_add_func ("/core/onnx/protobuf/encode-parse-roundtrip", test_roundtrip_encoding);
   g_test_add_func ("/core/onnx/protobuf/malformed-crafted", test_malformed_crafted);
   g_test_add_func ("/core/onnx/protobuf/truncations", test_truncations);
+  g_test_add_func ("/core/onnx/protobuf/empty-packed-array", test_empty_packed_array);
   g_test_add_func ("/core/onnx/protobuf/random-byte-flips", test_random_flips);
   g_test_add_func ("/core/onnx/import/structure", test_import_structure);
   g_test_add_func ("/core/onnx/import/unsupported-names-node-op-attr", test_unsupported);

@@ -1005,7 +1005,7 @@ read_set_fields (Reader *r, JsonObject *o, CleaveModuleSet *set)
   JsonArray *a;
   JsonNode *src = json_object_get_member (o, "source");
   JsonNode *norm = json_object_get_member (o, "normalize");
-  int total = 0;
+  gint64 total = 0;
 
   if (!read_string (r, o, "method", "", TRUE, &set->method) ||
       !read_string (r, o, "dataset", "", FALSE, &set->dataset))
@@ -1086,10 +1086,13 @@ read_set_fields (Reader *r, JsonObject *o, CleaveModuleSet *set)
         return rfail (r, where, "tie %d is not the first site of a group with the same kernels", set->site_tie[s]);
       total += set->site_channels[s];
     }
+  if (total > CLEAVE_GRAPH_MAX_TOTAL_NUMEL)
+    return rfail (r, "sites", "the sites add up to %" G_GINT64_FORMAT " kernels, more than %" G_GINT64_FORMAT,
+                  total, CLEAVE_GRAPH_MAX_TOTAL_NUMEL);
   if (!read_int (r, o, "total_kernels", "", 0, G_MAXINT, &set->total_kernels))
     return FALSE;
   if (set->total_kernels != total)
-    return rfail (r, "total_kernels", "is %d, the sites add up to %d", set->total_kernels, total);
+    return rfail (r, "total_kernels", "is %d, the sites add up to %" G_GINT64_FORMAT, set->total_kernels, total);
   if (!read_number (r, o, "source_accuracy", "", 0, 1, &set->source_accuracy) ||
       !read_number (r, o, "composed_accuracy", "", 0, 1, &set->composed_accuracy))
     return FALSE;
