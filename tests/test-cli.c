@@ -5,8 +5,13 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
+#include <gio/gio.h>
+#include <fcntl.h>
 #include <locale.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 static char *tmpdir;
 static char *data_dir;
@@ -280,6 +285,121 @@ test_class_list_empty_element (void)
 }
 
 static void
+assert_same_contents (const char *file, const char *before, gsize len)
+{
+  g_autofree char *now = NULL;
+  gsize now_len = 0;
+  g_assert_true (g_file_get_contents (file, &now, &now_len, NULL));
+  g_assert_cmpmem (now, now_len, before, len);
+}
+
+/* No command writes over one of its own inputs, also through a symlink. */
+static void
+test_output_not_an_input (void)
+{
+  g_autofree char *model = path ("m.safetensors"), *mods = path ("m.modules"), *link = path ("link.safetensors");
+  g_autofree char *spec = g_strconcat (mods, ":0,2", NULL), *mdata = NULL, *sdata = NULL;
+  gsize mlen, slen;
+
+  if (!g_file_get_contents (model, &mdata, &mlen, NULL) || !g_file_get_contents (mods, &sdata, &slen, NULL))
+    {
+      g_test_skip ("needs the files of /cli/train-info-eval and /cli/split-compose-patch-export");
+      return;
+    }
+  g_assert_cmpint (symlink (model, link), ==, 0);
+  {
+    const char *const cases[][7] = {
+      { "compose", "-o", mods, spec, NULL },
+      { "export", "--onnx", model, "-o", model, NULL },
+      { "export", "--onnx", model, "-o", link, NULL },
+      { "patch", model, spec, "-o", model, NULL },
+      { "split", model, data_dir, "-o", model, NULL },
+      { "train", "--arch", "weak", "--resume", model, "--dataset", data_dir },
+    };
+    for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+      {
+        g_autofree char *err = NULL;
+        g_assert_cmpint (cli (NULL, &err, cases[i][0], cases[i][1], cases[i][2], cases[i][3], cases[i][4],
+                              cases[i][5], cases[i][6], i == 5 ? "-o" : NULL, link, NULL), ==, 1);
+        assert_contains (err, "is also an input");
+      }
+  }
+  assert_same_contents (model, mdata, mlen);
+  assert_same_contents (mods, sdata, slen);
+  g_unlink (link);
+}
+
+/* A second writer of the same output is refused while the first holds its lock. */
+static void
+test_concurrent_writer_refused (void)
+{
+  g_autofree char *model = path ("m.safetensors"), *onnx = path ("locked.onnx"), *lock = path (".locked.onnx.lock");
+  g_autofree char *err = NULL;
+  int fd;
+
+  if (!g_file_test (model, G_FILE_TEST_EXISTS))
+    {
+      g_test_skip ("needs the model from /cli/train-info-eval");
+      return;
+    }
+  fd = open (lock, O_RDWR | O_CREAT, 0644);
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (flock (fd, LOCK_EX), ==, 0);
+  g_assert_cmpint (cli (NULL, &err, "export", "--onnx", model, "-o", onnx, NULL), ==, 1);
+  assert_contains (err, "another cleave-cli is writing");
+  g_assert_false (g_file_test (onnx, G_FILE_TEST_EXISTS));
+  close (fd);
+  /* released: the export runs, and takes its lock file away with it */
+  g_assert_cmpint (cli (NULL, NULL, "export", "--onnx", model, "-o", onnx, NULL), ==, 0);
+  g_assert_true (g_file_test (onnx, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (lock, G_FILE_TEST_EXISTS));
+}
+
+/* Ctrl-C during a split keeps an existing output as it was and writes the
+ * result so far to OUTPUT.partial. */
+static void
+test_interrupted_split_writes_partial (void)
+{
+  g_autofree char *model = path ("m.safetensors"), *out = path ("int.modules"), *partial = path ("int.modules.partial");
+  g_autofree char *rest = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSubprocess) proc = NULL;
+  g_autoptr(GDataInputStream) in = NULL;
+  gboolean signalled = FALSE;
+  char *line;
+
+  if (!g_file_test (model, G_FILE_TEST_EXISTS))
+    {
+      g_test_skip ("needs the model from /cli/train-info-eval");
+      return;
+    }
+  g_assert_true (g_file_set_contents (out, "the user's old modules", -1, NULL));
+  proc = g_subprocess_new (G_SUBPROCESS_FLAGS_STDERR_PIPE | G_SUBPROCESS_FLAGS_STDOUT_SILENCE, &error,
+                           g_getenv ("CLEAVE_CLI"), "split", model, data_dir, "-o", out, "--head-epochs", "400",
+                           "--batch", "32", NULL);
+  g_assert_no_error (error);
+  in = g_data_input_stream_new (g_subprocess_get_stderr_pipe (proc));
+  while ((line = g_data_input_stream_read_line (in, NULL, NULL, NULL)) != NULL)
+    {
+      if (!signalled && strstr (line, "heads 3/"))
+        {
+          g_subprocess_send_signal (proc, SIGINT);
+          signalled = TRUE;
+        }
+      if (strstr (line, "interrupted"))
+        rest = g_strdup (line);
+      g_free (line);
+    }
+  g_assert_true (g_subprocess_wait (proc, NULL, &error));
+  g_assert_true (signalled);
+  g_assert_cmpint (g_subprocess_get_exit_status (proc), ==, 130);
+  g_assert_nonnull (rest);
+  assert_contains (rest, "int.modules.partial");
+  assert_same_contents (out, "the user's old modules", strlen ("the user's old modules"));
+  g_assert_cmpint (cli (NULL, NULL, "modules", partial, NULL), ==, 0);
+}
+
+static void
 remove_tree (const char *dir)
 {
   g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
@@ -309,6 +429,9 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/split-compose-patch-export", test_split_compose_patch);
   g_test_add_func ("/cli/bad-input", test_bad_input);
   g_test_add_func ("/cli/class-list-empty-element", test_class_list_empty_element);
+  g_test_add_func ("/cli/output-is-never-an-input", test_output_not_an_input);
+  g_test_add_func ("/cli/concurrent-writer-refused", test_concurrent_writer_refused);
+  g_test_add_func ("/cli/interrupted-split-writes-partial", test_interrupted_split_writes_partial);
   status = g_test_run ();
   remove_tree (tmpdir);
   return status;

@@ -154,6 +154,7 @@ cleave_cmd_split (int argc, char **argv)
   g_autoptr(CleaveModel) model = NULL;
   g_autoptr(CleaveBackend) backend = NULL;
   g_autoptr(CleaveModuleSet) set = NULL;
+  g_autoptr(CleaveCliOutput) claim = NULL;
   g_autofree int *train_idx = NULL, *val_idx = NULL;
   g_autofree char *cmdline = cleave_cli_command_line (argc, argv);
   int n_train = 0, n_val = 0;
@@ -269,6 +270,8 @@ cleave_cmd_split (int argc, char **argv)
                                          "--sensitivity-threshold, --krr-weight and --diff-weight must be ≥ 0"));
   if (val_images >= 0)
     go.val_images = ga.val_images = val_images;
+  if ((claim = cleave_cli_output_claim (output, (const char *const *) argv + 1, 2, &error)) == NULL)
+    return cleave_cli_fail (g_steal_pointer (&error));
 
   model = cleave_cli_load_model (argv[1], NULL, NULL, 0, &error);
   if (model == NULL)
@@ -323,10 +326,17 @@ cleave_cmd_split (int argc, char **argv)
   if (set->dataset == NULL)
     set->dataset = g_strdup (argv[2]);
 
+  /* An interrupted search's result goes beside the output, never over it. */
+  if (cancelled)
+    {
+      g_autofree char *partial = g_strconcat (output, ".partial", NULL);
+      g_free (output);
+      output = g_steal_pointer (&partial);
+    }
   if (!cleave_module_set_save (set, output, &error))
     return cleave_cli_fail (g_steal_pointer (&error));
   if (cancelled)
-    fprintf (stderr, "interrupted: kept the best result so far\n");
+    fprintf (stderr, "interrupted: the best result so far is in %s\n", output);
   print_selected (set->log_json);
   if (report && !cleave_report_write_module_set (set, report, &error))
     return cleave_cli_fail (g_steal_pointer (&error));

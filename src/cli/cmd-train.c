@@ -44,6 +44,7 @@ cleave_cmd_train (int argc, char **argv)
   g_autofree int *train_idx = NULL, *val_idx = NULL, *class_list = NULL;
   g_autofree char *cmdline = cleave_cli_command_line (argc, argv);
   g_autofree char *ckpt = NULL;
+  g_autoptr(CleaveCliOutput) claim = NULL;
   int n_train = 0, n_val = 0, n_class_list = 0;
   CleaveTrainOptions opt;
   CleaveTrainResult result = { 0 };
@@ -67,6 +68,11 @@ cleave_cmd_train (int argc, char **argv)
     }
   if (classes && !(class_list = cleave_cli_parse_int_list (classes, &n_class_list, &error)))
     return cleave_cli_fail (g_steal_pointer (&error));
+  {
+    const char *inputs[3] = { resume, arch_file, dataset };
+    if ((claim = cleave_cli_output_claim (output, inputs, 3, &error)) == NULL)
+      return cleave_cli_fail (g_steal_pointer (&error));
+  }
 
   if (mix)
     {
