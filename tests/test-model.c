@@ -235,6 +235,75 @@ test_param_size_checked (void)
     }
 }
 
+/* Sets value @k of tensor @name in a loaded file (F32). */
+static void
+poke (CleaveSafetensors *st, const char *name, gsize k, float v)
+{
+  const CleaveSafeTensor *t = cleave_safetensors_find (st, name);
+  g_assert_nonnull (t);
+  g_assert_cmpuint ((k + 1) * 4, <=, t->nbytes);
+  memcpy (t->data + 4 * k, &v, 4);
+}
+
+/* Weights that would poison every result are refused, naming the tensor:
+ * NaN, ±Inf, a negative BN running variance. */
+static void
+test_non_finite_weights (void)
+{
+  g_autoptr(CleaveModel) m = small_model ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = g_build_filename (tmpdir, "finite.safetensors", NULL);
+  g_autofree char *bad = g_build_filename (tmpdir, "nonfinite.safetensors", NULL);
+  const struct { const char *tensor; float v; const char *needle; } cases[] = {
+    { "conv_0.0.weight", NAN, "not finite" },
+    { "fc_4.bias", INFINITY, "not finite" },
+    { "conv_1.1.running_mean", -INFINITY, "not finite" },
+    { "conv_1.1.running_var", -0.5f, "negative" },
+  };
+
+  g_assert_true (cleave_model_save (m, path, &error));
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (path, &error);
+      poke (st, cases[i].tensor, 1, cases[i].v);
+      expect_invalid (st, "nonfinite.safetensors", cases[i].tensor);
+      {
+        g_autoptr(CleaveModel) back = cleave_model_load (bad, &error);
+        g_assert_null (back);
+        if (strstr (error->message, cases[i].needle) == NULL)
+          g_error ("'%s' should say %s", error->message, cases[i].needle);
+        g_clear_error (&error);
+      }
+    }
+}
+
+/* cleave.normalize holds numbers, finite and usable as floats: no strings or
+ * booleans, nothing that overflows to inf or underflows to 0 as a float. */
+static void
+test_normalize_numbers (void)
+{
+  g_autoptr(CleaveModel) m = small_model ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = g_build_filename (tmpdir, "norm.safetensors", NULL);
+  static const char *const bad[] = {
+    "{\"mean\": [\"0.5\"], \"std\": [0.3]}",
+    "{\"mean\": [0.5], \"std\": [true]}",
+    "{\"mean\": [1e308], \"std\": [0.3]}",
+    "{\"mean\": [0.5], \"std\": [1e-300]}",
+    "{\"mean\": [0.5], \"std\": [1e-40]}",
+    "{\"mean\": [0.5], \"std\": [1e39]}",
+    "{\"mean\": [0.5], \"std\": [null]}",
+  };
+
+  g_assert_true (cleave_model_save (m, path, &error));
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (path, &error);
+      cleave_safetensors_set_metadata (st, "cleave.normalize", bad[i]);
+      expect_invalid (st, "badnorm.safetensors", "cleave.normalize");
+    }
+}
+
 static void
 remove_tree (const char *dir)
 {
@@ -258,6 +327,8 @@ main (int argc, char **argv)
   g_test_add_func ("/model/round-trip", test_round_trip);
   g_test_add_func ("/model/malformed-files-name-the-field", test_malformed);
   g_test_add_func ("/model/param-size-checked-before-alloc", test_param_size_checked);
+  g_test_add_func ("/model/non-finite-weights-refused", test_non_finite_weights);
+  g_test_add_func ("/model/normalize-must-be-usable-numbers", test_normalize_numbers);
   g_test_add_data_func ("/model/statedict/simcnn-matches-pytorch", "simcnn", test_statedict);
   g_test_add_data_func ("/model/statedict/rescnn-matches-pytorch", "rescnn", test_statedict);
   g_test_add_data_func ("/model/statedict/incecnn-matches-pytorch", "incecnn", test_statedict);

@@ -325,6 +325,30 @@ check_bad (const char *dir, const char *label, const guint8 *data, gsize len, co
   g_remove (path);
 }
 
+/* A name given twice (a tensor, a metadata key, a field of an entry) is
+ * refused: otherwise the later one would silently win. */
+static void
+test_duplicate_names (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("cleave-st-XXXXXX", NULL);
+  static const struct { const char *label, *header, *needle; } cases[] = {
+    { "dup-tensor", "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                    "\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", "'x' appears twice" },
+    { "dup-metadata", "{\"__metadata__\":{\"k\":\"a\",\"k\":\"b\"},"
+                      "\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", "'k' appears twice" },
+    { "dup-field", "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"dtype\":\"F16\",\"data_offsets\":[0,8]}}",
+      "'dtype' appears twice" },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (GBytes) b = make_file (cases[i].header, 8);
+      gsize len;
+      const guint8 *data = g_bytes_get_data (b, &len);
+      check_bad (dir, cases[i].label, data, len, cases[i].needle);
+    }
+  rm_rf (dir);
+}
+
 static void
 test_malformed (void)
 {
@@ -522,6 +546,7 @@ main (int argc, char **argv)
   g_test_add_func ("/core/safetensors/add-replaces-same-name", test_replace_same_name);
   g_test_add_func ("/core/safetensors/dtype-conversions", test_dtypes);
   g_test_add_func ("/core/safetensors/malformed-files-name-file-and-field", test_malformed);
+  g_test_add_func ("/core/safetensors/duplicate-names-refused", test_duplicate_names);
   g_test_add_func ("/core/safetensors/fuzz-never-crashes", test_fuzz);
   g_test_add_func ("/core/safetensors/atomic-write", test_atomic_write);
   return g_test_run ();

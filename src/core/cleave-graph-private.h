@@ -19,6 +19,10 @@ struct _CleaveGraph {
 #define CLEAVE_GRAPH_MAX_NUMEL ((gint64) 1 << 28)
 #define CLEAVE_GRAPH_MAX_TOTAL_NUMEL ((gint64) 1 << 30)
 
+/* Refuses parameter values that would poison every result: a non-finite
+ * value, or a negative BN running variance ("FILE: tensor 'NAME': ..."). */
+gboolean cleave_graph_check_values (const CleaveGraph *g, const char *file, GError **error);
+
 /* cleave_graph_from_json() whose parameters are left without data (NULL):
  * the caller must fill every one before the graph is used. */
 CleaveGraph *cleave_graph_from_json_shapes (const char *json, GError **error);

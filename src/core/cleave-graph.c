@@ -1,5 +1,6 @@
 /* cleave-graph.c: CNN structure, shape inference, parameters and mask sites. */
 #include "cleave-graph-private.h"
+#include "cleave-util-private.h"
 #include "cleave-error.h"
 
 #include <math.h>
@@ -772,6 +773,27 @@ cleave_graph_finalize (CleaveGraph *g, GError **error)
     return FALSE;
   compute_mask_sites (g);
   g->finalized = TRUE;
+  return TRUE;
+}
+
+gboolean
+cleave_graph_check_values (const CleaveGraph *g, const char *file, GError **error)
+{
+  for (guint i = 0; i < g->params->len; i++)
+    {
+      const CleaveParam *p = g->params->pdata[i];
+      gboolean var = g_str_has_suffix (p->name, ".running_var");
+      gsize n = cleave_param_numel (p);
+      for (gsize k = 0; k < n; k++)
+        {
+          if (!isfinite (p->data[k]))
+            return cleave_invalid_file (error, file, "tensor '%s': value %" G_GSIZE_FORMAT " is %g, not finite",
+                                        p->name, k, p->data[k]);
+          if (var && p->data[k] < 0)
+            return cleave_invalid_file (error, file, "tensor '%s': value %" G_GSIZE_FORMAT " is %g, a negative variance",
+                                        p->name, k, p->data[k]);
+        }
+    }
   return TRUE;
 }
 

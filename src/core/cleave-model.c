@@ -4,8 +4,10 @@
 #include "cleave-safetensors.h"
 #include "cleave-graph-private.h"
 #include "cleave-error.h"
+#include "cleave-util-private.h"
 
 #include <json-glib/json-glib.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -195,7 +197,10 @@ load_params (CleaveGraph *g, const CleaveSafetensors *st, const char *path, GErr
           return file_fail (error, path, field, "is not a parameter of the architecture");
         }
     }
-  return TRUE;
+  {
+    g_autofree char *base = g_path_get_basename (path);
+    return cleave_graph_check_values (g, base, error);
+  }
 }
 
 static JsonNode *
@@ -248,10 +253,11 @@ read_norm (CleaveModel *m, const CleaveSafetensors *st, const char *path, GError
       for (int c = 0; c < m->n_channels; c++)
         {
           JsonNode *e = json_array_get_element (json_node_get_array (a), c);
-          double v = JSON_NODE_HOLDS_VALUE (e) ? json_node_get_double (e) : NAN;
-          if (!isfinite (v) || (k == 1 && v <= 0))
-            return file_fail (error, path, "cleave.normalize", "'%s'[%d] is not a valid number", keys[k], c);
-          dst[k][c] = (float) v;
+          float v = cleave_json_float (e);
+          if (!isfinite (v) || (k == 1 && !(v >= FLT_MIN)))
+            return file_fail (error, path, "cleave.normalize", "'%s'[%d] is not a %s number", keys[k], c,
+                              k == 1 ? "positive, normal float" : "finite float");
+          dst[k][c] = v;
         }
     }
   return TRUE;

@@ -7,6 +7,7 @@
 #include "cleave-error.h"
 
 #include <json-glib/json-glib.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -1046,10 +1047,10 @@ read_set_fields (Reader *r, JsonObject *o, CleaveModuleSet *set)
       for (int c = 0; c < set->in_c; c++)
         {
           JsonNode *e = json_array_get_element (v, c);
-          double x = is_number (e) ? json_node_get_double (e) : NAN;
-          if (!isfinite (x) || (k == 1 && x <= 0))
-            return rfail (r, where, "entry %d is not a valid number", c);
-          (k ? set->std : set->mean)[c] = (float) x;
+          float x = cleave_json_float (e);
+          if (!isfinite (x) || (k == 1 && !(x >= FLT_MIN)))
+            return rfail (r, where, "entry %d is not a %s number", c, k ? "positive, normal float" : "finite float");
+          (k ? set->std : set->mean)[c] = x;
         }
     }
   if ((a = read_array (r, o, "classes", "", -1)) == NULL)
@@ -1138,7 +1139,16 @@ read_f32 (Reader *r, const CleaveSafetensors *st, GHashTable *used, const char *
   gsize numel = 1;
   for (int k = 0; k < ndim; k++)
     numel *= shape[k];
-  return t ? cleave_safe_tensor_to_f32 (t, numel, r->path, r->error) : NULL;
+  float *v = t ? cleave_safe_tensor_to_f32 (t, numel, r->path, r->error) : NULL;
+  for (gsize i = 0; v && i < numel; i++)
+    if (!isfinite (v[i]))
+      {
+        g_autofree char *field = g_strdup_printf ("tensor '%s'", name);
+        rfail (r, field, "value %" G_GSIZE_FORMAT " is %g, not finite", i, v[i]);
+        g_free (v);
+        return NULL;
+      }
+  return v;
 }
 
 static gboolean
@@ -1214,8 +1224,8 @@ read_module (Reader *r, const CleaveSafetensors *st, GHashTable *used, const Cle
     m->class_name = g_strdup (set->class_names[m->class_index]);
   {
     JsonNode *e0 = json_array_get_element (range, 0), *e1 = json_array_get_element (range, 1);
-    lo = is_number (e0) ? json_node_get_double (e0) : NAN;
-    hi = is_number (e1) ? json_node_get_double (e1) : NAN;
+    lo = cleave_json_float (e0);   /* as floats: they are stored as floats */
+    hi = cleave_json_float (e1);
     if ((!JSON_NODE_HOLDS_NULL (e0) && !isfinite (lo)) || (!JSON_NODE_HOLDS_NULL (e1) && !isfinite (hi)) ||
         (isfinite (lo) && isfinite (hi) && lo > hi))
       {
@@ -1286,6 +1296,12 @@ read_module (Reader *r, const CleaveSafetensors *st, GHashTable *used, const Cle
       g_free (p->data);
       p->data = data;
     }
+  {
+    g_autofree char *base = g_path_get_basename (r->path);
+    g_autofree char *where = g_strdup_printf ("%s: module %d", base, k);
+    if (!cleave_graph_check_values (m->graph, where, r->error))
+      goto fail;
+  }
   if (!read_kept (r, st, used, set, m, k))
     goto fail;
   if (m->has_head)

@@ -2,6 +2,7 @@
 #include "cleave-util-private.h"
 #include "cleave-error.h"
 
+#include <float.h>
 #include <math.h>
 
 gboolean
@@ -22,6 +23,17 @@ cleave_invalid_file (GError **error, const char *file, const char *fmt, ...)
   cleave_invalid_file_valist (error, file, fmt, ap);
   va_end (ap);
   return FALSE;
+}
+
+float
+cleave_json_float (JsonNode *n)
+{
+  GType t = n && JSON_NODE_HOLDS_VALUE (n) ? json_node_get_value_type (n) : G_TYPE_INVALID;
+  double d;
+  if (t != G_TYPE_DOUBLE && t != G_TYPE_INT64)
+    return NAN;
+  d = json_node_get_double (n);
+  return fabs (d) > FLT_MAX ? (float) copysign (INFINITY, d) : (float) d;
 }
 
 void
