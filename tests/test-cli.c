@@ -399,6 +399,37 @@ test_interrupted_split_writes_partial (void)
   g_assert_cmpint (cli (NULL, NULL, "modules", partial, NULL), ==, 0);
 }
 
+/* Out-of-range, non-finite and negative option values are refused naming the
+ * option, before anything is written. */
+static void
+test_options_validated (void)
+{
+  g_autofree char *dest = path ("never.safetensors"), *model = path ("m.safetensors");
+  const char *const train_cases[][2] = {
+    { "--val", "-1" }, { "--val", "1.5" }, { "--dirichlet", "0" }, { "--dirichlet", "nan" },
+    { "--max-train", "-1" }, { "--lr", "nan" }, { "--lr", "1e300" }, { "--min-per-class", "-3" },
+  };
+  const char *const split_cases[][2] = {
+    { "--alpha", "-0.1" }, { "--max-loss", "-1" }, { "--max-loss", "inf" }, { "--val", "0" }, { "--lr-mask", "nan" },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (train_cases); i++)
+    {
+      g_autofree char *err = NULL;
+      g_assert_cmpint (cli (NULL, &err, "train", "--arch", "weak", "--dataset", data_dir, "--epochs", "1",
+                            train_cases[i][0], train_cases[i][1], "-o", dest, NULL), ==, 1);
+      assert_contains (err, train_cases[i][0] + 2);
+      g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+    }
+  for (gsize i = 0; i < G_N_ELEMENTS (split_cases); i++)
+    {
+      g_autofree char *err = NULL;
+      g_assert_cmpint (cli (NULL, &err, "split", model, data_dir, split_cases[i][0], split_cases[i][1],
+                            "-o", dest, NULL), ==, 1);
+      assert_contains (err, split_cases[i][0] + 2);
+      g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+    }
+}
+
 static void
 remove_tree (const char *dir)
 {
@@ -432,6 +463,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/output-is-never-an-input", test_output_not_an_input);
   g_test_add_func ("/cli/concurrent-writer-refused", test_concurrent_writer_refused);
   g_test_add_func ("/cli/interrupted-split-writes-partial", test_interrupted_split_writes_partial);
+  g_test_add_func ("/cli/options-validated", test_options_validated);
   status = g_test_run ();
   remove_tree (tmpdir);
   return status;

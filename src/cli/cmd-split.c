@@ -270,6 +270,10 @@ cleave_cmd_split (int argc, char **argv)
                                          "--sensitivity-threshold, --krr-weight and --diff-weight must be ≥ 0"));
   if (val_images >= 0)
     go.val_images = ga.val_images = val_images;
+  if (!cleave_dataset_validate_split (val, &error) ||
+      !(g_str_equal (method, "grad") ? cleave_grad_split_options_validate (&go, &error)
+                                     : cleave_ga_split_options_validate (&ga, &error)))
+    return cleave_cli_fail (g_steal_pointer (&error));
   if ((claim = cleave_cli_output_claim (output, (const char *const *) argv + 1, 2, &error)) == NULL)
     return cleave_cli_fail (g_steal_pointer (&error));
 

@@ -14,7 +14,7 @@ cleave_cmd_train (int argc, char **argv)
   g_autofree char *output = NULL, *device = NULL, *resume = NULL, *classes = NULL, *arch_file = NULL;
   g_auto(GStrv) mix = NULL;
   int epochs = 30, batch = 128, seed = 0, max_train = 0, min_per_class = 100;
-  double lr = 0.01, val = 0.2, dirichlet = 0;
+  double lr = 0.01, val = 0.2, dirichlet = -1;   /* -1: no --dirichlet */
   gboolean no_augment = FALSE;
   GOptionEntry entries[] = {
     { "arch", 'a', 0, G_OPTION_ARG_STRING, &arch, "Architecture preset: simcnn, rescnn, incecnn, weak, bench with :w=WIDTH (default simcnn:w=0.125)", "SPEC" },
@@ -68,6 +68,14 @@ cleave_cmd_train (int argc, char **argv)
     }
   if (classes && !(class_list = cleave_cli_parse_int_list (classes, &n_class_list, &error)))
     return cleave_cli_fail (g_steal_pointer (&error));
+  cleave_train_options_init (&opt);
+  opt.epochs = epochs;
+  opt.batch = batch;
+  opt.lr = (float) lr;
+  opt.seed = (guint64) seed;
+  if (!cleave_train_options_validate (&opt, &error) || !cleave_dataset_validate_split (val, &error) ||
+      !cleave_dataset_validate_subset (dirichlet == -1 ? 1 : dirichlet, min_per_class, max_train, &error))
+    return cleave_cli_fail (g_steal_pointer (&error));
   {
     const char *inputs[3] = { resume, arch_file, dataset };
     if ((claim = cleave_cli_output_claim (output, inputs, 3, &error)) == NULL)
@@ -106,7 +114,7 @@ cleave_cmd_train (int argc, char **argv)
       test_ds = b;
     }
   cleave_dataset_split (train_ds, val, (guint64) seed, &train_idx, &n_train, &val_idx, &n_val);
-  if (dirichlet > 0)
+  if (dirichlet != -1)
     {
       int n_sub = 0;
       int *sub = cleave_dataset_dirichlet_subset (train_ds, train_idx, n_train, dirichlet, min_per_class,
@@ -153,11 +161,6 @@ cleave_cmd_train (int argc, char **argv)
   if (backend == NULL)
     return cleave_cli_fail (g_steal_pointer (&error));
 
-  cleave_train_options_init (&opt);
-  opt.epochs = epochs;
-  opt.batch = batch;
-  opt.lr = (float) lr;
-  opt.seed = (guint64) seed;
   opt.use_augment = !no_augment;
   opt.augment.flip = !train_ds->digits;   /* mirrored digits are other digits; clothes and objects stay what they are */
   opt.augment.pad = train_ds->h >= 32 ? 4 : 2;

@@ -1391,6 +1391,20 @@ free_groups (GArray **g, int n)
   g_free (g);
 }
 
+gboolean
+cleave_dataset_validate_split (double val_fraction, GError **error)
+{
+  return cleave_check_option (error, "val", val_fraction, 0, TRUE, 1, TRUE);
+}
+
+gboolean
+cleave_dataset_validate_subset (double alpha, int min_per_class, int total, GError **error)
+{
+  return cleave_check_option (error, "dirichlet", alpha, 0, TRUE, 1e6, FALSE) &&
+         cleave_check_option (error, "min-per-class", min_per_class, 0, FALSE, G_MAXINT, FALSE) &&
+         cleave_check_option (error, "max-train", total, 0, FALSE, G_MAXINT, FALSE);
+}
+
 void
 cleave_dataset_split (const CleaveDataset *ds, double val_fraction, guint64 seed,
                       int **train_idx, int *n_train, int **val_idx, int *n_val)

@@ -3,6 +3,7 @@
 #include "cleave-optim.h"
 #include "cleave-ops.h"
 #include "cleave-error.h"
+#include "cleave-util-private.h"
 
 #include <math.h>
 #include <string.h>
@@ -21,6 +22,18 @@ cleave_train_options_init (CleaveTrainOptions *opt)
   opt->augment.pad = 4;
   opt->augment.flip = TRUE;
   opt->use_augment = TRUE;
+}
+
+gboolean
+cleave_train_options_validate (const CleaveTrainOptions *opt, GError **error)
+{
+  return cleave_check_option (error, "epochs", opt->epochs, 1, FALSE, 1e6, FALSE) &&
+         cleave_check_option (error, "start-epoch", opt->start_epoch, 0, FALSE, opt->epochs, FALSE) &&
+         cleave_check_option (error, "batch", opt->batch, 1, FALSE, CLEAVE_MAX_BATCH, FALSE) &&
+         cleave_check_option (error, "lr", opt->lr, 0, TRUE, 100, FALSE) &&
+         cleave_check_option (error, "momentum", opt->momentum, 0, FALSE, 1, TRUE) &&
+         cleave_check_option (error, "weight-decay", opt->weight_decay, 0, FALSE, 1, FALSE) &&
+         cleave_check_option (error, "gamma", opt->gamma, 0, TRUE, 1, FALSE);
 }
 
 void
@@ -99,6 +112,8 @@ cleave_train (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *d
 
   memset (result, 0, sizeof *result);
   result->history = g_array_new (FALSE, TRUE, sizeof (CleaveEpochRecord));
+  if (!cleave_train_options_validate (opt, error))
+    return FALSE;
   cleave_graph_input_shape (g, &c, &h, &w);
   if (ds->c != c || ds->h != h || ds->w != w)
     {

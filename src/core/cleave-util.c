@@ -25,6 +25,17 @@ cleave_invalid_file (GError **error, const char *file, const char *fmt, ...)
   return FALSE;
 }
 
+gboolean
+cleave_check_option (GError **error, const char *name, double v,
+                     double lo, gboolean lo_open, double hi, gboolean hi_open)
+{
+  if (isfinite (v) && (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi))
+    return TRUE;
+  g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "option %s must be a number in %c%g, %g%c, not %g",
+               name, lo_open ? '(' : '[', lo, hi, hi_open ? ')' : ']', v);
+  return FALSE;
+}
+
 float
 cleave_json_float (JsonNode *n)
 {
