@@ -1096,6 +1096,26 @@ test_cifar10_cache_child (void)
   g_assert_no_error (error);
   g_assert_cmpmem (again->pixels, 10 * 3072, te->pixels, 10 * 3072);
   g_assert_cmpstr (again->class_names[9], ==, "truck");
+
+  /* A decoded cache that no longer matches its record count and checksum
+   * (labels zeroed, then the file truncated) is rebuilt, not trusted. */
+  for (int damage = 0; damage < 2; damage++)
+    {
+      g_autofree char *bin = NULL;
+      gsize len;
+      g_assert_true (g_file_get_contents (dec, &bin, &len, NULL));
+      g_assert_cmpuint (len, ==, 10 * 3073);
+      if (damage == 0)
+        for (int i = 0; i < 10; i++)
+          bin[i * 3073] = 0;
+      g_assert_true (g_file_set_contents (dec, bin, damage == 0 ? (gssize) len : 3073 * 4, NULL));
+      g_autoptr (CleaveDataset) re = cleave_dataset_load ("cifar10", CLEAVE_SPLIT_TEST, NULL, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (re->n, ==, 10);
+      for (int c = 0; c < 10; c++)
+        g_assert_cmpint (re->labels[c], ==, c);
+      g_assert_cmpmem (re->pixels, 10 * 3072, te->pixels, 10 * 3072);
+    }
   g_autoptr (CleaveDataset) tr = cleave_dataset_load ("cifar10", CLEAVE_SPLIT_TRAIN, NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpint (tr->n, ==, 20);

@@ -968,10 +968,47 @@ decoded_cache_path (const char *cache_root, CleaveSplit split)
   return g_build_filename (cache_root, "cifar10-decoded", split == CLEAVE_SPLIT_TRAIN ? "train.bin" : "test.bin", NULL);
 }
 
+/* What the decoded cache must match, kept beside it (PATH.check): the
+ * source's stamp, the record count and the SHA-256 of the cache itself. */
+static char *
+decoded_cache_check (const char *stamp, const guint8 *data, gsize len)
+{
+  g_autofree char *sum = g_compute_checksum_for_data (G_CHECKSUM_SHA256, data, len);
+  return g_strdup_printf ("source %srecords %" G_GSIZE_FORMAT "\nsha256 %s\n", stamp ? stamp : "none\n",
+                          len / CIFAR_RECORD, sum);
+}
+
+/* The decoded cache when it is exactly what @stamp's source gave; NULL (and
+ * the stale files removed) otherwise. */
+static CleaveDataset *
+read_decoded_cache (const char *path, const char *stamp)
+{
+  g_autofree char *check_path = g_strconcat (path, ".check", NULL);
+  g_autofree char *want = NULL, *data = NULL, *got = NULL;
+  gsize len = 0;
+  CleaveDataset *ds = NULL;
+
+  if (g_file_get_contents (check_path, &want, NULL, NULL) && g_file_get_contents (path, &data, &len, NULL) &&
+      len % CIFAR_RECORD == 0 && (got = decoded_cache_check (stamp, (const guint8 *) data, len)) &&
+      strcmp (got, want) == 0)
+    {
+      const char *files[] = { path, NULL };
+      ds = cleave_dataset_load_cifar_bin (files, NULL);
+    }
+  if (ds == NULL)
+    {
+      g_remove (path);
+      g_remove (check_path);
+    }
+  return ds;
+}
+
 static void
-write_decoded_cache (const CleaveDataset *ds, const char *cache_root, CleaveSplit split)
+write_decoded_cache (const CleaveDataset *ds, const char *cache_root, CleaveSplit split, const char *stamp)
 {
   g_autofree char *path = decoded_cache_path (cache_root, split);
+  g_autofree char *check_path = g_strconcat (path, ".check", NULL);
+  g_autofree char *check = NULL;
   g_autofree char *dir = g_path_get_dirname (path);
   g_autofree char *meta = g_build_filename (dir, "batches.meta.txt", NULL);
   g_autofree char *names = NULL;
@@ -989,20 +1026,36 @@ write_decoded_cache (const CleaveDataset *ds, const char *cache_root, CleaveSpli
       memcpy (buf + (gsize) i * CIFAR_RECORD + 1, ds->pixels + (gsize) i * 3072, 3072);
     }
   names = g_strjoinv ("\n", ds->class_names);
+  check = decoded_cache_check (stamp, buf, len);
   /* The cache is an optimisation: failing to write it is not an error. */
-  if (g_file_set_contents (meta, names, -1, NULL))
-    g_file_set_contents (path, (const char *) buf, len, NULL);
+  if (g_file_set_contents (meta, names, -1, NULL) && g_file_set_contents (path, (const char *) buf, len, NULL))
+    g_file_set_contents (check_path, check, -1, NULL);
   g_free (buf);
 }
 
+/* The source tarball's identity: size, mtime and a SHA-256 of its first and
+ * last MiB (a content hash that stays cheap for a 160 MB file). */
 static char *
 source_stamp (const char *path)
 {
+  g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+  g_autofree guint8 *buf = g_malloc (1 << 20);
   GStatBuf st;
+  FILE *f;
 
-  if (g_stat (path, &st) != 0)
+  if (g_stat (path, &st) != 0 || (f = g_fopen (path, "rb")) == NULL)
     return NULL;
-  return g_strdup_printf ("%" G_GINT64_FORMAT " %" G_GINT64_FORMAT "\n", (gint64) st.st_size, (gint64) st.st_mtime);
+  for (int part = 0; part < 2; part++)
+    {
+      gsize got;
+      if (part == 1 && fseeko (f, MAX ((gint64) st.st_size - (1 << 20), 0), SEEK_SET) != 0)
+        break;
+      got = fread (buf, 1, 1 << 20, f);
+      g_checksum_update (sum, buf, got);
+    }
+  fclose (f);
+  return g_strdup_printf ("%" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %s\n", (gint64) st.st_size, (gint64) st.st_mtime,
+                          g_checksum_get_string (sum));
 }
 
 static CleaveDataset *
@@ -1030,19 +1083,13 @@ load_cifar10 (CleaveSplit split, GCancellable *cancellable, GError **error)
       rm_rf (dest);
     }
 
-  if (g_file_test (decoded, G_FILE_TEST_IS_REGULAR))
+  if (g_file_test (decoded, G_FILE_TEST_IS_REGULAR) && (ds = read_decoded_cache (decoded, stamp)) != NULL)
     {
-      const char *files[] = { decoded, NULL };
-      ds = cleave_dataset_load_cifar_bin (files, NULL);
-      if (ds != NULL)
-        {
-          g_free (ds->name);
-          ds->name = g_strdup ("cifar10");
-          g_free (ds->source);
-          ds->source = g_strdup (split_dir);
-          return ds;
-        }
-      g_remove (decoded);
+      g_free (ds->name);
+      ds->name = g_strdup ("cifar10");
+      g_free (ds->source);
+      ds->source = g_strdup (split_dir);
+      return ds;
     }
 
   if (!g_file_test (split_dir, G_FILE_TEST_IS_DIR))
@@ -1063,7 +1110,7 @@ load_cifar10 (CleaveSplit split, GCancellable *cancellable, GError **error)
     return NULL;
   g_free (ds->name);
   ds->name = g_strdup ("cifar10");
-  write_decoded_cache (ds, cache_root, split);
+  write_decoded_cache (ds, cache_root, split, stamp);
   return ds;
 }
 
