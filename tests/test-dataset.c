@@ -294,6 +294,36 @@ test_idx_errors (void)
   rm_rf (dir);
 }
 
+/* Bytes after the end of a gzip stream, or a gzip trailer whose checksum
+ * does not match, are refused, not ignored. */
+static void
+test_idx_gzip_trailing (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("cleave-ds-XXXXXX", NULL);
+  g_autofree char *ipz = g_build_filename (dir, "gz-images-idx3-ubyte.gz", NULL);
+  g_autofree char *lpz = g_build_filename (dir, "gz-labels-idx1-ubyte.gz", NULL);
+  g_autofree char *t = g_build_filename (dir, "odd-images-idx3-ubyte.gz", NULL);
+  g_autofree char *raw = NULL;
+  gsize len;
+
+  write_idx_pair (dir, "gz", 20, 4, 4, TRUE, NULL, NULL);
+  g_assert_true (g_file_get_contents (ipz, &raw, &len, NULL));
+  {
+    g_autofree char *m = g_malloc (len + 7);
+    memcpy (m, raw, len);
+    memcpy (m + len, "garbage", 7);
+    g_assert_true (g_file_set_contents (t, m, len + 7, NULL));
+    check_idx_error (t, lpz, "odd-images-idx3-ubyte.gz: 7 bytes follow the end of the gzip stream");
+  }
+  {
+    g_autofree char *m = g_memdup2 (raw, len);
+    m[len - 6] ^= 0x01;   /* the CRC-32 in the trailer */
+    g_assert_true (g_file_set_contents (t, m, len, NULL));
+    check_idx_error (t, lpz, "odd-images-idx3-ubyte.gz: gzip");
+  }
+  rm_rf (dir);
+}
+
 /* ---------------------------------------------------------------- CIFAR-10 binary */
 
 static void
@@ -1207,6 +1237,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/core/dataset/idx/raw-and-gzip", test_idx_read);
   g_test_add_func ("/core/dataset/idx/errors-name-file-and-field", test_idx_errors);
+  g_test_add_func ("/core/dataset/idx/gzip-trailing-data-refused", test_idx_gzip_trailing);
   g_test_add_func ("/core/dataset/cifar-bin/read-and-errors", test_cifar_bin);
   g_test_add_func ("/core/dataset/image-folder/read-and-errors", test_image_folder);
   g_test_add_func ("/core/dataset/image-folder/size-read-before-decode", test_image_size_before_decode);

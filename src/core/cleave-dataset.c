@@ -141,17 +141,22 @@ source_read (Source *s, guint8 *dst, gsize len, gsize *got, GError **error)
   return TRUE;
 }
 
+/* TRUE when the payload read so far is all there is: for gzip, the stream
+ * ends there, its trailer checks out and no bytes follow it. */
 static gboolean
-source_at_end (Source *s)
+source_at_end (Source *s, guint n_items, GError **error)
 {
   guint8 b;
   gsize got = 0;
 
-  if (s->gz == NULL)
-    return s->in_pos == s->in_len;
-  if (!source_read (s, &b, 1, &got, NULL))
-    return TRUE;   /* trailing garbage after a complete payload is tolerated */
-  return got == 0;
+  if (s->gz != NULL && !source_read (s, &b, 1, &got, error))
+    return FALSE;
+  if (got > 0 || (s->gz == NULL && s->in_pos != s->in_len))
+    return cleave_invalid_file (error, s->path, "data continues past the %u items the header declares", n_items);
+  if (s->in_pos != s->in_len)
+    return cleave_invalid_file (error, s->path, "%" G_GSIZE_FORMAT " bytes follow the end of the gzip stream",
+                                s->in_len - s->in_pos);
+  return TRUE;
 }
 
 /* Reads an IDX file of unsigned bytes with @want_dims dimensions; returns
@@ -249,9 +254,8 @@ read_idx (const char *path, int want_dims, guint32 *dims, GError **error)
       g_free (payload);
       goto out;
     }
-  if (!source_at_end (&s))
+  if (!source_at_end (&s, dims[0], error))
     {
-      cleave_invalid_file (error, path, "data continues past the %u items the header declares", dims[0]);
       g_free (payload);
       goto out;
     }
