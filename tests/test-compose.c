@@ -7,6 +7,8 @@
 #include "cleave-safetensors.h"
 #include "cleave-error.h"
 
+#include "json-mutate.h"
+
 #include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
@@ -464,6 +466,59 @@ test_malformed (void)
   }
 }
 
+typedef struct {
+  const char *good, *key, *path;
+  int n;
+} MetaVariant;
+
+static void
+load_variant (const char *json, gpointer user_data)
+{
+  MetaVariant *v = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (v->good, &error);
+  CleaveScorer *s;
+  cleave_safetensors_set_metadata (st, v->key, json);
+  g_assert_true (cleave_safetensors_save (st, v->path, &error));
+  s = cleave_scorer_load (v->path, &error);
+  g_assert_true ((s == NULL) != (error == NULL));
+  cleave_scorer_free (s);
+  v->n++;
+}
+
+/* Every field of a composition's and a patched model's JSON metadata given
+ * a value of the wrong type: a clean error or a file that loads, never a
+ * json-glib critical (fatal in tests). */
+static void
+test_metadata_wrong_types (void)
+{
+  g_autoptr(CleaveModel) m1 = random_model (15), m2 = random_model (16);
+  g_autoptr(CleaveModuleSet) s1 = make_set (m1, 15, TRUE), s2 = make_set (m2, 16, FALSE);
+  g_autoptr(CleaveComposition) c = mixed_composition (s1, s2);
+  g_autoptr(CleavePatched) p = cleave_patched_new (random_model (17));
+  g_autoptr(GError) error = NULL;
+  g_autofree char *cpath = tmp_file ("typed-c.safetensors"), *ppath = tmp_file ("typed-p.safetensors");
+  g_autofree char *bad = tmp_file ("retyped.safetensors");
+  const struct { const char *file, *key; } cases[] = {
+    { cpath, "cleave.composition" }, { ppath, "cleave.patched" }, { ppath, "cleave.patch.composition" },
+  };
+
+  g_assert_true (cleave_composition_save (c, cpath, &error));
+  g_assert_true (cleave_patched_add (p, s1, 1, 1, &error));
+  g_assert_true (cleave_patched_save (p, ppath, &error));
+  g_assert_no_error (error);
+  json_mutate_max_elements = 100;
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (cases[i].file, &error);
+      MetaVariant v = { cases[i].file, cases[i].key, bad, 0 };
+      g_assert_nonnull (cleave_safetensors_get_metadata (st, cases[i].key));
+      json_mutate_each (cleave_safetensors_get_metadata (st, cases[i].key), load_variant, &v);
+      g_test_message ("%s: %d variants", cases[i].key, v.n);
+      g_assert_cmpint (v.n, >, 20);
+    }
+}
+
 static void
 check_with_python (const char *path)
 {
@@ -584,6 +639,7 @@ main (int argc, char **argv)
   g_test_add_func ("/compose/patch-arithmetic", test_patch_arithmetic);
   g_test_add_func ("/compose/files-round-trip", test_files);
   g_test_add_func ("/compose/files-malformed", test_malformed);
+  g_test_add_func ("/compose/metadata-wrong-types-no-criticals", test_metadata_wrong_types);
   g_test_add_func ("/compose/export-onnx", test_export);
   g_test_add_func ("/compose/best-of-many", test_best_of);
   return g_test_run ();

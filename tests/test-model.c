@@ -7,6 +7,8 @@
 #include "cleave-net.h"
 #include "cleave-safetensors.h"
 
+#include "json-mutate.h"
+
 #include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
@@ -304,6 +306,48 @@ test_normalize_numbers (void)
     }
 }
 
+typedef struct {
+  const char *good, *key, *path;
+  int n;
+} MetaVariant;
+
+static void
+load_variant (const char *json, gpointer user_data)
+{
+  MetaVariant *v = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (v->good, &error);
+  g_autoptr(CleaveModel) m = NULL;
+  cleave_safetensors_set_metadata (st, v->key, json);
+  g_assert_true (cleave_safetensors_save (st, v->path, &error));
+  m = cleave_model_load (v->path, &error);
+  g_assert_true ((m == NULL) != (error == NULL));
+  v->n++;
+}
+
+/* Every field of a model's JSON metadata given a value of the wrong type: a
+ * clean error or a model, never a json-glib critical (fatal in tests). */
+static void
+test_metadata_wrong_types (void)
+{
+  g_autoptr(CleaveModel) m = small_model ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *good = g_build_filename (tmpdir, "typed.safetensors", NULL);
+  g_autofree char *bad = g_build_filename (tmpdir, "retyped.safetensors", NULL);
+  static const char *const keys[] = { "cleave.graph", "cleave.normalize", "cleave.classes" };
+
+  g_assert_true (cleave_model_save (m, good, &error));
+  json_mutate_max_elements = 100;
+  for (gsize i = 0; i < G_N_ELEMENTS (keys); i++)
+    {
+      g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (good, &error);
+      MetaVariant v = { good, keys[i], bad, 0 };
+      json_mutate_each (cleave_safetensors_get_metadata (st, keys[i]), load_variant, &v);
+      g_test_message ("%s: %d variants", keys[i], v.n);
+      g_assert_cmpint (v.n, >, 20);
+    }
+}
+
 static void
 remove_tree (const char *dir)
 {
@@ -329,6 +373,7 @@ main (int argc, char **argv)
   g_test_add_func ("/model/param-size-checked-before-alloc", test_param_size_checked);
   g_test_add_func ("/model/non-finite-weights-refused", test_non_finite_weights);
   g_test_add_func ("/model/normalize-must-be-usable-numbers", test_normalize_numbers);
+  g_test_add_func ("/model/metadata-wrong-types-no-criticals", test_metadata_wrong_types);
   g_test_add_data_func ("/model/statedict/simcnn-matches-pytorch", "simcnn", test_statedict);
   g_test_add_data_func ("/model/statedict/rescnn-matches-pytorch", "rescnn", test_statedict);
   g_test_add_data_func ("/model/statedict/incecnn-matches-pytorch", "incecnn", test_statedict);

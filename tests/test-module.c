@@ -8,6 +8,7 @@
 #include "cleave-report.h"
 
 #include <json-glib/json-glib.h>
+#include "json-mutate.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -858,6 +859,49 @@ test_file_site_sum_checked (void)
   expect_invalid ("many-sites.safetensors", edit_many_sites, "the sites add up to 2202009600");
 }
 
+typedef struct {
+  const char *good, *path;
+  int n;
+} MetaVariant;
+
+static void
+load_variant (const char *json, gpointer user_data)
+{
+  MetaVariant *v = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (v->good, &error);
+  CleaveModuleSet *set;
+  cleave_safetensors_set_metadata (st, "cleave.modules", json);
+  g_assert_true (cleave_safetensors_save (st, v->path, &error));
+  set = cleave_module_set_load (v->path, &error);
+  g_assert_true ((set == NULL) != (error == NULL));
+  cleave_module_set_free (set);
+  v->n++;
+}
+
+/* Every field of a module set's JSON metadata (the first entry of each
+ * list) given a value of the wrong type: a clean error or a set, never a
+ * json-glib critical (fatal in tests). */
+static void
+test_file_wrong_types (void)
+{
+  const ArchCase ac = { "weak", 1, 12, 12 };
+  g_autoptr(CleaveModel) model = NULL;
+  g_autoptr(CleaveModuleSet) set = random_set (&ac, 0.5, 71, &model);
+  g_autofree char *good = tmp_path ("typed.safetensors"), *bad = tmp_path ("retyped.safetensors");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CleaveSafetensors) st = NULL;
+  MetaVariant v = { good, bad, 0 };
+
+  g_assert_true (cleave_module_set_save (set, good, &error));
+  st = cleave_safetensors_load (good, &error);
+  g_assert_no_error (error);
+  json_mutate_max_elements = 1;
+  json_mutate_each (cleave_safetensors_get_metadata (st, "cleave.modules"), load_variant, &v);
+  g_test_message ("%d variants", v.n);
+  g_assert_cmpint (v.n, >, 200);
+}
+
 static void
 test_file_malformed (void)
 {
@@ -1164,6 +1208,7 @@ main (int argc, char **argv)
   g_test_add_func ("/module/file/round-trip", test_file_round_trip);
   g_test_add_func ("/module/file/malformed", test_file_malformed);
   g_test_add_func ("/module/file/site-kernels-sum-checked", test_file_site_sum_checked);
+  g_test_add_func ("/module/file/metadata-wrong-types-no-criticals", test_file_wrong_types);
   g_test_add_func ("/module/file/truncated", test_file_truncated);
   g_test_add_func ("/module/file/model-refused", test_file_model_refused);
   g_test_add_func ("/module/file/fuzz", test_file_fuzz);

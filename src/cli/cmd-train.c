@@ -169,13 +169,11 @@ cleave_cmd_train (int argc, char **argv)
   if (resume && model->provenance_json)
     {
       g_autoptr(JsonParser) p = json_parser_new ();
-      if (json_parser_load_from_data (p, model->provenance_json, -1, NULL))
-        {
-          JsonObject *o = json_node_get_object (json_parser_get_root (p));
-          JsonObject *c = json_object_has_member (o, "checkpoint") ? json_object_get_object_member (o, "checkpoint") : NULL;
-          if (c)
-            opt.start_epoch = (int) json_object_get_int_member_with_default (c, "epoch", 0);
-        }
+      JsonNode *root = json_parser_load_from_data (p, model->provenance_json, -1, NULL) ? json_parser_get_root (p) : NULL;
+      JsonNode *c = root && JSON_NODE_HOLDS_OBJECT (root) ? json_object_get_member (json_node_get_object (root), "checkpoint") : NULL;
+      JsonNode *e = c && JSON_NODE_HOLDS_OBJECT (c) ? json_object_get_member (json_node_get_object (c), "epoch") : NULL;
+      if (e && JSON_NODE_HOLDS_VALUE (e) && json_node_get_value_type (e) == G_TYPE_INT64)
+        opt.start_epoch = (int) CLAMP (json_node_get_int (e), 0, opt.epochs);
       fprintf (stderr, "resuming after epoch %d\n", opt.start_epoch);
     }
 

@@ -5,6 +5,7 @@
 #include "cleave-safetensors.h"
 #include "cleave-onnx.h"
 #include "cleave-error.h"
+#include "cleave-util-private.h"
 
 #include <json-glib/json-glib.h>
 #include <glib/gstdio.h>
@@ -721,8 +722,7 @@ composition_from_st (const CleaveSafetensors *st, const char *prefix, const char
     }
   o = json_node_get_object (json_parser_get_root (parser));
   n = json_object_get_member (o, "calibration");
-  if (n == NULL || json_node_get_value_type (n) != G_TYPE_STRING ||
-      cleave_calibration_from_string (json_node_get_string (n)) < 0)
+  if (cleave_json_string (n) == NULL || cleave_calibration_from_string (cleave_json_string (n)) < 0)
     {
       g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE,
                    "%s: %s.calibration must be \"auto\", \"raw\" or \"minmax\"", file, rkey);
@@ -730,7 +730,7 @@ composition_from_st (const CleaveSafetensors *st, const char *prefix, const char
     }
   c->calibration = cleave_calibration_from_string (json_node_get_string (n));
   n = json_object_get_member (o, "shared");
-  if (n == NULL || json_node_get_value_type (n) != G_TYPE_BOOLEAN)
+  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_BOOLEAN)
     {
       g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE, "%s: %s.shared must be true or false", file, rkey);
       return NULL;
@@ -744,9 +744,18 @@ composition_from_st (const CleaveSafetensors *st, const char *prefix, const char
       g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE, "%s: %s.input must be [C, H, W]", file, rkey);
       return NULL;
     }
-  c->in_c = (int) json_array_get_int_element (input, 0);
-  c->in_h = (int) json_array_get_int_element (input, 1);
-  c->in_w = (int) json_array_get_int_element (input, 2);
+  for (guint k = 0; k < 3; k++)
+    {
+      int *dims[3] = { &c->in_c, &c->in_h, &c->in_w };
+      JsonNode *e = json_array_get_element (input, k);
+      gint64 v = e && JSON_NODE_HOLDS_VALUE (e) && json_node_get_value_type (e) == G_TYPE_INT64 ? json_node_get_int (e) : 0;
+      if (v < 1 || v > 4096)
+        {
+          g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE, "%s: %s.input must be [C, H, W]", file, rkey);
+          return NULL;
+        }
+      *dims[k] = (int) v;
+    }
   for (gint64 s = 0; s < n_sources; s++)
     {
       g_autofree char *p = g_strdup_printf ("%ssource.%" G_GINT64_FORMAT, prefix, s);
@@ -787,7 +796,7 @@ composition_from_st (const CleaveSafetensors *st, const char *prefix, const char
                             where, error))
         return NULL;
       name = json_object_get_member (json_node_get_object (e), "name");
-      if (name == NULL || json_node_get_value_type (name) != G_TYPE_STRING)
+      if (cleave_json_string (name) == NULL)
         {
           g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE, "%s: %s.name must be a string", file, where);
           return NULL;
@@ -1081,7 +1090,7 @@ cleave_patched_load (const char *path, GError **error)
       JsonNode *t = json_array_get_element (json_node_get_array (targets), i);
       const CleaveModule *m = cleave_composition_module (p->modules, i);
       int c, h, w;
-      if (json_node_get_value_type (t) != G_TYPE_INT64 || json_node_get_int (t) < 0 ||
+      if (!JSON_NODE_HOLDS_VALUE (t) || json_node_get_value_type (t) != G_TYPE_INT64 || json_node_get_int (t) < 0 ||
           json_node_get_int (t) >= p->weak->n_classes)
         {
           g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE,

@@ -283,13 +283,13 @@ static int
 log_entry_epoch (JsonNode *e)
 {
   JsonObject *o;
+  JsonNode *n;
   gint64 epoch;
   if (!JSON_NODE_HOLDS_OBJECT (e))
     return 0;
   o = json_node_get_object (e);
-  epoch = json_object_has_member (o, "epoch")
-            ? json_object_get_int_member_with_default (o, "epoch", 0)
-            : json_object_get_int_member_with_default (o, "generation", 0);
+  n = json_object_get_member (o, json_object_has_member (o, "epoch") ? "epoch" : "generation");
+  epoch = n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_INT64 ? json_node_get_int (n) : 0;
   return epoch >= 1 && epoch <= 100000 ? (int) epoch : 0;
 }
 

@@ -17,6 +17,10 @@ gboolean cleave_invalid_file_valist (GError **error, const char *file, const cha
 gboolean cleave_check_option (GError **error, const char *name, double v,
                               double lo, gboolean lo_open, double hi, gboolean hi_open);
 
+/* A JSON string value, or NULL for anything else (NULL-safe, never a
+ * json-glib critical). */
+const char *cleave_json_string (JsonNode *n);
+
 /* A JSON number (integer or real) as a float; NaN for anything else (strings,
  * booleans, null, containers, NULL) and ±inf where the float overflows. */
 float cleave_json_float (JsonNode *n);

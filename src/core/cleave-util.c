@@ -36,6 +36,12 @@ cleave_check_option (GError **error, const char *name, double v,
   return FALSE;
 }
 
+const char *
+cleave_json_string (JsonNode *n)
+{
+  return n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING ? json_node_get_string (n) : NULL;
+}
+
 float
 cleave_json_float (JsonNode *n)
 {
