@@ -519,6 +519,53 @@ test_metadata_wrong_types (void)
     }
 }
 
+/* Saving and loading a composition and a patched model go through no file
+ * in $TMPDIR: the embedded module sets and weak model stay in memory. The
+ * subprocess runs with $TMPDIR pointing nowhere. */
+static void
+test_no_tmpdir (void)
+{
+  if (g_test_subprocess ())
+    {
+      const char *dir = g_getenv ("CLEAVE_TEST_DIR");
+      g_autofree char *cpath = g_build_filename (dir, "c.safetensors", NULL);
+      g_autofree char *ppath = g_build_filename (dir, "p.safetensors", NULL);
+      g_autoptr(CleaveModel) m1 = random_model (18), m2 = random_model (19);
+      g_autoptr(CleaveModuleSet) s1 = make_set (m1, 18, TRUE), s2 = make_set (m2, 19, FALSE);
+      g_autoptr(CleaveComposition) c = mixed_composition (s1, s2);
+      g_autoptr(CleavePatched) p = cleave_patched_new (random_model (20));
+      g_autoptr(GError) error = NULL;
+      CleaveScorer *b;
+
+      g_assert_cmpstr (g_get_tmp_dir (), ==, "/nonexistent/cleave-tmp");
+      g_assert_true (cleave_composition_save (c, cpath, &error));
+      g_assert_no_error (error);
+      b = cleave_scorer_load (cpath, &error);
+      g_assert_no_error (error);
+      cleave_scorer_free (b);
+      g_assert_true (cleave_patched_add (p, s1, 1, 1, &error));
+      g_assert_true (cleave_patched_save (p, ppath, &error));
+      g_assert_no_error (error);
+      b = cleave_scorer_load (ppath, &error);
+      g_assert_no_error (error);
+      cleave_scorer_free (b);
+      return;
+    }
+  {
+    g_autofree char *probe = tmp_file ("probe");
+    g_autofree char *dir = g_path_get_dirname (probe);
+    g_autofree char *old = g_strdup (g_getenv ("TMPDIR"));
+    g_setenv ("CLEAVE_TEST_DIR", dir, TRUE);
+    g_setenv ("TMPDIR", "/nonexistent/cleave-tmp", TRUE);
+    g_test_trap_subprocess (NULL, 120 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_INHERIT_STDERR);
+    if (old)
+      g_setenv ("TMPDIR", old, TRUE);
+    else
+      g_unsetenv ("TMPDIR");
+    g_test_trap_assert_passed ();
+  }
+}
+
 static void
 check_with_python (const char *path)
 {
@@ -640,6 +687,7 @@ main (int argc, char **argv)
   g_test_add_func ("/compose/files-round-trip", test_files);
   g_test_add_func ("/compose/files-malformed", test_malformed);
   g_test_add_func ("/compose/metadata-wrong-types-no-criticals", test_metadata_wrong_types);
+  g_test_add_func ("/compose/files-never-through-tmpdir", test_no_tmpdir);
   g_test_add_func ("/compose/export-onnx", test_export);
   g_test_add_func ("/compose/best-of-many", test_best_of);
   return g_test_run ();

@@ -533,57 +533,17 @@ copy_tensors (CleaveSafetensors *dst, const CleaveSafetensors *src, const char *
   return TRUE;
 }
 
-static char *
-temp_path (GError **error)
-{
-  char *name = NULL;
-  int fd = g_file_open_tmp ("cleave-embed-XXXXXX.safetensors", &name, error);
-  if (fd < 0)
-    return NULL;
-  close (fd);
-  return name;
-}
-
-/* Rewrites an error raised while reading a temporary file so it names the
- * real file and the embedded part instead. */
-static void
-rename_error (GError *e, const char *tmp, const char *file, const char *part)
-{
-  if (e == NULL)
-    return;
-  {
-    g_autofree char *real = g_strdup_printf ("%s (%s)", file, part);
-    g_autofree char *base = g_path_get_basename (tmp);
-    /* Readers name the file by its full path or its base name. */
-    const char *names[2] = { tmp, base };
-    for (int i = 0; i < 2; i++)
-      {
-        g_auto(GStrv) pieces = g_strsplit (e->message, names[i], -1);
-        char *msg = g_strjoinv (real, pieces);
-        g_free (e->message);
-        e->message = msg;
-      }
-  }
-}
-
 static gboolean
 embed_module_set (CleaveSafetensors *st, const CleaveModuleSet *set, const char *prefix, GError **error)
 {
-  g_autofree char *tmp = temp_path (error);
-  g_autoptr(CleaveSafetensors) part = NULL;
+  g_autoptr(CleaveSafetensors) part = cleave_module_set_to_safetensors (set, error);
   g_autofree char *tprefix = g_strconcat (prefix, ".", NULL);
   g_autofree char *mkey = g_strconcat ("cleave.", prefix, NULL);
-  gboolean ok;
 
-  if (tmp == NULL)
+  if (part == NULL || !copy_tensors (st, part, "", tprefix, prefix, error))
     return FALSE;
-  ok = cleave_module_set_save (set, tmp, error) && (part = cleave_safetensors_load (tmp, error)) != NULL;
-  if (ok)
-    ok = copy_tensors (st, part, "", tprefix, tmp, error);
-  if (ok)
-    cleave_safetensors_set_metadata (st, mkey, cleave_safetensors_get_metadata (part, "cleave.modules"));
-  g_unlink (tmp);
-  return ok;
+  cleave_safetensors_set_metadata (st, mkey, cleave_safetensors_get_metadata (part, "cleave.modules"));
+  return TRUE;
 }
 
 static CleaveModuleSet *
@@ -593,9 +553,7 @@ extract_module_set (const CleaveSafetensors *st, const char *prefix, const char 
   g_autofree char *mkey = g_strconcat ("cleave.", prefix, NULL);
   const char *meta = cleave_safetensors_get_metadata (st, mkey);
   g_autoptr(CleaveSafetensors) part = cleave_safetensors_new ();
-  g_autofree char *tmp = NULL;
-  CleaveModuleSet *set = NULL;
-  GError *e = NULL;
+  g_autofree char *where = g_strdup_printf ("%s (%s)", file, prefix);
 
   if (meta == NULL)
     {
@@ -606,17 +564,7 @@ extract_module_set (const CleaveSafetensors *st, const char *prefix, const char 
     return NULL;
   cleave_safetensors_set_metadata (part, "cleave.format", "cleave-modules/1");
   cleave_safetensors_set_metadata (part, "cleave.modules", meta);
-  if ((tmp = temp_path (error)) == NULL)
-    return NULL;
-  if (cleave_safetensors_save (part, tmp, &e))
-    set = cleave_module_set_load (tmp, &e);
-  g_unlink (tmp);
-  if (set == NULL)
-    {
-      rename_error (e, tmp, file, prefix);
-      g_propagate_error (error, e);
-    }
-  return set;
+  return cleave_module_set_from_safetensors (part, where, error);
 }
 
 static char *
@@ -989,17 +937,10 @@ gboolean
 cleave_patched_save (const CleavePatched *p, const char *path, GError **error)
 {
   g_autoptr(CleaveSafetensors) st = cleave_safetensors_new ();
-  g_autoptr(CleaveSafetensors) weak = NULL;
-  g_autofree char *tmp = temp_path (error);
+  g_autoptr(CleaveSafetensors) weak = cleave_model_to_safetensors (p->weak);
   g_autofree char *recipe = patched_recipe (p);
-  gboolean ok;
 
-  if (tmp == NULL)
-    return FALSE;
-  ok = cleave_model_save (p->weak, tmp, error) && (weak = cleave_safetensors_load (tmp, error)) != NULL &&
-       copy_tensors (st, weak, "", "weak.", tmp, error);
-  g_unlink (tmp);
-  if (!ok)
+  if (!copy_tensors (st, weak, "", "weak.", "weak model", error))
     return FALSE;
   {
     GHashTableIter it;
@@ -1025,11 +966,9 @@ cleave_patched_load (const char *path, GError **error)
   g_autoptr(CleaveSafetensors) weak_st = cleave_safetensors_new ();
   g_autoptr(CleavePatched) p = NULL;
   g_autoptr(JsonParser) parser = json_parser_new ();
-  g_autofree char *tmp = NULL;
   const char *recipe;
   JsonNode *targets;
   CleaveModel *weak;
-  GError *e = NULL;
   int E = 0;
 
   if (st == NULL || !check_format (st, CLEAVE_PATCHED_FORMAT, path, error))
@@ -1044,19 +983,11 @@ cleave_patched_load (const char *path, GError **error)
       if (g_str_has_prefix (k, "weak."))
         cleave_safetensors_set_metadata (weak_st, (char *) k + 5, v);
   }
-  if ((tmp = temp_path (error)) == NULL)
-    return NULL;
-  weak = NULL;
-  if (cleave_safetensors_save (weak_st, tmp, &e))
-    weak = cleave_model_load (tmp, &e);
-  g_unlink (tmp);
-  if (weak == NULL)
-    {
-      rename_error (e, tmp, path, "weak model");
-      g_propagate_error (error, e);
+  {
+    g_autofree char *where = g_strdup_printf ("%s (weak model)", path);
+    if ((weak = cleave_model_from_safetensors (weak_st, where, error)) == NULL)
       return NULL;
-    }
-  g_free (weak->path);
+  }
   weak->path = g_strdup (path);
   p = cleave_patched_new (weak);
   recipe = cleave_safetensors_get_metadata (st, "cleave.patched");

@@ -88,8 +88,8 @@ floats_json (const float *v, int n)
   return g_string_free (s, FALSE);
 }
 
-gboolean
-cleave_model_save (CleaveModel *m, const char *path, GError **error)
+CleaveSafetensors *
+cleave_model_to_safetensors (const CleaveModel *m)
 {
   g_autoptr(CleaveSafetensors) st = cleave_safetensors_new ();
   g_autofree char *graph = cleave_graph_to_json (m->graph);
@@ -127,6 +127,13 @@ cleave_model_save (CleaveModel *m, const char *path, GError **error)
     cleave_safetensors_set_metadata (st, "cleave.dataset", m->dataset);
   if (m->provenance_json)
     cleave_safetensors_set_metadata (st, "cleave.provenance", m->provenance_json);
+  return g_steal_pointer (&st);
+}
+
+gboolean
+cleave_model_save (CleaveModel *m, const char *path, GError **error)
+{
+  g_autoptr(CleaveSafetensors) st = cleave_model_to_safetensors (m);
   return cleave_safetensors_save (st, path, error);
 }
 
@@ -290,16 +297,13 @@ read_classes (CleaveModel *m, const CleaveSafetensors *st, const char *path, GEr
 }
 
 CleaveModel *
-cleave_model_load (const char *path, GError **error)
+cleave_model_from_safetensors (const CleaveSafetensors *st, const char *path, GError **error)
 {
-  g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (path, error);
   const char *format, *graph_json;
   g_autoptr(GError) local = NULL;
   CleaveGraph *g;
   CleaveModel *m;
 
-  if (st == NULL)
-    return NULL;
   format = cleave_safetensors_get_metadata (st, "cleave.format");
   graph_json = cleave_safetensors_get_metadata (st, "cleave.graph");
   if (graph_json == NULL)
@@ -332,8 +336,20 @@ cleave_model_load (const char *path, GError **error)
     }
   m->dataset = g_strdup (cleave_safetensors_get_metadata (st, "cleave.dataset"));
   m->provenance_json = g_strdup (cleave_safetensors_get_metadata (st, "cleave.provenance"));
-  m->path = g_strdup (path);
-  m->sha256 = file_sha256 (path);
+  return m;
+}
+
+CleaveModel *
+cleave_model_load (const char *path, GError **error)
+{
+  g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (path, error);
+  CleaveModel *m = st ? cleave_model_from_safetensors (st, path, error) : NULL;
+
+  if (m)
+    {
+      m->path = g_strdup (path);
+      m->sha256 = file_sha256 (path);
+    }
   return m;
 }
 

@@ -823,8 +823,8 @@ set_metadata_json (const CleaveModuleSet *set)
   return json_generator_to_data (gen, NULL);
 }
 
-gboolean
-cleave_module_set_save (const CleaveModuleSet *set, const char *path, GError **error)
+CleaveSafetensors *
+cleave_module_set_to_safetensors (const CleaveModuleSet *set, GError **error)
 {
   g_autoptr(CleaveSafetensors) st = cleave_safetensors_new ();
   g_autofree char *meta = NULL;
@@ -833,7 +833,7 @@ cleave_module_set_save (const CleaveModuleSet *set, const char *path, GError **e
     {
       g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
                    "module set has no source layer list (make it with cleave_module_set_new)");
-      return FALSE;
+      return NULL;
     }
   for (guint k = 0; k < set->modules->len; k++)
     {
@@ -842,13 +842,13 @@ cleave_module_set_save (const CleaveModuleSet *set, const char *path, GError **e
         {
           g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
                        "module %u has %d masked layers, the set's source has %d", k, m->n_sites, set->n_sites);
-          return FALSE;
+          return NULL;
         }
       if (m->has_head && (m->head_w1 == NULL || m->head_b1 == NULL || m->head_w2 == NULL))
         {
           g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
                        "module %u says it has a head but holds no head weights", k);
-          return FALSE;
+          return NULL;
         }
       /* Named after the layer as the architecture JSON names them on
        * loading (for preset and PyTorch graphs, the source's names). */
@@ -886,7 +886,14 @@ cleave_module_set_save (const CleaveModuleSet *set, const char *path, GError **e
   meta = set_metadata_json (set);
   cleave_safetensors_set_metadata (st, "cleave.format", MODULES_FORMAT);
   cleave_safetensors_set_metadata (st, "cleave.modules", meta);
-  return cleave_safetensors_save (st, path, error);
+  return g_steal_pointer (&st);
+}
+
+gboolean
+cleave_module_set_save (const CleaveModuleSet *set, const char *path, GError **error)
+{
+  g_autoptr(CleaveSafetensors) st = cleave_module_set_to_safetensors (set, error);
+  return st && cleave_safetensors_save (st, path, error);
 }
 
 /* -- the validating reader -- */
@@ -1332,6 +1339,12 @@ CleaveModuleSet *
 cleave_module_set_load (const char *path, GError **error)
 {
   g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (path, error);
+  return st ? cleave_module_set_from_safetensors (st, path, error) : NULL;
+}
+
+CleaveModuleSet *
+cleave_module_set_from_safetensors (const CleaveSafetensors *st, const char *path, GError **error)
+{
   g_autoptr(JsonParser) parser = json_parser_new ();
   g_autoptr(GHashTable) used = g_hash_table_new (NULL, NULL);
   g_autoptr(GError) local = NULL;
@@ -1341,8 +1354,6 @@ cleave_module_set_load (const char *path, GError **error)
   JsonNode *root;
   JsonArray *mods;
 
-  if (st == NULL)
-    return NULL;
   format = cleave_safetensors_get_metadata (st, "cleave.format");
   if (format == NULL || !g_str_equal (format, MODULES_FORMAT))
     {
