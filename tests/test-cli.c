@@ -355,6 +355,26 @@ test_concurrent_writer_refused (void)
   g_assert_false (g_file_test (lock, G_FILE_TEST_EXISTS));
 }
 
+/* The hidden temporary a killed writer left beside an output is removed by
+ * the next command that writes that output. */
+static void
+test_stale_temps_removed (void)
+{
+  g_autofree char *model = path ("m.safetensors"), *onnx = path ("stale.onnx");
+  g_autofree char *temp = path (".stale.onnx.tmp-Zz9Yy8"), *err = NULL;
+
+  if (!g_file_test (model, G_FILE_TEST_EXISTS))
+    {
+      g_test_skip ("needs the model from /cli/train-info-eval");
+      return;
+    }
+  g_assert_true (g_file_set_contents (temp, "half an onnx", -1, NULL));
+  g_assert_cmpint (cli (NULL, &err, "export", "--onnx", model, "-o", onnx, NULL), ==, 0);
+  assert_contains (err, "removed 1 temporary file");
+  g_assert_false (g_file_test (temp, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (onnx, G_FILE_TEST_EXISTS));
+}
+
 /* Ctrl-C during a split keeps an existing output as it was and writes the
  * result so far to OUTPUT.partial. */
 static void
@@ -463,6 +483,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/output-is-never-an-input", test_output_not_an_input);
   g_test_add_func ("/cli/concurrent-writer-refused", test_concurrent_writer_refused);
   g_test_add_func ("/cli/interrupted-split-writes-partial", test_interrupted_split_writes_partial);
+  g_test_add_func ("/cli/stale-temps-removed", test_stale_temps_removed);
   g_test_add_func ("/cli/options-validated", test_options_validated);
   status = g_test_run ();
   remove_tree (tmpdir);

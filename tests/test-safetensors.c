@@ -6,6 +6,7 @@
 
 #include "cleave-safetensors.h"
 #include "cleave-error.h"
+#include "cleave-file.h"
 
 /* Builds a safetensors image from a header string and @data_len bytes of
  * data (filled with a ramp), without any padding, as another writer might. */
@@ -538,6 +539,49 @@ test_atomic_write (void)
   rm_rf (dir);
 }
 
+/* The temporary an atomic write uses is hidden beside its output
+ * (".NAME.tmp-XXXXXX"), removed when the rename fails, and the ones a killed
+ * writer left behind can be cleaned up, leaving everything else alone. */
+static void
+test_hidden_temps (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("cleave-st-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (dir, "m.safetensors", NULL);
+  g_autofree char *stale = g_build_filename (dir, ".m.safetensors.tmp-Ab12Cd", NULL);
+  g_autofree char *other = g_build_filename (dir, ".n.safetensors.tmp-Ab12Cd", NULL);
+  g_autofree char *keep = g_build_filename (dir, "m.safetensors.tmp-Ab12Cd", NULL);
+  g_autofree char *sub = g_build_filename (dir, "m.onnx", NULL);
+  g_autoptr (GError) error = NULL;
+  GDir *d;
+  const char *n;
+
+  /* the rename fails (a directory is in the way): nothing is left behind */
+  g_assert_cmpint (g_mkdir (sub, 0755), ==, 0);
+  g_assert_false (cleave_file_replace (sub, "data", 4, 0644, &error));
+  g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO);
+  g_assert_nonnull (strstr (error->message, "m.onnx"));
+  g_clear_error (&error);
+  g_rmdir (sub);
+  d = g_dir_open (dir, 0, NULL);
+  g_assert_null (g_dir_read_name (d));
+  g_dir_close (d);
+
+  g_assert_true (cleave_file_replace (path, "data", 4, 0644, &error));
+  g_assert_no_error (error);
+  for (int i = 0; i < 3; i++)
+    g_assert_true (g_file_set_contents (i == 0 ? stale : i == 1 ? other : keep, "x", 1, NULL));
+  g_assert_cmpint (cleave_file_remove_stale_temps (path), ==, 1);
+  g_assert_false (g_file_test (stale, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (other, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (keep, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (path, G_FILE_TEST_EXISTS));
+  d = g_dir_open (dir, 0, NULL);
+  while ((n = g_dir_read_name (d)))
+    g_assert_false (g_str_has_prefix (n, "m.safetensors.") && !g_str_equal (n, "m.safetensors.tmp-Ab12Cd"));
+  g_dir_close (d);
+  rm_rf (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -549,5 +593,6 @@ main (int argc, char **argv)
   g_test_add_func ("/core/safetensors/duplicate-names-refused", test_duplicate_names);
   g_test_add_func ("/core/safetensors/fuzz-never-crashes", test_fuzz);
   g_test_add_func ("/core/safetensors/atomic-write", test_atomic_write);
+  g_test_add_func ("/core/safetensors/atomic-write-hidden-temps", test_hidden_temps);
   return g_test_run ();
 }

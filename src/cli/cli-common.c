@@ -3,6 +3,7 @@
 
 #include <json-glib/json-glib.h>
 #include "cleave-onnx.h"
+#include "cleave-file.h"
 
 #include <glib-unix.h>
 #include <glib/gstdio.h>
@@ -423,7 +424,15 @@ cleave_cli_output_claim (const char *path, const char *const *inputs, int n_inpu
         }
       if (fstat (o->fd, &held) == 0 && g_stat (o->lock_path, &named) == 0 &&
           held.st_dev == named.st_dev && held.st_ino == named.st_ino)
-        return o;
+        {
+          /* Holding the lock, no other writer of @path runs: temporaries
+           * beside it are from one that was killed. */
+          int stale = cleave_file_remove_stale_temps (path);
+          if (stale > 0)
+            fprintf (stderr, "removed %d temporary file%s an interrupted write of %s left behind\n",
+                     stale, stale == 1 ? "" : "s", path);
+          return o;
+        }
       close (o->fd);
       o->fd = -1;
     }

@@ -79,8 +79,9 @@ char *cleave_cli_json_text (JsonBuilder *b, gboolean pretty);
  * of the @n_inputs @inputs (paths or "PATH:LIST" specs; NULL entries skipped; the same
  * device and inode, so links count), and takes an exclusive lock on
  * ".NAME.lock" beside it so that a second cleave-cli writing the same file is
- * refused. Release removes the lock file (a killed process leaves it behind;
- * the next claim reuses it). */
+ * refused; with the lock held, removes the hidden temporaries a killed
+ * writer left (cleave_file_remove_stale_temps). Release removes the lock file
+ * (a killed process leaves it behind; the next claim reuses it). */
 typedef struct _CleaveCliOutput CleaveCliOutput;
 CleaveCliOutput *cleave_cli_output_claim   (const char *path, const char *const *inputs, int n_inputs,
                                              GError **error);

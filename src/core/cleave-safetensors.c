@@ -6,6 +6,7 @@
  * or a huge allocation. */
 #include "cleave-safetensors.h"
 #include "cleave-error.h"
+#include "cleave-file.h"
 #include "cleave-util-private.h"
 
 #include <string.h>
@@ -610,13 +611,9 @@ cleave_safetensors_save (const CleaveSafetensors *st, const char *path, GError *
       pos += t->nbytes;
     }
 
-  /* g_file_set_contents_full writes a temporary file beside @path and
-   * renames it over, so readers never see a half-written model. */
-  ok = g_file_set_contents_full (path, (const char *) buf, total,
-                                 G_FILE_SET_CONTENTS_CONSISTENT, 0666, &local);
+  /* Readers never see a half-written model. */
+  ok = cleave_file_replace (path, buf, total, 0666, error);
   g_free (buf);
-  if (!ok)
-    g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO, "%s", local->message);
   return ok;
 }
 
