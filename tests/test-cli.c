@@ -450,6 +450,26 @@ test_options_validated (void)
     }
 }
 
+/* A batch beyond the dataset is clamped to it; an absurd one is refused. */
+static void
+test_batch_clamped (void)
+{
+  g_autofree char *dest = path ("batch.safetensors"), *model = path ("m.safetensors"), *mods = path ("batch.modules");
+  g_autofree char *err = NULL;
+
+  g_assert_cmpint (cli (NULL, &err, "train", "--arch", "weak", "--dataset", data_dir, "--epochs", "1", "--batch", "60000",
+                        "--no-augment", "-o", dest, NULL), ==, 0);
+  assert_contains (err, "batch 720 (all the training images)");
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (cli (NULL, &err, "train", "--arch", "weak", "--dataset", data_dir, "--batch", "2147483647",
+                        "-o", dest, NULL), ==, 1);
+  assert_contains (err, "option batch");
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (cli (NULL, &err, "split", model, data_dir, "--batch", "2147483647", "-o", mods, NULL), ==, 1);
+  assert_contains (err, "option batch");
+  g_assert_false (g_file_test (mods, G_FILE_TEST_EXISTS));
+}
+
 static void
 remove_tree (const char *dir)
 {
@@ -485,6 +505,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/interrupted-split-writes-partial", test_interrupted_split_writes_partial);
   g_test_add_func ("/cli/stale-temps-removed", test_stale_temps_removed);
   g_test_add_func ("/cli/options-validated", test_options_validated);
+  g_test_add_func ("/cli/batch-clamped-to-dataset", test_batch_clamped);
   status = g_test_run ();
   remove_tree (tmpdir);
   return status;

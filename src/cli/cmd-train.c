@@ -177,8 +177,9 @@ cleave_cmd_train (int argc, char **argv)
       fprintf (stderr, "resuming after epoch %d\n", opt.start_epoch);
     }
 
-  fprintf (stderr, "training %s on %s: %d train / %d validation images, %d epochs, batch %d\n",
-           arch_file ? arch_file : arch, dataset, n_train, n_val, epochs, batch);
+  fprintf (stderr, "training %s on %s: %d train / %d validation images, %d epochs, batch %d%s\n",
+           arch_file ? arch_file : arch, dataset, n_train, n_val, epochs, MIN (batch, n_train),
+           batch > n_train ? " (all the training images)" : "");
   bar = cleave_cli_progress_new ("train");
   ok = cleave_train (model, backend, train_ds, train_idx, n_train, val_idx, n_val, &opt,
                      cleave_cli_progress_cb, bar, cancel, &result, &error);

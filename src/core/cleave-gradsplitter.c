@@ -1452,6 +1452,7 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
     cleave_shuffle_indices (val, n_val, rng);
   order = g_memdup2 (train_idx, sizeof (int) * n_train);
   per_epoch = opt->train_images > 0 ? MIN (opt->train_images, n_train) : n_train;
+  B = MIN (B, MAX (per_epoch, nv));   /* a batch beyond the images only costs memory */
   x = g_new (float, (gsize) B * c * h * w);
   y = g_new (float, B);
   vscores = g_new (float, (gsize) nv * n);

@@ -131,6 +131,8 @@ cleave_train (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *d
                    ds->n_classes, n_out, n_train, B, opt->epochs);
       return FALSE;
     }
+  /* A batch beyond the training set would only cost memory. */
+  B = MIN (B, n_train);
   if (aug && ds->digits && aug->flip)
     {
       /* Mirrored digits are other digits (or none). */
