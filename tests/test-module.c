@@ -11,6 +11,8 @@
 #include "json-mutate.h"
 
 #include <glib/gstdio.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <math.h>
 #include <string.h>
 
@@ -902,6 +904,62 @@ test_file_wrong_types (void)
   g_assert_cmpint (v.n, >, 200);
 }
 
+static int
+count_entries (const char *dir)
+{
+  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+  int n = 0;
+  while (d && g_dir_read_name (d))
+    n++;
+  return n;
+}
+
+/* A report that cannot be written completely (here: a file-size limit, as a
+ * full disk would) leaves no report folder, or an existing folder as it was;
+ * a complete one keeps what else the folder held. Nothing ".partial" stays. */
+static void
+test_report_all_or_nothing (void)
+{
+  const ArchCase ac = { "weak", 1, 12, 12 };
+  g_autoptr(CleaveModel) model = NULL;
+  g_autoptr(CleaveModuleSet) set = random_set (&ac, 0.5, 73, &model);
+  g_autoptr(GError) error = NULL;
+  const char *base = g_getenv ("CLEAVE_TEST_DIR");
+
+  if (g_test_subprocess ())
+    {
+      g_autofree char *fresh = g_build_filename (base, "fresh", NULL), *fresh_p = g_strconcat (fresh, ".partial", NULL);
+      g_autofree char *old = g_build_filename (base, "old", NULL), *old_p = g_strconcat (old, ".partial", NULL);
+      struct rlimit rl = { 4096, 4096 };
+      signal (SIGXFSZ, SIG_IGN);
+      g_assert_cmpint (setrlimit (RLIMIT_FSIZE, &rl), ==, 0);
+      g_assert_false (cleave_report_write_module_set (set, fresh, &error));
+      g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO);
+      g_clear_error (&error);
+      g_assert_false (g_file_test (fresh, G_FILE_TEST_EXISTS));
+      g_assert_false (g_file_test (fresh_p, G_FILE_TEST_EXISTS));
+      g_assert_false (cleave_report_write_module_set (set, old, &error));
+      g_assert_cmpint (count_entries (old), ==, 1);
+      g_assert_false (g_file_test (old_p, G_FILE_TEST_EXISTS));
+      return;
+    }
+  {
+    g_autofree char *dir = tmp_path ("report-aon");
+    g_autofree char *old = g_build_filename (dir, "old", NULL), *notes = g_build_filename (old, "notes.txt", NULL);
+    g_autofree char *json = g_build_filename (old, "report.json", NULL), *old_p = g_strconcat (old, ".partial", NULL);
+    g_assert_cmpint (g_mkdir_with_parents (old, 0755), ==, 0);
+    g_assert_true (g_file_set_contents (notes, "the user's notes", -1, NULL));
+    g_setenv ("CLEAVE_TEST_DIR", dir, TRUE);
+    g_test_trap_subprocess (NULL, 120 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_INHERIT_STDERR);
+    g_test_trap_assert_passed ();
+    g_assert_true (cleave_report_write_module_set (set, old, &error));
+    g_assert_no_error (error);
+    g_assert_true (g_file_test (notes, G_FILE_TEST_IS_REGULAR));
+    g_assert_true (g_file_test (json, G_FILE_TEST_IS_REGULAR));
+    g_assert_false (g_file_test (old_p, G_FILE_TEST_EXISTS));
+  }
+}
+
 static void
 test_file_malformed (void)
 {
@@ -1213,6 +1271,7 @@ main (int argc, char **argv)
   g_test_add_func ("/module/file/model-refused", test_file_model_refused);
   g_test_add_func ("/module/file/fuzz", test_file_fuzz);
   g_test_add_func ("/module/report/files", test_report);
+  g_test_add_func ("/module/report/all-or-nothing", test_report_all_or_nothing);
   g_test_add_func ("/module/manual/importance-set", test_manual_importance_set);
   status = g_test_run ();
   if (tmp_dir)
