@@ -13,6 +13,8 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "cleave-safetensors.h"
+
 static char *tmpdir;
 static char *data_dir;
 
@@ -470,6 +472,35 @@ test_batch_clamped (void)
   g_assert_false (g_file_test (mods, G_FILE_TEST_EXISTS));
 }
 
+/* eval warns when a model's outputs are not finite (classifier weights near
+ * FLT_MAX: finite, so the file loads, but every logit overflows). */
+static void
+test_eval_warns_non_finite (void)
+{
+  g_autofree char *model = path ("m.safetensors"), *huge = path ("huge.safetensors"), *err = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CleaveSafetensors) st = NULL;
+  const CleaveSafeTensor *t;
+
+  if (!g_file_test (model, G_FILE_TEST_EXISTS))
+    {
+      g_test_skip ("needs the model from /cli/train-info-eval");
+      return;
+    }
+  st = cleave_safetensors_load (model, &error);
+  g_assert_no_error (error);
+  t = cleave_safetensors_find (st, "fc_4.weight");
+  g_assert_nonnull (t);
+  for (gsize k = 0; k < t->nbytes / 4; k++)
+    memcpy (t->data + 4 * k, &(float) { 3e38f }, 4);
+  g_assert_true (cleave_safetensors_save (st, huge, &error));
+  g_assert_cmpint (cli (NULL, &err, "eval", huge, data_dir, NULL), ==, 0);
+  assert_contains (err, "non-finite outputs");
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (cli (NULL, &err, "eval", model, data_dir, NULL), ==, 0);
+  g_assert_null (strstr (err, "non-finite"));
+}
+
 static void
 remove_tree (const char *dir)
 {
@@ -506,6 +537,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/stale-temps-removed", test_stale_temps_removed);
   g_test_add_func ("/cli/options-validated", test_options_validated);
   g_test_add_func ("/cli/batch-clamped-to-dataset", test_batch_clamped);
+  g_test_add_func ("/cli/eval-warns-on-non-finite-outputs", test_eval_warns_non_finite);
   status = g_test_run ();
   remove_tree (tmpdir);
   return status;

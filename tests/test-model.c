@@ -6,6 +6,7 @@
 #include "cleave-model.h"
 #include "cleave-net.h"
 #include "cleave-safetensors.h"
+#include "cleave-train.h"
 
 #include "json-mutate.h"
 
@@ -348,6 +349,49 @@ test_metadata_wrong_types (void)
     }
 }
 
+/* Training whose weights stop giving a finite loss stops with an error
+ * instead of keeping them (here: classifier weights near FLT_MAX overflow). */
+static void
+test_train_stops_on_non_finite_loss (void)
+{
+  g_autoptr(CleaveModel) m = small_model ();
+  g_autoptr(CleaveBackend) backend = cleave_backend_cpu_new ();
+  g_autoptr(GError) error = NULL;
+  CleaveDataset *ds = g_new0 (CleaveDataset, 1);
+  int train_idx[6] = { 0, 1, 2, 3, 4, 5 }, val_idx[6] = { 6, 7, 8, 9, 10, 11 };
+  CleaveTrainOptions opt;
+  CleaveTrainResult result = { 0 };
+
+  ds->name = g_strdup ("blank-and-bright");
+  ds->n = 12, ds->c = 1, ds->h = 12, ds->w = 12, ds->n_classes = 3;
+  ds->pixels = g_malloc0 (12 * 144);
+  ds->labels = g_malloc (12);
+  ds->class_names = g_new0 (char *, 4);
+  for (int i = 0; i < 3; i++)
+    ds->class_names[i] = g_strdup_printf ("c%d", i);
+  for (int i = 0; i < 12; i++)
+    ds->labels[i] = i % 3;
+  memset (ds->pixels + 6 * 144, 255, 6 * 144);
+  m->mean[0] = 0;   /* blank images normalise to exactly 0 */
+  for (int i = 0; i < cleave_graph_n_params (m->graph); i++)
+    {
+      CleaveParam *p = cleave_graph_param (m->graph, i);
+      if (g_str_has_prefix (p->name, "fc_") && g_str_has_suffix (p->name, ".weight"))
+        for (gsize k = 0; k < cleave_param_numel (p); k++)
+          p->data[k] = 3e38f;
+    }
+  cleave_train_options_init (&opt);
+  opt.epochs = 2;
+  opt.batch = 6;
+  opt.use_augment = FALSE;
+  g_assert_false (cleave_train (m, backend, ds, train_idx, 6, val_idx, 6, &opt, NULL, NULL, NULL, &result, &error));
+  g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_FAILED);
+  g_assert_nonnull (strstr (error->message, "diverged"));
+  g_test_message ("%s", error->message);
+  cleave_train_result_clear (&result);
+  cleave_dataset_free (ds);
+}
+
 static void
 remove_tree (const char *dir)
 {
@@ -374,6 +418,7 @@ main (int argc, char **argv)
   g_test_add_func ("/model/non-finite-weights-refused", test_non_finite_weights);
   g_test_add_func ("/model/normalize-must-be-usable-numbers", test_normalize_numbers);
   g_test_add_func ("/model/metadata-wrong-types-no-criticals", test_metadata_wrong_types);
+  g_test_add_func ("/model/train-stops-on-non-finite-loss", test_train_stops_on_non_finite_loss);
   g_test_add_data_func ("/model/statedict/simcnn-matches-pytorch", "simcnn", test_statedict);
   g_test_add_data_func ("/model/statedict/rescnn-matches-pytorch", "rescnn", test_statedict);
   g_test_add_data_func ("/model/statedict/incecnn-matches-pytorch", "incecnn", test_statedict);

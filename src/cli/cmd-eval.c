@@ -45,6 +45,9 @@ eval_one (const char *path, CleaveDataset *ds, gboolean plain_dataset, CleaveBac
     r->m = cleave_scorer_evaluate (r->scorer, backend, ds, NULL, ds->n, NULL, cleave_cli_progress_cb, bar, cancel, error);
   cleave_cli_progress_free (bar);
   r->seconds = (g_get_monotonic_time () - t0) / 1e6;
+  if (r->m && r->m->nonfinite > 0)
+    fprintf (stderr, "warning: %s gave non-finite outputs (NaN or infinity) for %d of %d images: "
+                     "its results are meaningless\n", path, r->m->nonfinite, r->m->total);
   return r->m != NULL;
 }
 

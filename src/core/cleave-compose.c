@@ -1288,12 +1288,7 @@ cleave_scorer_evaluate (CleaveScorer *s, CleaveBackend *backend, const CleaveDat
   m = cleave_metrics_new (K);
   for (int i = 0; i < n; i++)
     {
-      const float *row = scores + (gsize) i * K;
-      int best = 0;
-      for (int k = 1; k < K; k++)
-        if (row[k] > row[best])
-          best = k;
-      cleave_metrics_add (m, ds->labels[idx[i]], best);
+      cleave_metrics_add_outputs (m, ds->labels[idx[i]], scores + (gsize) i * K, K);
     }
   cleave_metrics_finish (m);
   m->loss = NAN;

@@ -273,6 +273,15 @@ cleave_train (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *d
         }
       else
         rec.val_accuracy = rec.train_accuracy, rec.val_loss = rec.train_loss;
+      /* The epoch's last steps may have left weights that no longer give a
+       * finite loss: stop rather than keep (and save) them. */
+      if (!isfinite (rec.val_loss))
+        {
+          g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_FAILED,
+                       "training diverged at epoch %d (the validation loss is %g): lower the learning rate",
+                       rec.epoch, rec.val_loss);
+          goto out;
+        }
       g_array_append_val (result->history, rec);
 
       if (rec.val_accuracy > result->best_val_accuracy)
