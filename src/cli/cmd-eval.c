@@ -70,7 +70,7 @@ other_accuracy (const CleaveMetrics *m, const gboolean *is_target)
 int
 cleave_cmd_eval (int argc, char **argv)
 {
-  g_autofree char *device = NULL, *split = g_strdup ("test"), *compare = NULL, *arch = NULL, *targets = NULL;
+  g_autofree char *device = NULL, *split = NULL, *compare = NULL, *arch = NULL, *targets = NULL;
   g_auto(GStrv) mix = NULL;
   gboolean json = FALSE;
   GOptionEntry entries[] = {
@@ -99,6 +99,8 @@ cleave_cmd_eval (int argc, char **argv)
   g_option_context_add_main_entries (ctx, entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
     return cleave_cli_fail (g_steal_pointer (&error));
+  if (split == NULL)
+    split = g_strdup ("test");   /* the default, set here: GOption does not free a replaced default */
   for (int i = 0; mix && mix[i]; i++)
     g_ptr_array_add (specs, mix[i]);
   for (int i = 2; i < argc; i++)

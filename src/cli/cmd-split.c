@@ -139,7 +139,7 @@ pick_one_of (const char *option, const char *value, const char *a, const char *b
 int
 cleave_cmd_split (int argc, char **argv)
 {
-  g_autofree char *method = g_strdup ("grad"), *output = NULL, *device = NULL, *report = NULL, *fitness = NULL;
+  g_autofree char *method = NULL, *output = NULL, *device = NULL, *report = NULL, *fitness = NULL;
   g_autofree char *mask_opt = NULL, *loss_kind = NULL;
   int seed = 0;
   double val = 0.2;
@@ -229,6 +229,8 @@ cleave_cmd_split (int argc, char **argv)
     if (!g_option_context_parse (ctx, &argc, &argv, &error))
       return cleave_cli_fail (g_steal_pointer (&error));
   }
+  if (method == NULL)
+    method = g_strdup ("grad");   /* the default, set here: GOption does not free a replaced default */
   if (argc != 3 || output == NULL)
     {
       fprintf (stderr, "usage: cleave-cli split [--method grad|ga] MODEL DATASET -o MODULES [options]\n"

@@ -10,7 +10,7 @@
 int
 cleave_cmd_train (int argc, char **argv)
 {
-  g_autofree char *arch = g_strdup ("simcnn:w=0.125"), *dataset = g_strdup ("fashion-mnist");
+  g_autofree char *arch = NULL, *dataset = NULL;   /* defaults set after parsing: GOption does not free them */
   g_autofree char *output = NULL, *device = NULL, *resume = NULL, *classes = NULL, *arch_file = NULL;
   g_auto(GStrv) mix = NULL;
   int epochs = 30, batch = 128, seed = 0, max_train = 0, min_per_class = 100;
@@ -55,6 +55,10 @@ cleave_cmd_train (int argc, char **argv)
   g_option_context_add_main_entries (ctx, entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
     return cleave_cli_fail (g_steal_pointer (&error));
+  if (arch == NULL)
+    arch = g_strdup ("simcnn:w=0.125");
+  if (dataset == NULL)
+    dataset = g_strdup ("fashion-mnist");
   if (output == NULL)
     {
       fprintf (stderr, "cleave-cli train: --output FILE is required\n");
