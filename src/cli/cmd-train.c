@@ -2,6 +2,7 @@
 #include "cli-common.h"
 #include "cleave-arch.h"
 #include "cleave-train.h"
+#include "cleave-file.h"
 
 #include <json-glib/json-glib.h>
 #include <math.h>
@@ -170,6 +171,7 @@ cleave_cmd_train (int argc, char **argv)
   opt.augment.pad = train_ds->h >= 32 ? 4 : 2;
   ckpt = g_strconcat (output, ".ckpt", NULL);
   opt.checkpoint = ckpt;
+  cleave_file_remove_stale_temps (ckpt);   /* the output's lock covers its checkpoint too */
   if (resume && model->provenance_json)
     {
       g_autoptr(JsonParser) p = json_parser_new ();
