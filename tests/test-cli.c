@@ -5,8 +5,15 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
+#include <gio/gio.h>
+#include <fcntl.h>
 #include <locale.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "cleave-safetensors.h"
 
 static char *tmpdir;
 static char *data_dir;
@@ -271,6 +278,250 @@ test_pth (void)
   assert_contains (err, "evil-os-system.pth: archive/data.pkl offset 190: global 'os.system' refused");
 }
 
+/* Class lists with an empty element ("1,,2", "0,", ",2") get a clear error,
+ * in every command that takes one. */
+static void
+test_class_list_empty_element (void)
+{
+  g_autofree char *dest = path ("never.safetensors"), *mods = path ("none.modules");
+  g_autofree char *m12 = g_strconcat (mods, ":1,,2", NULL), *m2 = g_strconcat (mods, ":,2", NULL);
+  g_autofree char *mix = g_strconcat (data_dir, ":1,", NULL), *model = path ("m.safetensors");
+  const char *const cases[][8] = {
+    { "train", "--classes", "0,", "--dataset", data_dir, "-o", dest, NULL },
+    { "compose", "-o", dest, m12, NULL },
+    { "patch", model, m2, "-o", dest, NULL },
+    { "eval", model, "--mix", mix, NULL },
+  };
+  if (!g_file_test (model, G_FILE_TEST_EXISTS))
+    {
+      g_test_skip ("needs the model from /cli/train-info-eval");
+      return;
+    }
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *err = NULL;
+      g_assert_cmpint (cli (NULL, &err, cases[i][0], cases[i][1], cases[i][2], cases[i][3], cases[i][4],
+                            cases[i][5], cases[i][6], NULL), !=, 0);
+      assert_contains (err, "empty element");
+      g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+    }
+}
+
+static void
+assert_same_contents (const char *file, const char *before, gsize len)
+{
+  g_autofree char *now = NULL;
+  gsize now_len = 0;
+  g_assert_true (g_file_get_contents (file, &now, &now_len, NULL));
+  g_assert_cmpmem (now, now_len, before, len);
+}
+
+/* No command writes over one of its own inputs, also through a symlink. */
+static void
+test_output_not_an_input (void)
+{
+  g_autofree char *model = path ("m.safetensors"), *mods = path ("m.modules"), *link = path ("link.safetensors");
+  g_autofree char *spec = g_strconcat (mods, ":0,2", NULL), *mdata = NULL, *sdata = NULL;
+  gsize mlen, slen;
+
+  if (!g_file_get_contents (model, &mdata, &mlen, NULL) || !g_file_get_contents (mods, &sdata, &slen, NULL))
+    {
+      g_test_skip ("needs the files of /cli/train-info-eval and /cli/split-compose-patch-export");
+      return;
+    }
+  g_assert_cmpint (symlink (model, link), ==, 0);
+  {
+    const char *const cases[][7] = {
+      { "compose", "-o", mods, spec, NULL },
+      { "export", "--onnx", model, "-o", model, NULL },
+      { "export", "--onnx", model, "-o", link, NULL },
+      { "patch", model, spec, "-o", model, NULL },
+      { "split", model, data_dir, "-o", model, NULL },
+      { "train", "--arch", "weak", "--resume", model, "--dataset", data_dir },
+    };
+    for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+      {
+        g_autofree char *err = NULL;
+        g_assert_cmpint (cli (NULL, &err, cases[i][0], cases[i][1], cases[i][2], cases[i][3], cases[i][4],
+                              cases[i][5], cases[i][6], i == 5 ? "-o" : NULL, link, NULL), ==, 1);
+        assert_contains (err, "is also an input");
+      }
+  }
+  assert_same_contents (model, mdata, mlen);
+  assert_same_contents (mods, sdata, slen);
+  g_unlink (link);
+}
+
+/* A second writer of the same output is refused while the first holds its lock. */
+static void
+test_concurrent_writer_refused (void)
+{
+  g_autofree char *model = path ("m.safetensors"), *onnx = path ("locked.onnx"), *lock = path (".locked.onnx.lock");
+  g_autofree char *err = NULL;
+  int fd;
+
+  if (!g_file_test (model, G_FILE_TEST_EXISTS))
+    {
+      g_test_skip ("needs the model from /cli/train-info-eval");
+      return;
+    }
+  fd = open (lock, O_RDWR | O_CREAT, 0644);
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (flock (fd, LOCK_EX), ==, 0);
+  g_assert_cmpint (cli (NULL, &err, "export", "--onnx", model, "-o", onnx, NULL), ==, 1);
+  assert_contains (err, "another cleave-cli is writing");
+  g_assert_false (g_file_test (onnx, G_FILE_TEST_EXISTS));
+  close (fd);
+  /* released: the export runs, and takes its lock file away with it */
+  g_assert_cmpint (cli (NULL, NULL, "export", "--onnx", model, "-o", onnx, NULL), ==, 0);
+  g_assert_true (g_file_test (onnx, G_FILE_TEST_EXISTS));
+  g_assert_false (g_file_test (lock, G_FILE_TEST_EXISTS));
+}
+
+/* The hidden temporary a killed writer left beside an output is removed by
+ * the next command that writes that output. */
+static void
+test_stale_temps_removed (void)
+{
+  g_autofree char *model = path ("m.safetensors"), *onnx = path ("stale.onnx");
+  g_autofree char *temp = path (".stale.onnx.tmp-Zz9Yy8"), *err = NULL;
+
+  if (!g_file_test (model, G_FILE_TEST_EXISTS))
+    {
+      g_test_skip ("needs the model from /cli/train-info-eval");
+      return;
+    }
+  g_assert_true (g_file_set_contents (temp, "half an onnx", -1, NULL));
+  g_assert_cmpint (cli (NULL, &err, "export", "--onnx", model, "-o", onnx, NULL), ==, 0);
+  assert_contains (err, "removed 1 temporary file");
+  g_assert_false (g_file_test (temp, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (onnx, G_FILE_TEST_EXISTS));
+}
+
+/* Ctrl-C during a split keeps an existing output as it was and writes the
+ * result so far to OUTPUT.partial. */
+static void
+test_interrupted_split_writes_partial (void)
+{
+  g_autofree char *model = path ("m.safetensors"), *out = path ("int.modules"), *partial = path ("int.modules.partial");
+  g_autofree char *rest = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSubprocess) proc = NULL;
+  g_autoptr(GDataInputStream) in = NULL;
+  gboolean signalled = FALSE;
+  char *line;
+
+  if (!g_file_test (model, G_FILE_TEST_EXISTS))
+    {
+      g_test_skip ("needs the model from /cli/train-info-eval");
+      return;
+    }
+  g_assert_true (g_file_set_contents (out, "the user's old modules", -1, NULL));
+  proc = g_subprocess_new (G_SUBPROCESS_FLAGS_STDERR_PIPE | G_SUBPROCESS_FLAGS_STDOUT_SILENCE, &error,
+                           g_getenv ("CLEAVE_CLI"), "split", model, data_dir, "-o", out, "--head-epochs", "400",
+                           "--batch", "32", NULL);
+  g_assert_no_error (error);
+  in = g_data_input_stream_new (g_subprocess_get_stderr_pipe (proc));
+  while ((line = g_data_input_stream_read_line (in, NULL, NULL, NULL)) != NULL)
+    {
+      if (!signalled && strstr (line, "heads 3/"))
+        {
+          g_subprocess_send_signal (proc, SIGINT);
+          signalled = TRUE;
+        }
+      if (strstr (line, "interrupted"))
+        rest = g_strdup (line);
+      g_free (line);
+    }
+  g_assert_true (g_subprocess_wait (proc, NULL, &error));
+  g_assert_true (signalled);
+  g_assert_cmpint (g_subprocess_get_exit_status (proc), ==, 130);
+  g_assert_nonnull (rest);
+  assert_contains (rest, "int.modules.partial");
+  assert_same_contents (out, "the user's old modules", strlen ("the user's old modules"));
+  g_assert_cmpint (cli (NULL, NULL, "modules", partial, NULL), ==, 0);
+}
+
+/* Out-of-range, non-finite and negative option values are refused naming the
+ * option, before anything is written. */
+static void
+test_options_validated (void)
+{
+  g_autofree char *dest = path ("never.safetensors"), *model = path ("m.safetensors");
+  const char *const train_cases[][2] = {
+    { "--val", "-1" }, { "--val", "1.5" }, { "--dirichlet", "0" }, { "--dirichlet", "nan" },
+    { "--max-train", "-1" }, { "--lr", "nan" }, { "--lr", "1e300" }, { "--min-per-class", "-3" },
+  };
+  const char *const split_cases[][2] = {
+    { "--alpha", "-0.1" }, { "--max-loss", "-1" }, { "--max-loss", "inf" }, { "--val", "0" }, { "--lr-mask", "nan" },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (train_cases); i++)
+    {
+      g_autofree char *err = NULL;
+      g_assert_cmpint (cli (NULL, &err, "train", "--arch", "weak", "--dataset", data_dir, "--epochs", "1",
+                            train_cases[i][0], train_cases[i][1], "-o", dest, NULL), ==, 1);
+      assert_contains (err, train_cases[i][0] + 2);
+      g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+    }
+  for (gsize i = 0; i < G_N_ELEMENTS (split_cases); i++)
+    {
+      g_autofree char *err = NULL;
+      g_assert_cmpint (cli (NULL, &err, "split", model, data_dir, split_cases[i][0], split_cases[i][1],
+                            "-o", dest, NULL), ==, 1);
+      assert_contains (err, split_cases[i][0] + 2);
+      g_assert_false (g_file_test (dest, G_FILE_TEST_EXISTS));
+    }
+}
+
+/* A batch beyond the dataset is clamped to it; an absurd one is refused. */
+static void
+test_batch_clamped (void)
+{
+  g_autofree char *dest = path ("batch.safetensors"), *model = path ("m.safetensors"), *mods = path ("batch.modules");
+  g_autofree char *err = NULL;
+
+  g_assert_cmpint (cli (NULL, &err, "train", "--arch", "weak", "--dataset", data_dir, "--epochs", "1", "--batch", "60000",
+                        "--no-augment", "-o", dest, NULL), ==, 0);
+  assert_contains (err, "batch 720 (all the training images)");
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (cli (NULL, &err, "train", "--arch", "weak", "--dataset", data_dir, "--batch", "2147483647",
+                        "-o", dest, NULL), ==, 1);
+  assert_contains (err, "option batch");
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (cli (NULL, &err, "split", model, data_dir, "--batch", "2147483647", "-o", mods, NULL), ==, 1);
+  assert_contains (err, "option batch");
+  g_assert_false (g_file_test (mods, G_FILE_TEST_EXISTS));
+}
+
+/* eval warns when a model's outputs are not finite (classifier weights near
+ * FLT_MAX: finite, so the file loads, but every logit overflows). */
+static void
+test_eval_warns_non_finite (void)
+{
+  g_autofree char *model = path ("m.safetensors"), *huge = path ("huge.safetensors"), *err = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CleaveSafetensors) st = NULL;
+  const CleaveSafeTensor *t;
+
+  if (!g_file_test (model, G_FILE_TEST_EXISTS))
+    {
+      g_test_skip ("needs the model from /cli/train-info-eval");
+      return;
+    }
+  st = cleave_safetensors_load (model, &error);
+  g_assert_no_error (error);
+  t = cleave_safetensors_find (st, "fc_4.weight");
+  g_assert_nonnull (t);
+  for (gsize k = 0; k < t->nbytes / 4; k++)
+    memcpy (t->data + 4 * k, &(float) { 3e38f }, 4);
+  g_assert_true (cleave_safetensors_save (st, huge, &error));
+  g_assert_cmpint (cli (NULL, &err, "eval", huge, data_dir, NULL), ==, 0);
+  assert_contains (err, "non-finite outputs");
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (cli (NULL, &err, "eval", model, data_dir, NULL), ==, 0);
+  g_assert_null (strstr (err, "non-finite"));
+}
+
 static void
 remove_tree (const char *dir)
 {
@@ -301,6 +552,14 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/split-compose-patch-export", test_split_compose_patch);
   g_test_add_func ("/cli/bad-input", test_bad_input);
   g_test_add_func ("/cli/pth", test_pth);
+  g_test_add_func ("/cli/class-list-empty-element", test_class_list_empty_element);
+  g_test_add_func ("/cli/output-is-never-an-input", test_output_not_an_input);
+  g_test_add_func ("/cli/concurrent-writer-refused", test_concurrent_writer_refused);
+  g_test_add_func ("/cli/interrupted-split-writes-partial", test_interrupted_split_writes_partial);
+  g_test_add_func ("/cli/stale-temps-removed", test_stale_temps_removed);
+  g_test_add_func ("/cli/options-validated", test_options_validated);
+  g_test_add_func ("/cli/batch-clamped-to-dataset", test_batch_clamped);
+  g_test_add_func ("/cli/eval-warns-on-non-finite-outputs", test_eval_warns_non_finite);
   status = g_test_run ();
   remove_tree (tmpdir);
   return status;

@@ -7,6 +7,8 @@
 #include "cleave-safetensors.h"
 #include "cleave-error.h"
 
+#include "json-mutate.h"
+
 #include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
@@ -464,6 +466,106 @@ test_malformed (void)
   }
 }
 
+typedef struct {
+  const char *good, *key, *path;
+  int n;
+} MetaVariant;
+
+static void
+load_variant (const char *json, gpointer user_data)
+{
+  MetaVariant *v = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (v->good, &error);
+  CleaveScorer *s;
+  cleave_safetensors_set_metadata (st, v->key, json);
+  g_assert_true (cleave_safetensors_save (st, v->path, &error));
+  s = cleave_scorer_load (v->path, &error);
+  g_assert_true ((s == NULL) != (error == NULL));
+  cleave_scorer_free (s);
+  v->n++;
+}
+
+/* Every field of a composition's and a patched model's JSON metadata given
+ * a value of the wrong type: a clean error or a file that loads, never a
+ * json-glib critical (fatal in tests). */
+static void
+test_metadata_wrong_types (void)
+{
+  g_autoptr(CleaveModel) m1 = random_model (15), m2 = random_model (16);
+  g_autoptr(CleaveModuleSet) s1 = make_set (m1, 15, TRUE), s2 = make_set (m2, 16, FALSE);
+  g_autoptr(CleaveComposition) c = mixed_composition (s1, s2);
+  g_autoptr(CleavePatched) p = cleave_patched_new (random_model (17));
+  g_autoptr(GError) error = NULL;
+  g_autofree char *cpath = tmp_file ("typed-c.safetensors"), *ppath = tmp_file ("typed-p.safetensors");
+  g_autofree char *bad = tmp_file ("retyped.safetensors");
+  const struct { const char *file, *key; } cases[] = {
+    { cpath, "cleave.composition" }, { ppath, "cleave.patched" }, { ppath, "cleave.patch.composition" },
+  };
+
+  g_assert_true (cleave_composition_save (c, cpath, &error));
+  g_assert_true (cleave_patched_add (p, s1, 1, 1, &error));
+  g_assert_true (cleave_patched_save (p, ppath, &error));
+  g_assert_no_error (error);
+  json_mutate_max_elements = 100;
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (cases[i].file, &error);
+      MetaVariant v = { cases[i].file, cases[i].key, bad, 0 };
+      g_assert_nonnull (cleave_safetensors_get_metadata (st, cases[i].key));
+      json_mutate_each (cleave_safetensors_get_metadata (st, cases[i].key), load_variant, &v);
+      g_test_message ("%s: %d variants", cases[i].key, v.n);
+      g_assert_cmpint (v.n, >, 20);
+    }
+}
+
+/* Saving and loading a composition and a patched model go through no file
+ * in $TMPDIR: the embedded module sets and weak model stay in memory. The
+ * subprocess runs with $TMPDIR pointing nowhere. */
+static void
+test_no_tmpdir (void)
+{
+  if (g_test_subprocess ())
+    {
+      const char *dir = g_getenv ("CLEAVE_TEST_DIR");
+      g_autofree char *cpath = g_build_filename (dir, "c.safetensors", NULL);
+      g_autofree char *ppath = g_build_filename (dir, "p.safetensors", NULL);
+      g_autoptr(CleaveModel) m1 = random_model (18), m2 = random_model (19);
+      g_autoptr(CleaveModuleSet) s1 = make_set (m1, 18, TRUE), s2 = make_set (m2, 19, FALSE);
+      g_autoptr(CleaveComposition) c = mixed_composition (s1, s2);
+      g_autoptr(CleavePatched) p = cleave_patched_new (random_model (20));
+      g_autoptr(GError) error = NULL;
+      CleaveScorer *b;
+
+      g_assert_cmpstr (g_get_tmp_dir (), ==, "/nonexistent/cleave-tmp");
+      g_assert_true (cleave_composition_save (c, cpath, &error));
+      g_assert_no_error (error);
+      b = cleave_scorer_load (cpath, &error);
+      g_assert_no_error (error);
+      cleave_scorer_free (b);
+      g_assert_true (cleave_patched_add (p, s1, 1, 1, &error));
+      g_assert_true (cleave_patched_save (p, ppath, &error));
+      g_assert_no_error (error);
+      b = cleave_scorer_load (ppath, &error);
+      g_assert_no_error (error);
+      cleave_scorer_free (b);
+      return;
+    }
+  {
+    g_autofree char *probe = tmp_file ("probe");
+    g_autofree char *dir = g_path_get_dirname (probe);
+    g_autofree char *old = g_strdup (g_getenv ("TMPDIR"));
+    g_setenv ("CLEAVE_TEST_DIR", dir, TRUE);
+    g_setenv ("TMPDIR", "/nonexistent/cleave-tmp", TRUE);
+    g_test_trap_subprocess (NULL, 120 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_INHERIT_STDERR);
+    if (old)
+      g_setenv ("TMPDIR", old, TRUE);
+    else
+      g_unsetenv ("TMPDIR");
+    g_test_trap_assert_passed ();
+  }
+}
+
 static void
 check_with_python (const char *path)
 {
@@ -584,6 +686,8 @@ main (int argc, char **argv)
   g_test_add_func ("/compose/patch-arithmetic", test_patch_arithmetic);
   g_test_add_func ("/compose/files-round-trip", test_files);
   g_test_add_func ("/compose/files-malformed", test_malformed);
+  g_test_add_func ("/compose/metadata-wrong-types-no-criticals", test_metadata_wrong_types);
+  g_test_add_func ("/compose/files-never-through-tmpdir", test_no_tmpdir);
   g_test_add_func ("/compose/export-onnx", test_export);
   g_test_add_func ("/compose/best-of-many", test_best_of);
   return g_test_run ();

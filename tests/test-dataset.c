@@ -294,6 +294,36 @@ test_idx_errors (void)
   rm_rf (dir);
 }
 
+/* Bytes after the end of a gzip stream, or a gzip trailer whose checksum
+ * does not match, are refused, not ignored. */
+static void
+test_idx_gzip_trailing (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("cleave-ds-XXXXXX", NULL);
+  g_autofree char *ipz = g_build_filename (dir, "gz-images-idx3-ubyte.gz", NULL);
+  g_autofree char *lpz = g_build_filename (dir, "gz-labels-idx1-ubyte.gz", NULL);
+  g_autofree char *t = g_build_filename (dir, "odd-images-idx3-ubyte.gz", NULL);
+  g_autofree char *raw = NULL;
+  gsize len;
+
+  write_idx_pair (dir, "gz", 20, 4, 4, TRUE, NULL, NULL);
+  g_assert_true (g_file_get_contents (ipz, &raw, &len, NULL));
+  {
+    g_autofree char *m = g_malloc (len + 7);
+    memcpy (m, raw, len);
+    memcpy (m + len, "garbage", 7);
+    g_assert_true (g_file_set_contents (t, m, len + 7, NULL));
+    check_idx_error (t, lpz, "odd-images-idx3-ubyte.gz: 7 bytes follow the end of the gzip stream");
+  }
+  {
+    g_autofree char *m = g_memdup2 (raw, len);
+    m[len - 6] ^= 0x01;   /* the CRC-32 in the trailer */
+    g_assert_true (g_file_set_contents (t, m, len, NULL));
+    check_idx_error (t, lpz, "odd-images-idx3-ubyte.gz: gzip");
+  }
+  rm_rf (dir);
+}
+
 /* ---------------------------------------------------------------- CIFAR-10 binary */
 
 static void
@@ -529,6 +559,103 @@ test_image_folder (void)
     assert_invalid_names (error, "bare: no class folders");
     g_clear_error (&error);
   }
+  rm_rf (root);
+}
+
+static guint32
+crc32_png (const guint8 *p, gsize n)
+{
+  guint32 c = 0xffffffffu;
+  for (gsize i = 0; i < n; i++)
+    {
+      c ^= p[i];
+      for (int k = 0; k < 8; k++)
+        c = (c >> 1) ^ (0xedb88320u & -(c & 1));
+    }
+  return c ^ 0xffffffffu;
+}
+
+static void
+put_be (guint8 *p, int bytes, guint32 v)
+{
+  for (int k = 0; k < bytes; k++)
+    p[k] = (guint8) (v >> (8 * (bytes - 1 - k)));
+}
+
+/* Rewrites a saved PNG's or JPEG's declared size (IHDR with its CRC, or the
+ * baseline SOF0 segment), leaving the pixel data as it was. */
+static void
+claim_size (const char *path, int w, int h)
+{
+  g_autofree guint8 *d = NULL;
+  gsize n = 0;
+  g_assert_true (g_file_get_contents (path, (char **) &d, &n, NULL));
+  if (d[0] == 0x89)
+    {
+      put_be (d + 16, 4, (guint32) w);
+      put_be (d + 20, 4, (guint32) h);
+      put_be (d + 29, 4, crc32_png (d + 12, 17));
+    }
+  else
+    {
+      gsize i = 2;
+      while (i + 9 < n && !(d[i] == 0xff && d[i + 1] == 0xc0))
+        i++;
+      g_assert_cmpuint (i + 9, <, n);
+      put_be (d + i + 5, 2, (guint32) h);
+      put_be (d + i + 7, 2, (guint32) w);
+    }
+  g_assert_true (g_file_set_contents (path, (char *) d, (gssize) n, NULL));
+}
+
+/* An image's declared size is read from its header before it is decoded:
+ * a few bytes claiming 65535² are refused at once, naming the file. Content
+ * other than PNG or JPEG is refused whatever the file's name. */
+static void
+test_image_size_before_decode (void)
+{
+  g_autofree char *root = g_dir_make_tmp ("cleave-ds-XXXXXX", NULL);
+  const char *const classes[] = { "a", "b", NULL };
+  const int counts[] = { 2, 2 };
+  g_autofree char *dir = make_folder (root, NULL, classes, counts, 8, 8, FALSE);
+  g_autofree char *first = g_build_filename (dir, "a", "0000.png", NULL);
+  g_autofree char *later = g_build_filename (dir, "b", "0001.png", NULL);
+  g_autoptr (GError) error = NULL;
+  gint64 t0;
+
+  /* the first image sets the size: over the limit */
+  claim_size (first, 5000, 5000);
+  g_assert_null (cleave_dataset_load_image_folder (dir, NULL, &error));
+  assert_invalid_names (error, "0000.png: image is 5000×5000, larger than");
+  g_clear_error (&error);
+  save_png (first, 8, 8, 0, FALSE);
+
+  /* a later image claims 65535², as a PNG and as a JPEG */
+  t0 = g_get_monotonic_time ();
+  claim_size (later, 65535, 65535);
+  g_assert_null (cleave_dataset_load_image_folder (dir, NULL, &error));
+  assert_invalid_names (error, "0001.png: image is 65535×65535");
+  g_clear_error (&error);
+  {
+    g_autoptr (GdkPixbuf) pb = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, 8, 8);
+    gdk_pixbuf_fill (pb, 0x804020ff);
+    g_assert_true (gdk_pixbuf_save (pb, later, "jpeg", NULL, NULL));
+  }
+  claim_size (later, 65500, 65500);
+  g_assert_null (cleave_dataset_load_image_folder (dir, NULL, &error));
+  assert_invalid_names (error, "0001.png: image is 65500×65500");
+  g_clear_error (&error);
+  g_assert_cmpint (g_get_monotonic_time () - t0, <, 10 * G_USEC_PER_SEC);
+
+  /* a BMP named .png */
+  {
+    g_autoptr (GdkPixbuf) pb = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, 8, 8);
+    gdk_pixbuf_fill (pb, 0x804020ff);
+    g_assert_true (gdk_pixbuf_save (pb, later, "bmp", NULL, NULL));
+  }
+  g_assert_null (cleave_dataset_load_image_folder (dir, NULL, &error));
+  assert_invalid_names (error, "0001.png: cannot decode image: not a PNG or JPEG");
+  g_clear_error (&error);
   rm_rf (root);
 }
 
@@ -999,6 +1126,26 @@ test_cifar10_cache_child (void)
   g_assert_no_error (error);
   g_assert_cmpmem (again->pixels, 10 * 3072, te->pixels, 10 * 3072);
   g_assert_cmpstr (again->class_names[9], ==, "truck");
+
+  /* A decoded cache that no longer matches its record count and checksum
+   * (labels zeroed, then the file truncated) is rebuilt, not trusted. */
+  for (int damage = 0; damage < 2; damage++)
+    {
+      g_autofree char *bin = NULL;
+      gsize len;
+      g_assert_true (g_file_get_contents (dec, &bin, &len, NULL));
+      g_assert_cmpuint (len, ==, 10 * 3073);
+      if (damage == 0)
+        for (int i = 0; i < 10; i++)
+          bin[i * 3073] = 0;
+      g_assert_true (g_file_set_contents (dec, bin, damage == 0 ? (gssize) len : 3073 * 4, NULL));
+      g_autoptr (CleaveDataset) re = cleave_dataset_load ("cifar10", CLEAVE_SPLIT_TEST, NULL, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (re->n, ==, 10);
+      for (int c = 0; c < 10; c++)
+        g_assert_cmpint (re->labels[c], ==, c);
+      g_assert_cmpmem (re->pixels, 10 * 3072, te->pixels, 10 * 3072);
+    }
   g_autoptr (CleaveDataset) tr = cleave_dataset_load ("cifar10", CLEAVE_SPLIT_TRAIN, NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpint (tr->n, ==, 20);
@@ -1090,8 +1237,10 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/core/dataset/idx/raw-and-gzip", test_idx_read);
   g_test_add_func ("/core/dataset/idx/errors-name-file-and-field", test_idx_errors);
+  g_test_add_func ("/core/dataset/idx/gzip-trailing-data-refused", test_idx_gzip_trailing);
   g_test_add_func ("/core/dataset/cifar-bin/read-and-errors", test_cifar_bin);
   g_test_add_func ("/core/dataset/image-folder/read-and-errors", test_image_folder);
+  g_test_add_func ("/core/dataset/image-folder/size-read-before-decode", test_image_size_before_decode);
   g_test_add_func ("/core/dataset/split/stable-and-stratified", test_split);
   g_test_add_func ("/core/dataset/dirichlet-subset/min-per-class", test_dirichlet);
   g_test_add_func ("/core/dataset/subset-select-concat", test_subset_select_concat);

@@ -2,6 +2,7 @@
  * and ties, FLOP counts, and the errors bad architectures get. */
 #include "cleave-error.h"
 #include "cleave-graph.h"
+#include "json-mutate.h"
 
 #include <string.h>
 
@@ -125,6 +126,55 @@ test_bad_architectures (void)
   expect_error ("{\"input\":[1,8,8],\"nodes\":[{\"name\":\"x\",\"op\":\"conv2d\",\"out_channels\":\"many\"}]}", "integer");
 }
 
+/* Sizes come from the JSON: a parameter or an activation too large to hold is
+ * refused with an error before anything is allocated from it. */
+static void
+test_param_size_checked (void)
+{
+  /* a 2^20 × 2^20 × 3 × 3 weight: 40 TB */
+  expect_error ("{\"input\":[1,8,8],\"nodes\":["
+                "{\"name\":\"a\",\"op\":\"conv2d\",\"out_channels\":1048576,\"pad\":1},"
+                "{\"name\":\"b\",\"op\":\"conv2d\",\"out_channels\":1048576,\"pad\":1}]}", "too large");
+  /* 4096 × 4096 × 4096 features overflow an int when flattened */
+  expect_error ("{\"input\":[4096,4096,4096],\"nodes\":[{\"name\":\"f\",\"op\":\"flatten\"},"
+                "{\"name\":\"l\",\"op\":\"linear\",\"out_features\":2}]}", "too large");
+  /* a concat of eight 2^20-channel maps overflows the channel count of a later conv's weight */
+  expect_error ("{\"input\":[1,64,64],\"nodes\":["
+                "{\"name\":\"a\",\"op\":\"conv2d\",\"out_channels\":1048576,\"kernel\":1},"
+                "{\"name\":\"c\",\"op\":\"concat\",\"inputs\":[\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\"]},"
+                "{\"name\":\"f\",\"op\":\"flatten\"}]}", "too large");
+}
+
+static void
+parse_variant (const char *json, gpointer user_data)
+{
+  g_autoptr(GError) error = NULL;
+  CleaveGraph *g = cleave_graph_from_json (json, &error);
+  int *n = user_data;
+  g_assert_true ((g == NULL) != (error == NULL));
+  cleave_graph_free (g);
+  (*n)++;
+}
+
+/* Every field of an architecture given a value of the wrong type: a clean
+ * error or a graph, never a json-glib critical (fatal in tests). */
+static void
+test_json_wrong_types (void)
+{
+  int n = 0;
+  json_mutate_max_elements = 100;
+  json_mutate_each ("{\"input\":[1,9,9],\"nodes\":["
+                    "{\"name\":\"a\",\"op\":\"conv2d\",\"inputs\":[\"input\"],\"out_channels\":2,\"kernel\":1,"
+                    "\"stride\":1,\"pad\":0,\"groups\":1,\"bias\":true},"
+                    "{\"name\":\"b\",\"op\":\"batchnorm2d\",\"eps\":1e-5,\"momentum\":0.1},"
+                    "{\"name\":\"m\",\"op\":\"maxpool2d\",\"kernel\":3,\"stride\":2,\"pad\":1},"
+                    "{\"name\":\"d\",\"op\":\"dropout\",\"p\":0.5},"
+                    "{\"name\":\"g\",\"op\":\"global_avgpool\"},{\"name\":\"l\",\"op\":\"linear\",\"out_features\":4,\"bias\":false}]}",
+                    parse_variant, &n);
+  g_test_message ("%d variants", n);
+  g_assert_cmpint (n, >, 300);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -133,5 +183,7 @@ main (int argc, char **argv)
   g_test_add_func ("/core/graph/json-round-trip", test_json_round_trip);
   g_test_add_func ("/core/graph/residual-ties", test_residual_ties);
   g_test_add_func ("/core/graph/bad-architectures-name-the-field", test_bad_architectures);
+  g_test_add_func ("/core/graph/param-size-checked-before-alloc", test_param_size_checked);
+  g_test_add_func ("/core/graph/json-wrong-types-no-criticals", test_json_wrong_types);
   return g_test_run ();
 }

@@ -6,6 +6,9 @@
 #include "cleave-model.h"
 #include "cleave-net.h"
 #include "cleave-safetensors.h"
+#include "cleave-train.h"
+
+#include "json-mutate.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -210,6 +213,204 @@ test_malformed (void)
   }
 }
 
+/* The graph JSON's sizes are checked (against limits, then against the file's
+ * tensors) before parameters are allocated from them: two convolutions
+ * claiming 2^20 kernels would need 40 TB. */
+static void
+test_param_size_checked (void)
+{
+  g_autoptr(CleaveModel) m = small_model ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = g_build_filename (tmpdir, "sizes.safetensors", NULL);
+  static const char *const claims[] = { "1048576", "4096" };
+
+  g_assert_true (cleave_model_save (m, path, &error));
+  for (gsize i = 0; i < G_N_ELEMENTS (claims); i++)
+    {
+      g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (path, &error);
+      g_autoptr(GRegex) re = g_regex_new ("(\"out_channels\" *: *)16", 0, 0, NULL);
+      g_autofree char *repl = g_strconcat ("\\g<1>", claims[i], NULL);
+      g_autofree char *graph = g_regex_replace (re, cleave_safetensors_get_metadata (st, "cleave.graph"),
+                                                -1, 0, repl, 0, NULL);
+      g_assert_nonnull (strstr (graph, claims[i]));
+      cleave_safetensors_set_metadata (st, "cleave.graph", graph);
+      expect_invalid (st, "huge.safetensors", i == 0 ? "too large" : "conv_2.0.weight");
+    }
+}
+
+/* Sets value @k of tensor @name in a loaded file (F32). */
+static void
+poke (CleaveSafetensors *st, const char *name, gsize k, float v)
+{
+  const CleaveSafeTensor *t = cleave_safetensors_find (st, name);
+  g_assert_nonnull (t);
+  g_assert_cmpuint ((k + 1) * 4, <=, t->nbytes);
+  memcpy (t->data + 4 * k, &v, 4);
+}
+
+/* Weights that would poison every result are refused, naming the tensor:
+ * NaN, ±Inf, a negative BN running variance. */
+static void
+test_non_finite_weights (void)
+{
+  g_autoptr(CleaveModel) m = small_model ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = g_build_filename (tmpdir, "finite.safetensors", NULL);
+  g_autofree char *bad = g_build_filename (tmpdir, "nonfinite.safetensors", NULL);
+  const struct { const char *tensor; float v; const char *needle; } cases[] = {
+    { "conv_0.0.weight", NAN, "not finite" },
+    { "fc_4.bias", INFINITY, "not finite" },
+    { "conv_1.1.running_mean", -INFINITY, "not finite" },
+    { "conv_1.1.running_var", -0.5f, "negative" },
+  };
+
+  g_assert_true (cleave_model_save (m, path, &error));
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (path, &error);
+      poke (st, cases[i].tensor, 1, cases[i].v);
+      expect_invalid (st, "nonfinite.safetensors", cases[i].tensor);
+      {
+        g_autoptr(CleaveModel) back = cleave_model_load (bad, &error);
+        g_assert_null (back);
+        if (strstr (error->message, cases[i].needle) == NULL)
+          g_error ("'%s' should say %s", error->message, cases[i].needle);
+        g_clear_error (&error);
+      }
+    }
+}
+
+/* cleave.normalize holds numbers, finite and usable as floats: no strings or
+ * booleans, nothing that overflows to inf or underflows to 0 as a float. */
+static void
+test_normalize_numbers (void)
+{
+  g_autoptr(CleaveModel) m = small_model ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = g_build_filename (tmpdir, "norm.safetensors", NULL);
+  static const char *const bad[] = {
+    "{\"mean\": [\"0.5\"], \"std\": [0.3]}",
+    "{\"mean\": [0.5], \"std\": [true]}",
+    "{\"mean\": [1e308], \"std\": [0.3]}",
+    "{\"mean\": [0.5], \"std\": [1e-300]}",
+    "{\"mean\": [0.5], \"std\": [1e-40]}",
+    "{\"mean\": [0.5], \"std\": [1e39]}",
+    "{\"mean\": [0.5], \"std\": [null]}",
+  };
+
+  g_assert_true (cleave_model_save (m, path, &error));
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (path, &error);
+      cleave_safetensors_set_metadata (st, "cleave.normalize", bad[i]);
+      expect_invalid (st, "badnorm.safetensors", "cleave.normalize");
+    }
+}
+
+typedef struct {
+  const char *good, *key, *path;
+  int n;
+} MetaVariant;
+
+static void
+load_variant (const char *json, gpointer user_data)
+{
+  MetaVariant *v = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (v->good, &error);
+  g_autoptr(CleaveModel) m = NULL;
+  cleave_safetensors_set_metadata (st, v->key, json);
+  g_assert_true (cleave_safetensors_save (st, v->path, &error));
+  m = cleave_model_load (v->path, &error);
+  g_assert_true ((m == NULL) != (error == NULL));
+  v->n++;
+}
+
+/* Every field of a model's JSON metadata given a value of the wrong type: a
+ * clean error or a model, never a json-glib critical (fatal in tests). */
+static void
+test_metadata_wrong_types (void)
+{
+  g_autoptr(CleaveModel) m = small_model ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *good = g_build_filename (tmpdir, "typed.safetensors", NULL);
+  g_autofree char *bad = g_build_filename (tmpdir, "retyped.safetensors", NULL);
+  static const char *const keys[] = { "cleave.graph", "cleave.normalize", "cleave.classes" };
+
+  g_assert_true (cleave_model_save (m, good, &error));
+  json_mutate_max_elements = 100;
+  for (gsize i = 0; i < G_N_ELEMENTS (keys); i++)
+    {
+      g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (good, &error);
+      MetaVariant v = { good, keys[i], bad, 0 };
+      json_mutate_each (cleave_safetensors_get_metadata (st, keys[i]), load_variant, &v);
+      g_test_message ("%s: %d variants", keys[i], v.n);
+      g_assert_cmpint (v.n, >, 20);
+    }
+}
+
+/* Trains @m for one epoch of one batch on 6 images, validating on 6 others. */
+static gboolean
+train_briefly (CleaveModel *m, CleaveDataset *ds, GError **error)
+{
+  g_autoptr(CleaveBackend) backend = cleave_backend_cpu_new ();
+  int train_idx[6] = { 0, 1, 2, 3, 4, 5 }, val_idx[6] = { 6, 7, 8, 9, 10, 11 };
+  CleaveTrainOptions opt;
+  CleaveTrainResult result = { 0 };
+  gboolean ok;
+
+  cleave_train_options_init (&opt);
+  opt.epochs = 1;
+  opt.batch = 6;
+  opt.lr = 0.1f;
+  opt.use_augment = FALSE;
+  ok = cleave_train (m, backend, ds, train_idx, 6, val_idx, 6, &opt, NULL, NULL, NULL, &result, error);
+  cleave_train_result_clear (&result);
+  return ok;
+}
+
+/* Training stops with an error, rather than keep (and save) weights, once
+ * the loss is no longer finite: during an epoch (classifier weights near
+ * FLT_MAX overflow the logits at once), or at its end (inputs scaled to
+ * ~1e30 keep the one step's training loss finite, but its update overflows
+ * the logits on the validation images). */
+static void
+test_train_stops_on_non_finite_loss (void)
+{
+  g_autoptr(CleaveDataset) ds = g_new0 (CleaveDataset, 1);
+  const char *names[] = { "a", "b", "c", NULL };
+
+  ds->name = g_strdup ("noise");
+  ds->n = 12, ds->c = 1, ds->h = 2, ds->w = 2, ds->n_classes = 3;
+  ds->pixels = g_malloc (12 * 4);
+  ds->labels = g_malloc (12);
+  ds->class_names = g_strdupv ((char **) names);
+  for (int i = 0; i < 12; i++)
+    ds->labels[i] = i % 3;
+  for (int i = 0; i < 12 * 4; i++)
+    ds->pixels[i] = (guint8) (1 + ((i * 2654435761u) >> 11) % 254);
+  for (int when = 0; when < 2; when++)
+    {
+      g_autoptr(GError) error = NULL;
+      CleaveGraph *g = cleave_graph_new (1, 2, 2);
+      g_autoptr(CleaveModel) m = NULL;
+      CleaveParam *w;
+      cleave_graph_add_linear (g, "fc", cleave_graph_add_flatten (g, "flat", 0), 3, TRUE);
+      g_assert_true (cleave_graph_finalize (g, &error));
+      cleave_graph_init_params (g, 5);
+      w = cleave_graph_param (g, cleave_graph_find_param (g, "fc.weight"));
+      for (gsize k = 0; k < cleave_param_numel (w); k++)
+        w->data[k] = when == 0 ? 3e38f : 1e-20f * (float) (k % 5);
+      m = cleave_model_new (g, 3, names);
+      m->mean[0] = 0;
+      m->std[0] = when == 0 ? 1 : 1e-30f;
+      g_assert_false (train_briefly (m, ds, &error));
+      g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_FAILED);
+      g_test_message ("%s", error->message);
+      g_assert_nonnull (strstr (error->message, when == 0 ? "(loss is" : "(the validation loss is"));
+    }
+}
+
 static void
 remove_tree (const char *dir)
 {
@@ -232,6 +433,11 @@ main (int argc, char **argv)
   g_test_add_func ("/model/presets", test_presets);
   g_test_add_func ("/model/round-trip", test_round_trip);
   g_test_add_func ("/model/malformed-files-name-the-field", test_malformed);
+  g_test_add_func ("/model/param-size-checked-before-alloc", test_param_size_checked);
+  g_test_add_func ("/model/non-finite-weights-refused", test_non_finite_weights);
+  g_test_add_func ("/model/normalize-must-be-usable-numbers", test_normalize_numbers);
+  g_test_add_func ("/model/metadata-wrong-types-no-criticals", test_metadata_wrong_types);
+  g_test_add_func ("/model/train-stops-on-non-finite-loss", test_train_stops_on_non_finite_loss);
   g_test_add_data_func ("/model/statedict/simcnn-matches-pytorch", "simcnn", test_statedict);
   g_test_add_data_func ("/model/statedict/rescnn-matches-pytorch", "rescnn", test_statedict);
   g_test_add_data_func ("/model/statedict/incecnn-matches-pytorch", "incecnn", test_statedict);

@@ -8,8 +8,11 @@
 #include "cleave-report.h"
 
 #include <json-glib/json-glib.h>
+#include "json-mutate.h"
 
 #include <glib/gstdio.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <math.h>
 #include <string.h>
 
@@ -825,6 +828,138 @@ edit_bad_json (CleaveSafetensors *st)
   cleave_safetensors_set_metadata (st, "cleave.modules", "{\"method\": \"grad\", ");
 }
 
+/* 2,100 sites of 2^20 kernels each: their sum does not fit an int. */
+static void
+edit_many_sites (CleaveSafetensors *st)
+{
+  g_autoptr(JsonParser) p = json_parser_new ();
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autofree char *text = NULL;
+  JsonObject *o;
+  JsonArray *sites = json_array_new ();
+
+  g_assert_true (json_parser_load_from_data (p, cleave_safetensors_get_metadata (st, "cleave.modules"), -1, NULL));
+  o = json_node_get_object (json_parser_get_root (p));
+  for (int s = 0; s < 2100; s++)
+    {
+      JsonObject *e = json_object_new ();
+      json_object_set_string_member (e, "layer", "conv");
+      json_object_set_int_member (e, "kernels", 1 << 20);
+      json_object_set_int_member (e, "tie", s);
+      json_array_add_object_element (sites, e);
+    }
+  json_object_set_array_member (o, "sites", sites);
+  json_object_set_int_member (o, "total_kernels", 1);
+  json_generator_set_root (gen, json_parser_get_root (p));
+  text = json_generator_to_data (gen, NULL);
+  cleave_safetensors_set_metadata (st, "cleave.modules", text);
+}
+
+static void
+test_file_site_sum_checked (void)
+{
+  expect_invalid ("many-sites.safetensors", edit_many_sites, "the sites add up to 2202009600");
+}
+
+typedef struct {
+  const char *good, *path;
+  int n;
+} MetaVariant;
+
+static void
+load_variant (const char *json, gpointer user_data)
+{
+  MetaVariant *v = user_data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (v->good, &error);
+  CleaveModuleSet *set;
+  cleave_safetensors_set_metadata (st, "cleave.modules", json);
+  g_assert_true (cleave_safetensors_save (st, v->path, &error));
+  set = cleave_module_set_load (v->path, &error);
+  g_assert_true ((set == NULL) != (error == NULL));
+  cleave_module_set_free (set);
+  v->n++;
+}
+
+/* Every field of a module set's JSON metadata (the first entry of each
+ * list) given a value of the wrong type: a clean error or a set, never a
+ * json-glib critical (fatal in tests). */
+static void
+test_file_wrong_types (void)
+{
+  const ArchCase ac = { "weak", 1, 12, 12 };
+  g_autoptr(CleaveModel) model = NULL;
+  g_autoptr(CleaveModuleSet) set = random_set (&ac, 0.5, 71, &model);
+  g_autofree char *good = tmp_path ("typed.safetensors"), *bad = tmp_path ("retyped.safetensors");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CleaveSafetensors) st = NULL;
+  MetaVariant v = { good, bad, 0 };
+
+  g_assert_true (cleave_module_set_save (set, good, &error));
+  st = cleave_safetensors_load (good, &error);
+  g_assert_no_error (error);
+  json_mutate_max_elements = 1;
+  json_mutate_each (cleave_safetensors_get_metadata (st, "cleave.modules"), load_variant, &v);
+  g_test_message ("%d variants", v.n);
+  g_assert_cmpint (v.n, >, 200);
+}
+
+static int
+count_entries (const char *dir)
+{
+  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+  int n = 0;
+  while (d && g_dir_read_name (d))
+    n++;
+  return n;
+}
+
+/* A report that cannot be written completely (here: a file-size limit, as a
+ * full disk would) leaves no report folder, or an existing folder as it was;
+ * a complete one keeps what else the folder held. Nothing ".partial" stays. */
+static void
+test_report_all_or_nothing (void)
+{
+  const ArchCase ac = { "weak", 1, 12, 12 };
+  g_autoptr(CleaveModel) model = NULL;
+  g_autoptr(CleaveModuleSet) set = random_set (&ac, 0.5, 73, &model);
+  g_autoptr(GError) error = NULL;
+  const char *base = g_getenv ("CLEAVE_TEST_DIR");
+
+  if (g_test_subprocess ())
+    {
+      g_autofree char *fresh = g_build_filename (base, "fresh", NULL), *fresh_p = g_strconcat (fresh, ".partial", NULL);
+      g_autofree char *old = g_build_filename (base, "old", NULL), *old_p = g_strconcat (old, ".partial", NULL);
+      struct rlimit rl = { 4096, 4096 };
+      signal (SIGXFSZ, SIG_IGN);
+      g_assert_cmpint (setrlimit (RLIMIT_FSIZE, &rl), ==, 0);
+      g_assert_false (cleave_report_write_module_set (set, fresh, &error));
+      g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO);
+      g_clear_error (&error);
+      g_assert_false (g_file_test (fresh, G_FILE_TEST_EXISTS));
+      g_assert_false (g_file_test (fresh_p, G_FILE_TEST_EXISTS));
+      g_assert_false (cleave_report_write_module_set (set, old, &error));
+      g_assert_cmpint (count_entries (old), ==, 1);
+      g_assert_false (g_file_test (old_p, G_FILE_TEST_EXISTS));
+      return;
+    }
+  {
+    g_autofree char *dir = tmp_path ("report-aon");
+    g_autofree char *old = g_build_filename (dir, "old", NULL), *notes = g_build_filename (old, "notes.txt", NULL);
+    g_autofree char *json = g_build_filename (old, "report.json", NULL), *old_p = g_strconcat (old, ".partial", NULL);
+    g_assert_cmpint (g_mkdir_with_parents (old, 0755), ==, 0);
+    g_assert_true (g_file_set_contents (notes, "the user's notes", -1, NULL));
+    g_setenv ("CLEAVE_TEST_DIR", dir, TRUE);
+    g_test_trap_subprocess (NULL, 120 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_INHERIT_STDERR);
+    g_test_trap_assert_passed ();
+    g_assert_true (cleave_report_write_module_set (set, old, &error));
+    g_assert_no_error (error);
+    g_assert_true (g_file_test (notes, G_FILE_TEST_IS_REGULAR));
+    g_assert_true (g_file_test (json, G_FILE_TEST_IS_REGULAR));
+    g_assert_false (g_file_test (old_p, G_FILE_TEST_EXISTS));
+  }
+}
+
 static void
 test_file_malformed (void)
 {
@@ -1130,10 +1265,13 @@ main (int argc, char **argv)
   g_test_add_func ("/module/evaluate/keep-all-is-source", test_evaluate_keep_all_is_source);
   g_test_add_func ("/module/file/round-trip", test_file_round_trip);
   g_test_add_func ("/module/file/malformed", test_file_malformed);
+  g_test_add_func ("/module/file/site-kernels-sum-checked", test_file_site_sum_checked);
+  g_test_add_func ("/module/file/metadata-wrong-types-no-criticals", test_file_wrong_types);
   g_test_add_func ("/module/file/truncated", test_file_truncated);
   g_test_add_func ("/module/file/model-refused", test_file_model_refused);
   g_test_add_func ("/module/file/fuzz", test_file_fuzz);
   g_test_add_func ("/module/report/files", test_report);
+  g_test_add_func ("/module/report/all-or-nothing", test_report_all_or_nothing);
   g_test_add_func ("/module/manual/importance-set", test_manual_importance_set);
   status = g_test_run ();
   if (tmp_dir)

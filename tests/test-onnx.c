@@ -201,6 +201,86 @@ test_malformed_crafted (void)
   assert_invalid (data, len, "negative");
 }
 
+/* An empty packed float_data array (a zero-length LEN field) parses as no
+ * values, without offsetting a NULL array. */
+static void
+test_empty_packed_array (void)
+{
+  /* graph { initializer { dims [0], name "w", data_type FLOAT, float_data (packed, 0 bytes) } } */
+  const guint8 data[] = { 0x3a, 0x0b, 0x2a, 0x09, 0x08, 0x00, 0x42, 0x01, 'w', 0x10, 0x01, 0x22, 0x00 };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (CleaveOnnxModel) m = cleave_onnx_model_parse (data, sizeof data, "empty.onnx", &error);
+
+  g_assert_no_error (error);
+  g_assert_cmpuint (m->initializers->len, ==, 1);
+  g_assert_cmpint (((CleaveOnnxTensor *) m->initializers->pdata[0])->numel, ==, 0);
+}
+
+/* Imports @m re-encoded and expects an INVALID_FILE error containing @needle. */
+static void
+expect_import_invalid (const CleaveOnnxModel *m, const char *needle)
+{
+  g_autoptr (GBytes) bytes = cleave_onnx_model_encode (m);
+  g_autoptr (GError) error = NULL;
+  gsize len;
+  const guint8 *data = g_bytes_get_data (bytes, &len);
+  g_autoptr (CleaveOnnxImport) imp = cleave_onnx_import_bytes (data, len, "bad.onnx", &error);
+
+  g_assert_null (imp);
+  g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE);
+  if (!strstr (error->message, needle))
+    g_error ("message '%s' lacks '%s'", error->message, needle);
+}
+
+static CleaveOnnxTensor *
+find_initializer (CleaveOnnxModel *m, const char *suffix)
+{
+  for (guint k = 0; k < m->initializers->len; k++)
+    if (g_str_has_suffix (((CleaveOnnxTensor *) m->initializers->pdata[k])->name, suffix))
+      return m->initializers->pdata[k];
+  g_assert_not_reached ();
+}
+
+/* Weights that would poison every result (NaN, ±Inf, a negative running
+ * variance) and initializers named twice are refused. */
+static void
+test_import_bad_values (void)
+{
+  g_autoptr (CleaveGraph) g = small_graph ();
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("cleave-onnx-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (dir, "values.onnx", NULL);
+  float mean[2] = { 0.5f, 0.25f }, std[2] = { 0.2f, 0.4f };
+  const struct { const char *suffix; float v; const char *needle; } cases[] = {
+    { "conv1.weight", NAN, "not finite" },
+    { "fc.bias", INFINITY, "not finite" },
+    { "bn1.running_var", -1.0f, "negative variance" },
+  };
+
+  g_assert_true (cleave_onnx_export_graph (g, mean, std, path, &error));
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (CleaveOnnxModel) m = cleave_onnx_model_load (path, &error);
+      CleaveOnnxTensor *t;
+      g_assert_no_error (error);
+      t = find_initializer (m, cases[i].suffix);
+      t->f[t->numel - 1] = cases[i].v;
+      expect_import_invalid (m, cases[i].needle);
+    }
+  {
+    g_autoptr (CleaveOnnxModel) m = cleave_onnx_model_load (path, &error);
+    CleaveOnnxTensor *t = find_initializer (m, "conv1.weight");
+    CleaveOnnxTensor *d = g_memdup2 (t, sizeof *t);
+    d->name = g_strdup (t->name);
+    d->f = g_new0 (float, t->numel);
+    d->i = NULL;
+    g_ptr_array_add (m->initializers, d);
+    expect_import_invalid (m, "appears twice");
+  }
+  g_remove (path);
+  g_rmdir (dir);
+}
+
 /* Parsing and importing never crash and always explain a failure. */
 static void
 parse_and_import (const guint8 *data, gsize len, int *n_ok)
@@ -798,10 +878,12 @@ main (int argc, char **argv)
   g_test_add_func ("/core/onnx/protobuf/encode-parse-roundtrip", test_roundtrip_encoding);
   g_test_add_func ("/core/onnx/protobuf/malformed-crafted", test_malformed_crafted);
   g_test_add_func ("/core/onnx/protobuf/truncations", test_truncations);
+  g_test_add_func ("/core/onnx/protobuf/empty-packed-array", test_empty_packed_array);
   g_test_add_func ("/core/onnx/protobuf/random-byte-flips", test_random_flips);
   g_test_add_func ("/core/onnx/import/structure", test_import_structure);
   g_test_add_func ("/core/onnx/import/unsupported-names-node-op-attr", test_unsupported);
   g_test_add_func ("/core/onnx/import/fold-constants", test_fold_constants);
+  g_test_add_func ("/core/onnx/import/bad-values-and-duplicates-refused", test_import_bad_values);
   g_test_add_func ("/core/onnx/import/matches-pytorch", test_import_matches_pytorch);
   g_test_add_func ("/core/onnx/import/load-model", test_load_model);
   g_test_add_func ("/core/onnx/export/small-graph", test_export_small_graph);

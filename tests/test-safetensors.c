@@ -6,6 +6,7 @@
 
 #include "cleave-safetensors.h"
 #include "cleave-error.h"
+#include "cleave-file.h"
 
 /* Builds a safetensors image from a header string and @data_len bytes of
  * data (filled with a ramp), without any padding, as another writer might. */
@@ -325,6 +326,30 @@ check_bad (const char *dir, const char *label, const guint8 *data, gsize len, co
   g_remove (path);
 }
 
+/* A name given twice (a tensor, a metadata key, a field of an entry) is
+ * refused: otherwise the later one would silently win. */
+static void
+test_duplicate_names (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("cleave-st-XXXXXX", NULL);
+  static const struct { const char *label, *header, *needle; } cases[] = {
+    { "dup-tensor", "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                    "\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", "'x' appears twice" },
+    { "dup-metadata", "{\"__metadata__\":{\"k\":\"a\",\"k\":\"b\"},"
+                      "\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", "'k' appears twice" },
+    { "dup-field", "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"dtype\":\"F16\",\"data_offsets\":[0,8]}}",
+      "'dtype' appears twice" },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (GBytes) b = make_file (cases[i].header, 8);
+      gsize len;
+      const guint8 *data = g_bytes_get_data (b, &len);
+      check_bad (dir, cases[i].label, data, len, cases[i].needle);
+    }
+  rm_rf (dir);
+}
+
 static void
 test_malformed (void)
 {
@@ -514,6 +539,49 @@ test_atomic_write (void)
   rm_rf (dir);
 }
 
+/* The temporary an atomic write uses is hidden beside its output
+ * (".NAME.tmp-XXXXXX"), removed when the rename fails, and the ones a killed
+ * writer left behind can be cleaned up, leaving everything else alone. */
+static void
+test_hidden_temps (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("cleave-st-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (dir, "m.safetensors", NULL);
+  g_autofree char *stale = g_build_filename (dir, ".m.safetensors.tmp-Ab12Cd", NULL);
+  g_autofree char *other = g_build_filename (dir, ".n.safetensors.tmp-Ab12Cd", NULL);
+  g_autofree char *keep = g_build_filename (dir, "m.safetensors.tmp-Ab12Cd", NULL);
+  g_autofree char *sub = g_build_filename (dir, "m.onnx", NULL);
+  g_autoptr (GError) error = NULL;
+  GDir *d;
+  const char *n;
+
+  /* the rename fails (a directory is in the way): nothing is left behind */
+  g_assert_cmpint (g_mkdir (sub, 0755), ==, 0);
+  g_assert_false (cleave_file_replace (sub, "data", 4, 0644, &error));
+  g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO);
+  g_assert_nonnull (strstr (error->message, "m.onnx"));
+  g_clear_error (&error);
+  g_rmdir (sub);
+  d = g_dir_open (dir, 0, NULL);
+  g_assert_null (g_dir_read_name (d));
+  g_dir_close (d);
+
+  g_assert_true (cleave_file_replace (path, "data", 4, 0644, &error));
+  g_assert_no_error (error);
+  for (int i = 0; i < 3; i++)
+    g_assert_true (g_file_set_contents (i == 0 ? stale : i == 1 ? other : keep, "x", 1, NULL));
+  g_assert_cmpint (cleave_file_remove_stale_temps (path), ==, 1);
+  g_assert_false (g_file_test (stale, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (other, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (keep, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (path, G_FILE_TEST_EXISTS));
+  d = g_dir_open (dir, 0, NULL);
+  while ((n = g_dir_read_name (d)))
+    g_assert_false (g_str_has_prefix (n, "m.safetensors.") && !g_str_equal (n, "m.safetensors.tmp-Ab12Cd"));
+  g_dir_close (d);
+  rm_rf (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -522,7 +590,9 @@ main (int argc, char **argv)
   g_test_add_func ("/core/safetensors/add-replaces-same-name", test_replace_same_name);
   g_test_add_func ("/core/safetensors/dtype-conversions", test_dtypes);
   g_test_add_func ("/core/safetensors/malformed-files-name-file-and-field", test_malformed);
+  g_test_add_func ("/core/safetensors/duplicate-names-refused", test_duplicate_names);
   g_test_add_func ("/core/safetensors/fuzz-never-crashes", test_fuzz);
   g_test_add_func ("/core/safetensors/atomic-write", test_atomic_write);
+  g_test_add_func ("/core/safetensors/atomic-write-hidden-temps", test_hidden_temps);
   return g_test_run ();
 }

@@ -3,9 +3,15 @@
 
 #include <json-glib/json-glib.h>
 #include "cleave-onnx.h"
+#include "cleave-file.h"
 
 #include <glib-unix.h>
+#include <glib/gstdio.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <unistd.h>
 #include <string.h>
@@ -186,11 +192,16 @@ cleave_cli_parse_int_list (const char *s, int *n_out, GError **error)
 {
   g_auto(GStrv) parts = g_strsplit (s, ",", -1);
   GArray *a = g_array_new (FALSE, FALSE, sizeof (int));
+  if (parts[0] == NULL)
+    goto empty;
   for (int i = 0; parts[i]; i++)
     {
       char *end;
       gint64 lo, hi;
-      const char *dash = strchr (parts[i] + 1, '-');
+      const char *dash;
+      if (parts[i][0] == 0)
+        goto empty;
+      dash = strchr (parts[i] + 1, '-');
       lo = g_ascii_strtoll (parts[i], &end, 10);
       if (end == parts[i])
         goto bad;
@@ -216,6 +227,11 @@ bad:
     }
   *n_out = (int) a->len;
   return (int *) g_array_free (a, FALSE);
+empty:
+  g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+               "'%s' has an empty element: give a list of numbers like 0,3,5 or 0-4", s);
+  g_array_unref (a);
+  return NULL;
 }
 
 char *
@@ -367,4 +383,90 @@ cleave_cli_json_text (JsonBuilder *b, gboolean pretty)
   json_generator_set_root (gen, root);
   json_generator_set_pretty (gen, pretty);
   return json_generator_to_data (gen, NULL);
+}
+
+struct _CleaveCliOutput {
+  char *lock_path;
+  int fd;
+};
+
+/* The file an input argument names: the argument itself, or for a
+ * "PATH:LIST" spec the part before the last colon. */
+static gboolean
+stat_input (const char *arg, GStatBuf *st)
+{
+  const char *colon = strrchr (arg, ':');
+  g_autofree char *prefix = colon ? g_strndup (arg, colon - arg) : NULL;
+  return g_stat (arg, st) == 0 || (prefix && g_stat (prefix, st) == 0);
+}
+
+CleaveCliOutput *
+cleave_cli_output_claim (const char *path, const char *const *inputs, int n_inputs, GError **error)
+{
+  g_autofree char *dir = g_path_get_dirname (path), *base = g_path_get_basename (path);
+  g_autofree char *lock_name = g_strdup_printf (".%s.lock", base);
+  CleaveCliOutput *o;
+  GStatBuf out, in;
+
+  if (g_stat (path, &out) == 0)
+    for (int i = 0; i < n_inputs; i++)
+      if (inputs[i] && stat_input (inputs[i], &in) && in.st_dev == out.st_dev && in.st_ino == out.st_ino)
+        {
+          g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_EXIST,
+                       "the output %s is also an input (%s): write to another file", path, inputs[i]);
+          return NULL;
+        }
+  o = g_new0 (CleaveCliOutput, 1);
+  o->lock_path = g_build_filename (dir, lock_name, NULL);
+  /* Lock, then check the lock file is still the one on disk: a holder that
+   * finished may have removed it between our open and our lock. */
+  for (int attempt = 0; attempt < 8; attempt++)
+    {
+      GStatBuf held, named;
+      o->fd = g_open (o->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+      if (o->fd < 0)
+        {
+          int err = errno;
+          g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (err), "cannot write %s: %s", path, g_strerror (err));
+          break;
+        }
+      if (flock (o->fd, LOCK_EX | LOCK_NB) != 0)
+        {
+          g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_EXIST,
+                       "another cleave-cli is writing %s (it holds %s): wait for it or choose another output",
+                       path, o->lock_path);
+          break;
+        }
+      if (fstat (o->fd, &held) == 0 && g_stat (o->lock_path, &named) == 0 &&
+          held.st_dev == named.st_dev && held.st_ino == named.st_ino)
+        {
+          /* Holding the lock, no other writer of @path runs: temporaries
+           * beside it are from one that was killed. */
+          int stale = cleave_file_remove_stale_temps (path);
+          if (stale > 0)
+            fprintf (stderr, "removed %d temporary file%s an interrupted write of %s left behind\n",
+                     stale, stale == 1 ? "" : "s", path);
+          return o;
+        }
+      close (o->fd);
+      o->fd = -1;
+    }
+  if (o->fd >= 0)
+    close (o->fd);
+  g_free (o->lock_path);
+  g_free (o);
+  if (error && *error == NULL)
+    g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_FAILED, "cannot lock %s", path);
+  return NULL;
+}
+
+void
+cleave_cli_output_release (CleaveCliOutput *o)
+{
+  if (o == NULL)
+    return;
+  g_unlink (o->lock_path);
+  close (o->fd);
+  g_free (o->lock_path);
+  g_free (o);
 }

@@ -77,4 +77,17 @@ CleaveDataset *cleave_cli_load_mix (const char *const *specs, int n_specs, Cleav
  * printf: numbers then read the same in every locale (no "0,5" under
  * LC_NUMERIC=de_DE) and strings are escaped. */
 char *cleave_cli_json_text (JsonBuilder *b, gboolean pretty);
+
+/* Claims an output file for the rest of the command. Refuses one that is one
+ * of the @n_inputs @inputs (paths or "PATH:LIST" specs; NULL entries skipped; the same
+ * device and inode, so links count), and takes an exclusive lock on
+ * ".NAME.lock" beside it so that a second cleave-cli writing the same file is
+ * refused; with the lock held, removes the hidden temporaries a killed
+ * writer left (cleave_file_remove_stale_temps). Release removes the lock file
+ * (a killed process leaves it behind; the next claim reuses it). */
+typedef struct _CleaveCliOutput CleaveCliOutput;
+CleaveCliOutput *cleave_cli_output_claim   (const char *path, const char *const *inputs, int n_inputs,
+                                             GError **error);
+void             cleave_cli_output_release (CleaveCliOutput *o);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (CleaveCliOutput, cleave_cli_output_release)
 G_END_DECLS

@@ -133,6 +133,7 @@ cleave_cmd_compose (int argc, char **argv)
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new ("MODULES[:CLASSES] … — compose modules into a model for a new task");
   g_autoptr(GError) error = NULL;
+  g_autoptr(CleaveCliOutput) claim = NULL;
   g_autoptr(CleaveComposition) c = NULL;
   g_autoptr(GPtrArray) sets = g_ptr_array_new_with_free_func ((GDestroyNotify) cleave_module_set_free);
 
@@ -145,6 +146,8 @@ cleave_cmd_compose (int argc, char **argv)
                        "       cleave-cli compose -o NEW --best-of A B C\n");
       return 2;
     }
+  if ((claim = cleave_cli_output_claim (output, (const char *const *) argv + 1, argc - 1, &error)) == NULL)
+    return cleave_cli_fail (g_steal_pointer (&error));
   if (best_of)
     {
       g_autofree int *chosen = NULL;

@@ -95,7 +95,7 @@ weakest_class (const char *weak_path, const char *dataset, char **name, GError *
 int
 cleave_cmd_demo (int argc, char **argv)
 {
-  g_autofree char *outdir = g_strdup ("demo-output"), *device = NULL;
+  g_autofree char *outdir = NULL, *device = NULL;
   int train_images = 0, rounds = 0;
   GOptionEntry entries[] = {
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &outdir, "Folder for the files the demo writes (default demo-output)", "DIR" },
@@ -116,6 +116,8 @@ cleave_cmd_demo (int argc, char **argv)
   g_option_context_add_main_entries (ctx, entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
     return cleave_cli_fail (g_steal_pointer (&error));
+  if (outdir == NULL)
+    outdir = g_strdup ("demo-output");   /* the default, set here: GOption does not free a replaced default */
   if (demo == NULL || weak == NULL)
     {
       g_auto(GStrv) dirs = cleave_data_dirs ();

@@ -45,6 +45,9 @@ eval_one (const char *path, CleaveDataset *ds, gboolean plain_dataset, CleaveBac
     r->m = cleave_scorer_evaluate (r->scorer, backend, ds, NULL, ds->n, NULL, cleave_cli_progress_cb, bar, cancel, error);
   cleave_cli_progress_free (bar);
   r->seconds = (g_get_monotonic_time () - t0) / 1e6;
+  if (r->m && r->m->nonfinite > 0)
+    fprintf (stderr, "warning: %s gave non-finite outputs (NaN or infinity) for %d of %d images: "
+                     "its results are meaningless\n", path, r->m->nonfinite, r->m->total);
   return r->m != NULL;
 }
 
@@ -67,7 +70,7 @@ other_accuracy (const CleaveMetrics *m, const gboolean *is_target)
 int
 cleave_cmd_eval (int argc, char **argv)
 {
-  g_autofree char *device = NULL, *split = g_strdup ("test"), *compare = NULL, *arch = NULL, *targets = NULL;
+  g_autofree char *device = NULL, *split = NULL, *compare = NULL, *arch = NULL, *targets = NULL;
   g_auto(GStrv) mix = NULL;
   gboolean json = FALSE;
   GOptionEntry entries[] = {
@@ -96,6 +99,8 @@ cleave_cmd_eval (int argc, char **argv)
   g_option_context_add_main_entries (ctx, entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
     return cleave_cli_fail (g_steal_pointer (&error));
+  if (split == NULL)
+    split = g_strdup ("test");   /* the default, set here: GOption does not free a replaced default */
   for (int i = 0; mix && mix[i]; i++)
     g_ptr_array_add (specs, mix[i]);
   for (int i = 2; i < argc; i++)

@@ -19,6 +19,7 @@ cleave_cmd_export (int argc, char **argv)
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new ("MODEL|MODULES|COMPOSED|PATCHED — export as ONNX");
   g_autoptr(GError) error = NULL;
+  g_autoptr(CleaveCliOutput) claim = NULL;
   g_autoptr(CleaveSafetensors) st = NULL;
   const char *fmt = NULL;
   const char *what;
@@ -32,6 +33,8 @@ cleave_cmd_export (int argc, char **argv)
       fprintf (stderr, "Usage: cleave-cli export --onnx MODEL|MODULES|COMPOSED|PATCHED -o FILE\n");
       return 2;
     }
+  if ((claim = cleave_cli_output_claim (output, (const char *const *) argv + 1, 1, &error)) == NULL)
+    return cleave_cli_fail (g_steal_pointer (&error));
   if (arch == NULL && !g_str_has_suffix (argv[1], ".onnx"))
     {
       if ((st = cleave_safetensors_load (argv[1], &error)) == NULL)

@@ -16,6 +16,7 @@ cleave_cmd_patch (int argc, char **argv)
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new ("WEAK MODULES:CLASS[,CLASS…] … — patch a weak model with strong modules");
   g_autoptr(GError) error = NULL;
+  g_autoptr(CleaveCliOutput) claim = NULL;
   g_autoptr(CleavePatched) p = NULL;
   CleaveModel *weak;
 
@@ -27,6 +28,8 @@ cleave_cmd_patch (int argc, char **argv)
       fprintf (stderr, "Usage: cleave-cli patch WEAK MODULES:CLASS … -o PATCHED\n");
       return 2;
     }
+  if ((claim = cleave_cli_output_claim (output, (const char *const *) argv + 1, argc - 1, &error)) == NULL)
+    return cleave_cli_fail (g_steal_pointer (&error));
   if ((weak = cleave_cli_load_model (argv[1], arch, NULL, 0, &error)) == NULL)
     return cleave_cli_fail (g_steal_pointer (&error));
   p = cleave_patched_new (weak);

@@ -139,7 +139,7 @@ pick_one_of (const char *option, const char *value, const char *a, const char *b
 int
 cleave_cmd_split (int argc, char **argv)
 {
-  g_autofree char *method = g_strdup ("grad"), *output = NULL, *device = NULL, *report = NULL, *fitness = NULL;
+  g_autofree char *method = NULL, *output = NULL, *device = NULL, *report = NULL, *fitness = NULL;
   g_autofree char *mask_opt = NULL, *loss_kind = NULL, *arch = NULL;
   int seed = 0;
   double val = 0.2;
@@ -154,6 +154,7 @@ cleave_cmd_split (int argc, char **argv)
   g_autoptr(CleaveModel) model = NULL;
   g_autoptr(CleaveBackend) backend = NULL;
   g_autoptr(CleaveModuleSet) set = NULL;
+  g_autoptr(CleaveCliOutput) claim = NULL;
   g_autofree int *train_idx = NULL, *val_idx = NULL;
   g_autofree char *cmdline = cleave_cli_command_line (argc, argv);
   int n_train = 0, n_val = 0;
@@ -229,6 +230,8 @@ cleave_cmd_split (int argc, char **argv)
     if (!g_option_context_parse (ctx, &argc, &argv, &error))
       return cleave_cli_fail (g_steal_pointer (&error));
   }
+  if (method == NULL)
+    method = g_strdup ("grad");   /* the default, set here: GOption does not free a replaced default */
   if (argc != 3 || output == NULL)
     {
       fprintf (stderr, "usage: cleave-cli split [--method grad|ga] MODEL DATASET -o MODULES [options]\n"
@@ -270,6 +273,12 @@ cleave_cmd_split (int argc, char **argv)
                                          "--sensitivity-threshold, --krr-weight and --diff-weight must be ≥ 0"));
   if (val_images >= 0)
     go.val_images = ga.val_images = val_images;
+  if (!cleave_dataset_validate_split (val, &error) ||
+      !(g_str_equal (method, "grad") ? cleave_grad_split_options_validate (&go, &error)
+                                     : cleave_ga_split_options_validate (&ga, &error)))
+    return cleave_cli_fail (g_steal_pointer (&error));
+  if ((claim = cleave_cli_output_claim (output, (const char *const *) argv + 1, 2, &error)) == NULL)
+    return cleave_cli_fail (g_steal_pointer (&error));
 
   fprintf (stderr, "loading %s…\n", argv[2]);
   train_ds = cleave_dataset_load (argv[2], CLEAVE_SPLIT_TRAIN, cancel, &error);
@@ -324,10 +333,17 @@ cleave_cmd_split (int argc, char **argv)
   if (set->dataset == NULL)
     set->dataset = g_strdup (argv[2]);
 
+  /* An interrupted search's result goes beside the output, never over it. */
+  if (cancelled)
+    {
+      g_autofree char *partial = g_strconcat (output, ".partial", NULL);
+      g_free (output);
+      output = g_steal_pointer (&partial);
+    }
   if (!cleave_module_set_save (set, output, &error))
     return cleave_cli_fail (g_steal_pointer (&error));
   if (cancelled)
-    fprintf (stderr, "interrupted: kept the best result so far\n");
+    fprintf (stderr, "interrupted: the best result so far is in %s\n", output);
   print_selected (set->log_json);
   if (report && !cleave_report_write_module_set (set, report, &error))
     return cleave_cli_fail (g_steal_pointer (&error));

@@ -2,6 +2,7 @@
 #include "cli-common.h"
 #include "cleave-arch.h"
 #include "cleave-train.h"
+#include "cleave-file.h"
 
 #include <json-glib/json-glib.h>
 #include <math.h>
@@ -10,11 +11,11 @@
 int
 cleave_cmd_train (int argc, char **argv)
 {
-  g_autofree char *arch = g_strdup ("simcnn:w=0.125"), *dataset = g_strdup ("fashion-mnist");
+  g_autofree char *arch = NULL, *dataset = NULL;   /* defaults set after parsing: GOption does not free them */
   g_autofree char *output = NULL, *device = NULL, *resume = NULL, *classes = NULL, *arch_file = NULL;
   g_auto(GStrv) mix = NULL;
   int epochs = 30, batch = 128, seed = 0, max_train = 0, min_per_class = 100;
-  double lr = 0.01, val = 0.2, dirichlet = 0;
+  double lr = 0.01, val = 0.2, dirichlet = -1;   /* -1: no --dirichlet */
   gboolean no_augment = FALSE;
   GOptionEntry entries[] = {
     { "arch", 'a', 0, G_OPTION_ARG_STRING, &arch, "Architecture preset: simcnn, rescnn, incecnn, weak, bench with :w=WIDTH (default simcnn:w=0.125)", "SPEC" },
@@ -44,6 +45,7 @@ cleave_cmd_train (int argc, char **argv)
   g_autofree int *train_idx = NULL, *val_idx = NULL, *class_list = NULL;
   g_autofree char *cmdline = cleave_cli_command_line (argc, argv);
   g_autofree char *ckpt = NULL;
+  g_autoptr(CleaveCliOutput) claim = NULL;
   int n_train = 0, n_val = 0, n_class_list = 0;
   CleaveTrainOptions opt;
   CleaveTrainResult result = { 0 };
@@ -54,6 +56,10 @@ cleave_cmd_train (int argc, char **argv)
   g_option_context_add_main_entries (ctx, entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
     return cleave_cli_fail (g_steal_pointer (&error));
+  if (arch == NULL)
+    arch = g_strdup ("simcnn:w=0.125");
+  if (dataset == NULL)
+    dataset = g_strdup ("fashion-mnist");
   if (output == NULL)
     {
       fprintf (stderr, "cleave-cli train: --output FILE is required\n");
@@ -67,6 +73,19 @@ cleave_cmd_train (int argc, char **argv)
     }
   if (classes && !(class_list = cleave_cli_parse_int_list (classes, &n_class_list, &error)))
     return cleave_cli_fail (g_steal_pointer (&error));
+  cleave_train_options_init (&opt);
+  opt.epochs = epochs;
+  opt.batch = batch;
+  opt.lr = (float) lr;
+  opt.seed = (guint64) seed;
+  if (!cleave_train_options_validate (&opt, &error) || !cleave_dataset_validate_split (val, &error) ||
+      !cleave_dataset_validate_subset (dirichlet == -1 ? 1 : dirichlet, min_per_class, max_train, &error))
+    return cleave_cli_fail (g_steal_pointer (&error));
+  {
+    const char *inputs[3] = { resume, arch_file, dataset };
+    if ((claim = cleave_cli_output_claim (output, inputs, 3, &error)) == NULL)
+      return cleave_cli_fail (g_steal_pointer (&error));
+  }
 
   if (mix)
     {
@@ -100,7 +119,7 @@ cleave_cmd_train (int argc, char **argv)
       test_ds = b;
     }
   cleave_dataset_split (train_ds, val, (guint64) seed, &train_idx, &n_train, &val_idx, &n_val);
-  if (dirichlet > 0)
+  if (dirichlet != -1)
     {
       int n_sub = 0;
       int *sub = cleave_dataset_dirichlet_subset (train_ds, train_idx, n_train, dirichlet, min_per_class,
@@ -147,31 +166,26 @@ cleave_cmd_train (int argc, char **argv)
   if (backend == NULL)
     return cleave_cli_fail (g_steal_pointer (&error));
 
-  cleave_train_options_init (&opt);
-  opt.epochs = epochs;
-  opt.batch = batch;
-  opt.lr = (float) lr;
-  opt.seed = (guint64) seed;
   opt.use_augment = !no_augment;
   opt.augment.flip = !train_ds->digits;   /* mirrored digits are other digits; clothes and objects stay what they are */
   opt.augment.pad = train_ds->h >= 32 ? 4 : 2;
   ckpt = g_strconcat (output, ".ckpt", NULL);
   opt.checkpoint = ckpt;
+  cleave_file_remove_stale_temps (ckpt);   /* the output's lock covers its checkpoint too */
   if (resume && model->provenance_json)
     {
       g_autoptr(JsonParser) p = json_parser_new ();
-      if (json_parser_load_from_data (p, model->provenance_json, -1, NULL))
-        {
-          JsonObject *o = json_node_get_object (json_parser_get_root (p));
-          JsonObject *c = json_object_has_member (o, "checkpoint") ? json_object_get_object_member (o, "checkpoint") : NULL;
-          if (c)
-            opt.start_epoch = (int) json_object_get_int_member_with_default (c, "epoch", 0);
-        }
+      JsonNode *root = json_parser_load_from_data (p, model->provenance_json, -1, NULL) ? json_parser_get_root (p) : NULL;
+      JsonNode *c = root && JSON_NODE_HOLDS_OBJECT (root) ? json_object_get_member (json_node_get_object (root), "checkpoint") : NULL;
+      JsonNode *e = c && JSON_NODE_HOLDS_OBJECT (c) ? json_object_get_member (json_node_get_object (c), "epoch") : NULL;
+      if (e && JSON_NODE_HOLDS_VALUE (e) && json_node_get_value_type (e) == G_TYPE_INT64)
+        opt.start_epoch = (int) CLAMP (json_node_get_int (e), 0, opt.epochs);
       fprintf (stderr, "resuming after epoch %d\n", opt.start_epoch);
     }
 
-  fprintf (stderr, "training %s on %s: %d train / %d validation images, %d epochs, batch %d\n",
-           arch_file ? arch_file : arch, dataset, n_train, n_val, epochs, batch);
+  fprintf (stderr, "training %s on %s: %d train / %d validation images, %d epochs, batch %d%s\n",
+           arch_file ? arch_file : arch, dataset, n_train, n_val, epochs, MIN (batch, n_train),
+           batch > n_train ? " (all the training images)" : "");
   bar = cleave_cli_progress_new ("train");
   ok = cleave_train (model, backend, train_ds, train_idx, n_train, val_idx, n_val, &opt,
                      cleave_cli_progress_cb, bar, cancel, &result, &error);

@@ -4,6 +4,7 @@
  * and chart labels are short ASCII-ish strings where shaping does not matter. */
 #include "cleave-chart.h"
 #include "cleave-error.h"
+#include "cleave-file.h"
 
 #include <cairo-svg.h>
 #include <math.h>
@@ -853,8 +854,8 @@ cleave_chart_save (CleaveChartKind kind, gconstpointer chart, const CleaveChartS
     }
   style = style_or_default (style, &storage);
 
-  /* Render to memory, then let GLib write temp + rename with the usual
-   * file mode (a bare mkstemp file would be private to the user). */
+  /* Render to memory, then replace the file atomically with the usual file
+   * mode (a bare mkstemp file would be private to the user). */
   bytes = g_byte_array_new ();
   if (format == CLEAVE_CHART_FORMAT_SVG)
     surface = cairo_svg_surface_create_for_stream (append_bytes, bytes, width, height);
@@ -878,20 +879,7 @@ cleave_chart_save (CleaveChartKind kind, gconstpointer chart, const CleaveChartS
       return FALSE;
     }
 
-  if (!g_file_set_contents_full (path, (const char *) bytes->data, bytes->len,
-                                 G_FILE_SET_CONTENTS_CONSISTENT, 0666, error))
-    {
-      /* Keep the domain promise of core: CLEAVE_ERROR. */
-      if (error && *error && (*error)->domain != CLEAVE_ERROR)
-        {
-          GError *e = *error;
-
-          *error = g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_IO, "%s", e->message);
-          g_error_free (e);
-        }
-      return FALSE;
-    }
-  return TRUE;
+  return cleave_file_replace (path, bytes->data, bytes->len, 0666, error);
 }
 
 static char **

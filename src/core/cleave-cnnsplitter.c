@@ -789,8 +789,8 @@ builder_to_string (JsonBuilder *b)
   return json_generator_to_data (gen, NULL);
 }
 
-static gboolean
-check_options (const CleaveGaSplitOptions *o, GError **error)
+gboolean
+cleave_ga_split_options_validate (const CleaveGaSplitOptions *o, GError **error)
 {
   const char *bad = NULL;
   if (o->population < 2)
@@ -805,10 +805,12 @@ check_options (const CleaveGaSplitOptions *o, GError **error)
     bad = "mutation must be between 0 and 1";
   else if (o->fitness != CLEAVE_GA_FITNESS_REFERENCE && o->fitness != CLEAVE_GA_FITNESS_KRR)
     bad = "unknown fitness";
-  else if (!(o->sensitivity_threshold >= 0))
-    bad = "sensitivity threshold must not be negative";
-  else if (!(o->krr_weight >= 0) || !(o->diff_weight >= 0))
-    bad = "fitness weights must not be negative";
+  else if (!(o->sensitivity_threshold >= 0 && isfinite (o->sensitivity_threshold)))
+    bad = "sensitivity threshold must be a finite number ≥ 0";
+  else if (!(o->krr_weight >= 0 && isfinite (o->krr_weight)) || !(o->diff_weight >= 0 && isfinite (o->diff_weight)))
+    bad = "fitness weights must be finite numbers ≥ 0";
+  else if (o->eval_groups < 1 || o->eval_batch < 1 || o->eval_batch > CLEAVE_MAX_BATCH)
+    bad = "evaluation groups and batch must be at least 1 (batch at most 65536)";
   else if (o->val_images < 0 || o->sensitivity_images < 0 || o->importance_images < 0)
     bad = "image counts must not be negative";
   else if (!(o->min_confidence >= 0 && o->min_confidence <= 1))
@@ -898,7 +900,7 @@ cleave_ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset
       cleave_ga_split_options_init (&defaults);
       opt = &defaults;
     }
-  if (!check_options (opt, error))
+  if (!cleave_ga_split_options_validate (opt, error))
     goto fail;
   if (model->n_classes < 2 || model->n_classes > cleave_graph_n_outputs (model->graph))
     {

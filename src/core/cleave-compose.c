@@ -5,6 +5,7 @@
 #include "cleave-safetensors.h"
 #include "cleave-onnx.h"
 #include "cleave-error.h"
+#include "cleave-util-private.h"
 
 #include <json-glib/json-glib.h>
 #include <glib/gstdio.h>
@@ -532,57 +533,17 @@ copy_tensors (CleaveSafetensors *dst, const CleaveSafetensors *src, const char *
   return TRUE;
 }
 
-static char *
-temp_path (GError **error)
-{
-  char *name = NULL;
-  int fd = g_file_open_tmp ("cleave-embed-XXXXXX.safetensors", &name, error);
-  if (fd < 0)
-    return NULL;
-  close (fd);
-  return name;
-}
-
-/* Rewrites an error raised while reading a temporary file so it names the
- * real file and the embedded part instead. */
-static void
-rename_error (GError *e, const char *tmp, const char *file, const char *part)
-{
-  if (e == NULL)
-    return;
-  {
-    g_autofree char *real = g_strdup_printf ("%s (%s)", file, part);
-    g_autofree char *base = g_path_get_basename (tmp);
-    /* Readers name the file by its full path or its base name. */
-    const char *names[2] = { tmp, base };
-    for (int i = 0; i < 2; i++)
-      {
-        g_auto(GStrv) pieces = g_strsplit (e->message, names[i], -1);
-        char *msg = g_strjoinv (real, pieces);
-        g_free (e->message);
-        e->message = msg;
-      }
-  }
-}
-
 static gboolean
 embed_module_set (CleaveSafetensors *st, const CleaveModuleSet *set, const char *prefix, GError **error)
 {
-  g_autofree char *tmp = temp_path (error);
-  g_autoptr(CleaveSafetensors) part = NULL;
+  g_autoptr(CleaveSafetensors) part = cleave_module_set_to_safetensors (set, error);
   g_autofree char *tprefix = g_strconcat (prefix, ".", NULL);
   g_autofree char *mkey = g_strconcat ("cleave.", prefix, NULL);
-  gboolean ok;
 
-  if (tmp == NULL)
+  if (part == NULL || !copy_tensors (st, part, "", tprefix, prefix, error))
     return FALSE;
-  ok = cleave_module_set_save (set, tmp, error) && (part = cleave_safetensors_load (tmp, error)) != NULL;
-  if (ok)
-    ok = copy_tensors (st, part, "", tprefix, tmp, error);
-  if (ok)
-    cleave_safetensors_set_metadata (st, mkey, cleave_safetensors_get_metadata (part, "cleave.modules"));
-  g_unlink (tmp);
-  return ok;
+  cleave_safetensors_set_metadata (st, mkey, cleave_safetensors_get_metadata (part, "cleave.modules"));
+  return TRUE;
 }
 
 static CleaveModuleSet *
@@ -592,9 +553,7 @@ extract_module_set (const CleaveSafetensors *st, const char *prefix, const char 
   g_autofree char *mkey = g_strconcat ("cleave.", prefix, NULL);
   const char *meta = cleave_safetensors_get_metadata (st, mkey);
   g_autoptr(CleaveSafetensors) part = cleave_safetensors_new ();
-  g_autofree char *tmp = NULL;
-  CleaveModuleSet *set = NULL;
-  GError *e = NULL;
+  g_autofree char *where = g_strdup_printf ("%s (%s)", file, prefix);
 
   if (meta == NULL)
     {
@@ -605,17 +564,7 @@ extract_module_set (const CleaveSafetensors *st, const char *prefix, const char 
     return NULL;
   cleave_safetensors_set_metadata (part, "cleave.format", "cleave-modules/1");
   cleave_safetensors_set_metadata (part, "cleave.modules", meta);
-  if ((tmp = temp_path (error)) == NULL)
-    return NULL;
-  if (cleave_safetensors_save (part, tmp, &e))
-    set = cleave_module_set_load (tmp, &e);
-  g_unlink (tmp);
-  if (set == NULL)
-    {
-      rename_error (e, tmp, file, prefix);
-      g_propagate_error (error, e);
-    }
-  return set;
+  return cleave_module_set_from_safetensors (part, where, error);
 }
 
 static char *
@@ -721,8 +670,7 @@ composition_from_st (const CleaveSafetensors *st, const char *prefix, const char
     }
   o = json_node_get_object (json_parser_get_root (parser));
   n = json_object_get_member (o, "calibration");
-  if (n == NULL || json_node_get_value_type (n) != G_TYPE_STRING ||
-      cleave_calibration_from_string (json_node_get_string (n)) < 0)
+  if (cleave_json_string (n) == NULL || cleave_calibration_from_string (cleave_json_string (n)) < 0)
     {
       g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE,
                    "%s: %s.calibration must be \"auto\", \"raw\" or \"minmax\"", file, rkey);
@@ -730,7 +678,7 @@ composition_from_st (const CleaveSafetensors *st, const char *prefix, const char
     }
   c->calibration = cleave_calibration_from_string (json_node_get_string (n));
   n = json_object_get_member (o, "shared");
-  if (n == NULL || json_node_get_value_type (n) != G_TYPE_BOOLEAN)
+  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_BOOLEAN)
     {
       g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE, "%s: %s.shared must be true or false", file, rkey);
       return NULL;
@@ -744,9 +692,18 @@ composition_from_st (const CleaveSafetensors *st, const char *prefix, const char
       g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE, "%s: %s.input must be [C, H, W]", file, rkey);
       return NULL;
     }
-  c->in_c = (int) json_array_get_int_element (input, 0);
-  c->in_h = (int) json_array_get_int_element (input, 1);
-  c->in_w = (int) json_array_get_int_element (input, 2);
+  for (guint k = 0; k < 3; k++)
+    {
+      int *dims[3] = { &c->in_c, &c->in_h, &c->in_w };
+      JsonNode *e = json_array_get_element (input, k);
+      gint64 v = e && JSON_NODE_HOLDS_VALUE (e) && json_node_get_value_type (e) == G_TYPE_INT64 ? json_node_get_int (e) : 0;
+      if (v < 1 || v > 4096)
+        {
+          g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE, "%s: %s.input must be [C, H, W]", file, rkey);
+          return NULL;
+        }
+      *dims[k] = (int) v;
+    }
   for (gint64 s = 0; s < n_sources; s++)
     {
       g_autofree char *p = g_strdup_printf ("%ssource.%" G_GINT64_FORMAT, prefix, s);
@@ -787,7 +744,7 @@ composition_from_st (const CleaveSafetensors *st, const char *prefix, const char
                             where, error))
         return NULL;
       name = json_object_get_member (json_node_get_object (e), "name");
-      if (name == NULL || json_node_get_value_type (name) != G_TYPE_STRING)
+      if (cleave_json_string (name) == NULL)
         {
           g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE, "%s: %s.name must be a string", file, where);
           return NULL;
@@ -980,17 +937,10 @@ gboolean
 cleave_patched_save (const CleavePatched *p, const char *path, GError **error)
 {
   g_autoptr(CleaveSafetensors) st = cleave_safetensors_new ();
-  g_autoptr(CleaveSafetensors) weak = NULL;
-  g_autofree char *tmp = temp_path (error);
+  g_autoptr(CleaveSafetensors) weak = cleave_model_to_safetensors (p->weak);
   g_autofree char *recipe = patched_recipe (p);
-  gboolean ok;
 
-  if (tmp == NULL)
-    return FALSE;
-  ok = cleave_model_save (p->weak, tmp, error) && (weak = cleave_safetensors_load (tmp, error)) != NULL &&
-       copy_tensors (st, weak, "", "weak.", tmp, error);
-  g_unlink (tmp);
-  if (!ok)
+  if (!copy_tensors (st, weak, "", "weak.", "weak model", error))
     return FALSE;
   {
     GHashTableIter it;
@@ -1016,11 +966,9 @@ cleave_patched_load (const char *path, GError **error)
   g_autoptr(CleaveSafetensors) weak_st = cleave_safetensors_new ();
   g_autoptr(CleavePatched) p = NULL;
   g_autoptr(JsonParser) parser = json_parser_new ();
-  g_autofree char *tmp = NULL;
   const char *recipe;
   JsonNode *targets;
   CleaveModel *weak;
-  GError *e = NULL;
   int E = 0;
 
   if (st == NULL || !check_format (st, CLEAVE_PATCHED_FORMAT, path, error))
@@ -1035,19 +983,11 @@ cleave_patched_load (const char *path, GError **error)
       if (g_str_has_prefix (k, "weak."))
         cleave_safetensors_set_metadata (weak_st, (char *) k + 5, v);
   }
-  if ((tmp = temp_path (error)) == NULL)
-    return NULL;
-  weak = NULL;
-  if (cleave_safetensors_save (weak_st, tmp, &e))
-    weak = cleave_model_load (tmp, &e);
-  g_unlink (tmp);
-  if (weak == NULL)
-    {
-      rename_error (e, tmp, path, "weak model");
-      g_propagate_error (error, e);
+  {
+    g_autofree char *where = g_strdup_printf ("%s (weak model)", path);
+    if ((weak = cleave_model_from_safetensors (weak_st, where, error)) == NULL)
       return NULL;
-    }
-  g_free (weak->path);
+  }
   weak->path = g_strdup (path);
   p = cleave_patched_new (weak);
   recipe = cleave_safetensors_get_metadata (st, "cleave.patched");
@@ -1081,7 +1021,7 @@ cleave_patched_load (const char *path, GError **error)
       JsonNode *t = json_array_get_element (json_node_get_array (targets), i);
       const CleaveModule *m = cleave_composition_module (p->modules, i);
       int c, h, w;
-      if (json_node_get_value_type (t) != G_TYPE_INT64 || json_node_get_int (t) < 0 ||
+      if (!JSON_NODE_HOLDS_VALUE (t) || json_node_get_value_type (t) != G_TYPE_INT64 || json_node_get_int (t) < 0 ||
           json_node_get_int (t) >= p->weak->n_classes)
         {
           g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE,
@@ -1348,12 +1288,7 @@ cleave_scorer_evaluate (CleaveScorer *s, CleaveBackend *backend, const CleaveDat
   m = cleave_metrics_new (K);
   for (int i = 0; i < n; i++)
     {
-      const float *row = scores + (gsize) i * K;
-      int best = 0;
-      for (int k = 1; k < K; k++)
-        if (row[k] > row[best])
-          best = k;
-      cleave_metrics_add (m, ds->labels[idx[i]], best);
+      cleave_metrics_add_outputs (m, ds->labels[idx[i]], scores + (gsize) i * K, K);
     }
   cleave_metrics_finish (m);
   m->loss = NAN;

@@ -141,17 +141,22 @@ source_read (Source *s, guint8 *dst, gsize len, gsize *got, GError **error)
   return TRUE;
 }
 
+/* TRUE when the payload read so far is all there is: for gzip, the stream
+ * ends there, its trailer checks out and no bytes follow it. */
 static gboolean
-source_at_end (Source *s)
+source_at_end (Source *s, guint n_items, GError **error)
 {
   guint8 b;
   gsize got = 0;
 
-  if (s->gz == NULL)
-    return s->in_pos == s->in_len;
-  if (!source_read (s, &b, 1, &got, NULL))
-    return TRUE;   /* trailing garbage after a complete payload is tolerated */
-  return got == 0;
+  if (s->gz != NULL && !source_read (s, &b, 1, &got, error))
+    return FALSE;
+  if (got > 0 || (s->gz == NULL && s->in_pos != s->in_len))
+    return cleave_invalid_file (error, s->path, "data continues past the %u items the header declares", n_items);
+  if (s->in_pos != s->in_len)
+    return cleave_invalid_file (error, s->path, "%" G_GSIZE_FORMAT " bytes follow the end of the gzip stream",
+                                s->in_len - s->in_pos);
+  return TRUE;
 }
 
 /* Reads an IDX file of unsigned bytes with @want_dims dimensions; returns
@@ -249,9 +254,8 @@ read_idx (const char *path, int want_dims, guint32 *dims, GError **error)
       g_free (payload);
       goto out;
     }
-  if (!source_at_end (&s))
+  if (!source_at_end (&s, dims[0], error))
     {
-      cleave_invalid_file (error, path, "data continues past the %u items the header declares", dims[0]);
       g_free (payload);
       goto out;
     }
@@ -573,17 +577,45 @@ typedef struct {
   int chunk;
 } DecodeJob;
 
+/* Reads an image's declared size from its header, without decoding it. Only
+ * PNG and JPEG content is accepted: gdk-pixbuf reads their headers
+ * incrementally, while other loaders may decode the whole file to report a size. */
+static gboolean
+image_header (const char *path, int *w, int *h, GError **error)
+{
+  static const guint8 png[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+  guint8 magic[8] = { 0 };
+  FILE *f = g_fopen (path, "rb");
+  gsize got;
+
+  if (f == NULL)
+    return cleave_invalid_file (error, path, "cannot open: %s", g_strerror (errno));
+  got = fread (magic, 1, sizeof magic, f);
+  fclose (f);
+  if (!(got == 8 && memcmp (magic, png, 8) == 0) && !(got >= 3 && magic[0] == 0xff && magic[1] == 0xd8 && magic[2] == 0xff))
+    return cleave_invalid_file (error, path, "cannot decode image: not a PNG or JPEG file");
+  if (gdk_pixbuf_get_file_info (path, w, h) == NULL || *w < 1 || *h < 1)
+    return cleave_invalid_file (error, path, "cannot decode image: unreadable header");
+  return TRUE;
+}
+
 static gboolean
 decode_one (DecodeJob *job, int i, gboolean *colour, GError **error)
 {
   const char *path = job->paths->pdata[i];
   CleaveDataset *ds = job->ds;
   g_autoptr (GError) local = NULL;
-  g_autoptr (GdkPixbuf) pb = gdk_pixbuf_new_from_file (path, &local);
+  g_autoptr (GdkPixbuf) pb = NULL;
   const guint8 *src;
-  int stride, nch, hw = ds->h * ds->w;
+  int stride, nch, hw = ds->h * ds->w, w, h;
   guint8 *dst = ds->pixels + (gsize) i * 3 * hw;
 
+  if (!image_header (path, &w, &h, error))
+    return FALSE;
+  if (w != ds->w || h != ds->h)
+    return cleave_invalid_file (error, path, "image is %d×%d; expected %d×%d like %s",
+                                w, h, ds->w, ds->h, job->first_path);
+  pb = gdk_pixbuf_new_from_file (path, &local);
   if (pb == NULL)
     return cleave_invalid_file (error, path, "cannot decode image: %s", local->message);
   if (gdk_pixbuf_get_width (pb) != ds->w || gdk_pixbuf_get_height (pb) != ds->h
@@ -667,11 +699,10 @@ cleave_dataset_load_image_folder (const char *root, GCancellable *cancellable, G
   g_autoptr (GArray) labels = g_array_new (FALSE, FALSE, 1);
   g_autoptr (GError) local = NULL;
   g_autofree char *name = NULL;
-  g_autoptr (GdkPixbuf) first = NULL;
   CleaveDataset *ds;
   DecodeJob job = { 0 };
   GThreadPool *pool;
-  int nchunks, nthreads;
+  int nchunks, nthreads, w, h;
 
   classes = list_sorted (root, TRUE, error);
   if (classes == NULL)
@@ -711,21 +742,16 @@ cleave_dataset_load_image_folder (const char *root, GCancellable *cancellable, G
       return NULL;
     }
 
-  first = gdk_pixbuf_new_from_file (paths->pdata[0], &local);
-  if (first == NULL)
+  if (!image_header (paths->pdata[0], &w, &h, error))
+    return NULL;
+  if (w > MAX_SIDE || h > MAX_SIDE)
     {
-      cleave_invalid_file (error, paths->pdata[0], "cannot decode image: %s", local->message);
-      return NULL;
-    }
-  if (gdk_pixbuf_get_width (first) > MAX_SIDE || gdk_pixbuf_get_height (first) > MAX_SIDE)
-    {
-      cleave_invalid_file (error, paths->pdata[0], "image is %d×%d, larger than %d pixels a side",
-               gdk_pixbuf_get_width (first), gdk_pixbuf_get_height (first), MAX_SIDE);
+      cleave_invalid_file (error, paths->pdata[0], "image is %d×%d, larger than %d pixels a side", w, h, MAX_SIDE);
       return NULL;
     }
 
   name = g_path_get_basename (root);
-  ds = dataset_alloc (name, root, paths->len, 3, gdk_pixbuf_get_height (first), gdk_pixbuf_get_width (first), error);
+  ds = dataset_alloc (name, root, paths->len, 3, h, w, error);
   if (ds == NULL)
     return NULL;
   memcpy (ds->labels, labels->data, ds->n);
@@ -946,10 +972,47 @@ decoded_cache_path (const char *cache_root, CleaveSplit split)
   return g_build_filename (cache_root, "cifar10-decoded", split == CLEAVE_SPLIT_TRAIN ? "train.bin" : "test.bin", NULL);
 }
 
+/* What the decoded cache must match, kept beside it (PATH.check): the
+ * source's stamp, the record count and the SHA-256 of the cache itself. */
+static char *
+decoded_cache_check (const char *stamp, const guint8 *data, gsize len)
+{
+  g_autofree char *sum = g_compute_checksum_for_data (G_CHECKSUM_SHA256, data, len);
+  return g_strdup_printf ("source %srecords %" G_GSIZE_FORMAT "\nsha256 %s\n", stamp ? stamp : "none\n",
+                          len / CIFAR_RECORD, sum);
+}
+
+/* The decoded cache when it is exactly what @stamp's source gave; NULL (and
+ * the stale files removed) otherwise. */
+static CleaveDataset *
+read_decoded_cache (const char *path, const char *stamp)
+{
+  g_autofree char *check_path = g_strconcat (path, ".check", NULL);
+  g_autofree char *want = NULL, *data = NULL, *got = NULL;
+  gsize len = 0;
+  CleaveDataset *ds = NULL;
+
+  if (g_file_get_contents (check_path, &want, NULL, NULL) && g_file_get_contents (path, &data, &len, NULL) &&
+      len % CIFAR_RECORD == 0 && (got = decoded_cache_check (stamp, (const guint8 *) data, len)) &&
+      strcmp (got, want) == 0)
+    {
+      const char *files[] = { path, NULL };
+      ds = cleave_dataset_load_cifar_bin (files, NULL);
+    }
+  if (ds == NULL)
+    {
+      g_remove (path);
+      g_remove (check_path);
+    }
+  return ds;
+}
+
 static void
-write_decoded_cache (const CleaveDataset *ds, const char *cache_root, CleaveSplit split)
+write_decoded_cache (const CleaveDataset *ds, const char *cache_root, CleaveSplit split, const char *stamp)
 {
   g_autofree char *path = decoded_cache_path (cache_root, split);
+  g_autofree char *check_path = g_strconcat (path, ".check", NULL);
+  g_autofree char *check = NULL;
   g_autofree char *dir = g_path_get_dirname (path);
   g_autofree char *meta = g_build_filename (dir, "batches.meta.txt", NULL);
   g_autofree char *names = NULL;
@@ -967,20 +1030,36 @@ write_decoded_cache (const CleaveDataset *ds, const char *cache_root, CleaveSpli
       memcpy (buf + (gsize) i * CIFAR_RECORD + 1, ds->pixels + (gsize) i * 3072, 3072);
     }
   names = g_strjoinv ("\n", ds->class_names);
+  check = decoded_cache_check (stamp, buf, len);
   /* The cache is an optimisation: failing to write it is not an error. */
-  if (g_file_set_contents (meta, names, -1, NULL))
-    g_file_set_contents (path, (const char *) buf, len, NULL);
+  if (g_file_set_contents (meta, names, -1, NULL) && g_file_set_contents (path, (const char *) buf, len, NULL))
+    g_file_set_contents (check_path, check, -1, NULL);
   g_free (buf);
 }
 
+/* The source tarball's identity: size, mtime and a SHA-256 of its first and
+ * last MiB (a content hash that stays cheap for a 160 MB file). */
 static char *
 source_stamp (const char *path)
 {
+  g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+  g_autofree guint8 *buf = g_malloc (1 << 20);
   GStatBuf st;
+  FILE *f;
 
-  if (g_stat (path, &st) != 0)
+  if (g_stat (path, &st) != 0 || (f = g_fopen (path, "rb")) == NULL)
     return NULL;
-  return g_strdup_printf ("%" G_GINT64_FORMAT " %" G_GINT64_FORMAT "\n", (gint64) st.st_size, (gint64) st.st_mtime);
+  for (int part = 0; part < 2; part++)
+    {
+      gsize got;
+      if (part == 1 && fseeko (f, MAX ((gint64) st.st_size - (1 << 20), 0), SEEK_SET) != 0)
+        break;
+      got = fread (buf, 1, 1 << 20, f);
+      g_checksum_update (sum, buf, got);
+    }
+  fclose (f);
+  return g_strdup_printf ("%" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %s\n", (gint64) st.st_size, (gint64) st.st_mtime,
+                          g_checksum_get_string (sum));
 }
 
 static CleaveDataset *
@@ -1008,19 +1087,13 @@ load_cifar10 (CleaveSplit split, GCancellable *cancellable, GError **error)
       rm_rf (dest);
     }
 
-  if (g_file_test (decoded, G_FILE_TEST_IS_REGULAR))
+  if (g_file_test (decoded, G_FILE_TEST_IS_REGULAR) && (ds = read_decoded_cache (decoded, stamp)) != NULL)
     {
-      const char *files[] = { decoded, NULL };
-      ds = cleave_dataset_load_cifar_bin (files, NULL);
-      if (ds != NULL)
-        {
-          g_free (ds->name);
-          ds->name = g_strdup ("cifar10");
-          g_free (ds->source);
-          ds->source = g_strdup (split_dir);
-          return ds;
-        }
-      g_remove (decoded);
+      g_free (ds->name);
+      ds->name = g_strdup ("cifar10");
+      g_free (ds->source);
+      ds->source = g_strdup (split_dir);
+      return ds;
     }
 
   if (!g_file_test (split_dir, G_FILE_TEST_IS_DIR))
@@ -1041,7 +1114,7 @@ load_cifar10 (CleaveSplit split, GCancellable *cancellable, GError **error)
     return NULL;
   g_free (ds->name);
   ds->name = g_strdup ("cifar10");
-  write_decoded_cache (ds, cache_root, split);
+  write_decoded_cache (ds, cache_root, split, stamp);
   return ds;
 }
 
@@ -1367,6 +1440,20 @@ free_groups (GArray **g, int n)
   for (int c = 0; c < n; c++)
     g_array_unref (g[c]);
   g_free (g);
+}
+
+gboolean
+cleave_dataset_validate_split (double val_fraction, GError **error)
+{
+  return cleave_check_option (error, "val", val_fraction, 0, TRUE, 1, TRUE);
+}
+
+gboolean
+cleave_dataset_validate_subset (double alpha, int min_per_class, int total, GError **error)
+{
+  return cleave_check_option (error, "dirichlet", alpha, 0, TRUE, 1e6, FALSE) &&
+         cleave_check_option (error, "min-per-class", min_per_class, 0, FALSE, G_MAXINT, FALSE) &&
+         cleave_check_option (error, "max-train", total, 0, FALSE, G_MAXINT, FALSE);
 }
 
 void

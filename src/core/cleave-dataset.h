@@ -47,6 +47,15 @@ CleaveDataset *cleave_dataset_select_classes (const CleaveDataset *ds, const int
 /* Concatenate datasets of one image shape; labels offset so classes stay distinct. */
 CleaveDataset *cleave_dataset_concat (CleaveDataset **parts, int n_parts, GError **error);
 
+/* The largest batch any job accepts; jobs also clamp their batch to the images they have. */
+#define CLEAVE_MAX_BATCH 65536
+
+/* Check a user's choices before cleave_dataset_split (0 < @val_fraction < 1)
+ * and cleave_dataset_dirichlet_subset (@alpha finite > 0, @min_per_class and
+ * @total ≥ 0); FALSE with CLEAVE_ERROR_INVALID_ARGUMENT naming the option. */
+gboolean cleave_dataset_validate_split  (double val_fraction, GError **error);
+gboolean cleave_dataset_validate_subset (double alpha, int min_per_class, int total, GError **error);
+
 /* Seeded, stable split: the same (n, fraction, seed) always yields the same
  * indices. Stratified by class. Arrays are g_free'd by the caller. */
 void cleave_dataset_split (const CleaveDataset *ds, double val_fraction, guint64 seed,

@@ -1362,6 +1362,28 @@ in_round_index (int e, const CleaveGradSplitOptions *o)
   return (e - o->head_epochs) / per;
 }
 
+gboolean
+cleave_grad_split_options_validate (const CleaveGradSplitOptions *o, GError **error)
+{
+  return cleave_check_option (error, "head-epochs", o->head_epochs, 0, FALSE, 1e6, FALSE) &&
+         cleave_check_option (error, "rounds", o->rounds, 0, FALSE, 1e6, FALSE) &&
+         cleave_check_option (error, "mask-epochs", o->mask_epochs, 0, FALSE, 1e6, FALSE) &&
+         cleave_check_option (error, "head-only-epochs", o->head_only_epochs, 0, FALSE, 1e6, FALSE) &&
+         cleave_check_option (error, "batch", o->batch, 1, FALSE, CLEAVE_MAX_BATCH, FALSE) &&
+         cleave_check_option (error, "train-images", o->train_images, 0, FALSE, G_MAXINT, FALSE) &&
+         cleave_check_option (error, "val-images", o->val_images, 0, FALSE, G_MAXINT, FALSE) &&
+         cleave_check_option (error, "alpha", o->alpha, 0, FALSE, 1e6, FALSE) &&
+         cleave_check_option (error, "alpha-growth", o->alpha_growth, 0, TRUE, 1e3, FALSE) &&
+         cleave_check_option (error, "lr-head", o->lr_head, 0, TRUE, 100, FALSE) &&
+         cleave_check_option (error, "lr-mask", o->lr_mask, 0, TRUE, 100, FALSE) &&
+         cleave_check_option (error, "lr-head-joint", o->lr_head_joint, 0, FALSE, 100, FALSE) &&
+         cleave_check_option (error, "theta-init", o->theta_init, -1e6, FALSE, 1e6, FALSE) &&
+         cleave_check_option (error, "max-loss", o->max_loss, 0, FALSE, 100, FALSE) &&
+         cleave_check_option (error, "head-passes", o->head_passes, 1, FALSE, 1e6, FALSE) &&
+         cleave_check_option (error, "refit-images", o->refit_images, 0, FALSE, G_MAXINT, FALSE) &&
+         cleave_check_option (error, "refit-passes", o->refit_passes, 0, FALSE, 1e6, FALSE);
+}
+
 CleaveModuleSet *
 cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
                    const int *train_idx, int n_train, const int *val_idx, int n_val,
@@ -1388,6 +1410,8 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
 
   if (cancelled)
     *cancelled = FALSE;
+  if (!cleave_grad_split_options_validate (opt, error))
+    goto out;
   cleave_graph_input_shape (model->graph, &c, &h, &w);
   if (ds->c != c || ds->h != h || ds->w != w)
     {
@@ -1431,6 +1455,7 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
     cleave_shuffle_indices (val, n_val, rng);
   order = g_memdup2 (train_idx, sizeof (int) * n_train);
   per_epoch = opt->train_images > 0 ? MIN (opt->train_images, n_train) : n_train;
+  B = MIN (B, MAX (per_epoch, nv));   /* a batch beyond the images only costs memory */
   x = g_new (float, (gsize) B * c * h * w);
   y = g_new (float, B);
   vscores = g_new (float, (gsize) nv * n);

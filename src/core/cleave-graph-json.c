@@ -163,14 +163,14 @@ parse_node (CleaveGraph *g, JsonObject *o, int index, GError **error)
   int inputs[CLEAVE_MAX_INPUTS], n_inputs = 0, idx = -1;
   const int big = 1 << 20;
 
-  name = json_object_get_string_member_with_default (o, "name", NULL);
-  opname = json_object_get_string_member_with_default (o, "op", NULL);
+  name = cleave_json_string (json_object_get_member (o, "name"));
+  opname = cleave_json_string (json_object_get_member (o, "op"));
   if (name == NULL || name[0] == 0)
     return json_fail (error, where, "'name' is missing or not a string");
   g_free (where);
   where = g_strdup_printf ("nodes[%d] '%s'", index, name);
   if (opname == NULL)
-    return json_fail (error, where, "'op' is missing");
+    return json_fail (error, where, "'op' is missing or not a string");
   op = cleave_op_kind_from_string (opname);
   if ((int) op < 0 || op == CLEAVE_OP_INPUT)
     return json_fail (error, where, "unknown op '%s'", opname);
@@ -285,8 +285,8 @@ parse_node (CleaveGraph *g, JsonObject *o, int index, GError **error)
   return TRUE;
 }
 
-CleaveGraph *
-cleave_graph_from_json (const char *json, GError **error)
+static CleaveGraph *
+graph_from_json (const char *json, gboolean shapes_only, GError **error)
 {
   g_autoptr(JsonParser) parser = json_parser_new ();
   g_autoptr(GError) local = NULL;
@@ -350,10 +350,24 @@ cleave_graph_from_json (const char *json, GError **error)
           return NULL;
         }
     }
+  g->shapes_only = shapes_only;
   if (!cleave_graph_finalize (g, error))
     {
       cleave_graph_free (g);
       return NULL;
     }
+  g->shapes_only = FALSE;
   return g;
+}
+
+CleaveGraph *
+cleave_graph_from_json (const char *json, GError **error)
+{
+  return graph_from_json (json, FALSE, error);
+}
+
+CleaveGraph *
+cleave_graph_from_json_shapes (const char *json, GError **error)
+{
+  return graph_from_json (json, TRUE, error);
 }

@@ -1,5 +1,6 @@
 /* cleave-graph.c: CNN structure, shape inference, parameters and mask sites. */
 #include "cleave-graph-private.h"
+#include "cleave-util-private.h"
 #include "cleave-error.h"
 
 #include <math.h>
@@ -367,13 +368,41 @@ fail_node (GError **error, const CleaveNode *n, const char *fmt, ...)
   return FALSE;
 }
 
-/* Creates the parameter if missing; if present (e.g. loaded), checks its shape. */
+/* Elements of a shape, or -1 past CLEAVE_GRAPH_MAX_NUMEL (or when a dimension is not positive). */
+static gint64
+shape_numel (int ndim, const int *shape)
+{
+  gint64 n = 1;
+  for (int i = 0; i < ndim; i++)
+    {
+      if (shape[i] < 1)
+        return -1;
+      n *= shape[i];
+      if (n > CLEAVE_GRAPH_MAX_NUMEL)
+        return -1;
+    }
+  return n;
+}
+
+static char *
+shape_string (int ndim, const int *shape)
+{
+  GString *s = g_string_new ("[");
+  for (int i = 0; i < ndim; i++)
+    g_string_append_printf (s, i ? ", %d" : "%d", shape[i]);
+  g_string_append_c (s, ']');
+  return g_string_free (s, FALSE);
+}
+
+/* Creates the parameter if missing; if present (e.g. loaded), checks its shape.
+ * Sizes are checked against the limits before anything is allocated. */
 static gboolean
 ensure_param (CleaveGraph *g, CleaveNode *n, CleaveParamSlot slot, const char *suffix,
               int ndim, const int *shape, gboolean is_buffer, GError **error)
 {
   g_autofree char *name = g_strconcat (n->name, ".", suffix, NULL);
   int idx = n->param[slot] >= 0 ? n->param[slot] : cleave_graph_find_param (g, name);
+  gint64 numel = shape_numel (ndim, shape);
   CleaveParam *p;
 
   if (idx >= 0)
@@ -387,15 +416,28 @@ ensure_param (CleaveGraph *g, CleaveNode *n, CleaveParamSlot slot, const char *s
       n->param[slot] = idx;
       return TRUE;
     }
+  if (numel < 0 || numel > g->numel_left)
+    {
+      g_autofree char *s = shape_string (ndim, shape);
+      return fail_node (error, n, "parameter '%s' %s is too large (limits: %" G_GINT64_FORMAT
+                        " elements, %" G_GINT64_FORMAT " for all parameters)",
+                        name, s, CLEAVE_GRAPH_MAX_NUMEL, CLEAVE_GRAPH_MAX_TOTAL_NUMEL);
+    }
+  g->numel_left -= numel;
   p = g_new0 (CleaveParam, 1);
-  p->name = g_steal_pointer (&name);
   p->ndim = ndim;
   memcpy (p->shape, shape, sizeof (int) * ndim);
-  p->data = g_new0 (float, cleave_param_numel (p));
+  if (!g->shapes_only && (p->data = g_try_new0 (float, numel)) == NULL)
+    {
+      g_autofree char *size = g_format_size ((guint64) numel * sizeof (float));
+      g_free (p);
+      return fail_node (error, n, "cannot allocate %s for parameter '%s'", size, name);
+    }
+  p->name = g_steal_pointer (&name);
   p->is_buffer = is_buffer;
   p->trainable = !is_buffer;
-  if (slot == CLEAVE_PARAM_RUNNING_VAR)
-    for (gsize i = 0; i < cleave_param_numel (p); i++)
+  if (slot == CLEAVE_PARAM_RUNNING_VAR && p->data)
+    for (gint64 i = 0; i < numel; i++)
       p->data[i] = 1.0f;
   g_ptr_array_add (g->params, p);
   n->param[slot] = (int) g->params->len - 1;
@@ -503,6 +545,8 @@ infer_node (CleaveGraph *g, int idx, CleaveNode *n, GError **error)
       return TRUE;
 
     case CLEAVE_OP_FLATTEN:
+      if (in->out_ndim == 3 && (gint64) c * h * w > CLEAVE_GRAPH_MAX_NUMEL)
+        return fail_node (error, n, "%d×%d×%d features are too large", c, h, w);
       n->out_ndim = 1;
       n->out_shape[0] = in->out_ndim == 3 ? c * h * w : in->out_shape[0];
       return TRUE;
@@ -544,7 +588,7 @@ infer_node (CleaveGraph *g, int idx, CleaveNode *n, GError **error)
 
     case CLEAVE_OP_CONCAT:
       {
-        int total = 0;
+        gint64 total = 0;
         for (int k = 0; k < n->n_inputs; k++)
           {
             CleaveNode *x = g->nodes->pdata[n->inputs[k]];
@@ -553,9 +597,11 @@ infer_node (CleaveGraph *g, int idx, CleaveNode *n, GError **error)
               return fail_node (error, n, "input '%s' does not match the spatial size of '%s'", x->name, in->name);
             total += x->out_shape[0];
           }
+        if (total * (in->out_ndim == 3 ? (gint64) h * w : 1) > CLEAVE_GRAPH_MAX_NUMEL)
+          return fail_node (error, n, "%" G_GINT64_FORMAT " concatenated channels are too large", total);
         n->out_ndim = in->out_ndim;
         memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
-        n->out_shape[0] = total;
+        n->out_shape[0] = (int) total;
         return TRUE;
       }
 
@@ -696,6 +742,9 @@ cleave_graph_finalize (CleaveGraph *g, GError **error)
       g_hash_table_unref (names);
       return FALSE;
     }
+  g->numel_left = CLEAVE_GRAPH_MAX_TOTAL_NUMEL;
+  for (guint i = 0; i < g->params->len; i++)
+    g->numel_left -= (gint64) cleave_param_numel (g->params->pdata[i]);
   for (guint i = 0; i < g->nodes->len && ok; i++)
     {
       CleaveNode *n = g->nodes->pdata[i];
@@ -712,12 +761,39 @@ cleave_graph_finalize (CleaveGraph *g, GError **error)
       g_hash_table_add (names, n->name);
       if (i > 0)
         ok = infer_node (g, (int) i, n, error);
+      if (ok && shape_numel (n->out_ndim, n->out_shape) < 0)
+        {
+          g_autofree char *shape = shape_string (n->out_ndim, n->out_shape);
+          ok = fail_node (error, n, "output %s per image is too large (limit %" G_GINT64_FORMAT " elements)",
+                          shape, CLEAVE_GRAPH_MAX_NUMEL);
+        }
     }
   g_hash_table_unref (names);
   if (!ok)
     return FALSE;
   compute_mask_sites (g);
   g->finalized = TRUE;
+  return TRUE;
+}
+
+gboolean
+cleave_graph_check_values (const CleaveGraph *g, const char *file, GError **error)
+{
+  for (guint i = 0; i < g->params->len; i++)
+    {
+      const CleaveParam *p = g->params->pdata[i];
+      gboolean var = g_str_has_suffix (p->name, ".running_var");
+      gsize n = cleave_param_numel (p);
+      for (gsize k = 0; k < n; k++)
+        {
+          if (!isfinite (p->data[k]))
+            return cleave_invalid_file (error, file, "tensor '%s': value %" G_GSIZE_FORMAT " is %g, not finite",
+                                        p->name, k, p->data[k]);
+          if (var && p->data[k] < 0)
+            return cleave_invalid_file (error, file, "tensor '%s': value %" G_GSIZE_FORMAT " is %g, a negative variance",
+                                        p->name, k, p->data[k]);
+        }
+    }
   return TRUE;
 }
 

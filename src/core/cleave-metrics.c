@@ -42,6 +42,22 @@ cleave_metrics_add (CleaveMetrics *m, int truth, int predicted)
     m->correct++;
 }
 
+int
+cleave_metrics_add_outputs (CleaveMetrics *m, int truth, const float *outputs, int n)
+{
+  int best = 0;
+  gboolean finite = TRUE;
+  for (int k = 0; k < n; k++)
+    {
+      finite &= isfinite (outputs[k]);
+      if (outputs[k] > outputs[best])
+        best = k;
+    }
+  m->nonfinite += !finite;
+  cleave_metrics_add (m, truth, best);
+  return best;
+}
+
 void
 cleave_metrics_finish (CleaveMetrics *m)
 {
@@ -171,16 +187,11 @@ cleave_evaluate (CleaveModel *model, CleaveNet *net, const CleaveDataset *ds, co
       for (int i = 0; i < b; i++)
         {
           const float *row = out + (gsize) i * n_out;
-          int best = 0, truth = (int) y[i];
-          double mx = row[0], se = 0;
-          for (int k = 1; k < n_out; k++)
-            if (row[k] > row[best])
-              best = k;
-          mx = row[best];
+          int truth = (int) y[i], best = cleave_metrics_add_outputs (m, truth, row, n_out);
+          double mx = row[best], se = 0;
           for (int k = 0; k < n_out; k++)
             se += exp (row[k] - mx);
           loss_sum += log (se) + mx - row[truth];
-          cleave_metrics_add (m, truth, best);
         }
       if (logits)
         memcpy (logits + (gsize) start_i * n_out, out, sizeof (float) * b * n_out);

@@ -17,11 +17,15 @@ typedef struct {
   guint *confusion;          /* n_classes × n_classes, [true][pred] */
   double *precision, *recall, *f1;   /* per class */
   double macro_f1;
+  int nonfinite;             /* images whose outputs held a NaN or an infinity */
 } CleaveMetrics;
 
 CleaveMetrics *cleave_metrics_new   (int n_classes);
 void           cleave_metrics_free  (CleaveMetrics *m);
 void           cleave_metrics_add   (CleaveMetrics *m, int truth, int predicted);
+/* Adds an image by its @n outputs (prediction: the largest), counting
+ * outputs that are not finite in m->nonfinite; returns the prediction. */
+int            cleave_metrics_add_outputs (CleaveMetrics *m, int truth, const float *outputs, int n);
 /* Computes accuracy, precision, recall, F1 from the confusion matrix. */
 void           cleave_metrics_finish (CleaveMetrics *m);
 /* JSON object text: accuracy, per-class P/R/F1, confusion. */

@@ -7,8 +7,10 @@
 #include "cleave-safetensors.h"
 #include "cleave-graph-private.h"
 #include "cleave-error.h"
+#include "cleave-util-private.h"
 
 #include <json-glib/json-glib.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -89,8 +91,8 @@ floats_json (const float *v, int n)
   return g_string_free (s, FALSE);
 }
 
-gboolean
-cleave_model_save (CleaveModel *m, const char *path, GError **error)
+CleaveSafetensors *
+cleave_model_to_safetensors (const CleaveModel *m)
 {
   g_autoptr(CleaveSafetensors) st = cleave_safetensors_new ();
   g_autofree char *graph = cleave_graph_to_json (m->graph);
@@ -128,6 +130,13 @@ cleave_model_save (CleaveModel *m, const char *path, GError **error)
     cleave_safetensors_set_metadata (st, "cleave.dataset", m->dataset);
   if (m->provenance_json)
     cleave_safetensors_set_metadata (st, "cleave.provenance", m->provenance_json);
+  return g_steal_pointer (&st);
+}
+
+gboolean
+cleave_model_save (CleaveModel *m, const char *path, GError **error)
+{
+  g_autoptr(CleaveSafetensors) st = cleave_model_to_safetensors (m);
   return cleave_safetensors_save (st, path, error);
 }
 
@@ -198,7 +207,10 @@ load_params (CleaveGraph *g, const CleaveSafetensors *st, const char *path, GErr
           return file_fail (error, path, field, "is not a parameter of the architecture");
         }
     }
-  return TRUE;
+  {
+    g_autofree char *base = g_path_get_basename (path);
+    return cleave_graph_check_values (g, base, error);
+  }
 }
 
 static JsonNode *
@@ -251,10 +263,11 @@ read_norm (CleaveModel *m, const CleaveSafetensors *st, const char *path, GError
       for (int c = 0; c < m->n_channels; c++)
         {
           JsonNode *e = json_array_get_element (json_node_get_array (a), c);
-          double v = JSON_NODE_HOLDS_VALUE (e) ? json_node_get_double (e) : NAN;
-          if (!isfinite (v) || (k == 1 && v <= 0))
-            return file_fail (error, path, "cleave.normalize", "'%s'[%d] is not a valid number", keys[k], c);
-          dst[k][c] = (float) v;
+          float v = cleave_json_float (e);
+          if (!isfinite (v) || (k == 1 && !(v >= FLT_MIN)))
+            return file_fail (error, path, "cleave.normalize", "'%s'[%d] is not a %s number", keys[k], c,
+                              k == 1 ? "positive, normal float" : "finite float");
+          dst[k][c] = v;
         }
     }
   return TRUE;
@@ -312,23 +325,13 @@ load_tensors (const char *path, gboolean *is_pth, GError **error)
 }
 
 CleaveModel *
-cleave_model_load (const char *path, GError **error)
+cleave_model_from_safetensors (const CleaveSafetensors *st, const char *path, GError **error)
 {
-  gboolean is_pth = FALSE;
-  g_autoptr(CleaveSafetensors) st = load_tensors (path, &is_pth, error);
   const char *format, *graph_json;
   g_autoptr(GError) local = NULL;
   CleaveGraph *g;
   CleaveModel *m;
 
-  if (st == NULL)
-    return NULL;
-  if (is_pth)
-    {
-      file_fail (error, path, "format", "a PyTorch checkpoint holds weights only: name its architecture with "
-                 "--arch (a preset such as simcnn, or a JSON architecture file)");
-      return NULL;
-    }
   format = cleave_safetensors_get_metadata (st, "cleave.format");
   graph_json = cleave_safetensors_get_metadata (st, "cleave.graph");
   if (graph_json == NULL)
@@ -342,7 +345,7 @@ cleave_model_load (const char *path, GError **error)
       file_fail (error, path, "cleave.format", "'%s' is not a model file (expected %s)", format, MODEL_FORMAT);
       return NULL;
     }
-  g = cleave_graph_from_json (graph_json, &local);
+  g = cleave_graph_from_json_shapes (graph_json, &local);
   if (g == NULL)
     {
       file_fail (error, path, "cleave.graph", "%s", local->message);
@@ -361,8 +364,31 @@ cleave_model_load (const char *path, GError **error)
     }
   m->dataset = g_strdup (cleave_safetensors_get_metadata (st, "cleave.dataset"));
   m->provenance_json = g_strdup (cleave_safetensors_get_metadata (st, "cleave.provenance"));
-  m->path = g_strdup (path);
-  m->sha256 = file_sha256 (path);
+  return m;
+}
+
+CleaveModel *
+cleave_model_load (const char *path, GError **error)
+{
+  gboolean is_pth = FALSE;
+  g_autoptr(CleaveSafetensors) st = load_tensors (path, &is_pth, error);
+  CleaveModel *m;
+
+  if (st == NULL)
+    return NULL;
+  if (is_pth)
+    {
+      file_fail (error, path, "format", "a PyTorch checkpoint holds weights only: name its architecture with "
+                 "--arch (a preset such as simcnn, or a JSON architecture file)");
+      return NULL;
+    }
+  m = cleave_model_from_safetensors (st, path, error);
+
+  if (m)
+    {
+      m->path = g_strdup (path);
+      m->sha256 = file_sha256 (path);
+    }
   return m;
 }
 

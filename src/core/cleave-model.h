@@ -8,6 +8,7 @@
 
 #include "cleave-graph.h"
 #include "cleave-dataset.h"
+#include "cleave-safetensors.h"
 
 G_BEGIN_DECLS
 
@@ -35,6 +36,10 @@ CleaveModel *cleave_model_load (const char *path, GError **error);
 CleaveModel *cleave_model_load_with_arch (const char *path, const char *arch_spec, int in_c, int in_h, int in_w,
                                           int n_classes, GError **error);
 gboolean     cleave_model_save (CleaveModel *m, const char *path, GError **error);
+/* The same in memory, for files that embed a model: @file names the source
+ * in errors; path and sha256 are left for the caller. */
+CleaveModel       *cleave_model_from_safetensors (const CleaveSafetensors *st, const char *file, GError **error);
+CleaveSafetensors *cleave_model_to_safetensors   (const CleaveModel *m);
 
 
 void cleave_model_set_norm_from_dataset (CleaveModel *m, const CleaveDataset *ds, const int *idx, int n);

@@ -7,6 +7,7 @@
 #include "cleave-error.h"
 
 #include <json-glib/json-glib.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -822,8 +823,8 @@ set_metadata_json (const CleaveModuleSet *set)
   return json_generator_to_data (gen, NULL);
 }
 
-gboolean
-cleave_module_set_save (const CleaveModuleSet *set, const char *path, GError **error)
+CleaveSafetensors *
+cleave_module_set_to_safetensors (const CleaveModuleSet *set, GError **error)
 {
   g_autoptr(CleaveSafetensors) st = cleave_safetensors_new ();
   g_autofree char *meta = NULL;
@@ -832,7 +833,7 @@ cleave_module_set_save (const CleaveModuleSet *set, const char *path, GError **e
     {
       g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
                    "module set has no source layer list (make it with cleave_module_set_new)");
-      return FALSE;
+      return NULL;
     }
   for (guint k = 0; k < set->modules->len; k++)
     {
@@ -841,13 +842,13 @@ cleave_module_set_save (const CleaveModuleSet *set, const char *path, GError **e
         {
           g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
                        "module %u has %d masked layers, the set's source has %d", k, m->n_sites, set->n_sites);
-          return FALSE;
+          return NULL;
         }
       if (m->has_head && (m->head_w1 == NULL || m->head_b1 == NULL || m->head_w2 == NULL))
         {
           g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
                        "module %u says it has a head but holds no head weights", k);
-          return FALSE;
+          return NULL;
         }
       /* Named after the layer as the architecture JSON names them on
        * loading (for preset and PyTorch graphs, the source's names). */
@@ -885,7 +886,14 @@ cleave_module_set_save (const CleaveModuleSet *set, const char *path, GError **e
   meta = set_metadata_json (set);
   cleave_safetensors_set_metadata (st, "cleave.format", MODULES_FORMAT);
   cleave_safetensors_set_metadata (st, "cleave.modules", meta);
-  return cleave_safetensors_save (st, path, error);
+  return g_steal_pointer (&st);
+}
+
+gboolean
+cleave_module_set_save (const CleaveModuleSet *set, const char *path, GError **error)
+{
+  g_autoptr(CleaveSafetensors) st = cleave_module_set_to_safetensors (set, error);
+  return st && cleave_safetensors_save (st, path, error);
 }
 
 /* -- the validating reader -- */
@@ -1005,7 +1013,7 @@ read_set_fields (Reader *r, JsonObject *o, CleaveModuleSet *set)
   JsonArray *a;
   JsonNode *src = json_object_get_member (o, "source");
   JsonNode *norm = json_object_get_member (o, "normalize");
-  int total = 0;
+  gint64 total = 0;
 
   if (!read_string (r, o, "method", "", TRUE, &set->method) ||
       !read_string (r, o, "dataset", "", FALSE, &set->dataset))
@@ -1046,10 +1054,10 @@ read_set_fields (Reader *r, JsonObject *o, CleaveModuleSet *set)
       for (int c = 0; c < set->in_c; c++)
         {
           JsonNode *e = json_array_get_element (v, c);
-          double x = is_number (e) ? json_node_get_double (e) : NAN;
-          if (!isfinite (x) || (k == 1 && x <= 0))
-            return rfail (r, where, "entry %d is not a valid number", c);
-          (k ? set->std : set->mean)[c] = (float) x;
+          float x = cleave_json_float (e);
+          if (!isfinite (x) || (k == 1 && !(x >= FLT_MIN)))
+            return rfail (r, where, "entry %d is not a %s number", c, k ? "positive, normal float" : "finite float");
+          (k ? set->std : set->mean)[c] = x;
         }
     }
   if ((a = read_array (r, o, "classes", "", -1)) == NULL)
@@ -1086,10 +1094,13 @@ read_set_fields (Reader *r, JsonObject *o, CleaveModuleSet *set)
         return rfail (r, where, "tie %d is not the first site of a group with the same kernels", set->site_tie[s]);
       total += set->site_channels[s];
     }
+  if (total > CLEAVE_GRAPH_MAX_TOTAL_NUMEL)
+    return rfail (r, "sites", "the sites add up to %" G_GINT64_FORMAT " kernels, more than %" G_GINT64_FORMAT,
+                  total, CLEAVE_GRAPH_MAX_TOTAL_NUMEL);
   if (!read_int (r, o, "total_kernels", "", 0, G_MAXINT, &set->total_kernels))
     return FALSE;
   if (set->total_kernels != total)
-    return rfail (r, "total_kernels", "is %d, the sites add up to %d", set->total_kernels, total);
+    return rfail (r, "total_kernels", "is %d, the sites add up to %" G_GINT64_FORMAT, set->total_kernels, total);
   if (!read_number (r, o, "source_accuracy", "", 0, 1, &set->source_accuracy) ||
       !read_number (r, o, "composed_accuracy", "", 0, 1, &set->composed_accuracy))
     return FALSE;
@@ -1135,7 +1146,16 @@ read_f32 (Reader *r, const CleaveSafetensors *st, GHashTable *used, const char *
   gsize numel = 1;
   for (int k = 0; k < ndim; k++)
     numel *= shape[k];
-  return t ? cleave_safe_tensor_to_f32 (t, numel, r->path, r->error) : NULL;
+  float *v = t ? cleave_safe_tensor_to_f32 (t, numel, r->path, r->error) : NULL;
+  for (gsize i = 0; v && i < numel; i++)
+    if (!isfinite (v[i]))
+      {
+        g_autofree char *field = g_strdup_printf ("tensor '%s'", name);
+        rfail (r, field, "value %" G_GSIZE_FORMAT " is %g, not finite", i, v[i]);
+        g_free (v);
+        return NULL;
+      }
+  return v;
 }
 
 static gboolean
@@ -1211,8 +1231,8 @@ read_module (Reader *r, const CleaveSafetensors *st, GHashTable *used, const Cle
     m->class_name = g_strdup (set->class_names[m->class_index]);
   {
     JsonNode *e0 = json_array_get_element (range, 0), *e1 = json_array_get_element (range, 1);
-    lo = is_number (e0) ? json_node_get_double (e0) : NAN;
-    hi = is_number (e1) ? json_node_get_double (e1) : NAN;
+    lo = cleave_json_float (e0);   /* as floats: they are stored as floats */
+    hi = cleave_json_float (e1);
     if ((!JSON_NODE_HOLDS_NULL (e0) && !isfinite (lo)) || (!JSON_NODE_HOLDS_NULL (e1) && !isfinite (hi)) ||
         (isfinite (lo) && isfinite (hi) && lo > hi))
       {
@@ -1239,7 +1259,7 @@ read_module (Reader *r, const CleaveSafetensors *st, GHashTable *used, const Cle
       rfail (r, graph_field, "missing");
       goto fail;
     }
-  m->graph = cleave_graph_from_json (graph_json, &local);
+  m->graph = cleave_graph_from_json_shapes (graph_json, &local);
   if (m->graph == NULL)
     {
       rfail (r, graph_field, "%s", local->message);
@@ -1283,6 +1303,12 @@ read_module (Reader *r, const CleaveSafetensors *st, GHashTable *used, const Cle
       g_free (p->data);
       p->data = data;
     }
+  {
+    g_autofree char *base = g_path_get_basename (r->path);
+    g_autofree char *where = g_strdup_printf ("%s: module %d", base, k);
+    if (!cleave_graph_check_values (m->graph, where, r->error))
+      goto fail;
+  }
   if (!read_kept (r, st, used, set, m, k))
     goto fail;
   if (m->has_head)
@@ -1313,6 +1339,12 @@ CleaveModuleSet *
 cleave_module_set_load (const char *path, GError **error)
 {
   g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (path, error);
+  return st ? cleave_module_set_from_safetensors (st, path, error) : NULL;
+}
+
+CleaveModuleSet *
+cleave_module_set_from_safetensors (const CleaveSafetensors *st, const char *path, GError **error)
+{
   g_autoptr(JsonParser) parser = json_parser_new ();
   g_autoptr(GHashTable) used = g_hash_table_new (NULL, NULL);
   g_autoptr(GError) local = NULL;
@@ -1322,8 +1354,6 @@ cleave_module_set_load (const char *path, GError **error)
   JsonNode *root;
   JsonArray *mods;
 
-  if (st == NULL)
-    return NULL;
   format = cleave_safetensors_get_metadata (st, "cleave.format");
   if (format == NULL || !g_str_equal (format, MODULES_FORMAT))
     {

@@ -91,6 +91,10 @@ gboolean cleave_module_set_evaluate (CleaveModuleSet *set, CleaveBackend *backen
  * metrics, score range. Atomic write; the reader validates everything. */
 gboolean         cleave_module_set_save (const CleaveModuleSet *set, const char *path, GError **error);
 CleaveModuleSet *cleave_module_set_load (const char *path, GError **error);
+/* The same in memory, for files that embed a module set (@file names the
+ * source in errors). */
+CleaveModuleSet   *cleave_module_set_from_safetensors (const CleaveSafetensors *st, const char *file, GError **error);
+CleaveSafetensors *cleave_module_set_to_safetensors   (const CleaveModuleSet *set, GError **error);
 
 /* Jaccard overlap of two modules' kept-kernel sets (over all sites). */
 double cleave_module_jaccard (const CleaveModule *a, const CleaveModule *b);

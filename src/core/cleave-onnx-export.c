@@ -6,6 +6,7 @@
 #include "config.h"
 #include "cleave-onnx.h"
 #include "cleave-error.h"
+#include "cleave-file.h"
 
 #include <string.h>
 
@@ -592,16 +593,8 @@ cleave_onnx_builder_save (CleaveOnnxBuilder *b, const char *path, GError **error
   g_autoptr (GBytes) bytes = cleave_onnx_builder_to_bytes (b);
   gsize len;
   const char *data = g_bytes_get_data (bytes, &len);
-  GError *local = NULL;
 
-  /* CONSISTENT: temporary file in the same directory, fsync, rename */
-  if (!g_file_set_contents_full (path, data, len, G_FILE_SET_CONTENTS_CONSISTENT, 0644, &local))
-    {
-      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO, "%s: %s", path, local->message);
-      g_error_free (local);
-      return FALSE;
-    }
-  return TRUE;
+  return cleave_file_replace (path, data, len, 0644, error);
 }
 
 /* Renames a value everywhere (node outputs and inputs) so the graph output can

@@ -7,6 +7,7 @@
  * payloads are checked against their dims before conversion. */
 #include "cleave-onnx.h"
 #include "cleave-error.h"
+#include "cleave-graph-private.h"
 
 #include <json-glib/json-glib.h>
 #include <math.h>
@@ -202,6 +203,8 @@ pb_fixeds (PbReader *r, guint wire, int nbytes, GArray *arr, const char *ctx, GE
     return pb_fail (error, r->file, ctx, "packed %d-bit array of %" G_GSIZE_FORMAT " bytes",
                     nbytes * 8, (gsize) (sub.end - sub.p));
   gsize n = (sub.end - sub.p) / nbytes;
+  if (n == 0)
+    return TRUE;
   g_array_set_size (arr, arr->len + n);
   guint64 *dst = &g_array_index (arr, guint64, arr->len - n);
   for (gsize k = 0; k < n; k++)
@@ -2549,12 +2552,21 @@ cleave_onnx_import_model (const CleaveOnnxModel *m, const char *display_name, GE
 
   if (!find_graph_input (&imp, error))
     goto out;
-  for (guint k = 0; k < m->initializers->len; k++)
-    {
-      CleaveOnnxTensor *t = m->initializers->pdata[k];
-      if (t->f || t->i)
-        const_value (&imp, t->name, tensor_dup (t));
-    }
+  {
+    g_autoptr (GHashTable) names = g_hash_table_new (g_str_hash, g_str_equal);
+    for (guint k = 0; k < m->initializers->len; k++)
+      {
+        CleaveOnnxTensor *t = m->initializers->pdata[k];
+        if (t->name && !g_hash_table_add (names, t->name))
+          {
+            g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE,
+                         "%s: graph.initializer[%u]: the name '%s' appears twice", imp.file, k, t->name);
+            goto out;
+          }
+        if (t->f || t->i)
+          const_value (&imp, t->name, tensor_dup (t));
+      }
+  }
   for (guint k = 0; k < m->nodes->len; k++)
     if (!import_node (&imp, m->nodes->pdata[k], error))
       goto out;
@@ -2573,6 +2585,11 @@ cleave_onnx_import_model (const CleaveOnnxModel *m, const char *display_name, GE
     }
   if (!(g = build_graph (&imp, ov->layer, error)))
     goto out;
+  if (!cleave_graph_check_values (g, imp.file, error))
+    {
+      cleave_graph_free (g);
+      goto out;
+    }
 
   res = g_new0 (CleaveOnnxImport, 1);
   res->graph = g;
@@ -2584,10 +2601,10 @@ cleave_onnx_import_model (const CleaveOnnxModel *m, const char *display_name, GE
   for (int c = 0; c < imp.in_c; c++)
     {
       float a = imp.norm_a ? imp.norm_a[c] : 1.f, b = imp.norm_a ? imp.norm_b[c] : 0.f;
-      if (a == 0.f)
+      if (a == 0.f || !isfinite (a) || !isfinite (b) || !isfinite (1.f / a) || !isfinite (-b / a))
         {
-          g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED, "%s: the input normalisation multiplies channel %d by 0",
-                       imp.file, c);
+          g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED, "%s: the input normalisation of channel %d is not usable (scale %g, offset %g)",
+                       imp.file, c, a, b);
           cleave_onnx_import_free (res);
           res = NULL;
           goto out;

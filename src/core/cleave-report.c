@@ -3,6 +3,7 @@
 #include "cleave-util-private.h"
 #include "cleave-chart.h"
 #include "cleave-error.h"
+#include "cleave-file.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -283,13 +284,13 @@ static int
 log_entry_epoch (JsonNode *e)
 {
   JsonObject *o;
+  JsonNode *n;
   gint64 epoch;
   if (!JSON_NODE_HOLDS_OBJECT (e))
     return 0;
   o = json_node_get_object (e);
-  epoch = json_object_has_member (o, "epoch")
-            ? json_object_get_int_member_with_default (o, "epoch", 0)
-            : json_object_get_int_member_with_default (o, "generation", 0);
+  n = json_object_get_member (o, json_object_has_member (o, "epoch") ? "epoch" : "generation");
+  epoch = n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_INT64 ? json_node_get_int (n) : 0;
   return epoch >= 1 && epoch <= 100000 ? (int) epoch : 0;
 }
 
@@ -380,26 +381,14 @@ write_epoch_charts (const CleaveModuleSet *set, const char *dir, gboolean *writt
   return TRUE;
 }
 
-gboolean
-cleave_report_write_module_set (const CleaveModuleSet *set, const char *dir, GError **error)
+static gboolean
+write_report (const CleaveModuleSet *set, const char *dir, GError **error)
 {
   g_auto(GStrv) labels = NULL;
   g_autofree char *json = NULL;
   g_autofree char *json_path = NULL;
-  g_autoptr(GError) local = NULL;
   gboolean epochs;
 
-  if (g_mkdir_with_parents (dir, 0755) != 0)
-    {
-      int e = errno;
-      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO, "cannot create report folder '%s': %s", dir, g_strerror (e));
-      return FALSE;
-    }
-  if (set->modules->len == 0)
-    {
-      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "the module set holds no modules");
-      return FALSE;
-    }
   labels = module_labels (set);
   if (!write_layer_masks (set, dir, (const char *const *) labels, error) ||
       !write_module_bars (set, dir, (const char *const *) labels, error) ||
@@ -408,10 +397,72 @@ cleave_report_write_module_set (const CleaveModuleSet *set, const char *dir, GEr
     return FALSE;
   json = cleave_report_module_set_json (set);
   json_path = g_build_filename (dir, "report.json", NULL);
-  if (!g_file_set_contents (json_path, json, -1, &local))
+  return cleave_file_replace (json_path, json, strlen (json), 0666, error);
+}
+
+/* Removes @dir and the files in it (a report folder holds no subfolders). */
+static void
+remove_flat_dir (const char *dir)
+{
+  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+  while (d && (name = g_dir_read_name (d)))
     {
-      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO, "%s", local->message);
-      return FALSE;
+      g_autofree char *p = g_build_filename (dir, name, NULL);
+      g_unlink (p);
+    }
+  g_rmdir (dir);
+}
+
+/* Moves every file of @from into @to (renames within one file system). */
+static gboolean
+move_files (const char *from, const char *to, GError **error)
+{
+  g_autoptr(GDir) d = g_dir_open (from, 0, NULL);
+  const char *name;
+  while (d && (name = g_dir_read_name (d)))
+    {
+      g_autofree char *a = g_build_filename (from, name, NULL), *b = g_build_filename (to, name, NULL);
+      if (g_rename (a, b) != 0)
+        {
+          int e = errno;
+          g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO, "%s: cannot move into place: %s", b, g_strerror (e));
+          return FALSE;
+        }
     }
   return TRUE;
+}
+
+/* The report is written into DIR.partial and only then moved into place: a
+ * failure (a full disk) leaves no report folder, or an existing one as it
+ * was, not half a report. */
+gboolean
+cleave_report_write_module_set (const CleaveModuleSet *set, const char *dir, GError **error)
+{
+  g_autofree char *partial = g_strconcat (dir, ".partial", NULL);
+  gboolean ok;
+
+  if (set->modules->len == 0)
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "the module set holds no modules");
+      return FALSE;
+    }
+  remove_flat_dir (partial);
+  if (g_mkdir_with_parents (partial, 0755) != 0)
+    {
+      int e = errno;
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO, "cannot create report folder '%s': %s", partial, g_strerror (e));
+      return FALSE;
+    }
+  ok = write_report (set, partial, error);
+  if (ok && g_file_test (dir, G_FILE_TEST_IS_DIR))
+    ok = move_files (partial, dir, error);
+  else if (ok && g_rename (partial, dir) != 0)
+    {
+      int e = errno;
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO, "cannot create report folder '%s': %s", dir, g_strerror (e));
+      ok = FALSE;
+    }
+  remove_flat_dir (partial);
+  return ok;
 }

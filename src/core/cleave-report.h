@@ -18,8 +18,9 @@ char *cleave_report_module_set_json (const CleaveModuleSet *set);
  * .png and .svg: masks-LAYER (modules × kernels of each conv layer),
  * modules (KRR, accuracy and F1 per module), layer-krr (layers × modules),
  * jaccard (module overlap) and, when the set's log has per-epoch or
- * per-generation entries, accuracy-per-epoch and krr-per-epoch. Every file
- * is written atomically. */
+ * per-generation entries, accuracy-per-epoch and krr-per-epoch. The files
+ * are written into DIR.partial and moved into @dir only when all are there:
+ * a failure (a full disk) leaves no new file in @dir and no DIR.partial. */
 gboolean cleave_report_write_module_set (const CleaveModuleSet *set, const char *dir, GError **error);
 
 G_END_DECLS

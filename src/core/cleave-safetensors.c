@@ -6,6 +6,7 @@
  * or a huge allocation. */
 #include "cleave-safetensors.h"
 #include "cleave-error.h"
+#include "cleave-file.h"
 #include "cleave-pth.h"
 #include "cleave-util-private.h"
 
@@ -306,6 +307,22 @@ json_depth_ok (const char *s, gsize len, int max_depth)
   return TRUE;
 }
 
+/* json-glib keeps the last of two members with the same name; the parser's
+ * object-member signal sees each, so a repeat is caught here. */
+typedef struct {
+  GHashTable *seen;     /* "OBJECT-ADDRESS NAME" */
+  char *repeated;       /* the first repeated name */
+} MemberCheck;
+
+static void
+on_object_member (JsonParser *parser, JsonObject *object, const char *name, gpointer user_data)
+{
+  MemberCheck *mc = user_data;
+  char *key = g_strdup_printf ("%p %s", (void *) object, name);
+  if (!g_hash_table_add (mc->seen, key) && mc->repeated == NULL)
+    mc->repeated = g_strdup (name);
+}
+
 CleaveSafetensors *
 cleave_safetensors_load_bytes (const guint8 *data, gsize size, const char *display_name, GError **error)
 {
@@ -376,11 +393,26 @@ cleave_safetensors_load_bytes (const guint8 *data, gsize size, const char *displ
     }
 
   parser = json_parser_new_immutable ();
-  if (!json_parser_load_from_data (parser, header, header_len, &json_error))
-    {
-      cleave_invalid_file (error, file, "header: invalid JSON: %s", json_error->message);
-      return NULL;
-    }
+  {
+    MemberCheck mc = { g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL), NULL };
+    gboolean parsed;
+    g_signal_connect (parser, "object-member", G_CALLBACK (on_object_member), &mc);
+    parsed = json_parser_load_from_data (parser, header, header_len, &json_error);
+    g_signal_handlers_disconnect_by_data (parser, &mc);
+    g_hash_table_unref (mc.seen);
+    if (parsed && mc.repeated)
+      {
+        cleave_invalid_file (error, file, "header: the name '%s' appears twice", mc.repeated);
+        g_free (mc.repeated);
+        return NULL;
+      }
+    g_free (mc.repeated);
+    if (!parsed)
+      {
+        cleave_invalid_file (error, file, "header: invalid JSON: %s", json_error->message);
+        return NULL;
+      }
+  }
   root = json_parser_get_root (parser);
   if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
     {
@@ -586,13 +618,9 @@ cleave_safetensors_save (const CleaveSafetensors *st, const char *path, GError *
       pos += t->nbytes;
     }
 
-  /* g_file_set_contents_full writes a temporary file beside @path and
-   * renames it over, so readers never see a half-written model. */
-  ok = g_file_set_contents_full (path, (const char *) buf, total,
-                                 G_FILE_SET_CONTENTS_CONSISTENT, 0666, &local);
+  /* Readers never see a half-written model. */
+  ok = cleave_file_replace (path, buf, total, 0666, error);
   g_free (buf);
-  if (!ok)
-    g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO, "%s", local->message);
   return ok;
 }
 

@@ -35,6 +35,8 @@ typedef struct {
 } CleaveGradSplitOptions;
 
 void cleave_grad_split_options_init (CleaveGradSplitOptions *opt);
+/* FALSE with CLEAVE_ERROR_INVALID_ARGUMENT naming the first bad option. */
+gboolean cleave_grad_split_options_validate (const CleaveGradSplitOptions *opt, GError **error);
 
 CleaveModuleSet *cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
                                     const int *train_idx, int n_train, const int *val_idx, int n_val,
@@ -65,6 +67,7 @@ typedef struct {
 } CleaveGaSplitOptions;
 
 void cleave_ga_split_options_init (CleaveGaSplitOptions *opt);
+gboolean cleave_ga_split_options_validate (const CleaveGaSplitOptions *opt, GError **error);
 
 CleaveModuleSet *cleave_ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
                                   const int *val_idx, int n_val, const CleaveGaSplitOptions *opt,

@@ -3,6 +3,7 @@
 #include "cleave-optim.h"
 #include "cleave-ops.h"
 #include "cleave-error.h"
+#include "cleave-util-private.h"
 
 #include <math.h>
 #include <string.h>
@@ -21,6 +22,18 @@ cleave_train_options_init (CleaveTrainOptions *opt)
   opt->augment.pad = 4;
   opt->augment.flip = TRUE;
   opt->use_augment = TRUE;
+}
+
+gboolean
+cleave_train_options_validate (const CleaveTrainOptions *opt, GError **error)
+{
+  return cleave_check_option (error, "epochs", opt->epochs, 1, FALSE, 1e6, FALSE) &&
+         cleave_check_option (error, "start-epoch", opt->start_epoch, 0, FALSE, opt->epochs, FALSE) &&
+         cleave_check_option (error, "batch", opt->batch, 1, FALSE, CLEAVE_MAX_BATCH, FALSE) &&
+         cleave_check_option (error, "lr", opt->lr, 0, TRUE, 100, FALSE) &&
+         cleave_check_option (error, "momentum", opt->momentum, 0, FALSE, 1, TRUE) &&
+         cleave_check_option (error, "weight-decay", opt->weight_decay, 0, FALSE, 1, FALSE) &&
+         cleave_check_option (error, "gamma", opt->gamma, 0, TRUE, 1, FALSE);
 }
 
 void
@@ -99,6 +112,8 @@ cleave_train (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *d
 
   memset (result, 0, sizeof *result);
   result->history = g_array_new (FALSE, TRUE, sizeof (CleaveEpochRecord));
+  if (!cleave_train_options_validate (opt, error))
+    return FALSE;
   cleave_graph_input_shape (g, &c, &h, &w);
   if (ds->c != c || ds->h != h || ds->w != w)
     {
@@ -116,6 +131,8 @@ cleave_train (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *d
                    ds->n_classes, n_out, n_train, B, opt->epochs);
       return FALSE;
     }
+  /* A batch beyond the training set would only cost memory. */
+  B = MIN (B, n_train);
   if (aug && ds->digits && aug->flip)
     {
       /* Mirrored digits are other digits (or none). */
@@ -256,6 +273,15 @@ cleave_train (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *d
         }
       else
         rec.val_accuracy = rec.train_accuracy, rec.val_loss = rec.train_loss;
+      /* The epoch's last steps may have left weights that no longer give a
+       * finite loss: stop rather than keep (and save) them. */
+      if (!isfinite (rec.val_loss))
+        {
+          g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_FAILED,
+                       "training diverged at epoch %d (the validation loss is %g): lower the learning rate",
+                       rec.epoch, rec.val_loss);
+          goto out;
+        }
       g_array_append_val (result->history, rec);
 
       if (rec.val_accuracy > result->best_val_accuracy)

@@ -20,6 +20,8 @@ typedef struct {
 } CleaveTrainOptions;
 
 void cleave_train_options_init (CleaveTrainOptions *opt);
+/* FALSE with CLEAVE_ERROR_INVALID_ARGUMENT naming the first bad option. */
+gboolean cleave_train_options_validate (const CleaveTrainOptions *opt, GError **error);
 
 typedef struct {
   int epoch;

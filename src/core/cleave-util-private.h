@@ -12,6 +12,19 @@ gboolean cleave_invalid_file (GError **error, const char *file, const char *fmt,
 /* The same with a va_list; @file may be any prefix ("architecture: conv_1"). */
 gboolean cleave_invalid_file_valist (GError **error, const char *file, const char *fmt, va_list ap) G_GNUC_PRINTF (3, 0);
 
+/* An option's value: TRUE when finite and within lo..hi (each end open or
+ * closed); otherwise CLEAVE_ERROR_INVALID_ARGUMENT naming the option. */
+gboolean cleave_check_option (GError **error, const char *name, double v,
+                              double lo, gboolean lo_open, double hi, gboolean hi_open);
+
+/* A JSON string value, or NULL for anything else (NULL-safe, never a
+ * json-glib critical). */
+const char *cleave_json_string (JsonNode *n);
+
+/* A JSON number (integer or real) as a float; NaN for anything else (strings,
+ * booleans, null, containers, NULL) and ±inf where the float overflows. */
+float cleave_json_float (JsonNode *n);
+
 /* JSON builder members; non-finite numbers and NULL strings become null. */
 void cleave_json_add_number (JsonBuilder *b, const char *key, double v);
 void cleave_json_add_string (JsonBuilder *b, const char *key, const char *v);

@@ -1,7 +1,15 @@
 /* cleave-util.c: helpers shared by the core's readers and writers. */
 #include "cleave-util-private.h"
+#include "cleave-file.h"
 #include "cleave-error.h"
 
+#include <glib/gstdio.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <float.h>
 #include <math.h>
 
 gboolean
@@ -22,6 +30,34 @@ cleave_invalid_file (GError **error, const char *file, const char *fmt, ...)
   cleave_invalid_file_valist (error, file, fmt, ap);
   va_end (ap);
   return FALSE;
+}
+
+gboolean
+cleave_check_option (GError **error, const char *name, double v,
+                     double lo, gboolean lo_open, double hi, gboolean hi_open)
+{
+  if (isfinite (v) && (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi))
+    return TRUE;
+  g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "option %s must be a number in %c%g, %g%c, not %g",
+               name, lo_open ? '(' : '[', lo, hi, hi_open ? ')' : ']', v);
+  return FALSE;
+}
+
+const char *
+cleave_json_string (JsonNode *n)
+{
+  return n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING ? json_node_get_string (n) : NULL;
+}
+
+float
+cleave_json_float (JsonNode *n)
+{
+  GType t = n && JSON_NODE_HOLDS_VALUE (n) ? json_node_get_value_type (n) : G_TYPE_INVALID;
+  double d;
+  if (t != G_TYPE_DOUBLE && t != G_TYPE_INT64)
+    return NAN;
+  d = json_node_get_double (n);
+  return fabs (d) > FLT_MAX ? (float) copysign (INFINITY, d) : (float) d;
 }
 
 void
@@ -75,4 +111,67 @@ cleave_blas_select_kernels (char **argv)
   /* exec failed: carry on with the default kernels. */
   g_unsetenv ("OPENBLAS_CORETYPE");
 #endif
+}
+
+static char *
+temp_prefix (const char *path)
+{
+  g_autofree char *base = g_path_get_basename (path);
+  return g_strdup_printf (".%s.tmp-", base);
+}
+
+gboolean
+cleave_file_replace (const char *path, const void *data, gsize len, int mode, GError **error)
+{
+  g_autofree char *dir = g_path_get_dirname (path), *prefix = temp_prefix (path);
+  g_autofree char *name = g_strconcat (prefix, "XXXXXX", NULL);
+  g_autofree char *tmp = g_build_filename (dir, name, NULL);
+  const guint8 *p = data;
+  int fd, err = 0;
+
+  fd = g_mkstemp_full (tmp, O_RDWR | O_CLOEXEC, mode);
+  if (fd < 0)
+    {
+      err = errno;
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO, "%s: cannot write: %s", path, g_strerror (err));
+      return FALSE;
+    }
+  while (len > 0 && err == 0)
+    {
+      gssize n = write (fd, p, len);
+      if (n < 0 && errno != EINTR)
+        err = errno;
+      else if (n > 0)
+        p += n, len -= (gsize) n;
+    }
+  if (err == 0 && fsync (fd) != 0)
+    err = errno;
+  if (close (fd) != 0 && err == 0)
+    err = errno;
+  if (err == 0 && g_rename (tmp, path) != 0)
+    err = errno;
+  if (err != 0)
+    {
+      g_unlink (tmp);
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO, "%s: cannot write: %s", path, g_strerror (err));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+int
+cleave_file_remove_stale_temps (const char *path)
+{
+  g_autofree char *dir = g_path_get_dirname (path), *prefix = temp_prefix (path);
+  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+  int removed = 0;
+
+  while (d && (name = g_dir_read_name (d)))
+    if (g_str_has_prefix (name, prefix) && strlen (name) == strlen (prefix) + 6)
+      {
+        g_autofree char *full = g_build_filename (dir, name, NULL);
+        removed += g_unlink (full) == 0;
+      }
+  return removed;
 }
