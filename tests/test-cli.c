@@ -248,6 +248,10 @@ test_bad_input (void)
   g_clear_pointer (&err, g_free);
   g_assert_cmpint (cli (NULL, &err, "frobnicate", NULL), ==, 2);
   assert_contains (err, "unknown command");
+  g_clear_pointer (&err, g_free);
+  /* a backend setting with a bad value is refused, not replaced by the default */
+  g_assert_cmpint (cli (NULL, &err, "eval", "--conv-algo", "fastest", model, data_dir, NULL), ==, 1);
+  assert_contains (err, "conv-algo: 'fastest' is not one of auto, im2col, winograd");
 }
 
 static void

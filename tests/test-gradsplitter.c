@@ -796,7 +796,7 @@ main (int argc, char **argv)
   int rc;
 
   g_test_init (&argc, &argv, NULL);
-  backend = cleave_device_open ("cpu", &error);
+  backend = cleave_device_open ("cpu", NULL, &error);
   g_assert_no_error (error);
   fixture_setup ();
   g_test_add_func ("/gradsplitter/step-matches-pytorch", test_step_matches_pytorch);

@@ -20,23 +20,28 @@ cleave_cli_fail (GError *error)
 }
 
 static GCancellable *sigint_cancellable;
-static volatile sig_atomic_t sigint_count;
+static int signal_count;
 
-static void
-on_signal (int sig)
+/* Runs in the signal thread: the first SIGINT/SIGTERM cancels, the second
+ * ends the program at once (a search stuck in one long step). */
+static gboolean
+on_signal (gpointer data)
 {
-  sigint_count++;
-  if (sigint_count > 1)
+  if (++signal_count > 1)
     _exit (130);
-  /* g_cancellable_cancel is not async-signal-safe; a watcher thread polls the flag. */
+  g_cancellable_cancel (sigint_cancellable);
+  return G_SOURCE_CONTINUE;
 }
 
+/* The commands run in the main thread without a main loop, so the signal
+ * sources live on a context of their own, iterated by this thread. */
 static gpointer
-signal_watch_thread (gpointer data)
+signal_thread (gpointer data)
 {
-  while (sigint_count == 0)
-    g_usleep (50000);
-  g_cancellable_cancel (sigint_cancellable);
+  GMainContext *ctx = data;
+
+  for (;;)
+    g_main_context_iteration (ctx, TRUE);
   return NULL;
 }
 
@@ -45,13 +50,18 @@ cleave_cli_cancellable (void)
 {
   if (sigint_cancellable == NULL)
     {
-      struct sigaction sa = { 0 };
+      GMainContext *ctx = g_main_context_new ();
+      const int sigs[] = { SIGINT, SIGTERM };
+
       sigint_cancellable = g_cancellable_new ();
-      sa.sa_handler = on_signal;
-      sigemptyset (&sa.sa_mask);
-      sigaction (SIGINT, &sa, NULL);
-      sigaction (SIGTERM, &sa, NULL);
-      g_thread_unref (g_thread_new ("cleave-signal", signal_watch_thread, NULL));
+      for (gsize i = 0; i < G_N_ELEMENTS (sigs); i++)
+        {
+          GSource *src = g_unix_signal_source_new (sigs[i]);
+          g_source_set_callback (src, on_signal, NULL, NULL);
+          g_source_attach (src, ctx);
+          g_source_unref (src);
+        }
+      g_thread_unref (g_thread_new ("cleave-signal", signal_thread, ctx));
     }
   return sigint_cancellable;
 }
@@ -143,10 +153,128 @@ cleave_cli_progress_free (CleaveCliProgress *p)
   g_free (p);
 }
 
+/* ---------------------------------------------------------------- configuration */
+
+static CleaveBackendConfig backend_config;
+static char *env_device;            /* CLEAVE_DEVICE */
+static char *env_data_dir;          /* CLEAVE_DATA_DIR */
+static char **option_data_dirs;     /* --data-dir, in order */
+static char **all_data_dirs;
+
+gboolean
+cleave_cli_config_init (GError **error)
+{
+  g_auto(GStrv) env = g_get_environ ();
+  g_autoptr(GString) changed = g_string_new (NULL);
+
+  cleave_backend_config_init (&backend_config);
+  if (!cleave_backend_config_from_environ (&backend_config, env, changed, error))
+    return FALSE;
+  if (g_getenv ("CLEAVE_DEVICE") && *g_getenv ("CLEAVE_DEVICE"))
+    {
+      env_device = g_strdup (g_getenv ("CLEAVE_DEVICE"));
+      g_string_append_printf (changed, ", CLEAVE_DEVICE=%s (default --device)", env_device);
+    }
+  if (g_getenv ("CLEAVE_DATA_DIR") && *g_getenv ("CLEAVE_DATA_DIR"))
+    {
+      env_data_dir = g_strdup (g_getenv ("CLEAVE_DATA_DIR"));
+      g_string_append_printf (changed, ", CLEAVE_DATA_DIR=%s (data directory)", env_data_dir);
+    }
+  if (changed->len)
+    fprintf (stderr, "cleave-cli: from the environment: %s\n", changed->str + (changed->str[0] == ',' ? 2 : 0));
+  return TRUE;
+}
+
+static gboolean
+on_backend_option (const char *option_name, const char *value, gpointer data, GError **error)
+{
+  /* "--conv-algo" → "conv-algo" */
+  return cleave_backend_config_set (&backend_config, option_name + 2, value, error);
+}
+
+GOptionContext *
+cleave_cli_option_context_new (const char *parameter_string)
+{
+  static char *helps[8];
+  GOptionContext *ctx = g_option_context_new (parameter_string);
+  GOptionGroup *group = g_option_group_new ("config", "Configuration (for every command):",
+                                            "Show the configuration options", NULL, NULL);
+  GOptionEntry entries[] = {
+    { "data-dir", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &option_data_dirs,
+      "Look for named datasets (mnist, fashion-mnist, cifar10) in DIR first (repeatable; then $CLEAVE_DATA_DIR, "
+      "~/.local/share/cleave/datasets, /usr/share/datasets)", "DIR" },
+    { "threads", 0, 0, G_OPTION_ARG_CALLBACK, on_backend_option, NULL, "N" },
+    { "conv-algo", 0, 0, G_OPTION_ARG_CALLBACK, on_backend_option, NULL, "ALGO" },
+    { "opencl-gemm", 0, 0, G_OPTION_ARG_CALLBACK, on_backend_option, NULL, "KERNEL" },
+    { "opencl-split-k", 0, 0, G_OPTION_ARG_CALLBACK, on_backend_option, NULL, "N" },
+    { NULL }
+  };
+  guint n;
+  const CleaveBackendSetting *set = cleave_backend_settings (&n);
+
+  /* Help of the backend settings from the core's table: the help text and
+   * every variable read for it, the one that wins first. */
+  for (int e = 1; entries[e].long_name && helps[e] == NULL; e++)
+    {
+      GString *h = g_string_new (NULL);
+      for (guint i = n; i-- > 0;)
+        if (g_str_equal (set[i].name, entries[e].long_name))
+          {
+            if (h->len == 0)
+              g_string_append_printf (h, "%s (environment: %s", set[i].help, set[i].env);
+            else
+              g_string_append_printf (h, ", else %s", set[i].env);
+          }
+      g_string_append (h, ")");
+      helps[e] = g_string_free (h, FALSE);
+    }
+  for (int e = 1; entries[e].long_name; e++)
+    entries[e].description = helps[e];
+  g_option_group_add_entries (group, entries);
+  g_option_context_add_group (ctx, group);
+  return ctx;
+}
+
+const CleaveBackendConfig *
+cleave_cli_backend_config (void)
+{
+  return &backend_config;
+}
+
+const char *const *
+cleave_cli_data_dirs (void)
+{
+  GPtrArray *a = g_ptr_array_new ();
+  const char *const *defaults = cleave_dataset_default_dirs ();
+
+  for (int i = 0; option_data_dirs && option_data_dirs[i]; i++)
+    g_ptr_array_add (a, g_strdup (option_data_dirs[i]));
+  if (env_data_dir)
+    g_ptr_array_add (a, g_strdup (env_data_dir));
+  for (int i = 0; defaults[i]; i++)
+    g_ptr_array_add (a, g_strdup (defaults[i]));
+  g_ptr_array_add (a, NULL);
+  g_strfreev (all_data_dirs);
+  all_data_dirs = (char **) g_ptr_array_free (a, FALSE);
+  return (const char *const *) all_data_dirs;
+}
+
+CleaveDataset *
+cleave_cli_load_dataset (const char *spec, CleaveSplit split, GCancellable *cancellable, GError **error)
+{
+  return cleave_dataset_load_from (spec, cleave_cli_data_dirs (), split, cancellable, error);
+}
+
+const char *
+cleave_cli_default_device (void)
+{
+  return env_device;
+}
+
 CleaveBackend *
 cleave_cli_open_device (const char *spec, GError **error)
 {
-  CleaveBackend *b = cleave_device_open (spec, error);
+  CleaveBackend *b = cleave_device_open (spec ? spec : env_device, &backend_config, error);
   if (b)
     fprintf (stderr, "device: %s\n", b->name);
   return b;
@@ -316,7 +444,7 @@ cleave_cli_load_mix (const char *const *specs, int n_specs, CleaveSplit split, c
       ok = cleave_cli_split_spec (specs[i], &path, &list, &n, error);
       if (!ok)
         break;
-      ds = cleave_dataset_load (path, split, cancellable, error);
+      ds = cleave_cli_load_dataset (path, split, cancellable, error);
       if ((ok = ds != NULL) && list)
         {
           CleaveDataset *sel = cleave_dataset_select_classes (ds, list, n, error);

@@ -43,7 +43,24 @@ G_END_DECLS
 #include "cleave-metrics.h"
 
 G_BEGIN_DECLS
-/* Opens --device (NULL = default rule); prints which device on stderr. */
+/* Reads the environment once, first thing in main(): the backend settings
+ * (cleave_backend_settings: CLEAVE_CONV_ALGO, OMP_NUM_THREADS…),
+ * CLEAVE_DEVICE (the default --device) and CLEAVE_DATA_DIR (a data
+ * directory); prints to stderr what it took from there. FALSE on a bad value. */
+gboolean cleave_cli_config_init (GError **error);
+/* A command's option context with the shared configuration options
+ * (--data-dir, --threads, --conv-algo, --opencl-gemm, --opencl-split-k). */
+GOptionContext *cleave_cli_option_context_new (const char *parameter_string);
+const CleaveBackendConfig *cleave_cli_backend_config (void);
+/* CLEAVE_DEVICE, or NULL (the default rule). */
+const char *cleave_cli_default_device (void);
+/* --data-dir, then CLEAVE_DATA_DIR, then cleave_dataset_default_dirs(). */
+const char *const *cleave_cli_data_dirs (void);
+/* cleave_dataset_load_from() with those directories. */
+CleaveDataset *cleave_cli_load_dataset (const char *spec, CleaveSplit split, GCancellable *cancellable,
+                                        GError **error);
+/* Opens --device (NULL = CLEAVE_DEVICE, else the default rule) with the
+ * configured backend settings; prints which device on stderr. */
 CleaveBackend *cleave_cli_open_device (const char *spec, GError **error);
 /* Prints accuracy, per-class P/R/F1 and the confusion matrix. */
 void cleave_cli_print_metrics (const CleaveMetrics *m, const char *const *class_names, const char *title);

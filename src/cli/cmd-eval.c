@@ -80,7 +80,7 @@ cleave_cmd_eval (int argc, char **argv)
     { "device", 0, 0, G_OPTION_ARG_STRING, &device, "Device (see 'cleave-cli devices')", "DEV" },
     { NULL }
   };
-  g_autoptr(GOptionContext) ctx = g_option_context_new ("MODEL DATASET[:CLASSES] … — evaluate a model, composition or patched model");
+  g_autoptr(GOptionContext) ctx = cleave_cli_option_context_new ("MODEL DATASET[:CLASSES] … — evaluate a model, composition or patched model");
   g_autoptr(GError) error = NULL;
   g_autoptr(CleaveDataset) ds = NULL;
   g_autoptr(CleaveBackend) backend = NULL;

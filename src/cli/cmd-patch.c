@@ -14,7 +14,7 @@ cleave_cmd_patch (int argc, char **argv)
     { "arch", 0, 0, G_OPTION_ARG_STRING, &arch, "Architecture preset when WEAK is a weights-only state_dict", "SPEC" },
     { NULL }
   };
-  g_autoptr(GOptionContext) ctx = g_option_context_new ("WEAK MODULES:CLASS[,CLASS…] … — patch a weak model with strong modules");
+  g_autoptr(GOptionContext) ctx = cleave_cli_option_context_new ("WEAK MODULES:CLASS[,CLASS…] … — patch a weak model with strong modules");
   g_autoptr(GError) error = NULL;
   g_autoptr(CleavePatched) p = NULL;
   CleaveModel *weak;

@@ -36,7 +36,7 @@ cleave_cmd_train (int argc, char **argv)
     { "resume", 0, 0, G_OPTION_ARG_FILENAME, &resume, "Resume from a checkpoint of an earlier run, or fine-tune any model file (Cleave or ONNX)", "FILE" },
     { NULL }
   };
-  g_autoptr(GOptionContext) ctx = g_option_context_new ("— train a CNN on a dataset");
+  g_autoptr(GOptionContext) ctx = cleave_cli_option_context_new ("— train a CNN on a dataset");
   g_autoptr(GError) error = NULL;
   g_autoptr(CleaveDataset) train_ds = NULL, test_ds = NULL;
   g_autoptr(CleaveModel) model = NULL;
@@ -80,8 +80,8 @@ cleave_cmd_train (int argc, char **argv)
   else
     {
       fprintf (stderr, "loading %s…\n", dataset);
-      train_ds = cleave_dataset_load (dataset, CLEAVE_SPLIT_TRAIN, cancel, &error);
-      test_ds = train_ds ? cleave_dataset_load (dataset, CLEAVE_SPLIT_TEST, cancel, &error) : NULL;
+      train_ds = cleave_cli_load_dataset (dataset, CLEAVE_SPLIT_TRAIN, cancel, &error);
+      test_ds = train_ds ? cleave_cli_load_dataset (dataset, CLEAVE_SPLIT_TEST, cancel, &error) : NULL;
     }
   if (test_ds == NULL)
     return cleave_cli_fail (g_steal_pointer (&error));

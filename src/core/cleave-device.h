@@ -26,13 +26,15 @@ GPtrArray *cleave_device_list (void);
  * GPU with the most compute units × clock, else "cpu", since the OpenBLAS path
  * beats OpenCL on a CPU), "cpu", "opencl" (first OpenCL device), "opencl:P:D",
  * a list index as printed by `cleave-cli devices`, or a case-insensitive
- * substring of a device name. Environment CLEAVE_DEVICE overrides NULL. */
-CleaveBackend *cleave_device_open (const char *spec, GError **error);
+ * substring of a device name. @config (NULL: defaults) is the backend's
+ * configuration; nothing else (no environment variable) changes either. */
+CleaveBackend *cleave_device_open (const char *spec, const CleaveBackendConfig *config, GError **error);
 
 /* OpenCL backend on one device (cleave-backend-opencl.c). Returns NULL with
  * CLEAVE_ERROR_NO_DEVICE when there is no such device or OpenCL support was
  * not built. Programs are built lazily once per backend and cached on disk. */
-CleaveBackend *cleave_backend_opencl_new (int platform_index, int device_index, GError **error);
+CleaveBackend *cleave_backend_opencl_new (int platform_index, int device_index, const CleaveBackendConfig *config,
+                                          GError **error);
 /* Fills @list with OpenCL devices (used by cleave_device_list). */
 void cleave_backend_opencl_list (GPtrArray *list);
 

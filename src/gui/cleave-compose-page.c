@@ -916,9 +916,9 @@ eval_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
   GError *error = NULL;
   gboolean ok = FALSE;
 
-  ds = cleave_dataset_load (job->dataset, CLEAVE_SPLIT_TEST, cancellable, &error);
+  ds = cleave_dataset_load_from (job->dataset, (const char *const *) cleave_gui_config ()->data_dirs, CLEAVE_SPLIT_TEST, cancellable, &error);
   if (ds)
-    backend = cleave_device_open (g_strcmp0 (job->device, "auto") == 0 ? NULL : job->device, &error);
+    backend = cleave_device_open (job->device, &cleave_gui_config ()->backend, &error);
   if (backend)
     ok = job->patch ? eval_patched (job, backend, ds, cancellable, &error)
                     : eval_composition (job, backend, ds, cancellable, &error);

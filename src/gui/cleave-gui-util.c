@@ -4,6 +4,49 @@
 #include <string.h>
 
 #include "cleave-gui-util.h"
+#include "cleave-dataset.h"
+
+static CleaveGuiConfig gui_config;
+
+void
+cleave_gui_config_init (void)
+{
+  g_auto(GStrv) env = g_get_environ ();
+  g_autoptr(GString) taken = g_string_new (NULL);
+  g_autoptr(GError) error = NULL;
+  const char *data_dir = g_environ_getenv (env, "CLEAVE_DATA_DIR");
+  const char *const *defaults = cleave_dataset_default_dirs ();
+  GPtrArray *dirs = g_ptr_array_new ();
+
+  cleave_backend_config_init (&gui_config.backend);
+  if (!cleave_backend_config_from_environ (&gui_config.backend, env, taken, &error))
+    {
+      /* A bad value is reported and the defaults are kept. */
+      g_warning ("%s; using the default backend settings", error->message);
+      cleave_backend_config_init (&gui_config.backend);
+      g_string_truncate (taken, 0);
+    }
+  if (data_dir && *data_dir)
+    {
+      g_ptr_array_add (dirs, g_strdup (data_dir));
+      g_string_append_printf (taken, "%sCLEAVE_DATA_DIR=%s (data directory)", taken->len ? ", " : "", data_dir);
+    }
+  for (int i = 0; defaults[i]; i++)
+    g_ptr_array_add (dirs, g_strdup (defaults[i]));
+  g_ptr_array_add (dirs, NULL);
+  gui_config.data_dirs = (char **) g_ptr_array_free (dirs, FALSE);
+  if (taken->len)
+    {
+      gui_config.from_environment = g_strdup (taken->str);
+      g_message ("from the environment: %s", taken->str);
+    }
+}
+
+const CleaveGuiConfig *
+cleave_gui_config (void)
+{
+  return &gui_config;
+}
 
 CleaveModel *
 cleave_gui_copy_model (const CleaveModel *src)

@@ -5,8 +5,21 @@
 #include <gtk/gtk.h>
 #include "cleave-chart-view.h"
 #include "cleave-model.h"
+#include "cleave-backend.h"
 
 G_BEGIN_DECLS
+
+/* The app's configuration: read from the environment once, by main() before
+ * anything starts, then constant (safe to read from worker threads).
+ * CLEAVE_DEVICE is not read: the device is the user's choice in the app. */
+typedef struct {
+  CleaveBackendConfig backend;   /* OMP_NUM_THREADS, CLEAVE_CONV_ALGO, … */
+  char **data_dirs;              /* CLEAVE_DATA_DIR, then the XDG ones */
+  char *from_environment;        /* what was taken from there, for the log; NULL if nothing */
+} CleaveGuiConfig;
+
+void                   cleave_gui_config_init (void);
+const CleaveGuiConfig *cleave_gui_config      (void);
 
 /* A private copy of a model for a worker thread: the window may replace or
  * free its model while the worker runs. */

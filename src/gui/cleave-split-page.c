@@ -445,12 +445,12 @@ split_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
   CleaveModuleSet *set = NULL;
   GError *error = NULL;
 
-  ds = cleave_dataset_load (job->dataset, CLEAVE_SPLIT_TRAIN, cancellable, &error);
+  ds = cleave_dataset_load_from (job->dataset, (const char *const *) cleave_gui_config ()->data_dirs, CLEAVE_SPLIT_TRAIN, cancellable, &error);
   if (ds && ds->n_classes != job->model->n_classes)
     g_set_error (&error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
                  _("The dataset has %d classes, the model %d"), ds->n_classes, job->model->n_classes);
   if (!error)
-    backend = cleave_device_open (g_strcmp0 (job->device, "auto") == 0 ? NULL : job->device, &error);
+    backend = cleave_device_open (job->device, &cleave_gui_config ()->backend, &error);
   if (!error)
     {
       cleave_dataset_split (ds, VAL_FRACTION, job->ga ? job->gaopt.seed : job->grad.seed,

@@ -136,7 +136,7 @@ write_fallback_model (const char *images)
 
   ds = cleave_dataset_load (images, CLEAVE_SPLIT_TRAIN, NULL, &error);
   g_assert_no_error (error);
-  backend = cleave_device_open ("cpu", &error);
+  backend = cleave_device_open ("cpu", NULL, &error);
   g_assert_no_error (error);
   cleave_dataset_split (ds, 0.2, 0, &train_idx, &n_train, &val_idx, &n_val);
   cleave_train_options_init (&opt);
