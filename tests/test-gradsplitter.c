@@ -12,6 +12,47 @@
 #include "cleave-safetensors.h"
 #include "cleave-train.h"
 
+
+/* The splitters' one cancellation convention: TRUE with a complete set and
+ * no error, or FALSE with an error; kept modules only with
+ * G_IO_ERROR_CANCELLED and result->cancelled. Returns the set, reporting a
+ * cancel through *cancelled (may be NULL) instead of @error. */
+static CleaveModuleSet *
+check_split_result (gboolean ok, CleaveSplitResult *r, GError *local, gboolean *cancelled, GError **error)
+{
+  gboolean was = g_error_matches (local, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+
+  g_assert_true (ok == (local == NULL));
+  g_assert_true (!ok || r->set != NULL);
+  g_assert_true (ok || was || r->set == NULL);
+  g_assert_true (r->cancelled == was);
+  g_assert_cmpint (r->cancelled_at, >=, 0);
+  if (cancelled)
+    *cancelled = was;
+  if (was)
+    g_error_free (local);
+  else if (local)
+    g_propagate_error (error, local);
+  return r->set;
+}
+
+/* cleave_grad_split under the cancellation convention, checked on every call:
+ * TRUE with a complete set and no error, or FALSE with an error; kept modules
+ * only with G_IO_ERROR_CANCELLED, which is reported through *cancelled
+ * instead of @error. */
+static CleaveModuleSet *
+grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds, const int *train_idx, int n_train,
+            const int *val_idx, int n_val, const CleaveGradSplitOptions *opt, CleaveProgressFunc progress,
+            gpointer user_data, GCancellable *cancellable, gboolean *cancelled, GError **error)
+{
+  CleaveSplitResult r = { 0 };
+  GError *local = NULL;
+  gboolean ok = cleave_grad_split (model, backend, ds, train_idx, n_train, val_idx, n_val, opt, progress, user_data,
+                                   cancellable, &r, &local);
+
+  return check_split_result (ok, &r, local, cancelled, error);
+}
+
 static CleaveBackend *backend;
 
 /* ------------------------------------------------ one step vs PyTorch */
@@ -463,7 +504,7 @@ test_end_to_end (gconstpointer data)
 
   small_options (&o);
   o.holdout = GPOINTER_TO_INT (data);
-  set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+  set = grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
                            NULL, NULL, NULL, &cancelled, &error);
   g_assert_no_error (error);
   g_assert_nonnull (set);
@@ -586,7 +627,7 @@ test_refit (void)
 
   small_options (&o);
   o.refit_images = 0;
-  plain = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+  plain = grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
                              NULL, NULL, NULL, &cancelled, &error);
   g_assert_no_error (error);
   g_assert_null (strstr (plain->log_json, "head_refit"));
@@ -595,7 +636,7 @@ test_refit (void)
   small_options (&o);
   o.refit_images = 300;
   o.refit_passes = 5;
-  set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+  set = grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
                            NULL, NULL, NULL, &cancelled, &error);
   g_assert_no_error (error);
   g_assert_false (cancelled);
@@ -654,7 +695,7 @@ test_locale (void)
   o.refit_images = 200;
   o.refit_passes = 2;
   o.max_loss = 2.5;
-  set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+  set = grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
                            NULL, NULL, NULL, &cancelled, &error);
   setlocale (LC_NUMERIC, old);
   g_assert_no_error (error);
@@ -682,7 +723,7 @@ test_end_to_end_options (void)
   o.logit_loss = TRUE;
   o.head_passes = 4;
   o.alpha_growth = 1.5f;
-  set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+  set = grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
                            NULL, NULL, NULL, &cancelled, &error);
   g_assert_no_error (error);
   g_assert_false (cancelled);
@@ -700,7 +741,7 @@ test_end_to_end_options (void)
   small_options (&o);
   o.row_adam = TRUE;
   o.alpha = 50.0f;
-  set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+  set = grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
                            NULL, NULL, NULL, &cancelled, &error);
   g_assert_no_error (error);
   g_assert_cmpstr (option_str (set->options_json, "mask_optimizer"), ==, "adam-row");
@@ -736,7 +777,7 @@ test_cancel (void)
   small_options (&o);
   /* 15 training steps and one validation per epoch: stop in the third epoch. */
   ca.after = 2 * 16 + 5;
-  set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+  set = grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
                            cancel_progress, &ca, cancel, &cancelled, &error);
   g_assert_no_error (error);
   g_assert_nonnull (set);
@@ -751,7 +792,7 @@ test_cancel (void)
     g_autoptr(GCancellable) c2 = g_cancellable_new ();
     g_autoptr(CleaveModuleSet) s2 = NULL;
     g_cancellable_cancel (c2);
-    s2 = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+    s2 = grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
                             NULL, NULL, c2, &cancelled, &error);
     g_assert_no_error (error);
     g_assert_nonnull (s2);
@@ -770,20 +811,20 @@ test_bad_input (void)
 
   small_options (&o);
   o.batch = 0;
-  set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+  set = grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
                            NULL, NULL, NULL, NULL, &error);
   g_assert_null (set);
   g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
   g_clear_error (&error);
   small_options (&o);
-  set = cleave_grad_split (fx.model, backend, fx.ds, &bad, 1, fx.val, fx.n_val, &o, NULL, NULL, NULL, NULL, &error);
+  set = grad_split (fx.model, backend, fx.ds, &bad, 1, fx.val, fx.n_val, &o, NULL, NULL, NULL, NULL, &error);
   g_assert_null (set);
   g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
   g_clear_error (&error);
   {
     g_autoptr(CleaveDataset) other = synthetic_dataset (10, 1);
     other->h = other->w = 4;   /* wrong image size (pixels are only read after the check) */
-    set = cleave_grad_split (fx.model, backend, other, fx.train, 5, fx.val, 5, &o, NULL, NULL, NULL, NULL, &error);
+    set = grad_split (fx.model, backend, other, fx.train, 5, fx.val, 5, &o, NULL, NULL, NULL, NULL, &error);
     g_assert_null (set);
     g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
   }

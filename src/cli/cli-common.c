@@ -309,43 +309,6 @@ cleave_cli_print_metrics (const CleaveMetrics *m, const char *const *class_names
     }
 }
 
-int *
-cleave_cli_parse_int_list (const char *s, int *n_out, GError **error)
-{
-  g_auto(GStrv) parts = g_strsplit (s, ",", -1);
-  GArray *a = g_array_new (FALSE, FALSE, sizeof (int));
-  for (int i = 0; parts[i]; i++)
-    {
-      char *end;
-      gint64 lo, hi;
-      const char *dash = strchr (parts[i] + 1, '-');
-      lo = g_ascii_strtoll (parts[i], &end, 10);
-      if (end == parts[i])
-        goto bad;
-      hi = lo;
-      if (dash && end == dash)
-        {
-          hi = g_ascii_strtoll (dash + 1, &end, 10);
-          if (end == dash + 1)
-            goto bad;
-        }
-      if (*end != 0 || lo < 0 || hi < lo || hi > 100000)
-        goto bad;
-      for (gint64 v = lo; v <= hi; v++)
-        {
-          int iv = (int) v;
-          g_array_append_val (a, iv);
-        }
-      continue;
-bad:
-      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "'%s' is not a list of numbers like 0,3,5 or 0-4", s);
-      g_array_unref (a);
-      return NULL;
-    }
-  *n_out = (int) a->len;
-  return (int *) g_array_free (a, FALSE);
-}
-
 char *
 cleave_cli_command_line (int argc, char **argv)
 {
@@ -366,9 +329,9 @@ cleave_cli_progress_cb (const CleaveProgress *p, gpointer user_data)
   g_autofree char *status = NULL;
   GString *s = g_string_new (NULL);
   if (p->epochs > 0)
-    g_string_append_printf (s, "%s %d/%d", p->phase ? p->phase : "", p->epoch, p->epochs);
-  else if (p->phase)
-    g_string_append (s, p->phase);
+    g_string_append_printf (s, "%s %d/%d", cleave_phase_name (p->phase), p->epoch, p->epochs);
+  else
+    g_string_append (s, cleave_phase_name (p->phase));
   if (!isnan (p->loss))
     g_string_append_printf (s, " loss %.4f", p->loss);
   if (!isnan (p->accuracy))
@@ -405,70 +368,6 @@ cleave_cli_load_model (const char *path, const char *arch, const char *input, in
   if (g_str_has_suffix (path, ".onnx") || g_str_has_suffix (path, ".ONNX"))
     return cleave_onnx_load_model (path, error);
   return cleave_model_load (path, error);
-}
-
-gboolean
-cleave_cli_split_spec (const char *arg, char **path, int **list, int *n, GError **error)
-{
-  const char *colon = strrchr (arg, ':');
-  /* "C:\x" style or a path without a list: the whole argument is the path. */
-  if (colon == NULL || colon[1] == '\0' || strchr (colon, '/') != NULL)
-    {
-      *path = g_strdup (arg);
-      *list = NULL;
-      *n = 0;
-      return TRUE;
-    }
-  *list = cleave_cli_parse_int_list (colon + 1, n, error);
-  if (*list == NULL)
-    return FALSE;
-  *path = g_strndup (arg, colon - arg);
-  return TRUE;
-}
-
-CleaveDataset *
-cleave_cli_load_mix (const char *const *specs, int n_specs, CleaveSplit split, char ***class_names,
-                     GCancellable *cancellable, GError **error)
-{
-  CleaveDataset **parts = g_new0 (CleaveDataset *, MAX (1, n_specs));
-  GPtrArray *names = g_ptr_array_new ();
-  CleaveDataset *out = NULL;
-  gboolean ok = TRUE;
-
-  for (int i = 0; i < n_specs && ok; i++)
-    {
-      g_autofree char *path = NULL;
-      g_autofree int *list = NULL;
-      int n = 0;
-      CleaveDataset *ds;
-      ok = cleave_cli_split_spec (specs[i], &path, &list, &n, error);
-      if (!ok)
-        break;
-      ds = cleave_cli_load_dataset (path, split, cancellable, error);
-      if ((ok = ds != NULL) && list)
-        {
-          CleaveDataset *sel = cleave_dataset_select_classes (ds, list, n, error);
-          cleave_dataset_free (ds);
-          ok = (ds = sel) != NULL;
-        }
-      if (!ok)
-        break;
-      parts[i] = ds;
-      for (int c = 0; c < ds->n_classes; c++)
-        g_ptr_array_add (names, n_specs > 1 ? g_strdup_printf ("%s:%s", path, ds->class_names[c])
-                                            : g_strdup (ds->class_names[c]));
-    }
-  if (ok)
-    out = n_specs == 1 ? g_steal_pointer (&parts[0]) : cleave_dataset_concat (parts, n_specs, error);
-  for (int i = 0; i < n_specs; i++)
-    cleave_dataset_free (parts[i]);
-  g_free (parts);
-  g_ptr_array_add (names, NULL);
-  if (out && class_names)
-    *class_names = (char **) g_ptr_array_free (names, FALSE);
-  else
-    g_strfreev ((char **) g_ptr_array_free (names, FALSE));
-  return out;
 }
 
 char *

@@ -41,6 +41,7 @@ G_END_DECLS
 #include "cleave-model.h"
 #include "cleave-device.h"
 #include "cleave-metrics.h"
+#include "cleave-job.h"
 
 G_BEGIN_DECLS
 /* Reads the environment once, first thing in main(): the backend settings
@@ -64,8 +65,6 @@ CleaveDataset *cleave_cli_load_dataset (const char *spec, CleaveSplit split, GCa
 CleaveBackend *cleave_cli_open_device (const char *spec, GError **error);
 /* Prints accuracy, per-class P/R/F1 and the confusion matrix. */
 void cleave_cli_print_metrics (const CleaveMetrics *m, const char *const *class_names, const char *title);
-/* Parses "0,3,5" or "0-4" into a class list. */
-int *cleave_cli_parse_int_list (const char *s, int *n_out, GError **error);
 /* The command line as one string (for provenance). */
 char *cleave_cli_command_line (int argc, char **argv);
 /* A progress callback drawing onto a CleaveCliProgress (user_data). */
@@ -79,13 +78,6 @@ CleaveModel *cleave_cli_load_model (const char *path, const char *arch, const ch
 G_END_DECLS
 
 G_BEGIN_DECLS
-/* "PATH:0,3" → PATH and [0, 3]; without ":LIST" the list is NULL (n = 0). */
-gboolean cleave_cli_split_spec (const char *arg, char **path, int **list, int *n, GError **error);
-/* One dataset or a mix: each spec "DATASET" or "DATASET:0,3" (classes kept
- * and relabelled in that order); parts are concatenated, so classes follow
- * the specs' order. @class_names (may be NULL) receives the mix's names. */
-CleaveDataset *cleave_cli_load_mix (const char *const *specs, int n_specs, CleaveSplit split, char ***class_names,
-                                    GCancellable *cancellable, GError **error);
 
 /* The builder's (finished) root as JSON text. Build JSON this way, not with
  * printf: numbers then read the same in every locale (no "0,5" under

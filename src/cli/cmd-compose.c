@@ -25,7 +25,7 @@ add_spec (CleaveComposition *c, GPtrArray *keep_sets, const char *arg, GError **
   int n = 0;
   CleaveModuleSet *set;
 
-  if (!cleave_cli_split_spec (arg, &path, &list, &n, error))
+  if (!cleave_parse_path_list (arg, &path, &list, &n, error))
     return FALSE;
   if ((set = cleave_module_set_load (path, error)) == NULL)
     return FALSE;

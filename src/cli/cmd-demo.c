@@ -69,7 +69,7 @@ weakest_class (const char *weak_path, const char *dataset, char **name, GError *
   backend = ds ? cleave_cli_open_device (NULL, error) : NULL;
   if (backend == NULL)
     return -1;
-  cleave_dataset_split (ds, 0.2, 0, &train_idx, &n_train, &val_idx, &n_val);
+  cleave_dataset_split (ds, CLEAVE_VAL_FRACTION_DEFAULT, 0, &train_idx, &n_train, &val_idx, &n_val);
   net = cleave_net_new (weak->graph, backend, error);
   if (net == NULL)
     return -1;

@@ -37,7 +37,7 @@ cleave_cmd_patch (int argc, char **argv)
       g_autoptr(CleaveModuleSet) set = NULL;
       int n = 0;
 
-      if (!cleave_cli_split_spec (argv[i], &path, &list, &n, &error))
+      if (!cleave_parse_path_list (argv[i], &path, &list, &n, &error))
         return cleave_cli_fail (g_steal_pointer (&error));
       if (list == NULL)
         return cleave_cli_fail (g_error_new (G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,

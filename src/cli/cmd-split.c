@@ -2,7 +2,7 @@
  * with GradSplitter (--method grad) or CNNSplitter (--method ga). */
 #include "cli-common.h"
 #include "cleave-error.h"
-#include "cleave-split.h"
+#include "cleave-job.h"
 #include "cleave-report.h"
 
 #include <json-glib/json-glib.h>
@@ -84,7 +84,7 @@ print_selected (const char *log_json)
 }
 
 static void
-print_table (const CleaveModuleSet *set, const double *val_f1, double source_test, double composed_test,
+print_table (const CleaveModuleSet *set, const double *test_f1, double source_test, double composed_test,
              double seconds, gint64 images)
 {
   int n_mod = (int) set->modules->len;
@@ -100,9 +100,8 @@ print_table (const CleaveModuleSet *set, const double *val_f1, double source_tes
   for (int k = 0; k < n_mod; k++)
     {
       const CleaveModule *m = set->modules->pdata[k];
-      /* Without val_f1 the module's own numbers are the validation ones (no test run). */
       printf ("%-8d %-16s %7.2f%% %9.2f%% %7.2f%%\n", m->class_index, m->class_name, 100 * m->krr,
-              100 * (val_f1 ? val_f1[k] : m->val_f1), val_f1 ? 100 * m->val_f1 : NAN);
+              100 * m->val_f1, test_f1 ? 100 * test_f1[k] : NAN);
     }
   printf ("\nKRR per layer (mean over modules):\n");
   for (int s = 0; s < set->n_sites; s++)
@@ -118,6 +117,60 @@ print_table (const CleaveModuleSet *set, const double *val_f1, double source_tes
   if (images > 0)
     printf (", %" G_GINT64_FORMAT " training images through the search, %.1f images/s", images, images / seconds);
   printf ("\n");
+}
+
+/* The progress bar, and the run's description once the data is loaded. */
+typedef struct {
+  CleaveCliProgress *bar;
+  const CleaveSplitRequest *req;
+  const CleaveSplitJobResult *result;
+  gboolean described;
+} Show;
+
+static void
+describe_run (const CleaveSplitRequest *req, const CleaveSplitJobResult *res)
+{
+  const CleaveGradSplitOptions *go = &req->grad;
+  const CleaveGaSplitOptions *ga = &req->ga;
+  const char *path = req->model->path ? req->model->path : "the model";
+
+  fprintf (stderr, "device: %s\n", res->device_name);
+  if (req->method == CLEAVE_SPLIT_METHOD_GRAD)
+    fprintf (stderr, "GradSplitter on %s: %d epochs (%d head, %d × [%d mask, %d head]), %d training images "
+                     "per epoch of %d, %d validation images, batch %d, α %g (×%g per round), lr θ %g, θ0 %g, "
+                     "loss over %s, %d head passes\n",
+             path, go->head_epochs + go->rounds * (go->mask_epochs + go->head_only_epochs), go->head_epochs,
+             go->rounds, go->mask_epochs, go->head_only_epochs,
+             go->train_images ? MIN (go->train_images, res->n_train) : res->n_train, res->n_train,
+             go->val_images ? MIN (go->val_images, res->n_val) : res->n_val, go->batch, go->alpha, go->alpha_growth,
+             go->lr_mask, go->theta_init, go->logit_loss ? "logits" : "scores", go->head_passes);
+  else
+    fprintf (stderr, "CNNSplitter on %s: population %d, %d generations, %d parents, %d elites, mutation %g, "
+                     "sensitivity threshold %g points, fitness %s (weight %g)\n",
+             path, ga->population, ga->generations, ga->parents, ga->elites, ga->mutation, ga->sensitivity_threshold,
+             ga->fitness == CLEAVE_GA_FITNESS_KRR ? "krr" : "reference",
+             ga->fitness == CLEAVE_GA_FITNESS_KRR ? ga->krr_weight : ga->diff_weight);
+}
+
+static void
+show_progress (const CleaveProgress *p, gpointer data)
+{
+  Show *show = data;
+
+  if (p->phase == CLEAVE_PHASE_LOAD)
+    return;
+  if (!show->described)
+    {
+      describe_run (show->req, show->result);
+      show->described = TRUE;
+    }
+  if (p->phase == CLEAVE_PHASE_TEST)
+    {
+      if (p->fraction == 0)
+        cleave_cli_progress_line (show->bar, "evaluating on the test split…");
+      return;
+    }
+  cleave_cli_progress_cb (p, show->bar);
 }
 
 /* A two-way option: *second = whether @value is @b; anything else is an error. */
@@ -139,7 +192,7 @@ cleave_cmd_split (int argc, char **argv)
   g_autofree char *method = g_strdup ("grad"), *output = NULL, *device = NULL, *report = NULL, *fitness = NULL;
   g_autofree char *mask_opt = NULL, *loss_kind = NULL;
   int seed = 0;
-  double val = 0.2;
+  double val = CLEAVE_VAL_FRACTION_DEFAULT;
   CleaveGradSplitOptions go;
   CleaveGaSplitOptions ga;
   double alpha_growth, alpha, lr_head, lr_mask, lr_head_joint, theta_init, max_loss;
@@ -147,19 +200,14 @@ cleave_cmd_split (int argc, char **argv)
   gboolean no_test = FALSE, uniform = FALSE, no_holdout = FALSE;
   g_autoptr(GOptionContext) ctx = cleave_cli_option_context_new ("MODEL DATASET — decompose a model into per-class modules");
   g_autoptr(GError) error = NULL;
-  g_autoptr(CleaveDataset) train_ds = NULL, test_ds = NULL;
   g_autoptr(CleaveModel) model = NULL;
-  g_autoptr(CleaveBackend) backend = NULL;
-  g_autoptr(CleaveModuleSet) set = NULL;
-  g_autofree int *train_idx = NULL, *val_idx = NULL;
-  g_autofree char *cmdline = cleave_cli_command_line (argc, argv);
-  int n_train = 0, n_val = 0;
+  g_auto(CleaveSplitJobResult) res = { 0 };
+  CleaveSplitRequest req;
+  CleaveModuleSet *set;
   GCancellable *cancel = cleave_cli_cancellable ();
-  CleaveCliProgress *bar;
-  gboolean cancelled = FALSE;
-  gint64 t0;
-  g_autofree double *val_f1 = NULL;
-  double seconds, source_test = NAN, composed_test = NAN;
+  Show show = { 0 };
+  gboolean cancelled, ok;
+  const char *parts[2] = { NULL, NULL };
 
   cleave_grad_split_options_init (&go);
   cleave_ga_split_options_init (&ga);
@@ -173,7 +221,7 @@ cleave_cmd_split (int argc, char **argv)
       { "report", 0, 0, G_OPTION_ARG_FILENAME, &report, "Also write report.json and charts into DIR", "DIR" },
       { "device", 0, 0, G_OPTION_ARG_STRING, &device, "Device (see 'cleave-cli devices')", "DEV" },
       { "seed", 0, 0, G_OPTION_ARG_INT, &seed, "Seed of the validation split and the search (default 0)", "N" },
-      { "val", 0, 0, G_OPTION_ARG_DOUBLE, &val, "Validation fraction of the training split (default 0.2, as in train)", "F" },
+      { "val", 0, 0, G_OPTION_ARG_DOUBLE, &val, "Validation fraction of the training split (default " G_STRINGIFY (CLEAVE_VAL_FRACTION_DEFAULT) ", as in train)", "F" },
       { "val-images", 0, 0, G_OPTION_ARG_INT, &val_images, "Validation images for selection/fitness (0 = all; default per method)", "N" },
       { "no-test", 0, 0, G_OPTION_ARG_NONE, &no_test, "Skip the test-split evaluation at the end", NULL },
       /* grad */
@@ -258,90 +306,44 @@ cleave_cmd_split (int argc, char **argv)
                                          "--sensitivity-threshold, --krr-weight and --diff-weight must be ≥ 0"));
   if (val_images >= 0)
     go.val_images = ga.val_images = val_images;
+  parts[0] = argv[2];
 
   model = cleave_cli_load_model (argv[1], NULL, NULL, 0, &error);
   if (model == NULL)
     return cleave_cli_fail (g_steal_pointer (&error));
+  cleave_split_request_init (&req);
+  req.model = model;
+  req.dataset.parts = parts;
+  req.dataset.data_dirs = cleave_cli_data_dirs ();
+  req.device.device = device ? device : cleave_cli_default_device ();
+  req.device.config = cleave_cli_backend_config ();
+  req.val_fraction = val;
+  req.seed = (guint64) seed;
+  req.method = g_str_equal (method, "ga") ? CLEAVE_SPLIT_METHOD_GA : CLEAVE_SPLIT_METHOD_GRAD;
+  req.grad = go;
+  req.ga = ga;
+  req.test = !no_test;
   fprintf (stderr, "loading %s…\n", argv[2]);
-  train_ds = cleave_cli_load_dataset (argv[2], CLEAVE_SPLIT_TRAIN, cancel, &error);
-  if (train_ds && !no_test)
-    test_ds = cleave_cli_load_dataset (argv[2], CLEAVE_SPLIT_TEST, cancel, &error);
-  if (train_ds == NULL || (!no_test && test_ds == NULL))
+  show.bar = cleave_cli_progress_new ("split");
+  show.req = &req;
+  show.result = &res;
+  ok = cleave_job_split (&req, show_progress, &show, cancel, &res, &error);
+  cleave_cli_progress_free (show.bar);
+  cancelled = res.split.cancelled;
+  set = res.split.set;
+  if (!ok && !(cancelled && set))
     return cleave_cli_fail (g_steal_pointer (&error));
-  if (train_ds->n_classes != model->n_classes)
-    return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
-                                         "%s has %d classes, the model %d", argv[2], train_ds->n_classes,
-                                         model->n_classes));
-  /* The same stratified split as `train` with the same seed and fraction. */
-  cleave_dataset_split (train_ds, val, (guint64) seed, &train_idx, &n_train, &val_idx, &n_val);
-  backend = cleave_cli_open_device (device, &error);
-  if (backend == NULL)
-    return cleave_cli_fail (g_steal_pointer (&error));
-
-  t0 = g_get_monotonic_time ();
-  bar = cleave_cli_progress_new ("split");
-  if (g_str_equal (method, "grad"))
-    {
-      int epochs = go.head_epochs + go.rounds * (go.mask_epochs + go.head_only_epochs);
-      fprintf (stderr, "GradSplitter on %s: %d epochs (%d head, %d × [%d mask, %d head]), %d training images "
-                       "per epoch of %d, %d validation images, batch %d, α %g (×%g per round), lr θ %g, θ0 %g, "
-                       "loss over %s, %d head passes\n",
-               argv[1], epochs, go.head_epochs, go.rounds, go.mask_epochs, go.head_only_epochs,
-               go.train_images ? MIN (go.train_images, n_train) : n_train, n_train,
-               go.val_images ? MIN (go.val_images, n_val) : n_val, go.batch, go.alpha, go.alpha_growth, go.lr_mask,
-               go.theta_init, go.logit_loss ? "logits" : "scores", go.head_passes);
-      set = cleave_grad_split (model, backend, train_ds, train_idx, n_train, val_idx, n_val, &go,
-                               cleave_cli_progress_cb, bar, cancel, &cancelled, &error);
-    }
-  else
-    {
-      fprintf (stderr, "CNNSplitter on %s: population %d, %d generations, %d parents, %d elites, mutation %g, "
-                       "sensitivity threshold %g points, fitness %s (weight %g)\n",
-               argv[1], ga.population, ga.generations, ga.parents, ga.elites, ga.mutation, ga.sensitivity_threshold,
-               ga.fitness == CLEAVE_GA_FITNESS_KRR ? "krr" : "reference",
-               ga.fitness == CLEAVE_GA_FITNESS_KRR ? ga.krr_weight : ga.diff_weight);
-      set = cleave_ga_split (model, backend, train_ds, val_idx, n_val, &ga, cleave_cli_progress_cb, bar, cancel,
-                             &cancelled, &error);
-    }
-  cleave_cli_progress_free (bar);
-  seconds = (g_get_monotonic_time () - t0) / 1e6;
-  if (set == NULL)
-    return cleave_cli_fail (g_steal_pointer (&error));
-  g_free (set->source_path);
-  set->source_path = g_strdup (argv[1]);
-  if (set->dataset == NULL)
-    set->dataset = g_strdup (argv[2]);
+  g_clear_error (&error);
 
   if (!cleave_module_set_save (set, output, &error))
     return cleave_cli_fail (g_steal_pointer (&error));
   if (cancelled)
-    fprintf (stderr, "interrupted: kept the best result so far\n");
+    fprintf (stderr, "interrupted at %s %d: kept the best result so far\n",
+             req.method == CLEAVE_SPLIT_METHOD_GA ? "generation" : "epoch", res.split.cancelled_at);
   print_selected (set->log_json);
   if (report && !cleave_report_write_module_set (set, report, &error))
     return cleave_cli_fail (g_steal_pointer (&error));
-
-  if (!cancelled && test_ds)
-    {
-      /* Test metrics go to a copy of the numbers: the file keeps the validation ones. */
-      g_autoptr(CleaveMetrics) src = NULL;
-      double val_composed = set->composed_accuracy;
-      g_autofree int *all = g_new (int, test_ds->n);
-      val_f1 = g_new (double, set->modules->len);
-      for (guint k = 0; k < set->modules->len; k++)
-        val_f1[k] = ((CleaveModule *) set->modules->pdata[k])->val_f1;
-      for (int i = 0; i < test_ds->n; i++)
-        all[i] = i;
-      fprintf (stderr, "evaluating on the test split (%d images)…\n", test_ds->n);
-      src = cleave_model_evaluate (model, backend, test_ds, NULL, NULL, cancel, &error);
-      if (src == NULL)
-        return cleave_cli_fail (g_steal_pointer (&error));
-      source_test = src->accuracy;
-      if (!cleave_module_set_evaluate (set, backend, test_ds, all, test_ds->n, NULL, cancel, &error))
-        return cleave_cli_fail (g_steal_pointer (&error));
-      composed_test = set->composed_accuracy;
-      set->composed_accuracy = val_composed;
-    }
-  print_table (set, val_f1, source_test, composed_test, seconds, log_images (set->log_json));
+  print_table (set, res.test_f1, res.source_test, res.composed_test, res.seconds, log_images (set->log_json));
   printf ("wrote %s%s%s\n", output, report ? " and the report in " : "", report ? report : "");
   return cancelled ? 130 : 0;
 }

@@ -14,7 +14,7 @@ cleave_cmd_train (int argc, char **argv)
   g_autofree char *output = NULL, *device = NULL, *resume = NULL, *classes = NULL, *arch_file = NULL;
   g_auto(GStrv) mix = NULL;
   int epochs = 30, batch = 128, seed = 0, max_train = 0, min_per_class = 100;
-  double lr = 0.01, val = 0.2, dirichlet = 0;
+  double lr = 0.01, val = CLEAVE_VAL_FRACTION_DEFAULT, dirichlet = 0;
   gboolean no_augment = FALSE;
   GOptionEntry entries[] = {
     { "arch", 'a', 0, G_OPTION_ARG_STRING, &arch, "Architecture preset: simcnn, rescnn, incecnn, weak, bench with :w=WIDTH (default simcnn:w=0.125)", "SPEC" },
@@ -25,7 +25,7 @@ cleave_cmd_train (int argc, char **argv)
     { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, "Batch size (default 128)", "N" },
     { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &lr, "SGD learning rate (default 0.01; ×0.1 at 30% and 60%)", "LR" },
     { "seed", 0, 0, G_OPTION_ARG_INT, &seed, "Seed for the split, init and shuffling (default 0)", "N" },
-    { "val", 0, 0, G_OPTION_ARG_DOUBLE, &val, "Validation fraction of the training split (default 0.2)", "F" },
+    { "val", 0, 0, G_OPTION_ARG_DOUBLE, &val, "Validation fraction of the training split (default " G_STRINGIFY (CLEAVE_VAL_FRACTION_DEFAULT) ")", "F" },
     { "max-train", 0, 0, G_OPTION_ARG_INT, &max_train, "Use at most N training images (0 = all)", "N" },
     { "mix", 0, 0, G_OPTION_ARG_STRING_ARRAY, &mix, "A new task mixing datasets: repeat --mix DATASET:0,3 (classes relabelled in order; replaces --dataset)", "SPEC" },
     { "classes", 0, 0, G_OPTION_ARG_STRING, &classes, "Train on these classes only, relabelled 0..k-1 (e.g. 0,3,5)", "LIST" },
@@ -65,17 +65,17 @@ cleave_cmd_train (int argc, char **argv)
                epochs < 1 ? epochs : batch);
       return 2;
     }
-  if (classes && !(class_list = cleave_cli_parse_int_list (classes, &n_class_list, &error)))
+  if (classes && !(class_list = cleave_parse_index_list (classes, &n_class_list, &error)))
     return cleave_cli_fail (g_steal_pointer (&error));
 
   if (mix)
     {
-      int n_mix = (int) g_strv_length (mix);
+      CleaveDatasetSpec spec = { (const char *const *) mix, cleave_cli_data_dirs (), 0 };
       g_free (dataset);
       dataset = g_strjoinv ("+", mix);
       fprintf (stderr, "loading the mix %s…\n", dataset);
-      train_ds = cleave_cli_load_mix ((const char *const *) mix, n_mix, CLEAVE_SPLIT_TRAIN, NULL, cancel, &error);
-      test_ds = train_ds ? cleave_cli_load_mix ((const char *const *) mix, n_mix, CLEAVE_SPLIT_TEST, NULL, cancel, &error) : NULL;
+      train_ds = cleave_job_load_dataset (&spec, CLEAVE_SPLIT_TRAIN, NULL, cancel, &error);
+      test_ds = train_ds ? cleave_job_load_dataset (&spec, CLEAVE_SPLIT_TEST, NULL, cancel, &error) : NULL;
     }
   else
     {

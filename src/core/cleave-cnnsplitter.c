@@ -475,7 +475,7 @@ typedef struct {
 } Ga;
 
 static void
-report_work (Ga *ga, const char *phase, int gen, int n_images)
+report_work (Ga *ga, CleavePhase phase, int gen, int n_images)
 {
   gint64 now = g_get_monotonic_time ();
   ga->work_done += n_images;
@@ -498,7 +498,7 @@ report_work (Ga *ga, const char *phase, int gen, int n_images)
 static void
 importance_batch_done (gpointer data, int images)
 {
-  report_work (data, "importance", 0, images);
+  report_work (data, CLEAVE_PHASE_IMPORTANCE, 0, images);
 }
 
 /* Own-class scores of n_cand candidates (flat keep flags, class cls[i]) on
@@ -506,7 +506,7 @@ importance_batch_done (gpointer data, int images)
  * up to eval_groups candidates on the same images. */
 static gboolean
 score_candidates (Ga *ga, guint8 *const *keeps, const int *cls, int n_cand, const float *x, int n_img,
-                  float *scores, const char *phase, int gen, GError **error)
+                  float *scores, CleavePhase phase, int gen, GError **error)
 {
   int G = MAX (1, ga->opt->eval_groups);
   int B = MAX (1, ga->opt->eval_batch / G);
@@ -853,7 +853,7 @@ sensitivity_analysis (Ga *ga, int n_img, double base_acc, double *acc, GError **
           keeps[q] = k;
           cls[q] = c;
         }
-  if (!score_candidates (ga, keeps, cls, n_cand, ga->x_eval, n_img, scores, "sensitivity", 0, error))
+  if (!score_candidates (ga, keeps, cls, n_cand, ga->x_eval, n_img, scores, CLEAVE_PHASE_SENSITIVITY, 0, error))
     return FALSE;
   for (int l = 0; l < n_layers; l++)
     {
@@ -868,11 +868,11 @@ sensitivity_analysis (Ga *ga, int n_img, double base_acc, double *acc, GError **
   return TRUE;
 }
 
-CleaveModuleSet *
-cleave_ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
-                 const int *val_idx, int n_val, const CleaveGaSplitOptions *opt,
-                 CleaveProgressFunc progress, gpointer user_data, GCancellable *cancellable,
-                 gboolean *cancelled, GError **error)
+static CleaveModuleSet *
+ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
+          const int *val_idx, int n_val, const CleaveGaSplitOptions *opt,
+          CleaveProgressFunc progress, gpointer user_data, GCancellable *cancellable,
+          gboolean *cancelled, int *generation, GError **error)
 {
   Ga ga = { 0 };
   CleaveGaSplitOptions defaults;
@@ -956,7 +956,7 @@ cleave_ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset
   if (progress)
     {
       CleaveProgress p = { 0 };
-      p.phase = "importance";
+      p.phase = CLEAVE_PHASE_IMPORTANCE;
       p.epochs = opt->generations;
       p.loss = p.accuracy = p.val_accuracy = p.krr = p.fitness = NAN;
       progress (&p, user_data);
@@ -1010,7 +1010,7 @@ cleave_ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset
         cls[c] = c;
       }
     full_scores = g_new (float, (gsize) nc * ga.n_eval);
-    CHECK_LOCAL (score_candidates (&ga, keeps, cls, nc, ga.x_eval, ga.n_eval, full_scores, "importance", 0, &local));
+    CHECK_LOCAL (score_candidates (&ga, keeps, cls, nc, ga.x_eval, ga.n_eval, full_scores, CLEAVE_PHASE_IMPORTANCE, 0, &local));
   }
   {
     float **sc = g_newa (float *, nc);
@@ -1078,7 +1078,7 @@ cleave_ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset
             k2[m] = keeps[c * P + i];
             c2[m] = cls[c * P + i];
           }
-      if (!score_candidates (&ga, k2, c2, m, ga.x_eval, ga.n_eval, sc, "generation", 0, &local))
+      if (!score_candidates (&ga, k2, c2, m, ga.x_eval, ga.n_eval, sc, CLEAVE_PHASE_GENERATION, 0, &local))
         {
           if (g_error_matches (local, G_IO_ERROR, G_IO_ERROR_CANCELLED))
             {
@@ -1141,7 +1141,7 @@ cleave_ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset
                 keeps[i] = ch->keep;
                 cls[i] = c;
               }
-            if (!score_candidates (&ga, keeps, cls, n_child, ga.x_eval, ga.n_eval, sc, "generation", gen, &local))
+            if (!score_candidates (&ga, keeps, cls, n_child, ga.x_eval, ga.n_eval, sc, CLEAVE_PHASE_GENERATION, gen, &local))
               {
                 if (g_error_matches (local, G_IO_ERROR, G_IO_ERROR_CANCELLED))
                   {
@@ -1212,7 +1212,7 @@ cleave_ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset
             CleaveProgress p = { 0 };
             double secs = (g_get_monotonic_time () - ga.start_us) / 1e6;
             p.fraction = ga.work_total > 0 ? MIN (1.0, ga.work_done / ga.work_total) : 1;
-            p.phase = "generation";
+            p.phase = CLEAVE_PHASE_GENERATION;
             p.epoch = gen;
             p.epochs = opt->generations;
             p.loss = NAN;
@@ -1395,6 +1395,8 @@ finish:
     was_cancelled = TRUE;
   if (cancelled)
     *cancelled = was_cancelled;
+  if (generation)
+    *generation = MAX (0, gens_done);
 
   if (pop)
     for (int c = 0; c < nc; c++)
@@ -1436,4 +1438,21 @@ fail:
   g_free (chosen);
   ga_clear (&ga);
   return NULL;
+}
+
+gboolean
+cleave_ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
+                 const int *val_idx, int n_val, const CleaveGaSplitOptions *opt,
+                 CleaveProgressFunc progress, gpointer user_data, GCancellable *cancellable,
+                 CleaveSplitResult *result, GError **error)
+{
+  gboolean cancelled = FALSE;
+  int generation = 0;
+  CleaveModuleSet *set;
+
+  g_return_val_if_fail (model != NULL && backend != NULL && ds != NULL, FALSE);
+  g_return_val_if_fail (result != NULL && result->set == NULL, FALSE);
+  set = ga_split (model, backend, ds, val_idx, n_val, opt, progress, user_data, cancellable, &cancelled, &generation,
+                  error);
+  return cleave_split_finish (set, cancelled, generation, result, error);
 }

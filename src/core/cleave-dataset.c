@@ -1172,6 +1172,13 @@ cleave_dataset_load_from (const char *spec, const char *const *data_dirs, Cleave
     }
   if (strcmp (spec, "cifar10") == 0)
     return load_cifar10 (data_dirs, split, cancellable, error);
+  /* Any other bare name that is not a path here: a folder in a data directory. */
+  if (strchr (spec, G_DIR_SEPARATOR) == NULL && !g_file_test (spec, G_FILE_TEST_EXISTS))
+    {
+      g_autofree char *dir = find_data_dir (data_dirs, spec);
+      if (dir)
+        return load_path (dir, split, cancellable, error);
+    }
   return load_path (spec, split, cancellable, error);
 }
 

@@ -36,7 +36,8 @@ const char *const *cleave_dataset_default_dirs (void);
 /* @spec: a named dataset looked up in the first of @data_dirs (NULL: the
  * default ones) that has it — "fashion-mnist" and "mnist" (DIR/NAME with IDX
  * files), "cifar10" (DIR/cifar10/cifar10-jpg.tar.gz, an ImageFolder copy
- * unpacked to the user cache on first use) — or a path: a directory with IDX
+ * unpacked to the user cache on first use), any other bare name found as a
+ * folder in one of them — or a path: a directory with IDX
  * files, a directory with CIFAR-10 .bin files, or an ImageFolder root (with
  * train/ and test/ subfolders, or the class folders directly, then used for
  * both splits). */

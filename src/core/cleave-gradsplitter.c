@@ -1359,12 +1359,12 @@ in_round_index (int e, const CleaveGradSplitOptions *o)
   return (e - o->head_epochs) / per;
 }
 
-CleaveModuleSet *
-cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
-                   const int *train_idx, int n_train, const int *val_idx, int n_val,
-                   const CleaveGradSplitOptions *opt, CleaveProgressFunc progress,
-                   gpointer user_data, GCancellable *cancellable, gboolean *cancelled,
-                   GError **error)
+static CleaveModuleSet *
+grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
+            const int *train_idx, int n_train, const int *val_idx, int n_val,
+            const CleaveGradSplitOptions *opt, CleaveProgressFunc progress,
+            gpointer user_data, GCancellable *cancellable, gboolean *cancelled,
+            GError **error)
 {
   CleaveGradSearch *s = NULL;
   CleaveModuleSet *set = NULL;
@@ -1574,7 +1574,7 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
             {
               CleaveProgress p = { 0 };
               double secs = (g_get_monotonic_time () - t0) / 1e6;
-              p.phase = phase == CLEAVE_GRAD_PHASE_JOINT ? "masks" : "heads";
+              p.phase = phase == CLEAVE_GRAD_PHASE_JOINT ? CLEAVE_PHASE_MASKS : CLEAVE_PHASE_HEADS;
               p.epoch = e + 1;
               p.epochs = total_epochs;
               p.fraction = (e + (double) (st_i + 1) / (steps + 1)) / total_epochs;
@@ -1643,7 +1643,7 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
       if (progress)
         {
           CleaveProgress p = { 0 };
-          p.phase = phase == CLEAVE_GRAD_PHASE_JOINT ? "masks" : "heads";
+          p.phase = phase == CLEAVE_GRAD_PHASE_JOINT ? CLEAVE_PHASE_MASKS : CLEAVE_PHASE_HEADS;
           p.epoch = e + 1;
           p.epochs = total_epochs;
           p.fraction = (double) (e + 1) / total_epochs;
@@ -1689,7 +1689,7 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
         if (progress)
           {
             CleaveProgress p = { 0 };
-            p.phase = "refit";
+            p.phase = CLEAVE_PHASE_REFIT;
             p.epoch = p.epochs = total_epochs;
             p.fraction = 1.0;
             p.val_accuracy = mix_acc;
@@ -1769,4 +1769,65 @@ out:
     epoch_state_free (refit);
   cleave_grad_search_free (s);
   return set;
+}
+
+/* Forwards progress, remembering the epoch reached (for cancelled_at). */
+typedef struct {
+  CleaveProgressFunc progress;
+  gpointer user_data;
+  int epoch;
+} EpochTracker;
+
+static void
+track_epoch (const CleaveProgress *p, gpointer data)
+{
+  EpochTracker *t = data;
+
+  t->epoch = MAX (t->epoch, p->epoch);
+  if (t->progress)
+    t->progress (p, t->user_data);
+}
+
+gboolean
+cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
+                   const int *train_idx, int n_train, const int *val_idx, int n_val,
+                   const CleaveGradSplitOptions *opt, CleaveProgressFunc progress,
+                   gpointer user_data, GCancellable *cancellable, CleaveSplitResult *result,
+                   GError **error)
+{
+  EpochTracker t = { progress, user_data, 0 };
+  gboolean cancelled = FALSE;
+  CleaveModuleSet *set;
+
+  g_return_val_if_fail (model != NULL && backend != NULL && ds != NULL && opt != NULL, FALSE);
+  g_return_val_if_fail (result != NULL && result->set == NULL, FALSE);
+  set = grad_split (model, backend, ds, train_idx, n_train, val_idx, n_val, opt, track_epoch, &t, cancellable,
+                    &cancelled, error);
+  return cleave_split_finish (set, cancelled, t.epoch, result, error);
+}
+
+void
+cleave_split_result_clear (CleaveSplitResult *result)
+{
+  g_return_if_fail (result != NULL);
+  cleave_module_set_free (result->set);
+  memset (result, 0, sizeof *result);
+}
+
+gboolean
+cleave_split_finish (CleaveModuleSet *set, gboolean cancelled, int last_epoch, CleaveSplitResult *result,
+                     GError **error)
+{
+  if (set == NULL && !cancelled)
+    return FALSE;       /* the error is set */
+  result->set = set;
+  if (!cancelled)
+    return TRUE;
+  result->cancelled = TRUE;
+  result->cancelled_at = last_epoch;
+  g_clear_error (error);
+  g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+               set ? "cancelled at %d: kept the best modules so far" : "cancelled at %d before any modules were found",
+               last_epoch);
+  return FALSE;
 }

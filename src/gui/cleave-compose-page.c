@@ -145,7 +145,7 @@ build_patched (CleaveComposePage *self, GArray *entries, GError **error)
                            _("Open a weak model first: drop a model file on the canvas"));
       return NULL;
     }
-  p = cleave_patched_new (cleave_gui_copy_model (self->weak));
+  p = cleave_patched_new (cleave_model_copy (self->weak));
   for (guint i = 0; i < entries->len; i++)
     {
       const Entry *e = &g_array_index (entries, Entry, i);
@@ -720,7 +720,7 @@ use_model_action (GtkWidget *widget, const char *action_name, GVariant *param)
 
   if (!self->model)
     return;
-  cleave_compose_page_set_weak_model (self, cleave_gui_copy_model (self->model));
+  cleave_compose_page_set_weak_model (self, cleave_model_copy (self->model));
   cleave_compose_page_set_mode (self, "patch");
 }
 
@@ -989,7 +989,7 @@ cleave_compose_page_evaluate (CleaveComposePage *self)
   if (job->patch)
     {
       job->patched = build_patched (self, self->patches, &error);
-      job->weak = self->weak ? cleave_gui_copy_model (self->weak) : NULL;
+      job->weak = self->weak ? cleave_model_copy (self->weak) : NULL;
     }
   else if (self->composed->len == 0)
     g_set_error_literal (&error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, _("The composition is empty"));

@@ -48,20 +48,41 @@ cleave_gui_config (void)
   return &gui_config;
 }
 
-CleaveModel *
-cleave_gui_copy_model (const CleaveModel *src)
-{
-  CleaveModel *m = cleave_model_new (cleave_graph_copy (src->graph), src->n_classes,
-                                     (const char *const *) src->class_names);
+typedef struct {
+  GObject *target;
+  guint run;
+  CleaveProgress progress;
+  CleaveGuiProgressApply apply;
+} PostedProgress;
 
-  m->n_channels = src->n_channels;
-  memcpy (m->mean, src->mean, sizeof m->mean);
-  memcpy (m->std, src->std, sizeof m->std);
-  m->path = g_strdup (src->path);
-  m->sha256 = g_strdup (src->sha256);
-  m->dataset = g_strdup (src->dataset);
-  m->provenance_json = g_strdup (src->provenance_json);
-  return m;
+static gboolean
+apply_posted (gpointer data)
+{
+  PostedProgress *p = data;
+
+  p->apply (p->target, &p->progress, p->run);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+posted_free (gpointer data)
+{
+  PostedProgress *p = data;
+
+  g_object_unref (p->target);
+  g_free (p);
+}
+
+void
+cleave_gui_post_progress (gpointer target, guint run, const CleaveProgress *progress, CleaveGuiProgressApply apply)
+{
+  PostedProgress *p = g_new (PostedProgress, 1);
+
+  p->target = g_object_ref (target);
+  p->run = run;
+  p->progress = *progress;
+  p->apply = apply;
+  g_main_context_invoke_full (NULL, G_PRIORITY_DEFAULT, apply_posted, p, posted_free);
 }
 
 char *

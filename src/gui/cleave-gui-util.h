@@ -6,6 +6,7 @@
 #include "cleave-chart-view.h"
 #include "cleave-model.h"
 #include "cleave-backend.h"
+#include "cleave-metrics.h"
 
 G_BEGIN_DECLS
 
@@ -21,9 +22,11 @@ typedef struct {
 void                   cleave_gui_config_init (void);
 const CleaveGuiConfig *cleave_gui_config      (void);
 
-/* A private copy of a model for a worker thread: the window may replace or
- * free its model while the worker runs. */
-CleaveModel *cleave_gui_copy_model (const CleaveModel *src);
+/* Progress from a worker thread, shown on the main loop: @apply runs there
+ * with a copy of the report; @target (a GObject) is held until then. */
+typedef void (*CleaveGuiProgressApply) (gpointer target, const CleaveProgress *progress, guint run);
+void cleave_gui_post_progress (gpointer target, guint run, const CleaveProgress *progress,
+                               CleaveGuiProgressApply apply);
 
 /* 1234567 → "1 234 567" (thin spaces). */
 char *cleave_gui_format_count (guint64 v);

@@ -1,9 +1,9 @@
 /* cleave-split-page.c: runs GradSplitter or CNNSplitter on a worker thread.
  *
- * The splitters call the progress function on the worker; every report is
- * copied and handed to the main loop with g_main_context_invoke, where it
- * moves the progress bar and, once per epoch or generation, adds a point to
- * the live charts. Reports of an earlier run that arrive late are dropped
+ * The split job (cleave-job.h) calls the progress function on the worker;
+ * every report is copied and handed to the main loop
+ * (cleave_gui_post_progress), where it moves the progress bar and, once per
+ * epoch or generation, adds a point to the live charts. Reports of an earlier run that arrive late are dropped
  * by comparing run numbers. */
 #include <glib/gi18n.h>
 #include <math.h>
@@ -12,12 +12,10 @@
 #include "cleave-chart-view.h"
 #include "cleave-dataset-row.h"
 #include "cleave-device.h"
+#include "cleave-job.h"
 #include "cleave-error.h"
 #include "cleave-gui-util.h"
 #include "cleave-window.h"
-
-/* The validation share of the training split, as `cleave-cli train/split`. */
-#define VAL_FRACTION 0.2
 
 struct _CleaveSplitPage
 {
@@ -329,151 +327,110 @@ typedef struct {
   CleaveModel *model;          /* private copy */
   char *dataset;
   char *device;
-  gboolean ga;
-  CleaveGradSplitOptions grad;
-  CleaveGaSplitOptions gaopt;
+  const char *parts[2];        /* dataset */
+  CleaveSplitRequest request;  /* points into the fields above */
+  CleaveSplitJobResult result;
   CleaveSplitPage *page;       /* alive: the task holds a reference */
   guint run;
-  gboolean cancelled;          /* out */
 } SplitJob;
 
 static void
 split_job_free (SplitJob *job)
 {
+  cleave_split_job_result_clear (&job->result);
   cleave_model_free (job->model);
   g_free (job->dataset);
   g_free (job->device);
   g_free (job);
 }
 
-typedef struct {
-  CleaveSplitPage *page;       /* strong */
-  guint run;
-  CleaveProgress p;
-  char *phase;
-} ProgressUpdate;
-
-static void
-progress_update_free (gpointer data)
-{
-  ProgressUpdate *u = data;
-
-  g_object_unref (u->page);
-  g_free (u->phase);
-  g_free (u);
-}
-
 static const char *
-phase_label (const char *phase)
+phase_label (CleavePhase phase)
 {
-  if (!phase)
-    return "";
-  if (g_str_equal (phase, "heads"))
-    return _("training heads");
-  if (g_str_equal (phase, "masks"))
-    return _("training masks");
-  if (g_str_equal (phase, "refit"))
-    return _("refitting the chosen modules' heads");
-  if (g_str_equal (phase, "importance"))
-    return _("measuring kernel importance");
-  if (g_str_equal (phase, "sensitivity"))
-    return _("measuring layer sensitivity");
-  if (g_str_equal (phase, "generation"))
-    return _("evolving masks");
-  return phase;
+  switch (phase)
+    {
+    case CLEAVE_PHASE_LOAD:
+      return _("loading the dataset");
+    case CLEAVE_PHASE_HEADS:
+      return _("training heads");
+    case CLEAVE_PHASE_MASKS:
+      return _("training masks");
+    case CLEAVE_PHASE_REFIT:
+      return _("refitting the chosen modules' heads");
+    case CLEAVE_PHASE_IMPORTANCE:
+      return _("measuring kernel importance");
+    case CLEAVE_PHASE_SENSITIVITY:
+      return _("measuring layer sensitivity");
+    case CLEAVE_PHASE_GENERATION:
+      return _("evolving masks");
+    case CLEAVE_PHASE_EVALUATE:
+    case CLEAVE_PHASE_TEST:
+      return _("evaluating");
+    case CLEAVE_PHASE_TRAIN:
+    case CLEAVE_PHASE_VALIDATE:
+    default:
+      return _("training");
+    }
 }
 
-static gboolean
-apply_progress (gpointer data)
+/* Main loop: moves the bar; once per epoch or generation, a chart point. */
+static void
+apply_progress (gpointer target, const CleaveProgress *p, guint run)
 {
-  ProgressUpdate *u = data;
-  CleaveSplitPage *self = u->page;
-  double f = u->p.fraction, elapsed;
+  CleaveSplitPage *self = target;
+  double f = p->fraction, elapsed;
   g_autofree char *text = NULL, *eta = NULL;
 
-  if (u->run != self->run || !self->cancellable)
-    return G_SOURCE_REMOVE;
+  if (run != self->run || !self->cancellable)
+    return;
 
   elapsed = (g_get_monotonic_time () - self->started) / 1e6;
   gtk_progress_bar_set_fraction (self->progress_bar, CLAMP (f, 0, 1));
   if (f > 0.005)
     eta = cleave_gui_format_duration (elapsed * (1 - f) / f);
-  if (u->p.epochs > 0)
+  if (p->epochs > 0)
     /* Translators: "Epoch 3 of 9 · training masks · 1:20 left" */
     text = g_strdup_printf (self->is_ga ? _("Generation %d of %d · %s · %s left") : _("Epoch %d of %d · %s · %s left"),
-                            MAX (u->p.epoch, 1), u->p.epochs, phase_label (u->phase), eta ? eta : "…");
+                            MAX (p->epoch, 1), p->epochs, phase_label (p->phase), eta ? eta : "…");
   else
-    text = g_strdup_printf (_("%s · %s left"), phase_label (u->phase), eta ? eta : "…");
+    text = g_strdup_printf (_("%s · %s left"), phase_label (p->phase), eta ? eta : "…");
   gtk_progress_bar_set_text (self->progress_bar, text);
 
-  if (u->p.epoch_done)
+  if (p->epoch_done)
     {
-      double acc = u->p.val_accuracy, krr = u->p.krr;
-      double loss = self->is_ga ? u->p.fitness : u->p.loss;
+      double acc = p->val_accuracy, krr = p->krr;
+      double loss = self->is_ga ? p->fitness : p->loss;
 
       g_array_append_val (self->acc_points, acc);
       g_array_append_val (self->krr_points, krr);
       g_array_append_val (self->loss_points, loss);
       show_charts (self);
     }
-  return G_SOURCE_REMOVE;
 }
 
-/* Worker thread: copy the report and hand it to the main loop. */
 static void
 on_split_progress (const CleaveProgress *progress, gpointer user_data)
 {
   SplitJob *job = user_data;
-  ProgressUpdate *u = g_new0 (ProgressUpdate, 1);
 
-  u->page = g_object_ref (job->page);
-  u->run = job->run;
-  u->p = *progress;
-  u->phase = g_strdup (progress->phase);
-  u->p.phase = NULL;
-  g_main_context_invoke_full (NULL, G_PRIORITY_DEFAULT, apply_progress, u, progress_update_free);
+  cleave_gui_post_progress (job->page, job->run, progress, apply_progress);
 }
 
+/* Worker thread: the job; a cancel that kept modules is still a result. */
 static void
 split_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
   SplitJob *job = task_data;
-  g_autoptr(CleaveDataset) ds = NULL;
-  g_autoptr(CleaveBackend) backend = NULL;
-  g_autofree int *train_idx = NULL, *val_idx = NULL;
-  int n_train = 0, n_val = 0;
-  CleaveModuleSet *set = NULL;
   GError *error = NULL;
 
-  ds = cleave_dataset_load_from (job->dataset, (const char *const *) cleave_gui_config ()->data_dirs, CLEAVE_SPLIT_TRAIN, cancellable, &error);
-  if (ds && ds->n_classes != job->model->n_classes)
-    g_set_error (&error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
-                 _("The dataset has %d classes, the model %d"), ds->n_classes, job->model->n_classes);
-  if (!error)
-    backend = cleave_device_open (job->device, &cleave_gui_config ()->backend, &error);
-  if (!error)
+  if (cleave_job_split (&job->request, on_split_progress, job, cancellable, &job->result, &error)
+      || job->result.split.set)
     {
-      cleave_dataset_split (ds, VAL_FRACTION, job->ga ? job->gaopt.seed : job->grad.seed,
-                            &train_idx, &n_train, &val_idx, &n_val);
-      if (job->ga)
-        set = cleave_ga_split (job->model, backend, ds, val_idx, n_val, &job->gaopt, on_split_progress, job,
-                               cancellable, &job->cancelled, &error);
-      else
-        set = cleave_grad_split (job->model, backend, ds, train_idx, n_train, val_idx, n_val, &job->grad,
-                                 on_split_progress, job, cancellable, &job->cancelled, &error);
+      g_clear_error (&error);
+      g_task_return_boolean (task, TRUE);
     }
-  if (set)
-    {
-      g_free (set->source_path);
-      set->source_path = g_strdup (job->model->path);
-      if (!set->dataset)
-        set->dataset = g_strdup (job->dataset);
-      g_task_return_pointer (task, set, (GDestroyNotify) cleave_module_set_free);
-    }
-  else if (error)
-    g_task_return_error (task, error);
   else
-    g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED, _("Cancelled"));
+    g_task_return_error (task, error);
 }
 
 static void
@@ -483,8 +440,9 @@ split_done (GObject *source, GAsyncResult *result, gpointer user_data)
   GTask *task = G_TASK (result);
   SplitJob *job = g_task_get_task_data (task);
   g_autoptr(GError) error = NULL;
-  CleaveModuleSet *set = g_task_propagate_pointer (task, &error);
-  gboolean cancelled = job->cancelled || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  gboolean ok = g_task_propagate_boolean (task, &error);
+  CleaveModuleSet *set = ok ? g_steal_pointer (&job->result.split.set) : NULL;
+  gboolean cancelled = job->result.split.cancelled || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
   g_autofree char *status = NULL;
   GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
 
@@ -517,7 +475,7 @@ split_done (GObject *source, GAsyncResult *result, gpointer user_data)
         {
           g_autofree char *base = job->model->path ? g_path_get_basename (job->model->path) : g_strdup (_("model"));
           /* Translators: name of a module set made in this session: model file and method */
-          g_autofree char *name = g_strdup_printf (_("%s · %s"), base, job->ga ? _("CNNSplitter") : _("GradSplitter"));
+          g_autofree char *name = g_strdup_printf (_("%s · %s"), base, self->is_ga ? _("CNNSplitter") : _("GradSplitter"));
 
           cleave_window_add_module_set (CLEAVE_WINDOW (root), set, name);
           /* The status line says it already when this page is in view. */
@@ -555,16 +513,24 @@ cleave_split_page_start (CleaveSplitPage *self)
 
   read_options (self);
   job = g_new0 (SplitJob, 1);
-  job->model = cleave_gui_copy_model (self->model);
+  job->model = cleave_model_copy (self->model);
   job->dataset = g_strdup (cleave_dataset_row_get_spec (self->dataset_row));
   job->device = g_strdup (cleave_split_page_get_device (self));
-  job->ga = method_is_ga (self);
-  job->grad = self->grad;
-  job->gaopt = self->ga;
+  job->parts[0] = job->dataset;
+  cleave_split_request_init (&job->request);
+  job->request.model = job->model;
+  job->request.dataset.parts = job->parts;
+  job->request.dataset.data_dirs = (const char *const *) cleave_gui_config ()->data_dirs;
+  job->request.device.device = job->device;
+  job->request.device.config = &cleave_gui_config ()->backend;
+  job->request.method = method_is_ga (self) ? CLEAVE_SPLIT_METHOD_GA : CLEAVE_SPLIT_METHOD_GRAD;
+  job->request.seed = method_is_ga (self) ? self->ga.seed : self->grad.seed;
+  job->request.grad = self->grad;
+  job->request.ga = self->ga;
   job->page = self;
   job->run = ++self->run;
 
-  self->is_ga = job->ga;
+  self->is_ga = method_is_ga (self);
   self->started = g_get_monotonic_time ();
   self->cancellable = g_cancellable_new ();
   clear_points (self);

@@ -1,0 +1,401 @@
+/* cleave-job.c: split and evaluate jobs over the core's building blocks. */
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "cleave-job.h"
+#include "cleave-error.h"
+
+/* ---- inputs --------------------------------------------------------------- */
+
+int *
+cleave_parse_index_list (const char *text, int *n_out, GError **error)
+{
+  g_auto(GStrv) parts = NULL;
+  g_autoptr(GArray) a = g_array_new (FALSE, FALSE, sizeof (int));
+
+  g_return_val_if_fail (text != NULL && n_out != NULL, NULL);
+  parts = g_strsplit (text, ",", -1);
+  for (int i = 0; parts[i]; i++)
+    {
+      char *end;
+      gint64 lo, hi;
+      const char *dash = parts[i][0] ? strchr (parts[i] + 1, '-') : NULL;
+
+      lo = g_ascii_strtoll (parts[i], &end, 10);
+      hi = lo;
+      if (end != parts[i] && dash && end == dash)
+        {
+          const char *from = dash + 1;
+          hi = g_ascii_strtoll (from, &end, 10);
+          if (end == from)
+            end = (char *) parts[i];
+        }
+      if (end == parts[i] || *end != 0 || lo < 0 || hi < lo || hi > 100000)
+        {
+          g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
+                       "'%s' is not a list of numbers like 0,3,5 or 0-4", text);
+          return NULL;
+        }
+      for (gint64 v = lo; v <= hi; v++)
+        {
+          int iv = (int) v;
+          g_array_append_val (a, iv);
+        }
+    }
+  *n_out = (int) a->len;
+  return (int *) g_array_free (g_steal_pointer (&a), FALSE);
+}
+
+gboolean
+cleave_parse_path_list (const char *part, char **path, int **classes, int *n, GError **error)
+{
+  const char *colon;
+
+  g_return_val_if_fail (part != NULL && path != NULL && classes != NULL && n != NULL, FALSE);
+  colon = strrchr (part, ':');
+  *classes = NULL;
+  *n = 0;
+  /* A path without a list: the whole argument is the path. */
+  if (colon == NULL || colon[1] == '\0' || strchr (colon, '/') != NULL)
+    {
+      *path = g_strdup (part);
+      return TRUE;
+    }
+  *classes = cleave_parse_index_list (colon + 1, n, error);
+  if (*classes == NULL)
+    return FALSE;
+  *path = g_strndup (part, colon - part);
+  return TRUE;
+}
+
+char *
+cleave_dataset_spec_label (const CleaveDatasetSpec *spec)
+{
+  g_return_val_if_fail (spec != NULL && spec->parts != NULL, NULL);
+  return g_strjoinv (" + ", (char **) spec->parts);
+}
+
+/* One part: the dataset, with only the listed classes when it has a list. */
+static CleaveDataset *
+load_part (const char *part, const char *const *dirs, CleaveSplit split, char **name_out,
+           GCancellable *cancellable, GError **error)
+{
+  g_autofree char *path = NULL;
+  g_autofree int *list = NULL;
+  int n = 0;
+  CleaveDataset *ds, *sel;
+
+  if (!cleave_parse_path_list (part, &path, &list, &n, error))
+    return NULL;
+  ds = cleave_dataset_load_from (path, dirs, split, cancellable, error);
+  if (ds && list)
+    {
+      sel = cleave_dataset_select_classes (ds, list, n, error);
+      cleave_dataset_free (ds);
+      ds = sel;
+    }
+  if (ds)
+    *name_out = g_steal_pointer (&path);
+  return ds;
+}
+
+CleaveDataset *
+cleave_job_load_dataset (const CleaveDatasetSpec *spec, CleaveSplit split, char ***class_names,
+                         GCancellable *cancellable, GError **error)
+{
+  int n_parts;
+  g_autoptr(GPtrArray) parts = NULL;
+  g_autoptr(GPtrArray) names = NULL;
+  CleaveDataset *out = NULL;
+
+  g_return_val_if_fail (spec != NULL && spec->parts != NULL && spec->parts[0] != NULL, NULL);
+  n_parts = (int) g_strv_length ((char **) spec->parts);
+  parts = g_ptr_array_new_with_free_func ((GDestroyNotify) cleave_dataset_free);
+  names = g_ptr_array_new_with_free_func (g_free);
+  for (int i = 0; i < n_parts; i++)
+    {
+      g_autofree char *name = NULL;
+      CleaveDataset *ds = load_part (spec->parts[i], spec->data_dirs, split, &name, cancellable, error);
+      if (ds == NULL)
+        return NULL;
+      g_ptr_array_add (parts, ds);
+      for (int c = 0; c < ds->n_classes; c++)
+        g_ptr_array_add (names, n_parts > 1 ? g_strdup_printf ("%s:%s", name, ds->class_names[c])
+                                            : g_strdup (ds->class_names[c]));
+    }
+  if (n_parts == 1)
+    out = g_ptr_array_steal_index (parts, 0);
+  else
+    out = cleave_dataset_concat ((CleaveDataset **) parts->pdata, n_parts, error);
+  if (out && class_names)
+    {
+      g_ptr_array_add (names, NULL);
+      *class_names = (char **) g_ptr_array_steal (names, NULL);
+    }
+  return out;
+}
+
+CleaveBackend *
+cleave_job_open_device (const CleaveDeviceSpec *spec, GError **error)
+{
+  g_return_val_if_fail (spec != NULL, NULL);
+  return cleave_device_open (spec->device, spec->config, error);
+}
+
+static void
+report_phase (CleaveProgressFunc progress, gpointer user_data, CleavePhase phase, double fraction)
+{
+  CleaveProgress p = { 0 };
+
+  if (progress == NULL)
+    return;
+  p.phase = phase;
+  p.fraction = fraction;
+  p.loss = p.accuracy = p.val_accuracy = p.krr = p.fitness = NAN;
+  progress (&p, user_data);
+}
+
+/* ---- split ---------------------------------------------------------------- */
+
+void
+cleave_split_request_init (CleaveSplitRequest *request)
+{
+  g_return_if_fail (request != NULL);
+  memset (request, 0, sizeof *request);
+  request->val_fraction = CLEAVE_VAL_FRACTION_DEFAULT;
+  request->method = CLEAVE_SPLIT_METHOD_GRAD;
+  cleave_grad_split_options_init (&request->grad);
+  cleave_ga_split_options_init (&request->ga);
+}
+
+void
+cleave_split_job_result_clear (CleaveSplitJobResult *result)
+{
+  g_return_if_fail (result != NULL);
+  cleave_split_result_clear (&result->split);
+  g_free (result->device_name);
+  g_free (result->test_f1);
+  memset (result, 0, sizeof *result);
+}
+
+/* The test numbers: the source model's accuracy and the modules' (whose
+ * set keeps its validation numbers). */
+static gboolean
+split_test (const CleaveSplitRequest *request, CleaveBackend *backend, const CleaveDataset *test,
+            CleaveProgressFunc progress, gpointer user_data, GCancellable *cancellable,
+            CleaveSplitJobResult *result, GError **error)
+{
+  CleaveModuleSet *set = result->split.set;
+  double val_composed = set->composed_accuracy;
+  guint n_mod = set->modules->len;
+  g_autofree double *val_f1 = g_new (double, n_mod);
+  g_autofree int *all = g_new (int, test->n);
+  g_autoptr(CleaveMetrics) src = NULL;
+
+  for (guint k = 0; k < n_mod; k++)
+    val_f1[k] = ((CleaveModule *) set->modules->pdata[k])->val_f1;
+  for (int i = 0; i < test->n; i++)
+    all[i] = i;
+  report_phase (progress, user_data, CLEAVE_PHASE_TEST, 0);
+  src = cleave_model_evaluate (request->model, backend, test, NULL, NULL, cancellable, error);
+  if (src == NULL || !cleave_module_set_evaluate (set, backend, test, all, test->n, NULL, cancellable, error))
+    return FALSE;
+  result->source_test = src->accuracy;
+  result->composed_test = set->composed_accuracy;
+  result->test_f1 = g_new (double, n_mod);
+  for (guint k = 0; k < n_mod; k++)
+    {
+      CleaveModule *m = set->modules->pdata[k];
+      result->test_f1[k] = m->val_f1;
+      m->val_f1 = val_f1[k];
+    }
+  set->composed_accuracy = val_composed;
+  report_phase (progress, user_data, CLEAVE_PHASE_TEST, 1);
+  return TRUE;
+}
+
+static gboolean
+run_method (const CleaveSplitRequest *request, CleaveBackend *backend, const CleaveDataset *train,
+            const int *train_idx, const int *val_idx, CleaveProgressFunc progress, gpointer user_data,
+            GCancellable *cancellable, CleaveSplitJobResult *result, GError **error)
+{
+  if (request->method == CLEAVE_SPLIT_METHOD_GA)
+    {
+      CleaveGaSplitOptions ga = request->ga;
+      ga.seed = request->seed;
+      return cleave_ga_split (request->model, backend, train, val_idx, result->n_val, &ga, progress, user_data,
+                              cancellable, &result->split, error);
+    }
+  else
+    {
+      CleaveGradSplitOptions grad = request->grad;
+      grad.seed = request->seed;
+      return cleave_grad_split (request->model, backend, train, train_idx, result->n_train, val_idx, result->n_val,
+                                &grad, progress, user_data, cancellable, &result->split, error);
+    }
+}
+
+gboolean
+cleave_job_split (const CleaveSplitRequest *request, CleaveProgressFunc progress, gpointer user_data,
+                  GCancellable *cancellable, CleaveSplitJobResult *result, GError **error)
+{
+  g_autoptr(CleaveDataset) train = NULL, test = NULL;
+  g_autoptr(CleaveBackend) backend = NULL;
+  g_autofree int *train_idx = NULL, *val_idx = NULL;
+  g_autofree char *label = NULL;
+  gint64 t0;
+  gboolean ok;
+
+  g_return_val_if_fail (request != NULL && request->model != NULL, FALSE);
+  g_return_val_if_fail (result != NULL && result->split.set == NULL, FALSE);
+  if (!(request->val_fraction > 0 && request->val_fraction < 1))
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
+                   "the validation fraction must lie between 0 and 1, not %g", request->val_fraction);
+      return FALSE;
+    }
+  result->source_test = result->composed_test = NAN;
+  report_phase (progress, user_data, CLEAVE_PHASE_LOAD, 0);
+  label = cleave_dataset_spec_label (&request->dataset);
+  train = cleave_job_load_dataset (&request->dataset, CLEAVE_SPLIT_TRAIN, NULL, cancellable, error);
+  if (train && request->test)
+    test = cleave_job_load_dataset (&request->dataset, CLEAVE_SPLIT_TEST, NULL, cancellable, error);
+  if (train == NULL || (request->test && test == NULL))
+    return FALSE;
+  if (train->n_classes != request->model->n_classes)
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "%s has %d classes, the model %d", label,
+                   train->n_classes, request->model->n_classes);
+      return FALSE;
+    }
+  backend = cleave_job_open_device (&request->device, error);
+  if (backend == NULL)
+    return FALSE;
+  result->device_name = g_strdup (backend->name);
+  /* The same stratified split as training with the same seed and fraction. */
+  cleave_dataset_split (train, request->val_fraction, request->seed, &train_idx, &result->n_train, &val_idx,
+                        &result->n_val);
+
+  t0 = g_get_monotonic_time ();
+  ok = run_method (request, backend, train, train_idx, val_idx, progress, user_data, cancellable, result, error);
+  result->seconds = (g_get_monotonic_time () - t0) / 1e6;
+  if (result->split.set)
+    {
+      CleaveModuleSet *set = result->split.set;
+      g_free (set->source_path);
+      set->source_path = g_strdup (request->model->path);
+      if (set->dataset == NULL)
+        set->dataset = g_strdup (label);
+    }
+  if (!ok)
+    return FALSE;
+  return test == NULL || split_test (request, backend, test, progress, user_data, cancellable, result, error);
+}
+
+/* ---- evaluate ------------------------------------------------------------- */
+
+void
+cleave_evaluate_request_init (CleaveEvaluateRequest *request)
+{
+  g_return_if_fail (request != NULL);
+  memset (request, 0, sizeof *request);
+  request->split = CLEAVE_SPLIT_TEST;
+}
+
+void
+cleave_evaluate_result_clear (CleaveEvaluateResult *result)
+{
+  g_return_if_fail (result != NULL);
+  for (int i = 0; result->metrics && result->metrics[i]; i++)
+    cleave_metrics_free (result->metrics[i]);
+  g_free (result->metrics);
+  g_free (result->seconds);
+  g_strfreev (result->class_names);
+  g_free (result->device_name);
+  memset (result, 0, sizeof *result);
+}
+
+/* Scales each scorer's fractions into its share of the whole job. */
+typedef struct {
+  CleaveProgressFunc progress;
+  gpointer user_data;
+  int index, count;
+} Share;
+
+static void
+share_progress (const CleaveProgress *p, gpointer data)
+{
+  Share *s = data;
+  CleaveProgress q = *p;
+
+  q.fraction = (s->index + p->fraction) / s->count;
+  s->progress (&q, s->user_data);
+}
+
+static CleaveMetrics *
+evaluate_one (CleaveScorer *scorer, CleaveBackend *backend, const CleaveDataset *ds, const int *indices, int n,
+              gboolean whole, CleaveProgressFunc progress, gpointer user_data, GCancellable *cancellable,
+              GError **error)
+{
+  CleaveNet *net;
+  CleaveMetrics *m;
+
+  /* Plain models on one whole dataset keep the loss cleave_evaluate reports. */
+  if (!whole || cleave_scorer_kind (scorer) != CLEAVE_SCORER_MODEL)
+    return cleave_scorer_evaluate (scorer, backend, ds, indices, n, NULL, progress, user_data, cancellable, error);
+  net = cleave_net_new (cleave_scorer_model (scorer)->graph, backend, error);
+  if (net == NULL)
+    return NULL;
+  m = cleave_evaluate (cleave_scorer_model (scorer), net, ds, indices, indices ? n : 0, 256, NULL, progress,
+                       user_data, cancellable, error);
+  cleave_net_free (net);
+  return m;
+}
+
+gboolean
+cleave_job_evaluate (const CleaveEvaluateRequest *request, CleaveProgressFunc progress, gpointer user_data,
+                     GCancellable *cancellable, CleaveEvaluateResult *result, GError **error)
+{
+  g_autoptr(CleaveDataset) ds = NULL;
+  g_autoptr(CleaveBackend) backend = NULL;
+  g_autofree int *pick = NULL;
+  int n;
+  gboolean whole;
+
+  g_return_val_if_fail (request != NULL && request->scorers != NULL && request->n_scorers > 0, FALSE);
+  g_return_val_if_fail (result != NULL && result->metrics == NULL, FALSE);
+  report_phase (progress, user_data, CLEAVE_PHASE_LOAD, 0);
+  ds = cleave_job_load_dataset (&request->dataset, request->split, &result->class_names, cancellable, error);
+  if (ds == NULL)
+    return FALSE;
+  backend = cleave_job_open_device (&request->device, error);
+  if (backend == NULL)
+    return FALSE;
+  result->device_name = g_strdup (backend->name);
+  n = ds->n;
+  if (request->dataset.max_images > 0 && request->dataset.max_images < ds->n)
+    {
+      g_autofree int *rest = NULL;
+      int n_rest = 0;
+      /* a stratified sample: the "validation" part of a seeded split */
+      cleave_dataset_split (ds, (double) request->dataset.max_images / ds->n, 0, &rest, &n_rest, &pick, &n);
+    }
+  whole = pick == NULL && g_strv_length ((char **) request->dataset.parts) == 1
+          && strchr (request->dataset.parts[0], ':') == NULL;
+  result->n_images = n;
+  result->metrics = g_new0 (CleaveMetrics *, request->n_scorers + 1);
+  result->seconds = g_new0 (double, request->n_scorers);
+  for (int i = 0; i < request->n_scorers; i++)
+    {
+      Share share = { progress, user_data, i, request->n_scorers };
+      gint64 t0 = g_get_monotonic_time ();
+      result->metrics[i] = evaluate_one (request->scorers[i], backend, ds, pick, n, whole,
+                                         progress ? share_progress : NULL, &share, cancellable, error);
+      result->seconds[i] = (g_get_monotonic_time () - t0) / 1e6;
+      if (result->metrics[i] == NULL)
+        return FALSE;
+    }
+  return TRUE;
+}

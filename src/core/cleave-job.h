@@ -1,0 +1,126 @@
+/* cleave-job.h: the jobs the command line and the app run — split and
+ * evaluate — from a request that names everything they need: the model, the
+ * dataset, the device, the validation fraction and the method's options.
+ *
+ * A job loads its data, opens its device, runs, reports progress
+ * (CleaveProgress, typed phases) and checks a GCancellable. Cancellation
+ * follows the core's one convention: the call returns FALSE with
+ * G_IO_ERROR_CANCELLED, and the result object says what was kept.
+ *
+ * Requests hold borrowed pointers: what they point to must outlive the call.
+ * Jobs run synchronously on the calling thread (the app calls them from a
+ * worker thread). */
+#pragma once
+
+#include "cleave-split.h"
+#include "cleave-compose.h"
+#include "cleave-device.h"
+
+G_BEGIN_DECLS
+
+/* The validation share of a training split, for training and splitting
+ * alike (the same seed and fraction give the same images). */
+#define CLEAVE_VAL_FRACTION_DEFAULT 0.2
+
+/* A dataset, or a mix of several: each part is "DATASET" or "DATASET:0,3"
+ * (only those classes, relabelled in that order); parts are concatenated,
+ * so the classes follow the parts' order. */
+typedef struct {
+  const char *const *parts;      /* NULL-terminated, at least one */
+  const char *const *data_dirs;  /* where named datasets are looked up; NULL: cleave_dataset_default_dirs() */
+  int max_images;                /* evaluate: a seeded stratified sample of at most this many; 0 = all */
+} CleaveDatasetSpec;
+
+typedef struct {
+  const char *device;                 /* as cleave_device_open(); NULL or "auto": the default rule */
+  const CleaveBackendConfig *config;  /* NULL: defaults */
+} CleaveDeviceSpec;
+
+/* "PATH:0,3" (a dataset part, or a module set with some of its modules) →
+ * PATH and [0, 3]; without ":LIST" (or where the part after the last colon
+ * holds a '/') the list is NULL and *n = 0. */
+gboolean cleave_parse_path_list (const char *arg, char **path, int **list, int *n, GError **error);
+/* "0,3,5" or "0-4" (or a mix) → a new array of class indices. */
+int *cleave_parse_index_list (const char *text, int *n_out, GError **error);
+
+/* Loads @spec's @split; @class_names (may be NULL) receives the names, with
+ * "DATASET:" in front when several parts are mixed. */
+CleaveDataset *cleave_job_load_dataset (const CleaveDatasetSpec *spec, CleaveSplit split, char ***class_names,
+                                        GCancellable *cancellable, GError **error);
+/* "fashion-mnist", "fashion-mnist:0,3 + mnist:7": the spec as one label. */
+char *cleave_dataset_spec_label (const CleaveDatasetSpec *spec);
+CleaveBackend *cleave_job_open_device (const CleaveDeviceSpec *spec, GError **error);
+
+/* ---- split ---------------------------------------------------------------- */
+
+typedef enum {
+  CLEAVE_SPLIT_METHOD_GRAD,   /* GradSplitter */
+  CLEAVE_SPLIT_METHOD_GA,     /* CNNSplitter */
+} CleaveSplitMethod;
+
+typedef struct {
+  CleaveModel *model;             /* borrowed, not modified */
+  CleaveDatasetSpec dataset;      /* one part, with the model's classes */
+  CleaveDeviceSpec device;
+  double val_fraction;            /* of the training split (CLEAVE_VAL_FRACTION_DEFAULT) */
+  guint64 seed;                   /* of the validation split and the search */
+  CleaveSplitMethod method;
+  CleaveGradSplitOptions grad;    /* used when method is GRAD (its seed is @seed) */
+  CleaveGaSplitOptions ga;        /* used when method is GA (its seed is @seed) */
+  gboolean test;                  /* then evaluate the source model and the modules on the test split */
+} CleaveSplitRequest;
+
+/* Defaults everywhere; model and dataset left to fill in. */
+void cleave_split_request_init (CleaveSplitRequest *request);
+
+typedef struct {
+  CleaveSplitResult split;        /* the modules (source_path and dataset filled in); cancelled, cancelled_at */
+  /* Filled in before the search starts, so a progress callback may read them: */
+  int n_train, n_val;             /* images of the training and validation parts */
+  char *device_name;
+  /* After the search: */
+  double seconds;                 /* the search alone */
+  double source_test;             /* test accuracy of the source model; NAN unless tested */
+  double composed_test;           /* … and of the composed modules */
+  double *test_f1;                /* per module, its F1 on the test split; NULL unless tested */
+} CleaveSplitJobResult;
+
+void cleave_split_job_result_clear (CleaveSplitJobResult *result);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (CleaveSplitJobResult, cleave_split_job_result_clear)
+
+/* Loads the training split (and the test split when @request->test), splits
+ * off the validation images, opens the device and runs the method. The
+ * module set keeps its validation numbers; the test numbers are in @result.
+ * A cancelled run skips the test evaluation. @result must be zeroed. */
+gboolean cleave_job_split (const CleaveSplitRequest *request, CleaveProgressFunc progress, gpointer user_data,
+                           GCancellable *cancellable, CleaveSplitJobResult *result, GError **error);
+
+/* ---- evaluate ------------------------------------------------------------- */
+
+typedef struct {
+  CleaveScorer *const *scorers;   /* borrowed: models, compositions or patched models, evaluated in turn */
+  int n_scorers;
+  CleaveDatasetSpec dataset;      /* with the scorers' classes */
+  CleaveSplit split;              /* CLEAVE_SPLIT_TEST by default */
+  CleaveDeviceSpec device;
+} CleaveEvaluateRequest;
+
+void cleave_evaluate_request_init (CleaveEvaluateRequest *request);
+
+typedef struct {
+  CleaveMetrics **metrics;        /* one per scorer; with the loss for a plain model on one whole dataset */
+  double *seconds;                /* one per scorer */
+  char **class_names;             /* the dataset's */
+  int n_images;
+  char *device_name;
+} CleaveEvaluateResult;
+
+void cleave_evaluate_result_clear (CleaveEvaluateResult *result);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (CleaveEvaluateResult, cleave_evaluate_result_clear)
+
+/* Loads the dataset once and evaluates each scorer on it; @result must be
+ * zeroed. Progress fractions run from 0 to 1 per scorer. */
+gboolean cleave_job_evaluate (const CleaveEvaluateRequest *request, CleaveProgressFunc progress, gpointer user_data,
+                              GCancellable *cancellable, CleaveEvaluateResult *result, GError **error);
+
+G_END_DECLS
