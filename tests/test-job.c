@@ -10,6 +10,7 @@
 
 #include "cleave-job.h"
 #include "cleave-train.h"
+#include "cleave-options.h"
 
 static char *data_root;        /* a data directory holding "tiny" */
 static CleaveModel *model;     /* trained on tiny, saved as data_root/tiny.safetensors */
@@ -339,6 +340,60 @@ test_parse (void)
   g_assert_cmpint (list[1], ==, 7);
 }
 
+/* The option tables: defaults in range, options_init from them, the core's
+ * validation naming the option, parsing words and numbers. */
+static void
+test_options (void)
+{
+  g_autoptr(GError) error = NULL;
+  CleaveGradSplitOptions go;
+  CleaveGaSplitOptions ga;
+  guint n;
+  const CleaveOptionDesc *t = cleave_grad_split_option_table (&n);
+
+  cleave_grad_split_options_init (&go);
+  cleave_ga_split_options_init (&ga);
+  g_assert_true (cleave_grad_split_options_validate (&go, &error));
+  g_assert_true (cleave_ga_split_options_validate (&ga, &error));
+  g_assert_no_error (error);
+  for (guint i = 0; i < n; i++)
+    g_assert_cmpfloat (fabs (cleave_option_get (&t[i], &go) - t[i].def), <, 1e-6);
+  g_assert_cmpfloat (go.alpha_growth, ==, 1.35f);
+  g_assert_true (go.per_module && go.holdout && go.logit_loss && !go.row_adam);
+
+  /* α growth ≤ 0 and a negative loss bound are refused, not replaced */
+  go.alpha_growth = 0;
+  g_assert_false (cleave_grad_split_options_validate (&go, &error));
+  g_assert_nonnull (strstr (error->message, "--alpha-growth"));
+  g_clear_error (&error);
+  cleave_grad_split_options_init (&go);
+  go.max_loss = -1;
+  g_assert_false (cleave_grad_split_options_validate (&go, &error));
+  g_assert_nonnull (strstr (error->message, "--max-loss"));
+  g_clear_error (&error);
+
+  cleave_grad_split_options_init (&go);
+  g_assert_true (cleave_option_parse (cleave_options_find (t, n, "loss"), &go, "scores", &error));
+  g_assert_false (go.logit_loss);
+  g_assert_true (cleave_option_parse (cleave_options_find (t, n, "uniform-epoch"), &go, "", &error));
+  g_assert_false (go.per_module);
+  g_assert_true (cleave_option_parse (cleave_options_find (t, n, "alpha"), &go, "0.25", &error));
+  g_assert_cmpfloat (go.alpha, ==, 0.25f);
+  g_assert_false (cleave_option_parse (cleave_options_find (t, n, "loss"), &go, "mse", &error));
+  g_assert_nonnull (strstr (error->message, "scores, logits"));
+  g_clear_error (&error);
+  g_assert_false (cleave_option_parse (cleave_options_find (t, n, "batch"), &go, "12x", &error));
+  g_clear_error (&error);
+  {
+    g_autofree char *d = cleave_option_default_text (cleave_options_find (t, n, "alpha-growth"));
+    g_assert_cmpstr (d, ==, "1.35");
+  }
+
+  ga.elites = ga.population;
+  g_assert_false (cleave_ga_split_options_validate (&ga, &error));
+  g_assert_nonnull (strstr (error->message, "--elites"));
+}
+
 static void
 remove_tree (const char *dir)
 {
@@ -373,6 +428,7 @@ main (int argc, char **argv)
   train_model ();
 
   g_test_add_func ("/job/parse", test_parse);
+  g_test_add_func ("/job/options", test_options);
   g_test_add_func ("/job/split/grad", test_split);
   g_test_add_func ("/job/split/cancel-keeps-modules", test_split_cancel);
   g_test_add_func ("/job/split/bad-request", test_split_bad_request);

@@ -3,6 +3,7 @@
 
 #include <json-glib/json-glib.h>
 #include "cleave-onnx.h"
+#include "cleave-options.h"
 
 #include <glib-unix.h>
 #include <signal.h>
@@ -233,6 +234,69 @@ cleave_cli_option_context_new (const char *parameter_string)
   g_option_group_add_entries (group, entries);
   g_option_context_add_group (ctx, group);
   return ctx;
+}
+
+/* ---------------------------------------------------------------- option tables */
+
+static GArray *option_tables;      /* CleaveCliOptionTable: where each table's options go */
+
+static gboolean
+on_table_option (const char *option_name, const char *value, gpointer data, GError **error)
+{
+  const char *name = option_name + 2;   /* "--alpha" */
+
+  for (guint t = 0; t < option_tables->len; t++)
+    {
+      const CleaveCliOptionTable *ot = &g_array_index (option_tables, CleaveCliOptionTable, t);
+      const CleaveOptionDesc *d = cleave_options_find (ot->table, ot->n, name);
+      if (d && !cleave_option_parse (d, ot->options, value ? value : "", error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+void
+cleave_cli_add_option_tables (GOptionContext *ctx, const CleaveCliOptionTable *tables, guint n_tables)
+{
+  GArray *entries = g_array_new (TRUE, TRUE, sizeof (GOptionEntry));
+  GPtrArray *helps = g_ptr_array_new ();   /* GString, parallel to entries */
+
+  if (option_tables == NULL)
+    option_tables = g_array_new (FALSE, FALSE, sizeof (CleaveCliOptionTable));
+  g_array_append_vals (option_tables, tables, n_tables);
+  for (guint t = 0; t < n_tables; t++)
+    for (guint i = 0; i < tables[t].n; i++)
+      {
+        const CleaveOptionDesc *d = &tables[t].table[i];
+        g_autofree char *def = cleave_option_default_text (d);
+        GString *help = NULL;
+        guint e;
+
+        for (e = 0; e < entries->len; e++)
+          if (g_str_equal (g_array_index (entries, GOptionEntry, e).long_name, d->name))
+            help = helps->pdata[e];
+        if (help == NULL)
+          {
+            GOptionEntry entry = { d->name, 0, d->type == CLEAVE_OPTION_BOOL ? G_OPTION_FLAG_NO_ARG : 0,
+                                   G_OPTION_ARG_CALLBACK, on_table_option, NULL, NULL };
+            entry.arg_description = d->type == CLEAVE_OPTION_CHOICE ? "WORD"
+                                    : d->type == CLEAVE_OPTION_INT ? "N"
+                                    : d->type == CLEAVE_OPTION_BOOL ? NULL : "X";
+            g_array_append_val (entries, entry);
+            g_ptr_array_add (helps, help = g_string_new (NULL));
+          }
+        else
+          g_string_append (help, "; ");
+        if (d->type == CLEAVE_OPTION_BOOL)
+          g_string_append_printf (help, "%s: %s", tables[t].prefix, d->help);
+        else
+          g_string_append_printf (help, "%s: %s (default %s)", tables[t].prefix, d->help, def);
+      }
+  /* The entries and their texts live as long as the program. */
+  for (guint e = 0; e < entries->len; e++)
+    g_array_index (entries, GOptionEntry, e).description = g_string_free (helps->pdata[e], FALSE);
+  g_ptr_array_free (helps, TRUE);
+  g_option_context_add_main_entries (ctx, (GOptionEntry *) (gpointer) g_array_free (entries, FALSE), NULL);
 }
 
 const CleaveBackendConfig *

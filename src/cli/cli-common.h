@@ -42,6 +42,7 @@ G_END_DECLS
 #include "cleave-device.h"
 #include "cleave-metrics.h"
 #include "cleave-job.h"
+#include "cleave-options.h"
 
 G_BEGIN_DECLS
 /* Reads the environment once, first thing in main(): the backend settings
@@ -53,6 +54,18 @@ gboolean cleave_cli_config_init (GError **error);
  * (--data-dir, --threads, --conv-algo, --opencl-gemm, --opencl-split-k). */
 GOptionContext *cleave_cli_option_context_new (const char *parameter_string);
 const CleaveBackendConfig *cleave_cli_backend_config (void);
+
+/* A method's option table (cleave-options.h) and the struct its options fill. */
+typedef struct {
+  const CleaveOptionDesc *table;
+  guint n;
+  gpointer options;
+  const char *prefix;          /* help prefix: "grad" */
+} CleaveCliOptionTable;
+/* Adds a --NAME option for every entry of the tables, help and default text
+ * from the table; values are parsed and range-checked as they are read. A
+ * name in several tables is one option setting each. */
+void cleave_cli_add_option_tables (GOptionContext *ctx, const CleaveCliOptionTable *tables, guint n_tables);
 /* CLEAVE_DEVICE, or NULL (the default rule). */
 const char *cleave_cli_default_device (void);
 /* --data-dir, then CLEAVE_DATA_DIR, then cleave_dataset_default_dirs(). */

@@ -3,6 +3,7 @@
 #include "cli-common.h"
 #include "cleave-error.h"
 #include "cleave-job.h"
+#include "cleave-options.h"
 #include "cleave-report.h"
 
 #include <json-glib/json-glib.h>
@@ -173,31 +174,15 @@ show_progress (const CleaveProgress *p, gpointer data)
   cleave_cli_progress_cb (p, show->bar);
 }
 
-/* A two-way option: *second = whether @value is @b; anything else is an error. */
-static gboolean
-pick_one_of (const char *option, const char *value, const char *a, const char *b, gboolean *second, GError **error)
-{
-  if (!g_str_equal (value, a) && !g_str_equal (value, b))
-    {
-      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "%s must be %s or %s, not '%s'", option, a, b, value);
-      return FALSE;
-    }
-  *second = g_str_equal (value, b);
-  return TRUE;
-}
-
 int
 cleave_cmd_split (int argc, char **argv)
 {
-  g_autofree char *method = g_strdup ("grad"), *output = NULL, *device = NULL, *report = NULL, *fitness = NULL;
-  g_autofree char *mask_opt = NULL, *loss_kind = NULL;
+  g_autofree char *method = g_strdup ("grad"), *output = NULL, *device = NULL, *report = NULL;
   int seed = 0;
   double val = CLEAVE_VAL_FRACTION_DEFAULT;
   CleaveGradSplitOptions go;
   CleaveGaSplitOptions ga;
-  double alpha_growth, alpha, lr_head, lr_mask, lr_head_joint, theta_init, max_loss;
-  int val_images = -1;
-  gboolean no_test = FALSE, uniform = FALSE, no_holdout = FALSE;
+  gboolean no_test = FALSE;
   g_autoptr(GOptionContext) ctx = cleave_cli_option_context_new ("MODEL DATASET — decompose a model into per-class modules");
   g_autoptr(GError) error = NULL;
   g_autoptr(CleaveModel) model = NULL;
@@ -208,63 +193,28 @@ cleave_cmd_split (int argc, char **argv)
   Show show = { 0 };
   gboolean cancelled, ok;
   const char *parts[2] = { NULL, NULL };
+  GOptionEntry entries[] = {
+    { "method", 'm', 0, G_OPTION_ARG_STRING, &method, "grad (GradSplitter, default) or ga (CNNSplitter)", "M" },
+    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Module-set file to write (required)", "FILE" },
+    { "report", 0, 0, G_OPTION_ARG_FILENAME, &report, "Also write report.json and charts into DIR", "DIR" },
+    { "device", 0, 0, G_OPTION_ARG_STRING, &device, "Device (see 'cleave-cli devices')", "DEV" },
+    { "seed", 0, 0, G_OPTION_ARG_INT, &seed, "Seed of the validation split and the search (default 0)", "N" },
+    { "val", 0, 0, G_OPTION_ARG_DOUBLE, &val,
+      "Validation fraction of the training split (default " G_STRINGIFY (CLEAVE_VAL_FRACTION_DEFAULT) ", as in train)", "F" },
+    { "no-test", 0, 0, G_OPTION_ARG_NONE, &no_test, "Skip the test-split evaluation at the end", NULL },
+    { NULL }
+  };
+  guint n_grad, n_ga;
+  CleaveCliOptionTable tables[2];
 
   cleave_grad_split_options_init (&go);
   cleave_ga_split_options_init (&ga);
-  alpha_growth = go.alpha_growth;
-  alpha = go.alpha, lr_head = go.lr_head, lr_mask = go.lr_mask, lr_head_joint = go.lr_head_joint;
-  theta_init = go.theta_init, max_loss = go.max_loss;
-  {
-    GOptionEntry entries[] = {
-      { "method", 'm', 0, G_OPTION_ARG_STRING, &method, "grad (GradSplitter, default) or ga (CNNSplitter)", "M" },
-      { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output, "Module-set file to write (required)", "FILE" },
-      { "report", 0, 0, G_OPTION_ARG_FILENAME, &report, "Also write report.json and charts into DIR", "DIR" },
-      { "device", 0, 0, G_OPTION_ARG_STRING, &device, "Device (see 'cleave-cli devices')", "DEV" },
-      { "seed", 0, 0, G_OPTION_ARG_INT, &seed, "Seed of the validation split and the search (default 0)", "N" },
-      { "val", 0, 0, G_OPTION_ARG_DOUBLE, &val, "Validation fraction of the training split (default " G_STRINGIFY (CLEAVE_VAL_FRACTION_DEFAULT) ", as in train)", "F" },
-      { "val-images", 0, 0, G_OPTION_ARG_INT, &val_images, "Validation images for selection/fitness (0 = all; default per method)", "N" },
-      { "no-test", 0, 0, G_OPTION_ARG_NONE, &no_test, "Skip the test-split evaluation at the end", NULL },
-      /* grad */
-      { "head-epochs", 0, 0, G_OPTION_ARG_INT, &go.head_epochs, "grad: warm-up epochs training heads only", "N" },
-      { "rounds", 0, 0, G_OPTION_ARG_INT, &go.rounds, "grad: rounds of [mask epochs, head-only epochs]", "N" },
-      { "mask-epochs", 0, 0, G_OPTION_ARG_INT, &go.mask_epochs, "grad: mask+head epochs per round", "N" },
-      { "head-only-epochs", 0, 0, G_OPTION_ARG_INT, &go.head_only_epochs, "grad: head-only epochs per round", "N" },
-      { "batch", 'b', 0, G_OPTION_ARG_INT, &go.batch, "grad: batch size (each image runs once per module)", "N" },
-      { "train-images", 0, 0, G_OPTION_ARG_INT, &go.train_images, "grad: training images drawn per epoch (0 = all)", "N" },
-      { "alpha", 0, 0, G_OPTION_ARG_DOUBLE, &alpha, "grad: weight of mean(mask) in the loss during mask epochs", "A" },
-      { "alpha-growth", 0, 0, G_OPTION_ARG_DOUBLE, &alpha_growth, "grad: factor applied to α at each round (default 1.35; 1 = constant, the reference)", "G" },
-      { "lr-head", 0, 0, G_OPTION_ARG_DOUBLE, &lr_head, "grad: Adam lr of head-only epochs", "LR" },
-      { "lr-mask", 0, 0, G_OPTION_ARG_DOUBLE, &lr_mask, "grad: Adam lr of θ", "LR" },
-      { "lr-head-joint", 0, 0, G_OPTION_ARG_DOUBLE, &lr_head_joint, "grad: Adam lr of heads in mask epochs", "LR" },
-      { "theta-init", 0, 0, G_OPTION_ARG_DOUBLE, &theta_init, "grad: initial θ (the reference uses 1)", "T" },
-      { "max-loss", 0, 0, G_OPTION_ARG_DOUBLE, &max_loss, "grad: selection bound on the validation accuracy loss, points (default 1)", "P" },
-      { "mask-optimizer", 0, 0, G_OPTION_ARG_STRING, &mask_opt, "grad: adam (per-entry, the reference's) or adam-row (second moment shared per module and layer)", "OPT" },
-      { "loss", 0, 0, G_OPTION_ARG_STRING, &loss_kind, "grad: logits (default: CE over the heads' pre-sigmoid outputs) or scores (CE over the N sigmoid scores, the reference's)", "L" },
-      { "head-passes", 0, 0, G_OPTION_ARG_INT, &go.head_passes, "grad: passes over each head-only epoch's images, the logits computed once (default 10; the reference: 1)", "N" },
-      { "uniform-epoch", 0, 0, G_OPTION_ARG_NONE, &uniform, "grad: take every module from the one selected epoch (default: each module from its own epoch)", NULL },
-      { "refit-images", 0, 0, G_OPTION_ARG_INT, &go.refit_images, "grad: training images for the final joint refit of the chosen modules' heads (0 = no refit; default 10000)", "N" },
-      { "refit-passes", 0, 0, G_OPTION_ARG_INT, &go.refit_passes, "grad: passes of that refit over the images' cached logits (default 20)", "N" },
-      { "no-holdout", 0, 0, G_OPTION_ARG_NONE, &no_holdout, "grad: choose the per-module epochs on all validation images (default: on half of them, checked on the other half)", NULL },
-      /* ga */
-      { "population", 0, 0, G_OPTION_ARG_INT, &ga.population, "ga: population per class", "N" },
-      { "generations", 0, 0, G_OPTION_ARG_INT, &ga.generations, "ga: generations", "N" },
-      { "parents", 0, 0, G_OPTION_ARG_INT, &ga.parents, "ga: parents kept per generation", "N" },
-      { "elites", 0, 0, G_OPTION_ARG_INT, &ga.elites, "ga: elites surviving unchanged", "N" },
-      { "mutation", 0, 0, G_OPTION_ARG_DOUBLE, &ga.mutation, "ga: gene flip probability", "P" },
-      { "fitness", 0, 0, G_OPTION_ARG_STRING, &fitness,
-        "ga: reference (default: composed accuracy + diff_weight × mean(1 − Jaccard) between modules' kept kernels) "
-        "or krr (composed accuracy − krr_weight × KRR); accuracy and KRR as fractions", "F" },
-      { "sensitivity-threshold", 0, 0, G_OPTION_ARG_DOUBLE, &ga.sensitivity_threshold,
-        "ga: accuracy drop (points) above which a layer counts as sensitive (default 5)", "P" },
-      { "krr-weight", 0, 0, G_OPTION_ARG_DOUBLE, &ga.krr_weight, "ga: krr_weight of the krr fitness (default 0.1)", "W" },
-      { "diff-weight", 0, 0, G_OPTION_ARG_DOUBLE, &ga.diff_weight,
-        "ga: diff_weight of the reference fitness (default 0.1)", "W" },
-      { NULL }
-    };
-    g_option_context_add_main_entries (ctx, entries, NULL);
-    if (!g_option_context_parse (ctx, &argc, &argv, &error))
-      return cleave_cli_fail (g_steal_pointer (&error));
-  }
+  tables[0] = (CleaveCliOptionTable) { cleave_grad_split_option_table (&n_grad), n_grad, &go, "grad" };
+  tables[1] = (CleaveCliOptionTable) { cleave_ga_split_option_table (&n_ga), n_ga, &ga, "ga" };
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  cleave_cli_add_option_tables (ctx, tables, G_N_ELEMENTS (tables));
+  if (!g_option_context_parse (ctx, &argc, &argv, &error))
+    return cleave_cli_fail (g_steal_pointer (&error));
   if (argc != 3 || output == NULL)
     {
       fprintf (stderr, "usage: cleave-cli split [--method grad|ga] MODEL DATASET -o MODULES [options]\n"
@@ -274,38 +224,10 @@ cleave_cmd_split (int argc, char **argv)
   if (!g_str_equal (method, "grad") && !g_str_equal (method, "ga"))
     return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
                                          "--method must be grad or ga, not '%s'", method));
-  if (fitness)
-    {
-      if (g_str_equal (fitness, "reference"))
-        ga.fitness = CLEAVE_GA_FITNESS_REFERENCE;
-      else if (g_str_equal (fitness, "krr"))
-        ga.fitness = CLEAVE_GA_FITNESS_KRR;
-      else
-        return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
-                                             "--fitness must be reference or krr, not '%s'", fitness));
-    }
-  go.alpha_growth = (float) alpha_growth;
-  if (!(alpha_growth > 0))
-    return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "--alpha-growth must be > 0"));
-  go.alpha = (float) alpha, go.lr_head = (float) lr_head, go.lr_mask = (float) lr_mask;
-  go.lr_head_joint = (float) lr_head_joint, go.theta_init = (float) theta_init, go.max_loss = max_loss;
-  go.seed = ga.seed = (guint64) seed;
-  go.per_module = !uniform;
-  go.holdout = !no_holdout;
-  if (loss_kind && !pick_one_of ("--loss", loss_kind, "scores", "logits", &go.logit_loss, &error))
+  /* Checked before the model and the data load (the job checks them again). */
+  if (!(g_str_equal (method, "ga") ? cleave_ga_split_options_validate (&ga, &error)
+                                   : cleave_grad_split_options_validate (&go, &error)))
     return cleave_cli_fail (g_steal_pointer (&error));
-  if (go.head_passes < 1)
-    return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "--head-passes must be ≥ 1"));
-  if (go.refit_images < 0 || go.refit_passes < 0)
-    return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
-                                         "--refit-images and --refit-passes must be ≥ 0"));
-  if (mask_opt && !pick_one_of ("--mask-optimizer", mask_opt, "adam", "adam-row", &go.row_adam, &error))
-    return cleave_cli_fail (g_steal_pointer (&error));
-  if (!(ga.sensitivity_threshold >= 0) || !(ga.krr_weight >= 0) || !(ga.diff_weight >= 0))
-    return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
-                                         "--sensitivity-threshold, --krr-weight and --diff-weight must be ≥ 0"));
-  if (val_images >= 0)
-    go.val_images = ga.val_images = val_images;
   parts[0] = argv[2];
 
   model = cleave_cli_load_model (argv[1], NULL, NULL, 0, &error);

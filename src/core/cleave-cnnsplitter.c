@@ -60,6 +60,7 @@
  * elites)) × val_images + layers × 9 × classes × sensitivity_images) masked
  * image forwards. */
 #include "cleave-split.h"
+#include "cleave-options.h"
 #include "cleave-error.h"
 
 #include <json-glib/json-glib.h>
@@ -72,22 +73,12 @@
 void
 cleave_ga_split_options_init (CleaveGaSplitOptions *opt)
 {
+  guint n;
+  const CleaveOptionDesc *table = cleave_ga_split_option_table (&n);
+
+  g_return_if_fail (opt != NULL);
   memset (opt, 0, sizeof *opt);
-  opt->population = 16;
-  opt->generations = 12;
-  opt->parents = 8;
-  opt->elites = 4;
-  opt->mutation = 0.05;
-  opt->fitness = CLEAVE_GA_FITNESS_REFERENCE;
-  opt->sensitivity_threshold = 5.0;
-  opt->krr_weight = 0.1;
-  opt->diff_weight = 0.1;
-  opt->val_images = 200;
-  opt->sensitivity_images = 100;
-  opt->importance_images = 0;
-  opt->min_confidence = 0.9;
-  opt->eval_groups = 8;
-  opt->eval_batch = 256;
+  cleave_options_set_defaults (table, n, opt);
   opt->seed = 0;
 }
 
@@ -789,37 +780,6 @@ builder_to_string (JsonBuilder *b)
   return json_generator_to_data (gen, NULL);
 }
 
-static gboolean
-check_options (const CleaveGaSplitOptions *o, GError **error)
-{
-  const char *bad = NULL;
-  if (o->population < 2)
-    bad = "population must be at least 2";
-  else if (o->generations < 0)
-    bad = "generations must not be negative";
-  else if (o->parents < 1 || o->parents > o->population)
-    bad = "parents must be between 1 and the population";
-  else if (o->elites < 1 || o->elites >= o->population)
-    bad = "elites must be at least 1 and below the population";
-  else if (!(o->mutation >= 0 && o->mutation <= 1))
-    bad = "mutation must be between 0 and 1";
-  else if (o->fitness != CLEAVE_GA_FITNESS_REFERENCE && o->fitness != CLEAVE_GA_FITNESS_KRR)
-    bad = "unknown fitness";
-  else if (!(o->sensitivity_threshold >= 0))
-    bad = "sensitivity threshold must not be negative";
-  else if (!(o->krr_weight >= 0) || !(o->diff_weight >= 0))
-    bad = "fitness weights must not be negative";
-  else if (o->val_images < 0 || o->sensitivity_images < 0 || o->importance_images < 0)
-    bad = "image counts must not be negative";
-  else if (!(o->min_confidence >= 0 && o->min_confidence <= 1))
-    bad = "minimum confidence must be between 0 and 1";
-  if (bad)
-    {
-      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "GA split: %s", bad);
-      return FALSE;
-    }
-  return TRUE;
-}
 
 /* The sensitivity table: acc[l * N_RATIOS + r] for ratio (r + 1) / 10. */
 static gboolean
@@ -898,7 +858,7 @@ ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
       cleave_ga_split_options_init (&defaults);
       opt = &defaults;
     }
-  if (!check_options (opt, error))
+  if (!cleave_ga_split_options_validate (opt, error))
     goto fail;
   if (model->n_classes < 2 || model->n_classes > cleave_graph_n_outputs (model->graph))
     {

@@ -6,6 +6,7 @@
  * live on the host; only the masks travel to the backend, and only the mask
  * gradients and logits travel back. */
 #include "cleave-gradsplitter-private.h"
+#include "cleave-options.h"
 #include "cleave-ops.h"
 #include "cleave-error.h"
 #include "cleave-util-private.h"
@@ -19,49 +20,13 @@
 void
 cleave_grad_split_options_init (CleaveGradSplitOptions *opt)
 {
+  guint n;
+  const CleaveOptionDesc *table = cleave_grad_split_option_table (&n);
+
+  g_return_if_fail (opt != NULL);
+  /* the defaults and why: cleave-options.c */
   memset (opt, 0, sizeof *opt);
-  opt->head_epochs = 1;
-  opt->rounds = 14;
-  opt->mask_epochs = 2;
-  opt->head_only_epochs = 1;
-  opt->batch = 64;
-  opt->train_images = 1536;
-  opt->val_images = 3000;
-  /* Tuned on the demo model (SimCNN w=1/8, Fashion-MNIST; the runs are in
-   * docs/RESULTS.md). With the calibrated identity heads (calibrate_heads)
-   * the search starts at the model's accuracy; what then decides the result:
-   *  - α 0.1 with θ lr 0.01 and θ0 0.2 prunes a few points of KRR per mask
-   *    epoch; α growing per round keeps it pruning (×1.5: 73% → 44% over 9
-   *    rounds) instead of settling near 75%, so the log holds a sweep of
-   *    sparsities for the per-module selection. 14 rounds at ×1.35 (fourth
-   *    session, once the faster engine left time in the 10 minutes) prune
-   *    more slowly with more head refits: mean KRR 49.3% at a 0.85-point
-   *    test loss, where 9 × 1.5 gave 60.7% / 0.93, 18 × 1.25 50.2% / 1.12
-   *    and 12 × 1.5 61.4% / 1.06 (same build, same data).
-   *  - The heads must keep up with the masks: 10 passes per head-only epoch
-   *    over cached logits at lr 0.002 (cheap: no forward) held validation at
-   *    ~89% down to KRR 64% where 1 pass at 0.001 had fallen to 83–88%.
-   *  - CE over the heads' pre-sigmoid outputs (logit_loss): with the
-   *    reference's CE over the scores, 10 head passes at lr 0.002 re-ranked
-   *    the modules (90% → 84.6% after the warm-up) and the search was
-   *    noisier at every KRR.
-   *  - 3000 validation images: with 2000 the per-module selection lost 1.0
-   *    point on validation but 1.4 on the test split (overfitting the choice).
-   * Still short of the issue's target (KRR ≤ 25% within 1 point). */
-  opt->alpha = 0.1f;
-  opt->alpha_growth = 1.35f;
-  opt->lr_head = 0.002f;
-  opt->lr_mask = 0.01f;
-  opt->lr_head_joint = 0.0005f;
-  opt->theta_init = 0.2f;
-  opt->logit_loss = TRUE;
-  opt->head_passes = 10;
-  opt->refit_images = 10000;
-  opt->refit_passes = 20;
-  opt->max_loss = 1.0;
-  opt->per_module = TRUE;
-  opt->holdout = TRUE;
-  opt->row_adam = FALSE;
+  cleave_options_set_defaults (table, n, opt);
   opt->seed = 0;
 }
 
@@ -1385,6 +1350,8 @@ grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
 
   if (cancelled)
     *cancelled = FALSE;
+  if (!cleave_grad_split_options_validate (opt, error))
+    goto out;
   cleave_graph_input_shape (model->graph, &c, &h, &w);
   if (ds->c != c || ds->h != h || ds->w != w)
     {
@@ -1497,7 +1464,7 @@ grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
       /* α grows by alpha_growth per round: the KRR where the CE gradients
        * balance α's falls round by round, so the log holds a sweep of
        * sparsities to choose from (per module, select_per_module). */
-      float alpha = opt->alpha * powf (opt->alpha_growth > 0 ? opt->alpha_growth : 1.0f,
+      float alpha = opt->alpha * powf (opt->alpha_growth,
                                        in_round_index (e, opt));
       EpochState *st;
       GError *local = NULL;
