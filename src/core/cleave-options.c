@@ -8,13 +8,18 @@
 #include "cleave-options.h"
 #include "cleave-error.h"
 
+/* Labels, help and choice words are marked for the app's translations. */
+#ifndef N_
+#define N_(String) (String)
+#endif
+
 #define G(field) offsetof (CleaveGradSplitOptions, field)
 #define A(field) offsetof (CleaveGaSplitOptions, field)
 #define BIG 1e9
 
-static const char *const mask_optimizers[] = { "adam", "adam-row", NULL };
-static const char *const losses[] = { "scores", "logits", NULL };
-static const char *const fitnesses[] = { "reference", "krr", NULL };
+static const char *const mask_optimizers[] = { N_("adam"), N_("adam-row"), NULL };
+static const char *const losses[] = { N_("scores"), N_("logits"), NULL };
+static const char *const fitnesses[] = { N_("reference"), N_("krr"), NULL };
 
 /* Defaults tuned on the demo model (SimCNN w=1/8, Fashion-MNIST; the runs
  * are in docs/RESULTS.md): α 0.1 growing ×1.35 per round over 14 rounds
@@ -25,82 +30,82 @@ static const char *const fitnesses[] = { "reference", "krr", NULL };
  * per-module choice from overfitting. */
 static const CleaveOptionDesc grad_table[] = {
   { "rounds", CLEAVE_OPTION_INT, G (rounds), 14, 0, 1000, NULL, FALSE, FALSE, 0,
-    "Rounds", "rounds of [mask epochs, head-only epochs]" },
+    N_("Rounds"), N_("rounds of [mask epochs, head-only epochs]") },
   { "mask-epochs", CLEAVE_OPTION_INT, G (mask_epochs), 2, 0, 1000, NULL, FALSE, FALSE, 0,
-    "Mask epochs per round", "mask+head epochs per round" },
+    N_("Mask epochs per round"), N_("mask+head epochs per round") },
   { "head-epochs", CLEAVE_OPTION_INT, G (head_epochs), 1, 0, 1000, NULL, FALSE, FALSE, 0,
-    "Warm-up head epochs", "warm-up epochs training heads only" },
+    N_("Warm-up head epochs"), N_("warm-up epochs training heads only") },
   { "train-images", CLEAVE_OPTION_INT, G (train_images), 1536, 0, BIG, NULL, FALSE, FALSE, 0,
-    "Training images per epoch", "training images drawn per epoch (0 = all)" },
+    N_("Training images per epoch"), N_("training images drawn per epoch (0 = all)") },
   { "batch", CLEAVE_OPTION_INT, G (batch), 64, 1, 65536, NULL, FALSE, FALSE, 0,
-    "Batch size", "batch size (each image runs once per module)" },
+    N_("Batch size"), N_("batch size (each image runs once per module)") },
   { "alpha", CLEAVE_OPTION_FLOAT, G (alpha), 0.1, 0, 1000, NULL, FALSE, FALSE, 3,
-    "Sparsity weight α", "weight of mean(mask) in the loss during mask epochs" },
+    N_("Sparsity weight α"), N_("weight of mean(mask) in the loss during mask epochs") },
   { "lr-mask", CLEAVE_OPTION_FLOAT, G (lr_mask), 0.01, 0, 10, NULL, FALSE, FALSE, 4,
-    "Mask learning rate", "Adam lr of θ" },
+    N_("Mask learning rate"), N_("Adam lr of θ") },
   { "max-loss", CLEAVE_OPTION_DOUBLE, G (max_loss), 1.0, 0, 100, NULL, FALSE, TRUE, 2,
-    "Accuracy loss bound (points)", "selection bound on the validation accuracy loss, points" },
+    N_("Accuracy loss bound (points)"), N_("selection bound on the validation accuracy loss, points") },
   { "alpha-growth", CLEAVE_OPTION_FLOAT, G (alpha_growth), 1.35, 0.01, 100, NULL, FALSE, TRUE, 2,
-    "α growth per round", "factor applied to α at each round (1 = constant, the reference)" },
+    N_("α growth per round"), N_("factor applied to α at each round (1 = constant, the reference)") },
   { "head-only-epochs", CLEAVE_OPTION_INT, G (head_only_epochs), 1, 0, 1000, NULL, FALSE, TRUE, 0,
-    "Head-only epochs per round", "head-only epochs per round" },
+    N_("Head-only epochs per round"), N_("head-only epochs per round") },
   { "val-images", CLEAVE_OPTION_INT, G (val_images), 3000, 0, BIG, NULL, FALSE, TRUE, 0,
-    "Validation images", "validation images for the selection (0 = all)" },
+    N_("Validation images"), N_("validation images for the selection (0 = all)") },
   { "lr-head", CLEAVE_OPTION_FLOAT, G (lr_head), 0.002, 0, 10, NULL, FALSE, TRUE, 4,
-    "Head learning rate", "Adam lr of head-only epochs" },
+    N_("Head learning rate"), N_("Adam lr of head-only epochs") },
   { "lr-head-joint", CLEAVE_OPTION_FLOAT, G (lr_head_joint), 0.0005, 0, 10, NULL, FALSE, TRUE, 5,
-    "Head learning rate in mask epochs", "Adam lr of heads in mask epochs" },
+    N_("Head learning rate in mask epochs"), N_("Adam lr of heads in mask epochs") },
   { "theta-init", CLEAVE_OPTION_FLOAT, G (theta_init), 0.2, -100, 100, NULL, FALSE, TRUE, 2,
-    "Initial θ", "initial θ (the reference uses 1)" },
+    N_("Initial θ"), N_("initial θ (the reference uses 1)") },
   { "head-passes", CLEAVE_OPTION_INT, G (head_passes), 10, 1, 1000, NULL, FALSE, TRUE, 0,
-    "Head passes", "passes over each head-only epoch's images, the logits computed once (the reference: 1)" },
+    N_("Head passes"), N_("passes over each head-only epoch's images, the logits computed once (the reference: 1)") },
   { "loss", CLEAVE_OPTION_CHOICE, G (logit_loss), 1, 0, 1, losses, FALSE, TRUE, 0,
-    "Loss", "logits (CE over the heads' pre-sigmoid outputs) or scores (CE over the N sigmoid scores, the reference's)" },
+    N_("Loss"), N_("logits (CE over the heads' pre-sigmoid outputs) or scores (CE over the N sigmoid scores, the reference's)") },
   { "mask-optimizer", CLEAVE_OPTION_CHOICE, G (row_adam), 0, 0, 1, mask_optimizers, FALSE, TRUE, 0,
-    "Mask optimiser", "adam (per entry, the reference's) or adam-row (second moment shared per module and layer)" },
+    N_("Mask optimiser"), N_("adam (per entry, the reference's) or adam-row (second moment shared per module and layer)") },
   { "uniform-epoch", CLEAVE_OPTION_BOOL, G (per_module), 1, 0, 1, NULL, TRUE, TRUE, 0,
-    "Each module from its own epoch", "take every module from the one selected epoch (default: each module from its own epoch)" },
+    N_("Each module from its own epoch"), N_("take every module from the one selected epoch (default: each module from its own epoch)") },
   { "no-holdout", CLEAVE_OPTION_BOOL, G (holdout), 1, 0, 1, NULL, TRUE, TRUE, 0,
     "Check the choice on held-out images",
     "choose the per-module epochs on all validation images (default: on half of them, checked on the other half)" },
   { "refit-images", CLEAVE_OPTION_INT, G (refit_images), 10000, 0, BIG, NULL, FALSE, TRUE, 0,
-    "Refit images", "training images for the final joint refit of the chosen modules' heads (0 = no refit)" },
+    N_("Refit images"), N_("training images for the final joint refit of the chosen modules' heads (0 = no refit)") },
   { "refit-passes", CLEAVE_OPTION_INT, G (refit_passes), 20, 0, 10000, NULL, FALSE, TRUE, 0,
-    "Refit passes", "passes of that refit over the images' cached logits" },
+    N_("Refit passes"), N_("passes of that refit over the images' cached logits") },
 };
 
 static const CleaveOptionDesc ga_table[] = {
   { "population", CLEAVE_OPTION_INT, A (population), 16, 2, 10000, NULL, FALSE, FALSE, 0,
-    "Population", "population per class" },
+    N_("Population"), N_("population per class") },
   { "generations", CLEAVE_OPTION_INT, A (generations), 12, 0, 10000, NULL, FALSE, FALSE, 0,
-    "Generations", "generations" },
+    N_("Generations"), N_("generations") },
   { "mutation", CLEAVE_OPTION_DOUBLE, A (mutation), 0.05, 0, 1, NULL, FALSE, FALSE, 3,
-    "Mutation rate", "gene flip probability" },
+    N_("Mutation rate"), N_("gene flip probability") },
   { "fitness", CLEAVE_OPTION_CHOICE, A (fitness), 0, 0, 1, fitnesses, FALSE, FALSE, 0,
-    "Fitness", "reference (composed accuracy + diff_weight × mean(1 − Jaccard) between modules' kept kernels) "
-    "or krr (composed accuracy − krr_weight × KRR); accuracy and KRR as fractions" },
+    N_("Fitness"), N_("reference (composed accuracy + diff_weight × mean(1 − Jaccard) between modules' kept kernels) "
+    "or krr (composed accuracy − krr_weight × KRR); accuracy and KRR as fractions") },
   { "val-images", CLEAVE_OPTION_INT, A (val_images), 200, 0, BIG, NULL, FALSE, FALSE, 0,
-    "Validation images", "validation images for the fitness (0 = all)" },
+    N_("Validation images"), N_("validation images for the fitness (0 = all)") },
   { "parents", CLEAVE_OPTION_INT, A (parents), 8, 1, 10000, NULL, FALSE, TRUE, 0,
-    "Parents", "parents kept per generation (at most the population)" },
+    N_("Parents"), N_("parents kept per generation (at most the population)") },
   { "elites", CLEAVE_OPTION_INT, A (elites), 4, 1, 10000, NULL, FALSE, TRUE, 0,
-    "Elites", "elites surviving unchanged (below the population)" },
+    N_("Elites"), N_("elites surviving unchanged (below the population)") },
   { "sensitivity-threshold", CLEAVE_OPTION_DOUBLE, A (sensitivity_threshold), 5.0, 0, 100, NULL, FALSE, TRUE, 1,
-    "Sensitivity threshold (points)", "accuracy drop above which a layer counts as sensitive, points" },
+    N_("Sensitivity threshold (points)"), N_("accuracy drop above which a layer counts as sensitive, points") },
   { "krr-weight", CLEAVE_OPTION_DOUBLE, A (krr_weight), 0.1, 0, 100, NULL, FALSE, TRUE, 3,
-    "KRR weight", "krr_weight of the krr fitness" },
+    N_("KRR weight"), N_("krr_weight of the krr fitness") },
   { "diff-weight", CLEAVE_OPTION_DOUBLE, A (diff_weight), 0.1, 0, 100, NULL, FALSE, TRUE, 3,
-    "Dissimilarity weight", "diff_weight of the reference fitness" },
+    N_("Dissimilarity weight"), N_("diff_weight of the reference fitness") },
   { "min-confidence", CLEAVE_OPTION_DOUBLE, A (min_confidence), 0.9, 0, 1, NULL, FALSE, TRUE, 2,
-    "Importance confidence", "kernel importance from images classified with at least this softmax confidence" },
+    N_("Importance confidence"), N_("kernel importance from images classified with at least this softmax confidence") },
   { "importance-images", CLEAVE_OPTION_INT, A (importance_images), 0, 0, BIG, NULL, FALSE, TRUE, 0,
-    "Importance images", "validation images for kernel importance (0 = all)" },
+    N_("Importance images"), N_("validation images for kernel importance (0 = all)") },
   { "sensitivity-images", CLEAVE_OPTION_INT, A (sensitivity_images), 100, 0, BIG, NULL, FALSE, TRUE, 0,
-    "Sensitivity images", "validation images for the sensitivity analysis (0 = the validation images)" },
+    N_("Sensitivity images"), N_("validation images for the sensitivity analysis (0 = the validation images)") },
   { "eval-groups", CLEAVE_OPTION_INT, A (eval_groups), 8, 1, 1024, NULL, FALSE, TRUE, 0,
-    "Candidates per pass", "candidates evaluated together in one forward pass" },
+    N_("Candidates per pass"), N_("candidates evaluated together in one forward pass") },
   { "eval-batch", CLEAVE_OPTION_INT, A (eval_batch), 256, 1, 65536, NULL, FALSE, TRUE, 0,
-    "Images per pass", "images per forward pass, all candidates together" },
+    N_("Images per pass"), N_("images per forward pass, all candidates together") },
 };
 
 const CleaveOptionDesc *

@@ -13,9 +13,18 @@
 #include "cleave-dataset-row.h"
 #include "cleave-device.h"
 #include "cleave-job.h"
+#include "cleave-options.h"
 #include "cleave-error.h"
 #include "cleave-gui-util.h"
 #include "cleave-window.h"
+
+/* One method's option rows, one widget per entry of its table
+ * (cleave-options.h): a GtkSpinButton, a GtkSwitch or an AdwComboRow. */
+typedef struct {
+  const CleaveOptionDesc *table;
+  guint n;
+  GtkWidget **widgets;
+} OptionRows;
 
 struct _CleaveSplitPage
 {
@@ -27,18 +36,8 @@ struct _CleaveSplitPage
   AdwComboRow *device_row;
   AdwPreferencesGroup *grad_group;
   AdwPreferencesGroup *ga_group;
-  GtkSpinButton *rounds_spin;
-  GtkSpinButton *mask_epochs_spin;
-  GtkSpinButton *head_epochs_spin;
-  GtkSpinButton *train_images_spin;
-  GtkSpinButton *batch_spin;
-  GtkSpinButton *alpha_spin;
-  GtkSpinButton *lr_mask_spin;
-  GtkSpinButton *population_spin;
-  GtkSpinButton *generations_spin;
-  GtkSpinButton *mutation_spin;
-  AdwComboRow *fitness_row;
-  GtkSpinButton *val_images_spin;
+  OptionRows grad_rows;        /* built from the option tables */
+  OptionRows ga_rows;
   GtkLabel *status_label;
   GtkProgressBar *progress_bar;
   CleaveChartView *accuracy_chart;
@@ -121,20 +120,104 @@ cleave_split_page_n_points (CleaveSplitPage *self)
 
 /* ---- options ----------------------------------------------------------- */
 
+static GtkWidget *
+option_widget (const CleaveOptionDesc *d, GtkWidget **row)
+{
+  if (d->type == CLEAVE_OPTION_CHOICE)
+    {
+      GtkStringList *words = gtk_string_list_new (NULL);
+      for (int i = 0; d->choices[i]; i++)
+        gtk_string_list_append (words, _(d->choices[i]));
+      *row = adw_combo_row_new ();
+      adw_combo_row_set_model (ADW_COMBO_ROW (*row), G_LIST_MODEL (words));
+      g_object_unref (words);
+      return *row;
+    }
+  *row = adw_action_row_new ();
+  if (d->type == CLEAVE_OPTION_BOOL)
+    {
+      GtkWidget *sw = gtk_switch_new ();
+      gtk_widget_set_valign (sw, GTK_ALIGN_CENTER);
+      adw_action_row_add_suffix (ADW_ACTION_ROW (*row), sw);
+      adw_action_row_set_activatable_widget (ADW_ACTION_ROW (*row), sw);
+      return sw;
+    }
+  {
+    double step = d->type == CLEAVE_OPTION_INT ? 1 : pow (10, -d->digits);
+    GtkAdjustment *adj = gtk_adjustment_new (d->def, d->min, d->max, step, step * 10, 0);
+    GtkWidget *spin = gtk_spin_button_new (adj, step, d->digits);
+    gtk_widget_set_valign (spin, GTK_ALIGN_CENTER);
+    adw_action_row_add_suffix (ADW_ACTION_ROW (*row), spin);
+    return spin;
+  }
+}
+
+/* All the table's options in @group: the main ones as rows, the others
+ * under an "Advanced" expander. */
+static void
+build_option_rows (AdwPreferencesGroup *group, OptionRows *rows, const CleaveOptionDesc *table, guint n)
+{
+  GtkWidget *advanced = adw_expander_row_new ();
+
+  rows->table = table;
+  rows->n = n;
+  rows->widgets = g_new0 (GtkWidget *, n);
+  adw_preferences_row_set_title (ADW_PREFERENCES_ROW (advanced), _("Advanced"));
+  for (guint i = 0; i < n; i++)
+    {
+      GtkWidget *row = NULL;
+      rows->widgets[i] = option_widget (&table[i], &row);
+      adw_preferences_row_set_title (ADW_PREFERENCES_ROW (row), _(table[i].label));
+      gtk_widget_set_tooltip_text (row, _(table[i].help));
+      if (table[i].advanced)
+        adw_expander_row_add_row (ADW_EXPANDER_ROW (advanced), row);
+      else
+        adw_preferences_group_add (group, row);
+    }
+  adw_preferences_group_add (group, advanced);
+}
+
+/* Option struct → widgets. */
+static void
+show_options (const OptionRows *rows, gconstpointer options)
+{
+  for (guint i = 0; i < rows->n; i++)
+    {
+      const CleaveOptionDesc *d = &rows->table[i];
+      double v = cleave_option_get (d, options);
+      if (d->type == CLEAVE_OPTION_CHOICE)
+        adw_combo_row_set_selected (ADW_COMBO_ROW (rows->widgets[i]), (guint) v);
+      else if (d->type == CLEAVE_OPTION_BOOL)
+        gtk_switch_set_active (GTK_SWITCH (rows->widgets[i]), v != 0);
+      else
+        gtk_spin_button_set_value (GTK_SPIN_BUTTON (rows->widgets[i]), v);
+    }
+}
+
+/* Widgets → option struct. */
+static void
+read_rows (const OptionRows *rows, gpointer options)
+{
+  for (guint i = 0; i < rows->n; i++)
+    {
+      const CleaveOptionDesc *d = &rows->table[i];
+      double v;
+      if (d->type == CLEAVE_OPTION_CHOICE)
+        v = adw_combo_row_get_selected (ADW_COMBO_ROW (rows->widgets[i]));
+      else if (d->type == CLEAVE_OPTION_BOOL)
+        v = gtk_switch_get_active (GTK_SWITCH (rows->widgets[i]));
+      else
+        v = gtk_spin_button_get_value (GTK_SPIN_BUTTON (rows->widgets[i]));
+      cleave_option_set (d, options, v);
+    }
+}
+
 void
 cleave_split_page_set_grad_options (CleaveSplitPage *self, const CleaveGradSplitOptions *opt)
 {
   g_return_if_fail (CLEAVE_IS_SPLIT_PAGE (self));
   self->grad = *opt;
-  gtk_spin_button_set_value (self->rounds_spin, opt->rounds);
-  gtk_spin_button_set_value (self->mask_epochs_spin, opt->mask_epochs);
-  gtk_spin_button_set_value (self->head_epochs_spin, opt->head_epochs);
-  gtk_spin_button_set_value (self->train_images_spin, opt->train_images);
-  gtk_spin_button_set_value (self->batch_spin, opt->batch);
-  gtk_spin_button_set_value (self->alpha_spin, opt->alpha);
-  gtk_spin_button_set_value (self->lr_mask_spin, opt->lr_mask);
-  if (!method_is_ga (self))
-    gtk_spin_button_set_value (self->val_images_spin, opt->val_images);
+  show_options (&self->grad_rows, opt);
 }
 
 void
@@ -142,39 +225,91 @@ cleave_split_page_set_ga_options (CleaveSplitPage *self, const CleaveGaSplitOpti
 {
   g_return_if_fail (CLEAVE_IS_SPLIT_PAGE (self));
   self->ga = *opt;
-  gtk_spin_button_set_value (self->population_spin, opt->population);
-  gtk_spin_button_set_value (self->generations_spin, opt->generations);
-  gtk_spin_button_set_value (self->mutation_spin, opt->mutation);
-  adw_combo_row_set_selected (self->fitness_row, opt->fitness == CLEAVE_GA_FITNESS_KRR ? 1 : 0);
-  if (method_is_ga (self))
-    gtk_spin_button_set_value (self->val_images_spin, opt->val_images);
+  show_options (&self->ga_rows, opt);
 }
 
-/* Rows → option structs; the validation row belongs to the shown method. */
 static void
 read_options (CleaveSplitPage *self)
 {
-  int val_images = gtk_spin_button_get_value_as_int (self->val_images_spin);
+  read_rows (&self->grad_rows, &self->grad);
+  read_rows (&self->ga_rows, &self->ga);
+}
 
-  self->grad.rounds = gtk_spin_button_get_value_as_int (self->rounds_spin);
-  self->grad.mask_epochs = gtk_spin_button_get_value_as_int (self->mask_epochs_spin);
-  self->grad.head_epochs = gtk_spin_button_get_value_as_int (self->head_epochs_spin);
-  self->grad.train_images = gtk_spin_button_get_value_as_int (self->train_images_spin);
-  self->grad.batch = gtk_spin_button_get_value_as_int (self->batch_spin);
-  self->grad.alpha = (float) gtk_spin_button_get_value (self->alpha_spin);
-  self->grad.lr_mask = (float) gtk_spin_button_get_value (self->lr_mask_spin);
-  self->ga.population = gtk_spin_button_get_value_as_int (self->population_spin);
-  self->ga.generations = gtk_spin_button_get_value_as_int (self->generations_spin);
-  self->ga.mutation = gtk_spin_button_get_value (self->mutation_spin);
-  self->ga.fitness = adw_combo_row_get_selected (self->fitness_row) == 1
-    ? CLEAVE_GA_FITNESS_KRR : CLEAVE_GA_FITNESS_REFERENCE;
-  /* The GA keeps parents and elites below the population. */
-  self->ga.parents = MIN (self->ga.parents, MAX (1, self->ga.population / 2));
-  self->ga.elites = MIN (self->ga.elites, self->ga.parents);
-  if (method_is_ga (self))
-    self->ga.val_images = val_images;
-  else
-    self->grad.val_images = val_images;
+/* ---- remembered options ------------------------------------------------ */
+
+/* The options as {name: value}: numbers as doubles, switches as booleans,
+ * choices as their words. */
+static GVariant *
+options_to_variant (const OptionRows *rows, gconstpointer options)
+{
+  GVariantBuilder b;
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE ("a{sv}"));
+  for (guint i = 0; i < rows->n; i++)
+    {
+      const CleaveOptionDesc *d = &rows->table[i];
+      double v = cleave_option_get (d, options);
+      GVariant *value = d->type == CLEAVE_OPTION_BOOL ? g_variant_new_boolean (v != 0)
+                        : d->type == CLEAVE_OPTION_CHOICE ? g_variant_new_string (d->choices[(int) v])
+                        : g_variant_new_double (v);
+      g_variant_builder_add (&b, "{sv}", d->name, value);
+    }
+  return g_variant_builder_end (&b);
+}
+
+/* Applies the remembered values that still fit the table (names, types and
+ * ranges may have changed since they were stored); the rest keep their
+ * defaults. */
+static void
+options_from_variant (const OptionRows *rows, GVariant *dict, gpointer options)
+{
+  for (guint i = 0; i < rows->n; i++)
+    {
+      const CleaveOptionDesc *d = &rows->table[i];
+      g_autoptr(GVariant) value = g_variant_lookup_value (dict, d->name, NULL);
+      g_autofree char *text = NULL;
+
+      if (value == NULL)
+        continue;
+      if (d->type == CLEAVE_OPTION_BOOL && g_variant_is_of_type (value, G_VARIANT_TYPE_BOOLEAN))
+        cleave_option_set (d, options, g_variant_get_boolean (value));
+      else if (d->type == CLEAVE_OPTION_CHOICE && g_variant_is_of_type (value, G_VARIANT_TYPE_STRING))
+        text = g_variant_dup_string (value, NULL);
+      else if (g_variant_is_of_type (value, G_VARIANT_TYPE_DOUBLE))
+        {
+          char buf[G_ASCII_DTOSTR_BUF_SIZE];
+          double v = g_variant_get_double (value);
+          text = g_strdup (d->type == CLEAVE_OPTION_INT ? g_ascii_formatd (buf, sizeof buf, "%.0f", v)
+                                                        : g_ascii_dtostr (buf, sizeof buf, v));
+        }
+      /* parsing checks the word or the range; a misfit keeps the default */
+      if (text && !cleave_option_parse (d, options, text, NULL))
+        g_message ("ignoring the remembered split option %s=%s", d->name, text);
+    }
+}
+
+static void
+restore_options (CleaveSplitPage *self)
+{
+  g_autoptr(GVariant) grad = NULL, ga = NULL;
+
+  if (!self->settings)
+    return;
+  grad = g_settings_get_value (self->settings, "grad-split-options");
+  ga = g_settings_get_value (self->settings, "ga-split-options");
+  options_from_variant (&self->grad_rows, grad, &self->grad);
+  options_from_variant (&self->ga_rows, ga, &self->ga);
+  show_options (&self->grad_rows, &self->grad);
+  show_options (&self->ga_rows, &self->ga);
+}
+
+static void
+remember_options (CleaveSplitPage *self)
+{
+  if (!self->settings)
+    return;
+  g_settings_set_value (self->settings, "grad-split-options", options_to_variant (&self->grad_rows, &self->grad));
+  g_settings_set_value (self->settings, "ga-split-options", options_to_variant (&self->ga_rows, &self->ga));
 }
 
 static void
@@ -184,8 +319,6 @@ on_method_selected (CleaveSplitPage *self)
 
   gtk_widget_set_visible (GTK_WIDGET (self->grad_group), !ga);
   gtk_widget_set_visible (GTK_WIDGET (self->ga_group), ga);
-  /* The shared validation row shows the chosen method's value. */
-  gtk_spin_button_set_value (self->val_images_spin, ga ? self->ga.val_images : self->grad.val_images);
   adw_action_row_set_subtitle (ADW_ACTION_ROW (self->method_row),
                               ga ? _("A genetic search for each class’s kernels (CNNSplitter)")
                                  : _("Gradient descent on one kernel mask per class (GradSplitter)"));
@@ -195,10 +328,6 @@ void
 cleave_split_page_set_method (CleaveSplitPage *self, const char *method)
 {
   g_return_if_fail (CLEAVE_IS_SPLIT_PAGE (self));
-  if (method_is_ga (self))
-    self->ga.val_images = gtk_spin_button_get_value_as_int (self->val_images_spin);
-  else
-    self->grad.val_images = gtk_spin_button_get_value_as_int (self->val_images_spin);
   adw_combo_row_set_selected (self->method_row, g_strcmp0 (method, "ga") == 0 ? 1 : 0);
 }
 
@@ -316,6 +445,7 @@ cleave_split_page_set_settings (CleaveSplitPage *self, GSettings *settings)
     return;
   device = g_settings_get_string (settings, "device");
   select_device (self, device);
+  restore_options (self);
   /* The Model page and this page share the device preference. */
   g_signal_connect_object (settings, "changed::device", G_CALLBACK (on_device_setting_changed),
                            self, G_CONNECT_SWAPPED);
@@ -505,6 +635,7 @@ gboolean
 cleave_split_page_start (CleaveSplitPage *self)
 {
   g_autoptr(GTask) task = NULL;
+  g_autoptr(GError) error = NULL;
   SplitJob *job;
 
   g_return_val_if_fail (CLEAVE_IS_SPLIT_PAGE (self), FALSE);
@@ -512,6 +643,13 @@ cleave_split_page_start (CleaveSplitPage *self)
     return FALSE;
 
   read_options (self);
+  if (!(method_is_ga (self) ? cleave_ga_split_options_validate (&self->ga, &error)
+                            : cleave_grad_split_options_validate (&self->grad, &error)))
+    {
+      cleave_gui_show_error (GTK_WIDGET (self), _("Invalid Split Options"), error->message);
+      return FALSE;
+    }
+  remember_options (self);
   job = g_new0 (SplitJob, 1);
   job->model = cleave_model_copy (self->model);
   job->dataset = g_strdup (cleave_dataset_row_get_spec (self->dataset_row));
@@ -603,6 +741,8 @@ cleave_split_page_finalize (GObject *object)
   CleaveSplitPage *self = CLEAVE_SPLIT_PAGE (object);
 
   g_ptr_array_unref (self->device_ids);
+  g_free (self->grad_rows.widgets);
+  g_free (self->ga_rows.widgets);
   g_array_unref (self->acc_points);
   g_array_unref (self->krr_points);
   g_array_unref (self->loss_points);
@@ -628,18 +768,6 @@ cleave_split_page_class_init (CleaveSplitPageClass *klass)
   BIND (device_row);
   BIND (grad_group);
   BIND (ga_group);
-  BIND (rounds_spin);
-  BIND (mask_epochs_spin);
-  BIND (head_epochs_spin);
-  BIND (train_images_spin);
-  BIND (batch_spin);
-  BIND (alpha_spin);
-  BIND (lr_mask_spin);
-  BIND (population_spin);
-  BIND (generations_spin);
-  BIND (mutation_spin);
-  BIND (fitness_row);
-  BIND (val_images_spin);
   BIND (status_label);
   BIND (progress_bar);
   BIND (accuracy_chart);
@@ -668,6 +796,13 @@ cleave_split_page_init (CleaveSplitPage *self)
   self->loss_points = g_array_new (FALSE, FALSE, sizeof (double));
   gtk_widget_init_template (GTK_WIDGET (self));
   fill_devices (self);
+  {
+    guint n;
+    const CleaveOptionDesc *t = cleave_grad_split_option_table (&n);
+    build_option_rows (self->grad_group, &self->grad_rows, t, n);
+    t = cleave_ga_split_option_table (&n);
+    build_option_rows (self->ga_group, &self->ga_rows, t, n);
+  }
 
   cleave_grad_split_options_init (&grad);
   cleave_ga_split_options_init (&ga);
