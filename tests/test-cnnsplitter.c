@@ -498,8 +498,10 @@ static JsonArray *
 parse_log (const CleaveModuleSet *set, JsonParser *p)
 {
   g_autoptr(GError) error = NULL;
-  g_assert_nonnull (set->log_json);
-  g_assert_true (json_parser_load_from_data (p, set->log_json, -1, &error));
+  g_autofree char *text = NULL;
+  g_assert_nonnull (set->log);
+  text = cleave_split_log_to_json (set->log);
+  g_assert_true (json_parser_load_from_data (p, text, -1, &error));
   g_assert_no_error (error);
   g_assert_true (JSON_NODE_HOLDS_ARRAY (json_parser_get_root (p)));
   return json_node_get_array (json_parser_get_root (p));

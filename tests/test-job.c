@@ -187,6 +187,23 @@ test_split (void)
   g_assert_cmpfloat (res.composed_test, >, 0.5);
   g_assert_nonnull (res.test_f1);
   g_assert_cmpfloat (set->source_accuracy, >=, 0.9);
+  /* the log: one entry per epoch, one selected, and its JSON reads back the same */
+  {
+    g_autofree char *text = cleave_split_log_to_json (set->log);
+    g_autoptr(CleaveSplitLog) back = cleave_split_log_from_json (text, &error);
+    g_autofree char *again = NULL;
+    const CleaveSplitLogEntry *sel = cleave_split_log_selected (set->log);
+
+    g_assert_no_error (error);
+    g_assert_cmpuint (set->log->entries->len, ==, 5);
+    g_assert_nonnull (sel);
+    g_assert_cmpint (sel->n_modules, ==, 3);
+    g_assert_cmpint (cleave_split_log_images (set->log), >, 0);
+    g_assert_cmpint (cleave_split_log_images (back), ==, cleave_split_log_images (set->log));
+    g_assert_cmpint (cleave_split_log_selected (back)->epoch, ==, sel->epoch);
+    again = cleave_split_log_to_json (back);
+    g_assert_cmpstr (again, ==, text);
+  }
   g_test_message ("split: source test %.3f, composed test %.3f (validation %.3f), mean KRR %.3f",
                   res.source_test, res.composed_test, set->composed_accuracy, cleave_module_set_mean_krr (set));
 }
@@ -313,6 +330,46 @@ test_evaluate (void)
   }
 }
 
+/* The log reader names the entry and the field it cannot read. */
+static void
+test_split_log_errors (void)
+{
+  static const struct { const char *json, *what; } bad[] = {
+    { "{}", "not an array" },
+    { "[{\"epoch\": 1}, {\"val_accuracy\": 0.5}]", "log[1].epoch" },
+    { "[{\"epoch\": 1, \"phase\": \"lunch\"}]", "log[0].phase" },
+    { "[{\"epoch\": 1, \"module_krr\": [0.5, \"x\"]}]", "log[0].module_krr" },
+    { "[{\"epoch\": 1, \"module_krr\": [0.5], \"module_epochs\": [1, 2]}]", "log[0].module_epochs" },
+    { "[{\"generation\": 0, \"best_fitness\": \"high\"}]", "log[0].best_fitness" },
+    { "[{\"epoch\": -3}]", "log[0].epoch" },
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(CleaveSplitLog) log = cleave_split_log_from_json (bad[i].json, &error);
+      g_assert_null (log);
+      g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE);
+      if (strstr (error->message, bad[i].what) == NULL)
+        g_error ("expected '%s' in: %s", bad[i].what, error->message);
+    }
+  {
+    /* measurements not taken (-1 or null) read as NAN; generations have their own key */
+    g_autoptr(GError) error = NULL;
+    g_autoptr(CleaveSplitLog) log = cleave_split_log_from_json (
+      "[{\"epoch\": 1, \"phase\": \"heads\", \"train_loss\": -1, \"val_accuracy\": null},"
+      " {\"generation\": 0, \"val_accuracy\": 0.5, \"best_fitness\": -0.2}]", &error);
+    const CleaveSplitLogEntry *a, *b;
+    g_assert_no_error (error);
+    a = log->entries->pdata[0];
+    b = log->entries->pdata[1];
+    g_assert_true (isnan (a->train_loss) && isnan (a->val_accuracy));
+    g_assert_cmpint (a->phase, ==, CLEAVE_PHASE_HEADS);
+    g_assert_cmpint (b->phase, ==, CLEAVE_PHASE_GENERATION);
+    g_assert_cmpfloat (b->best_fitness, ==, -0.2);
+  }
+}
+
 static void
 test_parse (void)
 {
@@ -429,6 +486,7 @@ main (int argc, char **argv)
 
   g_test_add_func ("/job/parse", test_parse);
   g_test_add_func ("/job/options", test_options);
+  g_test_add_func ("/job/split-log/errors", test_split_log_errors);
   g_test_add_func ("/job/split/grad", test_split);
   g_test_add_func ("/job/split/cancel-keeps-modules", test_split_cancel);
   g_test_add_func ("/job/split/bad-request", test_split_bad_request);

@@ -10,78 +10,29 @@
 #include <math.h>
 #include <string.h>
 
-/* Training images pushed through the search, summed over the log. */
-static gint64
-log_images (const char *log_json)
-{
-  g_autoptr(JsonParser) p = json_parser_new ();
-  JsonArray *a;
-  gint64 total = 0;
-
-  if (log_json == NULL || !json_parser_load_from_data (p, log_json, -1, NULL) ||
-      !JSON_NODE_HOLDS_ARRAY (json_parser_get_root (p)))
-    return 0;
-  a = json_node_get_array (json_parser_get_root (p));
-  for (guint i = 0; i < json_array_get_length (a); i++)
-    {
-      JsonNode *n = json_array_get_element (a, i);
-      if (JSON_NODE_HOLDS_OBJECT (n))
-        total += json_object_get_int_member_with_default (json_node_get_object (n), "images", 0);
-    }
-  return total;
-}
-
 static void
-print_selected (const char *log_json)
+print_selected (const CleaveSplitLog *log)
 {
-  g_autoptr(JsonParser) p = json_parser_new ();
-  JsonArray *a;
+  const CleaveSplitLogEntry *e = cleave_split_log_selected (log);
+  gboolean mixed = FALSE;
 
-  if (log_json == NULL || !json_parser_load_from_data (p, log_json, -1, NULL) ||
-      !JSON_NODE_HOLDS_ARRAY (json_parser_get_root (p)))
+  if (e == NULL)
     return;
-  a = json_node_get_array (json_parser_get_root (p));
-  for (guint i = 0; i < json_array_get_length (a); i++)
+  printf ("selected epoch %d (%s): validation accuracy %.2f%%, mean KRR %.2f%% — %s\n", e->epoch,
+          cleave_phase_name (e->phase), 100 * e->val_accuracy, 100 * e->mean_krr, e->selection ? e->selection : "");
+  for (int k = 0; e->module_epochs && k < e->n_modules; k++)
+    mixed |= e->module_epochs[k] != e->epoch;
+  if (mixed)
     {
-      JsonObject *o = json_node_get_object (json_array_get_element (a, i));
-      if (o && json_object_get_boolean_member_with_default (o, "selected", FALSE))
-        {
-          double acc = json_object_get_double_member_with_default (o, "val_accuracy", -1);
-          printf ("selected epoch %" G_GINT64_FORMAT " (%s): validation accuracy %.2f%%, mean KRR %.2f%% — %s\n",
-                  json_object_get_int_member_with_default (o, "epoch", 0),
-                  json_object_get_string_member_with_default (o, "phase", "?"),
-                  acc >= 0 ? 100 * acc : NAN,
-                  100 * json_object_get_double_member_with_default (o, "mean_krr", NAN),
-                  json_object_get_string_member_with_default (o, "selection", ""));
-          if (json_object_has_member (o, "module_epochs"))
-            {
-              JsonArray *me = json_object_get_array_member (o, "module_epochs");
-              gboolean mixed = FALSE;
-              for (guint k = 0; k < json_array_get_length (me); k++)
-                mixed |= json_array_get_int_element (me, k) != json_object_get_int_member_with_default (o, "epoch", 0);
-              if (mixed)
-                {
-                  printf ("modules taken from epochs");
-                  for (guint k = 0; k < json_array_get_length (me); k++)
-                    printf (" %" G_GINT64_FORMAT, json_array_get_int_element (me, k));
-                  printf (" (per class): mean KRR %.2f%%\n",
-                          100 * json_object_get_double_member_with_default (o, "modules_mean_krr", NAN));
-                }
-            }
-          if (json_object_has_member (o, "head_refit") && JSON_NODE_HOLDS_OBJECT (json_object_get_member (o, "head_refit")))
-            {
-              JsonObject *r = json_object_get_object_member (o, "head_refit");
-              printf ("heads refitted together on %" G_GINT64_FORMAT " training images (%" G_GINT64_FORMAT
-                      " passes): validation %.2f%% → %.2f%%, %s\n",
-                      json_object_get_int_member_with_default (r, "images", 0),
-                      json_object_get_int_member_with_default (r, "passes", 0),
-                      100 * json_object_get_double_member_with_default (r, "val_accuracy_before", NAN),
-                      100 * json_object_get_double_member_with_default (r, "val_accuracy_after", NAN),
-                      json_object_get_boolean_member_with_default (r, "kept", FALSE) ? "kept" : "not kept (the saved heads are the search's)");
-            }
-          return;
-        }
+      printf ("modules taken from epochs");
+      for (int k = 0; k < e->n_modules; k++)
+        printf (" %d", e->module_epochs[k]);
+      printf (" (per class): mean KRR %.2f%%\n", 100 * e->modules_mean_krr);
     }
+  if (e->has_refit)
+    printf ("heads refitted together on %d training images (%d passes): validation %.2f%% → %.2f%%, %s\n",
+            e->refit.images, e->refit.passes, 100 * e->refit.val_accuracy_before, 100 * e->refit.val_accuracy_after,
+            e->refit.kept ? "kept" : "not kept (the saved heads are the search's)");
 }
 
 static void
@@ -262,10 +213,10 @@ cleave_cmd_split (int argc, char **argv)
   if (cancelled)
     fprintf (stderr, "interrupted at %s %d: kept the best result so far\n",
              req.method == CLEAVE_SPLIT_METHOD_GA ? "generation" : "epoch", res.split.cancelled_at);
-  print_selected (set->log_json);
+  print_selected (set->log);
   if (report && !cleave_report_write_module_set (set, report, &error))
     return cleave_cli_fail (g_steal_pointer (&error));
-  print_table (set, res.test_f1, res.source_test, res.composed_test, res.seconds, log_images (set->log_json));
+  print_table (set, res.test_f1, res.source_test, res.composed_test, res.seconds, cleave_split_log_images (set->log));
   printf ("wrote %s%s%s\n", output, report ? " and the report in " : "", report ? report : "");
   return cancelled ? 130 : 0;
 }

@@ -842,14 +842,14 @@ ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
   g_autofree double *sens = NULL, *layer_r0 = NULL;
   g_autofree int *all_val = NULL;
   g_autoptr(GError) local = NULL;
-  g_autoptr(JsonBuilder) log = json_builder_new ();
+  g_autoptr(CleaveSplitLog) log = cleave_split_log_new ();
   Indiv ***pop = NULL, **best = NULL, **chosen = NULL;
   int chosen_gen = -1;
   double chosen_fit = -G_MAXDOUBLE;
   CleaveModuleSet *set = NULL;
   int nc = 0, n_imp = 0, n_sens = 0, n_layers = 0, gens_done = -1, P = 0, E;
   double source_acc_imp = NAN, base_acc = NAN;
-  gboolean was_cancelled = FALSE, log_open = FALSE;
+  gboolean was_cancelled = FALSE;
 
   if (cancelled)
     *cancelled = FALSE;
@@ -1066,8 +1066,6 @@ ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
       indiv_copy (&ga, best[c], pop[c][0]);
   }
 
-  json_builder_begin_array (log);
-  log_open = TRUE;
 
   /* 4. generations (generation 0 is the initial population) */
   {
@@ -1155,18 +1153,13 @@ ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
             chosen_fit = mean_fit;
             chosen_gen = gen;
           }
-        json_builder_begin_object (log);
-        json_builder_set_member_name (log, "generation");
-        json_builder_add_int_value (log, gen);
-        json_builder_set_member_name (log, "val_accuracy");
-        json_builder_add_double_value (log, acc);
-        json_builder_set_member_name (log, "mean_krr");
-        json_builder_add_double_value (log, mean_krr);
-        json_builder_set_member_name (log, "best_fitness");
-        json_builder_add_double_value (log, mean_fit);
-        json_builder_set_member_name (log, "seconds");
-        json_builder_add_double_value (log, (g_get_monotonic_time () - ga.start_us) / 1e6);
-        json_builder_end_object (log);
+        {
+          CleaveSplitLogEntry *e = cleave_split_log_append (log, gen, CLEAVE_PHASE_GENERATION);
+          e->val_accuracy = acc;
+          e->mean_krr = mean_krr;
+          e->best_fitness = mean_fit;
+          e->seconds = (g_get_monotonic_time () - ga.start_us) / 1e6;
+        }
         if (progress)
           {
             CleaveProgress p = { 0 };
@@ -1189,8 +1182,6 @@ ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
       indiv_free (children[i]);
     g_free (children);
   }
-  json_builder_end_array (log);
-  log_open = FALSE;
 
 finish:
 #undef CHECK_LOCAL
@@ -1235,15 +1226,8 @@ finish:
       set->composed_accuracy = source_acc_imp;
   }
 
-  if (log_open)
-    json_builder_end_array (log);
-  else if (gens_done < 0)
-    {
-      json_builder_begin_array (log);
-      json_builder_end_array (log);
-    }
-  g_free (set->log_json);
-  set->log_json = builder_to_string (log);
+  cleave_split_log_free (set->log);
+  set->log = g_steal_pointer (&log);
 
   {
     g_autoptr(JsonBuilder) b = json_builder_new ();

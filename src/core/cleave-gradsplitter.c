@@ -894,94 +894,55 @@ options_to_json (const CleaveGradSplitOptions *o)
   return json_generator_to_data (gen, NULL);
 }
 
-static char *
-log_to_json (GPtrArray *log, int selected, const char *note, int n, const int *pick, int total_kernels,
-             double mix_accuracy, int holdout_undone, int refit_images, int refit_passes, double refit_before,
-             double refit_after, gboolean refit_kept)
+static CleaveSplitLog *
+make_log (GPtrArray *log, int selected, const char *note, int n, const int *pick, int total_kernels,
+          double mix_accuracy, int holdout_undone, int refit_images, int refit_passes, double refit_before,
+          double refit_after, gboolean refit_kept)
 {
-  g_autoptr(JsonBuilder) b = json_builder_new ();
-  g_autoptr(JsonGenerator) gen = json_generator_new ();
-  g_autoptr(JsonNode) root = NULL;
+  CleaveSplitLog *out = cleave_split_log_new ();
 
-  json_builder_begin_array (b);
   for (guint i = 0; i < log->len; i++)
     {
       EpochState *e = log->pdata[i];
-      json_builder_begin_object (b);
-      json_builder_set_member_name (b, "epoch");
-      json_builder_add_int_value (b, e->epoch);
-      json_builder_set_member_name (b, "phase");
-      json_builder_add_string_value (b, e->phase == CLEAVE_GRAD_PHASE_JOINT ? "masks" : "heads");
-      json_builder_set_member_name (b, "train_loss");
-      json_builder_add_double_value (b, isfinite (e->train_loss) ? e->train_loss : -1);
-      json_builder_set_member_name (b, "train_accuracy");
-      json_builder_add_double_value (b, isfinite (e->train_accuracy) ? e->train_accuracy : -1);
-      json_builder_set_member_name (b, "val_accuracy");
-      json_builder_add_double_value (b, isfinite (e->val_accuracy) ? e->val_accuracy : -1);
-      json_builder_set_member_name (b, "mean_krr");
-      json_builder_add_double_value (b, e->mean_krr);
-      json_builder_set_member_name (b, "kept_kernels");
-      json_builder_add_int_value (b, e->kept);
-      json_builder_set_member_name (b, "module_krr");
-      json_builder_begin_array (b);
-      for (int g = 0; g < n; g++)
-        json_builder_add_double_value (b, e->module_krr[g]);
-      json_builder_end_array (b);
-      json_builder_set_member_name (b, "seconds");
-      json_builder_add_double_value (b, e->seconds);
-      json_builder_set_member_name (b, "images");
-      json_builder_add_int_value (b, e->images);
-      json_builder_set_member_name (b, "images_per_s");
-      json_builder_add_double_value (b, e->images_per_s);
-      json_builder_set_member_name (b, "selected");
-      json_builder_add_boolean_value (b, (int) i == selected);
-      if ((int) i == selected && note)
-        {
-          json_builder_set_member_name (b, "selection");
-          json_builder_add_string_value (b, note);
-        }
-      if ((int) i == selected && pick)
-        {
-          /* The modules actually kept: each from its own epoch (select_per_module). */
-          gint64 kept = 0;
-          json_builder_set_member_name (b, "module_epochs");
-          json_builder_begin_array (b);
-          for (int g = 0; g < n; g++)
-            {
-              EpochState *pe = log->pdata[pick[g]];
-              json_builder_add_int_value (b, pe->epoch);
-              kept += (gint64) llround (pe->module_krr[g] * total_kernels);
-            }
-          json_builder_end_array (b);
-          json_builder_set_member_name (b, "modules_mean_krr");
-          json_builder_add_double_value (b, (double) kept / ((double) n * total_kernels));
-          json_builder_set_member_name (b, "modules_val_accuracy");
-          json_builder_add_double_value (b, isfinite (mix_accuracy) ? mix_accuracy : -1);
-          json_builder_set_member_name (b, "holdout_moves_undone");
-          json_builder_add_int_value (b, holdout_undone);
-          if (refit_images > 0 && isfinite (refit_after))
-            {
-              json_builder_set_member_name (b, "head_refit");
-              json_builder_begin_object (b);
-              json_builder_set_member_name (b, "images");
-              json_builder_add_int_value (b, refit_images);
-              json_builder_set_member_name (b, "passes");
-              json_builder_add_int_value (b, refit_passes);
-              json_builder_set_member_name (b, "val_accuracy_before");
-              json_builder_add_double_value (b, refit_before);
-              json_builder_set_member_name (b, "val_accuracy_after");
-              json_builder_add_double_value (b, refit_after);
-              json_builder_set_member_name (b, "kept");
-              json_builder_add_boolean_value (b, refit_kept);
-              json_builder_end_object (b);
-            }
-        }
-      json_builder_end_object (b);
+      CleaveSplitLogEntry *o = cleave_split_log_append (out, e->epoch, e->phase == CLEAVE_GRAD_PHASE_JOINT
+                                                                          ? CLEAVE_PHASE_MASKS : CLEAVE_PHASE_HEADS);
+      o->train_loss = e->train_loss;
+      o->train_accuracy = e->train_accuracy;
+      o->val_accuracy = e->val_accuracy;
+      o->mean_krr = e->mean_krr;
+      o->kept_kernels = e->kept;
+      o->n_modules = n;
+      o->module_krr = g_memdup2 (e->module_krr, sizeof (double) * n);
+      o->seconds = e->seconds;
+      o->images = e->images;
+      o->images_per_s = e->images_per_s;
+      o->selected = (int) i == selected;
+      if (!o->selected)
+        continue;
+      o->selection = g_strdup (note);
+      if (pick == NULL)
+        continue;
+      {
+        /* The modules actually kept: each from its own epoch (select_per_module). */
+        gint64 kept = 0;
+        o->module_epochs = g_new (int, n);
+        for (int g = 0; g < n; g++)
+          {
+            EpochState *pe = log->pdata[pick[g]];
+            o->module_epochs[g] = pe->epoch;
+            kept += (gint64) llround (pe->module_krr[g] * total_kernels);
+          }
+        o->modules_mean_krr = (double) kept / ((double) n * total_kernels);
+        o->modules_val_accuracy = mix_accuracy;
+        o->holdout_moves_undone = holdout_undone;
+        if (refit_images > 0 && isfinite (refit_after))
+          {
+            o->has_refit = TRUE;
+            o->refit = (CleaveHeadRefit) { refit_images, refit_passes, refit_before, refit_after, refit_kept };
+          }
+      }
     }
-  json_builder_end_array (b);
-  root = json_builder_get_root (b);
-  json_generator_set_root (gen, root);
-  return json_generator_to_data (gen, NULL);
+  return out;
 }
 
 /* Composed hits of the modules taken from the epochs in @pick, over the
@@ -1698,7 +1659,7 @@ grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
     if (set == NULL)
       goto out;
     set->source_accuracy = source_acc;
-    set->log_json = log_to_json (log, selected, note, n, pick, s->total_kernels, mix_acc, undone, refit_images,
+    set->log = make_log (log, selected, note, n, pick, s->total_kernels, mix_acc, undone, refit_images,
                                  opt->refit_passes, refit_before, refit_after, refit != NULL);
     set->options_json = options_to_json (opt);
     if (chosen->val_scores)
