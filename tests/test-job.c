@@ -330,6 +330,85 @@ test_evaluate (void)
   }
 }
 
+/* Train: a small preset on tiny, then the same cancelled after epoch 1,
+ * keeping that epoch's model; then resumed from a copy. */
+typedef struct {
+  GCancellable *cancel;
+  int cancel_after;
+  int epochs_done;
+} TrainWatch;
+
+static void
+train_progress (const CleaveProgress *p, gpointer data)
+{
+  TrainWatch *w = data;
+
+  if (p->epoch_done)
+    w->epochs_done++;
+  if (w->cancel && p->epoch_done && p->epoch == w->cancel_after)
+    g_cancellable_cancel (w->cancel);
+}
+
+static void
+test_train (void)
+{
+  static const char *const parts[] = { "tiny", NULL };
+  static const int classes[] = { 2, 0 };
+  g_autoptr(GError) error = NULL;
+  CleaveTrainRequest req;
+
+  cleave_train_request_init (&req);
+  req.arch = "weak";
+  dataset_spec (&req.dataset, parts);
+  req.device.device = "cpu";
+  req.device.config = &config;
+  req.train.epochs = 3;
+  req.train.batch = 32;
+  req.train.lr = 0.05f;
+  req.train.use_augment = FALSE;
+  {
+    g_auto(CleaveTrainJobResult) res = { 0 };
+    TrainWatch w = { 0 };
+    g_assert_true (cleave_job_train (&req, train_progress, &w, NULL, &res, &error));
+    g_assert_no_error (error);
+    g_assert_cmpint (res.n_train + res.n_val, ==, 300);
+    g_assert_cmpint (res.n_val, ==, 60);
+    g_assert_cmpint (w.epochs_done, >=, 3);
+    g_assert_nonnull (res.test);
+    g_assert_cmpint (res.test->total, ==, 90);
+    g_assert_cmpint (res.train.best_epoch, >=, 1);
+    g_assert_nonnull (strstr (res.model->provenance_json, "\"test_accuracy\""));
+    g_assert_cmpstr (res.model->dataset, ==, "tiny");
+    g_test_message ("train: best epoch %d, validation %.3f, test %.3f", res.train.best_epoch,
+                    res.train.best_val_accuracy, res.test->accuracy);
+  }
+  {
+    /* two classes, relabelled: a 2-class model */
+    g_auto(CleaveTrainJobResult) res = { 0 };
+    req.classes = classes;
+    req.n_classes = 2;
+    req.train.epochs = 1;
+    g_assert_true (cleave_job_train (&req, NULL, NULL, NULL, &res, &error));
+    g_assert_cmpint (res.model->n_classes, ==, 2);
+    g_assert_cmpint (res.test->total, ==, 60);
+    req.classes = NULL;
+    req.n_classes = 0;
+  }
+  {
+    g_autoptr(GCancellable) cancel = g_cancellable_new ();
+    g_auto(CleaveTrainJobResult) res = { 0 };
+    TrainWatch w = { cancel, 1, 0 };
+    req.train.epochs = 5;
+    g_assert_false (cleave_job_train (&req, train_progress, &w, cancel, &res, &error));
+    g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+    g_clear_error (&error);
+    g_assert_true (res.cancelled);
+    g_assert_nonnull (res.model);
+    g_assert_cmpint (res.train.best_epoch, ==, 1);
+    g_assert_null (res.test);
+  }
+}
+
 /* The log reader names the entry and the field it cannot read. */
 static void
 test_split_log_errors (void)
@@ -491,6 +570,7 @@ main (int argc, char **argv)
   g_test_add_func ("/job/split/cancel-keeps-modules", test_split_cancel);
   g_test_add_func ("/job/split/bad-request", test_split_bad_request);
   g_test_add_func ("/job/evaluate", test_evaluate);
+  g_test_add_func ("/job/train", test_train);
   rc = g_test_run ();
   cleave_model_free (model);
   remove_tree (data_root);

@@ -6,6 +6,8 @@
 
 #include "cleave-job.h"
 #include "cleave-error.h"
+#include "cleave-arch.h"
+#include <json-glib/json-glib.h>
 
 /* ---- inputs --------------------------------------------------------------- */
 
@@ -292,6 +294,205 @@ cleave_job_split (const CleaveSplitRequest *request, CleaveProgressFunc progress
   if (!ok)
     return FALSE;
   return test == NULL || split_test (request, backend, test, progress, user_data, cancellable, result, error);
+}
+
+/* ---- train ---------------------------------------------------------------- */
+
+void
+cleave_train_request_init (CleaveTrainRequest *request)
+{
+  g_return_if_fail (request != NULL);
+  memset (request, 0, sizeof *request);
+  request->arch = "simcnn:w=0.125";
+  request->val_fraction = CLEAVE_VAL_FRACTION_DEFAULT;
+  request->min_per_class = 100;
+  cleave_train_options_init (&request->train);
+}
+
+void
+cleave_train_job_result_clear (CleaveTrainJobResult *result)
+{
+  g_return_if_fail (result != NULL);
+  cleave_model_free (result->model);
+  cleave_train_result_clear (&result->train);
+  cleave_metrics_free (result->test);
+  g_free (result->device_name);
+  memset (result, 0, sizeof *result);
+}
+
+/* Both splits, with only the requested classes. */
+static gboolean
+load_train_data (const CleaveTrainRequest *request, CleaveDataset **train, CleaveDataset **test,
+                 GCancellable *cancellable, GError **error)
+{
+  *train = cleave_job_load_dataset (&request->dataset, CLEAVE_SPLIT_TRAIN, NULL, cancellable, error);
+  *test = *train ? cleave_job_load_dataset (&request->dataset, CLEAVE_SPLIT_TEST, NULL, cancellable, error) : NULL;
+  if (*test == NULL)
+    return FALSE;
+  if (request->classes)
+    {
+      CleaveDataset *a = cleave_dataset_select_classes (*train, request->classes, request->n_classes, error);
+      CleaveDataset *b = a ? cleave_dataset_select_classes (*test, request->classes, request->n_classes, error) : NULL;
+      cleave_dataset_free (*train);
+      cleave_dataset_free (*test);
+      *train = a;
+      *test = b;
+      if (b == NULL)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* The validation split, then the training images actually used: a
+ * class-skewed subset, or at most max_train of them. */
+static void
+choose_images (const CleaveTrainRequest *request, const CleaveDataset *train, int **train_idx, int *n_train,
+               int **val_idx, int *n_val)
+{
+  cleave_dataset_split (train, request->val_fraction, request->seed, train_idx, n_train, val_idx, n_val);
+  if (request->dirichlet > 0)
+    {
+      int n_sub = 0;
+      int *sub = cleave_dataset_dirichlet_subset (train, *train_idx, *n_train, request->dirichlet,
+                                                  request->min_per_class,
+                                                  request->max_train > 0 ? request->max_train : *n_train,
+                                                  request->seed, &n_sub);
+      g_free (*train_idx);
+      *train_idx = sub;
+      *n_train = n_sub;
+    }
+  else if (request->max_train > 0 && request->max_train < *n_train)
+    {
+      GRand *r = g_rand_new_with_seed ((guint32) request->seed + 99);
+      cleave_shuffle_indices (*train_idx, *n_train, r);
+      g_rand_free (r);
+      *n_train = request->max_train;
+    }
+}
+
+/* The epoch a resumed model's checkpoint provenance records (0: none). */
+static int
+checkpoint_epoch (const CleaveModel *model)
+{
+  g_autoptr(JsonParser) p = json_parser_new ();
+  JsonObject *o;
+
+  if (model->provenance_json == NULL || !json_parser_load_from_data (p, model->provenance_json, -1, NULL) ||
+      !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
+    return 0;
+  o = json_node_get_object (json_parser_get_root (p));
+  if (!json_object_has_member (o, "checkpoint") || !JSON_NODE_HOLDS_OBJECT (json_object_get_member (o, "checkpoint")))
+    return 0;
+  return (int) CLAMP (json_object_get_int_member_with_default (json_object_get_object_member (o, "checkpoint"),
+                                                                "epoch", 0), 0, G_MAXINT);
+}
+
+static CleaveModel *
+make_model (const CleaveTrainRequest *request, const CleaveDataset *train, const int *train_idx, int n_train,
+            const char *label, GError **error)
+{
+  CleaveGraph *g;
+  CleaveModel *model;
+
+  if (request->resume)
+    return cleave_model_copy (request->resume);
+  if (request->arch_json)
+    g = cleave_graph_from_json (request->arch_json, error);
+  else
+    g = cleave_arch_build (request->arch, train->c, train->h, train->w, train->n_classes, error);
+  if (g == NULL)
+    return NULL;
+  cleave_graph_init_params (g, request->seed);
+  model = cleave_model_new (g, train->n_classes, (const char *const *) train->class_names);
+  cleave_model_set_norm_from_dataset (model, train, train_idx, n_train);
+  model->dataset = g_strdup (label);
+  return model;
+}
+
+/* The "training" provenance: what was trained on and how well it did. */
+static char *
+train_provenance (const CleaveTrainRequest *request, const char *label, const CleaveTrainJobResult *r)
+{
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autoptr(JsonNode) root = NULL;
+  const struct { const char *key; gint64 v; } ints[] = {
+    { "seed", (gint64) request->seed }, { "epochs", request->train.epochs }, { "best_epoch", r->train.best_epoch },
+    { "train_images", r->n_train }, { "val_images", r->n_val },
+  };
+  const struct { const char *key; double v; } nums[] = {
+    { "val_accuracy", r->train.best_val_accuracy }, { "test_accuracy", r->test->accuracy },
+    { "train_seconds", round (10 * r->train.seconds) / 10 },
+    { "train_images_per_s", round (10 * r->train.images_per_s) / 10 },
+  };
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "dataset");
+  json_builder_add_string_value (b, label);
+  for (gsize i = 0; i < G_N_ELEMENTS (ints); i++)
+    {
+      json_builder_set_member_name (b, ints[i].key);
+      json_builder_add_int_value (b, ints[i].v);
+    }
+  for (gsize i = 0; i < G_N_ELEMENTS (nums); i++)
+    {
+      json_builder_set_member_name (b, nums[i].key);
+      json_builder_add_double_value (b, nums[i].v);
+    }
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  json_generator_set_root (gen, root);
+  return json_generator_to_data (gen, NULL);
+}
+
+gboolean
+cleave_job_train (const CleaveTrainRequest *request, CleaveProgressFunc progress, gpointer user_data,
+                  GCancellable *cancellable, CleaveTrainJobResult *result, GError **error)
+{
+  g_autoptr(CleaveDataset) train = NULL, test = NULL;
+  g_autoptr(CleaveBackend) backend = NULL;
+  g_autofree int *train_idx = NULL, *val_idx = NULL;
+  g_autofree char *label = NULL, *prov = NULL;
+  CleaveTrainOptions opt;
+  GError *local = NULL;
+
+  g_return_val_if_fail (request != NULL && result != NULL && result->model == NULL, FALSE);
+  if (!(request->val_fraction > 0 && request->val_fraction < 1))
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
+                   "the validation fraction must lie between 0 and 1, not %g", request->val_fraction);
+      return FALSE;
+    }
+  report_phase (progress, user_data, CLEAVE_PHASE_LOAD, 0);
+  label = cleave_dataset_spec_label (&request->dataset);
+  if (!load_train_data (request, &train, &test, cancellable, error))
+    return FALSE;
+  choose_images (request, train, &train_idx, &result->n_train, &val_idx, &result->n_val);
+  result->model = make_model (request, train, train_idx, result->n_train, label, error);
+  backend = result->model ? cleave_job_open_device (&request->device, error) : NULL;
+  if (backend == NULL)
+    return FALSE;
+  result->device_name = g_strdup (backend->name);
+  opt = request->train;
+  opt.seed = request->seed;
+  opt.augment.flip = !train->digits;   /* mirrored digits are other digits; clothes and objects stay what they are */
+  opt.augment.pad = train->h >= 32 ? 4 : 2;
+  opt.start_epoch = result->start_epoch = request->resume ? checkpoint_epoch (request->resume) : 0;
+  if (!cleave_train (result->model, backend, train, train_idx, result->n_train, val_idx, result->n_val, &opt,
+                     progress, user_data, cancellable, &result->train, &local))
+    {
+      result->cancelled = g_error_matches (local, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+      g_propagate_error (error, local);
+      return FALSE;
+    }
+  report_phase (progress, user_data, CLEAVE_PHASE_TEST, 0);
+  result->test = cleave_model_evaluate (result->model, backend, test, NULL, NULL, cancellable, error);
+  if (result->test == NULL)
+    return FALSE;
+  prov = train_provenance (request, label, result);
+  cleave_model_set_provenance (result->model, "checkpoint", NULL);
+  cleave_model_set_provenance (result->model, "training", prov);
+  return TRUE;
 }
 
 /* ---- evaluate ------------------------------------------------------------- */

@@ -15,6 +15,7 @@
 #include "cleave-split.h"
 #include "cleave-compose.h"
 #include "cleave-device.h"
+#include "cleave-train.h"
 
 G_BEGIN_DECLS
 
@@ -94,6 +95,49 @@ G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (CleaveSplitJobResult, cleave_split_job_result_
  * A cancelled run skips the test evaluation. @result must be zeroed. */
 gboolean cleave_job_split (const CleaveSplitRequest *request, CleaveProgressFunc progress, gpointer user_data,
                            GCancellable *cancellable, CleaveSplitJobResult *result, GError **error);
+
+/* ---- train ---------------------------------------------------------------- */
+
+typedef struct {
+  const char *arch;               /* architecture preset ("simcnn:w=0.125"), used when arch_json and resume are NULL */
+  const char *arch_json;          /* or an architecture in JSON (docs/ARCHITECTURE-JSON.md) */
+  const CleaveModel *resume;      /* or continue training a copy of this model (from its checkpoint epoch, if any) */
+  CleaveDatasetSpec dataset;
+  const int *classes;             /* keep only these classes, relabelled 0..n-1; NULL: all */
+  int n_classes;
+  CleaveDeviceSpec device;
+  double val_fraction;            /* CLEAVE_VAL_FRACTION_DEFAULT */
+  guint64 seed;                   /* of the validation split, the initial weights and the shuffling */
+  int max_train;                  /* at most this many training images; 0 = all */
+  double dirichlet;               /* > 0: a class-skewed training subset, Dirichlet(dirichlet) proportions */
+  int min_per_class;              /* with dirichlet: at least this many images per class */
+  CleaveTrainOptions train;       /* epochs, batch, lr, use_augment, checkpoint; the seed is @seed and the
+                                   * augmentation (flip, padding) follows the data */
+} CleaveTrainRequest;
+
+void cleave_train_request_init (CleaveTrainRequest *request);
+
+typedef struct {
+  CleaveModel *model;             /* the trained model (its best validation epoch), "training" provenance set */
+  CleaveTrainResult train;        /* history, best epoch; on cancel what was kept */
+  CleaveMetrics *test;            /* on the test split; NULL when cancelled */
+  gboolean cancelled;
+  /* Filled in before training starts (a progress callback may read them): */
+  int n_train, n_val;
+  int start_epoch;                /* epochs already done (resume) */
+  char *device_name;
+} CleaveTrainJobResult;
+
+void cleave_train_job_result_clear (CleaveTrainJobResult *result);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (CleaveTrainJobResult, cleave_train_job_result_clear)
+
+/* Loads the training and test splits, splits off the validation images,
+ * builds the model (or copies the one to resume), trains, evaluates on the
+ * test split and records the provenance. On cancel: FALSE with
+ * G_IO_ERROR_CANCELLED, result->cancelled, result->model holding the best
+ * epoch so far (result->train.best_epoch; the checkpoint file has it too). */
+gboolean cleave_job_train (const CleaveTrainRequest *request, CleaveProgressFunc progress, gpointer user_data,
+                           GCancellable *cancellable, CleaveTrainJobResult *result, GError **error);
 
 /* ---- evaluate ------------------------------------------------------------- */
 
