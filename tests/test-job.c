@@ -108,6 +108,8 @@ train_model (void)
   g_test_message ("model: validation accuracy %.3f", res.best_val_accuracy);
   cleave_train_result_clear (&res);
   model->path = g_build_filename (data_root, "tiny.safetensors", NULL);
+  /* the module sets name it as their source: compose's "before" loads it */
+  g_assert_true (cleave_model_save (model, model->path, &error));
 }
 
 static void
@@ -409,6 +411,61 @@ test_train (void)
   }
 }
 
+/* Compose two of a split's modules and patch a class, each evaluated
+ * against its source (the model file the set names). */
+static void
+test_reuse (void)
+{
+  static const char *const parts[] = { "tiny", NULL };
+  g_autoptr(GError) error = NULL;
+  g_auto(CleaveSplitJobResult) split = { 0 };
+  CleaveSplitRequest sreq;
+  CleaveReuseRequest req = { 0 };
+
+  short_split_request (&sreq, parts);
+  g_assert_true (cleave_job_split (&sreq, NULL, NULL, NULL, &split, &error));
+  g_assert_no_error (error);
+  dataset_spec (&req.dataset, parts);
+  req.device.device = "cpu";
+  req.device.config = &config;
+  {
+    g_auto(CleaveReuseResult) res = { 0 };
+    CleaveComposition *c = cleave_composition_new ();
+    g_autoptr(CleaveScorer) scorer = NULL;
+
+    g_assert_true (cleave_composition_add (c, split.split.set, 2, NULL, &error));
+    g_assert_true (cleave_composition_add (c, split.split.set, 0, NULL, &error));
+    scorer = cleave_scorer_new_composition (c);
+    req.scorer = scorer;
+    g_assert_true (cleave_job_reuse (&req, NULL, NULL, NULL, &res, &error));
+    g_assert_no_error (error);
+    g_assert_cmpint (res.n_classes, ==, 2);
+    g_assert_cmpint (res.after->total, ==, 60);
+    g_assert_cmpint (res.n_sources, ==, 1);
+    g_assert_cmpstr (res.source_names[0], ==, "tiny.safetensors");
+    g_assert_false (isnan (res.source_accuracy[0]));
+    for (int i = 0; i < 6; i++)
+      g_assert_false (isnan (res.before_prf[i]));
+    g_test_message ("compose: source %.3f on the task's images, composed %.3f", res.source_accuracy[0],
+                    res.after->accuracy);
+  }
+  {
+    g_auto(CleaveReuseResult) res = { 0 };
+    CleavePatched *p = cleave_patched_new (cleave_model_copy (model));
+    g_autoptr(CleaveScorer) scorer = NULL;
+
+    g_assert_true (cleave_patched_add (p, split.split.set, 1, 1, &error));
+    g_assert_no_error (error);
+    scorer = cleave_scorer_new_patched (p);
+    req.scorer = scorer;
+    g_assert_true (cleave_job_reuse (&req, NULL, NULL, NULL, &res, &error));
+    g_assert_cmpint (res.n_classes, ==, 3);
+    g_assert_cmpint (res.after->total, ==, 90);
+    g_assert_cmpfloat (res.source_accuracy[0], >=, 0.9);
+    g_test_message ("patch: weak %.3f, patched %.3f", res.source_accuracy[0], res.after->accuracy);
+  }
+}
+
 /* The log reader names the entry and the field it cannot read. */
 static void
 test_split_log_errors (void)
@@ -571,6 +628,7 @@ main (int argc, char **argv)
   g_test_add_func ("/job/split/bad-request", test_split_bad_request);
   g_test_add_func ("/job/evaluate", test_evaluate);
   g_test_add_func ("/job/train", test_train);
+  g_test_add_func ("/job/reuse", test_reuse);
   rc = g_test_run ();
   cleave_model_free (model);
   remove_tree (data_root);

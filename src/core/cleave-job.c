@@ -600,3 +600,160 @@ cleave_job_evaluate (const CleaveEvaluateRequest *request, CleaveProgressFunc pr
     }
   return TRUE;
 }
+
+/* ---- compose and patch: before and after ----------------------------------- */
+
+void
+cleave_reuse_result_clear (CleaveReuseResult *result)
+{
+  g_return_if_fail (result != NULL);
+  cleave_metrics_free (result->after);
+  g_strfreev (result->class_names);
+  g_free (result->before_prf);
+  g_strfreev (result->source_names);
+  g_free (result->source_accuracy);
+  memset (result, 0, sizeof *result);
+}
+
+static void
+set_prf (double *prf, const CleaveMetrics *m, int c)
+{
+  prf[0] = m->precision[c];
+  prf[1] = m->recall[c];
+  prf[2] = m->f1[c];
+}
+
+static gboolean
+reuse_patched (CleavePatched *p, CleaveScorer *scorer, CleaveBackend *backend, const CleaveDataset *ds,
+               GCancellable *cancellable, CleaveReuseResult *r, GError **error)
+{
+  g_autoptr(CleaveScorer) weak = cleave_scorer_new_model (cleave_model_copy (p->weak));
+  g_autoptr(CleaveMetrics) before = NULL;
+
+  r->n_classes = cleave_scorer_n_classes (scorer);
+  r->class_names = g_strdupv ((char **) cleave_scorer_class_names (scorer));
+  before = cleave_scorer_evaluate (weak, backend, ds, NULL, 0, NULL, NULL, NULL, cancellable, error);
+  if (before == NULL)
+    return FALSE;
+  r->after = cleave_scorer_evaluate (scorer, backend, ds, NULL, 0, NULL, NULL, NULL, cancellable, error);
+  if (r->after == NULL)
+    return FALSE;
+  r->before_prf = g_new (double, (gsize) r->n_classes * 3);
+  for (int c = 0; c < r->n_classes; c++)
+    set_prf (r->before_prf + c * 3, before, c);
+  r->n_sources = 1;
+  r->source_names = g_new0 (char *, 2);
+  r->source_names[0] = p->weak->path ? g_path_get_basename (p->weak->path) : g_strdup ("?");
+  r->source_accuracy = g_new (double, 1);
+  r->source_accuracy[0] = before->accuracy;
+  return TRUE;
+}
+
+/* The dataset class serving composed class @k: same name, else the
+ * module's class index in its source. */
+static int
+task_class (const CleaveComposition *c, int k, const CleaveDataset *ds)
+{
+  const CleaveComposedClass *cc = &g_array_index (c->classes, CleaveComposedClass, k);
+  const CleaveModule *m = cleave_composition_module (c, k);
+
+  for (int i = 0; ds->class_names && i < ds->n_classes; i++)
+    if (g_strcmp0 (ds->class_names[i], cc->class_name) == 0)
+      return i;
+  return m->class_index < ds->n_classes ? m->class_index : -1;
+}
+
+/* Source model @s on the task's images of the full dataset (its own
+ * labels): its accuracy there and its P/R/F1 on the classes it serves. */
+static gboolean
+reuse_source (const CleaveComposition *c, int s, CleaveBackend *backend, const CleaveDataset *ds,
+              const int *task_idx, int n_task, const int *classes, GCancellable *cancellable,
+              CleaveReuseResult *r, GError **error)
+{
+  const CleaveModuleSet *set = g_ptr_array_index (c->sources, s);
+  CleaveModel *model = set->source_path ? cleave_model_load (set->source_path, NULL) : NULL;
+  g_autoptr(CleaveScorer) src = NULL;
+  g_autoptr(CleaveMetrics) m = NULL;
+
+  r->source_names[s] = set->source_path ? g_path_get_basename (set->source_path) : g_strdup ("?");
+  r->source_accuracy[s] = NAN;
+  if (model == NULL || model->n_classes != ds->n_classes)
+    {
+      /* not available: the model file is gone or serves another task */
+      cleave_model_free (model);
+      return TRUE;
+    }
+  src = cleave_scorer_new_model (model);
+  m = cleave_scorer_evaluate (src, backend, ds, task_idx, n_task, NULL, NULL, NULL, cancellable, error);
+  if (m == NULL)
+    return FALSE;
+  r->source_accuracy[s] = m->accuracy;
+  for (int k = 0; k < r->n_classes; k++)
+    if (g_array_index (c->classes, CleaveComposedClass, k).source == s)
+      set_prf (r->before_prf + k * 3, m, classes[k]);
+  return TRUE;
+}
+
+static gboolean
+reuse_composition (CleaveComposition *c, CleaveScorer *scorer, CleaveBackend *backend, const CleaveDataset *ds,
+                   GCancellable *cancellable, CleaveReuseResult *r, GError **error)
+{
+  int K = cleave_composition_n_classes (c), n_task = 0;
+  g_autofree int *classes = g_new (int, MAX (K, 1));
+  g_autofree int *task_idx = g_new (int, MAX (ds->n, 1));
+  g_autoptr(CleaveDataset) sub = NULL;
+
+  for (int k = 0; k < K; k++)
+    if ((classes[k] = task_class (c, k, ds)) < 0)
+      {
+        g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "the dataset has no class '%s'",
+                     g_array_index (c->classes, CleaveComposedClass, k).class_name);
+        return FALSE;
+      }
+  sub = cleave_dataset_select_classes (ds, classes, K, error);
+  if (sub == NULL)
+    return FALSE;
+  for (int i = 0; i < ds->n; i++)
+    for (int k = 0; k < K; k++)
+      if (ds->labels[i] == classes[k])
+        {
+          task_idx[n_task++] = i;
+          break;
+        }
+  r->n_classes = K;
+  r->class_names = g_strdupv ((char **) cleave_scorer_class_names (scorer));
+  r->before_prf = g_new (double, (gsize) K * 3);
+  for (int i = 0; i < K * 3; i++)
+    r->before_prf[i] = NAN;
+  r->n_sources = (int) c->sources->len;
+  r->source_names = g_new0 (char *, r->n_sources + 1);
+  r->source_accuracy = g_new (double, MAX (r->n_sources, 1));
+  for (int s = 0; s < r->n_sources; s++)
+    if (!reuse_source (c, s, backend, ds, task_idx, n_task, classes, cancellable, r, error))
+      return FALSE;
+  r->after = cleave_scorer_evaluate (scorer, backend, sub, NULL, 0, NULL, NULL, NULL, cancellable, error);
+  return r->after != NULL;
+}
+
+gboolean
+cleave_job_reuse (const CleaveReuseRequest *request, CleaveProgressFunc progress, gpointer user_data,
+                  GCancellable *cancellable, CleaveReuseResult *result, GError **error)
+{
+  g_autoptr(CleaveDataset) ds = NULL;
+  g_autoptr(CleaveBackend) backend = NULL;
+  CleaveScorer *scorer;
+
+  g_return_val_if_fail (request != NULL && request->scorer != NULL, FALSE);
+  g_return_val_if_fail (result != NULL && result->after == NULL, FALSE);
+  scorer = request->scorer;
+  g_return_val_if_fail (cleave_scorer_kind (scorer) != CLEAVE_SCORER_MODEL, FALSE);
+  report_phase (progress, user_data, CLEAVE_PHASE_LOAD, 0);
+  ds = cleave_job_load_dataset (&request->dataset, CLEAVE_SPLIT_TEST, NULL, cancellable, error);
+  backend = ds ? cleave_job_open_device (&request->device, error) : NULL;
+  if (backend == NULL)
+    return FALSE;
+  report_phase (progress, user_data, CLEAVE_PHASE_EVALUATE, 0);
+  if (cleave_scorer_kind (scorer) == CLEAVE_SCORER_PATCHED)
+    return reuse_patched (cleave_scorer_patched (scorer), scorer, backend, ds, cancellable, result, error);
+  return reuse_composition (cleave_scorer_composition (scorer), scorer, backend, ds, cancellable, result, error);
+}

@@ -167,4 +167,32 @@ G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (CleaveEvaluateResult, cleave_evaluate_result_c
 gboolean cleave_job_evaluate (const CleaveEvaluateRequest *request, CleaveProgressFunc progress, gpointer user_data,
                               GCancellable *cancellable, CleaveEvaluateResult *result, GError **error);
 
+/* ---- compose and patch: before and after ----------------------------------- */
+
+typedef struct {
+  CleaveScorer *scorer;           /* borrowed: a composition or a patched model */
+  CleaveDatasetSpec dataset;      /* test images of the task's classes: a composed class is found by its name,
+                                   * else by its module's class index; a patched model uses the weak model's */
+  CleaveDeviceSpec device;
+} CleaveReuseRequest;
+
+typedef struct {
+  CleaveMetrics *after;           /* the composed or patched model on the task's images */
+  int n_classes;                  /* of the task */
+  char **class_names;
+  double *before_prf;             /* n_classes × (precision, recall, F1) before: each composed class's source
+                                   * model on it, or the weak model; NAN where unknown */
+  int n_sources;                  /* composition: its module sets; patch: 1 (the weak model) */
+  char **source_names;            /* their model files' base names */
+  double *source_accuracy;        /* their accuracy on the task's images; NAN when the model is not available */
+} CleaveReuseResult;
+
+void cleave_reuse_result_clear (CleaveReuseResult *result);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (CleaveReuseResult, cleave_reuse_result_clear)
+
+/* Evaluates a composition against its source models, or a patched model
+ * against its weak model, on the request's test split; @result must be zeroed. */
+gboolean cleave_job_reuse (const CleaveReuseRequest *request, CleaveProgressFunc progress, gpointer user_data,
+                           GCancellable *cancellable, CleaveReuseResult *result, GError **error);
+
 G_END_DECLS
