@@ -765,6 +765,14 @@ cleave_dataset_load_image_folder (const char *root, GCancellable *cancellable, G
 
 /* ---------------------------------------------------------------- named datasets */
 
+static const char *const dataset_names[CLEAVE_N_DATASET_NAMES + 1] = { "fashion-mnist", "mnist", "cifar10", NULL };
+
+const char *const *
+cleave_dataset_names (void)
+{
+  return dataset_names;
+}
+
 const char *const *
 cleave_dataset_default_dirs (void)
 {

@@ -27,6 +27,11 @@ typedef enum {
   CLEAVE_SPLIT_TEST,
 } CleaveSplit;
 
+/* The named datasets, in the order front ends offer them:
+ * "fashion-mnist", "mnist", "cifar10" (NULL-terminated). */
+const char *const *cleave_dataset_names (void);
+#define CLEAVE_N_DATASET_NAMES 3
+
 /* The data directories searched for named datasets when none are given:
  * $XDG_DATA_HOME/cleave/datasets, then DIR/datasets for each of the XDG
  * system data directories (/usr/share/datasets holds Debian's

@@ -8,6 +8,8 @@
  * needed (validating a drop, evaluating, exporting), which makes removing
  * an entry trivial and leaves every check to the core. */
 #include <glib/gi18n.h>
+
+#include "cleave-dataset.h"
 #include <math.h>
 
 #include "cleave-compose-page.h"
@@ -18,8 +20,8 @@
 #include "cleave-error.h"
 #include "cleave-window.h"
 
-static const char *const dataset_specs[] = { "fashion-mnist", "mnist", "cifar10" };
-#define FOLDER_ROW G_N_ELEMENTS (dataset_specs)
+/* The named datasets (cleave_dataset_names), then "Image Folder…". */
+#define FOLDER_ROW CLEAVE_N_DATASET_NAMES
 
 typedef struct {
   CleaveModuleRef ref;
@@ -1044,8 +1046,8 @@ cleave_compose_page_set_dataset (CleaveComposePage *self, const char *spec)
 
   g_return_if_fail (CLEAVE_IS_COMPOSE_PAGE (self));
   g_return_if_fail (spec != NULL);
-  for (guint i = 0; i < G_N_ELEMENTS (dataset_specs); i++)
-    if (g_strcmp0 (spec, dataset_specs[i]) == 0)
+  for (guint i = 0; i < CLEAVE_N_DATASET_NAMES; i++)
+    if (g_strcmp0 (spec, cleave_dataset_names ()[i]) == 0)
       row = i;
   if (spec != self->dataset)
     {
@@ -1068,7 +1070,7 @@ on_dataset_selected (CleaveComposePage *self)
     return;
   if (i < FOLDER_ROW)
     {
-      cleave_compose_page_set_dataset (self, dataset_specs[i]);
+      cleave_compose_page_set_dataset (self, cleave_dataset_names ()[i]);
       return;
     }
   chooser = new_chooser (self, _("Choose an Image Folder"), GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, _("_Select"));
@@ -1186,7 +1188,7 @@ cleave_compose_page_init (CleaveComposePage *self)
 
   self->composed = g_array_new (FALSE, FALSE, sizeof (Entry));
   self->patches = g_array_new (FALSE, FALSE, sizeof (Entry));
-  self->dataset = g_strdup (dataset_specs[0]);
+  self->dataset = g_strdup (cleave_dataset_names ()[0]);
   gtk_widget_init_template (GTK_WIDGET (self));
   gtk_list_box_set_header_func (self->palette, palette_header, self, NULL);
 
