@@ -40,6 +40,131 @@ other_accuracy (const CleaveMetrics *m, const gboolean *is_target)
   return all ? (double) right / all : NAN;
 }
 
+/* One side of a comparison: the file, its scorer, its metrics, its class names. */
+typedef struct {
+  const char *path;
+  CleaveScorer *scorer;
+  CleaveMetrics *m;
+  const char *const *names;
+} Side;
+
+/* The target classes of a comparison: --targets, else the classes B patches. */
+static gboolean
+mark_targets (const char *targets, CleaveScorer *b, int n_classes, gboolean *is_target, int *n_targets,
+              GError **error)
+{
+  if (targets)
+    {
+      int n = 0;
+      g_autofree int *list = cleave_parse_index_list (targets, &n, error);
+      if (list == NULL)
+        return FALSE;
+      for (int i = 0; i < n; i++)
+        if (list[i] >= 0 && list[i] < n_classes)
+          is_target[list[i]] = TRUE;
+    }
+  else if (cleave_scorer_kind (b) == CLEAVE_SCORER_PATCHED)
+    {
+      CleavePatched *p = cleave_scorer_patched (b);
+      for (int e = 0; e < cleave_composition_n_classes (p->modules); e++)
+        is_target[p->target[e]] = TRUE;
+    }
+  *n_targets = 0;
+  for (int c = 0; c < n_classes; c++)
+    *n_targets += is_target[c];
+  return TRUE;
+}
+
+static void
+build_targets (JsonBuilder *jb, const CleaveMetrics *ma, const CleaveMetrics *mb, const gboolean *is_target)
+{
+  json_builder_set_member_name (jb, "targets");
+  json_builder_begin_array (jb);
+  for (int c = 0; c < ma->n_classes; c++)
+    if (is_target[c])
+      {
+        const char *keys[3] = { "precision", "recall", "f1" };
+        const double *va[3] = { ma->precision, ma->recall, ma->f1 };
+        const double *vb[3] = { mb->precision, mb->recall, mb->f1 };
+        json_builder_begin_object (jb);
+        json_builder_set_member_name (jb, "class");
+        json_builder_add_int_value (jb, c);
+        for (int q = 0; q < 3; q++)
+          {
+            json_builder_set_member_name (jb, keys[q]);
+            json_builder_begin_array (jb);
+            json_builder_add_double_value (jb, va[q][c]);
+            json_builder_add_double_value (jb, vb[q][c]);
+            json_builder_end_array (jb);
+          }
+        json_builder_end_object (jb);
+      }
+  json_builder_end_array (jb);
+  json_builder_set_member_name (jb, "other_accuracy");
+  json_builder_begin_array (jb);
+  json_builder_add_double_value (jb, other_accuracy (ma, is_target));
+  json_builder_add_double_value (jb, other_accuracy (mb, is_target));
+  json_builder_end_array (jb);
+}
+
+/* --json: A's metrics alone, or both with the targets. Built, not printf'd:
+ * the same JSON in every locale. */
+static void
+print_json (const Side *a, const Side *b, const char *split, const char *ds_label, const gboolean *is_target,
+            int n_targets)
+{
+  g_autofree char *ja = cleave_metrics_to_json (a->m, a->names);
+  g_autofree char *jb = NULL, *text = NULL;
+  g_autoptr(JsonBuilder) bld = NULL;
+
+  if (b == NULL)
+    {
+      printf ("%s\n", ja);
+      return;
+    }
+  jb = cleave_metrics_to_json (b->m, b->names);
+  bld = json_builder_new ();
+  json_builder_begin_object (bld);
+  json_builder_set_member_name (bld, "split");
+  json_builder_add_string_value (bld, split);
+  json_builder_set_member_name (bld, "dataset");
+  json_builder_add_string_value (bld, ds_label);
+  json_builder_set_member_name (bld, "a");
+  json_builder_add_value (bld, json_from_string (ja, NULL));
+  json_builder_set_member_name (bld, "b");
+  json_builder_add_value (bld, json_from_string (jb, NULL));
+  if (n_targets)
+    build_targets (bld, a->m, b->m, is_target);
+  json_builder_end_object (bld);
+  text = cleave_cli_json_text (bld, TRUE);
+  printf ("%s\n", text);
+}
+
+static void
+print_compare (const Side *a, const Side *b, const char *split, const char *ds_label, const gboolean *is_target,
+               int n_targets)
+{
+  const CleaveMetrics *ma = a->m, *mb = b->m;
+
+  printf ("%s split of %s: A = %s (%s), B = %s (%s)\n", split, ds_label, a->path, cleave_scorer_kind_name (a->scorer),
+          b->path, cleave_scorer_kind_name (b->scorer));
+  printf ("accuracy  A %.2f%%  B %.2f%%  (%+.2f points)\n", 100 * ma->accuracy, 100 * mb->accuracy,
+          100 * (mb->accuracy - ma->accuracy));
+  printf ("%-14s %8s %8s %8s | %8s %8s %8s\n", "class", "P(A)", "R(A)", "F1(A)", "P(B)", "R(B)", "F1(B)");
+  for (int c = 0; c < MIN (ma->n_classes, mb->n_classes); c++)
+    printf ("%-14.14s %8.4f %8.4f %8.4f | %8.4f %8.4f %8.4f%s\n", a->names[c], ma->precision[c],
+            ma->recall[c], ma->f1[c], mb->precision[c], mb->recall[c], mb->f1[c],
+            is_target[c] ? "  <- target" : "");
+  for (int c = 0; c < ma->n_classes; c++)
+    if (is_target[c])
+      printf ("target %d (%s): precision %+.2f, recall %+.2f, F1 %+.2f points\n", c, a->names[c],
+              100 * (mb->precision[c] - ma->precision[c]), 100 * (mb->recall[c] - ma->recall[c]),
+              100 * (mb->f1[c] - ma->f1[c]));
+  if (n_targets)
+    printf ("accuracy on the other classes  A %.2f%%  B %.2f%%\n", 100 * other_accuracy (ma, is_target),
+            100 * other_accuracy (mb, is_target));
+}
+
 int
 cleave_cmd_eval (int argc, char **argv)
 {
@@ -69,7 +194,6 @@ cleave_cmd_eval (int argc, char **argv)
   GCancellable *cancel = cleave_cli_cancellable ();
   const char *const *names_a, *const *names_b;
   gboolean ok;
-  int status = 0;
 
   g_option_context_add_main_entries (ctx, entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
@@ -112,83 +236,13 @@ cleave_cmd_eval (int argc, char **argv)
   names_b = sb ? cleave_scorer_class_names (sb) : NULL;
   {
     g_autofree gboolean *is_target = g_new0 (gboolean, ma->n_classes);
+    Side A = { argv[1], sa, ma, names_a }, B = { compare, sb, mb, names_b };
     int n_targets = 0;
-    if (mb)
-      {
-        if (targets)
-          {
-            int n = 0;
-            g_autofree int *list = cleave_parse_index_list (targets, &n, &error);
-            if (list == NULL)
-              return cleave_cli_fail (g_steal_pointer (&error));
-            for (int i = 0; i < n; i++)
-              if (list[i] >= 0 && list[i] < ma->n_classes)
-                is_target[list[i]] = TRUE;
-          }
-        else if (cleave_scorer_kind (sb) == CLEAVE_SCORER_PATCHED)
-          {
-            CleavePatched *p = cleave_scorer_patched (sb);
-            for (int e = 0; e < cleave_composition_n_classes (p->modules); e++)
-              is_target[p->target[e]] = TRUE;
-          }
-        for (int c = 0; c < ma->n_classes; c++)
-          n_targets += is_target[c];
-      }
+
+    if (mb && !mark_targets (targets, sb, ma->n_classes, is_target, &n_targets, &error))
+      return cleave_cli_fail (g_steal_pointer (&error));
     if (json)
-      {
-        g_autofree char *ja = cleave_metrics_to_json (ma, names_a);
-        if (mb)
-          {
-            g_autofree char *jb = cleave_metrics_to_json (mb, names_b);
-            /* Built, not printf'd: the same JSON in every locale. */
-            g_autoptr(JsonBuilder) jb_ = json_builder_new ();
-            g_autofree char *text = NULL;
-            json_builder_begin_object (jb_);
-            json_builder_set_member_name (jb_, "split");
-            json_builder_add_string_value (jb_, split);
-            json_builder_set_member_name (jb_, "dataset");
-            json_builder_add_string_value (jb_, ds_label);
-            json_builder_set_member_name (jb_, "a");
-            json_builder_add_value (jb_, json_from_string (ja, NULL));
-            json_builder_set_member_name (jb_, "b");
-            json_builder_add_value (jb_, json_from_string (jb, NULL));
-            if (n_targets)
-              {
-                json_builder_set_member_name (jb_, "targets");
-                json_builder_begin_array (jb_);
-                for (int c = 0; c < ma->n_classes; c++)
-                  if (is_target[c])
-                    {
-                      const char *keys[3] = { "precision", "recall", "f1" };
-                      const double *va[3] = { ma->precision, ma->recall, ma->f1 };
-                      const double *vb[3] = { mb->precision, mb->recall, mb->f1 };
-                      json_builder_begin_object (jb_);
-                      json_builder_set_member_name (jb_, "class");
-                      json_builder_add_int_value (jb_, c);
-                      for (int q = 0; q < 3; q++)
-                        {
-                          json_builder_set_member_name (jb_, keys[q]);
-                          json_builder_begin_array (jb_);
-                          json_builder_add_double_value (jb_, va[q][c]);
-                          json_builder_add_double_value (jb_, vb[q][c]);
-                          json_builder_end_array (jb_);
-                        }
-                      json_builder_end_object (jb_);
-                    }
-                json_builder_end_array (jb_);
-                json_builder_set_member_name (jb_, "other_accuracy");
-                json_builder_begin_array (jb_);
-                json_builder_add_double_value (jb_, other_accuracy (ma, is_target));
-                json_builder_add_double_value (jb_, other_accuracy (mb, is_target));
-                json_builder_end_array (jb_);
-              }
-            json_builder_end_object (jb_);
-            text = cleave_cli_json_text (jb_, TRUE);
-            printf ("%s\n", text);
-          }
-        else
-          printf ("%s\n", ja);
-      }
+      print_json (&A, mb ? &B : NULL, split, ds_label, is_target, n_targets);
     else if (mb == NULL)
       {
         g_autofree char *title = g_strdup_printf ("%s (%s) on %s (%s split)", argv[1], cleave_scorer_kind_name (sa),
@@ -198,25 +252,7 @@ cleave_cmd_eval (int argc, char **argv)
                 cleave_scorer_flops (sa) / 1e6);
       }
     else
-      {
-        printf ("%s split of %s: A = %s (%s), B = %s (%s)\n", split, ds_label, argv[1], cleave_scorer_kind_name (sa),
-                compare, cleave_scorer_kind_name (sb));
-        printf ("accuracy  A %.2f%%  B %.2f%%  (%+.2f points)\n", 100 * ma->accuracy, 100 * mb->accuracy,
-                100 * (mb->accuracy - ma->accuracy));
-        printf ("%-14s %8s %8s %8s | %8s %8s %8s\n", "class", "P(A)", "R(A)", "F1(A)", "P(B)", "R(B)", "F1(B)");
-        for (int c = 0; c < MIN (ma->n_classes, mb->n_classes); c++)
-          printf ("%-14.14s %8.4f %8.4f %8.4f | %8.4f %8.4f %8.4f%s\n", names_a[c], ma->precision[c],
-                  ma->recall[c], ma->f1[c], mb->precision[c], mb->recall[c], mb->f1[c],
-                  is_target[c] ? "  <- target" : "");
-        for (int c = 0; c < ma->n_classes; c++)
-          if (is_target[c])
-            printf ("target %d (%s): precision %+.2f, recall %+.2f, F1 %+.2f points\n", c, names_a[c],
-                    100 * (mb->precision[c] - ma->precision[c]), 100 * (mb->recall[c] - ma->recall[c]),
-                    100 * (mb->f1[c] - ma->f1[c]));
-        if (n_targets)
-          printf ("accuracy on the other classes  A %.2f%%  B %.2f%%\n", 100 * other_accuracy (ma, is_target),
-                  100 * other_accuracy (mb, is_target));
-      }
+      print_compare (&A, &B, split, ds_label, is_target, n_targets);
   }
-  return status;
+  return 0;
 }
