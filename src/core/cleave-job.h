@@ -37,19 +37,55 @@ typedef struct {
   const CleaveBackendConfig *config;  /* NULL: defaults */
 } CleaveDeviceSpec;
 
-/* "PATH:0,3" (a dataset part, or a module set with some of its modules) →
- * PATH and [0, 3]; without ":LIST" (or where the part after the last colon
- * holds a '/') the list is NULL and *n = 0. */
+/**
+ * cleave_parse_path_list:
+ * @arg: "PATH" or "PATH:0,3" (a dataset part, or a module set with some of its modules)
+ * @path: (out) (transfer full): the path
+ * @list: (out) (transfer full) (nullable) (array length=n): the indices after the last colon; %NULL
+ *   without a list (or when the part after the last colon holds a '/')
+ * @n: (out): their number (0 without a list)
+ * @error: a #GError naming @arg when the list is malformed
+ *
+ * Returns: %TRUE when @arg was read
+ */
 gboolean cleave_parse_path_list (const char *arg, char **path, int **list, int *n, GError **error);
-/* "0,3,5" or "0-4" (or a mix) → a new array of class indices. */
+/**
+ * cleave_parse_index_list:
+ * @text: "0,3,5", "0-4" or a mix of both
+ * @n_out: (out): the number of indices
+ * @error: a #GError naming @text when it is malformed
+ *
+ * Returns: (transfer full) (nullable) (array length=n_out): the indices, or %NULL on error
+ */
 int *cleave_parse_index_list (const char *text, int *n_out, GError **error);
 
-/* Loads @spec's @split; @class_names (may be NULL) receives the names, with
- * "DATASET:" in front when several parts are mixed. */
+/**
+ * cleave_job_load_dataset:
+ * @spec: the dataset or mix
+ * @split: which split
+ * @class_names: (out) (optional) (transfer full) (array zero-terminated=1): the class names, with
+ *   "DATASET:" in front when several parts are mixed
+ * @cancellable: (nullable): a #GCancellable
+ * @error: a #GError naming the dataset
+ *
+ * Returns: (transfer full) (nullable): the images, or %NULL on error
+ */
 CleaveDataset *cleave_job_load_dataset (const CleaveDatasetSpec *spec, CleaveSplit split, char ***class_names,
                                         GCancellable *cancellable, GError **error);
-/* "fashion-mnist", "fashion-mnist:0,3 + mnist:7": the spec as one label. */
+/**
+ * cleave_dataset_spec_label:
+ * @spec: a dataset spec
+ *
+ * Returns: (transfer full): the spec as one label: "fashion-mnist", "fashion-mnist:0,3 + mnist:7"
+ */
 char *cleave_dataset_spec_label (const CleaveDatasetSpec *spec);
+/**
+ * cleave_job_open_device:
+ * @spec: the device and its backend configuration
+ * @error: a #GError (%CLEAVE_ERROR_NO_DEVICE) listing the devices when none matches
+ *
+ * Returns: (transfer full) (nullable): the backend
+ */
 CleaveBackend *cleave_job_open_device (const CleaveDeviceSpec *spec, GError **error);
 
 /* ---- split ---------------------------------------------------------------- */
@@ -89,10 +125,23 @@ typedef struct {
 void cleave_split_job_result_clear (CleaveSplitJobResult *result);
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (CleaveSplitJobResult, cleave_split_job_result_clear)
 
-/* Loads the training split (and the test split when @request->test), splits
+/**
+ * cleave_job_split:
+ * @request: what to split, on what, how
+ * @progress: (nullable) (scope call): called on the calling thread as the job runs
+ * @user_data: for @progress
+ * @cancellable: (nullable): a #GCancellable
+ * @result: (out caller-allocates): zeroed; receives the modules and the numbers (clear it with
+ *   cleave_split_job_result_clear() in every case)
+ * @error: a #GError; %G_IO_ERROR_CANCELLED on cancel, with the modules kept in @result
+ *
+ * Loads the training split (and the test split when @request->test), splits
  * off the validation images, opens the device and runs the method. The
  * module set keeps its validation numbers; the test numbers are in @result.
- * A cancelled run skips the test evaluation. @result must be zeroed. */
+ * A cancelled run skips the test evaluation.
+ *
+ * Returns: %TRUE when the split ran to the end
+ */
 gboolean cleave_job_split (const CleaveSplitRequest *request, CleaveProgressFunc progress, gpointer user_data,
                            GCancellable *cancellable, CleaveSplitJobResult *result, GError **error);
 
@@ -131,11 +180,23 @@ typedef struct {
 void cleave_train_job_result_clear (CleaveTrainJobResult *result);
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (CleaveTrainJobResult, cleave_train_job_result_clear)
 
-/* Loads the training and test splits, splits off the validation images,
+/**
+ * cleave_job_train:
+ * @request: what to train, on what, how
+ * @progress: (nullable) (scope call): called on the calling thread as the job runs
+ * @user_data: for @progress
+ * @cancellable: (nullable): a #GCancellable
+ * @result: (out caller-allocates): zeroed; clear it with cleave_train_job_result_clear()
+ * @error: a #GError; %G_IO_ERROR_CANCELLED on cancel
+ *
+ * Loads the training and test splits, splits off the validation images,
  * builds the model (or copies the one to resume), trains, evaluates on the
- * test split and records the provenance. On cancel: FALSE with
- * G_IO_ERROR_CANCELLED, result->cancelled, result->model holding the best
- * epoch so far (result->train.best_epoch; the checkpoint file has it too). */
+ * test split and records the provenance. On cancel, result->cancelled is set
+ * and result->model holds the best epoch so far (result->train.best_epoch;
+ * the checkpoint file has it too).
+ *
+ * Returns: %TRUE when training and the test evaluation ran to the end
+ */
 gboolean cleave_job_train (const CleaveTrainRequest *request, CleaveProgressFunc progress, gpointer user_data,
                            GCancellable *cancellable, CleaveTrainJobResult *result, GError **error);
 
@@ -162,8 +223,19 @@ typedef struct {
 void cleave_evaluate_result_clear (CleaveEvaluateResult *result);
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (CleaveEvaluateResult, cleave_evaluate_result_clear)
 
-/* Loads the dataset once and evaluates each scorer on it; @result must be
- * zeroed. Progress fractions run from 0 to 1 per scorer. */
+/**
+ * cleave_job_evaluate:
+ * @request: the scorers and the data
+ * @progress: (nullable) (scope call): called on the calling thread; the fractions cover all scorers
+ * @user_data: for @progress
+ * @cancellable: (nullable): a #GCancellable
+ * @result: (out caller-allocates): zeroed; clear it with cleave_evaluate_result_clear()
+ * @error: a #GError
+ *
+ * Loads the dataset once and evaluates each scorer on it.
+ *
+ * Returns: %TRUE when every scorer was evaluated
+ */
 gboolean cleave_job_evaluate (const CleaveEvaluateRequest *request, CleaveProgressFunc progress, gpointer user_data,
                               GCancellable *cancellable, CleaveEvaluateResult *result, GError **error);
 
@@ -190,8 +262,20 @@ typedef struct {
 void cleave_reuse_result_clear (CleaveReuseResult *result);
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (CleaveReuseResult, cleave_reuse_result_clear)
 
-/* Evaluates a composition against its source models, or a patched model
- * against its weak model, on the request's test split; @result must be zeroed. */
+/**
+ * cleave_job_reuse:
+ * @request: the composition or patched model and the data
+ * @progress: (nullable) (scope call): called on the calling thread
+ * @user_data: for @progress
+ * @cancellable: (nullable): a #GCancellable
+ * @result: (out caller-allocates): zeroed; clear it with cleave_reuse_result_clear()
+ * @error: a #GError
+ *
+ * Evaluates a composition against its source models, or a patched model
+ * against its weak model, on the request's test split.
+ *
+ * Returns: %TRUE when both sides were evaluated
+ */
 gboolean cleave_job_reuse (const CleaveReuseRequest *request, CleaveProgressFunc progress, gpointer user_data,
                            GCancellable *cancellable, CleaveReuseResult *result, GError **error);
 

@@ -30,27 +30,59 @@ typedef struct {
   const char *help;             /* one-line description, without the default */
 } CleaveOptionDesc;
 
-/* The tables, in display order. */
+/**
+ * cleave_grad_split_option_table:
+ * @n: (out): the number of entries
+ *
+ * Returns: (transfer none) (array length=n): GradSplitter's options, in display order
+ */
 const CleaveOptionDesc *cleave_grad_split_option_table (guint *n);
+/** cleave_ga_split_option_table: @n: (out): the number of entries. Returns: (transfer none) (array length=n): CNNSplitter's */
 const CleaveOptionDesc *cleave_ga_split_option_table (guint *n);
 
-/* Sets every field the table describes to its default. */
+/** cleave_options_set_defaults: @table: (array length=n): a table. @n: its size. @options: sets every field it describes to its default */
 void     cleave_options_set_defaults (const CleaveOptionDesc *table, guint n, gpointer options);
-/* Each described field within its range (or among its choices); the error
- * names the option and the range. */
+/**
+ * cleave_options_validate:
+ * @table: (array length=n): a table
+ * @n: its size
+ * @options: the struct it describes
+ * @error: a #GError (%CLEAVE_ERROR_INVALID_ARGUMENT) naming the option and its range
+ *
+ * Returns: %TRUE when each described field lies within its range (or among its choices)
+ */
 gboolean cleave_options_validate (const CleaveOptionDesc *table, guint n, gconstpointer options, GError **error);
 
-/* One option's value as a double (CHOICE/BOOL: the field's value) and back. */
+/** cleave_option_get: @desc: an entry. @options: the struct. Returns: the field as a double (CHOICE, BOOL: the field's value) */
 double   cleave_option_get (const CleaveOptionDesc *desc, gconstpointer options);
+/** cleave_option_set: @desc: an entry. @options: the struct. @value: stored into the field (rounded for whole numbers) */
 void     cleave_option_set (const CleaveOptionDesc *desc, gpointer options, double value);
-/* Parses @text ("0.5", "krr") into the field; range-checked. */
+/**
+ * cleave_option_parse:
+ * @desc: an entry
+ * @options: the struct
+ * @text: "0.5", "krr" (ignored for BOOL: the flag was given)
+ * @error: a #GError naming the option and what it accepts
+ *
+ * Returns: %TRUE when @text was stored into the field (range-checked)
+ */
 gboolean cleave_option_parse (const CleaveOptionDesc *desc, gpointer options, const char *text, GError **error);
-/* The default as text ("1.35", "reference"); newly allocated. */
+/** cleave_option_default_text: @desc: an entry. Returns: (transfer full): the default as text ("1.35", "reference") */
 char    *cleave_option_default_text (const CleaveOptionDesc *desc);
-/* Looks a name up; NULL when the table has none. */
+/** cleave_options_find: @table: (array length=n): a table. @n: its size. @name: an option name. Returns: (transfer none) (nullable): its entry */
 const CleaveOptionDesc *cleave_options_find (const CleaveOptionDesc *table, guint n, const char *name);
 
+/**
+ * cleave_grad_split_options_validate:
+ * @options: GradSplitter options
+ * @error: a #GError naming the option
+ *
+ * The table's ranges, then the schedule (at least one epoch).
+ *
+ * Returns: %TRUE when the options can run
+ */
 gboolean cleave_grad_split_options_validate (const CleaveGradSplitOptions *options, GError **error);
+/** cleave_ga_split_options_validate: @options: CNNSplitter options. @error: names the option. Returns: %TRUE when the ranges hold and parents ≤ population > elites */
 gboolean cleave_ga_split_options_validate (const CleaveGaSplitOptions *options, GError **error);
 
 G_END_DECLS

@@ -47,21 +47,39 @@ typedef struct {
   GPtrArray *entries;         /* CleaveSplitLogEntry*, in order */
 } CleaveSplitLog;
 
+/** cleave_split_log_new: Returns: (transfer full): an empty log */
 CleaveSplitLog      *cleave_split_log_new    (void);
+/** cleave_split_log_free: @log: (nullable) (transfer full): a log */
 void                 cleave_split_log_free   (CleaveSplitLog *log);
+/** cleave_split_log_copy: @log: (nullable): a log. Returns: (transfer full) (nullable): a deep copy */
 CleaveSplitLog      *cleave_split_log_copy   (const CleaveSplitLog *log);
-/* A new entry at the end, every measurement NAN / not recorded. */
+/**
+ * cleave_split_log_append:
+ * @log: a log
+ * @epoch: the epoch or generation
+ * @phase: %CLEAVE_PHASE_HEADS, %CLEAVE_PHASE_MASKS or %CLEAVE_PHASE_GENERATION
+ *
+ * Returns: (transfer none): a new entry at the end, every measurement NAN / not recorded
+ */
 CleaveSplitLogEntry *cleave_split_log_append (CleaveSplitLog *log, int epoch, CleavePhase phase);
-/* The selected entry, or NULL. */
+/** cleave_split_log_selected: @log: (nullable): a log. Returns: (transfer none) (nullable): the selected entry */
 const CleaveSplitLogEntry *cleave_split_log_selected (const CleaveSplitLog *log);
-/* Training images through the search, summed over the entries. */
+/** cleave_split_log_images: @log: (nullable): a log. Returns: training images through the search, summed */
 gint64               cleave_split_log_images (const CleaveSplitLog *log);
 
-/* The JSON array (docs/SPLIT-LOG.md). */
+/** cleave_split_log_build: @log: a log. @b: adds the JSON array (docs/SPLIT-LOG.md) at its position */
 void                 cleave_split_log_build     (const CleaveSplitLog *log, JsonBuilder *b);
+/** cleave_split_log_to_json: @log: a log. Returns: (transfer full): the JSON array as text */
 char                *cleave_split_log_to_json   (const CleaveSplitLog *log);
-/* Reads the array; an error names the entry and the field. */
+/**
+ * cleave_split_log_from_node:
+ * @node: (nullable): the JSON array
+ * @error: a #GError (%CLEAVE_ERROR_INVALID_FILE) naming the entry and the field
+ *
+ * Returns: (transfer full) (nullable): the log, or %NULL on error
+ */
 CleaveSplitLog      *cleave_split_log_from_node (JsonNode *node, GError **error);
+/** cleave_split_log_from_json: @text: the JSON array as text. @error: as for cleave_split_log_from_node(). Returns: (transfer full) (nullable): the log */
 CleaveSplitLog      *cleave_split_log_from_json (const char *text, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (CleaveSplitLog, cleave_split_log_free)
