@@ -37,10 +37,20 @@ typedef struct {
  * Returns: (transfer none) (array length=n): GradSplitter's options, in display order
  */
 const CleaveOptionDesc *cleave_grad_split_option_table (guint *n);
-/** cleave_ga_split_option_table: @n: (out): the number of entries. Returns: (transfer none) (array length=n): CNNSplitter's */
+/**
+ * cleave_ga_split_option_table:
+ * @n: (out): the number of entries
+ *
+ * Returns: (transfer none) (array length=n): CNNSplitter's
+ */
 const CleaveOptionDesc *cleave_ga_split_option_table (guint *n);
 
-/** cleave_options_set_defaults: @table: (array length=n): a table. @n: its size. @options: sets every field it describes to its default */
+/**
+ * cleave_options_set_defaults:
+ * @table: (array length=n): a table
+ * @n: its size
+ * @options: sets every field it describes to its default
+ */
 void     cleave_options_set_defaults (const CleaveOptionDesc *table, guint n, gpointer options);
 /**
  * cleave_options_validate:
@@ -53,9 +63,20 @@ void     cleave_options_set_defaults (const CleaveOptionDesc *table, guint n, gp
  */
 gboolean cleave_options_validate (const CleaveOptionDesc *table, guint n, gconstpointer options, GError **error);
 
-/** cleave_option_get: @desc: an entry. @options: the struct. Returns: the field as a double (CHOICE, BOOL: the field's value) */
+/**
+ * cleave_option_get:
+ * @desc: an entry
+ * @options: the struct
+ *
+ * Returns: the field as a double (CHOICE, BOOL: the field's value)
+ */
 double   cleave_option_get (const CleaveOptionDesc *desc, gconstpointer options);
-/** cleave_option_set: @desc: an entry. @options: the struct. @value: stored into the field (rounded for whole numbers) */
+/**
+ * cleave_option_set:
+ * @desc: an entry
+ * @options: the struct
+ * @value: stored into the field (rounded for whole numbers)
+ */
 void     cleave_option_set (const CleaveOptionDesc *desc, gpointer options, double value);
 /**
  * cleave_option_parse:
@@ -67,9 +88,21 @@ void     cleave_option_set (const CleaveOptionDesc *desc, gpointer options, doub
  * Returns: %TRUE when @text was stored into the field (range-checked)
  */
 gboolean cleave_option_parse (const CleaveOptionDesc *desc, gpointer options, const char *text, GError **error);
-/** cleave_option_default_text: @desc: an entry. Returns: (transfer full): the default as text ("1.35", "reference") */
+/**
+ * cleave_option_default_text:
+ * @desc: an entry
+ *
+ * Returns: (transfer full): the default as text ("1.35", "reference")
+ */
 char    *cleave_option_default_text (const CleaveOptionDesc *desc);
-/** cleave_options_find: @table: (array length=n): a table. @n: its size. @name: an option name. Returns: (transfer none) (nullable): its entry */
+/**
+ * cleave_options_find:
+ * @table: (array length=n): a table
+ * @n: its size
+ * @name: an option name
+ *
+ * Returns: (transfer none) (nullable): its entry
+ */
 const CleaveOptionDesc *cleave_options_find (const CleaveOptionDesc *table, guint n, const char *name);
 
 /**
@@ -82,7 +115,13 @@ const CleaveOptionDesc *cleave_options_find (const CleaveOptionDesc *table, guin
  * Returns: %TRUE when the options can run
  */
 gboolean cleave_grad_split_options_validate (const CleaveGradSplitOptions *options, GError **error);
-/** cleave_ga_split_options_validate: @options: CNNSplitter options. @error: names the option. Returns: %TRUE when the ranges hold and parents ≤ population > elites */
+/**
+ * cleave_ga_split_options_validate:
+ * @options: CNNSplitter options
+ * @error: names the option
+ *
+ * Returns: %TRUE when the ranges hold and parents ≤ population > elites
+ */
 gboolean cleave_ga_split_options_validate (const CleaveGaSplitOptions *options, GError **error);
 
 G_END_DECLS

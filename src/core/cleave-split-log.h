@@ -47,11 +47,23 @@ typedef struct {
   GPtrArray *entries;         /* CleaveSplitLogEntry*, in order */
 } CleaveSplitLog;
 
-/** cleave_split_log_new: Returns: (transfer full): an empty log */
+/**
+ * cleave_split_log_new:
+ *
+ * Returns: (transfer full): an empty log
+ */
 CleaveSplitLog      *cleave_split_log_new    (void);
-/** cleave_split_log_free: @log: (nullable) (transfer full): a log */
+/**
+ * cleave_split_log_free:
+ * @log: (nullable) (transfer full): a log
+ */
 void                 cleave_split_log_free   (CleaveSplitLog *log);
-/** cleave_split_log_copy: @log: (nullable): a log. Returns: (transfer full) (nullable): a deep copy */
+/**
+ * cleave_split_log_copy:
+ * @log: (nullable): a log
+ *
+ * Returns: (transfer full) (nullable): a deep copy
+ */
 CleaveSplitLog      *cleave_split_log_copy   (const CleaveSplitLog *log);
 /**
  * cleave_split_log_append:
@@ -62,14 +74,33 @@ CleaveSplitLog      *cleave_split_log_copy   (const CleaveSplitLog *log);
  * Returns: (transfer none): a new entry at the end, every measurement NAN / not recorded
  */
 CleaveSplitLogEntry *cleave_split_log_append (CleaveSplitLog *log, int epoch, CleavePhase phase);
-/** cleave_split_log_selected: @log: (nullable): a log. Returns: (transfer none) (nullable): the selected entry */
+/**
+ * cleave_split_log_selected:
+ * @log: (nullable): a log
+ *
+ * Returns: (transfer none) (nullable): the selected entry
+ */
 const CleaveSplitLogEntry *cleave_split_log_selected (const CleaveSplitLog *log);
-/** cleave_split_log_images: @log: (nullable): a log. Returns: training images through the search, summed */
+/**
+ * cleave_split_log_images:
+ * @log: (nullable): a log
+ *
+ * Returns: training images through the search, summed
+ */
 gint64               cleave_split_log_images (const CleaveSplitLog *log);
 
-/** cleave_split_log_build: @log: a log. @b: adds the JSON array (docs/SPLIT-LOG.md) at its position */
+/**
+ * cleave_split_log_build:
+ * @log: a log
+ * @b: adds the JSON array (docs/SPLIT-LOG.md) at its position
+ */
 void                 cleave_split_log_build     (const CleaveSplitLog *log, JsonBuilder *b);
-/** cleave_split_log_to_json: @log: a log. Returns: (transfer full): the JSON array as text */
+/**
+ * cleave_split_log_to_json:
+ * @log: a log
+ *
+ * Returns: (transfer full): the JSON array as text
+ */
 char                *cleave_split_log_to_json   (const CleaveSplitLog *log);
 /**
  * cleave_split_log_from_node:
@@ -79,7 +110,13 @@ char                *cleave_split_log_to_json   (const CleaveSplitLog *log);
  * Returns: (transfer full) (nullable): the log, or %NULL on error
  */
 CleaveSplitLog      *cleave_split_log_from_node (JsonNode *node, GError **error);
-/** cleave_split_log_from_json: @text: the JSON array as text. @error: as for cleave_split_log_from_node(). Returns: (transfer full) (nullable): the log */
+/**
+ * cleave_split_log_from_json:
+ * @text: the JSON array as text
+ * @error: as for cleave_split_log_from_node()
+ *
+ * Returns: (transfer full) (nullable): the log
+ */
 CleaveSplitLog      *cleave_split_log_from_json (const char *text, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (CleaveSplitLog, cleave_split_log_free)
