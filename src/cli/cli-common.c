@@ -308,8 +308,13 @@ cleave_cli_backend_config (void)
 const char *const *
 cleave_cli_data_dirs (void)
 {
-  GPtrArray *a = g_ptr_array_new ();
+  GPtrArray *a;
   const char *const *defaults = cleave_dataset_default_dirs ();
+
+  /* built once, after the command's options are parsed */
+  if (all_data_dirs)
+    return (const char *const *) all_data_dirs;
+  a = g_ptr_array_new ();
 
   for (int i = 0; option_data_dirs && option_data_dirs[i]; i++)
     g_ptr_array_add (a, g_strdup (option_data_dirs[i]));
@@ -318,7 +323,6 @@ cleave_cli_data_dirs (void)
   for (int i = 0; defaults[i]; i++)
     g_ptr_array_add (a, g_strdup (defaults[i]));
   g_ptr_array_add (a, NULL);
-  g_strfreev (all_data_dirs);
   all_data_dirs = (char **) g_ptr_array_free (a, FALSE);
   return (const char *const *) all_data_dirs;
 }

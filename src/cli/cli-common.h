@@ -68,7 +68,8 @@ typedef struct {
 void cleave_cli_add_option_tables (GOptionContext *ctx, const CleaveCliOptionTable *tables, guint n_tables);
 /* CLEAVE_DEVICE, or NULL (the default rule). */
 const char *cleave_cli_default_device (void);
-/* --data-dir, then CLEAVE_DATA_DIR, then cleave_dataset_default_dirs(). */
+/* --data-dir, then CLEAVE_DATA_DIR, then cleave_dataset_default_dirs()
+ * (fixed at the first call, which comes after the options are parsed). */
 const char *const *cleave_cli_data_dirs (void);
 /* cleave_dataset_load_from() with those directories. */
 CleaveDataset *cleave_cli_load_dataset (const char *spec, CleaveSplit split, GCancellable *cancellable,

@@ -45,6 +45,15 @@ cleave_gui_config_init (void)
 const CleaveGuiConfig *
 cleave_gui_config (void)
 {
+  static gsize done;
+
+  /* main() reads it first; a program that does not (a test) gets the same here */
+  if (g_once_init_enter (&done))
+    {
+      if (gui_config.data_dirs == NULL)
+        cleave_gui_config_init ();
+      g_once_init_leave (&done, 1);
+    }
   return &gui_config;
 }
 

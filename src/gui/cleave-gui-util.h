@@ -19,6 +19,8 @@ typedef struct {
   char *from_environment;        /* what was taken from there, for the log; NULL if nothing */
 } CleaveGuiConfig;
 
+/* Reads the environment (main() calls it first; cleave_gui_config() does
+ * when nothing did). */
 void                   cleave_gui_config_init (void);
 const CleaveGuiConfig *cleave_gui_config      (void);
 
