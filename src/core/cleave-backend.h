@@ -56,6 +56,10 @@ typedef struct {
   int opencl_split_k;          /* 0 automatic, 1 off, N > 1 that many K slices per GEMM */
 } CleaveBackendConfig;
 
+/**
+ * cleave_backend_config_init:
+ * @config: (out caller-allocates): set to the defaults (everything automatic)
+ */
 void cleave_backend_config_init (CleaveBackendConfig *config);
 
 /* One named setting of CleaveBackendConfig, with the environment variable a
@@ -66,21 +70,49 @@ typedef struct {
   const char *help;     /* what the values mean */
 } CleaveBackendSetting;
 
-/* The settings, in the order a front end applies them (a later entry for the
- * same name wins: OMP_NUM_THREADS comes before CLEAVE_CPU_THREADS). */
+/**
+ * cleave_backend_settings:
+ * @n_settings: (out): the number of entries
+ *
+ * The settings, in the order a front end applies them (a later entry for the
+ * same name wins: OMP_NUM_THREADS comes before CLEAVE_CPU_THREADS).
+ *
+ * Returns: (transfer none) (array length=n_settings): the table
+ */
 const CleaveBackendSetting *cleave_backend_settings (guint *n_settings);
-/* Sets @name from its text value; an unknown name or a bad value is an
- * error naming both (nothing is silently replaced by a default). */
+/**
+ * cleave_backend_config_set:
+ * @config: the configuration to change
+ * @name: a setting's name ("conv-algo")
+ * @value: its value as text ("im2col")
+ * @error: a #GError (%CLEAVE_ERROR_INVALID_ARGUMENT) naming the setting and the value
+ *
+ * An unknown name or a bad value is an error: nothing is silently replaced
+ * by a default.
+ *
+ * Returns: %TRUE when the setting was changed
+ */
 gboolean cleave_backend_config_set (CleaveBackendConfig *config, const char *name, const char *value,
                                     GError **error);
-/* Applies the settings' variables found in @envp (an environment a front
- * end passes explicitly, e.g. g_get_environ() once at start); appends
- * "VAR=value (name)" for each to @taken (may be NULL). FALSE on a bad value,
- * the error naming the variable. */
+/**
+ * cleave_backend_config_from_environ:
+ * @config: the configuration to change
+ * @envp: (array zero-terminated=1) (nullable): an environment the front end passes explicitly, e.g.
+ *   g_get_environ() once at start
+ * @taken: (nullable): "VAR=value (name)" is appended for each variable applied
+ * @error: a #GError naming the variable of a bad value
+ *
+ * Returns: %TRUE when every variable present was applied
+ */
 gboolean cleave_backend_config_from_environ (CleaveBackendConfig *config, char **envp, GString *taken,
                                              GError **error);
-/* "threads 2, conv-algo im2col": the settings that differ from the defaults
- * (newly allocated; "defaults" when none do). */
+/**
+ * cleave_backend_config_describe:
+ * @config: a configuration
+ *
+ * Returns: (transfer full): the settings that differ from the defaults, "threads 2, conv-algo im2col",
+ *   or "defaults"
+ */
 char *cleave_backend_config_describe (const CleaveBackendConfig *config);
 
 typedef struct _CleaveBackendVTable CleaveBackendVTable;
@@ -213,8 +245,19 @@ struct _CleaveBackendVTable {
                          int t, GError **error);
 };
 
-/* Backends. @config may be NULL (defaults). */
+/**
+ * cleave_backend_cpu_new:
+ *
+ * Returns: (transfer full): a cpu backend with the default configuration
+ */
 CleaveBackend *cleave_backend_cpu_new (void);
+/**
+ * cleave_backend_cpu_new_with_config:
+ * @config: (nullable): its configuration (%NULL: the defaults); the thread pool is process-wide and
+ *   sized by the first cpu backend created
+ *
+ * Returns: (transfer full): a cpu backend
+ */
 CleaveBackend *cleave_backend_cpu_new_with_config (const CleaveBackendConfig *config);
 CleaveBackend *cleave_backend_ref   (CleaveBackend *b);
 void           cleave_backend_unref (CleaveBackend *b);

@@ -27,15 +27,25 @@ typedef enum {
   CLEAVE_SPLIT_TEST,
 } CleaveSplit;
 
-/* The named datasets, in the order front ends offer them:
- * "fashion-mnist", "mnist", "cifar10" (NULL-terminated). */
+/**
+ * cleave_dataset_names:
+ *
+ * Returns: (transfer none) (array zero-terminated=1): the named datasets, in the order front ends
+ *   offer them: "fashion-mnist", "mnist", "cifar10"
+ */
 const char *const *cleave_dataset_names (void);
 #define CLEAVE_N_DATASET_NAMES 3
 
-/* The data directories searched for named datasets when none are given:
+/**
+ * cleave_dataset_default_dirs:
+ *
+ * The data directories searched for named datasets when none are given:
  * $XDG_DATA_HOME/cleave/datasets, then DIR/datasets for each of the XDG
  * system data directories (/usr/share/datasets holds Debian's
- * dataset-fashion-mnist). NULL-terminated, owned by Cleave. */
+ * dataset-fashion-mnist).
+ *
+ * Returns: (transfer none) (array zero-terminated=1): the directories
+ */
 const char *const *cleave_dataset_default_dirs (void);
 
 /* @spec: a named dataset looked up in the first of @data_dirs (NULL: the
