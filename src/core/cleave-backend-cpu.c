@@ -7,7 +7,7 @@
  * OpenBLAS split each small GEMM, and it avoids two thread pools fighting
  * over the same cores. 3x3 stride-1 pad-1 convolutions with enough channels
  * run forward through Winograd F(4x4, 3x3) instead (cleave-winograd.c;
- * CLEAVE_CONV_ALGO=im2col turns it off).
+ * CleaveBackendConfig.conv_algo = im2col turns it off).
  *
  * Why not OpenMP: every OpenMP region ends in a barrier that waits for all
  * its threads, so on a busy machine (this one is shared) each op waits for
