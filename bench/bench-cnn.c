@@ -38,7 +38,7 @@ static gboolean infer_only;
 static gboolean
 bench_device (const char *spec, int batch, int iters, GError **error)
 {
-  g_autoptr(CleaveBackend) backend = cleave_device_open (spec, error);
+  g_autoptr(CleaveBackend) backend = cleave_device_open (spec, NULL, error);
   g_autoptr(CleaveGraph) g = NULL;
   g_autoptr(CleaveOptimizer) sgd = NULL;
   CleaveNet *net = NULL;
@@ -126,7 +126,7 @@ out:
 static gboolean
 bench_model (const char *spec, const char *path, int batch, int iters, GError **error)
 {
-  g_autoptr(CleaveBackend) backend = cleave_device_open (spec, error);
+  g_autoptr(CleaveBackend) backend = cleave_device_open (spec, NULL, error);
   g_autoptr(CleaveModel) model = NULL;
   CleaveNet *net = NULL;
   g_autofree float *x = NULL, *out = NULL;
@@ -181,7 +181,8 @@ main (int argc, char **argv)
   const char *devices[16], *model = NULL;
   int n_dev = 0;
 
-  cleave_blas_select_kernels (argv);
+  if (cleave_blas_preferred_coretype () && !g_getenv ("OPENBLAS_CORETYPE") && !g_getenv ("CLEAVE_KEEP_BLAS_KERNELS"))
+    cleave_blas_reexec (cleave_blas_preferred_coretype (), argv);
 
   for (int i = 1; i < argc; i++)
     {

@@ -255,6 +255,10 @@ test_bad_input (void)
   g_clear_pointer (&err, g_free);
   g_assert_cmpint (cli (NULL, &err, "frobnicate", NULL), ==, 2);
   assert_contains (err, "unknown command");
+  g_clear_pointer (&err, g_free);
+  /* a backend setting with a bad value is refused, not replaced by the default */
+  g_assert_cmpint (cli (NULL, &err, "eval", "--conv-algo", "fastest", model, data_dir, NULL), ==, 1);
+  assert_contains (err, "conv-algo: 'fastest' is not one of auto, im2col, winograd");
 }
 
 /* A PyTorch checkpoint opens with --arch; without one, or naming a global
@@ -489,7 +493,7 @@ test_batch_clamped (void)
   assert_contains (err, "option batch");
   g_clear_pointer (&err, g_free);
   g_assert_cmpint (cli (NULL, &err, "split", model, data_dir, "--batch", "2147483647", "-o", mods, NULL), ==, 1);
-  assert_contains (err, "option batch");
+  assert_contains (err, "--batch must be a whole number from 1 to 65536");
   g_assert_false (g_file_test (mods, G_FILE_TEST_EXISTS));
 }
 

@@ -9,6 +9,43 @@
 #include <math.h>
 #include <string.h>
 
+
+/* The splitters' one cancellation convention: TRUE with a complete set and
+ * no error, or FALSE with an error; kept modules only with
+ * G_IO_ERROR_CANCELLED and result->cancelled. Returns the set, reporting a
+ * cancel through *cancelled (may be NULL) instead of @error. */
+static CleaveModuleSet *
+check_split_result (gboolean ok, CleaveSplitResult *r, GError *local, gboolean *cancelled, GError **error)
+{
+  gboolean was = g_error_matches (local, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+
+  g_assert_true (ok == (local == NULL));
+  g_assert_true (!ok || r->set != NULL);
+  g_assert_true (ok || was || r->set == NULL);
+  g_assert_true (r->cancelled == was);
+  g_assert_cmpint (r->cancelled_at, >=, 0);
+  if (cancelled)
+    *cancelled = was;
+  if (was)
+    g_error_free (local);
+  else if (local)
+    g_propagate_error (error, local);
+  return r->set;
+}
+
+/* cleave_ga_split under the cancellation convention (see check_split_result). */
+static CleaveModuleSet *
+ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds, const int *val_idx, int n_val,
+          const CleaveGaSplitOptions *opt, CleaveProgressFunc progress, gpointer user_data,
+          GCancellable *cancellable, gboolean *cancelled, GError **error)
+{
+  CleaveSplitResult r = { 0 };
+  GError *local = NULL;
+  gboolean ok = cleave_ga_split (model, backend, ds, val_idx, n_val, opt, progress, user_data, cancellable, &r, &local);
+
+  return check_split_result (ok, &r, local, cancelled, error);
+}
+
 static CleaveBackend *
 cpu (void)
 {
@@ -461,8 +498,10 @@ static JsonArray *
 parse_log (const CleaveModuleSet *set, JsonParser *p)
 {
   g_autoptr(GError) error = NULL;
-  g_assert_nonnull (set->log_json);
-  g_assert_true (json_parser_load_from_data (p, set->log_json, -1, &error));
+  g_autofree char *text = NULL;
+  g_assert_nonnull (set->log);
+  text = cleave_split_log_to_json (set->log);
+  g_assert_true (json_parser_load_from_data (p, text, -1, &error));
   g_assert_no_error (error);
   g_assert_true (JSON_NODE_HOLDS_ARRAY (json_parser_get_root (p)));
   return json_node_get_array (json_parser_get_root (p));
@@ -529,7 +568,7 @@ test_ga_improves (gconstpointer data)
   cleave_dataset_split (ds, 0.25, 0, &tr, &ntr, &va, &nva);
   small_options (&o);
   o.fitness = fitness;
-  set = cleave_ga_split (model, cpu (), ds, va, nva, &o, record_progress, &plog, NULL, &cancelled, &error);
+  set = ga_split (model, cpu (), ds, va, nva, &o, record_progress, &plog, NULL, &cancelled, &error);
   g_assert_no_error (error);
   g_assert_nonnull (set);
   g_assert_false (cancelled);
@@ -632,7 +671,7 @@ test_cancel (void)
   cleave_dataset_split (ds, 0.25, 0, &tr, &ntr, &va, &nva);
   small_options (&o);
   o.generations = 50;
-  set = cleave_ga_split (model, cpu (), ds, va, nva, &o, cancel_progress, &ctx, cancellable, &cancelled, &error);
+  set = ga_split (model, cpu (), ds, va, nva, &o, cancel_progress, &ctx, cancellable, &cancelled, &error);
   done = g_get_monotonic_time ();
   g_assert_no_error (error);
   g_assert_nonnull (set);
@@ -650,7 +689,7 @@ test_cancel (void)
     g_autoptr(JsonParser) lp2 = json_parser_new ();
     g_cancellable_cancel (pre);
     cancelled = FALSE;
-    set = cleave_ga_split (model, cpu (), ds, va, nva, &o, NULL, NULL, pre, &cancelled, &error);
+    set = ga_split (model, cpu (), ds, va, nva, &o, NULL, NULL, pre, &cancelled, &error);
     g_assert_no_error (error);
     g_assert_nonnull (set);
     g_assert_true (cancelled);
@@ -683,7 +722,7 @@ test_bad_options (void)
         case 2: o.elites = o.population; break;
         default: o.mutation = 1.5; break;
         }
-      g_assert_null (cleave_ga_split (model, cpu (), ds, NULL, 0, &o, NULL, NULL, NULL, &cancelled, &error));
+      g_assert_null (ga_split (model, cpu (), ds, NULL, 0, &o, NULL, NULL, NULL, &cancelled, &error));
       g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
       g_assert_nonnull (strstr (error->message, cases[i].what));
       g_assert_false (cancelled);

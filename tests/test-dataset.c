@@ -939,12 +939,33 @@ test_norm_and_batch (void)
 
 /* ---------------------------------------------------------------- real data */
 
+/* The test environment's data directory (CLEAVE_DATA_DIR, set by
+ * tests/meson.build), then the default ones: what a front end passes. */
+static const char *const *
+data_dirs (void)
+{
+  static char **dirs;
+
+  if (dirs == NULL)
+    {
+      const char *const *defaults = cleave_dataset_default_dirs ();
+      GPtrArray *a = g_ptr_array_new ();
+      if (g_getenv ("CLEAVE_DATA_DIR"))
+        g_ptr_array_add (a, g_strdup (g_getenv ("CLEAVE_DATA_DIR")));
+      for (int i = 0; defaults[i]; i++)
+        g_ptr_array_add (a, g_strdup (defaults[i]));
+      g_ptr_array_add (a, NULL);
+      dirs = (char **) g_ptr_array_free (a, FALSE);
+    }
+  return (const char *const *) dirs;
+}
+
 static CleaveDataset *
 load_or_skip (const char *spec, CleaveSplit split, double *secs)
 {
   g_autoptr (GError) error = NULL;
   gint64 t0 = g_get_monotonic_time ();
-  CleaveDataset *ds = cleave_dataset_load (spec, split, NULL, &error);
+  CleaveDataset *ds = cleave_dataset_load_from (spec, data_dirs (), split, NULL, &error);
 
   *secs = (g_get_monotonic_time () - t0) / 1e6;
   if (ds == NULL && g_error_matches (error, CLEAVE_ERROR, CLEAVE_ERROR_IO))
@@ -1104,7 +1125,7 @@ test_cifar10_cache_child (void)
   GDir *d;
   const char *n;
 
-  g_autoptr (CleaveDataset) te = cleave_dataset_load ("cifar10", CLEAVE_SPLIT_TEST, NULL, &error);
+  g_autoptr (CleaveDataset) te = cleave_dataset_load_from ("cifar10", data_dirs (), CLEAVE_SPLIT_TEST, NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpint (te->n, ==, 10);
   g_assert_cmpint (te->c, ==, 3);
@@ -1122,7 +1143,7 @@ test_cifar10_cache_child (void)
   g_dir_close (d);
 
   /* From the decoded cache: identical. */
-  g_autoptr (CleaveDataset) again = cleave_dataset_load ("cifar10", CLEAVE_SPLIT_TEST, NULL, &error);
+  g_autoptr (CleaveDataset) again = cleave_dataset_load_from ("cifar10", data_dirs (), CLEAVE_SPLIT_TEST, NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpmem (again->pixels, 10 * 3072, te->pixels, 10 * 3072);
   g_assert_cmpstr (again->class_names[9], ==, "truck");
@@ -1139,14 +1160,14 @@ test_cifar10_cache_child (void)
         for (int i = 0; i < 10; i++)
           bin[i * 3073] = 0;
       g_assert_true (g_file_set_contents (dec, bin, damage == 0 ? (gssize) len : 3073 * 4, NULL));
-      g_autoptr (CleaveDataset) re = cleave_dataset_load ("cifar10", CLEAVE_SPLIT_TEST, NULL, &error);
+      g_autoptr (CleaveDataset) re = cleave_dataset_load_from ("cifar10", data_dirs (), CLEAVE_SPLIT_TEST, NULL, &error);
       g_assert_no_error (error);
       g_assert_cmpint (re->n, ==, 10);
       for (int c = 0; c < 10; c++)
         g_assert_cmpint (re->labels[c], ==, c);
       g_assert_cmpmem (re->pixels, 10 * 3072, te->pixels, 10 * 3072);
     }
-  g_autoptr (CleaveDataset) tr = cleave_dataset_load ("cifar10", CLEAVE_SPLIT_TRAIN, NULL, &error);
+  g_autoptr (CleaveDataset) tr = cleave_dataset_load_from ("cifar10", data_dirs (), CLEAVE_SPLIT_TRAIN, NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpint (tr->n, ==, 20);
 
@@ -1161,7 +1182,7 @@ test_cifar10_cache_child (void)
     g_assert_cmpint (g_remove (truck), ==, 0);
     g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, &status, NULL));
     g_assert_true (g_spawn_check_wait_status (status, NULL));
-    g_autoptr (CleaveDataset) re = cleave_dataset_load ("cifar10", CLEAVE_SPLIT_TEST, NULL, &error);
+    g_autoptr (CleaveDataset) re = cleave_dataset_load_from ("cifar10", data_dirs (), CLEAVE_SPLIT_TEST, NULL, &error);
     g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE);   /* truck/ is now empty */
     g_assert_nonnull (strstr (error->message, "truck"));
     g_clear_error (&error);
@@ -1176,7 +1197,7 @@ test_cifar10_cache_child (void)
     g_assert_true (g_file_set_contents (tarball, contents, len / 2, NULL));
     rm_rf (ext);
     g_remove (dec);
-    g_assert_null (cleave_dataset_load ("cifar10", CLEAVE_SPLIT_TEST, NULL, &error));
+    g_assert_null (cleave_dataset_load_from ("cifar10", data_dirs (), CLEAVE_SPLIT_TEST, NULL, &error));
     assert_invalid_names (error, "cifar10-jpg.tar.gz: tar failed to unpack cifar10/test");
     {
       g_autofree char *ext_test = g_build_filename (ext, "test", NULL);

@@ -12,6 +12,47 @@
 #include "cleave-safetensors.h"
 #include "cleave-train.h"
 
+
+/* The splitters' one cancellation convention: TRUE with a complete set and
+ * no error, or FALSE with an error; kept modules only with
+ * G_IO_ERROR_CANCELLED and result->cancelled. Returns the set, reporting a
+ * cancel through *cancelled (may be NULL) instead of @error. */
+static CleaveModuleSet *
+check_split_result (gboolean ok, CleaveSplitResult *r, GError *local, gboolean *cancelled, GError **error)
+{
+  gboolean was = g_error_matches (local, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+
+  g_assert_true (ok == (local == NULL));
+  g_assert_true (!ok || r->set != NULL);
+  g_assert_true (ok || was || r->set == NULL);
+  g_assert_true (r->cancelled == was);
+  g_assert_cmpint (r->cancelled_at, >=, 0);
+  if (cancelled)
+    *cancelled = was;
+  if (was)
+    g_error_free (local);
+  else if (local)
+    g_propagate_error (error, local);
+  return r->set;
+}
+
+/* cleave_grad_split under the cancellation convention, checked on every call:
+ * TRUE with a complete set and no error, or FALSE with an error; kept modules
+ * only with G_IO_ERROR_CANCELLED, which is reported through *cancelled
+ * instead of @error. */
+static CleaveModuleSet *
+grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds, const int *train_idx, int n_train,
+            const int *val_idx, int n_val, const CleaveGradSplitOptions *opt, CleaveProgressFunc progress,
+            gpointer user_data, GCancellable *cancellable, gboolean *cancelled, GError **error)
+{
+  CleaveSplitResult r = { 0 };
+  GError *local = NULL;
+  gboolean ok = cleave_grad_split (model, backend, ds, train_idx, n_train, val_idx, n_val, opt, progress, user_data,
+                                   cancellable, &r, &local);
+
+  return check_split_result (ok, &r, local, cancelled, error);
+}
+
 static CleaveBackend *backend;
 
 /* ------------------------------------------------ one step vs PyTorch */
@@ -420,10 +461,13 @@ option_double (const char *json, const char *key)
 }
 
 static JsonArray *
-parse_log (JsonParser *p, const char *text)
+parse_log (JsonParser *p, const CleaveSplitLog *log)
 {
   g_autoptr(GError) error = NULL;
-  g_assert_nonnull (text);
+  g_autofree char *text = NULL;
+  g_assert_nonnull (log);
+  /* the log's JSON form, as the module file and the report hold it */
+  text = cleave_split_log_to_json (log);
   g_assert_true (json_parser_load_from_data (p, text, -1, &error));
   g_assert_no_error (error);
   return json_node_get_array (json_parser_get_root (p));
@@ -463,7 +507,7 @@ test_end_to_end (gconstpointer data)
 
   small_options (&o);
   o.holdout = GPOINTER_TO_INT (data);
-  set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+  set = grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
                            NULL, NULL, NULL, &cancelled, &error);
   g_assert_no_error (error);
   g_assert_nonnull (set);
@@ -471,7 +515,7 @@ test_end_to_end (gconstpointer data)
   g_assert_cmpuint (set->modules->len, ==, 3);
   g_assert_nonnull (set->options_json);
 
-  log = parse_log (parser, set->log_json);
+  log = parse_log (parser, set->log);
   g_assert_cmpuint (json_array_get_length (log), ==, 2 + 3 * 3);
   first_krr = json_object_get_double_member (json_array_get_object_element (log, 0), "mean_krr");
   last_krr = json_object_get_double_member (json_array_get_object_element (log, json_array_get_length (log) - 1), "mean_krr");
@@ -586,20 +630,23 @@ test_refit (void)
 
   small_options (&o);
   o.refit_images = 0;
-  plain = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+  plain = grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
                              NULL, NULL, NULL, &cancelled, &error);
   g_assert_no_error (error);
-  g_assert_null (strstr (plain->log_json, "head_refit"));
+  {
+    g_autofree char *plain_log = cleave_split_log_to_json (plain->log);
+    g_assert_null (strstr (plain_log, "head_refit"));
+  }
   g_assert_cmpint (option_int (plain->options_json, "refit_images"), ==, 0);
 
   small_options (&o);
   o.refit_images = 300;
   o.refit_passes = 5;
-  set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+  set = grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
                            NULL, NULL, NULL, &cancelled, &error);
   g_assert_no_error (error);
   g_assert_false (cancelled);
-  log = parse_log (parser, set->log_json);
+  log = parse_log (parser, set->log);
   sel = selected_entry (log);
   g_assert_true (json_object_has_member (sel, "head_refit"));
   r = json_object_get_object_member (sel, "head_refit");
@@ -654,14 +701,14 @@ test_locale (void)
   o.refit_images = 200;
   o.refit_passes = 2;
   o.max_loss = 2.5;
-  set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+  set = grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
                            NULL, NULL, NULL, &cancelled, &error);
   setlocale (LC_NUMERIC, old);
   g_assert_no_error (error);
   g_assert_cmpfloat (option_double (set->options_json, "alpha"), ==, 2.0);
   g_assert_cmpfloat (option_double (set->options_json, "lr_head"), ==, 0.025);
   g_assert_cmpfloat (option_double (set->options_json, "max_loss"), ==, 2.5);
-  g_assert_cmpuint (json_array_get_length (parse_log (parser, set->log_json)), ==, 2 + 3 * 3);
+  g_assert_cmpuint (json_array_get_length (parse_log (parser, set->log)), ==, 2 + 3 * 3);
 }
 
 /* The options beyond the reference together: logit loss, cached head
@@ -682,13 +729,13 @@ test_end_to_end_options (void)
   o.logit_loss = TRUE;
   o.head_passes = 4;
   o.alpha_growth = 1.5f;
-  set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+  set = grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
                            NULL, NULL, NULL, &cancelled, &error);
   g_assert_no_error (error);
   g_assert_false (cancelled);
   g_assert_cmpstr (option_str (set->options_json, "loss"), ==, "logits");
   g_assert_cmpint (option_int (set->options_json, "head_passes"), ==, 4);
-  log = parse_log (parser, set->log_json);
+  log = parse_log (parser, set->log);
   g_assert_cmpuint (json_array_get_length (log), ==, 2 + 3 * 3);
   g_assert_cmpfloat (json_object_get_double_member (json_array_get_object_element (log, 10), "mean_krr"), <, 0.9);
   sel = selected_entry (log);
@@ -700,7 +747,7 @@ test_end_to_end_options (void)
   small_options (&o);
   o.row_adam = TRUE;
   o.alpha = 50.0f;
-  set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+  set = grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
                            NULL, NULL, NULL, &cancelled, &error);
   g_assert_no_error (error);
   g_assert_cmpstr (option_str (set->options_json, "mask_optimizer"), ==, "adam-row");
@@ -736,7 +783,7 @@ test_cancel (void)
   small_options (&o);
   /* 15 training steps and one validation per epoch: stop in the third epoch. */
   ca.after = 2 * 16 + 5;
-  set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+  set = grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
                            cancel_progress, &ca, cancel, &cancelled, &error);
   g_assert_no_error (error);
   g_assert_nonnull (set);
@@ -744,14 +791,14 @@ test_cancel (void)
   g_assert_cmpuint (set->modules->len, ==, 3);
   /* No progress after the cancel: it is checked every batch. */
   g_assert_cmpint (ca.calls, ==, ca.after);
-  g_assert_cmpuint (json_array_get_length (parse_log (parser, set->log_json)), ==, 2);
+  g_assert_cmpuint (json_array_get_length (parse_log (parser, set->log)), ==, 2);
 
   /* Cancelled before anything ran: still a (whole-model) result. */
   {
     g_autoptr(GCancellable) c2 = g_cancellable_new ();
     g_autoptr(CleaveModuleSet) s2 = NULL;
     g_cancellable_cancel (c2);
-    s2 = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+    s2 = grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
                             NULL, NULL, c2, &cancelled, &error);
     g_assert_no_error (error);
     g_assert_nonnull (s2);
@@ -770,20 +817,20 @@ test_bad_input (void)
 
   small_options (&o);
   o.batch = 0;
-  set = cleave_grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
+  set = grad_split (fx.model, backend, fx.ds, fx.train, fx.n_train, fx.val, fx.n_val, &o,
                            NULL, NULL, NULL, NULL, &error);
   g_assert_null (set);
   g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
   g_clear_error (&error);
   small_options (&o);
-  set = cleave_grad_split (fx.model, backend, fx.ds, &bad, 1, fx.val, fx.n_val, &o, NULL, NULL, NULL, NULL, &error);
+  set = grad_split (fx.model, backend, fx.ds, &bad, 1, fx.val, fx.n_val, &o, NULL, NULL, NULL, NULL, &error);
   g_assert_null (set);
   g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
   g_clear_error (&error);
   {
     g_autoptr(CleaveDataset) other = synthetic_dataset (10, 1);
     other->h = other->w = 4;   /* wrong image size (pixels are only read after the check) */
-    set = cleave_grad_split (fx.model, backend, other, fx.train, 5, fx.val, 5, &o, NULL, NULL, NULL, NULL, &error);
+    set = grad_split (fx.model, backend, other, fx.train, 5, fx.val, 5, &o, NULL, NULL, NULL, NULL, &error);
     g_assert_null (set);
     g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
   }
@@ -796,7 +843,7 @@ main (int argc, char **argv)
   int rc;
 
   g_test_init (&argc, &argv, NULL);
-  backend = cleave_device_open ("cpu", &error);
+  backend = cleave_device_open ("cpu", NULL, &error);
   g_assert_no_error (error);
   fixture_setup ();
   g_test_add_func ("/gradsplitter/step-matches-pytorch", test_step_matches_pytorch);

@@ -533,8 +533,9 @@ random_set (const ArchCase *ac, double p, guint64 seed, CleaveModel **model_out)
       g_assert_true (cleave_module_set_add (set, m, &error));
       keep_free (keep);
     }
-  set->log_json = g_strdup ("[{\"epoch\": 1, \"val_accuracy\": 0.5, \"mean_krr\": 0.9},"
-                            " {\"epoch\": 2, \"val_accuracy\": 0.6, \"mean_krr\": 0.7}]");
+  set->log = cleave_split_log_from_json ("[{\"epoch\": 1, \"val_accuracy\": 0.5, \"mean_krr\": 0.9},"
+                                         " {\"epoch\": 2, \"val_accuracy\": 0.6, \"mean_krr\": 0.7}]", NULL);
+  g_assert_nonnull (set->log);
   *model_out = model;
   return set;
 }
@@ -687,7 +688,10 @@ test_file_round_trip (void)
   g_assert_cmpint (back->total_kernels, ==, set->total_kernels);
   g_assert_cmpint (back->n_sites, ==, set->n_sites);
   g_assert_cmpstr (back->class_names[3], ==, set->class_names[3]);
-  g_assert_nonnull (strstr (back->log_json, "mean_krr"));
+  g_assert_nonnull (back->log);
+  g_assert_cmpuint (back->log->entries->len, ==, 2);
+  g_assert_cmpfloat (((CleaveSplitLogEntry *) back->log->entries->pdata[1])->mean_krr, ==, 0.7);
+  g_assert_cmpint (((CleaveSplitLogEntry *) back->log->entries->pdata[1])->phase, ==, CLEAVE_PHASE_MASKS);
   g_assert_nonnull (strstr (back->options_json, "alpha"));
   g_assert_cmpuint (back->modules->len, ==, set->modules->len);
   for (guint k = 0; k < set->modules->len; k++)
@@ -1116,7 +1120,7 @@ test_report (void)
   g_assert_nonnull (json_object_get_string_member (json_array_get_object_element (layers, 3), "tied_to"));
 
   /* Without a per-epoch log there are no epoch charts, and that is fine. */
-  g_clear_pointer (&set->log_json, g_free);
+  g_clear_pointer (&set->log, cleave_split_log_free);
   {
     g_autofree char *dir2 = tmp_path ("report-nolog");
     g_autofree char *png = g_build_filename (dir2, "accuracy-per-epoch.png", NULL);

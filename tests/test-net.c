@@ -44,7 +44,7 @@ static CleaveBackend *
 open_backend (const char *spec)
 {
   g_autoptr(GError) error = NULL;
-  CleaveBackend *b = cleave_device_open (spec, &error);
+  CleaveBackend *b = cleave_device_open (spec, NULL, &error);
   if (b == NULL)
     {
       g_autofree char *msg = g_strdup_printf ("device '%s' unavailable: %s", spec, error->message);

@@ -735,7 +735,7 @@ test_program_cache (void)
   CleaveBackend *b1, *b2;
   REQUIRE_OCL ();
 
-  b1 = cleave_backend_opencl_new (test_platform, test_device, &error);
+  b1 = cleave_backend_opencl_new (test_platform, test_device, NULL, &error);
   g_assert_no_error (error);
   g_assert_true (cleave_backend_opencl_ensure_built (b1, &error));
   g_assert_no_error (error);
@@ -743,7 +743,7 @@ test_program_cache (void)
   g_assert_true (g_str_has_prefix (cleave_backend_opencl_cache_file (b1), g_get_user_cache_dir ()));
   g_assert_true (g_file_test (cleave_backend_opencl_cache_file (b1), G_FILE_TEST_IS_REGULAR));
 
-  b2 = cleave_backend_opencl_new (test_platform, test_device, &error);
+  b2 = cleave_backend_opencl_new (test_platform, test_device, NULL, &error);
   g_assert_no_error (error);
   g_assert_true (cleave_backend_opencl_ensure_built (b2, &error));
   g_assert_no_error (error);
@@ -753,7 +753,7 @@ test_program_cache (void)
   /* A corrupt cache file must just cost a recompile. */
   g_assert_true (g_file_set_contents (cleave_backend_opencl_cache_file (b2), "garbage", -1, &error));
   cleave_backend_unref (b2);
-  b2 = cleave_backend_opencl_new (test_platform, test_device, &error);
+  b2 = cleave_backend_opencl_new (test_platform, test_device, NULL, &error);
   g_assert_true (cleave_backend_opencl_ensure_built (b2, &error));
   g_assert_no_error (error);
   g_assert_false (cleave_backend_opencl_loaded_from_cache (b2));
@@ -822,35 +822,35 @@ test_device_open (void)
   g_autoptr(GError) error = NULL;
   CleaveBackend *b;
 
-  b = cleave_device_open ("cpu", &error);
+  b = cleave_device_open ("cpu", NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpint (b->kind, ==, CLEAVE_BACKEND_KIND_CPU);
   cleave_backend_unref (b);
-  b = cleave_device_open ("0", &error);
+  b = cleave_device_open ("0", NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpint (b->kind, ==, CLEAVE_BACKEND_KIND_CPU);
   cleave_backend_unref (b);
   /* auto on a machine whose only OpenCL device is a CPU picks the cpu backend. */
-  b = cleave_device_open ("auto", &error);
+  b = cleave_device_open ("auto", NULL, &error);
   g_assert_no_error (error);
   g_assert_nonnull (b);
   cleave_backend_unref (b);
 
-  b = cleave_device_open ("opencl:9:9", &error);
+  b = cleave_device_open ("opencl:9:9", NULL, &error);
   g_assert_null (b);
   g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_NO_DEVICE);
   g_clear_error (&error);
-  b = cleave_device_open ("opencl:x", &error);
+  b = cleave_device_open ("opencl:x", NULL, &error);
   g_assert_null (b);
   g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_NO_DEVICE);
   g_assert_nonnull (strstr (error->message, "opencl:PLATFORM:DEVICE"));
   g_clear_error (&error);
-  b = cleave_device_open ("99", &error);
+  b = cleave_device_open ("99", NULL, &error);
   g_assert_null (b);
   g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_NO_DEVICE);
   g_assert_nonnull (strstr (error->message, "out of range"));
   g_clear_error (&error);
-  b = cleave_device_open ("no such device at all", &error);
+  b = cleave_device_open ("no such device at all", NULL, &error);
   g_assert_null (b);
   g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_NO_DEVICE);
   g_assert_nonnull (strstr (error->message, "no device matches"));
@@ -861,28 +861,28 @@ test_device_open (void)
       g_autoptr(GPtrArray) list = cleave_device_list ();
       const CleaveDeviceInfo *info = list->pdata[1];
       g_autofree char *sub = g_utf8_substring (info->name, 0, MIN (6, g_utf8_strlen (info->name, -1)));
-      b = cleave_device_open ("opencl", &error);
+      b = cleave_device_open ("opencl", NULL, &error);
       g_assert_no_error (error);
       g_assert_cmpint (b->kind, ==, CLEAVE_BACKEND_KIND_OPENCL);
       cleave_backend_unref (b);
       g_autofree char *spec = g_strdup_printf ("OPENCL:%d:%d", test_platform, test_device);
-      b = cleave_device_open (spec, &error);
+      b = cleave_device_open (spec, NULL, &error);
       g_assert_no_error (error);
       g_assert_cmpint (b->kind, ==, CLEAVE_BACKEND_KIND_OPENCL);
       cleave_backend_unref (b);
-      b = cleave_device_open ("1", &error);
+      b = cleave_device_open ("1", NULL, &error);
       g_assert_no_error (error);
       g_assert_cmpint (b->kind, ==, CLEAVE_BACKEND_KIND_OPENCL);
       cleave_backend_unref (b);
       /* A name substring matches the cpu backend's name first only if it is in it. */
-      b = cleave_device_open (sub, &error);
+      b = cleave_device_open (sub, NULL, &error);
       g_assert_no_error (error);
       g_assert_nonnull (b);
       cleave_backend_unref (b);
     }
   else
     {
-      b = cleave_device_open ("opencl", &error);
+      b = cleave_device_open ("opencl", NULL, &error);
       g_assert_null (b);
       g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_NO_DEVICE);
     }
@@ -974,21 +974,20 @@ main (int argc, char **argv)
   cpu = cleave_backend_cpu_new ();
   if (g_getenv ("CLEAVE_TEST_OPENCL_DEVICE"))
     sscanf (g_getenv ("CLEAVE_TEST_OPENCL_DEVICE"), "%d:%d", &test_platform, &test_device);
-  ocl = cleave_backend_opencl_new (test_platform, test_device, &error);
+  ocl = cleave_backend_opencl_new (test_platform, test_device, NULL, &error);
   if (ocl == NULL)
     ocl_skip_reason = g_strdup_printf ("no OpenCL device: %s", error->message);
   else
     {
-      const char *flavour = g_getenv ("CLEAVE_OPENCL_GEMM");
+      /* the other GEMM kernel than the device's default, on the same device */
+      CleaveBackendConfig other;
+      cleave_backend_config_init (&other);
+      other.opencl_gemm = ocl->description && strstr (ocl->description, "(cpu,") ? CLEAVE_OPENCL_GEMM_TILED
+                                                                                  : CLEAVE_OPENCL_GEMM_STRIP;
       g_test_message ("OpenCL backend: %s - %s", ocl->name, ocl->description);
       ocl_variants[0] = ocl;
-      g_setenv ("CLEAVE_OPENCL_GEMM", ocl->description && strstr (ocl->description, "(cpu,") ? "tiled" : "strip", TRUE);
-      ocl_variants[1] = cleave_backend_opencl_new (test_platform, test_device, &error);
+      ocl_variants[1] = cleave_backend_opencl_new (test_platform, test_device, &other, &error);
       g_assert_no_error (error);
-      if (flavour)
-        g_setenv ("CLEAVE_OPENCL_GEMM", flavour, TRUE);
-      else
-        g_unsetenv ("CLEAVE_OPENCL_GEMM");
     }
 
   g_test_add_func ("/opencl/devices/list", test_device_list);

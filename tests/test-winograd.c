@@ -1,5 +1,5 @@
 /* test-winograd.c: the cpu backend's Winograd F(4x4, 3x3) convolution
- * (CLEAVE_CONV_ALGO=winograd) against im2col + sgemm (=im2col) and against
+ * (conv-algo winograd) against im2col + sgemm (conv-algo im2col) and against
  * a direct sum in double precision, on awkward shapes: batch 1, maps that
  * are not multiples of the 4x4 tile, 1x1 maps, channel counts that are not
  * multiples of the 8-channel GEMM panels, groups, with and without bias. */
@@ -8,7 +8,55 @@
 
 #include "cleave-ops.h"
 
+/* Where tensor4 and vec make tensors: the default backend, or one of
+ * backend_for's while a test runs an algorithm. */
 static CleaveBackend *backend;
+static CleaveBackend *default_backend;
+
+/* A cpu backend configured with conv-algo @algo (NULL: auto) and Winograd
+ * weight-gradient chunks of @chunk floats (0: the default); kept for reuse. */
+static CleaveBackend *
+backend_for (const char *algo, gsize chunk)
+{
+  static GHashTable *cache;
+  g_autofree char *key = g_strdup_printf ("%s/%" G_GSIZE_FORMAT, algo ? algo : "auto", chunk);
+  CleaveBackend *b;
+
+  if (cache == NULL)
+    cache = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) cleave_backend_unref);
+  b = g_hash_table_lookup (cache, key);
+  if (b == NULL)
+    {
+      g_autoptr (GError) error = NULL;
+      CleaveBackendConfig cfg;
+      cleave_backend_config_init (&cfg);
+      if (algo)
+        g_assert_true (cleave_backend_config_set (&cfg, "conv-algo", algo, &error));
+      g_assert_no_error (error);
+      cfg.winograd_grad_chunk = chunk;
+      b = cleave_backend_cpu_new_with_config (&cfg);
+      g_hash_table_insert (cache, g_steal_pointer (&key), b);
+    }
+  return b;
+}
+
+/* A copy of @t on @b (NULL stays NULL). */
+static CleaveTensor *
+moved (const CleaveTensor *t, CleaveBackend *b)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree float *host = NULL;
+  CleaveTensor *c;
+
+  if (t == NULL)
+    return NULL;
+  host = cleave_tensor_to_host (t, &error);
+  g_assert_no_error (error);
+  c = cleave_tensor_new (b, t->ndim, t->shape, &error);
+  g_assert_no_error (error);
+  g_assert_true (cleave_tensor_upload (c, host, cleave_tensor_numel (t), &error));
+  return c;
+}
 
 typedef struct {
   int n, ci, co, h, w, groups;
@@ -92,17 +140,17 @@ direct_conv (const Shape *s, const float *x, const float *w, const float *b)
 }
 
 static float *
-run_conv (const char *algo, CleaveTensor *x, CleaveTensor *w, CleaveTensor *b, const Shape *s)
+run_conv (const char *algo, CleaveTensor *x0, CleaveTensor *w0, CleaveTensor *b0, const Shape *s)
 {
+  CleaveBackend *on = backend_for (algo, 0);
   g_autoptr (GError) error = NULL;
-  g_autoptr (CleaveTensor) y = tensor4 (s->n, s->co, s->h, s->w, NULL);
+  g_autoptr (CleaveTensor) x = moved (x0, on), w = moved (w0, on), b = moved (b0, on), y = NULL;
   CleaveConvParams p = { 1, 1, s->groups };
   float *out;
 
-  if (algo)
-    g_setenv ("CLEAVE_CONV_ALGO", algo, TRUE);
-  else
-    g_unsetenv ("CLEAVE_CONV_ALGO");
+  backend = on;
+  y = tensor4 (s->n, s->co, s->h, s->w, NULL);
+  backend = default_backend;
   /* garbage in y must be overwritten, including under partial tiles */
   cleave_tensor_fill (y, NAN, &error);
   g_assert_no_error (error);
@@ -110,7 +158,6 @@ run_conv (const char *algo, CleaveTensor *x, CleaveTensor *w, CleaveTensor *b, c
   g_assert_no_error (error);
   out = cleave_tensor_to_host (y, &error);
   g_assert_no_error (error);
-  g_unsetenv ("CLEAVE_CONV_ALGO");
   return out;
 }
 
@@ -210,15 +257,10 @@ test_fused_bn_relu (void)
         g_autofree float *bh = s->bias ? random_host (r, s->co) : NULL;
         g_autofree float *ga = random_host (r, s->co), *be = random_host (r, s->co), *mu = random_host (r, s->co);
         g_autofree float *var = g_new (float, s->co);
-        g_autoptr (CleaveTensor) x = tensor4 (s->n, s->ci, s->h, s->w, xh);
-        g_autoptr (CleaveTensor) w = tensor4 (s->co, s->ci / s->groups, 3, 3, wh);
-        g_autoptr (CleaveTensor) b = bh ? vec (bh, s->co) : NULL;
-        g_autoptr (CleaveTensor) tg = NULL, tb = NULL, tm = NULL, tv = NULL;
         g_autofree double *ref = NULL;
 
         for (int c = 0; c < s->co; c++)
           var[c] = (float) g_rand_double_range (r, 0.3, 3.0);
-        tg = vec (ga, s->co), tb = vec (be, s->co), tm = vec (mu, s->co), tv = vec (var, s->co);
         ref = direct_conv (s, xh, wh, bh);
         for (gsize i = 0; i < ny; i++)
           {
@@ -229,16 +271,22 @@ test_fused_bn_relu (void)
         for (int a = 0; a < 2; a++)
           {
             g_autoptr (GError) error = NULL;
-            g_autoptr (CleaveTensor) y = tensor4 (s->n, s->co, s->h, s->w, NULL);
+            g_autoptr (CleaveTensor) x = NULL, w = NULL, b = NULL, tg = NULL, tb = NULL, tm = NULL, tv = NULL;
+            g_autoptr (CleaveTensor) y = NULL;
             CleaveConvParams p = { 1, 1, s->groups, relu };
             g_autofree float *got = NULL;
             double e;
 
-            g_setenv ("CLEAVE_CONV_ALGO", a ? "winograd" : "im2col", TRUE);
+            backend = backend_for (a ? "winograd" : "im2col", 0);
+            x = tensor4 (s->n, s->ci, s->h, s->w, xh);
+            w = tensor4 (s->co, s->ci / s->groups, 3, 3, wh);
+            b = bh ? vec (bh, s->co) : NULL;
+            tg = vec (ga, s->co), tb = vec (be, s->co), tm = vec (mu, s->co), tv = vec (var, s->co);
+            y = tensor4 (s->n, s->co, s->h, s->w, NULL);
+            backend = default_backend;
             cleave_tensor_fill (y, NAN, &error);
             g_assert_true (cleave_conv2d_bn_forward (x, w, b, tg, tb, tm, tv, eps, y, &p, &error));
             g_assert_no_error (error);
-            g_unsetenv ("CLEAVE_CONV_ALGO");
             got = cleave_tensor_to_host (y, &error);
             e = rel_err (got, ref, ny);
             /* the folded weights add one rounding per weight to the bounds above */
@@ -273,7 +321,7 @@ test_fused_bad_input (void)
   g_assert_nonnull (strstr (error->message, "eps"));
 }
 
-/* Unset CLEAVE_CONV_ALGO picks Winograd for the benchmark CNN's layers and
+/* conv-algo auto picks Winograd for the benchmark CNN's layers and
  * im2col where Winograd does not pay off (1 input channel, 2x2 maps). */
 static void
 test_auto_choice (void)
@@ -364,20 +412,22 @@ direct_backward_weights (const Shape *s, const float *x, const float *dy)
 }
 
 static void
-run_backward (const char *algo, CleaveTensor *x, CleaveTensor *w, CleaveTensor *dy, const Shape *s,
+run_backward (const char *algo, gsize chunk, CleaveTensor *x0, CleaveTensor *w0, CleaveTensor *dy0, const Shape *s,
               float **dx_out, float **dw_out)
 {
+  CleaveBackend *on = backend_for (algo, chunk);
   g_autoptr (GError) error = NULL;
-  g_autoptr (CleaveTensor) dx = tensor4 (s->n, s->ci, s->h, s->w, NULL);
-  g_autoptr (CleaveTensor) dw = tensor4 (s->co, s->ci / s->groups, 3, 3, NULL);
+  g_autoptr (CleaveTensor) x = moved (x0, on), w = moved (w0, on), dy = moved (dy0, on), dx = NULL, dw = NULL;
   CleaveConvParams p = { 1, 1, s->groups };
 
-  g_setenv ("CLEAVE_CONV_ALGO", algo, TRUE);
+  backend = on;
+  dx = tensor4 (s->n, s->ci, s->h, s->w, NULL);
+  dw = tensor4 (s->co, s->ci / s->groups, 3, 3, NULL);
+  backend = default_backend;
   cleave_tensor_fill (dx, NAN, &error);
   g_assert_no_error (error);
   g_assert_true (cleave_conv2d_backward (x, w, dy, dx, dw, NULL, &p, &error));
   g_assert_no_error (error);
-  g_unsetenv ("CLEAVE_CONV_ALGO");
   *dx_out = cleave_tensor_to_host (dx, &error);
   g_assert_no_error (error);
   *dw_out = cleave_tensor_to_host (dw, &error);
@@ -412,11 +462,8 @@ test_backward_data (void)
 
       /* every other shape in chunks of 1 tile block: the weight gradient
        * then sums over several chunks */
-      if (k % 2)
-        g_setenv ("CLEAVE_WINOGRAD_GRAD_CHUNK", "1", TRUE);
-      run_backward ("winograd", x, w, dy, s, &dxw, &dww);
-      g_unsetenv ("CLEAVE_WINOGRAD_GRAD_CHUNK");
-      run_backward ("im2col", x, w, dy, s, &dxi, &dwi);
+      run_backward ("winograd", k % 2 ? 1 : 0, x, w, dy, s, &dxw, &dww);
+      run_backward ("im2col", 0, x, w, dy, s, &dxi, &dwi);
       ew = rel_err (dxw, ref, nx);
       ei = rel_err (dxi, ref, nx);
       eww = rel_err (dww, refw, nw);
@@ -434,21 +481,35 @@ test_backward_data (void)
   g_rand_free (r);
 }
 
-/* An unknown CLEAVE_CONV_ALGO value means auto (with a one-time message) rather than a failure. */
+/* An unknown conv-algo is refused, naming the setting and the value (no
+ * silent fallback to auto); so are bad numbers and unknown settings. */
 static void
-test_unknown_algo_is_auto (void)
+test_unknown_algo_refused (void)
 {
-  const Shape s = { 1, 16, 16, 8, 8, 1, FALSE };
-  GRand *r = g_rand_new_with_seed (3);
-  g_autofree float *xh = random_host (r, (gsize) 16 * 64);
-  g_autofree float *wh = random_host (r, (gsize) 16 * 16 * 9);
-  g_autoptr (CleaveTensor) x = tensor4 (1, 16, 8, 8, xh);
-  g_autoptr (CleaveTensor) w = tensor4 (16, 16, 3, 3, wh);
-  g_autofree float *ya = run_conv ("no-such-algo", x, w, NULL, &s);
-  g_autofree float *yw = run_conv ("winograd", x, w, NULL, &s);
+  CleaveBackendConfig cfg;
+  GError *error = NULL;
+  g_auto (GStrv) env = g_environ_setenv (NULL, "CLEAVE_CONV_ALGO", "no-such-algo", TRUE);
 
-  g_assert_cmpmem (ya, 16 * 64 * sizeof (float), yw, 16 * 64 * sizeof (float));
-  g_rand_free (r);
+  cleave_backend_config_init (&cfg);
+  g_assert_false (cleave_backend_config_set (&cfg, "conv-algo", "no-such-algo", &error));
+  g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "conv-algo"));
+  g_assert_nonnull (strstr (error->message, "no-such-algo"));
+  g_clear_error (&error);
+  g_assert_cmpint (cfg.conv_algo, ==, CLEAVE_CONV_ALGO_AUTO);
+  g_assert_false (cleave_backend_config_from_environ (&cfg, env, NULL, &error));
+  g_assert_nonnull (strstr (error->message, "CLEAVE_CONV_ALGO"));
+  g_clear_error (&error);
+  g_assert_false (cleave_backend_config_set (&cfg, "threads", "two", &error));
+  g_clear_error (&error);
+  g_assert_false (cleave_backend_config_set (&cfg, "no-such-setting", "1", &error));
+  g_clear_error (&error);
+  g_assert_true (cleave_backend_config_set (&cfg, "conv-algo", "winograd", &error));
+  g_assert_cmpint (cfg.conv_algo, ==, CLEAVE_CONV_ALGO_WINOGRAD);
+  {
+    g_autofree char *d = cleave_backend_config_describe (&cfg);
+    g_assert_cmpstr (d, ==, "conv-algo winograd");
+  }
 }
 
 int
@@ -457,11 +518,11 @@ main (int argc, char **argv)
   int rc;
 
   g_test_init (&argc, &argv, NULL);
-  backend = cleave_backend_cpu_new ();
+  default_backend = backend = cleave_backend_cpu_new ();
   g_test_add_func ("/core/conv2d/winograd/matches-direct", test_matches_direct);
   g_test_add_func ("/core/conv2d/winograd/backward-data", test_backward_data);
   g_test_add_func ("/core/conv2d/winograd/auto-choice", test_auto_choice);
-  g_test_add_func ("/core/conv2d/winograd/unknown-algo-is-auto", test_unknown_algo_is_auto);
+  g_test_add_func ("/core/conv2d/winograd/unknown-algo-refused", test_unknown_algo_refused);
   g_test_add_func ("/core/conv2d/bn-relu-fused/matches-direct", test_fused_bn_relu);
   g_test_add_func ("/core/conv2d/bn-relu-fused/bad-input", test_fused_bad_input);
   rc = g_test_run ();

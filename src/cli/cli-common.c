@@ -4,6 +4,7 @@
 #include <json-glib/json-glib.h>
 #include "cleave-onnx.h"
 #include "cleave-file.h"
+#include "cleave-options.h"
 
 #include <glib-unix.h>
 #include <glib/gstdio.h>
@@ -26,23 +27,28 @@ cleave_cli_fail (GError *error)
 }
 
 static GCancellable *sigint_cancellable;
-static volatile sig_atomic_t sigint_count;
+static int signal_count;
 
-static void
-on_signal (int sig)
+/* Runs in the signal thread: the first SIGINT/SIGTERM cancels, the second
+ * ends the program at once (a search stuck in one long step). */
+static gboolean
+on_signal (gpointer data)
 {
-  sigint_count++;
-  if (sigint_count > 1)
+  if (++signal_count > 1)
     _exit (130);
-  /* g_cancellable_cancel is not async-signal-safe; a watcher thread polls the flag. */
+  g_cancellable_cancel (sigint_cancellable);
+  return G_SOURCE_CONTINUE;
 }
 
+/* The commands run in the main thread without a main loop, so the signal
+ * sources live on a context of their own, iterated by this thread. */
 static gpointer
-signal_watch_thread (gpointer data)
+signal_thread (gpointer data)
 {
-  while (sigint_count == 0)
-    g_usleep (50000);
-  g_cancellable_cancel (sigint_cancellable);
+  GMainContext *ctx = data;
+
+  for (;;)
+    g_main_context_iteration (ctx, TRUE);
   return NULL;
 }
 
@@ -51,13 +57,18 @@ cleave_cli_cancellable (void)
 {
   if (sigint_cancellable == NULL)
     {
-      struct sigaction sa = { 0 };
+      GMainContext *ctx = g_main_context_new ();
+      const int sigs[] = { SIGINT, SIGTERM };
+
       sigint_cancellable = g_cancellable_new ();
-      sa.sa_handler = on_signal;
-      sigemptyset (&sa.sa_mask);
-      sigaction (SIGINT, &sa, NULL);
-      sigaction (SIGTERM, &sa, NULL);
-      g_thread_unref (g_thread_new ("cleave-signal", signal_watch_thread, NULL));
+      for (gsize i = 0; i < G_N_ELEMENTS (sigs); i++)
+        {
+          GSource *src = g_unix_signal_source_new (sigs[i]);
+          g_source_set_callback (src, on_signal, NULL, NULL);
+          g_source_attach (src, ctx);
+          g_source_unref (src);
+        }
+      g_thread_unref (g_thread_new ("cleave-signal", signal_thread, ctx));
     }
   return sigint_cancellable;
 }
@@ -149,10 +160,195 @@ cleave_cli_progress_free (CleaveCliProgress *p)
   g_free (p);
 }
 
+/* ---------------------------------------------------------------- configuration */
+
+static CleaveBackendConfig backend_config;
+static char *env_device;            /* CLEAVE_DEVICE */
+static char *env_data_dir;          /* CLEAVE_DATA_DIR */
+static char **option_data_dirs;     /* --data-dir, in order */
+static char **all_data_dirs;
+
+gboolean
+cleave_cli_config_init (GError **error)
+{
+  g_auto(GStrv) env = g_get_environ ();
+  g_autoptr(GString) changed = g_string_new (NULL);
+
+  cleave_backend_config_init (&backend_config);
+  if (!cleave_backend_config_from_environ (&backend_config, env, changed, error))
+    return FALSE;
+  if (g_getenv ("CLEAVE_DEVICE") && *g_getenv ("CLEAVE_DEVICE"))
+    {
+      env_device = g_strdup (g_getenv ("CLEAVE_DEVICE"));
+      g_string_append_printf (changed, ", CLEAVE_DEVICE=%s (default --device)", env_device);
+    }
+  if (g_getenv ("CLEAVE_DATA_DIR") && *g_getenv ("CLEAVE_DATA_DIR"))
+    {
+      env_data_dir = g_strdup (g_getenv ("CLEAVE_DATA_DIR"));
+      g_string_append_printf (changed, ", CLEAVE_DATA_DIR=%s (data directory)", env_data_dir);
+    }
+  if (changed->len)
+    fprintf (stderr, "cleave-cli: from the environment: %s\n", changed->str + (changed->str[0] == ',' ? 2 : 0));
+  return TRUE;
+}
+
+static gboolean
+on_backend_option (const char *option_name, const char *value, gpointer data, GError **error)
+{
+  /* "--conv-algo" → "conv-algo" */
+  return cleave_backend_config_set (&backend_config, option_name + 2, value, error);
+}
+
+GOptionContext *
+cleave_cli_option_context_new (const char *parameter_string)
+{
+  static char *helps[8];
+  GOptionContext *ctx = g_option_context_new (parameter_string);
+  GOptionGroup *group = g_option_group_new ("config", "Configuration (for every command):",
+                                            "Show the configuration options", NULL, NULL);
+  GOptionEntry entries[] = {
+    { "data-dir", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &option_data_dirs,
+      "Look for named datasets (mnist, fashion-mnist, cifar10) in DIR first (repeatable; then $CLEAVE_DATA_DIR, "
+      "~/.local/share/cleave/datasets, /usr/share/datasets)", "DIR" },
+    { "threads", 0, 0, G_OPTION_ARG_CALLBACK, on_backend_option, NULL, "N" },
+    { "conv-algo", 0, 0, G_OPTION_ARG_CALLBACK, on_backend_option, NULL, "ALGO" },
+    { "opencl-gemm", 0, 0, G_OPTION_ARG_CALLBACK, on_backend_option, NULL, "KERNEL" },
+    { "opencl-split-k", 0, 0, G_OPTION_ARG_CALLBACK, on_backend_option, NULL, "N" },
+    { NULL }
+  };
+  guint n;
+  const CleaveBackendSetting *set = cleave_backend_settings (&n);
+
+  /* Help of the backend settings from the core's table: the help text and
+   * every variable read for it, the one that wins first. */
+  for (int e = 1; entries[e].long_name && helps[e] == NULL; e++)
+    {
+      GString *h = g_string_new (NULL);
+      for (guint i = n; i-- > 0;)
+        if (g_str_equal (set[i].name, entries[e].long_name))
+          {
+            if (h->len == 0)
+              g_string_append_printf (h, "%s (environment: %s", set[i].help, set[i].env);
+            else
+              g_string_append_printf (h, ", else %s", set[i].env);
+          }
+      g_string_append (h, ")");
+      helps[e] = g_string_free (h, FALSE);
+    }
+  for (int e = 1; entries[e].long_name; e++)
+    entries[e].description = helps[e];
+  g_option_group_add_entries (group, entries);
+  g_option_context_add_group (ctx, group);
+  return ctx;
+}
+
+/* ---------------------------------------------------------------- option tables */
+
+static GArray *option_tables;      /* CleaveCliOptionTable: where each table's options go */
+
+static gboolean
+on_table_option (const char *option_name, const char *value, gpointer data, GError **error)
+{
+  const char *name = option_name + 2;   /* "--alpha" */
+
+  for (guint t = 0; t < option_tables->len; t++)
+    {
+      const CleaveCliOptionTable *ot = &g_array_index (option_tables, CleaveCliOptionTable, t);
+      const CleaveOptionDesc *d = cleave_options_find (ot->table, ot->n, name);
+      if (d && !cleave_option_parse (d, ot->options, value ? value : "", error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+void
+cleave_cli_add_option_tables (GOptionContext *ctx, const CleaveCliOptionTable *tables, guint n_tables)
+{
+  GArray *entries = g_array_new (TRUE, TRUE, sizeof (GOptionEntry));
+  GPtrArray *helps = g_ptr_array_new ();   /* GString, parallel to entries */
+
+  if (option_tables == NULL)
+    option_tables = g_array_new (FALSE, FALSE, sizeof (CleaveCliOptionTable));
+  g_array_append_vals (option_tables, tables, n_tables);
+  for (guint t = 0; t < n_tables; t++)
+    for (guint i = 0; i < tables[t].n; i++)
+      {
+        const CleaveOptionDesc *d = &tables[t].table[i];
+        g_autofree char *def = cleave_option_default_text (d);
+        GString *help = NULL;
+        guint e;
+
+        for (e = 0; e < entries->len; e++)
+          if (g_str_equal (g_array_index (entries, GOptionEntry, e).long_name, d->name))
+            help = helps->pdata[e];
+        if (help == NULL)
+          {
+            GOptionEntry entry = { d->name, 0, d->type == CLEAVE_OPTION_BOOL ? G_OPTION_FLAG_NO_ARG : 0,
+                                   G_OPTION_ARG_CALLBACK, on_table_option, NULL, NULL };
+            entry.arg_description = d->type == CLEAVE_OPTION_CHOICE ? "WORD"
+                                    : d->type == CLEAVE_OPTION_INT ? "N"
+                                    : d->type == CLEAVE_OPTION_BOOL ? NULL : "X";
+            g_array_append_val (entries, entry);
+            g_ptr_array_add (helps, help = g_string_new (NULL));
+          }
+        else
+          g_string_append (help, "; ");
+        if (d->type == CLEAVE_OPTION_BOOL)
+          g_string_append_printf (help, "%s: %s", tables[t].prefix, d->help);
+        else
+          g_string_append_printf (help, "%s: %s (default %s)", tables[t].prefix, d->help, def);
+      }
+  /* The entries and their texts live as long as the program. */
+  for (guint e = 0; e < entries->len; e++)
+    g_array_index (entries, GOptionEntry, e).description = g_string_free (helps->pdata[e], FALSE);
+  g_ptr_array_free (helps, TRUE);
+  g_option_context_add_main_entries (ctx, (GOptionEntry *) (gpointer) g_array_free (entries, FALSE), NULL);
+}
+
+const CleaveBackendConfig *
+cleave_cli_backend_config (void)
+{
+  return &backend_config;
+}
+
+const char *const *
+cleave_cli_data_dirs (void)
+{
+  GPtrArray *a;
+  const char *const *defaults = cleave_dataset_default_dirs ();
+
+  /* built once, after the command's options are parsed */
+  if (all_data_dirs)
+    return (const char *const *) all_data_dirs;
+  a = g_ptr_array_new ();
+
+  for (int i = 0; option_data_dirs && option_data_dirs[i]; i++)
+    g_ptr_array_add (a, g_strdup (option_data_dirs[i]));
+  if (env_data_dir)
+    g_ptr_array_add (a, g_strdup (env_data_dir));
+  for (int i = 0; defaults[i]; i++)
+    g_ptr_array_add (a, g_strdup (defaults[i]));
+  g_ptr_array_add (a, NULL);
+  all_data_dirs = (char **) g_ptr_array_free (a, FALSE);
+  return (const char *const *) all_data_dirs;
+}
+
+CleaveDataset *
+cleave_cli_load_dataset (const char *spec, CleaveSplit split, GCancellable *cancellable, GError **error)
+{
+  return cleave_dataset_load_from (spec, cleave_cli_data_dirs (), split, cancellable, error);
+}
+
+const char *
+cleave_cli_default_device (void)
+{
+  return env_device;
+}
+
 CleaveBackend *
 cleave_cli_open_device (const char *spec, GError **error)
 {
-  CleaveBackend *b = cleave_device_open (spec, error);
+  CleaveBackend *b = cleave_device_open (spec ? spec : env_device, &backend_config, error);
   if (b)
     fprintf (stderr, "device: %s\n", b->name);
   return b;
@@ -187,53 +383,6 @@ cleave_cli_print_metrics (const CleaveMetrics *m, const char *const *class_names
     }
 }
 
-int *
-cleave_cli_parse_int_list (const char *s, int *n_out, GError **error)
-{
-  g_auto(GStrv) parts = g_strsplit (s, ",", -1);
-  GArray *a = g_array_new (FALSE, FALSE, sizeof (int));
-  if (parts[0] == NULL)
-    goto empty;
-  for (int i = 0; parts[i]; i++)
-    {
-      char *end;
-      gint64 lo, hi;
-      const char *dash;
-      if (parts[i][0] == 0)
-        goto empty;
-      dash = strchr (parts[i] + 1, '-');
-      lo = g_ascii_strtoll (parts[i], &end, 10);
-      if (end == parts[i])
-        goto bad;
-      hi = lo;
-      if (dash && end == dash)
-        {
-          hi = g_ascii_strtoll (dash + 1, &end, 10);
-          if (end == dash + 1)
-            goto bad;
-        }
-      if (*end != 0 || lo < 0 || hi < lo || hi > 100000)
-        goto bad;
-      for (gint64 v = lo; v <= hi; v++)
-        {
-          int iv = (int) v;
-          g_array_append_val (a, iv);
-        }
-      continue;
-bad:
-      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "'%s' is not a list of numbers like 0,3,5 or 0-4", s);
-      g_array_unref (a);
-      return NULL;
-    }
-  *n_out = (int) a->len;
-  return (int *) g_array_free (a, FALSE);
-empty:
-  g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-               "'%s' has an empty element: give a list of numbers like 0,3,5 or 0-4", s);
-  g_array_unref (a);
-  return NULL;
-}
-
 char *
 cleave_cli_command_line (int argc, char **argv)
 {
@@ -254,9 +403,9 @@ cleave_cli_progress_cb (const CleaveProgress *p, gpointer user_data)
   g_autofree char *status = NULL;
   GString *s = g_string_new (NULL);
   if (p->epochs > 0)
-    g_string_append_printf (s, "%s %d/%d", p->phase ? p->phase : "", p->epoch, p->epochs);
-  else if (p->phase)
-    g_string_append (s, p->phase);
+    g_string_append_printf (s, "%s %d/%d", cleave_phase_name (p->phase), p->epoch, p->epochs);
+  else
+    g_string_append (s, cleave_phase_name (p->phase));
   if (!isnan (p->loss))
     g_string_append_printf (s, " loss %.4f", p->loss);
   if (!isnan (p->accuracy))
@@ -308,70 +457,6 @@ cleave_cli_load_model_for (const char *path, const char *arch, const CleaveDatas
         m->class_names[i] = g_strdup (ds->class_names[i]);
       }
   return m;
-}
-
-gboolean
-cleave_cli_split_spec (const char *arg, char **path, int **list, int *n, GError **error)
-{
-  const char *colon = strrchr (arg, ':');
-  /* "C:\x" style or a path without a list: the whole argument is the path. */
-  if (colon == NULL || colon[1] == '\0' || strchr (colon, '/') != NULL)
-    {
-      *path = g_strdup (arg);
-      *list = NULL;
-      *n = 0;
-      return TRUE;
-    }
-  *list = cleave_cli_parse_int_list (colon + 1, n, error);
-  if (*list == NULL)
-    return FALSE;
-  *path = g_strndup (arg, colon - arg);
-  return TRUE;
-}
-
-CleaveDataset *
-cleave_cli_load_mix (const char *const *specs, int n_specs, CleaveSplit split, char ***class_names,
-                     GCancellable *cancellable, GError **error)
-{
-  CleaveDataset **parts = g_new0 (CleaveDataset *, MAX (1, n_specs));
-  GPtrArray *names = g_ptr_array_new ();
-  CleaveDataset *out = NULL;
-  gboolean ok = TRUE;
-
-  for (int i = 0; i < n_specs && ok; i++)
-    {
-      g_autofree char *path = NULL;
-      g_autofree int *list = NULL;
-      int n = 0;
-      CleaveDataset *ds;
-      ok = cleave_cli_split_spec (specs[i], &path, &list, &n, error);
-      if (!ok)
-        break;
-      ds = cleave_dataset_load (path, split, cancellable, error);
-      if ((ok = ds != NULL) && list)
-        {
-          CleaveDataset *sel = cleave_dataset_select_classes (ds, list, n, error);
-          cleave_dataset_free (ds);
-          ok = (ds = sel) != NULL;
-        }
-      if (!ok)
-        break;
-      parts[i] = ds;
-      for (int c = 0; c < ds->n_classes; c++)
-        g_ptr_array_add (names, n_specs > 1 ? g_strdup_printf ("%s:%s", path, ds->class_names[c])
-                                            : g_strdup (ds->class_names[c]));
-    }
-  if (ok)
-    out = n_specs == 1 ? g_steal_pointer (&parts[0]) : cleave_dataset_concat (parts, n_specs, error);
-  for (int i = 0; i < n_specs; i++)
-    cleave_dataset_free (parts[i]);
-  g_free (parts);
-  g_ptr_array_add (names, NULL);
-  if (out && class_names)
-    *class_names = (char **) g_ptr_array_free (names, FALSE);
-  else
-    g_strfreev ((char **) g_ptr_array_free (names, FALSE));
-  return out;
 }
 
 char *

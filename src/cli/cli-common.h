@@ -41,14 +41,44 @@ G_END_DECLS
 #include "cleave-model.h"
 #include "cleave-device.h"
 #include "cleave-metrics.h"
+#include "cleave-job.h"
+#include "cleave-options.h"
 
 G_BEGIN_DECLS
-/* Opens --device (NULL = default rule); prints which device on stderr. */
+/* Reads the environment once, first thing in main(): the backend settings
+ * (cleave_backend_settings: CLEAVE_CONV_ALGO, OMP_NUM_THREADS…),
+ * CLEAVE_DEVICE (the default --device) and CLEAVE_DATA_DIR (a data
+ * directory); prints to stderr what it took from there. FALSE on a bad value. */
+gboolean cleave_cli_config_init (GError **error);
+/* A command's option context with the shared configuration options
+ * (--data-dir, --threads, --conv-algo, --opencl-gemm, --opencl-split-k). */
+GOptionContext *cleave_cli_option_context_new (const char *parameter_string);
+const CleaveBackendConfig *cleave_cli_backend_config (void);
+
+/* A method's option table (cleave-options.h) and the struct its options fill. */
+typedef struct {
+  const CleaveOptionDesc *table;
+  guint n;
+  gpointer options;
+  const char *prefix;          /* help prefix: "grad" */
+} CleaveCliOptionTable;
+/* Adds a --NAME option for every entry of the tables, help and default text
+ * from the table; values are parsed and range-checked as they are read. A
+ * name in several tables is one option setting each. */
+void cleave_cli_add_option_tables (GOptionContext *ctx, const CleaveCliOptionTable *tables, guint n_tables);
+/* CLEAVE_DEVICE, or NULL (the default rule). */
+const char *cleave_cli_default_device (void);
+/* --data-dir, then CLEAVE_DATA_DIR, then cleave_dataset_default_dirs()
+ * (fixed at the first call, which comes after the options are parsed). */
+const char *const *cleave_cli_data_dirs (void);
+/* cleave_dataset_load_from() with those directories. */
+CleaveDataset *cleave_cli_load_dataset (const char *spec, CleaveSplit split, GCancellable *cancellable,
+                                        GError **error);
+/* Opens --device (NULL = CLEAVE_DEVICE, else the default rule) with the
+ * configured backend settings; prints which device on stderr. */
 CleaveBackend *cleave_cli_open_device (const char *spec, GError **error);
 /* Prints accuracy, per-class P/R/F1 and the confusion matrix. */
 void cleave_cli_print_metrics (const CleaveMetrics *m, const char *const *class_names, const char *title);
-/* Parses "0,3,5" or "0-4" into a class list. */
-int *cleave_cli_parse_int_list (const char *s, int *n_out, GError **error);
 /* The command line as one string (for provenance). */
 char *cleave_cli_command_line (int argc, char **argv);
 /* A progress callback drawing onto a CleaveCliProgress (user_data). */
@@ -65,13 +95,6 @@ CleaveModel *cleave_cli_load_model_for (const char *path, const char *arch, cons
 G_END_DECLS
 
 G_BEGIN_DECLS
-/* "PATH:0,3" → PATH and [0, 3]; without ":LIST" the list is NULL (n = 0). */
-gboolean cleave_cli_split_spec (const char *arg, char **path, int **list, int *n, GError **error);
-/* One dataset or a mix: each spec "DATASET" or "DATASET:0,3" (classes kept
- * and relabelled in that order); parts are concatenated, so classes follow
- * the specs' order. @class_names (may be NULL) receives the mix's names. */
-CleaveDataset *cleave_cli_load_mix (const char *const *specs, int n_specs, CleaveSplit split, char ***class_names,
-                                    GCancellable *cancellable, GError **error);
 
 /* The builder's (finished) root as JSON text. Build JSON this way, not with
  * printf: numbers then read the same in every locale (no "0,5" under

@@ -25,7 +25,7 @@ add_spec (CleaveComposition *c, GPtrArray *keep_sets, const char *arg, GError **
   int n = 0;
   CleaveModuleSet *set;
 
-  if (!cleave_cli_split_spec (arg, &path, &list, &n, error))
+  if (!cleave_parse_path_list (arg, &path, &list, &n, error))
     return FALSE;
   if ((set = cleave_module_set_load (path, error)) == NULL)
     return FALSE;
@@ -91,7 +91,7 @@ measure (CleaveComposition *c, const char *dataset, int n, const char *device, G
   double t_one, t_shared, diff = 0;
   gint64 t0;
 
-  if (backend == NULL || (ds = cleave_dataset_load (dataset, CLEAVE_SPLIT_TEST, NULL, error)) == NULL)
+  if (backend == NULL || (ds = cleave_cli_load_dataset (dataset, CLEAVE_SPLIT_TEST, NULL, error)) == NULL)
     return FALSE;
   n = MIN (n, ds->n);
   a = g_new (float, (gsize) n * K);
@@ -131,7 +131,7 @@ cleave_cmd_compose (int argc, char **argv)
     { "device", 0, 0, G_OPTION_ARG_STRING, &device, "Device for --measure", "DEV" },
     { NULL }
   };
-  g_autoptr(GOptionContext) ctx = g_option_context_new ("MODULES[:CLASSES] … — compose modules into a model for a new task");
+  g_autoptr(GOptionContext) ctx = cleave_cli_option_context_new ("MODULES[:CLASSES] … — compose modules into a model for a new task");
   g_autoptr(GError) error = NULL;
   g_autoptr(CleaveCliOutput) claim = NULL;
   g_autoptr(CleaveComposition) c = NULL;

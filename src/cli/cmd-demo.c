@@ -71,11 +71,11 @@ weakest_class (const char *weak_path, const char *dataset, char **name, GError *
 
   if (weak == NULL)
     return -1;
-  ds = cleave_dataset_load (dataset, CLEAVE_SPLIT_TRAIN, NULL, error);
-  backend = ds ? cleave_device_open (NULL, error) : NULL;
+  ds = cleave_cli_load_dataset (dataset, CLEAVE_SPLIT_TRAIN, NULL, error);
+  backend = ds ? cleave_cli_open_device (NULL, error) : NULL;
   if (backend == NULL)
     return -1;
-  cleave_dataset_split (ds, 0.2, 0, &train_idx, &n_train, &val_idx, &n_val);
+  cleave_dataset_split (ds, CLEAVE_VAL_FRACTION_DEFAULT, 0, &train_idx, &n_train, &val_idx, &n_val);
   net = cleave_net_new (weak->graph, backend, error);
   if (net == NULL)
     return -1;
@@ -104,7 +104,7 @@ cleave_cmd_demo (int argc, char **argv)
     { "rounds", 0, 0, G_OPTION_ARG_INT, &rounds, "GradSplitter rounds (default: split's)", "N" },
     { NULL }
   };
-  g_autoptr(GOptionContext) ctx = g_option_context_new ("— the main job: evaluate, split, compose and patch with the shipped demo model");
+  g_autoptr(GOptionContext) ctx = cleave_cli_option_context_new ("— the main job: evaluate, split, compose and patch with the shipped demo model");
   g_autoptr(GError) error = NULL;
   g_autofree char *demo = find_model ("demo.safetensors"), *weak = find_model ("weak.safetensors");
   g_autofree char *modules = NULL, *report = NULL, *composed = NULL, *patched = NULL;

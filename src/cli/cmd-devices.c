@@ -21,7 +21,7 @@ cleave_cmd_devices (int argc, char **argv)
       printf ("%-3u %-12s %-6s %-5u %8u %8.1fG  %s (%s)\n", i, d->id, d->type, d->compute_units, d->max_clock_mhz,
               d->global_mem / 1073741824.0, d->name, d->platform);
     }
-  def = cleave_device_open (NULL, &error);
+  def = cleave_cli_open_device (NULL, &error);
   if (def)
     printf ("default: %s\n", def->name);
   else

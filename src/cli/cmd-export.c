@@ -17,7 +17,7 @@ cleave_cmd_export (int argc, char **argv)
     { "arch", 0, 0, G_OPTION_ARG_STRING, &arch, "Architecture of a weights-only state_dict (.pth/.pt or .safetensors): a preset or a JSON file", "SPEC" },
     { NULL }
   };
-  g_autoptr(GOptionContext) ctx = g_option_context_new ("MODEL|MODULES|COMPOSED|PATCHED — export as ONNX");
+  g_autoptr(GOptionContext) ctx = cleave_cli_option_context_new ("MODEL|MODULES|COMPOSED|PATCHED — export as ONNX");
   g_autoptr(GError) error = NULL;
   g_autoptr(CleaveCliOutput) claim = NULL;
   g_autoptr(CleaveSafetensors) st = NULL;

@@ -36,7 +36,7 @@ cleave_cmd_info (int argc, char **argv)
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print the architecture as JSON", NULL },
     { NULL }
   };
-  g_autoptr(GOptionContext) ctx = g_option_context_new ("MODEL — show a model's layers, shapes, kernels, parameters and FLOPs");
+  g_autoptr(GOptionContext) ctx = cleave_cli_option_context_new ("MODEL — show a model's layers, shapes, kernels, parameters and FLOPs");
   g_autoptr(GError) error = NULL;
   g_autoptr(CleaveModel) model = NULL;
   CleaveGraph *g;

@@ -132,7 +132,7 @@ cleave_cmd_modules (int argc, char **argv)
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print the report as JSON instead of tables", NULL },
     { NULL }
   };
-  g_autoptr(GOptionContext) ctx = g_option_context_new ("MODULES — show a module set: KRR, size, accuracy, overlap");
+  g_autoptr(GOptionContext) ctx = cleave_cli_option_context_new ("MODULES — show a module set: KRR, size, accuracy, overlap");
   g_autoptr(GError) error = NULL;
   g_autoptr(CleaveModuleSet) set = NULL;
 

@@ -14,7 +14,7 @@ cleave_cmd_patch (int argc, char **argv)
     { "arch", 0, 0, G_OPTION_ARG_STRING, &arch, "Architecture when WEAK is a weights-only state_dict (.pth/.pt or .safetensors): a preset or a JSON file", "SPEC" },
     { NULL }
   };
-  g_autoptr(GOptionContext) ctx = g_option_context_new ("WEAK MODULES:CLASS[,CLASS…] … — patch a weak model with strong modules");
+  g_autoptr(GOptionContext) ctx = cleave_cli_option_context_new ("WEAK MODULES:CLASS[,CLASS…] … — patch a weak model with strong modules");
   g_autoptr(GError) error = NULL;
   g_autoptr(CleaveCliOutput) claim = NULL;
   g_autoptr(CleavePatched) p = NULL;
@@ -40,7 +40,7 @@ cleave_cmd_patch (int argc, char **argv)
       g_autoptr(CleaveModuleSet) set = NULL;
       int n = 0;
 
-      if (!cleave_cli_split_spec (argv[i], &path, &list, &n, &error))
+      if (!cleave_parse_path_list (argv[i], &path, &list, &n, &error))
         return cleave_cli_fail (g_steal_pointer (&error));
       if (list == NULL)
         return cleave_cli_fail (g_error_new (G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,

@@ -1,12 +1,42 @@
-/* cmd-train.c: `cleave-cli train` — the recipe of docs/ALGORITHMS.md (Training) by default. */
+/* cmd-train.c: `cleave-cli train` — the reference recipe (docs/ALGORITHMS.md) by default. */
 #include "cli-common.h"
-#include "cleave-arch.h"
 #include "cleave-train.h"
 #include "cleave-file.h"
 
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <glib/gstdio.h>
+
+/* The progress bar, and what is being trained once the data is loaded. */
+typedef struct {
+  CleaveCliProgress *bar;
+  const char *label;
+  const CleaveTrainRequest *req;
+  const CleaveTrainJobResult *res;
+  gboolean described;
+} Show;
+
+static void
+show_progress (const CleaveProgress *p, gpointer data)
+{
+  Show *show = data;
+
+  if (p->phase == CLEAVE_PHASE_LOAD || p->phase == CLEAVE_PHASE_TEST)
+    return;
+  if (!show->described)
+    {
+      g_autofree char *ds = cleave_dataset_spec_label (&show->req->dataset);
+      fprintf (stderr, "device: %s\n", show->res->device_name);
+      if (show->res->start_epoch > 0)
+        fprintf (stderr, "resuming after epoch %d\n", show->res->start_epoch);
+      fprintf (stderr, "training %s on %s: %d train / %d validation images, %d epochs, batch %d%s\n",
+               show->req->resume ? "the resumed model" : show->label, ds, show->res->n_train, show->res->n_val,
+               show->req->train.epochs, MIN (show->req->train.batch, show->res->n_train),
+               show->req->train.batch > show->res->n_train ? " (all the training images)" : "");
+      show->described = TRUE;
+    }
+  cleave_cli_progress_cb (p, show->bar);
+}
 
 int
 cleave_cmd_train (int argc, char **argv)
@@ -15,7 +45,7 @@ cleave_cmd_train (int argc, char **argv)
   g_autofree char *output = NULL, *device = NULL, *resume = NULL, *classes = NULL, *arch_file = NULL;
   g_auto(GStrv) mix = NULL;
   int epochs = 30, batch = 128, seed = 0, max_train = 0, min_per_class = 100;
-  double lr = 0.01, val = 0.2, dirichlet = -1;   /* -1: no --dirichlet */
+  double lr = 0.01, val = CLEAVE_VAL_FRACTION_DEFAULT, dirichlet = -1;   /* -1: no --dirichlet */
   gboolean no_augment = FALSE;
   GOptionEntry entries[] = {
     { "arch", 'a', 0, G_OPTION_ARG_STRING, &arch, "Architecture preset: simcnn, rescnn, incecnn, weak, bench with :w=WIDTH (default simcnn:w=0.125)", "SPEC" },
@@ -26,7 +56,7 @@ cleave_cmd_train (int argc, char **argv)
     { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, "Batch size (default 128)", "N" },
     { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &lr, "SGD learning rate (default 0.01; ×0.1 at 30% and 60%)", "LR" },
     { "seed", 0, 0, G_OPTION_ARG_INT, &seed, "Seed for the split, init and shuffling (default 0)", "N" },
-    { "val", 0, 0, G_OPTION_ARG_DOUBLE, &val, "Validation fraction of the training split (default 0.2)", "F" },
+    { "val", 0, 0, G_OPTION_ARG_DOUBLE, &val, "Validation fraction of the training split (default " G_STRINGIFY (CLEAVE_VAL_FRACTION_DEFAULT) ")", "F" },
     { "max-train", 0, 0, G_OPTION_ARG_INT, &max_train, "Use at most N training images (0 = all)", "N" },
     { "mix", 0, 0, G_OPTION_ARG_STRING_ARRAY, &mix, "A new task mixing datasets: repeat --mix DATASET:0,3 (classes relabelled in order; replaces --dataset)", "SPEC" },
     { "classes", 0, 0, G_OPTION_ARG_STRING, &classes, "Train on these classes only, relabelled 0..k-1 (e.g. 0,3,5)", "LIST" },
@@ -37,19 +67,17 @@ cleave_cmd_train (int argc, char **argv)
     { "resume", 0, 0, G_OPTION_ARG_FILENAME, &resume, "Resume from a checkpoint of an earlier run, or fine-tune any model file (Cleave or ONNX)", "FILE" },
     { NULL }
   };
-  g_autoptr(GOptionContext) ctx = g_option_context_new ("— train a CNN on a dataset");
+  g_autoptr(GOptionContext) ctx = cleave_cli_option_context_new ("— train a CNN on a dataset");
   g_autoptr(GError) error = NULL;
-  g_autoptr(CleaveDataset) train_ds = NULL, test_ds = NULL;
-  g_autoptr(CleaveModel) model = NULL;
-  g_autoptr(CleaveBackend) backend = NULL;
-  g_autofree int *train_idx = NULL, *val_idx = NULL, *class_list = NULL;
+  g_autoptr(CleaveModel) resumed = NULL;
+  g_auto(CleaveTrainJobResult) res = { 0 };
+  g_autofree int *class_list = NULL;
   g_autofree char *cmdline = cleave_cli_command_line (argc, argv);
-  g_autofree char *ckpt = NULL;
+  g_autofree char *ckpt = NULL, *arch_json = NULL;
+  const char *single[2] = { NULL, NULL };
+  CleaveTrainRequest req;
+  Show show = { 0 };
   g_autoptr(CleaveCliOutput) claim = NULL;
-  int n_train = 0, n_val = 0, n_class_list = 0;
-  CleaveTrainOptions opt;
-  CleaveTrainResult result = { 0 };
-  CleaveCliProgress *bar;
   GCancellable *cancel = cleave_cli_cancellable ();
   gboolean ok;
 
@@ -71,14 +99,14 @@ cleave_cmd_train (int argc, char **argv)
                epochs < 1 ? epochs : batch);
       return 2;
     }
-  if (classes && !(class_list = cleave_cli_parse_int_list (classes, &n_class_list, &error)))
+  cleave_train_request_init (&req);
+  if (classes && !(class_list = cleave_parse_index_list (classes, &req.n_classes, &error)))
     return cleave_cli_fail (g_steal_pointer (&error));
-  cleave_train_options_init (&opt);
-  opt.epochs = epochs;
-  opt.batch = batch;
-  opt.lr = (float) lr;
-  opt.seed = (guint64) seed;
-  if (!cleave_train_options_validate (&opt, &error) || !cleave_dataset_validate_split (val, &error) ||
+  req.train.epochs = epochs;
+  req.train.batch = batch;
+  req.train.lr = (float) lr;
+  req.train.seed = (guint64) seed;
+  if (!cleave_train_options_validate (&req.train, &error) || !cleave_dataset_validate_split (val, &error) ||
       !cleave_dataset_validate_subset (dirichlet == -1 ? 1 : dirichlet, min_per_class, max_train, &error))
     return cleave_cli_fail (g_steal_pointer (&error));
   {
@@ -86,172 +114,53 @@ cleave_cmd_train (int argc, char **argv)
     if ((claim = cleave_cli_output_claim (output, inputs, 3, &error)) == NULL)
       return cleave_cli_fail (g_steal_pointer (&error));
   }
-
-  if (mix)
-    {
-      int n_mix = (int) g_strv_length (mix);
-      g_free (dataset);
-      dataset = g_strjoinv ("+", mix);
-      fprintf (stderr, "loading the mix %s…\n", dataset);
-      train_ds = cleave_cli_load_mix ((const char *const *) mix, n_mix, CLEAVE_SPLIT_TRAIN, NULL, cancel, &error);
-      test_ds = train_ds ? cleave_cli_load_mix ((const char *const *) mix, n_mix, CLEAVE_SPLIT_TEST, NULL, cancel, &error) : NULL;
-    }
-  else
-    {
-      fprintf (stderr, "loading %s…\n", dataset);
-      train_ds = cleave_dataset_load (dataset, CLEAVE_SPLIT_TRAIN, cancel, &error);
-      test_ds = train_ds ? cleave_dataset_load (dataset, CLEAVE_SPLIT_TEST, cancel, &error) : NULL;
-    }
-  if (test_ds == NULL)
+  if (arch_file && !g_file_get_contents (arch_file, &arch_json, NULL, &error))
     return cleave_cli_fail (g_steal_pointer (&error));
-  if (class_list)
-    {
-      CleaveDataset *a = cleave_dataset_select_classes (train_ds, class_list, n_class_list, &error);
-      CleaveDataset *b = a ? cleave_dataset_select_classes (test_ds, class_list, n_class_list, &error) : NULL;
-      if (b == NULL)
-        {
-          cleave_dataset_free (a);
-          return cleave_cli_fail (g_steal_pointer (&error));
-        }
-      cleave_dataset_free (train_ds);
-      cleave_dataset_free (test_ds);
-      train_ds = a;
-      test_ds = b;
-    }
-  cleave_dataset_split (train_ds, val, (guint64) seed, &train_idx, &n_train, &val_idx, &n_val);
-  if (dirichlet != -1)
-    {
-      int n_sub = 0;
-      int *sub = cleave_dataset_dirichlet_subset (train_ds, train_idx, n_train, dirichlet, min_per_class,
-                                                  max_train > 0 ? max_train : n_train, (guint64) seed, &n_sub);
-      g_free (train_idx);
-      train_idx = sub;
-      n_train = n_sub;
-    }
-  else if (max_train > 0 && max_train < n_train)
-    {
-      GRand *r = g_rand_new_with_seed ((guint32) seed + 99);
-      cleave_shuffle_indices (train_idx, n_train, r);
-      g_rand_free (r);
-      n_train = max_train;
-    }
-
-  if (resume)
-    {
-      model = cleave_cli_load_model (resume, NULL, NULL, 0, &error);   /* a Cleave model or an ONNX file */
-      if (model == NULL)
-        return cleave_cli_fail (g_steal_pointer (&error));
-    }
-  else
-    {
-      CleaveGraph *g;
-      if (arch_file)
-        {
-          g_autofree char *text = NULL;
-          if (!g_file_get_contents (arch_file, &text, NULL, &error))
-            return cleave_cli_fail (g_steal_pointer (&error));
-          g = cleave_graph_from_json (text, &error);
-        }
-      else
-        g = cleave_arch_build (arch, train_ds->c, train_ds->h, train_ds->w, train_ds->n_classes, &error);
-      if (g == NULL)
-        return cleave_cli_fail (g_steal_pointer (&error));
-      cleave_graph_init_params (g, (guint64) seed);
-      model = cleave_model_new (g, train_ds->n_classes, (const char *const *) train_ds->class_names);
-      cleave_model_set_norm_from_dataset (model, train_ds, train_idx, n_train);
-      model->dataset = g_strdup (dataset);
-    }
-
-  backend = cleave_cli_open_device (device, &error);
-  if (backend == NULL)
+  /* a Cleave model or an ONNX file */
+  if (resume && (resumed = cleave_cli_load_model (resume, NULL, NULL, 0, &error)) == NULL)
     return cleave_cli_fail (g_steal_pointer (&error));
-
-  opt.use_augment = !no_augment;
-  opt.augment.flip = !train_ds->digits;   /* mirrored digits are other digits; clothes and objects stay what they are */
-  opt.augment.pad = train_ds->h >= 32 ? 4 : 2;
+  single[0] = dataset;
+  req.arch = arch;
+  req.arch_json = arch_json;
+  req.resume = resumed;
+  req.dataset.parts = mix ? (const char *const *) mix : single;
+  req.dataset.data_dirs = cleave_cli_data_dirs ();
+  req.classes = class_list;
+  req.device.device = device ? device : cleave_cli_default_device ();
+  req.device.config = cleave_cli_backend_config ();
+  req.val_fraction = val;
+  req.seed = (guint64) seed;
+  req.max_train = max_train;
+  req.dirichlet = dirichlet == -1 ? 0 : dirichlet;   /* validated above: > 0 when given */
+  req.min_per_class = min_per_class;
+  req.train.epochs = epochs;
+  req.train.batch = batch;
+  req.train.lr = (float) lr;
+  req.train.use_augment = !no_augment;
   ckpt = g_strconcat (output, ".ckpt", NULL);
-  opt.checkpoint = ckpt;
+  req.train.checkpoint = ckpt;
   cleave_file_remove_stale_temps (ckpt);   /* the output's lock covers its checkpoint too */
-  if (resume && model->provenance_json)
-    {
-      g_autoptr(JsonParser) p = json_parser_new ();
-      JsonNode *root = json_parser_load_from_data (p, model->provenance_json, -1, NULL) ? json_parser_get_root (p) : NULL;
-      JsonNode *c = root && JSON_NODE_HOLDS_OBJECT (root) ? json_object_get_member (json_node_get_object (root), "checkpoint") : NULL;
-      JsonNode *e = c && JSON_NODE_HOLDS_OBJECT (c) ? json_object_get_member (json_node_get_object (c), "epoch") : NULL;
-      if (e && JSON_NODE_HOLDS_VALUE (e) && json_node_get_value_type (e) == G_TYPE_INT64)
-        opt.start_epoch = (int) CLAMP (json_node_get_int (e), 0, opt.epochs);
-      fprintf (stderr, "resuming after epoch %d\n", opt.start_epoch);
-    }
-
-  fprintf (stderr, "training %s on %s: %d train / %d validation images, %d epochs, batch %d%s\n",
-           arch_file ? arch_file : arch, dataset, n_train, n_val, epochs, MIN (batch, n_train),
-           batch > n_train ? " (all the training images)" : "");
-  bar = cleave_cli_progress_new ("train");
-  ok = cleave_train (model, backend, train_ds, train_idx, n_train, val_idx, n_val, &opt,
-                     cleave_cli_progress_cb, bar, cancel, &result, &error);
-  cleave_cli_progress_free (bar);
-  if (!ok && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    {
-      cleave_train_result_clear (&result);
-      return cleave_cli_fail (g_steal_pointer (&error));
-    }
-  if (!ok)
+  show.label = arch_file ? arch_file : arch;
+  show.req = &req;
+  show.res = &res;
+  show.bar = cleave_cli_progress_new ("train");
+  fprintf (stderr, "loading %s…\n", mix ? "the mix" : dataset);
+  ok = cleave_job_train (&req, show_progress, &show, cancel, &res, &error);
+  cleave_cli_progress_free (show.bar);
+  if (!ok && res.cancelled)
     {
       fprintf (stderr, "interrupted: the best checkpoint so far (epoch %d, validation %.2f%%) is in %s\n",
-               result.best_epoch, 100 * result.best_val_accuracy, result.best_epoch ? ckpt : "(none)");
-      cleave_train_result_clear (&result);
+               res.train.best_epoch, 100 * res.train.best_val_accuracy, res.train.best_epoch ? ckpt : "(none)");
       return 130;
     }
-
-  {
-    g_autoptr(CleaveMetrics) test = NULL;
-    g_autofree char *prov = NULL;
-    test = cleave_model_evaluate (model, backend, test_ds, NULL, NULL, cancel, &error);
-    if (test == NULL)
-      {
-        cleave_train_result_clear (&result);
-        return cleave_cli_fail (g_steal_pointer (&error));
-      }
-    {
-      g_autoptr(JsonBuilder) b = json_builder_new ();
-      const struct { const char *key; gint64 v; } ints[] = {
-        { "seed", seed }, { "epochs", epochs }, { "best_epoch", result.best_epoch }, { "train_images", n_train },
-        { "val_images", n_val },
-      };
-      const struct { const char *key; double v; } nums[] = {
-        { "val_accuracy", result.best_val_accuracy }, { "test_accuracy", test->accuracy },
-        { "train_seconds", round (10 * result.seconds) / 10 },
-        { "train_images_per_s", round (10 * result.images_per_s) / 10 },
-      };
-      json_builder_begin_object (b);
-      json_builder_set_member_name (b, "dataset");
-      json_builder_add_string_value (b, dataset ? dataset : "");
-      for (gsize i = 0; i < G_N_ELEMENTS (ints); i++)
-        {
-          json_builder_set_member_name (b, ints[i].key);
-          json_builder_add_int_value (b, ints[i].v);
-        }
-      for (gsize i = 0; i < G_N_ELEMENTS (nums); i++)
-        {
-          json_builder_set_member_name (b, nums[i].key);
-          json_builder_add_double_value (b, nums[i].v);
-        }
-      json_builder_end_object (b);
-      prov = cleave_cli_json_text (b, FALSE);
-    }
-    cleave_model_set_provenance (model, "checkpoint", NULL);
-    cleave_model_set_provenance (model, "training", prov);
-    cleave_model_set_provenance (model, "command", cmdline);
-    if (!cleave_model_save (model, output, &error))
-      {
-        cleave_train_result_clear (&result);
-        return cleave_cli_fail (g_steal_pointer (&error));
-      }
-    g_unlink (ckpt);
-    printf ("best epoch %d: validation accuracy %.2f%%; test accuracy %.2f%% (%d images)\n",
-            result.best_epoch, 100 * result.best_val_accuracy, 100 * test->accuracy, test->total);
-    printf ("wall time %.1f s, training %.0f images/s; wrote %s\n", result.seconds, result.images_per_s, output);
-  }
-  cleave_train_result_clear (&result);
+  if (!ok)
+    return cleave_cli_fail (g_steal_pointer (&error));
+  cleave_model_set_provenance (res.model, "command", cmdline);
+  if (!cleave_model_save (res.model, output, &error))
+    return cleave_cli_fail (g_steal_pointer (&error));
+  g_unlink (ckpt);
+  printf ("best epoch %d: validation accuracy %.2f%%; test accuracy %.2f%% (%d images)\n",
+          res.train.best_epoch, 100 * res.train.best_val_accuracy, 100 * res.test->accuracy, res.test->total);
+  printf ("wall time %.1f s, training %.0f images/s; wrote %s\n", res.train.seconds, res.train.images_per_s, output);
   return 0;
 }

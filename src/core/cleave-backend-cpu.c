@@ -7,7 +7,7 @@
  * OpenBLAS split each small GEMM, and it avoids two thread pools fighting
  * over the same cores. 3x3 stride-1 pad-1 convolutions with enough channels
  * run forward through Winograd F(4x4, 3x3) instead (cleave-winograd.c;
- * CLEAVE_CONV_ALGO=im2col turns it off).
+ * CleaveBackendConfig.conv_algo = im2col turns it off).
  *
  * Why not OpenMP: every OpenMP region ends in a barrier that waits for all
  * its threads, so on a busy machine (this one is shared) each op waits for
@@ -201,18 +201,10 @@ helper_main (gpointer arg)
   return NULL;
 }
 
-/* Threads: CLEAVE_CPU_THREADS, else OMP_NUM_THREADS (the usual knob people
- * already set), else one per processor. */
+/* @t threads (0: one per processor), the caller included. */
 static void
-pool_init (void)
+pool_init (int t)
 {
-  const char *env = g_getenv ("CLEAVE_CPU_THREADS");
-  int t = 0;
-
-  if (env == NULL)
-    env = g_getenv ("OMP_NUM_THREADS");
-  if (env)
-    t = atoi (env);
   if (t <= 0)
     t = (int) g_get_num_processors ();
   t = CLAMP (t, 1, 64);
@@ -394,6 +386,8 @@ typedef struct {
   int kk;                /* cig * k * k: rows of the column matrix */
   int howo;
   gboolean direct;       /* 1x1, stride 1, pad 0: the input already is the column matrix */
+  CleaveConvAlgo algo;   /* from the backend's configuration */
+  gsize grad_chunk;      /* floats per Winograd weight-gradient chunk (0: default) */
 } ConvGeom;
 
 static void
@@ -415,6 +409,11 @@ conv_geom (const CleaveTensor *x, const CleaveTensor *w, const CleaveConvParams 
   g->kk = g->cig * g->k * g->k;
   g->howo = g->ho * g->wo;
   g->direct = g->k == 1 && g->stride == 1 && g->pad == 0;
+  {
+    const CleaveBackendConfig *cfg = &x->buf->backend->config;
+    g->algo = cfg->conv_algo;
+    g->grad_chunk = cfg->winograd_grad_chunk;
+  }
 }
 
 /* Output columns [lo, hi) whose input column ow*stride - pad + kw lies inside [0, W). */
@@ -774,10 +773,10 @@ conv_forward_host (const CleaveTensor *x, const CleaveTensor *w, const CleaveCon
   gsize n_blocks;
 
   conv_geom (x, w, p, &j.g);
-  if (cleave_winograd_use (cleave_conv_algo_from_env (), j.g.ci, j.g.h, j.g.w, j.g.co, w->shape[2], w->shape[3],
+  if (cleave_winograd_use (j.g.algo, j.g.ci, j.g.h, j.g.w, j.g.co, w->shape[2], w->shape[3],
                            j.g.stride, j.g.pad, j.g.groups))
     return wino_forward (&j.g, j.x, j.w, j.b, j.y, relu, error);
-  if (single_pixel (&j.g) && cleave_conv_algo_from_env () != CLEAVE_CONV_ALGO_IM2COL)
+  if (single_pixel (&j.g) && j.g.algo != CLEAVE_CONV_ALGO_IM2COL)
     return single_pixel_forward (&j.g, j.x, j.w, j.b, j.y, relu, error);
   j.block = conv_block (&j.g);
   n_blocks = (j.g.n + j.block - 1) / j.block;
@@ -951,7 +950,7 @@ static gboolean
 wino_backward_data_applies (const ConvGeom *g)
 {
   return g->k == 3 && g->stride == 1 && g->pad == 1
-         && cleave_winograd_use (cleave_conv_algo_from_env (), g->co, g->h, g->w, g->ci, 3, 3, 1, 1, g->groups);
+         && cleave_winograd_use (g->algo, g->co, g->h, g->w, g->ci, 3, 3, 1, 1, g->groups);
 }
 
 static gboolean
@@ -1026,7 +1025,7 @@ wino_backward_weights (const ConvGeom *g, const float *x, const float *dy, float
   WinoGradJob j = { .x = x, .dy = dy, .dw = dw };
   gsize n_chunks, n_products;
 
-  j.gr = cleave_winograd_grad_new (g->n, g->ci, g->h, g->w, g->co, g->groups);
+  j.gr = cleave_winograd_grad_new (g->n, g->ci, g->h, g->w, g->co, g->groups, g->grad_chunk);
   if (j.gr == NULL)
     return oom (error, "conv2d backward (winograd weight gradient)", (gsize) 36 * (g->ci + g->co) * 32);
   j.scratch_n = cleave_winograd_grad_scratch_floats (j.gr);
@@ -1062,7 +1061,7 @@ cpu_conv2d_backward (CleaveBackend *self, const CleaveTensor *x, const CleaveTen
   gsize n_blocks;
 
   conv_geom (x, w, p, &j.g);
-  if ((j.dx || j.dw) && single_pixel (&j.g) && cleave_conv_algo_from_env () != CLEAVE_CONV_ALGO_IM2COL)
+  if ((j.dx || j.dw) && single_pixel (&j.g) && j.g.algo != CLEAVE_CONV_ALGO_IM2COL)
     {
       if (!single_pixel_backward (&j.g, j.x, j.w, j.dy, j.dx, j.dw, error))
         return FALSE;
@@ -2073,25 +2072,36 @@ static const CleaveBackendVTable cpu_vtable = {
 };
 
 CleaveBackend *
-cleave_backend_cpu_new (void)
+cleave_backend_cpu_new_with_config (const CleaveBackendConfig *config)
 {
   static gsize init_once = 0;
-  CleaveBackend *b;
+  CleaveBackend *b = g_new0 (CleaveBackend, 1);
+  CleaveBackendConfig *cfg = &b->config;
 
+  if (config)
+    *cfg = *config;
+  else
+    cleave_backend_config_init (cfg);
   if (g_once_init_enter (&init_once))
     {
       /* Parallelism comes from the pool over images and rows; a
        * multi-threaded OpenBLAS inside it would oversubscribe the cores. */
       openblas_set_num_threads (1);
-      pool_init ();
+      pool_init (cfg->threads);
       g_once_init_leave (&init_once, 1);
     }
 
-  b = g_new0 (CleaveBackend, 1);
+  cfg->threads = pool_threads;
   b->vtable = &cpu_vtable;
   b->kind = CLEAVE_BACKEND_KIND_CPU;
   b->name = g_strdup ("cpu");
   b->description = g_strdup_printf ("CPU (OpenBLAS, %d threads)", pool_threads);
   b->ref_count = 1;
   return b;
+}
+
+CleaveBackend *
+cleave_backend_cpu_new (void)
+{
+  return cleave_backend_cpu_new_with_config (NULL);
 }

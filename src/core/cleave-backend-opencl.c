@@ -1568,7 +1568,8 @@ register_resources_once (void)
 }
 
 CleaveBackend *
-cleave_backend_opencl_new (int platform_index, int device_index, GError **error)
+cleave_backend_opencl_new (int platform_index, int device_index, const CleaveBackendConfig *config,
+                           GError **error)
 {
   cl_uint np = 0, nd = 0;
   g_autofree cl_platform_id *platforms = get_platforms (&np);
@@ -1578,7 +1579,12 @@ cleave_backend_opencl_new (int platform_index, int device_index, GError **error)
   cl_int err;
   cl_uint cu = 0;
   g_autofree char *version = NULL;
+  CleaveBackendConfig cfg;
 
+  if (config)
+    cfg = *config;
+  else
+    cleave_backend_config_init (&cfg);
   if (np == 0)
     {
       g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_NO_DEVICE,
@@ -1624,21 +1630,12 @@ cleave_backend_opencl_new (int platform_index, int device_index, GError **error)
   }
   priv->compute_units = cu;
   priv->col_limit = col_limit_for (priv);
-  {
-    /* CLEAVE_OPENCL_SPLIT_K: unset or 0 automatic, 1 off, N > 1 that many
-     * K slices for every GEMM (for tests and measurements). */
-    const char *sk = g_getenv ("CLEAVE_OPENCL_SPLIT_K");
-    priv->split_k = sk ? (int) CLAMP (g_ascii_strtoll (sk, NULL, 10), 0, 4096) : 0;
-  }
-  {
-    const char *flavour = g_getenv ("CLEAVE_OPENCL_GEMM");
-    if (flavour && strcmp (flavour, "tiled") == 0)
-      priv->use_strip = FALSE;
-    else if (flavour && strcmp (flavour, "strip") == 0)
-      priv->use_strip = TRUE;
-    else
-      priv->use_strip = (priv->type & CL_DEVICE_TYPE_CPU) != 0;
-  }
+  /* split-K: 0 automatic, 1 off, N > 1 that many K slices for every GEMM */
+  priv->split_k = CLAMP (cfg.opencl_split_k, 0, 4096);
+  if (cfg.opencl_gemm == CLEAVE_OPENCL_GEMM_AUTO)
+    priv->use_strip = (priv->type & CL_DEVICE_TYPE_CPU) != 0;
+  else
+    priv->use_strip = cfg.opencl_gemm == CLEAVE_OPENCL_GEMM_STRIP;
   priv->red_wg = floor_pow2 (MIN (MIN (priv->max_wg, priv->max_item[0]), 256));
 
   {
@@ -1652,6 +1649,7 @@ cleave_backend_opencl_new (int platform_index, int device_index, GError **error)
     goto fail;
 
   self = g_new0 (CleaveBackend, 1);
+  self->config = cfg;
   self->vtable = &opencl_vtable;
   self->kind = CLEAVE_BACKEND_KIND_OPENCL;
   self->name = g_strdup_printf ("opencl:%d:%d (%s / %s)", platform_index, device_index,
@@ -1733,7 +1731,8 @@ cleave_backend_opencl_split_gemms (CleaveBackend *backend)
 #else /* !HAVE_OPENCL */
 
 CleaveBackend *
-cleave_backend_opencl_new (int platform_index, int device_index, GError **error)
+cleave_backend_opencl_new (int platform_index, int device_index, const CleaveBackendConfig *config,
+                           GError **error)
 {
   g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_NO_DEVICE, "this build of Cleave has no OpenCL support");
   return NULL;

@@ -30,6 +30,91 @@ typedef struct {
   int kernel, stride, pad;
 } CleavePoolParams;
 
+/* How convolutions run on the cpu backend. */
+typedef enum {
+  CLEAVE_CONV_ALGO_AUTO,     /* Winograd where it is applicable and pays off */
+  CLEAVE_CONV_ALGO_IM2COL,
+  CLEAVE_CONV_ALGO_WINOGRAD, /* Winograd for every 3x3 stride-1 pad-1 conv */
+} CleaveConvAlgo;
+
+/* Which GEMM kernel the OpenCL backend runs. */
+typedef enum {
+  CLEAVE_OPENCL_GEMM_AUTO,   /* strip on CPU devices, tiled elsewhere */
+  CLEAVE_OPENCL_GEMM_TILED,
+  CLEAVE_OPENCL_GEMM_STRIP,
+} CleaveOpenclGemm;
+
+/* Settings fixed when a backend is created. The core reads no environment
+ * variables: front ends fill this (see cleave_backend_settings) and pass it
+ * to cleave_device_open(). Zero-initialised means "all automatic". */
+typedef struct {
+  int threads;                 /* cpu: pool threads; 0 = one per processor. The pool is
+                                * process-wide: the first cpu backend created sizes it. */
+  CleaveConvAlgo conv_algo;    /* cpu */
+  gsize winograd_grad_chunk;   /* cpu: floats per Winograd weight-gradient chunk; 0 = 8 Mi */
+  CleaveOpenclGemm opencl_gemm;
+  int opencl_split_k;          /* 0 automatic, 1 off, N > 1 that many K slices per GEMM */
+} CleaveBackendConfig;
+
+/**
+ * cleave_backend_config_init:
+ * @config: (out caller-allocates): set to the defaults (everything automatic)
+ */
+void cleave_backend_config_init (CleaveBackendConfig *config);
+
+/* One named setting of CleaveBackendConfig, with the environment variable a
+ * front end may read it from once at start (NULL: none). */
+typedef struct {
+  const char *name;     /* "conv-algo" */
+  const char *env;      /* "CLEAVE_CONV_ALGO" */
+  const char *help;     /* what the values mean */
+} CleaveBackendSetting;
+
+/**
+ * cleave_backend_settings:
+ * @n_settings: (out): the number of entries
+ *
+ * The settings, in the order a front end applies them (a later entry for the
+ * same name wins: OMP_NUM_THREADS comes before CLEAVE_CPU_THREADS).
+ *
+ * Returns: (transfer none) (array length=n_settings): the table
+ */
+const CleaveBackendSetting *cleave_backend_settings (guint *n_settings);
+/**
+ * cleave_backend_config_set:
+ * @config: the configuration to change
+ * @name: a setting's name ("conv-algo")
+ * @value: its value as text ("im2col")
+ * @error: a #GError (%CLEAVE_ERROR_INVALID_ARGUMENT) naming the setting and the value
+ *
+ * An unknown name or a bad value is an error: nothing is silently replaced
+ * by a default.
+ *
+ * Returns: %TRUE when the setting was changed
+ */
+gboolean cleave_backend_config_set (CleaveBackendConfig *config, const char *name, const char *value,
+                                    GError **error);
+/**
+ * cleave_backend_config_from_environ:
+ * @config: the configuration to change
+ * @envp: (array zero-terminated=1) (nullable): an environment the front end passes explicitly, e.g.
+ *   g_get_environ() once at start
+ * @taken: (nullable): "VAR=value (name)" is appended for each variable applied
+ * @error: a #GError naming the variable of a bad value
+ *
+ * Returns: %TRUE when every variable present was applied
+ */
+gboolean cleave_backend_config_from_environ (CleaveBackendConfig *config, char **envp, GString *taken,
+                                             GError **error);
+/**
+ * cleave_backend_config_describe:
+ * @config: a configuration
+ *
+ * Returns: (transfer full): the settings that differ from the defaults, "threads 2, conv-algo im2col",
+ *   or "defaults"
+ */
+char *cleave_backend_config_describe (const CleaveBackendConfig *config);
+
 typedef struct _CleaveBackendVTable CleaveBackendVTable;
 
 struct _CleaveBackend {
@@ -37,6 +122,7 @@ struct _CleaveBackend {
   CleaveBackendKind kind;
   char *name;          /* "cpu", "opencl:0:1 (Portable Computing Language / cpu-haswell)" */
   char *description;
+  CleaveBackendConfig config;  /* as created (the defaults filled in where they were automatic) */
   gpointer priv;
   gint ref_count;
 };
@@ -159,8 +245,20 @@ struct _CleaveBackendVTable {
                          int t, GError **error);
 };
 
-/* Backends */
+/**
+ * cleave_backend_cpu_new:
+ *
+ * Returns: (transfer full): a cpu backend with the default configuration
+ */
 CleaveBackend *cleave_backend_cpu_new (void);
+/**
+ * cleave_backend_cpu_new_with_config:
+ * @config: (nullable): its configuration (%NULL: the defaults); the thread pool is process-wide and
+ *   sized by the first cpu backend created
+ *
+ * Returns: (transfer full): a cpu backend
+ */
+CleaveBackend *cleave_backend_cpu_new_with_config (const CleaveBackendConfig *config);
 CleaveBackend *cleave_backend_ref   (CleaveBackend *b);
 void           cleave_backend_unref (CleaveBackend *b);
 gboolean       cleave_backend_finish (CleaveBackend *b, GError **error);

@@ -60,6 +60,7 @@
  * elites)) × val_images + layers × 9 × classes × sensitivity_images) masked
  * image forwards. */
 #include "cleave-split.h"
+#include "cleave-options.h"
 #include "cleave-error.h"
 
 #include <json-glib/json-glib.h>
@@ -72,22 +73,12 @@
 void
 cleave_ga_split_options_init (CleaveGaSplitOptions *opt)
 {
+  guint n;
+  const CleaveOptionDesc *table = cleave_ga_split_option_table (&n);
+
+  g_return_if_fail (opt != NULL);
   memset (opt, 0, sizeof *opt);
-  opt->population = 16;
-  opt->generations = 12;
-  opt->parents = 8;
-  opt->elites = 4;
-  opt->mutation = 0.05;
-  opt->fitness = CLEAVE_GA_FITNESS_REFERENCE;
-  opt->sensitivity_threshold = 5.0;
-  opt->krr_weight = 0.1;
-  opt->diff_weight = 0.1;
-  opt->val_images = 200;
-  opt->sensitivity_images = 100;
-  opt->importance_images = 0;
-  opt->min_confidence = 0.9;
-  opt->eval_groups = 8;
-  opt->eval_batch = 256;
+  cleave_options_set_defaults (table, n, opt);
   opt->seed = 0;
 }
 
@@ -475,7 +466,7 @@ typedef struct {
 } Ga;
 
 static void
-report_work (Ga *ga, const char *phase, int gen, int n_images)
+report_work (Ga *ga, CleavePhase phase, int gen, int n_images)
 {
   gint64 now = g_get_monotonic_time ();
   ga->work_done += n_images;
@@ -498,7 +489,7 @@ report_work (Ga *ga, const char *phase, int gen, int n_images)
 static void
 importance_batch_done (gpointer data, int images)
 {
-  report_work (data, "importance", 0, images);
+  report_work (data, CLEAVE_PHASE_IMPORTANCE, 0, images);
 }
 
 /* Own-class scores of n_cand candidates (flat keep flags, class cls[i]) on
@@ -506,7 +497,7 @@ importance_batch_done (gpointer data, int images)
  * up to eval_groups candidates on the same images. */
 static gboolean
 score_candidates (Ga *ga, guint8 *const *keeps, const int *cls, int n_cand, const float *x, int n_img,
-                  float *scores, const char *phase, int gen, GError **error)
+                  float *scores, CleavePhase phase, int gen, GError **error)
 {
   int G = MAX (1, ga->opt->eval_groups);
   int B = MAX (1, ga->opt->eval_batch / G);
@@ -789,39 +780,6 @@ builder_to_string (JsonBuilder *b)
   return json_generator_to_data (gen, NULL);
 }
 
-gboolean
-cleave_ga_split_options_validate (const CleaveGaSplitOptions *o, GError **error)
-{
-  const char *bad = NULL;
-  if (o->population < 2)
-    bad = "population must be at least 2";
-  else if (o->generations < 0)
-    bad = "generations must not be negative";
-  else if (o->parents < 1 || o->parents > o->population)
-    bad = "parents must be between 1 and the population";
-  else if (o->elites < 1 || o->elites >= o->population)
-    bad = "elites must be at least 1 and below the population";
-  else if (!(o->mutation >= 0 && o->mutation <= 1))
-    bad = "mutation must be between 0 and 1";
-  else if (o->fitness != CLEAVE_GA_FITNESS_REFERENCE && o->fitness != CLEAVE_GA_FITNESS_KRR)
-    bad = "unknown fitness";
-  else if (!(o->sensitivity_threshold >= 0 && isfinite (o->sensitivity_threshold)))
-    bad = "sensitivity threshold must be a finite number ≥ 0";
-  else if (!(o->krr_weight >= 0 && isfinite (o->krr_weight)) || !(o->diff_weight >= 0 && isfinite (o->diff_weight)))
-    bad = "fitness weights must be finite numbers ≥ 0";
-  else if (o->eval_groups < 1 || o->eval_batch < 1 || o->eval_batch > CLEAVE_MAX_BATCH)
-    bad = "evaluation groups and batch must be at least 1 (batch at most 65536)";
-  else if (o->val_images < 0 || o->sensitivity_images < 0 || o->importance_images < 0)
-    bad = "image counts must not be negative";
-  else if (!(o->min_confidence >= 0 && o->min_confidence <= 1))
-    bad = "minimum confidence must be between 0 and 1";
-  if (bad)
-    {
-      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, "GA split: %s", bad);
-      return FALSE;
-    }
-  return TRUE;
-}
 
 /* The sensitivity table: acc[l * N_RATIOS + r] for ratio (r + 1) / 10. */
 static gboolean
@@ -855,7 +813,7 @@ sensitivity_analysis (Ga *ga, int n_img, double base_acc, double *acc, GError **
           keeps[q] = k;
           cls[q] = c;
         }
-  if (!score_candidates (ga, keeps, cls, n_cand, ga->x_eval, n_img, scores, "sensitivity", 0, error))
+  if (!score_candidates (ga, keeps, cls, n_cand, ga->x_eval, n_img, scores, CLEAVE_PHASE_SENSITIVITY, 0, error))
     return FALSE;
   for (int l = 0; l < n_layers; l++)
     {
@@ -870,11 +828,11 @@ sensitivity_analysis (Ga *ga, int n_img, double base_acc, double *acc, GError **
   return TRUE;
 }
 
-CleaveModuleSet *
-cleave_ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
-                 const int *val_idx, int n_val, const CleaveGaSplitOptions *opt,
-                 CleaveProgressFunc progress, gpointer user_data, GCancellable *cancellable,
-                 gboolean *cancelled, GError **error)
+static CleaveModuleSet *
+ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
+          const int *val_idx, int n_val, const CleaveGaSplitOptions *opt,
+          CleaveProgressFunc progress, gpointer user_data, GCancellable *cancellable,
+          gboolean *cancelled, int *generation, GError **error)
 {
   Ga ga = { 0 };
   CleaveGaSplitOptions defaults;
@@ -884,14 +842,14 @@ cleave_ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset
   g_autofree double *sens = NULL, *layer_r0 = NULL;
   g_autofree int *all_val = NULL;
   g_autoptr(GError) local = NULL;
-  g_autoptr(JsonBuilder) log = json_builder_new ();
+  g_autoptr(CleaveSplitLog) log = cleave_split_log_new ();
   Indiv ***pop = NULL, **best = NULL, **chosen = NULL;
   int chosen_gen = -1;
   double chosen_fit = -G_MAXDOUBLE;
   CleaveModuleSet *set = NULL;
   int nc = 0, n_imp = 0, n_sens = 0, n_layers = 0, gens_done = -1, P = 0, E;
   double source_acc_imp = NAN, base_acc = NAN;
-  gboolean was_cancelled = FALSE, log_open = FALSE;
+  gboolean was_cancelled = FALSE;
 
   if (cancelled)
     *cancelled = FALSE;
@@ -958,7 +916,7 @@ cleave_ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset
   if (progress)
     {
       CleaveProgress p = { 0 };
-      p.phase = "importance";
+      p.phase = CLEAVE_PHASE_IMPORTANCE;
       p.epochs = opt->generations;
       p.loss = p.accuracy = p.val_accuracy = p.krr = p.fitness = NAN;
       progress (&p, user_data);
@@ -1012,7 +970,7 @@ cleave_ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset
         cls[c] = c;
       }
     full_scores = g_new (float, (gsize) nc * ga.n_eval);
-    CHECK_LOCAL (score_candidates (&ga, keeps, cls, nc, ga.x_eval, ga.n_eval, full_scores, "importance", 0, &local));
+    CHECK_LOCAL (score_candidates (&ga, keeps, cls, nc, ga.x_eval, ga.n_eval, full_scores, CLEAVE_PHASE_IMPORTANCE, 0, &local));
   }
   {
     float **sc = g_newa (float *, nc);
@@ -1080,7 +1038,7 @@ cleave_ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset
             k2[m] = keeps[c * P + i];
             c2[m] = cls[c * P + i];
           }
-      if (!score_candidates (&ga, k2, c2, m, ga.x_eval, ga.n_eval, sc, "generation", 0, &local))
+      if (!score_candidates (&ga, k2, c2, m, ga.x_eval, ga.n_eval, sc, CLEAVE_PHASE_GENERATION, 0, &local))
         {
           if (g_error_matches (local, G_IO_ERROR, G_IO_ERROR_CANCELLED))
             {
@@ -1108,8 +1066,6 @@ cleave_ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset
       indiv_copy (&ga, best[c], pop[c][0]);
   }
 
-  json_builder_begin_array (log);
-  log_open = TRUE;
 
   /* 4. generations (generation 0 is the initial population) */
   {
@@ -1143,7 +1099,7 @@ cleave_ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset
                 keeps[i] = ch->keep;
                 cls[i] = c;
               }
-            if (!score_candidates (&ga, keeps, cls, n_child, ga.x_eval, ga.n_eval, sc, "generation", gen, &local))
+            if (!score_candidates (&ga, keeps, cls, n_child, ga.x_eval, ga.n_eval, sc, CLEAVE_PHASE_GENERATION, gen, &local))
               {
                 if (g_error_matches (local, G_IO_ERROR, G_IO_ERROR_CANCELLED))
                   {
@@ -1197,24 +1153,19 @@ cleave_ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset
             chosen_fit = mean_fit;
             chosen_gen = gen;
           }
-        json_builder_begin_object (log);
-        json_builder_set_member_name (log, "generation");
-        json_builder_add_int_value (log, gen);
-        json_builder_set_member_name (log, "val_accuracy");
-        json_builder_add_double_value (log, acc);
-        json_builder_set_member_name (log, "mean_krr");
-        json_builder_add_double_value (log, mean_krr);
-        json_builder_set_member_name (log, "best_fitness");
-        json_builder_add_double_value (log, mean_fit);
-        json_builder_set_member_name (log, "seconds");
-        json_builder_add_double_value (log, (g_get_monotonic_time () - ga.start_us) / 1e6);
-        json_builder_end_object (log);
+        {
+          CleaveSplitLogEntry *e = cleave_split_log_append (log, gen, CLEAVE_PHASE_GENERATION);
+          e->val_accuracy = acc;
+          e->mean_krr = mean_krr;
+          e->best_fitness = mean_fit;
+          e->seconds = (g_get_monotonic_time () - ga.start_us) / 1e6;
+        }
         if (progress)
           {
             CleaveProgress p = { 0 };
             double secs = (g_get_monotonic_time () - ga.start_us) / 1e6;
             p.fraction = ga.work_total > 0 ? MIN (1.0, ga.work_done / ga.work_total) : 1;
-            p.phase = "generation";
+            p.phase = CLEAVE_PHASE_GENERATION;
             p.epoch = gen;
             p.epochs = opt->generations;
             p.loss = NAN;
@@ -1231,8 +1182,6 @@ cleave_ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset
       indiv_free (children[i]);
     g_free (children);
   }
-  json_builder_end_array (log);
-  log_open = FALSE;
 
 finish:
 #undef CHECK_LOCAL
@@ -1277,15 +1226,8 @@ finish:
       set->composed_accuracy = source_acc_imp;
   }
 
-  if (log_open)
-    json_builder_end_array (log);
-  else if (gens_done < 0)
-    {
-      json_builder_begin_array (log);
-      json_builder_end_array (log);
-    }
-  g_free (set->log_json);
-  set->log_json = builder_to_string (log);
+  cleave_split_log_free (set->log);
+  set->log = g_steal_pointer (&log);
 
   {
     g_autoptr(JsonBuilder) b = json_builder_new ();
@@ -1397,6 +1339,8 @@ finish:
     was_cancelled = TRUE;
   if (cancelled)
     *cancelled = was_cancelled;
+  if (generation)
+    *generation = MAX (0, gens_done);
 
   if (pop)
     for (int c = 0; c < nc; c++)
@@ -1438,4 +1382,21 @@ fail:
   g_free (chosen);
   ga_clear (&ga);
   return NULL;
+}
+
+gboolean
+cleave_ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
+                 const int *val_idx, int n_val, const CleaveGaSplitOptions *opt,
+                 CleaveProgressFunc progress, gpointer user_data, GCancellable *cancellable,
+                 CleaveSplitResult *result, GError **error)
+{
+  gboolean cancelled = FALSE;
+  int generation = 0;
+  CleaveModuleSet *set;
+
+  g_return_val_if_fail (model != NULL && backend != NULL && ds != NULL, FALSE);
+  g_return_val_if_fail (result != NULL && result->set == NULL, FALSE);
+  set = ga_split (model, backend, ds, val_idx, n_val, opt, progress, user_data, cancellable, &cancelled, &generation,
+                  error);
+  return cleave_split_finish (set, cancelled, generation, result, error);
 }

@@ -1279,7 +1279,7 @@ cleave_scorer_evaluate (CleaveScorer *s, CleaveBackend *backend, const CleaveDat
           CleaveProgress pr = { 0 };
           double dt = (g_get_monotonic_time () - t0) / 1e6;
           pr.fraction = (double) (start + b) / MAX (1, n);
-          pr.phase = "evaluate";
+          pr.phase = CLEAVE_PHASE_EVALUATE;
           pr.loss = pr.accuracy = pr.val_accuracy = pr.krr = NAN;
           pr.images_per_s = dt > 0 ? (start + b) / dt : 0;
           progress (&pr, user_data);

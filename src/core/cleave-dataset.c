@@ -791,26 +791,60 @@ cleave_dataset_load_image_folder (const char *root, GCancellable *cancellable, G
 
 /* ---------------------------------------------------------------- named datasets */
 
-static char *
-find_data_dir (const char *sub)
-{
-  const char *env = g_getenv ("CLEAVE_DATA_DIR");
-  g_autofree char *cwd = g_get_current_dir ();
-  g_autofree char *rel = g_build_filename (cwd, "..", "shared", "data", sub, NULL);
-  g_autofree char *abs = g_build_filename ("/work", "shared", "data", sub, NULL);
+static const char *const dataset_names[CLEAVE_N_DATASET_NAMES + 1] = { "fashion-mnist", "mnist", "cifar10", NULL };
 
-  if (env && *env)
+const char *const *
+cleave_dataset_names (void)
+{
+  return dataset_names;
+}
+
+const char *const *
+cleave_dataset_default_dirs (void)
+{
+  static char **dirs;
+
+  if (g_once_init_enter (&dirs))
     {
-      char *p = g_build_filename (env, sub, NULL);
+      const char *const *sys = g_get_system_data_dirs ();
+      GPtrArray *a = g_ptr_array_new ();
+      g_ptr_array_add (a, g_build_filename (g_get_user_data_dir (), "cleave", "datasets", NULL));
+      for (int i = 0; sys[i]; i++)
+        g_ptr_array_add (a, g_build_filename (sys[i], "datasets", NULL));
+      g_ptr_array_add (a, NULL);
+      g_once_init_leave (&dirs, (char **) g_ptr_array_free (a, FALSE));
+    }
+  return (const char *const *) dirs;
+}
+
+/* The first of @dirs holding @sub, as a new path; NULL when none does. */
+static char *
+find_data_dir (const char *const *dirs, const char *sub)
+{
+  for (int i = 0; dirs && dirs[i]; i++)
+    {
+      char *p = g_build_filename (dirs[i], sub, NULL);
       if (g_file_test (p, G_FILE_TEST_EXISTS))
         return p;
       g_free (p);
     }
-  if (g_file_test (rel, G_FILE_TEST_EXISTS))
-    return g_steal_pointer (&rel);
-  if (g_file_test (abs, G_FILE_TEST_EXISTS))
-    return g_steal_pointer (&abs);
   return NULL;
+}
+
+/* "@sub: not found in A/@sub, B/@sub" (+ @hint). */
+static void
+set_not_found (const char *const *dirs, const char *sub, const char *hint, GError **error)
+{
+  GString *s = g_string_new (NULL);
+
+  for (int i = 0; dirs && dirs[i]; i++)
+    {
+      g_autofree char *p = g_build_filename (dirs[i], sub, NULL);
+      g_string_append_printf (s, "%s%s", i ? ", " : "", p);
+    }
+  g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO, "%s: not found (looked in %s)%s", sub,
+               s->len ? s->str : "no data directory", hint ? hint : "");
+  g_string_free (s, TRUE);
 }
 
 static CleaveDataset *
@@ -1063,9 +1097,9 @@ source_stamp (const char *path)
 }
 
 static CleaveDataset *
-load_cifar10 (CleaveSplit split, GCancellable *cancellable, GError **error)
+load_cifar10 (const char *const *dirs, CleaveSplit split, GCancellable *cancellable, GError **error)
 {
-  g_autofree char *data_dir = find_data_dir ("cifar10");
+  g_autofree char *data_dir = find_data_dir (dirs, "cifar10");
   g_autofree char *cache_root = g_build_filename (g_get_user_cache_dir (), "cleave", "datasets", NULL);
   g_autofree char *dest = g_build_filename (cache_root, "cifar10", NULL);
   g_autofree char *split_dir = g_build_filename (dest, split == CLEAVE_SPLIT_TRAIN ? "train" : "test", NULL);
@@ -1100,9 +1134,7 @@ load_cifar10 (CleaveSplit split, GCancellable *cancellable, GError **error)
     {
       if (tarball == NULL || !g_file_test (tarball, G_FILE_TEST_IS_REGULAR))
         {
-          g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO,
-                       "cifar10: cifar10-jpg.tar.gz not found (looked in $CLEAVE_DATA_DIR/cifar10, ../shared/data/cifar10 "
-                       "and /work/shared/data/cifar10); pass the path of a CIFAR-10 folder instead");
+          set_not_found (dirs, "cifar10/cifar10-jpg.tar.gz", "; pass the path of a CIFAR-10 folder instead", error);
           return NULL;
         }
       if (!extract_cifar10 (tarball, dest, split == CLEAVE_SPLIT_TRAIN ? "train" : "test", cancellable, error))
@@ -1192,39 +1224,42 @@ load_path (const char *path, CleaveSplit split, GCancellable *cancellable, GErro
 CleaveDataset *
 cleave_dataset_load (const char *spec, CleaveSplit split, GCancellable *cancellable, GError **error)
 {
+  return cleave_dataset_load_from (spec, NULL, split, cancellable, error);
+}
+
+CleaveDataset *
+cleave_dataset_load_from (const char *spec, const char *const *data_dirs, CleaveSplit split,
+                          GCancellable *cancellable, GError **error)
+{
   g_return_val_if_fail (spec != NULL, NULL);
 
   if (g_cancellable_set_error_if_cancelled (cancellable, error))
     return NULL;
+  if (data_dirs == NULL)
+    data_dirs = cleave_dataset_default_dirs ();
 
-  if (strcmp (spec, "fashion-mnist") == 0)
+  if (strcmp (spec, "fashion-mnist") == 0 || strcmp (spec, "mnist") == 0)
     {
-      const char *sys = "/usr/share/datasets/fashion-mnist";
-      g_autofree char *alt = find_data_dir ("fashion-mnist");
-      const char *dir = g_file_test (sys, G_FILE_TEST_IS_DIR) ? sys : alt;
+      gboolean digits = strcmp (spec, "mnist") == 0;
+      g_autofree char *dir = find_data_dir (data_dirs, spec);
 
       if (dir == NULL)
         {
-          g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO, "fashion-mnist: %s not found "
-                       "(install the Debian package dataset-fashion-mnist)", sys);
+          set_not_found (data_dirs, spec, digits ? NULL : " (install the Debian package dataset-fashion-mnist)",
+                         error);
           return NULL;
         }
-      return finish_mnist_like (load_idx_dir (dir, split, error), "fashion-mnist", FALSE, error);
-    }
-  if (strcmp (spec, "mnist") == 0)
-    {
-      g_autofree char *dir = find_data_dir ("mnist");
-
-      if (dir == NULL)
-        {
-          g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_IO, "mnist: not found (looked in $CLEAVE_DATA_DIR/mnist, "
-                       "../shared/data/mnist and /work/shared/data/mnist)");
-          return NULL;
-        }
-      return finish_mnist_like (load_idx_dir (dir, split, error), "mnist", TRUE, error);
+      return finish_mnist_like (load_idx_dir (dir, split, error), spec, digits, error);
     }
   if (strcmp (spec, "cifar10") == 0)
-    return load_cifar10 (split, cancellable, error);
+    return load_cifar10 (data_dirs, split, cancellable, error);
+  /* Any other bare name that is not a path here: a folder in a data directory. */
+  if (strchr (spec, G_DIR_SEPARATOR) == NULL && !g_file_test (spec, G_FILE_TEST_EXISTS))
+    {
+      g_autofree char *dir = find_data_dir (data_dirs, spec);
+      if (dir)
+        return load_path (dir, split, cancellable, error);
+    }
   return load_path (spec, split, cancellable, error);
 }
 

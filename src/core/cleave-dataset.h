@@ -27,12 +27,38 @@ typedef enum {
   CLEAVE_SPLIT_TEST,
 } CleaveSplit;
 
-/* @spec: "fashion-mnist" (/usr/share/datasets/fashion-mnist), "mnist"
- * (../shared/data/mnist, or $CLEAVE_DATA_DIR/mnist), "cifar10" (ImageFolder
- * copy under the shared data dir, unpacked to the user cache on first use),
- * or a path: a directory with IDX files, a directory with CIFAR-10 .bin
- * files, or an ImageFolder root (with train/ and test/ subfolders, or the
- * class folders directly, then used for both splits). */
+/**
+ * cleave_dataset_names:
+ *
+ * Returns: (transfer none) (array zero-terminated=1): the named datasets, in the order front ends
+ *   offer them: "fashion-mnist", "mnist", "cifar10"
+ */
+const char *const *cleave_dataset_names (void);
+#define CLEAVE_N_DATASET_NAMES 3
+
+/**
+ * cleave_dataset_default_dirs:
+ *
+ * The data directories searched for named datasets when none are given:
+ * $XDG_DATA_HOME/cleave/datasets, then DIR/datasets for each of the XDG
+ * system data directories (/usr/share/datasets holds Debian's
+ * dataset-fashion-mnist).
+ *
+ * Returns: (transfer none) (array zero-terminated=1): the directories
+ */
+const char *const *cleave_dataset_default_dirs (void);
+
+/* @spec: a named dataset looked up in the first of @data_dirs (NULL: the
+ * default ones) that has it — "fashion-mnist" and "mnist" (DIR/NAME with IDX
+ * files), "cifar10" (DIR/cifar10/cifar10-jpg.tar.gz, an ImageFolder copy
+ * unpacked to the user cache on first use), any other bare name found as a
+ * folder in one of them — or a path: a directory with IDX
+ * files, a directory with CIFAR-10 .bin files, or an ImageFolder root (with
+ * train/ and test/ subfolders, or the class folders directly, then used for
+ * both splits). */
+CleaveDataset *cleave_dataset_load_from (const char *spec, const char *const *data_dirs, CleaveSplit split,
+                                         GCancellable *cancellable, GError **error);
+/* cleave_dataset_load_from() with the default data directories. */
 CleaveDataset *cleave_dataset_load (const char *spec, CleaveSplit split, GCancellable *cancellable, GError **error);
 void           cleave_dataset_free (CleaveDataset *ds);
 

@@ -22,17 +22,26 @@ void cleave_device_info_free (CleaveDeviceInfo *info);
  * missing OpenCL runtime is not an error: the list then holds only "cpu". */
 GPtrArray *cleave_device_list (void);
 
-/* Opens a backend. @spec: NULL or "auto" (the default rule: the first OpenCL
- * GPU with the most compute units × clock, else "cpu", since the OpenBLAS path
- * beats OpenCL on a CPU), "cpu", "opencl" (first OpenCL device), "opencl:P:D",
- * a list index as printed by `cleave-cli devices`, or a case-insensitive
- * substring of a device name. Environment CLEAVE_DEVICE overrides NULL. */
-CleaveBackend *cleave_device_open (const char *spec, GError **error);
+/**
+ * cleave_device_open:
+ * @spec: (nullable): %NULL or "auto" (the default rule: the first OpenCL GPU with the most compute
+ *   units × clock, else "cpu", since the OpenBLAS path beats OpenCL on a CPU), "cpu", "opencl"
+ *   (first OpenCL device), "opencl:P:D", a list index as printed by `cleave-cli devices`, or a
+ *   case-insensitive substring of a device name
+ * @config: (nullable): the backend's configuration (%NULL: the defaults)
+ * @error: a #GError (%CLEAVE_ERROR_NO_DEVICE) listing the devices when none matches
+ *
+ * Nothing else (no environment variable) changes which device opens or how.
+ *
+ * Returns: (transfer full) (nullable): the backend
+ */
+CleaveBackend *cleave_device_open (const char *spec, const CleaveBackendConfig *config, GError **error);
 
 /* OpenCL backend on one device (cleave-backend-opencl.c). Returns NULL with
  * CLEAVE_ERROR_NO_DEVICE when there is no such device or OpenCL support was
  * not built. Programs are built lazily once per backend and cached on disk. */
-CleaveBackend *cleave_backend_opencl_new (int platform_index, int device_index, GError **error);
+CleaveBackend *cleave_backend_opencl_new (int platform_index, int device_index, const CleaveBackendConfig *config,
+                                          GError **error);
 /* Fills @list with OpenCL devices (used by cleave_device_list). */
 void cleave_backend_opencl_list (GPtrArray *list);
 

@@ -16,7 +16,6 @@ typedef enum {
   CLEAVE_ERROR_KERNEL_BUILD,      /* message carries the build log */
   CLEAVE_ERROR_DEVICE,            /* any other driver failure */
   CLEAVE_ERROR_UNSUPPORTED,       /* e.g. an ONNX op outside the supported set */
-  CLEAVE_ERROR_CANCELLED_KEPT,    /* cancelled, partial result kept */
 } CleaveError;
 
 G_END_DECLS

@@ -6,6 +6,7 @@
  * live on the host; only the masks travel to the backend, and only the mask
  * gradients and logits travel back. */
 #include "cleave-gradsplitter-private.h"
+#include "cleave-options.h"
 #include "cleave-ops.h"
 #include "cleave-error.h"
 #include "cleave-util-private.h"
@@ -19,52 +20,13 @@
 void
 cleave_grad_split_options_init (CleaveGradSplitOptions *opt)
 {
+  guint n;
+  const CleaveOptionDesc *table = cleave_grad_split_option_table (&n);
+
+  g_return_if_fail (opt != NULL);
+  /* the defaults and why: cleave-options.c */
   memset (opt, 0, sizeof *opt);
-  opt->head_epochs = 1;
-  opt->rounds = 14;
-  opt->mask_epochs = 2;
-  opt->head_only_epochs = 1;
-  opt->batch = 64;
-  opt->train_images = 1536;
-  opt->val_images = 3000;
-  /* Tuned on the demo model (SimCNN w=1/8, Fashion-MNIST; the runs are in
-   * docs/RESULTS.md). With the calibrated identity heads (calibrate_heads)
-   * the search starts at the model's accuracy; what then decides the result:
-   *  - α 0.1 with θ lr 0.01 and θ0 0.2 prunes a few points of KRR per mask
-   *    epoch; α growing per round keeps it pruning (×1.5: 73% → 44% over 9
-   *    rounds) instead of settling near 75%, so the log holds a sweep of
-   *    sparsities for the per-module selection. 14 rounds at ×1.35 (about
-   *    two minutes on two cores) prune more slowly, with more head-only
-   *    epochs between the mask epochs: mean KRR 49.3% at a 0.85-point test
-   *    loss before the head refit, where 9 × 1.5 gave 60.7% / 0.93,
-   *    18 × 1.25 50.2% / 1.12 and 12 × 1.5 61.4% / 1.06 (same build, data).
-   *  - The heads must keep up with the masks: 10 passes per head-only epoch
-   *    over cached logits at lr 0.002 (cheap: no forward) held validation at
-   *    ~89% down to KRR 64% where 1 pass at 0.001 had fallen to 83–88%.
-   *  - CE over the heads' pre-sigmoid outputs (logit_loss): with the
-   *    reference's CE over the scores, 10 head passes at lr 0.002 re-ranked
-   *    the modules (90% → 84.6% after the warm-up) and the search was
-   *    noisier at every KRR.
-   *  - 3000 validation images: with 2000 the per-module selection lost 1.0
-   *    point on validation but 1.4 on the test split (overfitting the choice).
-   *  - The final refit of the chosen modules' heads (10,000 images, 20
-   *    passes) took the demo's test loss from 0.85 to 0.31, same kernels.
-   * A mean KRR of 25% within 1 point is out of reach on this model
-   * (docs/RESULTS.md, "The KRR limit"). */
-  opt->alpha = 0.1f;
-  opt->alpha_growth = 1.35f;
-  opt->lr_head = 0.002f;
-  opt->lr_mask = 0.01f;
-  opt->lr_head_joint = 0.0005f;
-  opt->theta_init = 0.2f;
-  opt->logit_loss = TRUE;
-  opt->head_passes = 10;
-  opt->refit_images = 10000;
-  opt->refit_passes = 20;
-  opt->max_loss = 1.0;
-  opt->per_module = TRUE;
-  opt->holdout = TRUE;
-  opt->row_adam = FALSE;
+  cleave_options_set_defaults (table, n, opt);
   opt->seed = 0;
 }
 
@@ -932,94 +894,55 @@ options_to_json (const CleaveGradSplitOptions *o)
   return json_generator_to_data (gen, NULL);
 }
 
-static char *
-log_to_json (GPtrArray *log, int selected, const char *note, int n, const int *pick, int total_kernels,
-             double mix_accuracy, int holdout_undone, int refit_images, int refit_passes, double refit_before,
-             double refit_after, gboolean refit_kept)
+static CleaveSplitLog *
+make_log (GPtrArray *log, int selected, const char *note, int n, const int *pick, int total_kernels,
+          double mix_accuracy, int holdout_undone, int refit_images, int refit_passes, double refit_before,
+          double refit_after, gboolean refit_kept)
 {
-  g_autoptr(JsonBuilder) b = json_builder_new ();
-  g_autoptr(JsonGenerator) gen = json_generator_new ();
-  g_autoptr(JsonNode) root = NULL;
+  CleaveSplitLog *out = cleave_split_log_new ();
 
-  json_builder_begin_array (b);
   for (guint i = 0; i < log->len; i++)
     {
       EpochState *e = log->pdata[i];
-      json_builder_begin_object (b);
-      json_builder_set_member_name (b, "epoch");
-      json_builder_add_int_value (b, e->epoch);
-      json_builder_set_member_name (b, "phase");
-      json_builder_add_string_value (b, e->phase == CLEAVE_GRAD_PHASE_JOINT ? "masks" : "heads");
-      json_builder_set_member_name (b, "train_loss");
-      json_builder_add_double_value (b, isfinite (e->train_loss) ? e->train_loss : -1);
-      json_builder_set_member_name (b, "train_accuracy");
-      json_builder_add_double_value (b, isfinite (e->train_accuracy) ? e->train_accuracy : -1);
-      json_builder_set_member_name (b, "val_accuracy");
-      json_builder_add_double_value (b, isfinite (e->val_accuracy) ? e->val_accuracy : -1);
-      json_builder_set_member_name (b, "mean_krr");
-      json_builder_add_double_value (b, e->mean_krr);
-      json_builder_set_member_name (b, "kept_kernels");
-      json_builder_add_int_value (b, e->kept);
-      json_builder_set_member_name (b, "module_krr");
-      json_builder_begin_array (b);
-      for (int g = 0; g < n; g++)
-        json_builder_add_double_value (b, e->module_krr[g]);
-      json_builder_end_array (b);
-      json_builder_set_member_name (b, "seconds");
-      json_builder_add_double_value (b, e->seconds);
-      json_builder_set_member_name (b, "images");
-      json_builder_add_int_value (b, e->images);
-      json_builder_set_member_name (b, "images_per_s");
-      json_builder_add_double_value (b, e->images_per_s);
-      json_builder_set_member_name (b, "selected");
-      json_builder_add_boolean_value (b, (int) i == selected);
-      if ((int) i == selected && note)
-        {
-          json_builder_set_member_name (b, "selection");
-          json_builder_add_string_value (b, note);
-        }
-      if ((int) i == selected && pick)
-        {
-          /* The modules actually kept: each from its own epoch (select_per_module). */
-          gint64 kept = 0;
-          json_builder_set_member_name (b, "module_epochs");
-          json_builder_begin_array (b);
-          for (int g = 0; g < n; g++)
-            {
-              EpochState *pe = log->pdata[pick[g]];
-              json_builder_add_int_value (b, pe->epoch);
-              kept += (gint64) llround (pe->module_krr[g] * total_kernels);
-            }
-          json_builder_end_array (b);
-          json_builder_set_member_name (b, "modules_mean_krr");
-          json_builder_add_double_value (b, (double) kept / ((double) n * total_kernels));
-          json_builder_set_member_name (b, "modules_val_accuracy");
-          json_builder_add_double_value (b, isfinite (mix_accuracy) ? mix_accuracy : -1);
-          json_builder_set_member_name (b, "holdout_moves_undone");
-          json_builder_add_int_value (b, holdout_undone);
-          if (refit_images > 0 && isfinite (refit_after))
-            {
-              json_builder_set_member_name (b, "head_refit");
-              json_builder_begin_object (b);
-              json_builder_set_member_name (b, "images");
-              json_builder_add_int_value (b, refit_images);
-              json_builder_set_member_name (b, "passes");
-              json_builder_add_int_value (b, refit_passes);
-              json_builder_set_member_name (b, "val_accuracy_before");
-              json_builder_add_double_value (b, refit_before);
-              json_builder_set_member_name (b, "val_accuracy_after");
-              json_builder_add_double_value (b, refit_after);
-              json_builder_set_member_name (b, "kept");
-              json_builder_add_boolean_value (b, refit_kept);
-              json_builder_end_object (b);
-            }
-        }
-      json_builder_end_object (b);
+      CleaveSplitLogEntry *o = cleave_split_log_append (out, e->epoch, e->phase == CLEAVE_GRAD_PHASE_JOINT
+                                                                          ? CLEAVE_PHASE_MASKS : CLEAVE_PHASE_HEADS);
+      o->train_loss = e->train_loss;
+      o->train_accuracy = e->train_accuracy;
+      o->val_accuracy = e->val_accuracy;
+      o->mean_krr = e->mean_krr;
+      o->kept_kernels = e->kept;
+      o->n_modules = n;
+      o->module_krr = g_memdup2 (e->module_krr, sizeof (double) * n);
+      o->seconds = e->seconds;
+      o->images = e->images;
+      o->images_per_s = e->images_per_s;
+      o->selected = (int) i == selected;
+      if (!o->selected)
+        continue;
+      o->selection = g_strdup (note);
+      if (pick == NULL)
+        continue;
+      {
+        /* The modules actually kept: each from its own epoch (select_per_module). */
+        gint64 kept = 0;
+        o->module_epochs = g_new (int, n);
+        for (int g = 0; g < n; g++)
+          {
+            EpochState *pe = log->pdata[pick[g]];
+            o->module_epochs[g] = pe->epoch;
+            kept += (gint64) llround (pe->module_krr[g] * total_kernels);
+          }
+        o->modules_mean_krr = (double) kept / ((double) n * total_kernels);
+        o->modules_val_accuracy = mix_accuracy;
+        o->holdout_moves_undone = holdout_undone;
+        if (refit_images > 0 && isfinite (refit_after))
+          {
+            o->has_refit = TRUE;
+            o->refit = (CleaveHeadRefit) { refit_images, refit_passes, refit_before, refit_after, refit_kept };
+          }
+      }
     }
-  json_builder_end_array (b);
-  root = json_builder_get_root (b);
-  json_generator_set_root (gen, root);
-  return json_generator_to_data (gen, NULL);
+  return out;
 }
 
 /* Composed hits of the modules taken from the epochs in @pick, over the
@@ -1362,34 +1285,12 @@ in_round_index (int e, const CleaveGradSplitOptions *o)
   return (e - o->head_epochs) / per;
 }
 
-gboolean
-cleave_grad_split_options_validate (const CleaveGradSplitOptions *o, GError **error)
-{
-  return cleave_check_option (error, "head-epochs", o->head_epochs, 0, FALSE, 1e6, FALSE) &&
-         cleave_check_option (error, "rounds", o->rounds, 0, FALSE, 1e6, FALSE) &&
-         cleave_check_option (error, "mask-epochs", o->mask_epochs, 0, FALSE, 1e6, FALSE) &&
-         cleave_check_option (error, "head-only-epochs", o->head_only_epochs, 0, FALSE, 1e6, FALSE) &&
-         cleave_check_option (error, "batch", o->batch, 1, FALSE, CLEAVE_MAX_BATCH, FALSE) &&
-         cleave_check_option (error, "train-images", o->train_images, 0, FALSE, G_MAXINT, FALSE) &&
-         cleave_check_option (error, "val-images", o->val_images, 0, FALSE, G_MAXINT, FALSE) &&
-         cleave_check_option (error, "alpha", o->alpha, 0, FALSE, 1e6, FALSE) &&
-         cleave_check_option (error, "alpha-growth", o->alpha_growth, 0, TRUE, 1e3, FALSE) &&
-         cleave_check_option (error, "lr-head", o->lr_head, 0, TRUE, 100, FALSE) &&
-         cleave_check_option (error, "lr-mask", o->lr_mask, 0, TRUE, 100, FALSE) &&
-         cleave_check_option (error, "lr-head-joint", o->lr_head_joint, 0, FALSE, 100, FALSE) &&
-         cleave_check_option (error, "theta-init", o->theta_init, -1e6, FALSE, 1e6, FALSE) &&
-         cleave_check_option (error, "max-loss", o->max_loss, 0, FALSE, 100, FALSE) &&
-         cleave_check_option (error, "head-passes", o->head_passes, 1, FALSE, 1e6, FALSE) &&
-         cleave_check_option (error, "refit-images", o->refit_images, 0, FALSE, G_MAXINT, FALSE) &&
-         cleave_check_option (error, "refit-passes", o->refit_passes, 0, FALSE, 1e6, FALSE);
-}
-
-CleaveModuleSet *
-cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
-                   const int *train_idx, int n_train, const int *val_idx, int n_val,
-                   const CleaveGradSplitOptions *opt, CleaveProgressFunc progress,
-                   gpointer user_data, GCancellable *cancellable, gboolean *cancelled,
-                   GError **error)
+static CleaveModuleSet *
+grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
+            const int *train_idx, int n_train, const int *val_idx, int n_val,
+            const CleaveGradSplitOptions *opt, CleaveProgressFunc progress,
+            gpointer user_data, GCancellable *cancellable, gboolean *cancelled,
+            GError **error)
 {
   CleaveGradSearch *s = NULL;
   CleaveModuleSet *set = NULL;
@@ -1525,7 +1426,7 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
       /* α grows by alpha_growth per round: the KRR where the CE gradients
        * balance α's falls round by round, so the log holds a sweep of
        * sparsities to choose from (per module, select_per_module). */
-      float alpha = opt->alpha * powf (opt->alpha_growth > 0 ? opt->alpha_growth : 1.0f,
+      float alpha = opt->alpha * powf (opt->alpha_growth,
                                        in_round_index (e, opt));
       EpochState *st;
       GError *local = NULL;
@@ -1602,7 +1503,7 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
             {
               CleaveProgress p = { 0 };
               double secs = (g_get_monotonic_time () - t0) / 1e6;
-              p.phase = phase == CLEAVE_GRAD_PHASE_JOINT ? "masks" : "heads";
+              p.phase = phase == CLEAVE_GRAD_PHASE_JOINT ? CLEAVE_PHASE_MASKS : CLEAVE_PHASE_HEADS;
               p.epoch = e + 1;
               p.epochs = total_epochs;
               p.fraction = (e + (double) (st_i + 1) / (steps + 1)) / total_epochs;
@@ -1671,7 +1572,7 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
       if (progress)
         {
           CleaveProgress p = { 0 };
-          p.phase = phase == CLEAVE_GRAD_PHASE_JOINT ? "masks" : "heads";
+          p.phase = phase == CLEAVE_GRAD_PHASE_JOINT ? CLEAVE_PHASE_MASKS : CLEAVE_PHASE_HEADS;
           p.epoch = e + 1;
           p.epochs = total_epochs;
           p.fraction = (double) (e + 1) / total_epochs;
@@ -1717,7 +1618,7 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
         if (progress)
           {
             CleaveProgress p = { 0 };
-            p.phase = "refit";
+            p.phase = CLEAVE_PHASE_REFIT;
             p.epoch = p.epochs = total_epochs;
             p.fraction = 1.0;
             p.val_accuracy = mix_acc;
@@ -1759,7 +1660,7 @@ cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDatas
     if (set == NULL)
       goto out;
     set->source_accuracy = source_acc;
-    set->log_json = log_to_json (log, selected, note, n, pick, s->total_kernels, mix_acc, undone, refit_images,
+    set->log = make_log (log, selected, note, n, pick, s->total_kernels, mix_acc, undone, refit_images,
                                  opt->refit_passes, refit_before, refit_after, refit != NULL);
     set->options_json = options_to_json (opt);
     if (chosen->val_scores)
@@ -1797,4 +1698,65 @@ out:
     epoch_state_free (refit);
   cleave_grad_search_free (s);
   return set;
+}
+
+/* Forwards progress, remembering the epoch reached (for cancelled_at). */
+typedef struct {
+  CleaveProgressFunc progress;
+  gpointer user_data;
+  int epoch;
+} EpochTracker;
+
+static void
+track_epoch (const CleaveProgress *p, gpointer data)
+{
+  EpochTracker *t = data;
+
+  t->epoch = MAX (t->epoch, p->epoch);
+  if (t->progress)
+    t->progress (p, t->user_data);
+}
+
+gboolean
+cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
+                   const int *train_idx, int n_train, const int *val_idx, int n_val,
+                   const CleaveGradSplitOptions *opt, CleaveProgressFunc progress,
+                   gpointer user_data, GCancellable *cancellable, CleaveSplitResult *result,
+                   GError **error)
+{
+  EpochTracker t = { progress, user_data, 0 };
+  gboolean cancelled = FALSE;
+  CleaveModuleSet *set;
+
+  g_return_val_if_fail (model != NULL && backend != NULL && ds != NULL && opt != NULL, FALSE);
+  g_return_val_if_fail (result != NULL && result->set == NULL, FALSE);
+  set = grad_split (model, backend, ds, train_idx, n_train, val_idx, n_val, opt, track_epoch, &t, cancellable,
+                    &cancelled, error);
+  return cleave_split_finish (set, cancelled, t.epoch, result, error);
+}
+
+void
+cleave_split_result_clear (CleaveSplitResult *result)
+{
+  g_return_if_fail (result != NULL);
+  cleave_module_set_free (result->set);
+  memset (result, 0, sizeof *result);
+}
+
+gboolean
+cleave_split_finish (CleaveModuleSet *set, gboolean cancelled, int last_epoch, CleaveSplitResult *result,
+                     GError **error)
+{
+  if (set == NULL && !cancelled)
+    return FALSE;       /* the error is set */
+  result->set = set;
+  if (!cancelled)
+    return TRUE;
+  result->cancelled = TRUE;
+  result->cancelled_at = last_epoch;
+  g_clear_error (error);
+  g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+               set ? "cancelled at %d: kept the best modules so far" : "cancelled at %d before any modules were found",
+               last_epoch);
+  return FALSE;
 }

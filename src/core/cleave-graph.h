@@ -95,6 +95,7 @@ int cleave_graph_add_batchnorm2d    (CleaveGraph *g, const char *name, int input
 int cleave_graph_add_relu           (CleaveGraph *g, const char *name, int input);
 int cleave_graph_add_maxpool2d      (CleaveGraph *g, const char *name, int input, int kernel, int stride, int pad);
 int cleave_graph_add_avgpool2d      (CleaveGraph *g, const char *name, int input, int kernel, int stride, int pad);
+/* [C, H, W] → (C): the output is 1-d, no flatten needed before a linear. */
 int cleave_graph_add_global_avgpool (CleaveGraph *g, const char *name, int input);
 int cleave_graph_add_linear         (CleaveGraph *g, const char *name, int input, int out_features, gboolean bias);
 int cleave_graph_add_dropout        (CleaveGraph *g, const char *name, int input, float p);

@@ -200,7 +200,7 @@ cleave_evaluate (CleaveModel *model, CleaveNet *net, const CleaveDataset *ds, co
           CleaveProgress p = { 0 };
           double secs = (g_get_monotonic_time () - start) / 1e6;
           p.fraction = (double) (start_i + b) / n;
-          p.phase = "evaluate";
+          p.phase = CLEAVE_PHASE_EVALUATE;
           p.loss = p.val_accuracy = p.krr = NAN;
           p.accuracy = m->total ? (double) m->correct / m->total : NAN;
           p.images_per_s = secs > 0 ? (start_i + b) / secs : 0;
@@ -230,4 +230,18 @@ cleave_model_evaluate (CleaveModel *model, CleaveBackend *backend, const CleaveD
   m = cleave_evaluate (model, net, ds, NULL, 0, 256, NULL, progress, user_data, cancellable, error);
   cleave_net_free (net);
   return m;
+}
+
+const char *
+cleave_phase_name (CleavePhase phase)
+{
+  static const char *const names[] = {
+    [CLEAVE_PHASE_LOAD] = "load", [CLEAVE_PHASE_TRAIN] = "train", [CLEAVE_PHASE_VALIDATE] = "validate",
+    [CLEAVE_PHASE_EVALUATE] = "evaluate", [CLEAVE_PHASE_HEADS] = "heads", [CLEAVE_PHASE_MASKS] = "masks",
+    [CLEAVE_PHASE_REFIT] = "refit", [CLEAVE_PHASE_IMPORTANCE] = "importance",
+    [CLEAVE_PHASE_SENSITIVITY] = "sensitivity", [CLEAVE_PHASE_GENERATION] = "generation",
+    [CLEAVE_PHASE_TEST] = "test",
+  };
+  g_return_val_if_fail ((guint) phase < G_N_ELEMENTS (names), "?");
+  return names[phase];
 }

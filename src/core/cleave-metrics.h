@@ -31,11 +31,30 @@ void           cleave_metrics_finish (CleaveMetrics *m);
 /* JSON object text: accuracy, per-class P/R/F1, confusion. */
 char          *cleave_metrics_to_json (const CleaveMetrics *m, const char *const *class_names);
 
+/* What a long job is doing. */
+typedef enum {
+  CLEAVE_PHASE_LOAD,         /* reading the dataset, opening the device */
+  CLEAVE_PHASE_TRAIN,        /* training epochs */
+  CLEAVE_PHASE_VALIDATE,     /* training: the validation pass of an epoch */
+  CLEAVE_PHASE_EVALUATE,     /* a pass over a dataset */
+  CLEAVE_PHASE_HEADS,        /* GradSplitter: epochs training the heads only */
+  CLEAVE_PHASE_MASKS,        /* GradSplitter: epochs training masks and heads */
+  CLEAVE_PHASE_REFIT,        /* GradSplitter: the final joint refit of the heads */
+  CLEAVE_PHASE_IMPORTANCE,   /* CNNSplitter: kernel importance */
+  CLEAVE_PHASE_SENSITIVITY,  /* CNNSplitter: layer sensitivity */
+  CLEAVE_PHASE_GENERATION,   /* CNNSplitter: the genetic search */
+  CLEAVE_PHASE_TEST,         /* after a split: the test-split evaluation */
+} CleavePhase;
+
+/* "train", "heads", "generation"…: a fixed English word for logs and the
+ * command line (the app shows its own, translated, labels). */
+const char *cleave_phase_name (CleavePhase phase);
+
 /* Progress reported by long jobs (train, evaluate, split). Called from the
  * worker thread; GUI callers marshal to the main loop themselves. */
 typedef struct {
   double fraction;           /* 0..1 over the whole job */
-  const char *phase;         /* "train", "validate", "heads", "masks", "generation", ... */
+  CleavePhase phase;
   int epoch, epochs;         /* or generation, generations */
   double loss, accuracy;     /* running values of the current phase, NAN if none */
   double val_accuracy;       /* last validation accuracy, NAN if none */

@@ -454,3 +454,20 @@ cleave_model_load_with_arch (const char *path, const char *arch_spec, int in_c, 
   m->sha256 = file_sha256 (path);
   return m;
 }
+
+CleaveModel *
+cleave_model_copy (const CleaveModel *src)
+{
+  CleaveModel *m;
+
+  g_return_val_if_fail (src != NULL, NULL);
+  m = cleave_model_new (cleave_graph_copy (src->graph), src->n_classes, (const char *const *) src->class_names);
+  m->n_channels = src->n_channels;
+  memcpy (m->mean, src->mean, sizeof m->mean);
+  memcpy (m->std, src->std, sizeof m->std);
+  m->dataset = g_strdup (src->dataset);
+  m->provenance_json = g_strdup (src->provenance_json);
+  m->path = g_strdup (src->path);
+  m->sha256 = g_strdup (src->sha256);
+  return m;
+}

@@ -26,6 +26,8 @@ typedef struct {
 
 CleaveModel *cleave_model_new  (CleaveGraph *graph /* taken */, int n_classes, const char *const *class_names);
 void         cleave_model_free (CleaveModel *m);
+/* A deep copy (graph, weights and metadata), e.g. for a worker thread. */
+CleaveModel *cleave_model_copy (const CleaveModel *m);
 
 CleaveModel *cleave_model_load (const char *path, GError **error);
 /* A weights-only file (a PyTorch state_dict as safetensors, or a torch.save

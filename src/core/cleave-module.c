@@ -89,7 +89,7 @@ cleave_module_set_free (CleaveModuleSet *set)
   g_free (set->dataset);
   g_strfreev (set->class_names);
   g_ptr_array_unref (set->modules);
-  g_free (set->log_json);
+  cleave_split_log_free (set->log);
   g_free (set->options_json);
   g_free (set->site_channels);
   g_free (set->site_tie);
@@ -789,7 +789,11 @@ set_metadata_json (const CleaveModuleSet *set)
   json_builder_end_array (b);
   cleave_json_add_number (b, "source_accuracy", set->source_accuracy);
   cleave_json_add_number (b, "composed_accuracy", set->composed_accuracy);
-  cleave_json_add_json_text (b, "log", set->log_json);
+  json_builder_set_member_name (b, "log");
+  if (set->log)
+    cleave_split_log_build (set->log, b);
+  else
+    json_builder_add_null_value (b);
   cleave_json_add_json_text (b, "options", set->options_json);
   json_builder_set_member_name (b, "modules");
   json_builder_begin_array (b);
@@ -905,6 +909,28 @@ typedef struct {
 
 static gboolean
 rfail (Reader *r, const char *field, const char *fmt, ...) G_GNUC_PRINTF (3, 4);
+
+static gboolean
+rfail (Reader *r, const char *field, const char *fmt, ...);
+
+/* "log": absent or null, the array, or (older files) the array as text. */
+static gboolean
+read_log (Reader *r, JsonObject *o, CleaveSplitLog **out)
+{
+  JsonNode *n = json_object_get_member (o, "log");
+  g_autoptr(GError) local = NULL;
+
+  *out = NULL;
+  if (n == NULL || JSON_NODE_HOLDS_NULL (n))
+    return TRUE;
+  if (JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
+    *out = cleave_split_log_from_json (json_node_get_string (n), &local);
+  else
+    *out = cleave_split_log_from_node (n, &local);
+  if (*out == NULL)
+    return rfail (r, "log", "%s", local->message);
+  return TRUE;
+}
 
 static gboolean
 rfail (Reader *r, const char *field, const char *fmt, ...)
@@ -1104,7 +1130,8 @@ read_set_fields (Reader *r, JsonObject *o, CleaveModuleSet *set)
   if (!read_number (r, o, "source_accuracy", "", 0, 1, &set->source_accuracy) ||
       !read_number (r, o, "composed_accuracy", "", 0, 1, &set->composed_accuracy))
     return FALSE;
-  set->log_json = json_text (o, "log");
+  if (!read_log (r, o, &set->log))
+    return FALSE;
   set->options_json = json_text (o, "options");
   return TRUE;
 }

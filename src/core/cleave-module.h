@@ -8,6 +8,7 @@
  * A module set holds the modules cut from one source model. */
 #pragma once
 
+#include "cleave-split-log.h"
 #include "cleave-model.h"
 #include "cleave-net.h"
 #include "cleave-metrics.h"
@@ -47,7 +48,7 @@ typedef struct {
   double source_accuracy;     /* validation accuracy of the source model */
   double composed_accuracy;   /* validation accuracy of the composition of all modules */
   GPtrArray *modules;         /* CleaveModule*, usually one per class */
-  char *log_json;             /* per-epoch / per-generation log (JSON array), may be NULL */
+  CleaveSplitLog *log;        /* per-epoch / per-generation log, may be NULL */
   char *options_json;         /* the options the split ran with, may be NULL */
   /* The source's mask sites (filled by cleave_module_set_new, stored in the
    * file so kept indices can be validated without the source model). */

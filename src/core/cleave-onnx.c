@@ -2327,20 +2327,6 @@ name_layers (Import *imp)
 }
 
 static gboolean
-gap_output_is_flat (void)
-{
-  static int flat = -1;
-
-  if (flat < 0)
-    {
-      g_autoptr (CleaveGraph) g = cleave_graph_new (1, 2, 2);
-      int k = cleave_graph_add_global_avgpool (g, "gap", 0);
-      flat = cleave_graph_finalize (g, NULL) && cleave_graph_node (g, k)->out_ndim == 1;
-    }
-  return flat == 1;
-}
-
-static gboolean
 copy_param (Import *imp, CleaveGraph *g, CleaveNode *node, CleaveParamSlot slot, const float *src, gsize n, GError **error)
 {
   if (!src)
@@ -2360,7 +2346,6 @@ static CleaveGraph *
 build_graph (Import *imp, int out_layer, GError **error)
 {
   g_autoptr (CleaveGraph) g = cleave_graph_new (imp->in_c, imp->in_h, imp->in_w);
-  gboolean flat_gap = gap_output_is_flat ();
 
   layer_at (imp, 0)->cidx = 0;
   name_layers (imp);
@@ -2394,8 +2379,9 @@ build_graph (Import *imp, int out_layer, GError **error)
           l->cidx = cleave_graph_add_global_avgpool (g, l->name, in[0]);
           break;
         case CLEAVE_OP_FLATTEN:
-          if (flat_gap && layer_at (imp, l->inputs[0])->op == CLEAVE_OP_GLOBAL_AVGPOOL)
-            l->cidx = in[0];   /* Cleave's global pool already yields (C) */
+          /* Cleave's global pool already yields (C) (cleave-graph.h) */
+          if (layer_at (imp, l->inputs[0])->op == CLEAVE_OP_GLOBAL_AVGPOOL)
+            l->cidx = in[0];
           else
             l->cidx = cleave_graph_add_flatten (g, l->name, in[0]);
           break;

@@ -127,7 +127,11 @@ cleave_report_module_set_json (const CleaveModuleSet *set)
     }
   json_builder_end_array (b);
   cleave_json_add_json_text (b, "options", set->options_json);
-  cleave_json_add_json_text (b, "log", set->log_json);
+  json_builder_set_member_name (b, "log");
+  if (set->log)
+    cleave_split_log_build (set->log, b);
+  else
+    json_builder_add_null_value (b);
   json_builder_end_object (b);
 
   root = json_builder_get_root (b);
@@ -279,52 +283,18 @@ write_heat_maps (const CleaveModuleSet *set, const char *dir, const char *const 
   return save_both (CLEAVE_CHART_HEAT_MAP, &overlap, side, side, dir, "jaccard", error);
 }
 
-/* The epoch (or generation) number of a log entry; 0 when it has none. */
-static int
-log_entry_epoch (JsonNode *e)
-{
-  JsonObject *o;
-  JsonNode *n;
-  gint64 epoch;
-  if (!JSON_NODE_HOLDS_OBJECT (e))
-    return 0;
-  o = json_node_get_object (e);
-  n = json_object_get_member (o, json_object_has_member (o, "epoch") ? "epoch" : "generation");
-  epoch = n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_INT64 ? json_node_get_int (n) : 0;
-  return epoch >= 1 && epoch <= 100000 ? (int) epoch : 0;
-}
-
-/* A log value; the splitters write -1 (or null) for "not measured this
- * epoch", which the charts show as a gap. */
-static double
-log_value (JsonObject *o, const char *key)
-{
-  JsonNode *n = json_object_get_member (o, key);
-  double v;
-  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) ||
-      (json_node_get_value_type (n) != G_TYPE_DOUBLE && json_node_get_value_type (n) != G_TYPE_INT64))
-    return NAN;
-  v = json_node_get_double (n);
-  return v >= 0 ? v : NAN;
-}
-
-/* Reads the log's per-epoch (or per-generation) entries into two series
- * indexed by epoch − 1 (gaps stay NAN); FALSE when the log has none. */
+/* The log's per-epoch (or per-generation) accuracy and KRR as two series
+ * indexed by epoch − 1 (gaps, and generation 0, stay out: NAN); FALSE when
+ * the log has no such entry. */
 static gboolean
-read_log (const char *log_json, double **acc, double **krr, int *n)
+read_log (const CleaveSplitLog *log, double **acc, double **krr, int *n)
 {
-  g_autoptr(JsonParser) p = json_parser_new ();
-  JsonArray *a;
   int max_epoch = 0;
 
   *acc = *krr = NULL;
   *n = 0;
-  if (log_json == NULL || !json_parser_load_from_data (p, log_json, -1, NULL) ||
-      !JSON_NODE_HOLDS_ARRAY (json_parser_get_root (p)))
-    return FALSE;
-  a = json_node_get_array (json_parser_get_root (p));
-  for (guint i = 0; i < json_array_get_length (a); i++)
-    max_epoch = MAX (max_epoch, log_entry_epoch (json_array_get_element (a, i)));
+  for (guint i = 0; log && i < log->entries->len; i++)
+    max_epoch = MAX (max_epoch, ((const CleaveSplitLogEntry *) log->entries->pdata[i])->epoch);
   if (max_epoch == 0)
     return FALSE;
   *n = max_epoch;
@@ -332,14 +302,13 @@ read_log (const char *log_json, double **acc, double **krr, int *n)
   *krr = g_new (double, max_epoch);
   for (int k = 0; k < max_epoch; k++)
     (*acc)[k] = (*krr)[k] = NAN;
-  for (guint i = 0; i < json_array_get_length (a); i++)
+  for (guint i = 0; i < log->entries->len; i++)
     {
-      JsonNode *e = json_array_get_element (a, i);
-      int epoch = log_entry_epoch (e);
-      if (epoch == 0)
+      const CleaveSplitLogEntry *e = log->entries->pdata[i];
+      if (e->epoch < 1)
         continue;
-      (*acc)[epoch - 1] = log_value (json_node_get_object (e), "val_accuracy");
-      (*krr)[epoch - 1] = log_value (json_node_get_object (e), "mean_krr");
+      (*acc)[e->epoch - 1] = e->val_accuracy;
+      (*krr)[e->epoch - 1] = e->mean_krr;
     }
   return TRUE;
 }
@@ -354,7 +323,7 @@ write_epoch_charts (const CleaveModuleSet *set, const char *dir, gboolean *writt
   const char *x_label = set->method && g_str_equal (set->method, "ga") ? "generation" : "epoch";
 
   *written = FALSE;
-  if (!read_log (set->log_json, &acc, &krr, &n))
+  if (!read_log (set->log, &acc, &krr, &n))
     return TRUE;
   source = g_new (double, n);
   for (int i = 0; i < n; i++)

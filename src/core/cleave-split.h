@@ -1,12 +1,25 @@
 /* cleave-split.h: the two decomposition methods (docs/ALGORITHMS.md). Both produce a
  * CleaveModuleSet; both run synchronously on the calling thread, report
- * progress, check @cancellable at least once per batch, and on cancel return
- * the best result so far with *cancelled set to TRUE (not an error). */
+ * progress and check @cancellable at least once per batch.
+ *
+ * Cancellation follows the core's one convention (as cleave_train): the call
+ * returns FALSE with G_IO_ERROR_CANCELLED, and the result object says what
+ * was kept (the best modules so far, and the epoch or generation the run was
+ * in when cancelled). */
 #pragma once
 
 #include "cleave-module.h"
 
 G_BEGIN_DECLS
+
+typedef struct {
+  CleaveModuleSet *set;   /* the modules: complete on success; on cancel the best so far (NULL when none yet) */
+  gboolean cancelled;     /* the run was cancelled (the call returned G_IO_ERROR_CANCELLED) */
+  int cancelled_at;       /* then: the epoch (GradSplitter) or generation (CNNSplitter) reached, 0 = before the first */
+} CleaveSplitResult;
+
+/* Frees the set and zeroes @result. */
+void cleave_split_result_clear (CleaveSplitResult *result);
 
 typedef struct {
   /* schedule (reference: 5 head epochs, 20 rounds of 5 mask+head and 2 head epochs) */
@@ -35,14 +48,13 @@ typedef struct {
 } CleaveGradSplitOptions;
 
 void cleave_grad_split_options_init (CleaveGradSplitOptions *opt);
-/* FALSE with CLEAVE_ERROR_INVALID_ARGUMENT naming the first bad option. */
-gboolean cleave_grad_split_options_validate (const CleaveGradSplitOptions *opt, GError **error);
 
-CleaveModuleSet *cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
-                                    const int *train_idx, int n_train, const int *val_idx, int n_val,
-                                    const CleaveGradSplitOptions *opt, CleaveProgressFunc progress,
-                                    gpointer user_data, GCancellable *cancellable, gboolean *cancelled,
-                                    GError **error);
+/* @result must be zeroed (or cleared); see the cancellation convention above. */
+gboolean cleave_grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
+                            const int *train_idx, int n_train, const int *val_idx, int n_val,
+                            const CleaveGradSplitOptions *opt, CleaveProgressFunc progress,
+                            gpointer user_data, GCancellable *cancellable, CleaveSplitResult *result,
+                            GError **error);
 
 typedef enum {
   CLEAVE_GA_FITNESS_REFERENCE,   /* composed accuracy + diff_weight × mean (1 − Jaccard) with the other modules */
@@ -67,12 +79,17 @@ typedef struct {
 } CleaveGaSplitOptions;
 
 void cleave_ga_split_options_init (CleaveGaSplitOptions *opt);
-gboolean cleave_ga_split_options_validate (const CleaveGaSplitOptions *opt, GError **error);
 
-CleaveModuleSet *cleave_ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
-                                  const int *val_idx, int n_val, const CleaveGaSplitOptions *opt,
-                                  CleaveProgressFunc progress, gpointer user_data, GCancellable *cancellable,
-                                  gboolean *cancelled, GError **error);
+gboolean cleave_ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
+                          const int *val_idx, int n_val, const CleaveGaSplitOptions *opt,
+                          CleaveProgressFunc progress, gpointer user_data, GCancellable *cancellable,
+                          CleaveSplitResult *result, GError **error);
+
+/* The shared ending of both splitters: turns the internal (set, cancelled)
+ * pair into the result convention, @last_epoch being the epoch or
+ * generation last reported. Used by cleave_grad_split and cleave_ga_split. */
+gboolean cleave_split_finish (CleaveModuleSet *set, gboolean cancelled, int last_epoch, CleaveSplitResult *result,
+                              GError **error);
 
 /* Building blocks of cleave_ga_split, public for tests and reports. Keep
  * flags and importances are flat over all kernels of the graph: site s

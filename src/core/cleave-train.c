@@ -236,7 +236,7 @@ cleave_train (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *d
             {
               CleaveProgress p = { 0 };
               double secs = (g_get_monotonic_time () - e0) / 1e6;
-              p.phase = "train";
+              p.phase = CLEAVE_PHASE_TRAIN;
               p.epoch = epoch + 1;
               p.epochs = opt->epochs;
               p.fraction = (epoch - opt->start_epoch + (double) seen / n_train) / (opt->epochs - opt->start_epoch);
@@ -305,7 +305,7 @@ cleave_train (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *d
       if (progress)
         {
           CleaveProgress p = { 0 };
-          p.phase = "validate";
+          p.phase = CLEAVE_PHASE_VALIDATE;
           p.epoch = epoch + 1;
           p.epochs = opt->epochs;
           p.fraction = (double) (epoch + 1 - opt->start_epoch) / (opt->epochs - opt->start_epoch);

@@ -96,21 +96,26 @@ cleave_json_add_json_text (JsonBuilder *b, const char *key, const char *text)
 #include "cleave-blas.h"
 #include <unistd.h>
 
-void
-cleave_blas_select_kernels (char **argv)
+const char *
+cleave_blas_preferred_coretype (void)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-  if (g_getenv ("OPENBLAS_CORETYPE") != NULL || g_getenv ("CLEAVE_KEEP_BLAS_KERNELS") != NULL)
-    return;
   __builtin_cpu_init ();
-  if (!(__builtin_cpu_supports ("avx512f") && __builtin_cpu_supports ("avx512bw") &&
-        __builtin_cpu_supports ("avx512dq") && __builtin_cpu_supports ("avx512vl")))
-    return;
-  g_setenv ("OPENBLAS_CORETYPE", "SkylakeX", TRUE);
-  execv ("/proc/self/exe", argv);
-  /* exec failed: carry on with the default kernels. */
-  g_unsetenv ("OPENBLAS_CORETYPE");
+  if (__builtin_cpu_supports ("avx512f") && __builtin_cpu_supports ("avx512bw") &&
+      __builtin_cpu_supports ("avx512dq") && __builtin_cpu_supports ("avx512vl"))
+    return "SkylakeX";
 #endif
+  return NULL;
+}
+
+void
+cleave_blas_reexec (const char *coretype, char **argv)
+{
+  g_return_if_fail (coretype != NULL && argv != NULL);
+  g_setenv ("OPENBLAS_CORETYPE", coretype, TRUE);
+  execv ("/proc/self/exe", argv);
+  /* exec failed: carry on with the default kernels */
+  g_unsetenv ("OPENBLAS_CORETYPE");
 }
 
 static char *

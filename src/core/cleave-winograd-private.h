@@ -5,19 +5,11 @@
 #pragma once
 
 #include <glib.h>
+#include "cleave-backend.h"
 
 G_BEGIN_DECLS
 
 typedef struct _CleaveWinograd CleaveWinograd;
-
-typedef enum {
-  CLEAVE_CONV_ALGO_AUTO,     /* Winograd where it is applicable and pays off */
-  CLEAVE_CONV_ALGO_IM2COL,
-  CLEAVE_CONV_ALGO_WINOGRAD, /* Winograd for every 3x3 stride-1 pad-1 conv */
-} CleaveConvAlgo;
-
-/* From CLEAVE_CONV_ALGO (im2col | winograd | auto; unset = auto). */
-CleaveConvAlgo  cleave_conv_algo_from_env       (void);
 
 /* Whether the Winograd path should run this convolution (input
  * [n, ci, h, w], weights [co, ci/groups, kh, kw]). */
@@ -50,9 +42,12 @@ void            cleave_winograd_forward_blocks  (const CleaveWinograd *wg, const
  * (scratch per participant), cleave_winograd_grad_products over
  * [0, n_products) with n_cols = B * 32 and accumulate = k > 0; then
  * cleave_winograd_grad_finish over output channels [0, co) writes
- * dw [co, ci/groups, 3, 3]. NULL only when out of memory. */
+ * dw [co, ci/groups, 3, 3]. @chunk_floats bounds the transformed input and
+ * output gradient of one chunk (0: 8 Mi floats, 32 MiB). NULL only when out
+ * of memory. */
 typedef struct _CleaveWinogradGrad CleaveWinogradGrad;
-CleaveWinogradGrad *cleave_winograd_grad_new        (int n, int ci, int h, int w, int co, int groups);
+CleaveWinogradGrad *cleave_winograd_grad_new        (int n, int ci, int h, int w, int co, int groups,
+                                                     gsize chunk_floats);
 void            cleave_winograd_grad_free           (CleaveWinogradGrad *gr);
 gsize           cleave_winograd_grad_n_chunks       (const CleaveWinogradGrad *gr);
 gsize           cleave_winograd_grad_set_chunk      (CleaveWinogradGrad *gr, gsize chunk);

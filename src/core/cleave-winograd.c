@@ -75,29 +75,6 @@ struct _CleaveWinograd {
   gboolean avx512;
 };
 
-CleaveConvAlgo
-cleave_conv_algo_from_env (void)
-{
-  const char *s = g_getenv ("CLEAVE_CONV_ALGO");
-
-  if (s == NULL || *s == '\0' || g_str_equal (s, "auto"))
-    return CLEAVE_CONV_ALGO_AUTO;
-  if (g_str_equal (s, "im2col"))
-    return CLEAVE_CONV_ALGO_IM2COL;
-  if (g_str_equal (s, "winograd"))
-    return CLEAVE_CONV_ALGO_WINOGRAD;
-  {
-    /* say so once: a typo would otherwise silently keep the default */
-    static gsize told;
-    if (g_once_init_enter (&told))
-      {
-        g_message ("CLEAVE_CONV_ALGO=%s is not im2col, winograd or auto: using auto", s);
-        g_once_init_leave (&told, 1);
-      }
-  }
-  return CLEAVE_CONV_ALGO_AUTO;
-}
-
 /* Multiplies per image relative to a direct convolution; small maps pad
  * their last tile row/column with up to 3 wasted outputs. */
 static gboolean
@@ -600,7 +577,7 @@ struct _CleaveWinogradGrad {
 #define GRAD_CHUNK_FLOATS ((gsize) 8 << 20)     /* V + dM per chunk: 32 MiB */
 
 CleaveWinogradGrad *
-cleave_winograd_grad_new (int n, int ci, int h, int w, int co, int groups)
+cleave_winograd_grad_new (int n, int ci, int h, int w, int co, int groups, gsize chunk_floats)
 {
   CleaveWinogradGrad *gr = g_new0 (CleaveWinogradGrad, 1);
   CleaveWinograd *wg = &gr->geom;
@@ -609,9 +586,7 @@ cleave_winograd_grad_new (int n, int ci, int h, int w, int co, int groups)
 
   set_geometry (wg, n, ci, h, w, co, groups);
   per_block = (gsize) NP * (ci + co) * BT;
-  /* CLEAVE_WINOGRAD_GRAD_CHUNK (floats) lets the tests run several chunks */
-  budget = g_getenv ("CLEAVE_WINOGRAD_GRAD_CHUNK") ? g_ascii_strtoull (g_getenv ("CLEAVE_WINOGRAD_GRAD_CHUNK"), NULL, 10)
-                                                   : GRAD_CHUNK_FLOATS;
+  budget = chunk_floats ? chunk_floats : GRAD_CHUNK_FLOATS;
   cap = MAX ((gsize) 1, budget / per_block);
   gr->chunk_blocks = MIN (cap, wg->n_blocks);
   gr->t_cols = gr->chunk_blocks * BT;

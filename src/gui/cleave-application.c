@@ -5,6 +5,7 @@
 #include "cleave-application.h"
 #include "cleave-paths.h"
 #include "cleave-window.h"
+#include "cleave-gui-util.h"
 
 struct _CleaveApplication
 {
@@ -74,6 +75,12 @@ about_action (GSimpleAction *action, GVariant *param, gpointer user_data)
 {
   GtkApplication *app = GTK_APPLICATION (user_data);
   const char *developers[] = { "The Cleave authors", NULL };
+  const CleaveGuiConfig *config = cleave_gui_config ();
+  g_autofree char *backend = cleave_backend_config_describe (&config->backend);
+  g_autofree char *dirs = g_strjoinv ("\n  ", config->data_dirs);
+  g_autofree char *debug = g_strdup_printf ("Backend settings: %s\nFrom the environment: %s\nData directories:\n  %s\n",
+                                            backend, config->from_environment ? config->from_environment : "nothing",
+                                            dirs);
   GtkWidget *about;
 
   about = g_object_new (ADW_TYPE_ABOUT_WINDOW,
@@ -90,6 +97,7 @@ about_action (GSimpleAction *action, GVariant *param, gpointer user_data)
                         "developers", developers,
                         /* Translators: put your names here, one per line */
                         "translator-credits", _("translator-credits"),
+                        "debug-info", debug,
                         NULL);
   gtk_window_present (GTK_WINDOW (about));
 }

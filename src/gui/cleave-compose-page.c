@@ -8,17 +8,20 @@
  * needed (validating a drop, evaluating, exporting), which makes removing
  * an entry trivial and leaves every check to the core. */
 #include <glib/gi18n.h>
+
+#include "cleave-dataset.h"
 #include <math.h>
 
 #include "cleave-compose-page.h"
+#include "cleave-job.h"
 #include "cleave-chart-view.h"
 #include "cleave-compose.h"
 #include "cleave-device.h"
 #include "cleave-error.h"
 #include "cleave-window.h"
 
-static const char *const dataset_specs[] = { "fashion-mnist", "mnist", "cifar10" };
-#define FOLDER_ROW G_N_ELEMENTS (dataset_specs)
+/* The named datasets (cleave_dataset_names), then "Image Folder…". */
+#define FOLDER_ROW CLEAVE_N_DATASET_NAMES
 
 typedef struct {
   CleaveModuleRef ref;
@@ -145,7 +148,7 @@ build_patched (CleaveComposePage *self, GArray *entries, GError **error)
                            _("Open a weak model first: drop a model file on the canvas"));
       return NULL;
     }
-  p = cleave_patched_new (cleave_gui_copy_model (self->weak));
+  p = cleave_patched_new (cleave_model_copy (self->weak));
   for (guint i = 0; i < entries->len; i++)
     {
       const Entry *e = &g_array_index (entries, Entry, i);
@@ -720,7 +723,7 @@ use_model_action (GtkWidget *widget, const char *action_name, GVariant *param)
 
   if (!self->model)
     return;
-  cleave_compose_page_set_weak_model (self, cleave_gui_copy_model (self->model));
+  cleave_compose_page_set_weak_model (self, cleave_model_copy (self->model));
   cleave_compose_page_set_mode (self, "patch");
 }
 
@@ -751,181 +754,59 @@ cleave_compose_page_set_model (CleaveComposePage *self, CleaveModel *model)
 
 typedef struct {
   gboolean patch;
-  CleaveComposition *composition;   /* compose mode (taken) */
-  CleavePatched *patched;           /* patch mode (taken) */
-  CleaveModel *weak;                /* patch mode: the before (copy) */
+  CleaveScorer *scorer;             /* the composition or patched model (a private copy) */
   char *dataset;
   char *device;
-  /* results */
-  char **class_names;               /* of the result, n_classes */
-  int n_classes;
-  CleaveMetrics *after;
-  double *before_prf;               /* n_classes × 3, NAN where unknown */
-  char *before_text;
+  const char *parts[2];             /* dataset */
+  CleaveReuseRequest request;
+  CleaveReuseResult result;
 } EvalJob;
 
 static void
 eval_job_free (EvalJob *job)
 {
-  cleave_composition_free (job->composition);
-  cleave_patched_free (job->patched);
-  cleave_model_free (job->weak);
+  cleave_reuse_result_clear (&job->result);
+  cleave_scorer_free (job->scorer);
   g_free (job->dataset);
   g_free (job->device);
-  g_strfreev (job->class_names);
-  cleave_metrics_free (job->after);
-  g_free (job->before_prf);
-  g_free (job->before_text);
   g_free (job);
-}
-
-static gboolean
-eval_patched (EvalJob *job, CleaveBackend *backend, const CleaveDataset *ds, GCancellable *cancellable, GError **error)
-{
-  CleaveScorer *weak = cleave_scorer_new_model (g_steal_pointer (&job->weak));
-  CleaveScorer *patched = cleave_scorer_new_patched (g_steal_pointer (&job->patched));
-  CleaveMetrics *before = NULL;
-  gboolean ok = FALSE;
-
-  job->n_classes = cleave_scorer_n_classes (patched);
-  job->class_names = g_strdupv ((char **) cleave_scorer_class_names (patched));
-  before = cleave_scorer_evaluate (weak, backend, ds, NULL, 0, NULL, NULL, NULL, cancellable, error);
-  if (before)
-    job->after = cleave_scorer_evaluate (patched, backend, ds, NULL, 0, NULL, NULL, NULL, cancellable, error);
-  if (job->after)
-    {
-      job->before_prf = g_new (double, (gsize) job->n_classes * 3);
-      for (int c = 0; c < job->n_classes; c++)
-        {
-          job->before_prf[c * 3 + 0] = before->precision[c];
-          job->before_prf[c * 3 + 1] = before->recall[c];
-          job->before_prf[c * 3 + 2] = before->f1[c];
-        }
-      /* Translators: accuracy of the weak model before patching */
-      job->before_text = g_strdup_printf (_("Before: weak model %.2f %%"), 100 * before->accuracy);
-      ok = TRUE;
-    }
-  cleave_metrics_free (before);
-  cleave_scorer_free (weak);
-  cleave_scorer_free (patched);
-  return ok;
-}
-
-/* The dataset class serving composed class @k: same name, else the
- * module's class index in its source. */
-static int
-task_class (const CleaveComposition *c, int k, const CleaveDataset *ds)
-{
-  const CleaveComposedClass *cc = &g_array_index (c->classes, CleaveComposedClass, k);
-  const CleaveModule *m = cleave_composition_module (c, k);
-
-  for (int i = 0; ds->class_names && i < ds->n_classes; i++)
-    if (g_strcmp0 (ds->class_names[i], cc->class_name) == 0)
-      return i;
-  return m->class_index < ds->n_classes ? m->class_index : -1;
-}
-
-static gboolean
-eval_composition (EvalJob *job, CleaveBackend *backend, const CleaveDataset *ds, GCancellable *cancellable,
-                  GError **error)
-{
-  CleaveComposition *c = job->composition;
-  int K = cleave_composition_n_classes (c), n_sources = (int) c->sources->len;
-  g_autofree int *classes = g_new (int, K);
-  g_autofree int *task_idx = NULL;
-  g_autoptr(CleaveDataset) sub = NULL;
-  g_autoptr(GString) before_text = g_string_new (NULL);
-  CleaveScorer *scorer;
-  int n_task = 0;
-
-  for (int k = 0; k < K; k++)
-    if ((classes[k] = task_class (c, k, ds)) < 0)
-      {
-        g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
-                     _("The dataset has no class “%s”"),
-                     g_array_index (c->classes, CleaveComposedClass, k).class_name);
-        return FALSE;
-      }
-  sub = cleave_dataset_select_classes (ds, classes, K, error);
-  if (!sub)
-    return FALSE;
-
-  /* Before: each source model on the task's images of the full dataset. */
-  task_idx = g_new (int, MAX (ds->n, 1));
-  for (int i = 0; i < ds->n; i++)
-    for (int k = 0; k < K; k++)
-      if (ds->labels[i] == classes[k])
-        {
-          task_idx[n_task++] = i;
-          break;
-        }
-  job->n_classes = K;
-  job->before_prf = g_new (double, (gsize) K * 3);
-  for (int i = 0; i < K * 3; i++)
-    job->before_prf[i] = NAN;
-  g_string_append (before_text, _("Before:"));
-  for (int s = 0; s < n_sources; s++)
-    {
-      const CleaveModuleSet *set = g_ptr_array_index (c->sources, s);
-      g_autofree char *base = set->source_path ? g_path_get_basename (set->source_path) : g_strdup ("?");
-      g_autoptr(GError) local = NULL;
-      CleaveModel *model = set->source_path ? cleave_model_load (set->source_path, &local) : NULL;
-      CleaveScorer *src;
-      CleaveMetrics *m = NULL;
-
-      if (!model || model->n_classes != ds->n_classes)
-        {
-          /* Translators: the source model of a module set cannot be evaluated; %s is its file name */
-          g_string_append_printf (before_text, _(" %s not available;"), base);
-          cleave_model_free (model);
-          continue;
-        }
-      src = cleave_scorer_new_model (model);
-      m = cleave_scorer_evaluate (src, backend, ds, task_idx, n_task, NULL, NULL, NULL, cancellable, error);
-      cleave_scorer_free (src);
-      if (!m)
-        return FALSE;
-      /* Translators: source model file name and its accuracy on the composed classes' images */
-      g_string_append_printf (before_text, _(" %s %.2f %%;"), base, 100 * m->accuracy);
-      for (int k = 0; k < K; k++)
-        if (g_array_index (c->classes, CleaveComposedClass, k).source == s)
-          {
-            job->before_prf[k * 3 + 0] = m->precision[classes[k]];
-            job->before_prf[k * 3 + 1] = m->recall[classes[k]];
-            job->before_prf[k * 3 + 2] = m->f1[classes[k]];
-          }
-      cleave_metrics_free (m);
-    }
-  if (before_text->len && before_text->str[before_text->len - 1] == ';')
-    g_string_truncate (before_text, before_text->len - 1);
-  job->before_text = g_strdup (before_text->str);
-
-  scorer = cleave_scorer_new_composition (g_steal_pointer (&job->composition));
-  job->class_names = g_strdupv ((char **) cleave_scorer_class_names (scorer));
-  job->after = cleave_scorer_evaluate (scorer, backend, sub, NULL, 0, NULL, NULL, NULL, cancellable, error);
-  cleave_scorer_free (scorer);
-  return job->after != NULL;
 }
 
 static void
 eval_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
   EvalJob *job = task_data;
-  g_autoptr(CleaveDataset) ds = NULL;
-  g_autoptr(CleaveBackend) backend = NULL;
   GError *error = NULL;
-  gboolean ok = FALSE;
 
-  ds = cleave_dataset_load (job->dataset, CLEAVE_SPLIT_TEST, cancellable, &error);
-  if (ds)
-    backend = cleave_device_open (g_strcmp0 (job->device, "auto") == 0 ? NULL : job->device, &error);
-  if (backend)
-    ok = job->patch ? eval_patched (job, backend, ds, cancellable, &error)
-                    : eval_composition (job, backend, ds, cancellable, &error);
-  if (ok)
+  if (cleave_job_reuse (&job->request, NULL, NULL, cancellable, &job->result, &error))
     g_task_return_boolean (task, TRUE);
   else
     g_task_return_error (task, error);
+}
+
+/* "Before: weak model 80.00 %", "Before: a.safetensors 90.00 %; b.safetensors not available" */
+static char *
+before_text (const EvalJob *job)
+{
+  const CleaveReuseResult *r = &job->result;
+  GString *s;
+
+  if (job->patch)
+    /* Translators: accuracy of the weak model before patching */
+    return g_strdup_printf (_("Before: weak model %.2f %%"), 100 * r->source_accuracy[0]);
+  s = g_string_new (_("Before:"));
+  for (int i = 0; i < r->n_sources; i++)
+    {
+      if (isnan (r->source_accuracy[i]))
+        /* Translators: the source model of a module set cannot be evaluated; %s is its file name */
+        g_string_append_printf (s, _(" %s not available"), r->source_names[i]);
+      else
+        /* Translators: source model file name and its accuracy on the composed classes' images */
+        g_string_append_printf (s, _(" %s %.2f %%"), r->source_names[i], 100 * r->source_accuracy[i]);
+      if (i + 1 < r->n_sources)
+        g_string_append_c (s, ';');
+    }
+  return g_string_free (s, FALSE);
 }
 
 static void
@@ -945,9 +826,9 @@ eval_done (GObject *source, GAsyncResult *result, gpointer user_data)
   update_actions (self);
   if (ok)
     {
-      const CleaveMetrics *m = job->after;
+      const CleaveMetrics *m = job->result.after;
       g_autofree double *after = g_new (double, (gsize) m->n_classes * 3);
-      g_autofree char *after_text = NULL;
+      g_autofree char *after_text = NULL, *before = before_text (job);
 
       for (int c = 0; c < m->n_classes; c++)
         {
@@ -959,12 +840,13 @@ eval_done (GObject *source, GAsyncResult *result, gpointer user_data)
       after_text = g_strdup_printf (job->patch ? _("After: patched model %.2f %% (%d of %d)")
                                                : _("After: composed model %.2f %% (%d of %d)"),
                                     100 * m->accuracy, m->correct, m->total);
-      gtk_label_set_label (self->before_label, job->before_text);
+      gtk_label_set_label (self->before_label, before);
       gtk_label_set_label (self->after_label, after_text);
       cleave_gui_show_prf_chart (self->before_chart, job->patch ? _("Weak model") : _("Source models"),
-                                 (const char *const *) job->class_names, job->n_classes, job->before_prf);
+                                 (const char *const *) job->result.class_names, job->result.n_classes,
+                                 job->result.before_prf);
       cleave_gui_show_prf_chart (self->after_chart, job->patch ? _("Patched model") : _("Composed model"),
-                                 (const char *const *) job->class_names, m->n_classes, after);
+                                 (const char *const *) job->result.class_names, m->n_classes, after);
     }
   else if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     {
@@ -988,13 +870,16 @@ cleave_compose_page_evaluate (CleaveComposePage *self)
   job->patch = patch_mode (self);
   if (job->patch)
     {
-      job->patched = build_patched (self, self->patches, &error);
-      job->weak = self->weak ? cleave_gui_copy_model (self->weak) : NULL;
+      CleavePatched *patched = build_patched (self, self->patches, &error);
+      job->scorer = patched ? cleave_scorer_new_patched (patched) : NULL;
     }
   else if (self->composed->len == 0)
     g_set_error_literal (&error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, _("The composition is empty"));
   else
-    job->composition = build_composition (self, self->composed, &error);
+    {
+      CleaveComposition *c = build_composition (self, self->composed, &error);
+      job->scorer = c ? cleave_scorer_new_composition (c) : NULL;
+    }
   if (error)
     {
       cleave_gui_show_error (GTK_WIDGET (self), _("Evaluation Failed"), error->message);
@@ -1003,6 +888,12 @@ cleave_compose_page_evaluate (CleaveComposePage *self)
     }
   job->dataset = g_strdup (self->dataset);
   job->device = self->settings ? g_settings_get_string (self->settings, "device") : g_strdup ("auto");
+  job->parts[0] = job->dataset;
+  job->request.scorer = job->scorer;
+  job->request.dataset.parts = job->parts;
+  job->request.dataset.data_dirs = (const char *const *) cleave_gui_config ()->data_dirs;
+  job->request.device.device = job->device;
+  job->request.device.config = &cleave_gui_config ()->backend;
 
   self->eval_cancellable = g_cancellable_new ();
   gtk_progress_bar_set_fraction (self->progress_bar, 0);
@@ -1155,8 +1046,8 @@ cleave_compose_page_set_dataset (CleaveComposePage *self, const char *spec)
 
   g_return_if_fail (CLEAVE_IS_COMPOSE_PAGE (self));
   g_return_if_fail (spec != NULL);
-  for (guint i = 0; i < G_N_ELEMENTS (dataset_specs); i++)
-    if (g_strcmp0 (spec, dataset_specs[i]) == 0)
+  for (guint i = 0; i < CLEAVE_N_DATASET_NAMES; i++)
+    if (g_strcmp0 (spec, cleave_dataset_names ()[i]) == 0)
       row = i;
   if (spec != self->dataset)
     {
@@ -1179,7 +1070,7 @@ on_dataset_selected (CleaveComposePage *self)
     return;
   if (i < FOLDER_ROW)
     {
-      cleave_compose_page_set_dataset (self, dataset_specs[i]);
+      cleave_compose_page_set_dataset (self, cleave_dataset_names ()[i]);
       return;
     }
   chooser = new_chooser (self, _("Choose an Image Folder"), GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, _("_Select"));
@@ -1297,7 +1188,7 @@ cleave_compose_page_init (CleaveComposePage *self)
 
   self->composed = g_array_new (FALSE, FALSE, sizeof (Entry));
   self->patches = g_array_new (FALSE, FALSE, sizeof (Entry));
-  self->dataset = g_strdup (dataset_specs[0]);
+  self->dataset = g_strdup (cleave_dataset_names ()[0]);
   gtk_widget_init_template (GTK_WIDGET (self));
   gtk_list_box_set_header_func (self->palette, palette_header, self, NULL);
 

@@ -1,10 +1,12 @@
 /* cleave-dataset-row.c: dataset combo row with an "Image Folder…" entry. */
 #include <glib/gi18n.h>
 
+#include "cleave-dataset.h"
+
 #include "cleave-dataset-row.h"
 
-static const char *const named_specs[] = { "fashion-mnist", "mnist", "cifar10" };
-#define FOLDER_ROW G_N_ELEMENTS (named_specs)
+/* The named datasets (cleave_dataset_names), then "Image Folder…". */
+#define FOLDER_ROW CLEAVE_N_DATASET_NAMES
 
 struct _CleaveDatasetRow
 {
@@ -57,8 +59,8 @@ cleave_dataset_row_set_spec (CleaveDatasetRow *self, const char *spec)
 
   g_return_if_fail (CLEAVE_IS_DATASET_ROW (self));
   g_return_if_fail (spec != NULL);
-  for (guint i = 0; i < G_N_ELEMENTS (named_specs); i++)
-    if (g_strcmp0 (spec, named_specs[i]) == 0)
+  for (guint i = 0; i < CLEAVE_N_DATASET_NAMES; i++)
+    if (g_strcmp0 (spec, cleave_dataset_names ()[i]) == 0)
       row = i;
   self->updating = TRUE;
   adw_combo_row_set_selected (ADW_COMBO_ROW (self), row);
@@ -93,7 +95,7 @@ on_selected (CleaveDatasetRow *self)
     return;
   if (i < FOLDER_ROW)
     {
-      store_spec (self, named_specs[i]);
+      store_spec (self, cleave_dataset_names ()[i]);
       update_subtitle (self);
       return;
     }
@@ -169,7 +171,7 @@ cleave_dataset_row_class_init (CleaveDatasetRowClass *klass)
   object_class->dispose = cleave_dataset_row_dispose;
   object_class->finalize = cleave_dataset_row_finalize;
 
-  props[PROP_SPEC] = g_param_spec_string ("spec", NULL, NULL, named_specs[0],
+  props[PROP_SPEC] = g_param_spec_string ("spec", NULL, NULL, cleave_dataset_names ()[0],
                                           G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, props);
 }
@@ -180,7 +182,7 @@ cleave_dataset_row_init (CleaveDatasetRow *self)
   const char *const labels[] = { _("Fashion-MNIST"), _("MNIST"), _("CIFAR-10"), _("Image Folder…"), NULL };
   g_autoptr(GtkStringList) list = gtk_string_list_new (labels);
 
-  self->spec = g_strdup (named_specs[0]);
+  self->spec = g_strdup (cleave_dataset_names ()[0]);
   adw_combo_row_set_model (ADW_COMBO_ROW (self), G_LIST_MODEL (list));
   adw_preferences_row_set_title (ADW_PREFERENCES_ROW (self), _("_Dataset"));
   adw_preferences_row_set_use_underline (ADW_PREFERENCES_ROW (self), TRUE);

@@ -4,21 +4,94 @@
 #include <string.h>
 
 #include "cleave-gui-util.h"
+#include "cleave-dataset.h"
 
-CleaveModel *
-cleave_gui_copy_model (const CleaveModel *src)
+static CleaveGuiConfig gui_config;
+
+void
+cleave_gui_config_init (void)
 {
-  CleaveModel *m = cleave_model_new (cleave_graph_copy (src->graph), src->n_classes,
-                                     (const char *const *) src->class_names);
+  g_auto(GStrv) env = g_get_environ ();
+  g_autoptr(GString) taken = g_string_new (NULL);
+  g_autoptr(GError) error = NULL;
+  const char *data_dir = g_environ_getenv (env, "CLEAVE_DATA_DIR");
+  const char *const *defaults = cleave_dataset_default_dirs ();
+  GPtrArray *dirs = g_ptr_array_new ();
 
-  m->n_channels = src->n_channels;
-  memcpy (m->mean, src->mean, sizeof m->mean);
-  memcpy (m->std, src->std, sizeof m->std);
-  m->path = g_strdup (src->path);
-  m->sha256 = g_strdup (src->sha256);
-  m->dataset = g_strdup (src->dataset);
-  m->provenance_json = g_strdup (src->provenance_json);
-  return m;
+  cleave_backend_config_init (&gui_config.backend);
+  if (!cleave_backend_config_from_environ (&gui_config.backend, env, taken, &error))
+    {
+      /* A bad value is reported and the defaults are kept. */
+      g_warning ("%s; using the default backend settings", error->message);
+      cleave_backend_config_init (&gui_config.backend);
+      g_string_truncate (taken, 0);
+    }
+  if (data_dir && *data_dir)
+    {
+      g_ptr_array_add (dirs, g_strdup (data_dir));
+      g_string_append_printf (taken, "%sCLEAVE_DATA_DIR=%s (data directory)", taken->len ? ", " : "", data_dir);
+    }
+  for (int i = 0; defaults[i]; i++)
+    g_ptr_array_add (dirs, g_strdup (defaults[i]));
+  g_ptr_array_add (dirs, NULL);
+  gui_config.data_dirs = (char **) g_ptr_array_free (dirs, FALSE);
+  if (taken->len)
+    {
+      gui_config.from_environment = g_strdup (taken->str);
+      g_message ("from the environment: %s", taken->str);
+    }
+}
+
+const CleaveGuiConfig *
+cleave_gui_config (void)
+{
+  static gsize done;
+
+  /* main() reads it first; a program that does not (a test) gets the same here */
+  if (g_once_init_enter (&done))
+    {
+      if (gui_config.data_dirs == NULL)
+        cleave_gui_config_init ();
+      g_once_init_leave (&done, 1);
+    }
+  return &gui_config;
+}
+
+typedef struct {
+  GObject *target;
+  guint run;
+  CleaveProgress progress;
+  CleaveGuiProgressApply apply;
+} PostedProgress;
+
+static gboolean
+apply_posted (gpointer data)
+{
+  PostedProgress *p = data;
+
+  p->apply (p->target, &p->progress, p->run);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+posted_free (gpointer data)
+{
+  PostedProgress *p = data;
+
+  g_object_unref (p->target);
+  g_free (p);
+}
+
+void
+cleave_gui_post_progress (gpointer target, guint run, const CleaveProgress *progress, CleaveGuiProgressApply apply)
+{
+  PostedProgress *p = g_new (PostedProgress, 1);
+
+  p->target = g_object_ref (target);
+  p->run = run;
+  p->progress = *progress;
+  p->apply = apply;
+  g_main_context_invoke_full (NULL, G_PRIORITY_DEFAULT, apply_posted, p, posted_free);
 }
 
 char *

@@ -5,12 +5,30 @@
 #include <gtk/gtk.h>
 #include "cleave-chart-view.h"
 #include "cleave-model.h"
+#include "cleave-backend.h"
+#include "cleave-metrics.h"
 
 G_BEGIN_DECLS
 
-/* A private copy of a model for a worker thread: the window may replace or
- * free its model while the worker runs. */
-CleaveModel *cleave_gui_copy_model (const CleaveModel *src);
+/* The app's configuration: read from the environment once, by main() before
+ * anything starts, then constant (safe to read from worker threads).
+ * CLEAVE_DEVICE is not read: the device is the user's choice in the app. */
+typedef struct {
+  CleaveBackendConfig backend;   /* OMP_NUM_THREADS, CLEAVE_CONV_ALGO, … */
+  char **data_dirs;              /* CLEAVE_DATA_DIR, then the XDG ones */
+  char *from_environment;        /* what was taken from there, for the log; NULL if nothing */
+} CleaveGuiConfig;
+
+/* Reads the environment (main() calls it first; cleave_gui_config() does
+ * when nothing did). */
+void                   cleave_gui_config_init (void);
+const CleaveGuiConfig *cleave_gui_config      (void);
+
+/* Progress from a worker thread, shown on the main loop: @apply runs there
+ * with a copy of the report; @target (a GObject) is held until then. */
+typedef void (*CleaveGuiProgressApply) (gpointer target, const CleaveProgress *progress, guint run);
+void cleave_gui_post_progress (gpointer target, guint run, const CleaveProgress *progress,
+                               CleaveGuiProgressApply apply);
 
 /* 1234567 → "1 234 567" (thin spaces). */
 char *cleave_gui_format_count (guint64 v);

@@ -4,7 +4,7 @@
 #include "cleave-model-page.h"
 #include "cleave-chart-view.h"
 #include "cleave-dataset-row.h"
-#include "cleave-device.h"
+#include "cleave-job.h"
 #include "cleave-gui-util.h"
 #include "cleave-metrics.h"
 
@@ -151,80 +151,52 @@ cleave_model_page_get_dataset (CleaveModelPage *self)
 /* ---- evaluation ------------------------------------------------------ */
 
 typedef struct {
-  CleaveModel *model;          /* private copy: the window may replace its model meanwhile */
+  CleaveScorer *scorer;        /* a private copy of the model: the window may replace its model meanwhile */
   char *dataset;
   char *device;
-  char **class_names;
+  const char *parts[2];        /* dataset */
+  CleaveEvaluateRequest request;
+  CleaveEvaluateResult result;
   CleaveModelPage *page;       /* alive: the task holds a reference */
 } EvalJob;
 
 static void
 eval_job_free (EvalJob *job)
 {
-  cleave_model_free (job->model);
+  cleave_evaluate_result_clear (&job->result);
+  cleave_scorer_free (job->scorer);
   g_free (job->dataset);
   g_free (job->device);
-  g_strfreev (job->class_names);
   g_free (job);
 }
 
-typedef struct {
-  CleaveModelPage *page;       /* strong */
-  double fraction;
-} ProgressUpdate;
-
-static gboolean
-apply_progress (gpointer data)
-{
-  ProgressUpdate *u = data;
-
-  if (u->page->eval_cancellable)
-    gtk_progress_bar_set_fraction (u->page->progress_bar, u->fraction);
-  return G_SOURCE_REMOVE;
-}
-
 static void
-progress_update_free (gpointer data)
+apply_progress (gpointer target, const CleaveProgress *progress, guint run)
 {
-  ProgressUpdate *u = data;
+  CleaveModelPage *self = target;
 
-  g_object_unref (u->page);
-  g_free (u);
+  if (self->eval_cancellable)
+    gtk_progress_bar_set_fraction (self->progress_bar, progress->fraction);
 }
 
-/* Runs on the worker thread: hand the number to the main loop. */
 static void
 on_eval_progress (const CleaveProgress *progress, gpointer user_data)
 {
   EvalJob *job = user_data;
-  ProgressUpdate *u = g_new (ProgressUpdate, 1);
 
-  u->page = g_object_ref (job->page);
-  u->fraction = progress->fraction;
-  g_main_context_invoke_full (NULL, G_PRIORITY_DEFAULT, apply_progress, u, progress_update_free);
+  cleave_gui_post_progress (job->page, 0, progress, apply_progress);
 }
 
 static void
 eval_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
   EvalJob *job = task_data;
-  g_autoptr(CleaveDataset) ds = NULL;
-  g_autoptr(CleaveBackend) backend = NULL;
-  CleaveMetrics *metrics;
   GError *error = NULL;
 
-  ds = cleave_dataset_load (job->dataset, CLEAVE_SPLIT_TEST, cancellable, &error);
-  if (ds)
-    backend = cleave_device_open (g_strcmp0 (job->device, "auto") == 0 ? NULL : job->device, &error);
-  metrics = backend ? cleave_model_evaluate (job->model, backend, ds, on_eval_progress, job, cancellable, &error) : NULL;
-  if (!metrics)
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-  if (ds->class_names)
-    job->class_names = g_strdupv (ds->class_names);
-  g_task_return_pointer (task, metrics, (GDestroyNotify) cleave_metrics_free);
+  if (cleave_job_evaluate (&job->request, on_eval_progress, job, cancellable, &job->result, &error))
+    g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
 }
 
 static void
@@ -280,7 +252,7 @@ eval_done (GObject *source, GAsyncResult *result, gpointer user_data)
   GTask *task = G_TASK (result);
   EvalJob *job = g_task_get_task_data (task);
   g_autoptr(GError) error = NULL;
-  g_autoptr(CleaveMetrics) metrics = g_task_propagate_pointer (task, &error);
+  CleaveMetrics *metrics = g_task_propagate_boolean (task, &error) ? job->result.metrics[0] : NULL;
 
   if (g_task_get_cancellable (task) == self->eval_cancellable)
     {
@@ -290,7 +262,7 @@ eval_done (GObject *source, GAsyncResult *result, gpointer user_data)
       gtk_widget_action_set_enabled (GTK_WIDGET (self), "model.cancel", FALSE);
     }
   if (metrics && !g_cancellable_is_cancelled (g_task_get_cancellable (task)))
-    show_metrics (self, metrics, job->class_names);
+    show_metrics (self, metrics, job->result.class_names);
   else if (error && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     {
       cleave_gui_show_error (GTK_WIDGET (self), _("Evaluation Failed"), error->message);
@@ -310,9 +282,17 @@ cleave_model_page_evaluate (CleaveModelPage *self)
     return FALSE;
 
   job = g_new0 (EvalJob, 1);
-  job->model = cleave_gui_copy_model (self->model);
+  job->scorer = cleave_scorer_new_model (cleave_model_copy (self->model));
   job->dataset = g_strdup (cleave_dataset_row_get_spec (self->dataset_row));
   job->device = self->settings ? g_settings_get_string (self->settings, "device") : g_strdup ("auto");
+  job->parts[0] = job->dataset;
+  cleave_evaluate_request_init (&job->request);
+  job->request.scorers = &job->scorer;
+  job->request.n_scorers = 1;
+  job->request.dataset.parts = job->parts;
+  job->request.dataset.data_dirs = (const char *const *) cleave_gui_config ()->data_dirs;
+  job->request.device.device = job->device;
+  job->request.device.config = &cleave_gui_config ()->backend;
   job->page = self;
 
   self->eval_cancellable = g_cancellable_new ();

@@ -1,9 +1,9 @@
 /* cleave-split-page.c: runs GradSplitter or CNNSplitter on a worker thread.
  *
- * The splitters call the progress function on the worker; every report is
- * copied and handed to the main loop with g_main_context_invoke, where it
- * moves the progress bar and, once per epoch or generation, adds a point to
- * the live charts. Reports of an earlier run that arrive late are dropped
+ * The split job (cleave-job.h) calls the progress function on the worker;
+ * every report is copied and handed to the main loop
+ * (cleave_gui_post_progress), where it moves the progress bar and, once per
+ * epoch or generation, adds a point to the live charts. Reports of an earlier run that arrive late are dropped
  * by comparing run numbers. */
 #include <glib/gi18n.h>
 #include <math.h>
@@ -12,12 +12,19 @@
 #include "cleave-chart-view.h"
 #include "cleave-dataset-row.h"
 #include "cleave-device.h"
+#include "cleave-job.h"
+#include "cleave-options.h"
 #include "cleave-error.h"
 #include "cleave-gui-util.h"
 #include "cleave-window.h"
 
-/* The validation share of the training split, as `cleave-cli train/split`. */
-#define VAL_FRACTION 0.2
+/* One method's option rows, one widget per entry of its table
+ * (cleave-options.h): a GtkSpinButton, a GtkSwitch or an AdwComboRow. */
+typedef struct {
+  const CleaveOptionDesc *table;
+  guint n;
+  GtkWidget **widgets;
+} OptionRows;
 
 struct _CleaveSplitPage
 {
@@ -29,18 +36,8 @@ struct _CleaveSplitPage
   AdwComboRow *device_row;
   AdwPreferencesGroup *grad_group;
   AdwPreferencesGroup *ga_group;
-  GtkSpinButton *rounds_spin;
-  GtkSpinButton *mask_epochs_spin;
-  GtkSpinButton *head_epochs_spin;
-  GtkSpinButton *train_images_spin;
-  GtkSpinButton *batch_spin;
-  GtkSpinButton *alpha_spin;
-  GtkSpinButton *lr_mask_spin;
-  GtkSpinButton *population_spin;
-  GtkSpinButton *generations_spin;
-  GtkSpinButton *mutation_spin;
-  AdwComboRow *fitness_row;
-  GtkSpinButton *val_images_spin;
+  OptionRows grad_rows;        /* built from the option tables */
+  OptionRows ga_rows;
   GtkLabel *status_label;
   GtkProgressBar *progress_bar;
   CleaveChartView *accuracy_chart;
@@ -123,20 +120,104 @@ cleave_split_page_n_points (CleaveSplitPage *self)
 
 /* ---- options ----------------------------------------------------------- */
 
+static GtkWidget *
+option_widget (const CleaveOptionDesc *d, GtkWidget **row)
+{
+  if (d->type == CLEAVE_OPTION_CHOICE)
+    {
+      GtkStringList *words = gtk_string_list_new (NULL);
+      for (int i = 0; d->choices[i]; i++)
+        gtk_string_list_append (words, _(d->choices[i]));
+      *row = adw_combo_row_new ();
+      adw_combo_row_set_model (ADW_COMBO_ROW (*row), G_LIST_MODEL (words));
+      g_object_unref (words);
+      return *row;
+    }
+  *row = adw_action_row_new ();
+  if (d->type == CLEAVE_OPTION_BOOL)
+    {
+      GtkWidget *sw = gtk_switch_new ();
+      gtk_widget_set_valign (sw, GTK_ALIGN_CENTER);
+      adw_action_row_add_suffix (ADW_ACTION_ROW (*row), sw);
+      adw_action_row_set_activatable_widget (ADW_ACTION_ROW (*row), sw);
+      return sw;
+    }
+  {
+    double step = d->type == CLEAVE_OPTION_INT ? 1 : pow (10, -d->digits);
+    GtkAdjustment *adj = gtk_adjustment_new (d->def, d->min, d->max, step, step * 10, 0);
+    GtkWidget *spin = gtk_spin_button_new (adj, step, d->digits);
+    gtk_widget_set_valign (spin, GTK_ALIGN_CENTER);
+    adw_action_row_add_suffix (ADW_ACTION_ROW (*row), spin);
+    return spin;
+  }
+}
+
+/* All the table's options in @group: the main ones as rows, the others
+ * under an "Advanced" expander. */
+static void
+build_option_rows (AdwPreferencesGroup *group, OptionRows *rows, const CleaveOptionDesc *table, guint n)
+{
+  GtkWidget *advanced = adw_expander_row_new ();
+
+  rows->table = table;
+  rows->n = n;
+  rows->widgets = g_new0 (GtkWidget *, n);
+  adw_preferences_row_set_title (ADW_PREFERENCES_ROW (advanced), _("Advanced"));
+  for (guint i = 0; i < n; i++)
+    {
+      GtkWidget *row = NULL;
+      rows->widgets[i] = option_widget (&table[i], &row);
+      adw_preferences_row_set_title (ADW_PREFERENCES_ROW (row), _(table[i].label));
+      gtk_widget_set_tooltip_text (row, _(table[i].help));
+      if (table[i].advanced)
+        adw_expander_row_add_row (ADW_EXPANDER_ROW (advanced), row);
+      else
+        adw_preferences_group_add (group, row);
+    }
+  adw_preferences_group_add (group, advanced);
+}
+
+/* Option struct → widgets. */
+static void
+show_options (const OptionRows *rows, gconstpointer options)
+{
+  for (guint i = 0; i < rows->n; i++)
+    {
+      const CleaveOptionDesc *d = &rows->table[i];
+      double v = cleave_option_get (d, options);
+      if (d->type == CLEAVE_OPTION_CHOICE)
+        adw_combo_row_set_selected (ADW_COMBO_ROW (rows->widgets[i]), (guint) v);
+      else if (d->type == CLEAVE_OPTION_BOOL)
+        gtk_switch_set_active (GTK_SWITCH (rows->widgets[i]), v != 0);
+      else
+        gtk_spin_button_set_value (GTK_SPIN_BUTTON (rows->widgets[i]), v);
+    }
+}
+
+/* Widgets → option struct. */
+static void
+read_rows (const OptionRows *rows, gpointer options)
+{
+  for (guint i = 0; i < rows->n; i++)
+    {
+      const CleaveOptionDesc *d = &rows->table[i];
+      double v;
+      if (d->type == CLEAVE_OPTION_CHOICE)
+        v = adw_combo_row_get_selected (ADW_COMBO_ROW (rows->widgets[i]));
+      else if (d->type == CLEAVE_OPTION_BOOL)
+        v = gtk_switch_get_active (GTK_SWITCH (rows->widgets[i]));
+      else
+        v = gtk_spin_button_get_value (GTK_SPIN_BUTTON (rows->widgets[i]));
+      cleave_option_set (d, options, v);
+    }
+}
+
 void
 cleave_split_page_set_grad_options (CleaveSplitPage *self, const CleaveGradSplitOptions *opt)
 {
   g_return_if_fail (CLEAVE_IS_SPLIT_PAGE (self));
   self->grad = *opt;
-  gtk_spin_button_set_value (self->rounds_spin, opt->rounds);
-  gtk_spin_button_set_value (self->mask_epochs_spin, opt->mask_epochs);
-  gtk_spin_button_set_value (self->head_epochs_spin, opt->head_epochs);
-  gtk_spin_button_set_value (self->train_images_spin, opt->train_images);
-  gtk_spin_button_set_value (self->batch_spin, opt->batch);
-  gtk_spin_button_set_value (self->alpha_spin, opt->alpha);
-  gtk_spin_button_set_value (self->lr_mask_spin, opt->lr_mask);
-  if (!method_is_ga (self))
-    gtk_spin_button_set_value (self->val_images_spin, opt->val_images);
+  show_options (&self->grad_rows, opt);
 }
 
 void
@@ -144,39 +225,91 @@ cleave_split_page_set_ga_options (CleaveSplitPage *self, const CleaveGaSplitOpti
 {
   g_return_if_fail (CLEAVE_IS_SPLIT_PAGE (self));
   self->ga = *opt;
-  gtk_spin_button_set_value (self->population_spin, opt->population);
-  gtk_spin_button_set_value (self->generations_spin, opt->generations);
-  gtk_spin_button_set_value (self->mutation_spin, opt->mutation);
-  adw_combo_row_set_selected (self->fitness_row, opt->fitness == CLEAVE_GA_FITNESS_KRR ? 1 : 0);
-  if (method_is_ga (self))
-    gtk_spin_button_set_value (self->val_images_spin, opt->val_images);
+  show_options (&self->ga_rows, opt);
 }
 
-/* Rows → option structs; the validation row belongs to the shown method. */
 static void
 read_options (CleaveSplitPage *self)
 {
-  int val_images = gtk_spin_button_get_value_as_int (self->val_images_spin);
+  read_rows (&self->grad_rows, &self->grad);
+  read_rows (&self->ga_rows, &self->ga);
+}
 
-  self->grad.rounds = gtk_spin_button_get_value_as_int (self->rounds_spin);
-  self->grad.mask_epochs = gtk_spin_button_get_value_as_int (self->mask_epochs_spin);
-  self->grad.head_epochs = gtk_spin_button_get_value_as_int (self->head_epochs_spin);
-  self->grad.train_images = gtk_spin_button_get_value_as_int (self->train_images_spin);
-  self->grad.batch = gtk_spin_button_get_value_as_int (self->batch_spin);
-  self->grad.alpha = (float) gtk_spin_button_get_value (self->alpha_spin);
-  self->grad.lr_mask = (float) gtk_spin_button_get_value (self->lr_mask_spin);
-  self->ga.population = gtk_spin_button_get_value_as_int (self->population_spin);
-  self->ga.generations = gtk_spin_button_get_value_as_int (self->generations_spin);
-  self->ga.mutation = gtk_spin_button_get_value (self->mutation_spin);
-  self->ga.fitness = adw_combo_row_get_selected (self->fitness_row) == 1
-    ? CLEAVE_GA_FITNESS_KRR : CLEAVE_GA_FITNESS_REFERENCE;
-  /* The GA keeps parents and elites below the population. */
-  self->ga.parents = MIN (self->ga.parents, MAX (1, self->ga.population / 2));
-  self->ga.elites = MIN (self->ga.elites, self->ga.parents);
-  if (method_is_ga (self))
-    self->ga.val_images = val_images;
-  else
-    self->grad.val_images = val_images;
+/* ---- remembered options ------------------------------------------------ */
+
+/* The options as {name: value}: numbers as doubles, switches as booleans,
+ * choices as their words. */
+static GVariant *
+options_to_variant (const OptionRows *rows, gconstpointer options)
+{
+  GVariantBuilder b;
+
+  g_variant_builder_init (&b, G_VARIANT_TYPE ("a{sv}"));
+  for (guint i = 0; i < rows->n; i++)
+    {
+      const CleaveOptionDesc *d = &rows->table[i];
+      double v = cleave_option_get (d, options);
+      GVariant *value = d->type == CLEAVE_OPTION_BOOL ? g_variant_new_boolean (v != 0)
+                        : d->type == CLEAVE_OPTION_CHOICE ? g_variant_new_string (d->choices[(int) v])
+                        : g_variant_new_double (v);
+      g_variant_builder_add (&b, "{sv}", d->name, value);
+    }
+  return g_variant_builder_end (&b);
+}
+
+/* Applies the remembered values that still fit the table (names, types and
+ * ranges may have changed since they were stored); the rest keep their
+ * defaults. */
+static void
+options_from_variant (const OptionRows *rows, GVariant *dict, gpointer options)
+{
+  for (guint i = 0; i < rows->n; i++)
+    {
+      const CleaveOptionDesc *d = &rows->table[i];
+      g_autoptr(GVariant) value = g_variant_lookup_value (dict, d->name, NULL);
+      g_autofree char *text = NULL;
+
+      if (value == NULL)
+        continue;
+      if (d->type == CLEAVE_OPTION_BOOL && g_variant_is_of_type (value, G_VARIANT_TYPE_BOOLEAN))
+        cleave_option_set (d, options, g_variant_get_boolean (value));
+      else if (d->type == CLEAVE_OPTION_CHOICE && g_variant_is_of_type (value, G_VARIANT_TYPE_STRING))
+        text = g_variant_dup_string (value, NULL);
+      else if (g_variant_is_of_type (value, G_VARIANT_TYPE_DOUBLE))
+        {
+          char buf[G_ASCII_DTOSTR_BUF_SIZE];
+          double v = g_variant_get_double (value);
+          text = g_strdup (d->type == CLEAVE_OPTION_INT ? g_ascii_formatd (buf, sizeof buf, "%.0f", v)
+                                                        : g_ascii_dtostr (buf, sizeof buf, v));
+        }
+      /* parsing checks the word or the range; a misfit keeps the default */
+      if (text && !cleave_option_parse (d, options, text, NULL))
+        g_message ("ignoring the remembered split option %s=%s", d->name, text);
+    }
+}
+
+static void
+restore_options (CleaveSplitPage *self)
+{
+  g_autoptr(GVariant) grad = NULL, ga = NULL;
+
+  if (!self->settings)
+    return;
+  grad = g_settings_get_value (self->settings, "grad-split-options");
+  ga = g_settings_get_value (self->settings, "ga-split-options");
+  options_from_variant (&self->grad_rows, grad, &self->grad);
+  options_from_variant (&self->ga_rows, ga, &self->ga);
+  show_options (&self->grad_rows, &self->grad);
+  show_options (&self->ga_rows, &self->ga);
+}
+
+static void
+remember_options (CleaveSplitPage *self)
+{
+  if (!self->settings)
+    return;
+  g_settings_set_value (self->settings, "grad-split-options", options_to_variant (&self->grad_rows, &self->grad));
+  g_settings_set_value (self->settings, "ga-split-options", options_to_variant (&self->ga_rows, &self->ga));
 }
 
 static void
@@ -186,8 +319,6 @@ on_method_selected (CleaveSplitPage *self)
 
   gtk_widget_set_visible (GTK_WIDGET (self->grad_group), !ga);
   gtk_widget_set_visible (GTK_WIDGET (self->ga_group), ga);
-  /* The shared validation row shows the chosen method's value. */
-  gtk_spin_button_set_value (self->val_images_spin, ga ? self->ga.val_images : self->grad.val_images);
   adw_action_row_set_subtitle (ADW_ACTION_ROW (self->method_row),
                               ga ? _("A genetic search for each class’s kernels (CNNSplitter)")
                                  : _("Gradient descent on one kernel mask per class (GradSplitter)"));
@@ -197,10 +328,6 @@ void
 cleave_split_page_set_method (CleaveSplitPage *self, const char *method)
 {
   g_return_if_fail (CLEAVE_IS_SPLIT_PAGE (self));
-  if (method_is_ga (self))
-    self->ga.val_images = gtk_spin_button_get_value_as_int (self->val_images_spin);
-  else
-    self->grad.val_images = gtk_spin_button_get_value_as_int (self->val_images_spin);
   adw_combo_row_set_selected (self->method_row, g_strcmp0 (method, "ga") == 0 ? 1 : 0);
 }
 
@@ -318,6 +445,7 @@ cleave_split_page_set_settings (CleaveSplitPage *self, GSettings *settings)
     return;
   device = g_settings_get_string (settings, "device");
   select_device (self, device);
+  restore_options (self);
   /* The Model page and this page share the device preference. */
   g_signal_connect_object (settings, "changed::device", G_CALLBACK (on_device_setting_changed),
                            self, G_CONNECT_SWAPPED);
@@ -329,151 +457,110 @@ typedef struct {
   CleaveModel *model;          /* private copy */
   char *dataset;
   char *device;
-  gboolean ga;
-  CleaveGradSplitOptions grad;
-  CleaveGaSplitOptions gaopt;
+  const char *parts[2];        /* dataset */
+  CleaveSplitRequest request;  /* points into the fields above */
+  CleaveSplitJobResult result;
   CleaveSplitPage *page;       /* alive: the task holds a reference */
   guint run;
-  gboolean cancelled;          /* out */
 } SplitJob;
 
 static void
 split_job_free (SplitJob *job)
 {
+  cleave_split_job_result_clear (&job->result);
   cleave_model_free (job->model);
   g_free (job->dataset);
   g_free (job->device);
   g_free (job);
 }
 
-typedef struct {
-  CleaveSplitPage *page;       /* strong */
-  guint run;
-  CleaveProgress p;
-  char *phase;
-} ProgressUpdate;
-
-static void
-progress_update_free (gpointer data)
-{
-  ProgressUpdate *u = data;
-
-  g_object_unref (u->page);
-  g_free (u->phase);
-  g_free (u);
-}
-
 static const char *
-phase_label (const char *phase)
+phase_label (CleavePhase phase)
 {
-  if (!phase)
-    return "";
-  if (g_str_equal (phase, "heads"))
-    return _("training heads");
-  if (g_str_equal (phase, "masks"))
-    return _("training masks");
-  if (g_str_equal (phase, "refit"))
-    return _("refitting the chosen modules' heads");
-  if (g_str_equal (phase, "importance"))
-    return _("measuring kernel importance");
-  if (g_str_equal (phase, "sensitivity"))
-    return _("measuring layer sensitivity");
-  if (g_str_equal (phase, "generation"))
-    return _("evolving masks");
-  return phase;
+  switch (phase)
+    {
+    case CLEAVE_PHASE_LOAD:
+      return _("loading the dataset");
+    case CLEAVE_PHASE_HEADS:
+      return _("training heads");
+    case CLEAVE_PHASE_MASKS:
+      return _("training masks");
+    case CLEAVE_PHASE_REFIT:
+      return _("refitting the chosen modules' heads");
+    case CLEAVE_PHASE_IMPORTANCE:
+      return _("measuring kernel importance");
+    case CLEAVE_PHASE_SENSITIVITY:
+      return _("measuring layer sensitivity");
+    case CLEAVE_PHASE_GENERATION:
+      return _("evolving masks");
+    case CLEAVE_PHASE_EVALUATE:
+    case CLEAVE_PHASE_TEST:
+      return _("evaluating");
+    case CLEAVE_PHASE_TRAIN:
+    case CLEAVE_PHASE_VALIDATE:
+    default:
+      return _("training");
+    }
 }
 
-static gboolean
-apply_progress (gpointer data)
+/* Main loop: moves the bar; once per epoch or generation, a chart point. */
+static void
+apply_progress (gpointer target, const CleaveProgress *p, guint run)
 {
-  ProgressUpdate *u = data;
-  CleaveSplitPage *self = u->page;
-  double f = u->p.fraction, elapsed;
+  CleaveSplitPage *self = target;
+  double f = p->fraction, elapsed;
   g_autofree char *text = NULL, *eta = NULL;
 
-  if (u->run != self->run || !self->cancellable)
-    return G_SOURCE_REMOVE;
+  if (run != self->run || !self->cancellable)
+    return;
 
   elapsed = (g_get_monotonic_time () - self->started) / 1e6;
   gtk_progress_bar_set_fraction (self->progress_bar, CLAMP (f, 0, 1));
   if (f > 0.005)
     eta = cleave_gui_format_duration (elapsed * (1 - f) / f);
-  if (u->p.epochs > 0)
+  if (p->epochs > 0)
     /* Translators: "Epoch 3 of 9 · training masks · 1:20 left" */
     text = g_strdup_printf (self->is_ga ? _("Generation %d of %d · %s · %s left") : _("Epoch %d of %d · %s · %s left"),
-                            MAX (u->p.epoch, 1), u->p.epochs, phase_label (u->phase), eta ? eta : "…");
+                            MAX (p->epoch, 1), p->epochs, phase_label (p->phase), eta ? eta : "…");
   else
-    text = g_strdup_printf (_("%s · %s left"), phase_label (u->phase), eta ? eta : "…");
+    text = g_strdup_printf (_("%s · %s left"), phase_label (p->phase), eta ? eta : "…");
   gtk_progress_bar_set_text (self->progress_bar, text);
 
-  if (u->p.epoch_done)
+  if (p->epoch_done)
     {
-      double acc = u->p.val_accuracy, krr = u->p.krr;
-      double loss = self->is_ga ? u->p.fitness : u->p.loss;
+      double acc = p->val_accuracy, krr = p->krr;
+      double loss = self->is_ga ? p->fitness : p->loss;
 
       g_array_append_val (self->acc_points, acc);
       g_array_append_val (self->krr_points, krr);
       g_array_append_val (self->loss_points, loss);
       show_charts (self);
     }
-  return G_SOURCE_REMOVE;
 }
 
-/* Worker thread: copy the report and hand it to the main loop. */
 static void
 on_split_progress (const CleaveProgress *progress, gpointer user_data)
 {
   SplitJob *job = user_data;
-  ProgressUpdate *u = g_new0 (ProgressUpdate, 1);
 
-  u->page = g_object_ref (job->page);
-  u->run = job->run;
-  u->p = *progress;
-  u->phase = g_strdup (progress->phase);
-  u->p.phase = NULL;
-  g_main_context_invoke_full (NULL, G_PRIORITY_DEFAULT, apply_progress, u, progress_update_free);
+  cleave_gui_post_progress (job->page, job->run, progress, apply_progress);
 }
 
+/* Worker thread: the job; a cancel that kept modules is still a result. */
 static void
 split_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
   SplitJob *job = task_data;
-  g_autoptr(CleaveDataset) ds = NULL;
-  g_autoptr(CleaveBackend) backend = NULL;
-  g_autofree int *train_idx = NULL, *val_idx = NULL;
-  int n_train = 0, n_val = 0;
-  CleaveModuleSet *set = NULL;
   GError *error = NULL;
 
-  ds = cleave_dataset_load (job->dataset, CLEAVE_SPLIT_TRAIN, cancellable, &error);
-  if (ds && ds->n_classes != job->model->n_classes)
-    g_set_error (&error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
-                 _("The dataset has %d classes, the model %d"), ds->n_classes, job->model->n_classes);
-  if (!error)
-    backend = cleave_device_open (g_strcmp0 (job->device, "auto") == 0 ? NULL : job->device, &error);
-  if (!error)
+  if (cleave_job_split (&job->request, on_split_progress, job, cancellable, &job->result, &error)
+      || job->result.split.set)
     {
-      cleave_dataset_split (ds, VAL_FRACTION, job->ga ? job->gaopt.seed : job->grad.seed,
-                            &train_idx, &n_train, &val_idx, &n_val);
-      if (job->ga)
-        set = cleave_ga_split (job->model, backend, ds, val_idx, n_val, &job->gaopt, on_split_progress, job,
-                               cancellable, &job->cancelled, &error);
-      else
-        set = cleave_grad_split (job->model, backend, ds, train_idx, n_train, val_idx, n_val, &job->grad,
-                                 on_split_progress, job, cancellable, &job->cancelled, &error);
+      g_clear_error (&error);
+      g_task_return_boolean (task, TRUE);
     }
-  if (set)
-    {
-      g_free (set->source_path);
-      set->source_path = g_strdup (job->model->path);
-      if (!set->dataset)
-        set->dataset = g_strdup (job->dataset);
-      g_task_return_pointer (task, set, (GDestroyNotify) cleave_module_set_free);
-    }
-  else if (error)
-    g_task_return_error (task, error);
   else
-    g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED, _("Cancelled"));
+    g_task_return_error (task, error);
 }
 
 static void
@@ -483,8 +570,9 @@ split_done (GObject *source, GAsyncResult *result, gpointer user_data)
   GTask *task = G_TASK (result);
   SplitJob *job = g_task_get_task_data (task);
   g_autoptr(GError) error = NULL;
-  CleaveModuleSet *set = g_task_propagate_pointer (task, &error);
-  gboolean cancelled = job->cancelled || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  gboolean ok = g_task_propagate_boolean (task, &error);
+  CleaveModuleSet *set = ok ? g_steal_pointer (&job->result.split.set) : NULL;
+  gboolean cancelled = job->result.split.cancelled || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
   g_autofree char *status = NULL;
   GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
 
@@ -517,7 +605,7 @@ split_done (GObject *source, GAsyncResult *result, gpointer user_data)
         {
           g_autofree char *base = job->model->path ? g_path_get_basename (job->model->path) : g_strdup (_("model"));
           /* Translators: name of a module set made in this session: model file and method */
-          g_autofree char *name = g_strdup_printf (_("%s · %s"), base, job->ga ? _("CNNSplitter") : _("GradSplitter"));
+          g_autofree char *name = g_strdup_printf (_("%s · %s"), base, self->is_ga ? _("CNNSplitter") : _("GradSplitter"));
 
           cleave_window_add_module_set (CLEAVE_WINDOW (root), set, name);
           /* The status line says it already when this page is in view. */
@@ -547,6 +635,7 @@ gboolean
 cleave_split_page_start (CleaveSplitPage *self)
 {
   g_autoptr(GTask) task = NULL;
+  g_autoptr(GError) error = NULL;
   SplitJob *job;
 
   g_return_val_if_fail (CLEAVE_IS_SPLIT_PAGE (self), FALSE);
@@ -554,17 +643,32 @@ cleave_split_page_start (CleaveSplitPage *self)
     return FALSE;
 
   read_options (self);
+  if (!(method_is_ga (self) ? cleave_ga_split_options_validate (&self->ga, &error)
+                            : cleave_grad_split_options_validate (&self->grad, &error)))
+    {
+      cleave_gui_show_error (GTK_WIDGET (self), _("Invalid Split Options"), error->message);
+      return FALSE;
+    }
+  remember_options (self);
   job = g_new0 (SplitJob, 1);
-  job->model = cleave_gui_copy_model (self->model);
+  job->model = cleave_model_copy (self->model);
   job->dataset = g_strdup (cleave_dataset_row_get_spec (self->dataset_row));
   job->device = g_strdup (cleave_split_page_get_device (self));
-  job->ga = method_is_ga (self);
-  job->grad = self->grad;
-  job->gaopt = self->ga;
+  job->parts[0] = job->dataset;
+  cleave_split_request_init (&job->request);
+  job->request.model = job->model;
+  job->request.dataset.parts = job->parts;
+  job->request.dataset.data_dirs = (const char *const *) cleave_gui_config ()->data_dirs;
+  job->request.device.device = job->device;
+  job->request.device.config = &cleave_gui_config ()->backend;
+  job->request.method = method_is_ga (self) ? CLEAVE_SPLIT_METHOD_GA : CLEAVE_SPLIT_METHOD_GRAD;
+  job->request.seed = method_is_ga (self) ? self->ga.seed : self->grad.seed;
+  job->request.grad = self->grad;
+  job->request.ga = self->ga;
   job->page = self;
   job->run = ++self->run;
 
-  self->is_ga = job->ga;
+  self->is_ga = method_is_ga (self);
   self->started = g_get_monotonic_time ();
   self->cancellable = g_cancellable_new ();
   clear_points (self);
@@ -637,6 +741,8 @@ cleave_split_page_finalize (GObject *object)
   CleaveSplitPage *self = CLEAVE_SPLIT_PAGE (object);
 
   g_ptr_array_unref (self->device_ids);
+  g_free (self->grad_rows.widgets);
+  g_free (self->ga_rows.widgets);
   g_array_unref (self->acc_points);
   g_array_unref (self->krr_points);
   g_array_unref (self->loss_points);
@@ -662,18 +768,6 @@ cleave_split_page_class_init (CleaveSplitPageClass *klass)
   BIND (device_row);
   BIND (grad_group);
   BIND (ga_group);
-  BIND (rounds_spin);
-  BIND (mask_epochs_spin);
-  BIND (head_epochs_spin);
-  BIND (train_images_spin);
-  BIND (batch_spin);
-  BIND (alpha_spin);
-  BIND (lr_mask_spin);
-  BIND (population_spin);
-  BIND (generations_spin);
-  BIND (mutation_spin);
-  BIND (fitness_row);
-  BIND (val_images_spin);
   BIND (status_label);
   BIND (progress_bar);
   BIND (accuracy_chart);
@@ -702,6 +796,13 @@ cleave_split_page_init (CleaveSplitPage *self)
   self->loss_points = g_array_new (FALSE, FALSE, sizeof (double));
   gtk_widget_init_template (GTK_WIDGET (self));
   fill_devices (self);
+  {
+    guint n;
+    const CleaveOptionDesc *t = cleave_grad_split_option_table (&n);
+    build_option_rows (self->grad_group, &self->grad_rows, t, n);
+    t = cleave_ga_split_option_table (&n);
+    build_option_rows (self->ga_group, &self->ga_rows, t, n);
+  }
 
   cleave_grad_split_options_init (&grad);
   cleave_ga_split_options_init (&ga);

@@ -19,6 +19,7 @@
 #include "cleave-model-page.h"
 #include "cleave-modules-page.h"
 #include "cleave-split-page.h"
+#include "cleave-options.h"
 #include "cleave-window.h"
 
 static const char *const pages[] = { "start", "model", "split", "modules" };
@@ -136,7 +137,7 @@ write_fallback_model (const char *images)
 
   ds = cleave_dataset_load (images, CLEAVE_SPLIT_TRAIN, NULL, &error);
   g_assert_no_error (error);
-  backend = cleave_device_open ("cpu", &error);
+  backend = cleave_device_open ("cpu", NULL, &error);
   g_assert_no_error (error);
   cleave_dataset_split (ds, 0.2, 0, &train_idx, &n_train, &val_idx, &n_val);
   cleave_train_options_init (&opt);
@@ -326,6 +327,27 @@ run_splits (CleaveWindow *window, const char *images)
   g_assert_false (done.cancelled);
   g_assert_cmpuint (cleave_split_page_n_points (page), ==, 3);
   g_assert_cmpuint (cleave_window_n_module_sets (window), ==, sets_before + 1);
+
+  /* The options of the last run are remembered, every one of them. */
+  {
+    GtkApplication *app = gtk_window_get_application (GTK_WINDOW (window));
+    GSettings *settings = cleave_application_get_settings (CLEAVE_APPLICATION (app));
+    g_autoptr(GVariant) dict = g_settings_get_value (settings, "grad-split-options");
+    double rounds = 0, batch = 0, max_loss = -1;
+    const char *loss = NULL;
+    guint n;
+
+    cleave_grad_split_option_table (&n);
+    g_assert_cmpuint (g_variant_n_children (dict), ==, n);
+    g_assert_true (g_variant_lookup (dict, "rounds", "d", &rounds));
+    g_assert_true (g_variant_lookup (dict, "batch", "d", &batch));
+    g_assert_true (g_variant_lookup (dict, "max-loss", "d", &max_loss));
+    g_assert_true (g_variant_lookup (dict, "loss", "&s", &loss));
+    g_assert_cmpfloat (rounds, ==, 1);
+    g_assert_cmpfloat (batch, ==, 16);
+    g_assert_cmpfloat (max_loss, ==, opt.max_loss);
+    g_assert_cmpstr (loss, ==, "logits");
+  }
 }
 
 static void
