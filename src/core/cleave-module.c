@@ -218,9 +218,18 @@ compute_selection (const CleaveGraph *g, int *const *kept, const int *n_kept, co
               }
             break;
           }
+        case CLEAVE_OP_CLIP:
+          if (n->clip_min <= 0.f && n->clip_max >= 0.f)
+            {
+              s = sel_copy (sel->sel[in]);
+              zeroed = sel->zeroed[in];
+              break;
+            }
+          G_GNUC_FALLTHROUGH;
         case CLEAVE_OP_BATCHNORM2D:
         case CLEAVE_OP_SIGMOID:
-          /* Both map 0 to a non-zero value: a dropped channel would carry a
+        case CLEAVE_OP_HARDSIGMOID:
+          /* These map 0 to a non-zero value: a dropped channel would carry a
            * constant into the next layer, which a smaller net cannot express. */
           if (sel->sel[in] != NULL && sel->zeroed[in])
             return unsupported (error, n, "follows a masked layer and does not map 0 to 0");

@@ -7,6 +7,7 @@
  * payloads are checked against their dims before conversion. */
 #include "cleave-onnx.h"
 #include "cleave-error.h"
+#include "cleave-ops.h"
 
 #include <json-glib/json-glib.h>
 #include <math.h>
@@ -1004,20 +1005,28 @@ typedef struct {
   int n_inputs;
   int out_channels, kernel, stride, pad, groups, out_features;
   gboolean has_bias;
+  gboolean ceil_mode, exclude_pad;   /* pools */
   float eps, momentum, p;
+  float alpha, beta;           /* hardsigmoid */
+  float clip_min, clip_max;    /* clip */
+  int start;                   /* slice: first channel (out_channels channels) */
   float *weight, *bias, *rmean, *rvar;
   gsize n_weight;
   int ndim, c, h, w;           /* per-sample output shape (ONNX semantics): (c,h,w) or (c) */
   int cidx;                    /* index in the CleaveGraph */
 } Layer;
 
-typedef enum { V_LAYER, V_CONST, V_AFFINE } ValueKind;
+/* V_SHUFFLE5: a layer's [N,C,H,W] output reshaped to [N,g,C/g,H,W];
+ * V_SHUFFLE5T: that, with axes 1 and 2 transposed. Reshaped back to
+ * [N,C,H,W] it is a channel shuffle; nothing else may read them. */
+typedef enum { V_LAYER, V_CONST, V_AFFINE, V_SHUFFLE5, V_SHUFFLE5T } ValueKind;
 
 typedef struct {
   ValueKind kind;
   int layer;
   gboolean direct;             /* the producing layer's own output, not an alias */
   int pad;                     /* V_LAYER: pending zero padding (Pad before a pool or conv) */
+  int groups;                  /* V_SHUFFLE5, V_SHUFFLE5T: g */
   CleaveOnnxTensor *t;         /* V_CONST, owned */
   float *a, *b;                /* V_AFFINE: a·x + b per input channel */
 } Value;
@@ -1173,6 +1182,13 @@ as_layer (Import *imp, const CleaveOnnxNode *n, Value *v, int k, GError **error)
     }
   if (v->kind == V_LAYER)
     return v->layer;
+  if (v->kind == V_SHUFFLE5 || v->kind == V_SHUFFLE5T)
+    {
+      UNSUPPORTED (imp, n, error, "input %d ('%s') is a 5-d view [N,%d,C/%d,H,W] of a tensor; only a Transpose "
+                   "of its axes 1 and 2 and a Reshape back to [N,C,H,W] (a channel shuffle) are supported on it",
+                   k, n->inputs[k], v->groups, v->groups);
+      return -1;
+    }
   if (v->kind == V_CONST)
     {
       UNSUPPORTED (imp, n, error, "input %d ('%s') is a constant where Cleave needs a computed tensor", k, n->inputs[k]);
@@ -1425,12 +1441,19 @@ known_attrs (const char *op)
   static const char *const unsqueeze[] = { "axes", NULL };
   static const char *const reduce[] = { "axes", "keepdims", NULL };
   static const char *const pad[] = { "mode", "pads", "value", NULL };
+  static const char *const clip[] = { "min", "max", NULL };
+  static const char *const hardsigmoid[] = { "alpha", "beta", NULL };
+  static const char *const split[] = { "axis", "split", NULL };
+  static const char *const slice[] = { "starts", "ends", "axes", NULL };
+  static const char *const transpose[] = { "perm", NULL };
+  static const char *const cast[] = { "to", "saturate", NULL };
   static const char *const none[] = { NULL };
   static const struct { const char *op; const char *const *attrs; } table[] = {
     { "Conv", conv }, { "BatchNormalization", bn }, { "MaxPool", maxpool }, { "AveragePool", avgpool },
     { "Gemm", gemm }, { "Flatten", axis }, { "Concat", axis }, { "Softmax", axis }, { "Gather", axis },
     { "Reshape", reshape }, { "Dropout", dropout }, { "Constant", constant }, { "Unsqueeze", unsqueeze },
-    { "ReduceMean", reduce }, { "Pad", pad },
+    { "ReduceMean", reduce }, { "Pad", pad }, { "Clip", clip }, { "HardSigmoid", hardsigmoid },
+    { "Split", split }, { "Slice", slice }, { "Transpose", transpose }, { "Cast", cast },
   };
   for (gsize k = 0; k < G_N_ELEMENTS (table); k++)
     if (g_str_equal (table[k].op, op))
@@ -1583,30 +1606,28 @@ import_pool (Import *imp, const CleaveOnnxNode *n, gboolean is_max, GError **err
     return FALSE;
   if (dil != 1)
     return UNSUPPORTED (imp, n, error, "attribute 'dilations' = %" G_GINT64_FORMAT " is not supported (only 1)", dil);
-  /* Cleave's average pool counts padding like PyTorch's default */
-  if (!is_max && p > 0 && !include_pad)
-    return UNSUPPORTED (imp, n, error, "attribute 'count_include_pad' = 0 with pads > 0 is not supported");
-  /* explicit zeros from a Pad node are counted by any average pool */
+  /* The zeros of a Pad node are input cells, counted by any average pool:
+   * they merge with the pool's own pads only where those are counted too. */
+  gboolean exclude = !is_max && p > 0 && !include_pad;
+  if (exclude && extra_pad > 0)
+    return UNSUPPORTED (imp, n, error, "attribute 'count_include_pad' = 0 after a Pad node is not supported");
   p += extra_pad;
   if (2 * p > k)
     return INVALID (imp, n, error, "pads %" G_GINT64_FORMAT " exceed half the kernel %" G_GINT64_FORMAT, p, k);
 
   Layer *in = layer_at (imp, x);
-  int oh, ow;
-  if (!conv_out (in->h, k, s, p, &oh) || !conv_out (in->w, k, s, p, &ow))
+  if (in->h + 2 * p < k || in->w + 2 * p < k || s < 1)
     return INVALID (imp, n, error, "kernel %" G_GINT64_FORMAT " does not fit the %dx%d input", k, in->h, in->w);
-  if (ceil_mode)
-    {
-      /* ceil mode only matters when the last window is partial */
-      if ((in->h + 2 * p - k) % s != 0 || (in->w + 2 * p - k) % s != 0)
-        return UNSUPPORTED (imp, n, error, "attribute 'ceil_mode' = 1 changes the output size here and is not supported");
-    }
+  int oh = cleave_pool_out_size (in->h, k, s, p, ceil_mode != 0);
+  int ow = cleave_pool_out_size (in->w, k, s, p, ceil_mode != 0);
   int c = in->c;
   int l = layer_add (imp, is_max ? CLEAVE_OP_MAXPOOL2D : CLEAVE_OP_AVGPOOL2D, n, &x, 1);
   Layer *L = layer_at (imp, l);
   L->kernel = k;
   L->stride = s;
   L->pad = p;
+  L->ceil_mode = ceil_mode != 0;
+  L->exclude_pad = exclude;
   L->ndim = 3; L->c = c; L->h = oh; L->w = ow;
   layer_value (imp, n->outputs[0], l, TRUE);
   return TRUE;
@@ -1852,6 +1873,145 @@ import_arith_const (Import *imp, const CleaveOnnxNode *n, Value *x, int xi, cons
   return TRUE;
 }
 
+static double
+arith_op (char op, double x, double y, gboolean integer)
+{
+  switch (op)
+    {
+    case 'A': return x + y;
+    case 'S': return x - y;
+    case 'M': return x * y;
+    default:  return integer ? (double) ((gint64) x / (gint64) y) : x / y;
+    }
+}
+
+/* Add/Sub/Mul/Div of two constants (shape arithmetic such as a channel
+ * count divided by the groups), a scalar broadcast against a vector. The
+ * symbolic batch size stays symbolic. */
+static gboolean
+const_arith (Import *imp, const CleaveOnnxNode *n, const CleaveOnnxTensor *a, const CleaveOnnxTensor *b, GError **error)
+{
+  gboolean integer = a->i && b->i;
+  gsize len = MAX (a->numel, b->numel);
+
+  if ((a->numel != len && a->numel != 1) || (b->numel != len && b->numel != 1) || (!integer && (!a->f || !b->f)))
+    return UNSUPPORTED (imp, n, error, "%s of constants of shapes that do not broadcast, or of mixed types", n->op_type);
+  const CleaveOnnxTensor *shape_of = a->numel == len ? a : b;
+  CleaveOnnxTensor *t = g_new0 (CleaveOnnxTensor, 1);
+  t->data_type = integer ? CLEAVE_ONNX_INT64 : CLEAVE_ONNX_FLOAT;
+  t->ndim = shape_of->ndim;
+  memcpy (t->dims, shape_of->dims, sizeof t->dims);
+  t->numel = len;
+  if (integer)
+    t->i = g_new0 (gint64, MAX (len, 1));
+  else
+    t->f = g_new0 (float, MAX (len, 1));
+  for (gsize k = 0; k < len; k++)
+    {
+      gsize ia = a->numel == 1 ? 0 : k, ib = b->numel == 1 ? 0 : k;
+      if (integer)
+        {
+          gint64 x = a->i[ia], y = b->i[ib];
+          if (x == SYM_BATCH || y == SYM_BATCH)
+            t->i[k] = SYM_BATCH;
+          else if (n->op_type[0] == 'D' && y == 0)
+            {
+              cleave_onnx_tensor_free (t);
+              return INVALID (imp, n, error, "integer division by zero");
+            }
+          else
+            t->i[k] = (gint64) arith_op (n->op_type[0], x, y, TRUE);
+        }
+      else
+        t->f[k] = (float) arith_op (n->op_type[0], a->f[ia], b->f[ib], FALSE);
+    }
+  const_value (imp, n->outputs[0], t);
+  return TRUE;
+}
+
+/* Cast: of a constant, converted (shape arithmetic); of a float tensor to float, nothing. */
+static gboolean
+import_cast (Import *imp, const CleaveOnnxNode *n, GError **error)
+{
+  gint64 to;
+  Value *v = get_input (imp, n, 0, TRUE, error);
+
+  if (!v || !attr_int (imp, n, "to", 0, &to, error))
+    return FALSE;
+  gboolean to_int = to == CLEAVE_ONNX_INT64 || to == 6 /* INT32 */;
+  if (v->kind != V_CONST)
+    {
+      if (to != CLEAVE_ONNX_FLOAT)
+        return UNSUPPORTED (imp, n, error, "attribute 'to' = %" G_GINT64_FORMAT " on a computed tensor (only float, 1)", to);
+      if (as_layer (imp, n, v, 0, error) < 0)
+        return FALSE;
+      layer_value (imp, n->outputs[0], v->layer, FALSE);
+      return TRUE;
+    }
+  if (!to_int && to != CLEAVE_ONNX_FLOAT)
+    return UNSUPPORTED (imp, n, error, "attribute 'to' = %" G_GINT64_FORMAT " is not supported", to);
+  CleaveOnnxTensor *t = tensor_dup (v->t);
+  gsize len = MAX (t->numel, 1);
+  if (to_int && !t->i)
+    {
+      t->i = g_new0 (gint64, len);
+      for (gsize k = 0; k < t->numel; k++)
+        t->i[k] = (gint64) t->f[k];
+      g_clear_pointer (&t->f, g_free);
+    }
+  else if (!to_int && !t->f)
+    {
+      t->f = g_new0 (float, len);
+      for (gsize k = 0; k < t->numel; k++)
+        t->f[k] = (float) t->i[k];
+      g_clear_pointer (&t->i, g_free);
+    }
+  t->data_type = to_int ? CLEAVE_ONNX_INT64 : CLEAVE_ONNX_FLOAT;
+  const_value (imp, n->outputs[0], t);
+  return TRUE;
+}
+
+static gboolean
+same_shape (const Layer *x, const Layer *y)
+{
+  return x->ndim == y->ndim && x->c == y->c && (x->ndim == 1 || (x->h == y->h && x->w == y->w));
+}
+
+static int
+add_mul_layer (Import *imp, const CleaveOnnxNode *n, int a, int b, const char *out)
+{
+  int ins[2] = { a, b };
+  Layer x = *layer_at (imp, a);
+  int l = layer_add (imp, CLEAVE_OP_MUL, n, ins, 2);
+  Layer *L = layer_at (imp, l);
+
+  L->ndim = x.ndim; L->c = x.c; L->h = x.h; L->w = x.w;
+  layer_value (imp, out, l, TRUE);
+  return l;
+}
+
+/* Mul of two computed tensors: elementwise (x·sigmoid(x), SiLU) or one
+ * value per channel, [N,C,1,1] × [N,C,H,W] either way round
+ * (squeeze-excitation). */
+static gboolean
+import_mul (Import *imp, const CleaveOnnxNode *n, const int *ins, GError **error)
+{
+  Layer *x = layer_at (imp, ins[0]), *y = layer_at (imp, ins[1]);
+  int a = ins[0], b = ins[1];
+
+  if (!same_shape (x, y))
+    {
+      if (x->ndim == 3 && x->h == 1 && x->w == 1 && !(y->h == 1 && y->w == 1))
+        a = ins[1], b = ins[0];
+      Layer *t = layer_at (imp, a), *sc = layer_at (imp, b);
+      if (t->ndim != 3 || sc->ndim != 3 || sc->c != t->c || sc->h != 1 || sc->w != 1)
+        return UNSUPPORTED (imp, n, error, "Mul of tensors with shapes [N,%d,%d,%d] and [N,%d,%d,%d]: only equal shapes "
+                            "or one value per channel ([N,C,1,1]) are supported", x->c, x->h, x->w, y->c, y->h, y->w);
+    }
+  add_mul_layer (imp, n, a, b, n->outputs[0]);
+  return TRUE;
+}
+
 static gboolean
 import_arith (Import *imp, const CleaveOnnxNode *n, GError **error)
 {
@@ -1860,17 +2020,19 @@ import_arith (Import *imp, const CleaveOnnxNode *n, GError **error)
   if (!(a = get_input (imp, n, 0, TRUE, error)) || !(b = get_input (imp, n, 1, TRUE, error)))
     return FALSE;
   if (a->kind == V_CONST && b->kind == V_CONST)
-    return UNSUPPORTED (imp, n, error, "%s of two constants", n->op_type);
+    return const_arith (imp, n, a->t, b->t, error);
   if (b->kind == V_CONST)
     return import_arith_const (imp, n, a, 0, b->t, error);
   if (a->kind == V_CONST)
     return import_arith_const (imp, n, b, 1, a->t, error);
-  if (!g_str_equal (n->op_type, "Add"))
-    return UNSUPPORTED (imp, n, error, "%s of two computed tensors is not supported (only Add)", n->op_type);
+  if (!g_str_equal (n->op_type, "Add") && !g_str_equal (n->op_type, "Mul"))
+    return UNSUPPORTED (imp, n, error, "%s of two computed tensors is not supported (only Add and Mul)", n->op_type);
 
   int ins[2];
   if ((ins[0] = as_layer (imp, n, a, 0, error)) < 0 || (ins[1] = as_layer (imp, n, b, 1, error)) < 0)
     return FALSE;
+  if (n->op_type[0] == 'M')
+    return import_mul (imp, n, ins, error);
   Layer x = *layer_at (imp, ins[0]), y = *layer_at (imp, ins[1]);
   if (x.ndim != y.ndim || x.c != y.c || (x.ndim == 3 && (x.h != y.h || x.w != y.w)))
     return UNSUPPORTED (imp, n, error, "Add of tensors with different shapes (broadcasting) is not supported");
@@ -1881,24 +2043,308 @@ import_arith (Import *imp, const CleaveOnnxNode *n, GError **error)
   return TRUE;
 }
 
+
+/* A constant scalar operand (Clip's min and max inputs), or @def when omitted. */
 static gboolean
-import_reshape (Import *imp, const CleaveOnnxNode *n, GError **error)
+scalar_input (Import *imp, const CleaveOnnxNode *n, int k, float def, float *out, GError **error)
 {
-  gint64 allowzero;
+  GError *local = NULL;
+  const CleaveOnnxTensor *t = input_const (imp, n, k, FALSE, TRUE, &local);
+
+  *out = def;
+  if (local)
+    return g_propagate_error (error, local), FALSE;
+  if (!t)
+    return TRUE;
+  if (t->numel != 1)
+    return UNSUPPORTED (imp, n, error, "input %d ('%s') has %" G_GSIZE_FORMAT " values, expected a scalar", k,
+                        n->inputs[k], t->numel);
+  *out = t->f[0];
+  return TRUE;
+}
+
+/* Clip (ReLU6): bounds as attributes (opset < 11) or constant inputs. */
+static gboolean
+import_clip (Import *imp, const CleaveOnnxNode *n, GError **error)
+{
+  float lo, hi;
   int x = input_layer (imp, n, 0, error);
 
   if (x < 0)
     return FALSE;
-  const CleaveOnnxTensor *shape = input_const (imp, n, 1, TRUE, FALSE, error);
-  if (!shape || !attr_int (imp, n, "allowzero", 0, &allowzero, error))
+  if (imp->m->opset != 0 && imp->m->opset < 11)
+    {
+      if (!attr_float (imp, n, "min", -G_MAXFLOAT, &lo, error) || !attr_float (imp, n, "max", G_MAXFLOAT, &hi, error))
+        return FALSE;
+    }
+  else if (n->n_attrs > 0)
+    return UNSUPPORTED (imp, n, error, "attribute '%s' is not supported from opset 11 on (bounds are inputs)",
+                        n->attrs[0].name);
+  else if (!scalar_input (imp, n, 1, -G_MAXFLOAT, &lo, error) || !scalar_input (imp, n, 2, G_MAXFLOAT, &hi, error))
+    return FALSE;
+  lo = MAX (lo, -G_MAXFLOAT);
+  hi = MIN (hi, G_MAXFLOAT);
+  if (!(lo <= hi))
+    return UNSUPPORTED (imp, n, error, "min %g above max %g is not supported", lo, hi);
+  int l = add_simple (imp, n, CLEAVE_OP_CLIP, x);
+  layer_at (imp, l)->clip_min = lo;
+  layer_at (imp, l)->clip_max = hi;
+  return TRUE;
+}
+
+/* HardSigmoid, and HardSwish as x · HardSigmoid(x) with alpha 1/6, beta 1/2. */
+static gboolean
+import_hard (Import *imp, const CleaveOnnxNode *n, gboolean swish, GError **error)
+{
+  float alpha = 1.f / 6.f, beta = 0.5f;
+  int x = input_layer (imp, n, 0, error);
+
+  if (x < 0)
+    return FALSE;
+  if (!swish && (!attr_float (imp, n, "alpha", 0.2f, &alpha, error) || !attr_float (imp, n, "beta", 0.5f, &beta, error)))
+    return FALSE;
+  if (!isfinite (alpha) || !isfinite (beta))
+    return UNSUPPORTED (imp, n, error, "attribute 'alpha' = %g or 'beta' = %g is not finite", alpha, beta);
+  int l = add_simple (imp, n, CLEAVE_OP_HARDSIGMOID, x);
+  layer_at (imp, l)->alpha = alpha;
+  layer_at (imp, l)->beta = beta;
+  if (swish)
+    add_mul_layer (imp, n, x, l, n->outputs[0]);
+  return TRUE;
+}
+
+/* The channel axis of a [N,C,H,W] or [N,F] tensor, or -1 (axis @a of a layer of @ndim). */
+static gboolean
+is_channel_axis (gint64 a, int ndim)
+{
+  return a == 1 || a == 1 - (ndim + 1);
+}
+
+static int
+add_slice (Import *imp, const CleaveOnnxNode *n, int x, int start, int count, const char *out)
+{
+  Layer in = *layer_at (imp, x);
+  int l = layer_add (imp, CLEAVE_OP_SLICE, n, &x, 1);
+  Layer *L = layer_at (imp, l);
+
+  L->ndim = in.ndim; L->c = count; L->h = in.h; L->w = in.w;
+  L->start = start;
+  L->out_channels = count;
+  layer_value (imp, out, l, TRUE);
+  return l;
+}
+
+/* Split along the channel axis: one slice per used output. */
+static gboolean
+import_split (Import *imp, const CleaveOnnxNode *n, GError **error)
+{
+  gint64 axis;
+  int x = input_layer (imp, n, 0, error);
+  g_autofree gint64 *sizes = g_new0 (gint64, MAX (n->n_outputs, 1));
+
+  if (x < 0 || !attr_int (imp, n, "axis", 0, &axis, error))
     return FALSE;
   Layer *in = layer_at (imp, x);
+  if (!is_channel_axis (axis, in->ndim))
+    return UNSUPPORTED (imp, n, error, "attribute 'axis' = %" G_GINT64_FORMAT " is not supported (only the channel axis 1)",
+                        axis);
+  const CleaveOnnxAttr *a = cleave_onnx_node_find_attr (n, "split");
+  const gint64 *given = NULL;
+  gsize n_given = 0;
+  if (a)
+    given = a->ints, n_given = a->n_ints;
+  else if (n->n_inputs > 1 && *n->inputs[1])
+    {
+      const CleaveOnnxTensor *t = input_const (imp, n, 1, TRUE, FALSE, error);
+      if (!t)
+        return FALSE;
+      given = t->i, n_given = t->numel;
+    }
+  int c = in->c;
+  if (given)
+    {
+      gint64 total = 0;
+      if (n_given != (gsize) n->n_outputs)
+        return INVALID (imp, n, error, "%" G_GSIZE_FORMAT " split sizes for %d outputs", n_given, n->n_outputs);
+      for (gsize k = 0; k < n_given; k++)
+        {
+          if (given[k] < 1 || given[k] > c)
+            return INVALID (imp, n, error, "split size %" G_GINT64_FORMAT " is outside [1, %d]", given[k], c);
+          total += sizes[k] = given[k];
+        }
+      if (total != c)
+        return INVALID (imp, n, error, "split sizes add up to %" G_GINT64_FORMAT ", the input has %d channels", total, c);
+    }
+  else
+    {
+      if (n->n_outputs < 1 || c % n->n_outputs != 0)
+        return UNSUPPORTED (imp, n, error, "%d channels do not split evenly into %d outputs", c, n->n_outputs);
+      for (int k = 0; k < n->n_outputs; k++)
+        sizes[k] = c / n->n_outputs;
+    }
+  gint64 start = 0;
+  for (int k = 0; k < n->n_outputs; k++)
+    {
+      if (*n->outputs[k] && n_uses (imp, n->outputs[k]) > 0)
+        add_slice (imp, n, x, start, sizes[k], n->outputs[k]);
+      start += sizes[k];
+    }
+  return TRUE;
+}
+
+/* Slice of channels [start, end) with step 1 (opset 10 on: constant inputs;
+ * before: attributes). */
+static gboolean
+import_slice (Import *imp, const CleaveOnnxNode *n, GError **error)
+{
+  const gint64 *starts, *ends, *axes = NULL;
+  gsize n_starts, n_ends, n_axes = 0;
+  int x = input_layer (imp, n, 0, error);
+
+  if (x < 0)
+    return FALSE;
+  if (imp->m->opset != 0 && imp->m->opset < 10)
+    {
+      const CleaveOnnxAttr *as = cleave_onnx_node_find_attr (n, "starts"), *ae = cleave_onnx_node_find_attr (n, "ends");
+      const CleaveOnnxAttr *ax = cleave_onnx_node_find_attr (n, "axes");
+      if (!as || !ae)
+        return INVALID (imp, n, error, "attribute 'starts' or 'ends' is missing");
+      starts = as->ints, n_starts = as->n_ints, ends = ae->ints, n_ends = ae->n_ints;
+      if (ax)
+        axes = ax->ints, n_axes = ax->n_ints;
+    }
+  else
+    {
+      const CleaveOnnxTensor *ts = input_const (imp, n, 1, TRUE, FALSE, error);
+      const CleaveOnnxTensor *te = ts ? input_const (imp, n, 2, TRUE, FALSE, error) : NULL;
+      GError *local = NULL;
+      if (!te)
+        return FALSE;
+      starts = ts->i, n_starts = ts->numel, ends = te->i, n_ends = te->numel;
+      const CleaveOnnxTensor *ta = input_const (imp, n, 3, FALSE, FALSE, &local);
+      const CleaveOnnxTensor *tp = local ? NULL : input_const (imp, n, 4, FALSE, FALSE, &local);
+      if (local)
+        return g_propagate_error (error, local), FALSE;
+      if (ta)
+        axes = ta->i, n_axes = ta->numel;
+      for (gsize k = 0; tp && k < tp->numel; k++)
+        if (tp->i[k] != 1)
+          return UNSUPPORTED (imp, n, error, "input 'steps' = %" G_GINT64_FORMAT " is not supported (only 1)", tp->i[k]);
+    }
+  Layer *in = layer_at (imp, x);
+  if (n_starts != 1 || n_ends != 1 || (axes && (n_axes != 1 || !is_channel_axis (axes[0], in->ndim))))
+    return UNSUPPORTED (imp, n, error, "only a slice of the channel axis 1 is supported");
+  gint64 c = in->c, a = starts[0], b = ends[0];
+  a = a < 0 ? MAX (a + c, 0) : MIN (a, c);
+  b = b < 0 ? MAX (b + c, 0) : MIN (b, c);
+  if (b <= a)
+    return UNSUPPORTED (imp, n, error, "the slice [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT ") of %d channels is empty",
+                        starts[0], ends[0], in->c);
+  if (a == 0 && b == c)
+    layer_value (imp, n->outputs[0], x, FALSE);
+  else
+    add_slice (imp, n, x, a, b - a, n->outputs[0]);
+  return TRUE;
+}
+
+/* Transpose of axes 1 and 2 of a channel shuffle's 5-d view. */
+static gboolean
+import_transpose (Import *imp, const CleaveOnnxNode *n, GError **error)
+{
+  static const gint64 swap12[5] = { 0, 2, 1, 3, 4 };
+  const CleaveOnnxAttr *perm = cleave_onnx_node_find_attr (n, "perm");
+  Value *v = get_input (imp, n, 0, TRUE, error);
+
+  if (!v)
+    return FALSE;
+  if (v->kind != V_SHUFFLE5 || !perm || perm->n_ints != 5 || memcmp (perm->ints, swap12, sizeof swap12) != 0)
+    {
+      g_autofree char *d = perm ? dims_to_string (perm->ints, perm->n_ints) : g_strdup ("(reversed)");
+      return UNSUPPORTED (imp, n, error, "attribute 'perm' = %s is not supported (only [0,2,1,3,4] of a channel "
+                          "shuffle's [N,g,C/g,H,W] view)", d);
+    }
+  Value *t = value_new (imp, V_SHUFFLE5T);
+  t->layer = v->layer;
+  t->groups = v->groups;
+  set_value (imp, n->outputs[0], t);
+  return TRUE;
+}
+
+static gboolean
+batch_dim (Import *imp, gint64 d)
+{
+  return d == SYM_BATCH || d == 0 || (d > 0 && d == imp->in_batch);
+}
+
+/* Reshapes between [N,C,H,W] and the channel shuffle's [N,g,C/g,H,W]:
+ * TRUE with *handled when @shape is one of them. */
+static gboolean
+reshape_shuffle (Import *imp, const CleaveOnnxNode *n, Value *v, const CleaveOnnxTensor *shape, gboolean *handled,
+                 GError **error)
+{
+  const gint64 *d = shape->i;
+
+  *handled = FALSE;
+  if (v->kind == V_SHUFFLE5T && shape->numel == 4)
+    {
+      Layer in = *layer_at (imp, v->layer);
+      if (!batch_dim (imp, d[0]) || !(d[1] == -1 || d[1] == in.c) || d[2] != in.h || d[3] != in.w)
+        return TRUE;
+      int l = layer_add (imp, CLEAVE_OP_CHANNEL_SHUFFLE, n, &v->layer, 1);
+      Layer *L = layer_at (imp, l);
+      L->ndim = 3; L->c = in.c; L->h = in.h; L->w = in.w;
+      L->groups = v->groups;
+      layer_value (imp, n->outputs[0], l, TRUE);
+      *handled = TRUE;
+      return TRUE;
+    }
+  if (v->kind != V_LAYER || v->pad || shape->numel != 5)
+    return TRUE;
+  int x = as_layer (imp, n, v, 0, error);
+  if (x < 0)
+    return FALSE;
+  Layer *in = layer_at (imp, x);
+  if (in->ndim != 3 || !batch_dim (imp, d[0]) || d[3] != in->h || d[4] != in->w || d[1] < 1 || in->c % d[1] != 0
+      || !(d[2] == -1 || d[1] * d[2] == in->c))
+    return TRUE;
+  Value *s = value_new (imp, V_SHUFFLE5);
+  s->layer = x;
+  s->groups = d[1];
+  set_value (imp, n->outputs[0], s);
+  *handled = TRUE;
+  return TRUE;
+}
+
+static gboolean
+import_reshape (Import *imp, const CleaveOnnxNode *n, GError **error)
+{
+  gint64 allowzero;
+  gboolean handled = FALSE;
+  Value *v = get_input (imp, n, 0, TRUE, error);
+  const CleaveOnnxTensor *shape = v ? input_const (imp, n, 1, TRUE, FALSE, error) : NULL;
+
+  if (!shape || !attr_int (imp, n, "allowzero", 0, &allowzero, error))
+    return FALSE;
+  if (!allowzero && !reshape_shuffle (imp, n, v, shape, &handled, error))
+    return FALSE;
+  if (handled)
+    return TRUE;
+  int x = as_layer (imp, n, v, 0, error);
+  if (x < 0)
+    return FALSE;
+  Layer *in = layer_at (imp, x);
+  if (in->ndim == 3 && shape->numel == 4 && !allowzero && batch_dim (imp, shape->i[0])
+      && (shape->i[1] == in->c || shape->i[1] == -1) && shape->i[2] == in->h && shape->i[3] == in->w)
+    {
+      layer_value (imp, n->outputs[0], x, FALSE);   /* to its own shape */
+      return TRUE;
+    }
   gint64 f = in->ndim == 3 ? (gint64) in->c * in->h * in->w : in->c;
   gboolean ok = FALSE;
   if (shape->numel == 2 && !allowzero)
     {
       gint64 d0 = shape->i[0], d1 = shape->i[1];
-      gboolean batch0 = d0 == SYM_BATCH || d0 == 0 || (d0 > 0 && d0 == imp->in_batch);
+      gboolean batch0 = batch_dim (imp, d0);
       if (batch0 && (d1 == -1 || d1 == f))
         ok = TRUE;
       else if (d0 == -1 && d1 == f)
@@ -2149,6 +2595,18 @@ import_node (Import *imp, const CleaveOnnxNode *n, GError **error)
     }
   if (g_str_equal (op, "MaxPool") || g_str_equal (op, "AveragePool"))
     return import_pool (imp, n, op[0] == 'M', error);
+  if (g_str_equal (op, "Clip"))
+    return import_clip (imp, n, error);
+  if (g_str_equal (op, "HardSigmoid") || g_str_equal (op, "HardSwish"))
+    return import_hard (imp, n, g_str_equal (op, "HardSwish"), error);
+  if (g_str_equal (op, "Split"))
+    return import_split (imp, n, error);
+  if (g_str_equal (op, "Slice"))
+    return import_slice (imp, n, error);
+  if (g_str_equal (op, "Transpose"))
+    return import_transpose (imp, n, error);
+  if (g_str_equal (op, "Cast"))
+    return import_cast (imp, n, error);
   if (g_str_equal (op, "GlobalAveragePool"))
     {
       if (!need_spatial (imp, n, input_layer (imp, n, 0, error), error))
@@ -2200,6 +2658,7 @@ import_node (Import *imp, const CleaveOnnxNode *n, GError **error)
       Value *alias = value_new (imp, v->kind);
       alias->layer = v->layer;
       alias->pad = v->pad;
+      alias->groups = v->groups;
       alias->t = v->t ? tensor_dup (v->t) : NULL;
       alias->a = v->a ? g_memdup2 (v->a, imp->in_c * sizeof (float)) : NULL;
       alias->b = v->b ? g_memdup2 (v->b, imp->in_c * sizeof (float)) : NULL;
@@ -2353,6 +2812,20 @@ copy_param (Import *imp, CleaveGraph *g, CleaveNode *node, CleaveParamSlot slot,
   return TRUE;
 }
 
+/* Whether every reader of layer @k flattens it (or it is the output). */
+static gboolean
+only_flattened (Import *imp, guint k)
+{
+  for (guint j = k + 1; j < imp->layers->len; j++)
+    {
+      Layer *l = layer_at (imp, j);
+      for (int i = 0; i < l->n_inputs; i++)
+        if (l->inputs[i] == (int) k && l->op != CLEAVE_OP_FLATTEN)
+          return FALSE;
+    }
+  return TRUE;
+}
+
 static CleaveGraph *
 build_graph (Import *imp, int out_layer, GError **error)
 {
@@ -2382,16 +2855,35 @@ build_graph (Import *imp, int out_layer, GError **error)
           l->cidx = cleave_graph_add_sigmoid (g, l->name, in[0]);
           break;
         case CLEAVE_OP_MAXPOOL2D:
-          l->cidx = cleave_graph_add_maxpool2d (g, l->name, in[0], l->kernel, l->stride, l->pad);
-          break;
         case CLEAVE_OP_AVGPOOL2D:
-          l->cidx = cleave_graph_add_avgpool2d (g, l->name, in[0], l->kernel, l->stride, l->pad);
+          l->cidx = l->op == CLEAVE_OP_MAXPOOL2D ? cleave_graph_add_maxpool2d (g, l->name, in[0], l->kernel, l->stride, l->pad)
+                                                 : cleave_graph_add_avgpool2d (g, l->name, in[0], l->kernel, l->stride, l->pad);
+          cleave_graph_node (g, l->cidx)->ceil_mode = l->ceil_mode;
+          cleave_graph_node (g, l->cidx)->exclude_pad = l->exclude_pad;
           break;
         case CLEAVE_OP_GLOBAL_AVGPOOL:
           l->cidx = cleave_graph_add_global_avgpool (g, l->name, in[0]);
+          /* kept (C,1,1) where something other than a flatten reads it (a squeeze-excitation's conv) */
+          cleave_graph_node (g, l->cidx)->keepdims = !only_flattened (imp, k);
+          break;
+        case CLEAVE_OP_CLIP:
+          l->cidx = cleave_graph_add_clip (g, l->name, in[0], l->clip_min, l->clip_max);
+          break;
+        case CLEAVE_OP_HARDSIGMOID:
+          l->cidx = cleave_graph_add_hardsigmoid (g, l->name, in[0], l->alpha, l->beta);
+          break;
+        case CLEAVE_OP_MUL:
+          l->cidx = cleave_graph_add_mul (g, l->name, in[0], in[1]);
+          break;
+        case CLEAVE_OP_CHANNEL_SHUFFLE:
+          l->cidx = cleave_graph_add_channel_shuffle (g, l->name, in[0], l->groups);
+          break;
+        case CLEAVE_OP_SLICE:
+          l->cidx = cleave_graph_add_slice (g, l->name, in[0], l->start, l->out_channels);
           break;
         case CLEAVE_OP_FLATTEN:
-          if (flat_gap && layer_at (imp, l->inputs[0])->op == CLEAVE_OP_GLOBAL_AVGPOOL)
+          if (flat_gap && !cleave_graph_node (g, in[0])->keepdims
+              && layer_at (imp, l->inputs[0])->op == CLEAVE_OP_GLOBAL_AVGPOOL)
             l->cidx = in[0];   /* Cleave's global pool already yields (C) */
           else
             l->cidx = cleave_graph_add_flatten (g, l->name, in[0]);

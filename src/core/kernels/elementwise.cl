@@ -34,6 +34,40 @@ sigmoid_backward (const int n, __global const float *y, __global const float *dy
 }
 
 __kernel void
+clamp_forward (const int n, __global const float *x, __global float *y, const float alpha, const float beta,
+               const float lo, const float hi)
+{
+  const int i = get_global_id (0);
+  if (i < n)
+    y[i] = fmin (fmax (alpha * x[i] + beta, lo), hi);
+}
+
+__kernel void
+clamp_backward (const int n, __global const float *y, __global const float *dy, __global float *dx,
+                const float alpha, const float lo, const float hi)
+{
+  const int i = get_global_id (0);
+  if (i < n)
+    dx[i] = y[i] > lo && y[i] < hi ? alpha * dy[i] : 0.0f;
+}
+
+/* y channel k·groups + g = x channel g·(C/groups) + k; one work-item per element. */
+__kernel void
+channel_shuffle (const int n, const int c, const int hw, const int groups,
+                 __global const float *x, __global float *y)
+{
+  const int i = get_global_id (0);
+  if (i < n)
+    {
+      const int p = i % hw;
+      const int ch = (i / hw) % c;
+      const int b = i / (hw * c);
+      const int k = ch / groups, g = ch % groups;
+      y[i] = x[(b * c + g * (c / groups) + k) * hw + p];
+    }
+}
+
+__kernel void
 mul (const int n, __global const float *a, __global const float *b, __global float *y)
 {
   const int i = get_global_id (0);
