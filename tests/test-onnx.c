@@ -670,6 +670,8 @@ test_export_small_graph (void)
   g_rmdir (dir);
 }
 
+static void expect_unsupported (CleaveOnnxBuilder *b, const char *const *needles);
+
 /* Two graphs as branches of one ONNX graph, with Concat and ArgMax glue. */
 static void
 test_builder_branches (void)
@@ -712,12 +714,33 @@ test_builder_branches (void)
   if (python_has_onnx ())
     onnx_check_model (path);
 
-  /* Cleave's importer takes single classifiers only and says why */
+  /* Cleave reads the float output (the scores) and skips the ArgMax */
   g_autoptr (CleaveOnnxImport) imp = cleave_onnx_import (path, &error);
-  g_assert_null (imp);
-  g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED);
-  g_assert_nonnull (strstr (error->message, "2 outputs"));
+  g_assert_no_error (error);
+  g_assert_cmpint (imp->n_classes, ==, 8);
+  g_assert_cmpint (imp->n_outputs_used, ==, 1);
+  float raw[3 * 2 * 36];
+  for (gsize k = 0; k < G_N_ELEMENTS (raw); k++)
+    raw[k] = (k * 53 % 97) / 96.f;
+  CleaveOnnxImport one = { .graph = g, .n_classes = 4, .mean = mean, .std = std };
+  g_autofree float *y1 = run_import (&one, raw, 3);
+  g_autofree float *y2 = run_import (imp, raw, 3);
+  for (int n = 0; n < 3; n++)
+    for (int k = 0; k < 8; k++)
+      g_assert_cmpfloat_with_epsilon (y2[n * 8 + k], y1[n * 4 + k % 4], 1e-6);
   g_remove (path);
+
+  /* two float outputs that are not one score each: refused, naming them */
+  g_autoptr (CleaveOnnxBuilder) b2 = cleave_onnx_builder_new ("two-heads");
+  const char *x2 = cleave_onnx_builder_add_input (b2, "input", 2, 6, 6);
+  const char *h1 = cleave_onnx_builder_add_graph (b2, g, x2, "a.", &error);
+  const char *h2 = cleave_onnx_builder_add_graph (b2, g, x2, "b.", &error);
+  g_assert_no_error (error);
+  gint64 d4[2] = { -1, 4 };
+  cleave_onnx_builder_add_output (b2, h1, CLEAVE_ONNX_FLOAT, 2, d4);
+  cleave_onnx_builder_add_output (b2, h2, CLEAVE_ONNX_FLOAT, 2, d4);
+  const char *needles[] = { "graph.output", "2 outputs", h1, h2, "one classification output", NULL };
+  expect_unsupported (b2, needles);
   g_rmdir (dir);
 }
 
@@ -822,7 +845,7 @@ test_unsupported (void)
     expect_unsupported (b, (const char *const[]) { "/s/Split", "(Split)", "'axis' = 2", NULL });
   }
   {
-    /* a constant Mul after a Relu cannot be folded anywhere */
+    /* a per-channel constant Mul after a Relu cannot be folded anywhere (a scalar becomes a scale layer) */
     g_autoptr (CleaveOnnxBuilder) b = cleave_onnx_builder_new (NULL);
     const char *x = cleave_onnx_builder_add_input (b, "input", 1, 8, 8);
     const char *wn = cleave_onnx_builder_add_initializer (b, "conv.weight", 4, wd, w);
@@ -830,9 +853,9 @@ test_unsupported (void)
     int n = cleave_onnx_builder_add_node (b, "Conv", "/conv/Conv", in, 2);
     const char *c = cleave_onnx_builder_node_output (b, n);
     int r = cleave_onnx_builder_add_node (b, "Relu", "/relu/Relu", &c, 1);
-    gint64 one = 1;
-    float two = 2.f;
-    const char *k = cleave_onnx_builder_add_initializer (b, "two", 1, &one, &two);
+    gint64 cd[4] = { 1, 4, 1, 1 };
+    float two[4] = { 2.f, 3.f, 4.f, 5.f };
+    const char *k = cleave_onnx_builder_add_initializer (b, "two", 4, cd, two);
     const char *in2[2] = { cleave_onnx_builder_node_output (b, r), k };
     int m = cleave_onnx_builder_add_node (b, "Mul", "/scale/Mul", in2, 2);
     cleave_onnx_builder_add_output (b, cleave_onnx_builder_node_output (b, m), CLEAVE_ONNX_FLOAT, 2, dims);

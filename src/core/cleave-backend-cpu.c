@@ -1363,6 +1363,64 @@ cpu_clamp_backward (CleaveBackend *self, const CleaveTensor *y, const CleaveTens
   return TRUE;
 }
 
+typedef struct {
+  int F;
+  const float *x, *dy;
+  float *y;
+} SoftmaxJob;
+
+static void
+softmax_fwd_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  const SoftmaxJob *j = d;
+  for (gsize r = lo; r < hi; r++)
+    {
+      const float *x = j->x + r * j->F;
+      float *y = j->y + r * j->F, mx = x[0];
+      double s = 0;
+      for (int k = 1; k < j->F; k++)
+        mx = fmaxf (mx, x[k]);
+      for (int k = 0; k < j->F; k++)
+        s += y[k] = expf (x[k] - mx);
+      for (int k = 0; k < j->F; k++)
+        y[k] = (float) (y[k] / s);
+    }
+}
+
+/* x holds the forward output y here */
+static void
+softmax_bwd_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  const SoftmaxJob *j = d;
+  for (gsize r = lo; r < hi; r++)
+    {
+      const float *y = j->x + r * j->F, *dy = j->dy + r * j->F;
+      float *dx = j->y + r * j->F;
+      double s = 0;
+      for (int k = 0; k < j->F; k++)
+        s += (double) dy[k] * y[k];
+      for (int k = 0; k < j->F; k++)
+        dx[k] = (float) (y[k] * (dy[k] - s));
+    }
+}
+
+static gboolean
+cpu_softmax_forward (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, GError **error)
+{
+  SoftmaxJob j = { x->shape[1], fp (x), NULL, fp (y) };
+  parallel_for (x->shape[0], grain_for (x->shape[0], PAR_GRAIN / (gsize) j.F + 1), softmax_fwd_range, &j);
+  return TRUE;
+}
+
+static gboolean
+cpu_softmax_backward (CleaveBackend *self, const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx,
+                      GError **error)
+{
+  SoftmaxJob j = { y->shape[1], fp (y), fp (dy), fp (dx) };
+  parallel_for (y->shape[0], grain_for (y->shape[0], PAR_GRAIN / (gsize) j.F + 1), softmax_bwd_range, &j);
+  return TRUE;
+}
+
 /* -------------------------------------------------------------- pooling */
 
 typedef struct {
@@ -2124,6 +2182,8 @@ static const CleaveBackendVTable cpu_vtable = {
   .clamp_forward = cpu_clamp_forward,
   .clamp_backward = cpu_clamp_backward,
   .channel_shuffle = cpu_channel_shuffle,
+  .softmax_forward = cpu_softmax_forward,
+  .softmax_backward = cpu_softmax_backward,
   .maxpool_forward = cpu_maxpool_forward,
   .maxpool_backward = cpu_maxpool_backward,
   .avgpool_forward = cpu_avgpool_forward,

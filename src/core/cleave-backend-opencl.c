@@ -1307,6 +1307,23 @@ ocl_clamp_backward (CleaveBackend *self, const CleaveTensor *y, const CleaveTens
 }
 
 static gboolean
+ocl_softmax_forward (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, GError **error)
+{
+  LOCKED (self);
+  return launch_1d (self, "softmax_forward", x->shape[0], error, A_INT, x->shape[0], A_INT, x->shape[1],
+                    A_MEM, MEM (x), A_MEM, MEM (y), A_END);
+}
+
+static gboolean
+ocl_softmax_backward (CleaveBackend *self, const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx,
+                      GError **error)
+{
+  LOCKED (self);
+  return launch_1d (self, "softmax_backward", y->shape[0], error, A_INT, y->shape[0], A_INT, y->shape[1],
+                    A_MEM, MEM (y), A_MEM, MEM (dy), A_MEM, MEM (dx), A_END);
+}
+
+static gboolean
 ocl_channel_shuffle (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, int groups, GError **error)
 {
   gsize n = cleave_tensor_numel (x);
@@ -1566,6 +1583,8 @@ static const CleaveBackendVTable opencl_vtable = {
   .clamp_forward = ocl_clamp_forward,
   .clamp_backward = ocl_clamp_backward,
   .channel_shuffle = ocl_channel_shuffle,
+  .softmax_forward = ocl_softmax_forward,
+  .softmax_backward = ocl_softmax_backward,
   .maxpool_forward = ocl_maxpool_forward,
   .maxpool_backward = ocl_maxpool_backward,
   .avgpool_forward = ocl_avgpool_forward,

@@ -103,6 +103,11 @@ struct _CleaveBackendVTable {
   gboolean (*clamp_backward) (CleaveBackend *self, const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx,
                               float alpha, float lo, float hi, GError **error);
 
+  /* Row-wise softmax of x[N,F]; backward dx = y·(dy − Σ dy·y) from the output y. */
+  gboolean (*softmax_forward)  (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, GError **error);
+  gboolean (*softmax_backward) (CleaveBackend *self, const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx,
+                                GError **error);
+
   /* x[N,C,H,W] viewed as [N,groups,C/groups,H,W], the two channel axes
    * transposed: y channel k·groups + j = x channel j·(C/groups) + k. The
    * inverse is the shuffle with C/groups groups. */

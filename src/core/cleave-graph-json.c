@@ -72,6 +72,11 @@ cleave_graph_to_json (const CleaveGraph *g)
         case CLEAVE_OP_CLIP:
           NUM_ATTR ("min", n->clip_min);
           NUM_ATTR ("max", n->clip_max);
+          if (n->alpha != 1.f || n->beta != 0.f)
+            {
+              NUM_ATTR ("alpha", n->alpha);
+              NUM_ATTR ("beta", n->beta);
+            }
           break;
         case CLEAVE_OP_HARDSIGMOID:
           NUM_ATTR ("alpha", n->alpha);
@@ -311,13 +316,17 @@ parse_node (CleaveGraph *g, JsonObject *o, int index, GError **error)
       }
     case CLEAVE_OP_CLIP:
       {
-        float lo = 0, hi = 0;
+        float lo = 0, hi = 0, a = 1, bt = 0;
         if (!get_double (o, where, "min", -G_MAXFLOAT, -G_MAXFLOAT, G_MAXFLOAT, &lo, error) ||
-            !get_double (o, where, "max", G_MAXFLOAT, -G_MAXFLOAT, G_MAXFLOAT, &hi, error))
+            !get_double (o, where, "max", G_MAXFLOAT, -G_MAXFLOAT, G_MAXFLOAT, &hi, error) ||
+            !get_double (o, where, "alpha", 1, -G_MAXFLOAT, G_MAXFLOAT, &a, error) ||
+            !get_double (o, where, "beta", 0, -G_MAXFLOAT, G_MAXFLOAT, &bt, error))
           return FALSE;
         if (lo > hi)
           return json_fail (error, where, "'min' %g is above 'max' %g", lo, hi);
         idx = cleave_graph_add_clip (g, name, inputs[0], lo, hi);
+        ((CleaveNode *) g->nodes->pdata[idx])->alpha = a;
+        ((CleaveNode *) g->nodes->pdata[idx])->beta = bt;
         break;
       }
     case CLEAVE_OP_HARDSIGMOID:
@@ -331,6 +340,9 @@ parse_node (CleaveGraph *g, JsonObject *o, int index, GError **error)
       }
     case CLEAVE_OP_MUL:
       idx = cleave_graph_add_mul (g, name, inputs[0], inputs[1]);
+      break;
+    case CLEAVE_OP_SOFTMAX:
+      idx = cleave_graph_add_softmax (g, name, inputs[0]);
       break;
     case CLEAVE_OP_CHANNEL_SHUFFLE:
       {

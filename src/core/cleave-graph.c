@@ -9,7 +9,7 @@
 static const char *const op_names[CLEAVE_N_OPS] = {
   "input", "conv2d", "batchnorm2d", "relu", "maxpool2d", "avgpool2d", "global_avgpool",
   "linear", "dropout", "flatten", "add", "concat", "sigmoid", "clip", "hardsigmoid", "mul",
-  "channel_shuffle", "slice",
+  "channel_shuffle", "slice", "softmax",
 };
 
 const char *
@@ -233,6 +233,18 @@ cleave_graph_add_clip (CleaveGraph *g, const char *name, int input, float min, f
   CleaveNode *n = g->nodes->pdata[i];
   n->clip_min = min;
   n->clip_max = max;
+  n->alpha = 1.0f;
+  n->beta = 0.0f;
+  return i;
+}
+
+int
+cleave_graph_add_scale (CleaveGraph *g, const char *name, int input, float alpha, float beta)
+{
+  int i = cleave_graph_add_clip (g, name, input, -G_MAXFLOAT, G_MAXFLOAT);
+  CleaveNode *n = g->nodes->pdata[i];
+  n->alpha = alpha;
+  n->beta = beta;
   return i;
 }
 
@@ -244,6 +256,12 @@ cleave_graph_add_hardsigmoid (CleaveGraph *g, const char *name, int input, float
   n->alpha = alpha;
   n->beta = beta;
   return i;
+}
+
+int
+cleave_graph_add_softmax (CleaveGraph *g, const char *name, int input)
+{
+  return add_unary (g, CLEAVE_OP_SOFTMAX, name, input);
 }
 
 int
@@ -533,7 +551,7 @@ infer_node (CleaveGraph *g, int idx, CleaveNode *n, GError **error)
         return fail_node (error, n, "dropout probability %g is outside [0, 1)", n->p);
       if (n->op == CLEAVE_OP_CLIP && !(n->clip_min <= n->clip_max))
         return fail_node (error, n, "min %g is above max %g", n->clip_min, n->clip_max);
-      if (n->op == CLEAVE_OP_HARDSIGMOID && !(isfinite (n->alpha) && isfinite (n->beta)))
+      if ((n->op == CLEAVE_OP_HARDSIGMOID || n->op == CLEAVE_OP_CLIP) && !(isfinite (n->alpha) && isfinite (n->beta)))
         return fail_node (error, n, "alpha %g and beta %g must be finite", n->alpha, n->beta);
       n->out_ndim = in->out_ndim;
       memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
@@ -577,6 +595,13 @@ infer_node (CleaveGraph *g, int idx, CleaveNode *n, GError **error)
         memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
         return TRUE;
       }
+
+    case CLEAVE_OP_SOFTMAX:
+      if (in->out_ndim != 1)
+        return fail_node (error, n, "needs a 2-d (N,F) input");
+      n->out_ndim = 1;
+      n->out_shape[0] = in->out_shape[0];
+      return TRUE;
 
     case CLEAVE_OP_CHANNEL_SHUFFLE:
       if (in->out_ndim != 3)
@@ -732,7 +757,7 @@ compute_mask_sites (CleaveGraph *g)
     {
       CleaveNode *n = g->nodes->pdata[i];
       CleaveMaskSite s;
-      int cur = (int) i, next;
+      int cur = (int) i, next = -1;
 
       if (n->op != CLEAVE_OP_CONV2D)
         continue;
@@ -742,7 +767,7 @@ compute_mask_sites (CleaveGraph *g)
           CleaveNode *m = g->nodes->pdata[next];
           if (m->op == CLEAVE_OP_BATCHNORM2D && ((CleaveNode *) g->nodes->pdata[cur])->op == CLEAVE_OP_CONV2D)
             cur = next;
-          else if (m->op == CLEAVE_OP_RELU || (m->op == CLEAVE_OP_CLIP && m->clip_min == 0.f))
+          else if (m->op == CLEAVE_OP_RELU || (m->op == CLEAVE_OP_CLIP && m->clip_min == 0.f && m->alpha == 1.f && m->beta == 0.f))
             {
               cur = next;
               break;
@@ -918,6 +943,8 @@ cleave_graph_node_flops (const CleaveGraph *g, int idx)
       return out;
     case CLEAVE_OP_HARDSIGMOID:
       return 2 * out;
+    case CLEAVE_OP_SOFTMAX:
+      return 3 * out;
     default:
       return 0;
     }

@@ -219,7 +219,7 @@ compute_selection (const CleaveGraph *g, int *const *kept, const int *n_kept, co
             break;
           }
         case CLEAVE_OP_CLIP:
-          if (n->clip_min <= 0.f && n->clip_max >= 0.f)
+          if (n->beta == 0.f && n->clip_min <= 0.f && n->clip_max >= 0.f)
             {
               s = sel_copy (sel->sel[in]);
               zeroed = sel->zeroed[in];

@@ -527,7 +527,7 @@ forward_node (CleaveNet *net, int i, gboolean training, GError **error)
     case CLEAVE_OP_SIGMOID:
       return cleave_sigmoid_forward (x, y, error);
     case CLEAVE_OP_CLIP:
-      return cleave_clamp_forward (x, y, 1.0f, 0.0f, n->clip_min, n->clip_max, error);
+      return cleave_clamp_forward (x, y, n->alpha, n->beta, n->clip_min, n->clip_max, error);
     case CLEAVE_OP_HARDSIGMOID:
       return cleave_clamp_forward (x, y, n->alpha, n->beta, 0.0f, 1.0f, error);
     case CLEAVE_OP_MAXPOOL2D:
@@ -551,6 +551,8 @@ forward_node (CleaveNet *net, int i, gboolean training, GError **error)
       return mul_forward (net, n, x, y, error);
     case CLEAVE_OP_CHANNEL_SHUFFLE:
       return cleave_channel_shuffle (x, y, n->groups, error);
+    case CLEAVE_OP_SOFTMAX:
+      return cleave_softmax_forward (x, y, error);
     case CLEAVE_OP_SLICE:
       return cleave_channel_copy_out (x, n->start, y, error);
     case CLEAVE_OP_LINEAR:
@@ -987,7 +989,7 @@ backward_node (CleaveNet *net, int i, const gboolean *needs, CleaveTensor *dy, G
       break;
     case CLEAVE_OP_CLIP:
       if (dx)
-        ok = cleave_clamp_backward (net->own[i], dy, dx, 1.0f, n->clip_min, n->clip_max, error);
+        ok = cleave_clamp_backward (net->own[i], dy, dx, n->alpha, n->clip_min, n->clip_max, error);
       break;
     case CLEAVE_OP_HARDSIGMOID:
       if (dx)
@@ -1017,6 +1019,10 @@ backward_node (CleaveNet *net, int i, const gboolean *needs, CleaveTensor *dy, G
       break;
     case CLEAVE_OP_MUL:
       return mul_backward (net, n, needs, dy, error);
+    case CLEAVE_OP_SOFTMAX:
+      if (dx)
+        ok = cleave_softmax_backward (net->own[i], dy, dx, error);
+      break;
     case CLEAVE_OP_CHANNEL_SHUFFLE:
       /* the inverse permutation is the shuffle with C/groups groups */
       if (dx)

@@ -456,6 +456,22 @@ set_window (CleaveOnnxBuilder *b, int n, int kernel, int stride, int pad)
   cleave_onnx_builder_set_ints (b, n, "pads", p4, 4);
 }
 
+/* alpha·x + beta as Mul and Add by scalars. */
+static const char *
+add_scale (CleaveOnnxBuilder *b, const CleaveNode *node, const char *x, const char *prefix)
+{
+  gint64 none[1] = { 0 };
+  g_autofree char *an = g_strdup_printf ("%s%s.alpha", prefix, node->name);
+  g_autofree char *bn = g_strdup_printf ("%s%s.beta", prefix, node->name);
+  g_autofree char *mn = g_strdup_printf ("/%s%s/Mul", prefix, node->name);
+  g_autofree char *dn = g_strdup_printf ("/%s%s/Add", prefix, node->name);
+  const char *in1[2] = { x, cleave_onnx_builder_add_initializer (b, an, 0, none, &node->alpha) };
+  int n1 = cleave_onnx_builder_add_node (b, "Mul", mn, in1, 2);
+  const char *in2[2] = { cleave_onnx_builder_node_output (b, n1), cleave_onnx_builder_add_initializer (b, bn, 0, none, &node->beta) };
+  int n2 = cleave_onnx_builder_add_node (b, "Add", dn, in2, 2);
+  return cleave_onnx_builder_node_output (b, n2);
+}
+
 /* A channel shuffle as PyTorch writes it: Reshape to [N,g,C/g,H,W],
  * Transpose of axes 1 and 2, Reshape back to [N,C,H,W]. */
 static const char *
@@ -537,11 +553,19 @@ cleave_onnx_builder_add_graph (CleaveOnnxBuilder *b, const CleaveGraph *g, const
         case CLEAVE_OP_MUL:            op = "Mul"; n_in = 2; break;
         case CLEAVE_OP_CONCAT:         op = "Concat"; n_in = node->n_inputs; break;
         case CLEAVE_OP_HARDSIGMOID:    op = "HardSigmoid"; break;
+        case CLEAVE_OP_SOFTMAX:        op = "Softmax"; break;
         case CLEAVE_OP_CLIP:
           {
             gint64 none[1] = { 0 };
             g_autofree char *lo = g_strdup_printf ("%s%s.min", prefix, node->name);
             g_autofree char *hi = g_strdup_printf ("%s%s.max", prefix, node->name);
+            if (node->alpha != 1.f || node->beta != 0.f)
+              in[0] = add_scale (b, node, in[0], prefix);
+            if (node->clip_min == -G_MAXFLOAT && node->clip_max == G_MAXFLOAT)
+              {
+                val[i] = in[0];
+                continue;
+              }
             op = "Clip";
             in[1] = cleave_onnx_builder_add_initializer (b, lo, 0, none, &node->clip_min);
             in[2] = cleave_onnx_builder_add_initializer (b, hi, 0, none, &node->clip_max);
@@ -605,6 +629,9 @@ cleave_onnx_builder_add_graph (CleaveOnnxBuilder *b, const CleaveGraph *g, const
           cleave_onnx_builder_set_int (b, n, "count_include_pad", !node->exclude_pad);
           if (node->ceil_mode)
             cleave_onnx_builder_set_int (b, n, "ceil_mode", 1);
+          break;
+        case CLEAVE_OP_SOFTMAX:
+          cleave_onnx_builder_set_int (b, n, "axis", 1);
           break;
         case CLEAVE_OP_HARDSIGMOID:
           cleave_onnx_builder_set_float (b, n, "alpha", node->alpha);

@@ -1029,6 +1029,7 @@ typedef struct {
   int groups;                  /* V_SHUFFLE5, V_SHUFFLE5T: g */
   CleaveOnnxTensor *t;         /* V_CONST, owned */
   float *a, *b;                /* V_AFFINE: a·x + b per input channel */
+  int norm_layer;              /* V_AFFINE: the layer made for a second normalisation, 0 until then */
 } Value;
 
 typedef struct {
@@ -1042,6 +1043,7 @@ typedef struct {
   gint64 in_batch;             /* -1 when symbolic */
   float *norm_a, *norm_b;
   gboolean softmax;
+  GPtrArray *outputs;          /* the graph outputs read as the classification (names, borrowed) */
 } Import;
 
 static void
@@ -1169,6 +1171,49 @@ get_input (Import *imp, const CleaveOnnxNode *n, int k, gboolean required, GErro
   return v;
 }
 
+/* The graph input under a second normalisation a·x + b (a composition of
+ * module sets from differently normalised models): the input arrives
+ * normalised by the first one, a1·x + b1, so this layer applies
+ * (a/a1)·x' + b − a·b1/a1 per channel, as an eval-mode batchnorm with
+ * statistics 0 and 1 − ε, ε = 2⁻¹⁷ (so that var + ε is exactly 1). */
+static int
+renormalize (Import *imp, const CleaveOnnxNode *n, Value *v, GError **error)
+{
+  const float eps = 1.f / 131072.f;
+  int in0 = 0;
+
+  if (v->norm_layer > 0)
+    return v->norm_layer;
+  for (int c = 0; c < imp->in_c; c++)
+    if (imp->norm_a[c] == 0.f || !isfinite (v->a[c] / imp->norm_a[c]))
+      {
+        UNSUPPORTED (imp, n, error, "the graph input is used with two normalisations, one scaling channel %d by %g",
+                     c, imp->norm_a[c]);
+        return -1;
+      }
+  int l = layer_add (imp, CLEAVE_OP_BATCHNORM2D, n, &in0, 1);
+  Layer *L = layer_at (imp, l);
+  int ch = imp->in_c;
+  L->out_channels = ch;
+  L->eps = eps;
+  L->momentum = 0.1f;
+  L->n_weight = ch;
+  L->weight = g_new (float, ch);
+  L->bias = g_new (float, ch);
+  L->rmean = g_new0 (float, ch);
+  L->rvar = g_new (float, ch);
+  for (int c = 0; c < ch; c++)
+    {
+      L->weight[c] = v->a[c] / imp->norm_a[c];
+      L->bias[c] = v->b[c] - L->weight[c] * imp->norm_b[c];
+      L->rvar[c] = 1.f - eps;
+    }
+  L->ndim = 3; L->c = ch; L->h = imp->in_h; L->w = imp->in_w;
+  L->hint = g_strdup ("normalize");
+  v->norm_layer = l;
+  return l;
+}
+
 /* The layer a value is, materialising the input normalisation if it is the
  * (affinely transformed) graph input. */
 static int
@@ -1200,10 +1245,7 @@ as_layer (Import *imp, const CleaveOnnxNode *n, Value *v, int k, GError **error)
       imp->norm_b = g_memdup2 (v->b, imp->in_c * sizeof (float));
     }
   else if (memcmp (imp->norm_a, v->a, imp->in_c * sizeof (float)) || memcmp (imp->norm_b, v->b, imp->in_c * sizeof (float)))
-    {
-      UNSUPPORTED (imp, n, error, "the graph input is used with two different normalisations");
-      return -1;
-    }
+    return renormalize (imp, n, v, error);
   return 0;
 }
 
@@ -1864,6 +1906,18 @@ import_arith_const (Import *imp, const CleaveOnnxNode *n, Value *x, int xi, cons
     }
   const char *xname = n->inputs[xi];
   Layer *l = layer_at (imp, x->layer);
+  gboolean foldable = l->op == CLEAVE_OP_CONV2D || l->op == CLEAVE_OP_LINEAR || l->op == CLEAVE_OP_BATCHNORM2D;
+  if (c->numel == 1 && x->layer != 0 && (!foldable || !x->direct || n_uses (imp, xname) != 1))
+    {
+      /* a scalar affine that no layer absorbs (a min-max normalised score) */
+      int k = add_simple (imp, n, CLEAVE_OP_CLIP, x->layer);
+      Layer *K = layer_at (imp, k);
+      K->alpha = s[0];
+      K->beta = t[0];
+      K->clip_min = -G_MAXFLOAT;
+      K->clip_max = G_MAXFLOAT;
+      return TRUE;
+    }
   if (!x->direct || n_uses (imp, xname) != 1 || x->layer == 0)
     return UNSUPPORTED (imp, n, error, "%s by a constant on '%s', which has other consumers, cannot be folded into a layer",
                         op, xname);
@@ -2089,6 +2143,7 @@ import_clip (Import *imp, const CleaveOnnxNode *n, GError **error)
   int l = add_simple (imp, n, CLEAVE_OP_CLIP, x);
   layer_at (imp, l)->clip_min = lo;
   layer_at (imp, l)->clip_max = hi;
+  layer_at (imp, l)->alpha = 1.f;
   return TRUE;
 }
 
@@ -2244,6 +2299,40 @@ import_slice (Import *imp, const CleaveOnnxNode *n, GError **error)
     layer_value (imp, n->outputs[0], x, FALSE);
   else
     add_slice (imp, n, x, a, b - a, n->outputs[0]);
+  return TRUE;
+}
+
+/* Gather of one column [N,1] of a [N,F] tensor (a class's score): the
+ * linear layer computing it reduced to that row where nothing else reads
+ * it, else a slice. */
+static gboolean
+import_gather_column (Import *imp, const CleaveOnnxNode *n, Value *v, GError **error)
+{
+  gint64 axis;
+  int x = as_layer (imp, n, v, 0, error);
+  const CleaveOnnxTensor *idx = x >= 0 ? input_const (imp, n, 1, TRUE, FALSE, error) : NULL;
+
+  if (!idx || !attr_int (imp, n, "axis", 0, &axis, error))
+    return FALSE;
+  Layer *in = layer_at (imp, x);
+  if (in->ndim != 1 || !is_channel_axis (axis, 1) || idx->ndim != 1 || idx->numel != 1)
+    return UNSUPPORTED (imp, n, error, "Gather is supported on 1-D shape vectors, or as one column [N,1] of a [N,F] "
+                        "tensor (axis 1, a 1-element index)");
+  gint64 j = idx->i[0] < 0 ? idx->i[0] + in->c : idx->i[0];
+  if (j < 0 || j >= in->c)
+    return INVALID (imp, n, error, "index %" G_GINT64_FORMAT " is outside the %d features", idx->i[0], in->c);
+  if (in->op == CLEAVE_OP_LINEAR && v->direct && n_uses (imp, n->inputs[0]) == 1)
+    {
+      gsize per = in->n_weight / in->out_features;
+      memmove (in->weight, in->weight + j * per, per * sizeof (float));
+      in->n_weight = per;
+      if (in->bias)
+        in->bias[0] = in->bias[j];
+      in->out_features = in->c = 1;
+      layer_value (imp, n->outputs[0], x, TRUE);
+      return TRUE;
+    }
+  add_slice (imp, n, x, j, 1, n->outputs[0]);
   return TRUE;
 }
 
@@ -2644,6 +2733,14 @@ import_node (Import *imp, const CleaveOnnxNode *n, GError **error)
     return import_concat (imp, n, error);
   if (g_str_equal (op, "Reshape"))
     return import_reshape (imp, n, error);
+  if (g_str_equal (op, "Gather"))
+    {
+      Value *v = get_input (imp, n, 0, TRUE, error);
+      if (!v)
+        return FALSE;
+      if (v->kind != V_CONST)
+        return import_gather_column (imp, n, v, error);
+    }
   if (g_str_equal (op, "Shape") || g_str_equal (op, "Gather") || g_str_equal (op, "Unsqueeze"))
     return import_shape_op (imp, n, error);
   if (g_str_equal (op, "Constant"))
@@ -2695,12 +2792,16 @@ import_node (Import *imp, const CleaveOnnxNode *n, GError **error)
       if (axis != 1 && axis != -1)
         return UNSUPPORTED (imp, n, error, "attribute 'axis' = %" G_GINT64_FORMAT " is not supported", axis);
       gboolean is_output = FALSE;
-      for (guint k = 0; k < imp->m->outputs->len; k++)
-        is_output |= g_str_equal (((CleaveOnnxValueInfo *) imp->m->outputs->pdata[k])->name, n->outputs[0]);
-      if (!is_output || n_uses (imp, n->outputs[0]) != 1)
-        return UNSUPPORTED (imp, n, error, "Softmax is supported only as the last node (it is dropped on import)");
-      imp->softmax = TRUE;
-      layer_value (imp, n->outputs[0], x, FALSE);
+      for (guint k = 0; k < imp->outputs->len; k++)
+        is_output |= g_str_equal (imp->outputs->pdata[k], n->outputs[0]);
+      if (is_output && imp->outputs->len == 1 && n_uses (imp, n->outputs[0]) == 1)
+        {
+          /* the last node: dropped, the logits are the classification */
+          imp->softmax = TRUE;
+          layer_value (imp, n->outputs[0], x, FALSE);
+          return TRUE;
+        }
+      add_simple (imp, n, CLEAVE_OP_SOFTMAX, x);
       return TRUE;
     }
   return UNSUPPORTED (imp, n, error, "operator '%s' is not supported", op);
@@ -2868,6 +2969,8 @@ build_graph (Import *imp, int out_layer, GError **error)
           break;
         case CLEAVE_OP_CLIP:
           l->cidx = cleave_graph_add_clip (g, l->name, in[0], l->clip_min, l->clip_max);
+          cleave_graph_node (g, l->cidx)->alpha = l->alpha;
+          cleave_graph_node (g, l->cidx)->beta = l->beta;
           break;
         case CLEAVE_OP_HARDSIGMOID:
           l->cidx = cleave_graph_add_hardsigmoid (g, l->name, in[0], l->alpha, l->beta);
@@ -2880,6 +2983,9 @@ build_graph (Import *imp, int out_layer, GError **error)
           break;
         case CLEAVE_OP_SLICE:
           l->cidx = cleave_graph_add_slice (g, l->name, in[0], l->start, l->out_channels);
+          break;
+        case CLEAVE_OP_SOFTMAX:
+          l->cidx = cleave_graph_add_softmax (g, l->name, in[0]);
           break;
         case CLEAVE_OP_FLATTEN:
           if (flat_gap && !cleave_graph_node (g, in[0])->keepdims
@@ -3004,12 +3110,122 @@ find_graph_input (Import *imp, GError **error)
   return TRUE;
 }
 
+
+static gboolean
+is_float_output (const CleaveOnnxValueInfo *vi)
+{
+  return vi->elem_type == 0 || vi->elem_type == CLEAVE_ONNX_FLOAT;
+}
+
+/* The classification output(s) of the graph, by this rule: its only
+ * output; else its only float output (an exported composition or patched
+ * model also gives the ArgMax class index, an integer); else, when every
+ * float output is one score [N,1], all of them in order, one per class
+ * (an exported module set). */
+static GPtrArray *
+choose_outputs (Import *imp, GError **error)
+{
+  const CleaveOnnxModel *m = imp->m;
+  GPtrArray *floats = g_ptr_array_new ();
+  gboolean all_scores = TRUE;
+
+  if (m->outputs->len == 0)
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE, "%s: graph.output: no outputs", imp->file);
+      g_ptr_array_unref (floats);
+      return NULL;
+    }
+  for (guint k = 0; k < m->outputs->len; k++)
+    {
+      const CleaveOnnxValueInfo *vi = m->outputs->pdata[k];
+      if (m->outputs->len == 1 || is_float_output (vi))
+        {
+          g_ptr_array_add (floats, vi->name);
+          all_scores &= vi->ndim == 2 && vi->dims[1] == 1;
+        }
+    }
+  if (floats->len == 1 || (floats->len > 1 && all_scores))
+    return floats;
+  GString *names = g_string_new (NULL);
+  for (guint k = 0; k < m->outputs->len; k++)
+    g_string_append_printf (names, "%s'%s'", k ? ", " : "", ((CleaveOnnxValueInfo *) m->outputs->pdata[k])->name);
+  g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED,
+               "%s: graph.output: %u outputs (%s) and %u of them float: Cleave reads one classification output "
+               "(the only float output, or one [N,1] score per class)", imp->file, m->outputs->len, names->str,
+               floats->len);
+  g_string_free (names, TRUE);
+  g_ptr_array_unref (floats);
+  return NULL;
+}
+
+/* The nodes that the chosen outputs depend on; the others (an ArgMax of
+ * the scores) are not imported. */
+static gboolean *
+needed_nodes (const CleaveOnnxModel *m, GPtrArray *outs)
+{
+  gboolean *needed = g_new0 (gboolean, MAX (m->nodes->len, 1));
+  g_autoptr (GHashTable) want = g_hash_table_new (g_str_hash, g_str_equal);
+
+  for (guint k = 0; k < outs->len; k++)
+    g_hash_table_add (want, outs->pdata[k]);
+  for (guint k = m->nodes->len; k-- > 0;)
+    {
+      const CleaveOnnxNode *n = m->nodes->pdata[k];
+      for (int o = 0; o < n->n_outputs && !needed[k]; o++)
+        needed[k] = g_hash_table_contains (want, n->outputs[o]);
+      for (int i = 0; needed[k] && i < n->n_inputs; i++)
+        g_hash_table_add (want, n->inputs[i]);
+    }
+  return needed;
+}
+
+/* The layer computing the classification: the chosen output's, or the
+ * concatenation of the per-class scores. */
+static int
+output_layer (Import *imp, GPtrArray *outs, GError **error)
+{
+  int ins[CLEAVE_MAX_INPUTS];
+
+  if (outs->len > CLEAVE_MAX_INPUTS)
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED, "%s: graph.output: %u scores (at most %d supported)",
+                   imp->file, outs->len, CLEAVE_MAX_INPUTS);
+      return -1;
+    }
+  for (guint k = 0; k < outs->len; k++)
+    {
+      const char *name = outs->pdata[k];
+      Value *ov = g_hash_table_lookup (imp->values, name);
+      if (!ov || ov->kind != V_LAYER || ov->layer == 0 || ov->pad)
+        {
+          g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED, "%s: graph.output '%s' is not computed by a supported layer",
+                       imp->file, name);
+          return -1;
+        }
+      if (layer_at (imp, ov->layer)->ndim != 1)
+        {
+          g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED, "%s: graph.output '%s' is not a [N,F] tensor", imp->file, name);
+          return -1;
+        }
+      ins[k] = ov->layer;
+    }
+  if (outs->len == 1)
+    return ins[0];
+  int l = layer_add (imp, CLEAVE_OP_CONCAT, NULL, ins, outs->len);
+  Layer *L = layer_at (imp, l);
+  L->ndim = 1;
+  L->c = outs->len;
+  return l;
+}
+
 CleaveOnnxImport *
 cleave_onnx_import_model (const CleaveOnnxModel *m, const char *display_name, GError **error)
 {
   Import imp = { 0 };
   CleaveOnnxImport *res = NULL;
   CleaveGraph *g = NULL;
+  GPtrArray *outs = NULL;
+  gboolean *needed = NULL;
 
   imp.m = m;
   imp.file = display_name ? display_name : "model.onnx";
@@ -3024,20 +3240,18 @@ cleave_onnx_import_model (const CleaveOnnxModel *m, const char *display_name, GE
                    imp.file, m->opset);
       goto out;
     }
+  if (!(outs = choose_outputs (&imp, error)))
+    goto out;
+  needed = needed_nodes (m, outs);
   for (guint k = 0; k < m->nodes->len; k++)
     {
       const CleaveOnnxNode *n = m->nodes->pdata[k];
-      for (int i = 0; i < n->n_inputs; i++)
+      for (int i = 0; needed[k] && i < n->n_inputs; i++)
         g_hash_table_insert (imp.uses, n->inputs[i], GINT_TO_POINTER (n_uses (&imp, n->inputs[i]) + 1));
     }
-  if (m->outputs->len != 1)
-    {
-      g_set_error (error, CLEAVE_ERROR, m->outputs->len ? CLEAVE_ERROR_UNSUPPORTED : CLEAVE_ERROR_INVALID_FILE,
-                   "%s: graph.output: %u outputs (exactly one supported)", imp.file, m->outputs->len);
-      goto out;
-    }
-  const char *out_name = ((CleaveOnnxValueInfo *) m->outputs->pdata[0])->name;
-  g_hash_table_insert (imp.uses, (gpointer) out_name, GINT_TO_POINTER (n_uses (&imp, out_name) + 1));
+  for (guint k = 0; k < outs->len; k++)
+    g_hash_table_insert (imp.uses, outs->pdata[k], GINT_TO_POINTER (n_uses (&imp, outs->pdata[k]) + 1));
+  imp.outputs = outs;
 
   if (!find_graph_input (&imp, error))
     goto out;
@@ -3048,26 +3262,19 @@ cleave_onnx_import_model (const CleaveOnnxModel *m, const char *display_name, GE
         const_value (&imp, t->name, tensor_dup (t));
     }
   for (guint k = 0; k < m->nodes->len; k++)
-    if (!import_node (&imp, m->nodes->pdata[k], error))
+    if (needed[k] && !import_node (&imp, m->nodes->pdata[k], error))
       goto out;
 
-  Value *ov = g_hash_table_lookup (imp.values, out_name);
-  if (!ov || ov->kind != V_LAYER || ov->layer == 0)
-    {
-      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED, "%s: graph.output '%s' is not computed by a supported layer",
-                   imp.file, out_name);
-      goto out;
-    }
-  if (layer_at (&imp, ov->layer)->ndim != 1)
-    {
-      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED, "%s: graph.output '%s' is not a [N,F] tensor", imp.file, out_name);
-      goto out;
-    }
+  int out_layer = output_layer (&imp, outs, error);
+  if (out_layer < 0)
+    goto out;
+  Value *ov = &(Value) { .layer = out_layer };
   if (!(g = build_graph (&imp, ov->layer, error)))
     goto out;
 
   res = g_new0 (CleaveOnnxImport, 1);
   res->graph = g;
+  res->n_outputs_used = outs->len;
   res->n_classes = layer_at (&imp, ov->layer)->c;
   res->n_channels = imp.in_c;
   res->mean = g_new (float, imp.in_c);
@@ -3101,6 +3308,8 @@ out:
   g_hash_table_unref (imp.values);
   g_hash_table_unref (imp.uses);
   g_ptr_array_unref (imp.all_values);
+  g_clear_pointer (&outs, g_ptr_array_unref);
+  g_free (needed);
   g_free (imp.norm_a);
   g_free (imp.norm_b);
   return res;

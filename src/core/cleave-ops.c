@@ -325,6 +325,27 @@ cleave_clamp_backward (const CleaveTensor *y, const CleaveTensor *dy, CleaveTens
 }
 
 gboolean
+cleave_softmax_forward (const CleaveTensor *x, CleaveTensor *y, GError **error)
+{
+  const char *op = "softmax";
+  if (!same_backend (op, error, 2, x, y) || !need_ndim (op, "input", x, 2, 2, error)
+      || !need_same (op, "input", x, "output", y, error))
+    return FALSE;
+  return backend_of (x)->vtable->softmax_forward (backend_of (x), x, y, error);
+}
+
+gboolean
+cleave_softmax_backward (const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx, GError **error)
+{
+  const char *op = "softmax backward";
+  if (!same_backend (op, error, 3, y, dy, dx) || !need_ndim (op, "output", y, 2, 2, error)
+      || !need_same (op, "output", y, "output gradient", dy, error)
+      || !need_same (op, "output", y, "input gradient", dx, error))
+    return FALSE;
+  return backend_of (y)->vtable->softmax_backward (backend_of (y), y, dy, dx, error);
+}
+
+gboolean
 cleave_channel_shuffle (const CleaveTensor *x, CleaveTensor *y, int groups, GError **error)
 {
   const char *op = "channel shuffle";

@@ -41,6 +41,9 @@ gboolean cleave_clamp_forward    (const CleaveTensor *x, CleaveTensor *y, float 
                                   GError **error);
 gboolean cleave_clamp_backward   (const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx, float alpha,
                                   float lo, float hi, GError **error);
+/* Row-wise softmax of [N,F]; backward from the output. */
+gboolean cleave_softmax_forward  (const CleaveTensor *x, CleaveTensor *y, GError **error);
+gboolean cleave_softmax_backward (const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx, GError **error);
 /* ShuffleNet's channel shuffle (see the backend's channel_shuffle). */
 gboolean cleave_channel_shuffle  (const CleaveTensor *x, CleaveTensor *y, int groups, GError **error);
 gboolean cleave_maxpool_forward  (const CleaveTensor *x, CleaveTensor *y, const CleavePoolParams *p, GError **error);

@@ -51,6 +51,41 @@ clamp_backward (const int n, __global const float *y, __global const float *dy, 
     dx[i] = y[i] > lo && y[i] < hi ? alpha * dy[i] : 0.0f;
 }
 
+/* Row-wise softmax of [N,F], one work-item per row. */
+__kernel void
+softmax_forward (const int n, const int f, __global const float *x, __global float *y)
+{
+  const int r = get_global_id (0);
+  if (r < n)
+    {
+      __global const float *xr = x + (size_t) r * f;
+      __global float *yr = y + (size_t) r * f;
+      float mx = xr[0], s = 0.0f;
+      for (int k = 1; k < f; k++)
+        mx = fmax (mx, xr[k]);
+      for (int k = 0; k < f; k++)
+        s += yr[k] = exp (xr[k] - mx);
+      for (int k = 0; k < f; k++)
+        yr[k] /= s;
+    }
+}
+
+__kernel void
+softmax_backward (const int n, const int f, __global const float *y, __global const float *dy, __global float *dx)
+{
+  const int r = get_global_id (0);
+  if (r < n)
+    {
+      __global const float *yr = y + (size_t) r * f, *dr = dy + (size_t) r * f;
+      __global float *xr = dx + (size_t) r * f;
+      float s = 0.0f;
+      for (int k = 0; k < f; k++)
+        s += dr[k] * yr[k];
+      for (int k = 0; k < f; k++)
+        xr[k] = yr[k] * (dr[k] - s);
+    }
+}
+
 /* y channel k·groups + g = x channel g·(C/groups) + k; one work-item per element. */
 __kernel void
 channel_shuffle (const int n, const int c, const int hw, const int groups,
