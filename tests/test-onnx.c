@@ -504,6 +504,17 @@ check_families (const char *dir)
       g_autoptr (GError) local = NULL;
       g_autoptr (CleaveOnnxImport) imp = cleave_onnx_import (path, &local);
 
+      const char *refused = json_object_get_string_member_with_default (o, "refused", NULL);
+      if (refused)
+        {
+          /* a family Cleave does not open yet: the message names the node, op and attribute */
+          g_assert_null (imp);
+          g_assert_error (local, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED);
+          if (!strstr (local->message, refused) || !strstr (local->message, "node '"))
+            g_error ("%s: refused with '%s', expected '%s'", name, local->message, refused);
+          g_test_message ("%s (%s): refused: %s", name, json_object_get_string_member (o, "family"), local->message);
+          continue;
+        }
       if (!imp)
         g_error ("%s (%s): not opened: %s", name, json_object_get_string_member (o, "family"), local->message);
       int batch = n_out / imp->n_classes;

@@ -19,7 +19,8 @@ build directory.
 
 Outputs, in the output directory:
   <name>.onnx             one model per entry of families.json
-  families.json           [{"name", "family", "file", "opset", "input": [N,C,H,W]}]
+  families.json           [{"name", "family", "file", "opset", "input": [N,C,H,W]}, plus "refused": the
+                          words Cleave's refusal must contain, for a family it does not open]
   families.safetensors    "<name>.input" (pixels in [0,1]) and "<name>.out" (logits)
 """
 import json, os, struct, sys
@@ -143,8 +144,9 @@ FULL = [
     ("googlenet-op15", "googlenet", lambda: M.googlenet(num_classes=10, aux_logits=False, init_weights=True),
      [2, 3, 224, 224], 15),
     ("efficientnet_b0-op16", "efficientnet_b0", lambda: M.efficientnet_b0(num_classes=10), [2, 3, 224, 224], 16),
+    # Inception v3's 1x7 and 7x1 convolutions: Cleave's kernels are square
     ("inception_v3-op13", "inception_v3", lambda: M.inception_v3(num_classes=10, aux_logits=False, init_weights=True),
-     [1, 3, 299, 299], 13),
+     [1, 3, 299, 299], 13, "'pads' = [0,3,0,3]"),
     ("mnasnet0_5-op12", "mnasnet0_5", lambda: M.mnasnet0_5(num_classes=10), [2, 3, 224, 224], 12),
     ("wide_resnet50_2-op17", "wide_resnet50_2", lambda: M.wide_resnet50_2(num_classes=10), [1, 3, 224, 224], 17),
 ]
@@ -180,7 +182,7 @@ def main():
     only = set(args)
     os.makedirs(out, exist_ok=True)
     manifest, golden = [], {}
-    for i, (name, family, build, shape, opset) in enumerate(table):
+    for i, (name, family, build, shape, opset, *refused) in enumerate(table):
         if only and name not in only:
             continue
         torch.manual_seed(1000 + i)
@@ -195,6 +197,8 @@ def main():
         golden[name + ".input"] = x
         golden[name + ".out"] = y
         manifest.append({"name": name, "family": family, "file": name + ".onnx", "opset": opset, "input": shape})
+        if refused:
+            manifest[-1]["refused"] = refused[0]
         print(f"{name}: {os.path.getsize(path)} bytes, logits |max| {y.abs().max().item():.3g}", flush=True)
     write_safetensors(os.path.join(out, "families.safetensors"), golden)
     write_json(os.path.join(out, "families.json"), manifest)
