@@ -91,21 +91,31 @@ print_table (const CleaveModuleSet *set, const double *val_f1, double source_tes
              double seconds, gint64 images)
 {
   int n_mod = (int) set->modules->len;
+  /* Without a test run (--no-test, or interrupted) the test columns are left out. */
+  gboolean test = val_f1 != NULL;
 
-  printf ("\n%-26s %10s %10s\n", "", "validation", "test");
-  printf ("%-26s %9.2f%% %9.2f%%\n", "source model accuracy", 100 * set->source_accuracy, 100 * source_test);
-  printf ("%-26s %9.2f%% %9.2f%%\n", "composed modules accuracy", 100 * set->composed_accuracy, 100 * composed_test);
-  printf ("%-26s %9.2f   %9.2f\n", "loss (points)", 100 * (set->source_accuracy - set->composed_accuracy),
-          100 * (source_test - composed_test));
-  printf ("mean KRR %.2f%% (%d modules, %d kernels in the source)\n",
+  printf ("\n%-26s %10s %s\n", "", "validation", test ? "      test" : "");
+  printf ("%-26s %9.2f%%", "source model accuracy", 100 * set->source_accuracy);
+  if (test)
+    printf (" %9.2f%%", 100 * source_test);
+  printf ("\n%-26s %9.2f%%", "composed modules accuracy", 100 * set->composed_accuracy);
+  if (test)
+    printf (" %9.2f%%", 100 * composed_test);
+  printf ("\n%-26s %9.2f ", "loss (points)", 100 * (set->source_accuracy - set->composed_accuracy));
+  if (test)
+    printf ("  %9.2f", 100 * (source_test - composed_test));
+  printf ("\nmean KRR %.2f%% (%d modules, %d kernels in the source)\n",
           100 * cleave_module_set_mean_krr (set), n_mod, set->total_kernels);
-  printf ("\n%-8s %-16s %8s %10s %8s\n", "module", "class", "KRR", "val F1", "test F1");
+  printf ("\n%-8s %-16s %8s %10s%s\n", "module", "class", "KRR", "val F1", test ? "  test F1" : "");
   for (int k = 0; k < n_mod; k++)
     {
       const CleaveModule *m = set->modules->pdata[k];
-      /* Without val_f1 the module's own numbers are the validation ones (no test run). */
-      printf ("%-8d %-16s %7.2f%% %9.2f%% %7.2f%%\n", m->class_index, m->class_name, 100 * m->krr,
-              100 * (val_f1 ? val_f1[k] : m->val_f1), val_f1 ? 100 * m->val_f1 : NAN);
+      /* With a test run val_f1 holds the validation numbers and the module the test ones. */
+      printf ("%-8d %-16s %7.2f%% %9.2f%%", m->class_index, m->class_name, 100 * m->krr,
+              100 * (test ? val_f1[k] : m->val_f1));
+      if (test)
+        printf (" %7.2f%%", 100 * m->val_f1);
+      printf ("\n");
     }
   printf ("\nKRR per layer (mean over modules):\n");
   for (int s = 0; s < set->n_sites; s++)
@@ -121,6 +131,24 @@ print_table (const CleaveModuleSet *set, const double *val_f1, double source_tes
   if (images > 0)
     printf (", %" G_GINT64_FORMAT " training images through the search, %.1f images/s", images, images / seconds);
   printf ("\n");
+}
+
+/* A model whose classes have no names ("0", "1", … as an ONNX file gives
+ * them) takes the dataset's, so that its modules are named after them. */
+static void
+name_classes_from (CleaveModel *model, const CleaveDataset *ds)
+{
+  for (int k = 0; k < model->n_classes; k++)
+    {
+      g_autofree char *index = g_strdup_printf ("%d", k);
+      if (!g_str_equal (model->class_names[k], index))
+        return;
+    }
+  for (int k = 0; k < model->n_classes && ds->class_names && ds->class_names[k]; k++)
+    {
+      g_free (model->class_names[k]);
+      model->class_names[k] = g_strdup (ds->class_names[k]);
+    }
 }
 
 /* A two-way option: *second = whether @value is @b; anything else is an error. */
@@ -283,6 +311,7 @@ cleave_cmd_split (int argc, char **argv)
     return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
                                          "%s has %d classes, the model %d", argv[2], train_ds->n_classes,
                                          model->n_classes));
+  name_classes_from (model, train_ds);
   /* The same stratified split as `train` with the same seed and fraction. */
   cleave_dataset_split (train_ds, val, (guint64) seed, &train_idx, &n_train, &val_idx, &n_val);
   backend = cleave_cli_open_device (device, &error);
