@@ -782,16 +782,28 @@ compute_mask_sites (CleaveGraph *g)
       site_of_node[cur] = s.tie;
       g_array_append_val (g->sites, s);
     }
-  /* Residual adds: both operands carry the same channels, so their masks are tied. */
+  /* Tied masks: the operands of a residual add carry the same channels; a
+   * squeeze-excitation's scale (a mul) belongs to the channel it scales;
+   * a depthwise kernel lives or dies with its input channel. */
   for (guint i = 0; i < g->nodes->len; i++)
     {
       CleaveNode *n = g->nodes->pdata[i];
-      int a, b;
-      if (n->op != CLEAVE_OP_ADD)
-        continue;
-      a = channel_source_site (g, site_of_node, n->inputs[0]);
-      b = channel_source_site (g, site_of_node, n->inputs[1]);
-      if (a >= 0 && b >= 0)
+      int a = -1, b = -1;
+      if (n->op == CLEAVE_OP_ADD || n->op == CLEAVE_OP_MUL)
+        {
+          a = channel_source_site (g, site_of_node, n->inputs[0]);
+          b = channel_source_site (g, site_of_node, n->inputs[1]);
+        }
+      else if (n->op == CLEAVE_OP_CONV2D && n->groups > 1 && n->groups == n->in_channels
+               && n->groups == n->out_channels)
+        {
+          a = channel_source_site (g, site_of_node, n->inputs[0]);
+          for (guint s = 0; s < g->sites->len; s++)
+            if (g_array_index (g->sites, CleaveMaskSite, s).conv == (int) i)
+              b = (int) s;
+        }
+      if (a >= 0 && b >= 0 && g_array_index (g->sites, CleaveMaskSite, a).channels
+                                 == g_array_index (g->sites, CleaveMaskSite, b).channels)
         {
           int ra = site_root (g->sites, a), rb = site_root (g->sites, b);
           int lo = MIN (ra, rb), hi = MAX (ra, rb);

@@ -180,6 +180,12 @@ sel_at (const GArray *a, int i)
 }
 
 static gboolean
+is_depthwise (const CleaveNode *n)
+{
+  return n->op == CLEAVE_OP_CONV2D && n->groups > 1 && n->groups == n->in_channels && n->groups == n->out_channels;
+}
+
+static gboolean
 unsupported (GError **error, const CleaveNode *n, const char *what)
 {
   g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED,
@@ -207,6 +213,27 @@ compute_selection (const CleaveGraph *g, int *const *kept, const int *n_kept, co
         case CLEAVE_OP_CONV2D:
           {
             int site = site_of_conv[i];
+            if (is_depthwise (n))
+              {
+                /* output channel c reads input channel c only: both keep the same
+                 * channels (their masks are tied), whatever the dropped ones hold */
+                GArray *own = NULL;
+                if (site >= 0 && n_kept[site] < n->out_channels)
+                  {
+                    own = g_array_sized_new (FALSE, FALSE, sizeof (int), n_kept[site]);
+                    g_array_append_vals (own, kept[site], n_kept[site]);
+                  }
+                if (!sel_equal (own, sel->sel[in]))
+                  {
+                    if (own)
+                      g_array_unref (own);
+                    return unsupported (error, n, "is a depthwise convolution whose kernels are not kept with "
+                                        "their input channels");
+                  }
+                s = own ? own : sel_copy (sel->sel[in]);
+                zeroed = FALSE;
+                break;
+              }
             if (sel->sel[in] != NULL && !sel->zeroed[in])
               return unsupported (error, n, "reads channels that are dropped before their mask");
             if (n->groups != 1 && (sel->sel[in] != NULL || (site >= 0 && n_kept[site] < n->out_channels)))
@@ -229,11 +256,42 @@ compute_selection (const CleaveGraph *g, int *const *kept, const int *n_kept, co
         case CLEAVE_OP_BATCHNORM2D:
         case CLEAVE_OP_SIGMOID:
         case CLEAVE_OP_HARDSIGMOID:
-          /* These map 0 to a non-zero value: a dropped channel would carry a
-           * constant into the next layer, which a smaller net cannot express. */
-          if (sel->sel[in] != NULL && sel->zeroed[in])
-            return unsupported (error, n, "follows a masked layer and does not map 0 to 0");
+          /* These map 0 to a non-zero value: the dropped channels are no
+           * longer zeros, which only a layer mixing channels (conv, linear)
+           * cannot take; a product with a zeroed tensor makes them zeros again. */
           s = sel_copy (sel->sel[in]);
+          break;
+        case CLEAVE_OP_MUL:
+          {
+            int b = n->inputs[1];
+            if (!sel_equal (sel->sel[in], sel->sel[b]))
+              return unsupported (error, n, "multiplies two different channel sets (its operands' layers must be tied)");
+            s = sel_copy (sel->sel[in]);
+            zeroed = sel->zeroed[in] || sel->zeroed[b];
+            break;
+          }
+        case CLEAVE_OP_SLICE:
+          if (sel->sel[in] != NULL)
+            {
+              s = g_array_new (FALSE, FALSE, sizeof (int));
+              for (guint k = 0; k < sel->sel[in]->len; k++)
+                {
+                  int v = g_array_index (sel->sel[in], int, k) - n->start;
+                  if (v >= 0 && v < n->out_channels)
+                    g_array_append_val (s, v);
+                }
+              if (s->len == 0)
+                {
+                  g_array_unref (s);
+                  return unsupported (error, n, "keeps none of its channels");
+                }
+              zeroed = sel->zeroed[in];
+            }
+          break;
+        case CLEAVE_OP_CHANNEL_SHUFFLE:
+        case CLEAVE_OP_SOFTMAX:
+          if (sel->sel[in] != NULL)
+            return unsupported (error, n, "reads a tensor with dropped channels (not supported in modules yet)");
           break;
         case CLEAVE_OP_RELU:
         case CLEAVE_OP_MAXPOOL2D:
@@ -406,6 +464,19 @@ build_extracted (const CleaveGraph *src, const Selection *sel, GError **error)
       dn->in_features = 0;
       if (sn->op == CLEAVE_OP_CONV2D)
         dn->out_channels = sel_len (sel->sel[i], sn->out_channels);
+      if (is_depthwise (sn))
+        {
+          dn->groups = dn->out_channels;
+          in_sel = NULL;   /* its weight's one input channel per kernel */
+        }
+      if (sn->op == CLEAVE_OP_SLICE && in_sel != NULL)
+        {
+          /* the kept channels below the slice come first in the smaller input */
+          dn->start = 0;
+          for (guint k = 0; k < in_sel->len; k++)
+            dn->start += g_array_index (in_sel, int, k) < sn->start;
+          dn->out_channels = sel_len (sel->sel[i], sn->out_channels);
+        }
       cleave_graph_add_node (dst, dn);
       slice_node_params (src, dst, sn, dn, sel->sel[i], in_sel);
     }
