@@ -403,6 +403,15 @@ test_activations (void)
   assert_close_full (dx, ULP_TOL, "clamp_backward (hardsigmoid)");
   g_assert_no_error (error);
   pair_free (&x); pair_free (&y); pair_free (&dy); pair_free (&dx);
+  {
+    Pair a = rand2 (5, 11), b = rand2 (5, 11), da = rand2 (5, 11), db = rand2 (5, 11);
+    g_assert_true (cleave_softmax_forward (a.c, b.c, &error) && cleave_softmax_forward (a.o, b.o, &error));
+    assert_close_full (b, ULP_TOL, "softmax_forward");
+    g_assert_true (cleave_softmax_backward (b.c, da.c, db.c, &error) && cleave_softmax_backward (b.o, da.o, db.o, &error));
+    assert_close_full (db, ULP_TOL, "softmax_backward");
+    g_assert_no_error (error);
+    pair_free (&a); pair_free (&b); pair_free (&da); pair_free (&db);
+  }
 }
 
 /* The shuffle of [N,C,H,W] with g groups, and back with C/g groups. */

@@ -4,7 +4,7 @@ inception-like) run in PyTorch 1.13 from the same architecture JSON that Cleave
 reads (with "squeeze": the MobileNet/ShuffleNet/EfficientNet ops — ReLU6
 clip, depthwise conv, hardsigmoid, hardswish and SiLU as products,
 squeeze-excitation, channel slices and shuffle, ceil-mode pools, average
-pool without the padding). Records input, labels, initial parameters, training-mode logits, loss,
+pool without the padding, softmax). Records input, labels, initial parameters, training-mode logits, loss,
 parameter gradients, parameters and running statistics after one SGD step,
 and, for grouped channel masks in eval mode, the masked logits and the mask
 gradients. Run: /usr/bin/python3 tests/reference/make_net_golden.py"""
@@ -79,7 +79,8 @@ NETS = {
         {"name": "ap1", "op": "avgpool2d", "kernel": 2, "ceil_mode": True},
         {"name": "ap2", "op": "avgpool2d", "kernel": 3, "stride": 1, "pad": 1, "count_include_pad": False},
         {"name": "fl", "op": "flatten"},
-        {"name": "fc", "op": "linear", "out_features": 5}]},
+        {"name": "fc", "op": "linear", "out_features": 5},
+        {"name": "sm", "op": "softmax"}]},
 }
 
 
@@ -197,6 +198,8 @@ def forward(arch, params, x, training, masks=None, groups=1):
             y = torch.clamp(n["alpha"] * a + n["beta"], 0, 1)
         elif op == "mul":
             y = ins[0] * ins[1]
+        elif op == "softmax":
+            y = torch.softmax(a, dim=1)
         elif op == "slice":
             y = a[:, n["start"]:n["start"] + n["channels"]]
         elif op == "channel_shuffle":
