@@ -186,6 +186,80 @@ get_bool (JsonObject *o, const char *where, const char *key, gboolean def, gbool
   return TRUE;
 }
 
+/* The global pool and the elementwise and channel ops: clip, hardsigmoid,
+ * mul, softmax, channel_shuffle, slice. */
+static gboolean
+parse_channel_op (CleaveGraph *g, JsonObject *o, const char *where, const char *name, CleaveOpKind op,
+                  const int *inputs, int *out, GError **error)
+{
+  const int big = 1 << 20;
+  int idx = -1;
+
+  switch (op)
+    {
+    case CLEAVE_OP_GLOBAL_AVGPOOL:
+      {
+        gboolean keep = FALSE;
+        if (!get_bool (o, where, "keepdims", FALSE, &keep, error))
+          return FALSE;
+        idx = cleave_graph_add_global_avgpool (g, name, inputs[0]);
+        ((CleaveNode *) g->nodes->pdata[idx])->keepdims = keep;
+        break;
+      }
+    case CLEAVE_OP_CLIP:
+      {
+        float lo = 0, hi = 0, a = 1, bt = 0;
+        if (!get_double (o, where, "min", -G_MAXFLOAT, -G_MAXFLOAT, G_MAXFLOAT, &lo, error) ||
+            !get_double (o, where, "max", G_MAXFLOAT, -G_MAXFLOAT, G_MAXFLOAT, &hi, error) ||
+            !get_double (o, where, "alpha", 1, -G_MAXFLOAT, G_MAXFLOAT, &a, error) ||
+            !get_double (o, where, "beta", 0, -G_MAXFLOAT, G_MAXFLOAT, &bt, error))
+          return FALSE;
+        if (lo > hi)
+          return json_fail (error, where, "'min' %g is above 'max' %g", lo, hi);
+        idx = cleave_graph_add_clip (g, name, inputs[0], lo, hi);
+        ((CleaveNode *) g->nodes->pdata[idx])->alpha = a;
+        ((CleaveNode *) g->nodes->pdata[idx])->beta = bt;
+        break;
+      }
+    case CLEAVE_OP_HARDSIGMOID:
+      {
+        float a = 0, bt = 0;
+        if (!get_double (o, where, "alpha", 0.2, -1e6, 1e6, &a, error) ||
+            !get_double (o, where, "beta", 0.5, -1e6, 1e6, &bt, error))
+          return FALSE;
+        idx = cleave_graph_add_hardsigmoid (g, name, inputs[0], a, bt);
+        break;
+      }
+    case CLEAVE_OP_MUL:
+      idx = cleave_graph_add_mul (g, name, inputs[0], inputs[1]);
+      break;
+    case CLEAVE_OP_SOFTMAX:
+      idx = cleave_graph_add_softmax (g, name, inputs[0]);
+      break;
+    case CLEAVE_OP_CHANNEL_SHUFFLE:
+      {
+        int gr = 0;
+        if (!get_int (o, where, "groups", -1, 1, big, &gr, error))
+          return FALSE;
+        idx = cleave_graph_add_channel_shuffle (g, name, inputs[0], gr);
+        break;
+      }
+    case CLEAVE_OP_SLICE:
+      {
+        int start = 0, count = 0;
+        if (!get_int (o, where, "start", -1, 0, big, &start, error) ||
+            !get_int (o, where, "channels", -1, 1, big, &count, error))
+          return FALSE;
+        idx = cleave_graph_add_slice (g, name, inputs[0], start, count);
+        break;
+      }
+    default:
+      break;
+    }
+  *out = idx;
+  return TRUE;
+}
+
 static gboolean
 parse_node (CleaveGraph *g, JsonObject *o, int index, GError **error)
 {
@@ -306,61 +380,15 @@ parse_node (CleaveGraph *g, JsonObject *o, int index, GError **error)
       idx = cleave_graph_add_sigmoid (g, name, inputs[0]);
       break;
     case CLEAVE_OP_GLOBAL_AVGPOOL:
-      {
-        gboolean keep = FALSE;
-        if (!get_bool (o, where, "keepdims", FALSE, &keep, error))
-          return FALSE;
-        idx = cleave_graph_add_global_avgpool (g, name, inputs[0]);
-        ((CleaveNode *) g->nodes->pdata[idx])->keepdims = keep;
-        break;
-      }
     case CLEAVE_OP_CLIP:
-      {
-        float lo = 0, hi = 0, a = 1, bt = 0;
-        if (!get_double (o, where, "min", -G_MAXFLOAT, -G_MAXFLOAT, G_MAXFLOAT, &lo, error) ||
-            !get_double (o, where, "max", G_MAXFLOAT, -G_MAXFLOAT, G_MAXFLOAT, &hi, error) ||
-            !get_double (o, where, "alpha", 1, -G_MAXFLOAT, G_MAXFLOAT, &a, error) ||
-            !get_double (o, where, "beta", 0, -G_MAXFLOAT, G_MAXFLOAT, &bt, error))
-          return FALSE;
-        if (lo > hi)
-          return json_fail (error, where, "'min' %g is above 'max' %g", lo, hi);
-        idx = cleave_graph_add_clip (g, name, inputs[0], lo, hi);
-        ((CleaveNode *) g->nodes->pdata[idx])->alpha = a;
-        ((CleaveNode *) g->nodes->pdata[idx])->beta = bt;
-        break;
-      }
     case CLEAVE_OP_HARDSIGMOID:
-      {
-        float a = 0, bt = 0;
-        if (!get_double (o, where, "alpha", 0.2, -1e6, 1e6, &a, error) ||
-            !get_double (o, where, "beta", 0.5, -1e6, 1e6, &bt, error))
-          return FALSE;
-        idx = cleave_graph_add_hardsigmoid (g, name, inputs[0], a, bt);
-        break;
-      }
     case CLEAVE_OP_MUL:
-      idx = cleave_graph_add_mul (g, name, inputs[0], inputs[1]);
-      break;
     case CLEAVE_OP_SOFTMAX:
-      idx = cleave_graph_add_softmax (g, name, inputs[0]);
-      break;
     case CLEAVE_OP_CHANNEL_SHUFFLE:
-      {
-        int gr = 0;
-        if (!get_int (o, where, "groups", -1, 1, big, &gr, error))
-          return FALSE;
-        idx = cleave_graph_add_channel_shuffle (g, name, inputs[0], gr);
-        break;
-      }
     case CLEAVE_OP_SLICE:
-      {
-        int start = 0, count = 0;
-        if (!get_int (o, where, "start", -1, 0, big, &start, error) ||
-            !get_int (o, where, "channels", -1, 1, big, &count, error))
-          return FALSE;
-        idx = cleave_graph_add_slice (g, name, inputs[0], start, count);
-        break;
-      }
+      if (!parse_channel_op (g, o, where, name, op, inputs, &idx, error))
+        return FALSE;
+      break;
     case CLEAVE_OP_FLATTEN:
       idx = cleave_graph_add_flatten (g, name, inputs[0]);
       break;

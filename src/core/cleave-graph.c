@@ -472,6 +472,109 @@ ensure_param (CleaveGraph *g, CleaveNode *n, CleaveParamSlot slot, const char *s
   return TRUE;
 }
 
+/* Shapes of the elementwise and channel ops: activations, dropout, add,
+ * concat, mul, softmax, channel_shuffle and slice. */
+static gboolean
+infer_channel_op (CleaveGraph *g, CleaveNode *n, const CleaveNode *in, GError **error)
+{
+  int c = in->out_shape[0];
+
+  switch (n->op)
+    {
+    case CLEAVE_OP_RELU:
+    case CLEAVE_OP_SIGMOID:
+    case CLEAVE_OP_DROPOUT:
+    case CLEAVE_OP_CLIP:
+    case CLEAVE_OP_HARDSIGMOID:
+      if (n->op == CLEAVE_OP_DROPOUT && (n->p < 0 || n->p >= 1))
+        return fail_node (error, n, "dropout probability %g is outside [0, 1)", n->p);
+      if (n->op == CLEAVE_OP_CLIP && !(n->clip_min <= n->clip_max))
+        return fail_node (error, n, "min %g is above max %g", n->clip_min, n->clip_max);
+      if ((n->op == CLEAVE_OP_HARDSIGMOID || n->op == CLEAVE_OP_CLIP) && !(isfinite (n->alpha) && isfinite (n->beta)))
+        return fail_node (error, n, "alpha %g and beta %g must be finite", n->alpha, n->beta);
+      n->out_ndim = in->out_ndim;
+      memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
+      return TRUE;
+
+    case CLEAVE_OP_ADD:
+      {
+        CleaveNode *b = g->nodes->pdata[n->inputs[1]];
+        if (n->n_inputs != 2)
+          return fail_node (error, n, "needs exactly 2 inputs");
+        if (in->out_ndim != b->out_ndim || memcmp (in->out_shape, b->out_shape, sizeof (int) * in->out_ndim) != 0)
+          return fail_node (error, n, "inputs '%s' and '%s' have different shapes", in->name, b->name);
+        n->out_ndim = in->out_ndim;
+        memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
+        return TRUE;
+      }
+
+    case CLEAVE_OP_CONCAT:
+      {
+        int total = 0;
+        for (int k = 0; k < n->n_inputs; k++)
+          {
+            CleaveNode *x = g->nodes->pdata[n->inputs[k]];
+            if (x->out_ndim != in->out_ndim ||
+                (x->out_ndim == 3 && (x->out_shape[1] != in->out_shape[1] || x->out_shape[2] != in->out_shape[2])))
+              return fail_node (error, n, "input '%s' does not match the spatial size of '%s'", x->name, in->name);
+            total += x->out_shape[0];
+          }
+        n->out_ndim = in->out_ndim;
+        memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
+        n->out_shape[0] = total;
+        return TRUE;
+      }
+
+    case CLEAVE_OP_MUL:
+      {
+        CleaveNode *b = g->nodes->pdata[n->inputs[1]];
+        gboolean same = in->out_ndim == b->out_ndim
+                        && memcmp (in->out_shape, b->out_shape, sizeof (int) * in->out_ndim) == 0;
+        gboolean per_channel = in->out_ndim == 3 && b->out_ndim == 3 && b->out_shape[0] == c
+                               && b->out_shape[1] == 1 && b->out_shape[2] == 1;
+        if (n->n_inputs != 2)
+          return fail_node (error, n, "needs exactly 2 inputs");
+        if (!same && !per_channel)
+          return fail_node (error, n, "input '%s' is neither the shape of '%s' nor one value per channel (C,1,1)",
+                            b->name, in->name);
+        n->out_ndim = in->out_ndim;
+        memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
+        return TRUE;
+      }
+
+    case CLEAVE_OP_SOFTMAX:
+      if (in->out_ndim != 1)
+        return fail_node (error, n, "needs a 2-d (N,F) input");
+      n->out_ndim = 1;
+      n->out_shape[0] = in->out_shape[0];
+      return TRUE;
+
+    case CLEAVE_OP_CHANNEL_SHUFFLE:
+      if (in->out_ndim != 3)
+        return fail_node (error, n, "needs a 4-d input");
+      if (n->groups < 1 || c % n->groups)
+        return fail_node (error, n, "groups %d does not divide its %d channels", n->groups, c);
+      n->out_ndim = 3;
+      memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
+      return TRUE;
+
+    case CLEAVE_OP_SLICE:
+      {
+        int have = in->out_shape[0];
+        if (n->start < 0 || n->out_channels < 1 || n->start > have - n->out_channels)
+          return fail_node (error, n, "channels [%d, %d) are outside its input's %d", n->start,
+                            n->start + n->out_channels, have);
+        n->out_ndim = in->out_ndim;
+        memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
+        n->out_shape[0] = n->out_channels;
+        return TRUE;
+      }
+
+    default:
+      return fail_node (error, n, "unknown operation");
+    }
+}
+
 static gboolean
 infer_node (CleaveGraph *g, int idx, CleaveNode *n, GError **error)
 {
@@ -547,15 +650,7 @@ infer_node (CleaveGraph *g, int idx, CleaveNode *n, GError **error)
     case CLEAVE_OP_DROPOUT:
     case CLEAVE_OP_CLIP:
     case CLEAVE_OP_HARDSIGMOID:
-      if (n->op == CLEAVE_OP_DROPOUT && (n->p < 0 || n->p >= 1))
-        return fail_node (error, n, "dropout probability %g is outside [0, 1)", n->p);
-      if (n->op == CLEAVE_OP_CLIP && !(n->clip_min <= n->clip_max))
-        return fail_node (error, n, "min %g is above max %g", n->clip_min, n->clip_max);
-      if ((n->op == CLEAVE_OP_HARDSIGMOID || n->op == CLEAVE_OP_CLIP) && !(isfinite (n->alpha) && isfinite (n->beta)))
-        return fail_node (error, n, "alpha %g and beta %g must be finite", n->alpha, n->beta);
-      n->out_ndim = in->out_ndim;
-      memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
-      return TRUE;
+      return infer_channel_op (g, n, in, error);
 
     case CLEAVE_OP_MAXPOOL2D:
     case CLEAVE_OP_AVGPOOL2D:
@@ -580,49 +675,10 @@ infer_node (CleaveGraph *g, int idx, CleaveNode *n, GError **error)
       return TRUE;
 
     case CLEAVE_OP_MUL:
-      {
-        CleaveNode *b = g->nodes->pdata[n->inputs[1]];
-        gboolean same = in->out_ndim == b->out_ndim
-                        && memcmp (in->out_shape, b->out_shape, sizeof (int) * in->out_ndim) == 0;
-        gboolean per_channel = in->out_ndim == 3 && b->out_ndim == 3 && b->out_shape[0] == c
-                               && b->out_shape[1] == 1 && b->out_shape[2] == 1;
-        if (n->n_inputs != 2)
-          return fail_node (error, n, "needs exactly 2 inputs");
-        if (!same && !per_channel)
-          return fail_node (error, n, "input '%s' is neither the shape of '%s' nor one value per channel (C,1,1)",
-                            b->name, in->name);
-        n->out_ndim = in->out_ndim;
-        memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
-        return TRUE;
-      }
-
     case CLEAVE_OP_SOFTMAX:
-      if (in->out_ndim != 1)
-        return fail_node (error, n, "needs a 2-d (N,F) input");
-      n->out_ndim = 1;
-      n->out_shape[0] = in->out_shape[0];
-      return TRUE;
-
     case CLEAVE_OP_CHANNEL_SHUFFLE:
-      if (in->out_ndim != 3)
-        return fail_node (error, n, "needs a 4-d input");
-      if (n->groups < 1 || c % n->groups)
-        return fail_node (error, n, "groups %d does not divide its %d channels", n->groups, c);
-      n->out_ndim = 3;
-      memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
-      return TRUE;
-
     case CLEAVE_OP_SLICE:
-      {
-        int have = in->out_shape[0];
-        if (n->start < 0 || n->out_channels < 1 || n->start > have - n->out_channels)
-          return fail_node (error, n, "channels [%d, %d) are outside its input's %d", n->start,
-                            n->start + n->out_channels, have);
-        n->out_ndim = in->out_ndim;
-        memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
-        n->out_shape[0] = n->out_channels;
-        return TRUE;
-      }
+      return infer_channel_op (g, n, in, error);
 
     case CLEAVE_OP_FLATTEN:
       n->out_ndim = 1;
@@ -653,33 +709,8 @@ infer_node (CleaveGraph *g, int idx, CleaveNode *n, GError **error)
       }
 
     case CLEAVE_OP_ADD:
-      {
-        CleaveNode *b = g->nodes->pdata[n->inputs[1]];
-        if (n->n_inputs != 2)
-          return fail_node (error, n, "needs exactly 2 inputs");
-        if (in->out_ndim != b->out_ndim || memcmp (in->out_shape, b->out_shape, sizeof (int) * in->out_ndim) != 0)
-          return fail_node (error, n, "inputs '%s' and '%s' have different shapes", in->name, b->name);
-        n->out_ndim = in->out_ndim;
-        memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
-        return TRUE;
-      }
-
     case CLEAVE_OP_CONCAT:
-      {
-        int total = 0;
-        for (int k = 0; k < n->n_inputs; k++)
-          {
-            CleaveNode *x = g->nodes->pdata[n->inputs[k]];
-            if (x->out_ndim != in->out_ndim ||
-                (x->out_ndim == 3 && (x->out_shape[1] != h || x->out_shape[2] != w)))
-              return fail_node (error, n, "input '%s' does not match the spatial size of '%s'", x->name, in->name);
-            total += x->out_shape[0];
-          }
-        n->out_ndim = in->out_ndim;
-        memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
-        n->out_shape[0] = total;
-        return TRUE;
-      }
+      return infer_channel_op (g, n, in, error);
 
     default:
       return fail_node (error, n, "unknown operation");

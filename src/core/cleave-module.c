@@ -195,6 +195,55 @@ unsupported (GError **error, const CleaveNode *n, const char *what)
   return FALSE;
 }
 
+/* The kept output channels of a conv (NULL: all), from its mask site. A
+ * depthwise conv's output channel c reads input channel c only: both keep
+ * the same channels (their masks are tied), whatever the dropped ones hold;
+ * grouped convs are not sliced. */
+static gboolean
+select_conv (const CleaveNode *n, int site, int *const *kept, const int *n_kept, const GArray *in_sel, GArray **out,
+             GError **error)
+{
+  GArray *s = NULL;
+
+  *out = NULL;
+  if (site >= 0 && n_kept[site] < n->out_channels)
+    {
+      s = g_array_sized_new (FALSE, FALSE, sizeof (int), n_kept[site]);
+      g_array_append_vals (s, kept[site], n_kept[site]);
+    }
+  if (is_depthwise (n) && !sel_equal (s, in_sel))
+    {
+      if (s)
+        g_array_unref (s);
+      return unsupported (error, n, "is a depthwise convolution whose kernels are not kept with their input channels");
+    }
+  if (!is_depthwise (n) && n->groups != 1 && (in_sel != NULL || s != NULL))
+    {
+      if (s)
+        g_array_unref (s);
+      return unsupported (error, n, "is a grouped convolution; only groups=1 can be sliced");
+    }
+  *out = s;
+  return TRUE;
+}
+
+/* A slice's kept channels: its input's in its range, shifted to it; NULL when none. */
+static GArray *
+select_slice (const CleaveNode *n, const GArray *in_sel)
+{
+  GArray *s = g_array_new (FALSE, FALSE, sizeof (int));
+
+  for (guint k = 0; k < in_sel->len; k++)
+    {
+      int v = g_array_index (in_sel, int, k) - n->start;
+      if (v >= 0 && v < n->out_channels)
+        g_array_append_val (s, v);
+    }
+  if (s->len == 0)
+    g_clear_pointer (&s, g_array_unref);
+  return s;
+}
+
 /* Propagates kept sets from the convs through the graph, in node order
  * (nodes are topologically sorted). */
 static gboolean
@@ -213,38 +262,9 @@ compute_selection (const CleaveGraph *g, int *const *kept, const int *n_kept, co
       switch (n->op)
         {
         case CLEAVE_OP_CONV2D:
-          {
-            int site = site_of_conv[i];
-            if (is_depthwise (n))
-              {
-                /* output channel c reads input channel c only: both keep the same
-                 * channels (their masks are tied), whatever the dropped ones hold */
-                GArray *own = NULL;
-                if (site >= 0 && n_kept[site] < n->out_channels)
-                  {
-                    own = g_array_sized_new (FALSE, FALSE, sizeof (int), n_kept[site]);
-                    g_array_append_vals (own, kept[site], n_kept[site]);
-                  }
-                if (!sel_equal (own, sel->sel[in]))
-                  {
-                    if (own)
-                      g_array_unref (own);
-                    return unsupported (error, n, "is a depthwise convolution whose kernels are not kept with "
-                                        "their input channels");
-                  }
-                s = own ? own : sel_copy (sel->sel[in]);
-                zeroed = FALSE;
-                break;
-              }
-            if (n->groups != 1 && (sel->sel[in] != NULL || (site >= 0 && n_kept[site] < n->out_channels)))
-              return unsupported (error, n, "is a grouped convolution; only groups=1 can be sliced");
-            if (site >= 0 && n_kept[site] < n->out_channels)
-              {
-                s = g_array_sized_new (FALSE, FALSE, sizeof (int), n_kept[site]);
-                g_array_append_vals (s, kept[site], n_kept[site]);
-              }
-            break;
-          }
+          if (!select_conv (n, site_of_conv[i], kept, n_kept, sel->sel[in], &s, error))
+            return FALSE;
+          break;
         case CLEAVE_OP_CLIP:
           if (n->beta == 0.f && n->clip_min <= 0.f && n->clip_max >= 0.f)
             {
@@ -271,22 +291,9 @@ compute_selection (const CleaveGraph *g, int *const *kept, const int *n_kept, co
             break;
           }
         case CLEAVE_OP_SLICE:
-          if (sel->sel[in] != NULL)
-            {
-              s = g_array_new (FALSE, FALSE, sizeof (int));
-              for (guint k = 0; k < sel->sel[in]->len; k++)
-                {
-                  int v = g_array_index (sel->sel[in], int, k) - n->start;
-                  if (v >= 0 && v < n->out_channels)
-                    g_array_append_val (s, v);
-                }
-              if (s->len == 0)
-                {
-                  g_array_unref (s);
-                  return unsupported (error, n, "keeps none of its channels");
-                }
-              zeroed = sel->zeroed[in];
-            }
+          if (sel->sel[in] != NULL && (s = select_slice (n, sel->sel[in])) == NULL)
+            return unsupported (error, n, "keeps none of its channels");
+          zeroed = sel->zeroed[in];
           break;
         case CLEAVE_OP_CHANNEL_SHUFFLE:
         case CLEAVE_OP_SOFTMAX:

@@ -495,6 +495,37 @@ add_channel_shuffle (CleaveOnnxBuilder *b, const CleaveNode *node, const char *x
   return cleave_onnx_builder_node_output (b, n3);
 }
 
+/* The constant inputs of Clip (its bounds, after the affine part, if any)
+ * and Slice (starts, ends, axes); returns the op, or NULL for a clip that
+ * is only its affine part (in[0] is then that). */
+static const char *
+constant_inputs (CleaveOnnxBuilder *b, const CleaveNode *node, const char **in, int *n_in, const char *prefix)
+{
+  if (node->op == CLEAVE_OP_SLICE)
+    {
+      gint64 one[1] = { 1 }, start[1] = { node->start }, end[1] = { node->start + node->out_channels };
+      g_autofree char *sn = g_strdup_printf ("%s%s.starts", prefix, node->name);
+      g_autofree char *en = g_strdup_printf ("%s%s.ends", prefix, node->name);
+      g_autofree char *an = g_strdup_printf ("%s%s.axes", prefix, node->name);
+      in[1] = cleave_onnx_builder_add_initializer_i64 (b, sn, 1, one, start);
+      in[2] = cleave_onnx_builder_add_initializer_i64 (b, en, 1, one, end);
+      in[3] = cleave_onnx_builder_add_initializer_i64 (b, an, 1, one, one);
+      *n_in = 4;
+      return "Slice";
+    }
+  gint64 none[1] = { 0 };
+  g_autofree char *lo = g_strdup_printf ("%s%s.min", prefix, node->name);
+  g_autofree char *hi = g_strdup_printf ("%s%s.max", prefix, node->name);
+  if (node->alpha != 1.f || node->beta != 0.f)
+    in[0] = add_scale (b, node, in[0], prefix);
+  if (node->clip_min == -G_MAXFLOAT && node->clip_max == G_MAXFLOAT)
+    return NULL;
+  in[1] = cleave_onnx_builder_add_initializer (b, lo, 0, none, &node->clip_min);
+  in[2] = cleave_onnx_builder_add_initializer (b, hi, 0, none, &node->clip_max);
+  *n_in = 3;
+  return "Clip";
+}
+
 const char *
 cleave_onnx_builder_add_graph (CleaveOnnxBuilder *b, const CleaveGraph *g, const char *input,
                                const char *prefix, GError **error)
@@ -555,36 +586,14 @@ cleave_onnx_builder_add_graph (CleaveOnnxBuilder *b, const CleaveGraph *g, const
         case CLEAVE_OP_HARDSIGMOID:    op = "HardSigmoid"; break;
         case CLEAVE_OP_SOFTMAX:        op = "Softmax"; break;
         case CLEAVE_OP_CLIP:
-          {
-            gint64 none[1] = { 0 };
-            g_autofree char *lo = g_strdup_printf ("%s%s.min", prefix, node->name);
-            g_autofree char *hi = g_strdup_printf ("%s%s.max", prefix, node->name);
-            if (node->alpha != 1.f || node->beta != 0.f)
-              in[0] = add_scale (b, node, in[0], prefix);
-            if (node->clip_min == -G_MAXFLOAT && node->clip_max == G_MAXFLOAT)
-              {
-                val[i] = in[0];
-                continue;
-              }
-            op = "Clip";
-            in[1] = cleave_onnx_builder_add_initializer (b, lo, 0, none, &node->clip_min);
-            in[2] = cleave_onnx_builder_add_initializer (b, hi, 0, none, &node->clip_max);
-            n_in = 3;
-            break;
-          }
         case CLEAVE_OP_SLICE:
-          {
-            gint64 one[1] = { 1 }, start[1] = { node->start }, end[1] = { node->start + node->out_channels };
-            g_autofree char *sn = g_strdup_printf ("%s%s.starts", prefix, node->name);
-            g_autofree char *en = g_strdup_printf ("%s%s.ends", prefix, node->name);
-            g_autofree char *an = g_strdup_printf ("%s%s.axes", prefix, node->name);
-            op = "Slice";
-            in[1] = cleave_onnx_builder_add_initializer_i64 (b, sn, 1, one, start);
-            in[2] = cleave_onnx_builder_add_initializer_i64 (b, en, 1, one, end);
-            in[3] = cleave_onnx_builder_add_initializer_i64 (b, an, 1, one, one);
-            n_in = 4;
-            break;
-          }
+          /* a clip without bounds is its affine part only */
+          if ((op = constant_inputs (b, node, in, &n_in, prefix)) == NULL)
+            {
+              val[i] = in[0];
+              continue;
+            }
+          break;
         case CLEAVE_OP_CHANNEL_SHUFFLE:
           val[i] = add_channel_shuffle (b, node, in[0], prefix);
           continue;
