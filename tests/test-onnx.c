@@ -270,6 +270,28 @@ test_random_flips (void)
           parse_and_import (copy, len, &n_ok);
         }
     }
+  /* the node lists of the torchvision exports: shape arithmetic, Split,
+   * Slice, the channel shuffle's Reshape and Transpose, Clip, HardSigmoid */
+  const char *families[] = { "shufflenet_v2-s-op11", "mobilenet_v3_small-s-op12", "efficientnet_b0-s-op17" };
+  for (gsize f = 0; f < G_N_ELEMENTS (families); f++)
+    {
+      g_autofree char *file = g_strdup_printf ("%s.onnx", families[f]);
+      g_autofree char *path = g_test_build_filename (G_TEST_DIST, "reference", "onnx", "families", file, NULL);
+      g_autofree char *data = NULL;
+      gsize len = 0;
+      g_autoptr (GError) error = NULL;
+      g_assert_true (g_file_get_contents (path, &data, &len, &error));
+      g_autoptr (CleaveOnnxModel) m = cleave_onnx_model_parse ((const guint8 *) data, len, file, &error);
+      g_assert_no_error (error);
+      for (int it = 0; it < 200; it++, n++)
+        {
+          g_autofree guint8 *copy = g_memdup2 (data, len);
+          /* the nodes come first in the file: flips in its first third */
+          gsize pos = g_rand_int_range (rand, 0, MAX (1, (int) (len / 3)));
+          copy[pos] ^= 1u << g_rand_int_range (rand, 0, 8);
+          parse_and_import (copy, len, &n_ok);
+        }
+    }
   g_test_message ("%d of %d corrupted files still imported", n_ok, n);
   g_assert_cmpint (n_ok, <, n);
 }

@@ -1935,7 +1935,7 @@ arith_op (char op, double x, double y, gboolean integer)
     case 'A': return x + y;
     case 'S': return x - y;
     case 'M': return x * y;
-    default:  return integer ? (double) ((gint64) x / (gint64) y) : x / y;
+    default:  return integer ? trunc (x / y) : x / y;
     }
 }
 
@@ -1974,7 +1974,15 @@ const_arith (Import *imp, const CleaveOnnxNode *n, const CleaveOnnxTensor *a, co
               return INVALID (imp, n, error, "integer division by zero");
             }
           else
-            t->i[k] = (gint64) arith_op (n->op_type[0], x, y, TRUE);
+            {
+              double r = arith_op (n->op_type[0], (double) x, (double) y, TRUE);
+              if (!(fabs (r) < 1e15))
+                {
+                  cleave_onnx_tensor_free (t);
+                  return UNSUPPORTED (imp, n, error, "shape arithmetic result %g out of range", r);
+                }
+              t->i[k] = (gint64) r;
+            }
         }
       else
         t->f[k] = (float) arith_op (n->op_type[0], a->f[ia], b->f[ib], FALSE);
@@ -2010,7 +2018,14 @@ import_cast (Import *imp, const CleaveOnnxNode *n, GError **error)
     {
       t->i = g_new0 (gint64, len);
       for (gsize k = 0; k < t->numel; k++)
-        t->i[k] = (gint64) t->f[k];
+        {
+          if (!(fabsf (t->f[k]) < 1e15f))
+            {
+              cleave_onnx_tensor_free (t);
+              return UNSUPPORTED (imp, n, error, "cast of %g to an integer", t->f[k]);
+            }
+          t->i[k] = (gint64) t->f[k];
+        }
       g_clear_pointer (&t->f, g_free);
     }
   else if (!to_int && !t->f)
@@ -2393,8 +2408,8 @@ reshape_shuffle (Import *imp, const CleaveOnnxNode *n, Value *v, const CleaveOnn
   if (x < 0)
     return FALSE;
   Layer *in = layer_at (imp, x);
-  if (in->ndim != 3 || !batch_dim (imp, d[0]) || d[3] != in->h || d[4] != in->w || d[1] < 1 || in->c % d[1] != 0
-      || !(d[2] == -1 || d[1] * d[2] == in->c))
+  if (in->ndim != 3 || !batch_dim (imp, d[0]) || d[3] != in->h || d[4] != in->w || d[1] < 1 || d[1] > in->c
+      || in->c % d[1] != 0 || !(d[2] == -1 || d[2] == in->c / d[1]))
     return TRUE;
   Value *s = value_new (imp, V_SHUFFLE5);
   s->layer = x;
