@@ -2822,7 +2822,9 @@ import_node (Import *imp, const CleaveOnnxNode *n, GError **error)
   return UNSUPPORTED (imp, n, error, "operator '%s' is not supported", op);
 }
 
-/* "/features/features.0/Conv" → "features.0"; "/layer1/conv1/Conv" → "layer1.conv1". */
+/* "/features/features.0/Conv" → "features.0"; "/layer1/conv1/Conv" → "layer1.conv1";
+ * "/features/features.1/conv/conv.0/conv.0.0/Conv" → "features.1.conv.0.0": a scope
+ * that extends the one before it ("conv.0" after "conv") adds only its new part. */
 static char *
 name_from_node (const char *node_name)
 {
@@ -2836,17 +2838,20 @@ name_from_node (const char *node_name)
   if (comp->len >= 2)
     {
       GString *s = g_string_new (NULL);
+      const char *prev = NULL;
       for (guint k = 0; k + 1 < comp->len; k++)
         {
           const char *c = comp->pdata[k];
-          if (s->len && g_str_has_prefix (c, s->str) && c[s->len] == '.')
-            g_string_assign (s, c);
+          gsize lp = prev ? strlen (prev) : 0;
+          if (prev && g_str_has_prefix (c, prev) && c[lp] == '.')
+            g_string_append (s, c + lp);
           else
             {
               if (s->len)
                 g_string_append_c (s, '.');
               g_string_append (s, c);
             }
+          prev = c;
         }
       result = g_string_free (s, FALSE);
     }
