@@ -255,6 +255,13 @@ test_families_masked_equals_extracted (void)
       guint8 **keep = random_keep (g, 0.6, rng);
       CleaveModule *m = cleave_module_extract (g, 0, "c", (const guint8 *const *) keep, NULL, &error);
       keep_free (keep);
+      /* the splitters' check before their search agrees */
+      {
+        g_autoptr(GError) check = NULL;
+        g_assert_true (cleave_module_check_extractable (g, &check) == (m != NULL));
+        if (m == NULL)
+          g_assert_cmpstr (check->message, ==, error->message);
+      }
       if (m == NULL)
         {
           g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED);

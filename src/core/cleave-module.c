@@ -666,6 +666,29 @@ build_extracted (const CleaveGraph *src, const Selection *sel, GError **error)
   return dst;
 }
 
+gboolean
+cleave_module_check_extractable (const CleaveGraph *source, GError **error)
+{
+  int n = cleave_graph_n_mask_sites (source);
+  guint8 **keep = g_new0 (guint8 *, MAX (1, n));
+  CleaveModule *m;
+
+  for (int s = 0; s < n; s++)
+    {
+      const CleaveMaskSite *site = cleave_graph_mask_site (source, s);
+      keep[s] = g_malloc (site->channels);
+      memset (keep[s], 1, site->channels);
+      keep[s][site->channels - 1] = site->channels == 1;
+    }
+  m = cleave_module_extract (source, 0, NULL, (const guint8 *const *) keep, NULL, error);
+  gboolean ok = m != NULL;
+  for (int s = 0; s < n; s++)
+    g_free (keep[s]);
+  g_free (keep);
+  cleave_module_free (m);
+  return ok;
+}
+
 CleaveModule *
 cleave_module_extract (const CleaveGraph *source, int class_index, const char *class_name,
                        const guint8 *const *keep, const float *const *importance, GError **error)
