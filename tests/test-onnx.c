@@ -570,7 +570,7 @@ test_families_small (void)
 {
   g_autofree char *dir = g_test_build_filename (G_TEST_DIST, "reference", "onnx", "families", NULL);
 
-  g_assert_cmpint (check_families (dir), >=, 11);
+  g_assert_cmpint (check_families (dir), >=, 12);
 }
 
 /* The full-size families, when tests/reference/make_torchvision_onnx.py
@@ -853,6 +853,18 @@ test_unsupported (void)
     int m = cleave_onnx_builder_add_node (b, "Mul", "/sq/Mul", in2, 2);
     cleave_onnx_builder_add_output (b, cleave_onnx_builder_node_output (b, m), CLEAVE_ONNX_FLOAT, 2, dims);
     expect_unsupported (b, (const char *const[]) { "/sq/Mul", "(Mul)", "[N,4,6,6]", "[N,C,1,1]", NULL });
+  }
+  {
+    /* a rectangular kernel that no square one can hold with the same padding */
+    g_autoptr (CleaveOnnxBuilder) b = cleave_onnx_builder_new (NULL);
+    const char *x = cleave_onnx_builder_add_input (b, "input", 1, 8, 8);
+    gint64 rd[4] = { 4, 1, 1, 4 }, pads[4] = { 0, 1, 0, 2 };
+    const char *wn = cleave_onnx_builder_add_initializer (b, "rect.weight", 4, rd, w);
+    const char *in[2] = { x, wn };
+    int n = cleave_onnx_builder_add_node (b, "Conv", "/rect/Conv", in, 2);
+    cleave_onnx_builder_set_ints (b, n, "pads", pads, 4);
+    cleave_onnx_builder_add_output (b, cleave_onnx_builder_node_output (b, n), CLEAVE_ONNX_FLOAT, 2, dims);
+    expect_unsupported (b, (const char *const[]) { "/rect/Conv", "(Conv)", "1x4", "'pads' = [0,1,0,2]", NULL });
   }
   {
     /* a Transpose other than a channel shuffle's */

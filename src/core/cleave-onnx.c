@@ -1512,10 +1512,56 @@ conv_out (int in, int k, int s, int p, int *out)
   return TRUE;
 }
 
+/* A conv's square kernel k and padding p. A kh×kw kernel with padding
+ * (ph, pw) (Inception's 1×7 and 7×1) is embedded in the middle of a k×k one,
+ * k = max(kh, kw), the other rows or columns zero, where one padding p then
+ * reads the same input cells: p = ph + (k − kh)/2 = pw + (k − kw)/2. It
+ * gives the same outputs for k/max(1, min(kh, kw)) times the multiply-adds;
+ * *square is that weight (NULL when the kernel is square already). */
+static gboolean
+conv_window (Import *imp, const CleaveOnnxNode *n, const CleaveOnnxTensor *w, gint64 *k, gint64 *p, float **square,
+             GError **error)
+{
+  const CleaveOnnxAttr *pads = cleave_onnx_node_find_attr (n, "pads");
+  const CleaveOnnxAttr *ks = cleave_onnx_node_find_attr (n, "kernel_shape");
+  gint64 kh = w->dims[2], kw = w->dims[3], ph = 0, pw = 0;
+
+  *square = NULL;
+  if (ks && (ks->type != CLEAVE_ONNX_ATTR_INTS || ks->n_ints != 2 || ks->ints[0] != kh || ks->ints[1] != kw))
+    return INVALID (imp, n, error, "attribute 'kernel_shape' does not match the weight's dims");
+  if (kh == kw)
+    {
+      *k = kh;
+      return attr_uniform (imp, n, "pads", 4, 0, p, error);
+    }
+  if (pads && (pads->type != CLEAVE_ONNX_ATTR_INTS || pads->n_ints != 4))
+    return INVALID (imp, n, error, "attribute 'pads' is not 4 integers");
+  if (pads)
+    ph = pads->ints[0], pw = pads->ints[1];
+  *k = MAX (kh, kw);
+  *p = ph + (*k - kh) / 2;
+  if (kh < 1 || kw < 1 || *k > 64 || ph < 0 || pw < 0 || ph > 64 || pw > 64
+      || (pads && (pads->ints[2] != ph || pads->ints[3] != pw)) || (*k - kh) % 2 || (*k - kw) % 2
+      || pw + (*k - kw) / 2 != *p)
+    {
+      g_autofree char *d = pads ? dims_to_string (pads->ints, 4) : g_strdup ("[0,0,0,0]");
+      return UNSUPPORTED (imp, n, error, "a %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT " kernel with attribute 'pads' = %s "
+                          "is not supported (Cleave's kernels are square: a rectangular one needs the same padding "
+                          "once centred in a square)", kh, kw, d);
+    }
+  gsize planes = (gsize) w->dims[0] * w->dims[1];
+  gint64 r0 = (*k - kh) / 2, c0 = (*k - kw) / 2;
+  *square = g_new0 (float, planes * *k * *k);
+  for (gsize q = 0; q < planes; q++)
+    for (gint64 r = 0; r < kh; r++)
+      memcpy (*square + (q * *k + r0 + r) * *k + c0, w->f + (q * kh + r) * kw, kw * sizeof (float));
+  return TRUE;
+}
+
 static gboolean
 import_conv (Import *imp, const CleaveOnnxNode *n, GError **error)
 {
-  gint64 group, k, s, p, dil;
+  gint64 group, k = 0, s, p = 0, dil;
   int extra_pad;
   int x = input_layer_padded (imp, n, &extra_pad, error);
 
@@ -1528,26 +1574,24 @@ import_conv (Import *imp, const CleaveOnnxNode *n, GError **error)
   const CleaveOnnxTensor *b = input_const (imp, n, 2, FALSE, TRUE, &local);
   if (local)
     return g_propagate_error (error, local), FALSE;
+  g_autofree float *square = NULL;
   if (!check_auto_pad (imp, n, error)
       || !attr_int (imp, n, "group", 1, &group, error)
       || !attr_uniform (imp, n, "dilations", 2, 1, &dil, error)
-      || !attr_uniform (imp, n, "strides", 2, 1, &s, error)
-      || !attr_uniform (imp, n, "pads", 4, 0, &p, error))
+      || !attr_uniform (imp, n, "strides", 2, 1, &s, error))
     return FALSE;
   if (dil != 1)
     return UNSUPPORTED (imp, n, error, "attribute 'dilations' = %" G_GINT64_FORMAT " is not supported (only 1)", dil);
-  p += extra_pad;
-  if (w->ndim != 4 || w->dims[2] != w->dims[3])
+  if (w->ndim != 4)
     {
       g_autofree char *d = dims_to_string (w->dims, w->ndim);
-      return UNSUPPORTED (imp, n, error, "weight '%s' has dims %s (Cleave needs [O,I/g,k,k])", n->inputs[1], d);
+      return UNSUPPORTED (imp, n, error, "weight '%s' has dims %s (Cleave needs [O,I/g,kh,kw])", n->inputs[1], d);
     }
-  if (!attr_uniform (imp, n, "kernel_shape", 2, w->dims[2], &k, error))
+  if (!conv_window (imp, n, w, &k, &p, &square, error))
     return FALSE;
+  p += extra_pad;
   Layer *in = layer_at (imp, x);
   gint64 o = w->dims[0];
-  if (k != w->dims[2])
-    return INVALID (imp, n, error, "kernel_shape %" G_GINT64_FORMAT " does not match weight dims", k);
   if (group < 1 || in->c % group != 0 || o % group != 0 || w->dims[1] * group != in->c)
     return INVALID (imp, n, error, "weight '%s' [%" G_GINT64_FORMAT ",%" G_GINT64_FORMAT ",..] with group %" G_GINT64_FORMAT
                     " does not fit an input of %d channels", n->inputs[1], o, w->dims[1], group, in->c);
@@ -1564,8 +1608,8 @@ import_conv (Import *imp, const CleaveOnnxNode *n, GError **error)
   L->stride = s;
   L->pad = p;
   L->groups = group;
-  L->n_weight = w->numel;
-  L->weight = g_memdup2 (w->f, w->numel * sizeof (float));
+  L->n_weight = square ? (gsize) o * w->dims[1] * k * k : w->numel;
+  L->weight = square ? g_steal_pointer (&square) : g_memdup2 (w->f, w->numel * sizeof (float));
   L->has_bias = b != NULL;
   L->bias = b ? g_memdup2 (b->f, o * sizeof (float)) : NULL;
   L->ndim = 3; L->c = o; L->h = oh; L->w = ow;

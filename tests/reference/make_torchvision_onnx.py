@@ -23,7 +23,7 @@ Outputs, in the output directory:
                           words Cleave's refusal must contain, for a family it does not open]
   families.safetensors    "<name>.input" (pixels in [0,1]) and "<name>.out" (logits)
 """
-import json, os, struct, sys
+import functools, json, os, struct, sys
 import torch
 import torch.nn as nn
 import torchvision
@@ -70,6 +70,23 @@ def small_googlenet():
     return m
 
 
+class SmallInceptionConv(inception_mod.BasicConv2d):
+    """Inception v3's conv block at 1/16 of the width (the image's 3 channels kept)."""
+
+    def __init__(self, in_channels, out_channels, **kw):
+        super().__init__(in_channels if in_channels == 3 else in_channels // 16, out_channels // 16, **kw)
+
+
+def small_inception_v3():
+    blocks = [SmallInceptionConv] + [functools.partial(b, conv_block=SmallInceptionConv) for b in (
+        inception_mod.InceptionA, inception_mod.InceptionB, inception_mod.InceptionC, inception_mod.InceptionD,
+        inception_mod.InceptionE, inception_mod.InceptionAux)]
+    m = inception_mod.Inception3(num_classes=10, aux_logits=False, transform_input=False, inception_blocks=blocks,
+                                 init_weights=False)
+    m.fc = nn.Linear(2048 // 16, 10)
+    return m
+
+
 def small_vgg11_bn():
     m = vgg.VGG(vgg.make_layers([8, "M", 16, "M", 32, 32, "M", 64, 64, "M", 64, 64, "M"], batch_norm=True),
                 num_classes=10)
@@ -113,6 +130,7 @@ SMALL = [
     ("regnet_x-s-op13", "regnet_x_400mf", small_regnet, [2, 3, 32, 32], 13),
     ("regnet_y-s-op16", "regnet_x_400mf", lambda: small_regnet(0.25), [2, 3, 32, 32], 16),
     ("vgg11_bn-s-op13", "vgg11_bn", small_vgg11_bn, [1, 3, 224, 224], 13),
+    ("inception_v3-s-op12", "inception_v3", small_inception_v3, [2, 3, 75, 75], 12),
 ]
 
 
@@ -144,9 +162,8 @@ FULL = [
     ("googlenet-op15", "googlenet", lambda: M.googlenet(num_classes=10, aux_logits=False, init_weights=True),
      [2, 3, 224, 224], 15),
     ("efficientnet_b0-op16", "efficientnet_b0", lambda: M.efficientnet_b0(num_classes=10), [2, 3, 224, 224], 16),
-    # Inception v3's 1x7 and 7x1 convolutions: Cleave's kernels are square
-    ("inception_v3-op13", "inception_v3", lambda: M.inception_v3(num_classes=10, aux_logits=False, init_weights=True),
-     [1, 3, 299, 299], 13, "'pads' = [0,3,0,3]"),
+    ("inception_v3-op13", "inception_v3", lambda: M.inception_v3(num_classes=10, aux_logits=False, init_weights=False),
+     [1, 3, 299, 299], 13),
     ("mnasnet0_5-op12", "mnasnet0_5", lambda: M.mnasnet0_5(num_classes=10), [2, 3, 224, 224], 12),
     ("wide_resnet50_2-op17", "wide_resnet50_2", lambda: M.wide_resnet50_2(num_classes=10), [1, 3, 224, 224], 17),
 ]
