@@ -133,24 +133,6 @@ print_table (const CleaveModuleSet *set, const double *val_f1, double source_tes
   printf ("\n");
 }
 
-/* A model whose classes have no names ("0", "1", … as an ONNX file gives
- * them) takes the dataset's, so that its modules are named after them. */
-static void
-name_classes_from (CleaveModel *model, const CleaveDataset *ds)
-{
-  for (int k = 0; k < model->n_classes; k++)
-    {
-      g_autofree char *index = g_strdup_printf ("%d", k);
-      if (!g_str_equal (model->class_names[k], index))
-        return;
-    }
-  for (int k = 0; k < model->n_classes && ds->class_names && ds->class_names[k]; k++)
-    {
-      g_free (model->class_names[k]);
-      model->class_names[k] = g_strdup (ds->class_names[k]);
-    }
-}
-
 /* A two-way option: *second = whether @value is @b; anything else is an error. */
 static gboolean
 pick_one_of (const char *option, const char *value, const char *a, const char *b, gboolean *second, GError **error)
@@ -311,7 +293,7 @@ cleave_cmd_split (int argc, char **argv)
     return cleave_cli_fail (g_error_new (CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
                                          "%s has %d classes, the model %d", argv[2], train_ds->n_classes,
                                          model->n_classes));
-  name_classes_from (model, train_ds);
+  cleave_model_name_classes_from_dataset (model, train_ds);
   /* The same stratified split as `train` with the same seed and fraction. */
   cleave_dataset_split (train_ds, val, (guint64) seed, &train_idx, &n_train, &val_idx, &n_val);
   backend = cleave_cli_open_device (device, &error);

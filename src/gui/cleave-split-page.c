@@ -450,6 +450,8 @@ split_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
     g_set_error (&error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
                  _("The dataset has %d classes, the model %d"), ds->n_classes, job->model->n_classes);
   if (!error)
+    cleave_model_name_classes_from_dataset (job->model, ds);   /* job->model is the job's copy */
+  if (!error)
     backend = cleave_device_open (g_strcmp0 (job->device, "auto") == 0 ? NULL : job->device, &error);
   if (!error)
     {
