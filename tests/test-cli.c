@@ -203,6 +203,33 @@ test_split_compose_patch (void)
     }
   g_assert_cmpint (cli (&out, NULL, "export", "--onnx", patched, "-o", onnx, NULL), ==, 0);
   g_assert_true (g_file_test (onnx, G_FILE_TEST_IS_REGULAR));
+  g_clear_pointer (&out, g_free);
+  /* Exports open again with the same accuracy: the patched model and the model */
+  {
+    g_autofree char *monnx = path ("m.onnx"), *a = NULL, *b = NULL;
+    const char *pairs[2][2] = { { patched, onnx }, { model, monnx } };
+    g_assert_cmpint (cli (&out, NULL, "export", "--onnx", model, "-o", monnx, NULL), ==, 0);
+    g_clear_pointer (&out, g_free);
+    for (int k = 0; k < 2; k++)
+      {
+        g_assert_cmpint (cli (&a, NULL, "eval", pairs[k][0], data_dir, NULL), ==, 0);
+        g_assert_cmpint (cli (&b, NULL, "eval", pairs[k][1], data_dir, NULL), ==, 0);
+        const char *pa = strstr (a, "accuracy "), *pb = strstr (b, "accuracy ");
+        g_assert_nonnull (pa);
+        g_assert_nonnull (pb);
+        g_assert_cmpfloat (g_ascii_strtod (pa + 9, NULL), ==, g_ascii_strtod (pb + 9, NULL));
+        g_clear_pointer (&a, g_free);
+        g_clear_pointer (&b, g_free);
+      }
+    /* a split without the test run leaves the test columns out */
+    g_autofree char *omods = path ("o.modules");
+    g_assert_cmpint (cli (&out, NULL, "split", "--method", "grad", monnx, data_dir, "-o", omods, "--no-test",
+                          "--head-epochs", "1", "--rounds", "1", "--mask-epochs", "1", "--head-only-epochs", "1",
+                          "--train-images", "64", "--val-images", "30", "--batch", "32", "--refit-images", "0", NULL), ==, 0);
+    assert_contains (out, "val F1");
+    g_assert_null (strstr (out, "test F1"));
+    g_assert_null (strstr (out, "nan"));
+  }
 }
 
 /* Truncated, foreign and missing files; bad options. */

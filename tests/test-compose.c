@@ -586,18 +586,69 @@ check_with_python (const char *path)
     g_error ("onnx checker rejected %s: %s", path, err);
 }
 
+/* Scores [N_IMAGES × K] of an exported ONNX file opened again in Cleave
+ * match @want, and so do the predictions (hence the accuracy). */
+static void
+check_reopened (const char *path, const CleaveDataset *ds, const float *want, int K, const char *what)
+{
+  g_autoptr(GError) error = NULL;
+  CleaveScorer *s = cleave_scorer_load (path, &error);
+  g_autofree float *got = g_new (float, N_IMAGES * K);
+  double worst = 0, scale = 0;
+
+  if (s == NULL)
+    g_error ("%s: the export does not open again: %s", what, error->message);
+  g_assert_cmpint (cleave_scorer_n_classes (s), ==, K);
+  g_assert_true (cleave_scorer_scores (s, cpu (), ds, NULL, N_IMAGES, got, NULL, &error));
+  g_assert_no_error (error);
+  for (int i = 0; i < N_IMAGES; i++)
+    {
+      int a = 0, b = 0;
+      for (int k = 0; k < K; k++)
+        {
+          worst = MAX (worst, fabs (got[i * K + k] - want[i * K + k]));
+          scale = MAX (scale, fabs (want[i * K + k]));
+          a = got[i * K + k] > got[i * K + a] ? k : a;
+          b = want[i * K + k] > want[i * K + b] ? k : b;
+        }
+      g_assert_cmpint (a, ==, b);
+    }
+  g_test_message ("%s: re-opened, max |diff| %.3g of max |score| %.3g, same predictions", what, worst, scale);
+  g_assert_cmpfloat (worst, <=, 1e-5 * MAX (scale, 1));
+  cleave_scorer_free (s);
+}
+
+/* A scorer's scores on the test images. */
+static float *
+scorer_scores (CleaveScorer *s, const CleaveDataset *ds)
+{
+  g_autoptr(GError) error = NULL;
+  float *out = g_new (float, N_IMAGES * cleave_scorer_n_classes (s));
+
+  g_assert_true (cleave_scorer_scores (s, cpu (), ds, NULL, N_IMAGES, out, NULL, &error));
+  g_assert_no_error (error);
+  cleave_scorer_free (s);
+  return out;
+}
+
 static void
 test_export (void)
 {
   g_autoptr(CleaveModel) m1 = random_model (15), m2 = random_model (16);
-  g_autoptr(CleaveModuleSet) s1 = make_set (m1, 15, TRUE), s2 = make_set (m2, 16, FALSE);
-  g_autoptr(CleaveComposition) c = mixed_composition (s1, s2);
+  g_autoptr(CleaveModuleSet) s1 = NULL, s2 = NULL;
+  g_autoptr(CleaveComposition) c = NULL;
   g_autoptr(CleavePatched) p = cleave_patched_new (random_model (17));
   g_autoptr(CleaveDataset) ds = random_dataset (18);
   g_autoptr(GError) error = NULL;
   g_autofree char *fm = tmp_file ("m.onnx"), *fs = tmp_file ("s.onnx"), *fc = tmp_file ("c.onnx"), *fp = tmp_file ("p.onnx");
   g_autoptr(CleaveOnnxModel) om = NULL;
 
+  /* the second source normalised differently from the first */
+  m2->mean[0] = 0.5f;
+  m2->std[0] = 0.25f;
+  s1 = make_set (m1, 15, TRUE);
+  s2 = make_set (m2, 16, FALSE);
+  c = mixed_composition (s1, s2);
   /* A model round-trips through ONNX with the same outputs. */
   g_assert_true (cleave_onnx_export_graph (m1->graph, m1->mean, m1->std, fm, &error));
   g_assert_no_error (error);
@@ -622,6 +673,17 @@ test_export (void)
   g_assert_cmpuint (om->outputs->len, ==, N_CLASSES);
   check_with_python (fs);
   g_clear_pointer (&om, cleave_onnx_model_free);
+  {
+    /* re-opened: the modules' scores, one column each */
+    g_autofree float *want = g_new (float, N_IMAGES * N_CLASSES);
+    for (int k = 0; k < N_CLASSES; k++)
+      {
+        g_autofree float *d = direct_scores (s1, s1->modules->pdata[k], ds);
+        for (int i = 0; i < N_IMAGES; i++)
+          want[i * N_CLASSES + k] = d[i];
+      }
+    check_reopened (fs, ds, want, N_CLASSES, "module set");
+  }
 
   g_assert_true (cleave_export_composition_onnx (c, fc, &error));
   g_assert_no_error (error);
@@ -644,6 +706,10 @@ test_export (void)
   }
   check_with_python (fc);
   g_clear_pointer (&om, cleave_onnx_model_free);
+  {
+    g_autofree float *want = scorer_scores (cleave_scorer_new_composition (mixed_composition (s1, s2)), ds);
+    check_reopened (fc, ds, want, 4, "composition");
+  }
 
   g_assert_true (cleave_patched_add (p, s2, 2, 2, &error));
   g_assert_true (cleave_export_patched_onnx (p, fp, &error));
@@ -652,6 +718,13 @@ test_export (void)
   g_assert_no_error (error);
   g_assert_cmpuint (om->outputs->len, ==, 2);
   check_with_python (fp);
+  {
+    g_autoptr(CleavePatched) q = cleave_patched_new (random_model (17));
+    g_assert_true (cleave_patched_add (q, s2, 2, 2, &error));
+    g_assert_no_error (error);
+    g_autofree float *want = scorer_scores (cleave_scorer_new_patched (g_steal_pointer (&q)), ds);
+    check_reopened (fp, ds, want, N_CLASSES, "patched model");
+  }
 }
 
 static void

@@ -424,6 +424,27 @@ remove_tree (const char *dir)
   g_rmdir (dir);
 }
 
+/* Classes named "0".."N-1" take the dataset's names; named ones keep theirs. */
+static void
+test_class_names_from_dataset (void)
+{
+  g_autoptr(GError) error = NULL;
+  const char *names[] = { "cat", "dog", "owl", NULL };
+  CleaveDataset ds = { .n_classes = 3, .class_names = (char **) names };
+  CleaveGraph *g = cleave_arch_build ("weak", 1, 28, 28, 3, &error);
+  g_assert_no_error (error);
+  g_autoptr(CleaveModel) unnamed = cleave_model_new (g, 3, NULL);
+  cleave_model_name_classes_from_dataset (unnamed, &ds);
+  for (int k = 0; k < 3; k++)
+    g_assert_cmpstr (unnamed->class_names[k], ==, names[k]);
+  const char *own[] = { "a", "b", "c", NULL };
+  g_autoptr(CleaveModel) named = cleave_model_new (cleave_arch_build ("weak", 1, 28, 28, 3, &error), 3, own);
+  g_assert_no_error (error);
+  cleave_model_name_classes_from_dataset (named, &ds);
+  for (int k = 0; k < 3; k++)
+    g_assert_cmpstr (named->class_names[k], ==, own[k]);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -431,6 +452,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   tmpdir = g_dir_make_tmp ("cleave-model-XXXXXX", NULL);
   g_test_add_func ("/model/presets", test_presets);
+  g_test_add_func ("/model/class-names-from-dataset", test_class_names_from_dataset);
   g_test_add_func ("/model/round-trip", test_round_trip);
   g_test_add_func ("/model/malformed-files-name-the-field", test_malformed);
   g_test_add_func ("/model/param-size-checked-before-alloc", test_param_size_checked);

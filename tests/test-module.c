@@ -6,6 +6,7 @@
 #include "cleave-safetensors.h"
 #include "cleave-error.h"
 #include "cleave-report.h"
+#include "cleave-onnx.h"
 
 #include <json-glib/json-glib.h>
 #include "json-mutate.h"
@@ -222,6 +223,74 @@ test_masked_equals_extracted (gconstpointer data)
       cleave_module_free (m);
       keep_free (keep);
     }
+}
+
+/* The torchvision families of tests/reference/onnx/families: a masked
+ * source and its extracted module give the same logits, and the module's
+ * parameters and FLOPs are its graph's; families whose architecture the
+ * extraction cannot slice yet are refused naming the layer. */
+static void
+test_families_masked_equals_extracted (void)
+{
+  static const char *const must_extract[] = { "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "vgg11_bn",
+                                              "googlenet", "densenet121", "inception_v3", NULL };
+  g_autofree char *dir = g_test_build_filename (G_TEST_DIST, "reference", "onnx", "families", NULL);
+  g_autofree char *manifest = g_build_filename (dir, "families.json", NULL);
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GHashTable) extracted = g_hash_table_new (g_str_hash, g_str_equal);
+
+  g_assert_true (json_parser_load_from_file (parser, manifest, &error));
+  g_assert_no_error (error);
+  JsonArray *models = json_node_get_array (json_parser_get_root (parser));
+  for (guint f = 0; f < json_array_get_length (models); f++)
+    {
+      JsonObject *o = json_array_get_object_element (models, f);
+      const char *name = json_object_get_string_member (o, "name");
+      const char *family = json_object_get_string_member (o, "family");
+      g_autofree char *path = g_build_filename (dir, json_object_get_string_member (o, "file"), NULL);
+      g_autoptr(CleaveOnnxImport) imp = cleave_onnx_import (path, &error);
+      g_autoptr(GRand) rng = g_rand_new_with_seed (17 + f);
+
+      g_assert_no_error (error);
+      CleaveGraph *g = imp->graph;
+      g_autofree float *x = random_input (g, 2, 5 + f);
+      guint8 **keep = random_keep (g, 0.6, rng);
+      CleaveModule *m = cleave_module_extract (g, 0, "c", (const guint8 *const *) keep, NULL, &error);
+      keep_free (keep);
+      /* the splitters' check before their search agrees */
+      {
+        g_autoptr(GError) check = NULL;
+        g_assert_true (cleave_module_check_extractable (g, &check) == (m != NULL));
+        if (m == NULL)
+          g_assert_cmpstr (check->message, ==, error->message);
+      }
+      if (m == NULL)
+        {
+          g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED);
+          g_assert_nonnull (strstr (error->message, "layer '"));
+          g_test_message ("%s (%s): not extracted: %s", name, family, error->message);
+          g_clear_error (&error);
+          continue;
+        }
+      g_autofree float *ref = masked_logits (g, m, x, 2);
+      g_autofree float *got = run_logits (m->graph, NULL, x, 2);
+      g_autofree char *what = g_strdup_printf ("%s (%s), %d of %d kernels", name, family, cleave_module_kept_total (m),
+                                               cleave_graph_total_kernels (g));
+      assert_close (ref, got, 2 * imp->n_classes, what);
+      g_assert_cmpuint (cleave_module_params (m), ==, cleave_graph_count_params (m->graph));
+      g_assert_cmpuint (cleave_module_flops (m), ==, cleave_graph_count_flops (m->graph));
+      g_assert_cmpuint (cleave_module_params (m), <, cleave_graph_count_params (g));
+      g_assert_cmpuint (cleave_module_flops (m), <, cleave_graph_count_flops (g));
+      g_test_message ("%s: extracted, %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " parameters, %" G_GUINT64_FORMAT
+                      " of %" G_GUINT64_FORMAT " FLOPs", what, cleave_module_params (m), cleave_graph_count_params (g),
+                      cleave_module_flops (m), cleave_graph_count_flops (g));
+      g_hash_table_add (extracted, (gpointer) family);
+      cleave_module_free (m);
+    }
+  for (int k = 0; must_extract[k]; k++)
+    if (!g_hash_table_contains (extracted, must_extract[k]))
+      g_error ("%s: no module extracted", must_extract[k]);
 }
 
 static void
@@ -1258,6 +1327,7 @@ main (int argc, char **argv)
       g_test_add_data_func (name, ac, test_masked_equals_extracted);
     }
   g_test_add_func ("/module/extract/keep-all-equals-source", test_keep_all_equals_source);
+  g_test_add_func ("/module/extract/torchvision-families", test_families_masked_equals_extracted);
   g_test_add_func ("/module/extract/names-stay", test_names_stay);
   g_test_add_func ("/module/extract/empty-layer-keeps-one", test_empty_layer_keeps_one);
   g_test_add_func ("/module/extract/grouped-conv-refused", test_grouped_conv_refused);

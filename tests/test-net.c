@@ -500,7 +500,7 @@ test_cancel (void)
 int
 main (int argc, char **argv)
 {
-  static const char *nets[] = { "plain", "res", "cat" };
+  static const char *nets[] = { "plain", "res", "cat", "squeeze" };
   static const char *devices[] = { "cpu", "opencl" };
   g_test_init (&argc, &argv, NULL);
   for (gsize d = 0; d < G_N_ELEMENTS (devices); d++)

@@ -13,6 +13,8 @@
 #include "cleave-backend.h"
 #include "cleave-safetensors.h"
 
+#include <json-glib/json-glib.h>
+
 static const char *fixtures[] = { "plain-op13", "plain-bn-op11", "residual-op17", "incept-op13" };
 
 static char *
@@ -348,6 +350,28 @@ test_random_flips (void)
           parse_and_import (copy, len, &n_ok);
         }
     }
+  /* the node lists of the torchvision exports: shape arithmetic, Split,
+   * Slice, the channel shuffle's Reshape and Transpose, Clip, HardSigmoid */
+  const char *families[] = { "shufflenet_v2-s-op11", "mobilenet_v3_small-s-op12", "efficientnet_b0-s-op17" };
+  for (gsize f = 0; f < G_N_ELEMENTS (families); f++)
+    {
+      g_autofree char *file = g_strdup_printf ("%s.onnx", families[f]);
+      g_autofree char *path = g_test_build_filename (G_TEST_DIST, "reference", "onnx", "families", file, NULL);
+      g_autofree char *data = NULL;
+      gsize len = 0;
+      g_autoptr (GError) error = NULL;
+      g_assert_true (g_file_get_contents (path, &data, &len, &error));
+      g_autoptr (CleaveOnnxModel) m = cleave_onnx_model_parse ((const guint8 *) data, len, file, &error);
+      g_assert_no_error (error);
+      for (int it = 0; it < 200; it++, n++)
+        {
+          g_autofree guint8 *copy = g_memdup2 (data, len);
+          /* the nodes come first in the file: flips in its first third */
+          gsize pos = g_rand_int_range (rand, 0, MAX (1, (int) (len / 3)));
+          copy[pos] ^= 1u << g_rand_int_range (rand, 0, 8);
+          parse_and_import (copy, len, &n_ok);
+        }
+    }
   g_test_message ("%d of %d corrupted files still imported", n_ok, n);
   g_assert_cmpint (n_ok, <, n);
 }
@@ -535,6 +559,116 @@ test_import_matches_pytorch (void)
     }
 }
 
+
+/* ---- torchvision families (tests/reference/make_torchvision_onnx.py) ---- */
+
+/* max |got - want| / max |want| */
+static double
+max_rel_error (const float *got, const float *want, gsize n)
+{
+  double worst = 0, scale = 0;
+
+  for (gsize k = 0; k < n; k++)
+    {
+      worst = MAX (worst, fabs ((double) got[k] - want[k]));
+      scale = MAX (scale, fabs ((double) want[k]));
+    }
+  return scale > 0 ? worst / scale : worst;
+}
+
+/* Imports every model in @dir/families.json and checks its logits against
+ * PyTorch's, then exports it and checks that the re-import gives the same
+ * logits. Returns the number of models checked. */
+static int
+check_families (const char *dir)
+{
+  g_autofree char *manifest = g_build_filename (dir, "families.json", NULL);
+  g_autofree char *gpath = g_build_filename (dir, "families.safetensors", NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  g_autofree char *tmp = g_dir_make_tmp ("cleave-families-XXXXXX", NULL);
+  int checked = 0;
+
+  g_assert_true (json_parser_load_from_file (parser, manifest, &error));
+  g_assert_no_error (error);
+  g_autoptr (CleaveSafetensors) st = cleave_safetensors_load (gpath, &error);
+  g_assert_no_error (error);
+  JsonArray *models = json_node_get_array (json_parser_get_root (parser));
+  for (guint k = 0; k < json_array_get_length (models); k++)
+    {
+      JsonObject *o = json_array_get_object_element (models, k);
+      const char *name = json_object_get_string_member (o, "name");
+      g_autofree char *path = g_build_filename (dir, json_object_get_string_member (o, "file"), NULL);
+      g_autofree char *ikey = g_strdup_printf ("%s.input", name), *okey = g_strdup_printf ("%s.out", name);
+      gsize n_in, n_out;
+      g_autofree float *input = golden_f32 (st, ikey, &n_in);
+      g_autofree float *want = golden_f32 (st, okey, &n_out);
+      g_autoptr (GError) local = NULL;
+      g_autoptr (CleaveOnnxImport) imp = cleave_onnx_import (path, &local);
+
+      const char *refused = json_object_get_string_member_with_default (o, "refused", NULL);
+      if (refused)
+        {
+          /* a family Cleave does not open yet: the message names the node, op and attribute */
+          g_assert_null (imp);
+          g_assert_error (local, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED);
+          if (!strstr (local->message, refused) || !strstr (local->message, "node '"))
+            g_error ("%s: refused with '%s', expected '%s'", name, local->message, refused);
+          g_test_message ("%s (%s): refused: %s", name, json_object_get_string_member (o, "family"), local->message);
+          continue;
+        }
+      if (!imp)
+        g_error ("%s (%s): not opened: %s", name, json_object_get_string_member (o, "family"), local->message);
+      int batch = n_out / imp->n_classes;
+      g_assert_cmpuint (n_out, ==, (gsize) batch * imp->n_classes);
+      g_autofree float *got = run_import (imp, input, batch);
+      double rel = max_rel_error (got, want, n_out);
+      g_test_message ("%s (%s, opset %" G_GINT64_FORMAT "): opened, %d layers, max relative error %.2g", name,
+                      json_object_get_string_member (o, "family"), json_object_get_int_member (o, "opset"),
+                      cleave_graph_n_nodes (imp->graph), rel);
+      if (!(rel <= 1e-4))
+        g_error ("%s: max relative error %g exceeds 1e-4", name, rel);
+
+      /* Cleave's export of it opens again with the same outputs */
+      g_autofree char *out = g_build_filename (tmp, "again.onnx", NULL);
+      const gboolean norm = imp->has_normalization;
+      g_assert_true (cleave_onnx_export_graph (imp->graph, norm ? imp->mean : NULL, norm ? imp->std : NULL, out, &local));
+      g_assert_no_error (local);
+      g_autoptr (CleaveOnnxImport) again = cleave_onnx_import (out, &local);
+      g_assert_no_error (local);
+      g_autofree float *got2 = run_import (again, input, batch);
+      g_assert_cmpfloat (max_rel_error (got2, got, n_out), <=, 1e-6);
+      g_unlink (out);
+      checked++;
+    }
+  g_rmdir (tmp);
+  return checked;
+}
+
+static void
+test_families_small (void)
+{
+  g_autofree char *dir = g_test_build_filename (G_TEST_DIST, "reference", "onnx", "families", NULL);
+
+  g_assert_cmpint (check_families (dir), >=, 12);
+}
+
+/* The full-size families, when tests/reference/make_torchvision_onnx.py
+ * --full wrote them into $CLEAVE_FAMILIES_DIR (see tests/run-families.sh). */
+static void
+test_families_full (void)
+{
+  const char *dir = g_getenv ("CLEAVE_FAMILIES_DIR");
+  g_autofree char *manifest = dir ? g_build_filename (dir, "families.json", NULL) : NULL;
+
+  if (!manifest || !g_file_test (manifest, G_FILE_TEST_EXISTS))
+    {
+      g_test_skip ("no full-size families generated (CLEAVE_FAMILIES_DIR unset or empty)");
+      return;
+    }
+  g_assert_cmpint (check_families (dir), >=, 1);
+}
+
 static gboolean
 python_has_onnx (void)
 {
@@ -649,6 +783,8 @@ test_export_small_graph (void)
   g_rmdir (dir);
 }
 
+static void expect_unsupported (CleaveOnnxBuilder *b, const char *const *needles);
+
 /* Two graphs as branches of one ONNX graph, with Concat and ArgMax glue. */
 static void
 test_builder_branches (void)
@@ -691,12 +827,33 @@ test_builder_branches (void)
   if (python_has_onnx ())
     onnx_check_model (path);
 
-  /* Cleave's importer takes single classifiers only and says why */
+  /* Cleave reads the float output (the scores) and skips the ArgMax */
   g_autoptr (CleaveOnnxImport) imp = cleave_onnx_import (path, &error);
-  g_assert_null (imp);
-  g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED);
-  g_assert_nonnull (strstr (error->message, "2 outputs"));
+  g_assert_no_error (error);
+  g_assert_cmpint (imp->n_classes, ==, 8);
+  g_assert_cmpint (imp->n_outputs_used, ==, 1);
+  float raw[3 * 2 * 36];
+  for (gsize k = 0; k < G_N_ELEMENTS (raw); k++)
+    raw[k] = (k * 53 % 97) / 96.f;
+  CleaveOnnxImport one = { .graph = g, .n_classes = 4, .mean = mean, .std = std };
+  g_autofree float *y1 = run_import (&one, raw, 3);
+  g_autofree float *y2 = run_import (imp, raw, 3);
+  for (int n = 0; n < 3; n++)
+    for (int k = 0; k < 8; k++)
+      g_assert_cmpfloat_with_epsilon (y2[n * 8 + k], y1[n * 4 + k % 4], 1e-6);
   g_remove (path);
+
+  /* two float outputs that are not one score each: refused, naming them */
+  g_autoptr (CleaveOnnxBuilder) b2 = cleave_onnx_builder_new ("two-heads");
+  const char *x2 = cleave_onnx_builder_add_input (b2, "input", 2, 6, 6);
+  const char *h1 = cleave_onnx_builder_add_graph (b2, g, x2, "a.", &error);
+  const char *h2 = cleave_onnx_builder_add_graph (b2, g, x2, "b.", &error);
+  g_assert_no_error (error);
+  gint64 d4[2] = { -1, 4 };
+  cleave_onnx_builder_add_output (b2, h1, CLEAVE_ONNX_FLOAT, 2, d4);
+  cleave_onnx_builder_add_output (b2, h2, CLEAVE_ONNX_FLOAT, 2, d4);
+  const char *needles[] = { "graph.output", "2 outputs", h1, h2, "one classification output", NULL };
+  expect_unsupported (b2, needles);
   g_rmdir (dir);
 }
 
@@ -764,20 +921,56 @@ test_unsupported (void)
     expect_unsupported (b, (const char *const[]) { "/r/Relu", "(Relu)", "'alpha'", NULL });
   }
   {
-    /* Mul of two computed tensors */
+    /* Mul of two computed tensors that neither match nor scale per channel */
     g_autoptr (CleaveOnnxBuilder) b = cleave_onnx_builder_new (NULL);
     const char *x = cleave_onnx_builder_add_input (b, "input", 1, 8, 8);
     const char *wn = cleave_onnx_builder_add_initializer (b, "conv.weight", 4, wd, w);
     const char *in[2] = { x, wn };
     int n = cleave_onnx_builder_add_node (b, "Conv", "/conv/Conv", in, 2);
     const char *c = cleave_onnx_builder_node_output (b, n);
-    const char *in2[2] = { c, c };
+    int r = cleave_onnx_builder_add_node (b, "Relu", "/relu/Relu", &x, 1);
+    const char *in2[2] = { c, cleave_onnx_builder_node_output (b, r) };
     int m = cleave_onnx_builder_add_node (b, "Mul", "/sq/Mul", in2, 2);
     cleave_onnx_builder_add_output (b, cleave_onnx_builder_node_output (b, m), CLEAVE_ONNX_FLOAT, 2, dims);
-    expect_unsupported (b, (const char *const[]) { "/sq/Mul", "(Mul)", NULL });
+    expect_unsupported (b, (const char *const[]) { "/sq/Mul", "(Mul)", "[N,4,6,6]", "[N,C,1,1]", NULL });
   }
   {
-    /* a constant Mul after a Relu cannot be folded anywhere */
+    /* a rectangular kernel that no square one can hold with the same padding */
+    g_autoptr (CleaveOnnxBuilder) b = cleave_onnx_builder_new (NULL);
+    const char *x = cleave_onnx_builder_add_input (b, "input", 1, 8, 8);
+    gint64 rd[4] = { 4, 1, 1, 4 }, pads[4] = { 0, 1, 0, 2 };
+    const char *wn = cleave_onnx_builder_add_initializer (b, "rect.weight", 4, rd, w);
+    const char *in[2] = { x, wn };
+    int n = cleave_onnx_builder_add_node (b, "Conv", "/rect/Conv", in, 2);
+    cleave_onnx_builder_set_ints (b, n, "pads", pads, 4);
+    cleave_onnx_builder_add_output (b, cleave_onnx_builder_node_output (b, n), CLEAVE_ONNX_FLOAT, 2, dims);
+    expect_unsupported (b, (const char *const[]) { "/rect/Conv", "(Conv)", "1x4", "'pads' = [0,1,0,2]", NULL });
+  }
+  {
+    /* a Transpose other than a channel shuffle's */
+    g_autoptr (CleaveOnnxBuilder) b = cleave_onnx_builder_new (NULL);
+    const char *x = cleave_onnx_builder_add_input (b, "input", 1, 8, 8);
+    int r = cleave_onnx_builder_add_node (b, "Relu", "/relu/Relu", &x, 1);
+    const char *rx = cleave_onnx_builder_node_output (b, r);
+    int t = cleave_onnx_builder_add_node (b, "Transpose", "/t/Transpose", &rx, 1);
+    gint64 perm[4] = { 0, 1, 3, 2 };
+    cleave_onnx_builder_set_ints (b, t, "perm", perm, 4);
+    cleave_onnx_builder_add_output (b, cleave_onnx_builder_node_output (b, t), CLEAVE_ONNX_FLOAT, 2, dims);
+    expect_unsupported (b, (const char *const[]) { "/t/Transpose", "(Transpose)", "'perm'", "[0,1,3,2]", NULL });
+  }
+  {
+    /* Split along H */
+    g_autoptr (CleaveOnnxBuilder) b = cleave_onnx_builder_new (NULL);
+    const char *x = cleave_onnx_builder_add_input (b, "input", 1, 8, 8);
+    int r = cleave_onnx_builder_add_node (b, "Relu", "/relu/Relu", &x, 1);
+    const char *rx = cleave_onnx_builder_node_output (b, r);
+    int sp = cleave_onnx_builder_add_node (b, "Split", "/s/Split", &rx, 1);
+    cleave_onnx_builder_set_int (b, sp, "axis", 2);
+    cleave_onnx_builder_add_output (b, cleave_onnx_builder_node_output (b, sp), CLEAVE_ONNX_FLOAT, 2, dims);
+    expect_unsupported (b, (const char *const[]) { "/s/Split", "(Split)", "'axis' = 2", NULL });
+  }
+  {
+    /* a per-channel constant Mul after a Relu cannot be folded anywhere (a scalar becomes a scale layer) */
     g_autoptr (CleaveOnnxBuilder) b = cleave_onnx_builder_new (NULL);
     const char *x = cleave_onnx_builder_add_input (b, "input", 1, 8, 8);
     const char *wn = cleave_onnx_builder_add_initializer (b, "conv.weight", 4, wd, w);
@@ -785,9 +978,9 @@ test_unsupported (void)
     int n = cleave_onnx_builder_add_node (b, "Conv", "/conv/Conv", in, 2);
     const char *c = cleave_onnx_builder_node_output (b, n);
     int r = cleave_onnx_builder_add_node (b, "Relu", "/relu/Relu", &c, 1);
-    gint64 one = 1;
-    float two = 2.f;
-    const char *k = cleave_onnx_builder_add_initializer (b, "two", 1, &one, &two);
+    gint64 cd[4] = { 1, 4, 1, 1 };
+    float two[4] = { 2.f, 3.f, 4.f, 5.f };
+    const char *k = cleave_onnx_builder_add_initializer (b, "two", 4, cd, two);
     const char *in2[2] = { cleave_onnx_builder_node_output (b, r), k };
     int m = cleave_onnx_builder_add_node (b, "Mul", "/scale/Mul", in2, 2);
     cleave_onnx_builder_add_output (b, cleave_onnx_builder_node_output (b, m), CLEAVE_ONNX_FLOAT, 2, dims);
@@ -886,6 +1079,8 @@ main (int argc, char **argv)
   g_test_add_func ("/core/onnx/import/bad-values-and-duplicates-refused", test_import_bad_values);
   g_test_add_func ("/core/onnx/import/matches-pytorch", test_import_matches_pytorch);
   g_test_add_func ("/core/onnx/import/load-model", test_load_model);
+  g_test_add_func ("/core/onnx/import/torchvision-families", test_families_small);
+  g_test_add_func ("/core/onnx/import/torchvision-families-full", test_families_full);
   g_test_add_func ("/core/onnx/export/small-graph", test_export_small_graph);
   g_test_add_func ("/core/onnx/export/reimport-same-outputs", test_export_reimport);
   g_test_add_func ("/core/onnx/export/builder-branches", test_builder_branches);

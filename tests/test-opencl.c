@@ -388,8 +388,55 @@ test_activations (void)
   g_assert_true (cleave_sigmoid_backward (y.c, dy.c, dx.c, &error)
                  && cleave_sigmoid_backward (y.o, dy.o, dx.o, &error));
   assert_close_full (dx, ULP_TOL, "sigmoid_backward");
+  /* ReLU6 and a hardsigmoid; inputs scaled so that both bounds are reached */
+  g_assert_true (cleave_clamp_forward (x.c, y.c, 8.0f, 0.0f, 0.0f, 6.0f, &error)
+                 && cleave_clamp_forward (x.o, y.o, 8.0f, 0.0f, 0.0f, 6.0f, &error));
+  assert_close_full (y, EXACT, "clamp_forward (relu6)");
+  g_assert_true (cleave_clamp_backward (y.c, dy.c, dx.c, 8.0f, 0.0f, 6.0f, &error)
+                 && cleave_clamp_backward (y.o, dy.o, dx.o, 8.0f, 0.0f, 6.0f, &error));
+  assert_close_full (dx, EXACT, "clamp_backward (relu6)");
+  g_assert_true (cleave_clamp_forward (x.c, y.c, 1.5f, 0.5f, 0.0f, 1.0f, &error)
+                 && cleave_clamp_forward (x.o, y.o, 1.5f, 0.5f, 0.0f, 1.0f, &error));
+  assert_close_full (y, ULP_TOL, "clamp_forward (hardsigmoid)");
+  g_assert_true (cleave_clamp_backward (y.c, dy.c, dx.c, 1.5f, 0.0f, 1.0f, &error)
+                 && cleave_clamp_backward (y.o, dy.o, dx.o, 1.5f, 0.0f, 1.0f, &error));
+  assert_close_full (dx, ULP_TOL, "clamp_backward (hardsigmoid)");
   g_assert_no_error (error);
   pair_free (&x); pair_free (&y); pair_free (&dy); pair_free (&dx);
+  {
+    Pair a = rand2 (5, 11), b = rand2 (5, 11), da = rand2 (5, 11), db = rand2 (5, 11);
+    g_assert_true (cleave_softmax_forward (a.c, b.c, &error) && cleave_softmax_forward (a.o, b.o, &error));
+    assert_close_full (b, ULP_TOL, "softmax_forward");
+    g_assert_true (cleave_softmax_backward (b.c, da.c, db.c, &error) && cleave_softmax_backward (b.o, da.o, db.o, &error));
+    assert_close_full (db, ULP_TOL, "softmax_backward");
+    g_assert_no_error (error);
+    pair_free (&a); pair_free (&b); pair_free (&da); pair_free (&db);
+  }
+}
+
+/* The shuffle of [N,C,H,W] with g groups, and back with C/g groups. */
+static void
+test_channel_shuffle (void)
+{
+  static const int cases[][5] = { { 2, 6, 3, 4, 2 }, { 1, 12, 5, 5, 3 }, { 3, 8, 1, 1, 4 }, { 1, 4, 2, 2, 1 } };
+  REQUIRE_OCL ();
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      const int *cs = cases[i];
+      g_autoptr(GError) error = NULL;
+      g_autofree char *what = g_strdup_printf ("channel shuffle case %u", i);
+      Pair x = rand4 (cs[0], cs[1], cs[2], cs[3]), y = rand4 (cs[0], cs[1], cs[2], cs[3]);
+      Pair back = rand4 (cs[0], cs[1], cs[2], cs[3]);
+
+      g_assert_true (cleave_channel_shuffle (x.c, y.c, cs[4], &error) && cleave_channel_shuffle (x.o, y.o, cs[4], &error));
+      g_assert_no_error (error);
+      assert_close_full (y, EXACT, what);
+      g_assert_true (cleave_channel_shuffle (y.o, back.o, cs[1] / cs[4], &error));
+      g_assert_no_error (error);
+      g_assert_true (cleave_tensor_copy (back.c, x.c, &error));
+      assert_close_full (back, EXACT, what);
+      pair_free (&x); pair_free (&y); pair_free (&back);
+    }
 }
 
 /* ---------------------------------------------------------------- pooling */
@@ -397,16 +444,20 @@ test_activations (void)
 static void
 test_pooling (void)
 {
-  static const int cases[][6] = {
-    /* n, c, h, w, kernel, stride; pad = kernel / 2 for odd kernels */
-    { 2, 3, 7, 7, 3, 2 }, { 1, 5, 8, 6, 2, 2 }, { 3, 2, 5, 5, 3, 1 }, { 1, 1, 1, 1, 1, 1 }, { 2, 7, 9, 9, 5, 3 },
+  static const int cases[][8] = {
+    /* n, c, h, w, kernel, stride, ceil_mode, exclude_pad; pad = kernel / 2 for odd kernels */
+    { 2, 3, 7, 7, 3, 2, 0, 0 }, { 1, 5, 8, 6, 2, 2, 0, 0 }, { 3, 2, 5, 5, 3, 1, 0, 0 }, { 1, 1, 1, 1, 1, 1, 0, 0 },
+    { 2, 7, 9, 9, 5, 3, 0, 0 },
+    /* partial last windows (ceil mode), windows partly in the padding not counted */
+    { 2, 3, 7, 6, 2, 2, 1, 0 }, { 1, 4, 8, 8, 3, 2, 1, 0 }, { 2, 3, 7, 7, 3, 2, 0, 1 }, { 1, 2, 10, 9, 3, 2, 1, 1 },
   };
   REQUIRE_OCL ();
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
     {
       const int *cs = cases[i];
-      CleavePoolParams p = { cs[4], cs[5], cs[4] % 2 ? cs[4] / 2 : 0 };
-      int ho = cleave_out_size (cs[2], p.kernel, p.stride, p.pad), wo = cleave_out_size (cs[3], p.kernel, p.stride, p.pad);
+      CleavePoolParams p = { cs[4], cs[5], cs[4] % 2 ? cs[4] / 2 : 0, cs[6], cs[7] };
+      int ho = cleave_pool_out_size (cs[2], p.kernel, p.stride, p.pad, p.ceil_mode);
+      int wo = cleave_pool_out_size (cs[3], p.kernel, p.stride, p.pad, p.ceil_mode);
       int xs[4] = { cs[0], cs[1], cs[2], cs[3] };
       g_autoptr(GError) error = NULL;
       g_autofree char *what = g_strdup_printf ("pool case %u", i);
@@ -414,6 +465,8 @@ test_pooling (void)
       Pair x = pair_rand (4, xs, -1, 1, TRUE), y = rand4 (cs[0], cs[1], ho, wo), dy = rand4 (cs[0], cs[1], ho, wo);
       Pair dx = rand4 (cs[0], cs[1], cs[2], cs[3]);
 
+      if (p.ceil_mode)
+        g_assert_cmpint (ho, >, cleave_out_size (cs[2], p.kernel, p.stride, p.pad));
       g_assert_true (cleave_maxpool_forward (x.c, y.c, &p, &error) && cleave_maxpool_forward (x.o, y.o, &p, &error));
       g_assert_no_error (error);
       assert_close_full (y, EXACT, what);
@@ -1000,6 +1053,7 @@ main (int argc, char **argv)
   g_test_add_func ("/opencl/batchnorm/matches-cpu", test_batchnorm);
   g_test_add_func ("/opencl/activations/matches-cpu", test_activations);
   g_test_add_func ("/opencl/pool/matches-cpu", test_pooling);
+  g_test_add_func ("/opencl/channel-shuffle/matches-cpu", test_channel_shuffle);
   g_test_add_func ("/opencl/global-avgpool/matches-cpu", test_global_avgpool);
   g_test_add_func ("/opencl/linear/matches-cpu", test_linear);
   g_test_add_func ("/opencl/gemm/split-k-matches-cpu", test_split_k);

@@ -40,20 +40,29 @@ print_table (const CleaveModuleSet *set, const double *test_f1, double source_te
              double seconds, gint64 images)
 {
   int n_mod = (int) set->modules->len;
+  /* Without a test run (--no-test, or interrupted) the test columns are left out. */
+  gboolean test = test_f1 != NULL;
 
-  printf ("\n%-26s %10s %10s\n", "", "validation", "test");
-  printf ("%-26s %9.2f%% %9.2f%%\n", "source model accuracy", 100 * set->source_accuracy, 100 * source_test);
-  printf ("%-26s %9.2f%% %9.2f%%\n", "composed modules accuracy", 100 * set->composed_accuracy, 100 * composed_test);
-  printf ("%-26s %9.2f   %9.2f\n", "loss (points)", 100 * (set->source_accuracy - set->composed_accuracy),
-          100 * (source_test - composed_test));
-  printf ("mean KRR %.2f%% (%d modules, %d kernels in the source)\n",
+  printf ("\n%-26s %10s %s\n", "", "validation", test ? "      test" : "");
+  printf ("%-26s %9.2f%%", "source model accuracy", 100 * set->source_accuracy);
+  if (test)
+    printf (" %9.2f%%", 100 * source_test);
+  printf ("\n%-26s %9.2f%%", "composed modules accuracy", 100 * set->composed_accuracy);
+  if (test)
+    printf (" %9.2f%%", 100 * composed_test);
+  printf ("\n%-26s %9.2f ", "loss (points)", 100 * (set->source_accuracy - set->composed_accuracy));
+  if (test)
+    printf ("  %9.2f", 100 * (source_test - composed_test));
+  printf ("\nmean KRR %.2f%% (%d modules, %d kernels in the source)\n",
           100 * cleave_module_set_mean_krr (set), n_mod, set->total_kernels);
-  printf ("\n%-8s %-16s %8s %10s %8s\n", "module", "class", "KRR", "val F1", "test F1");
+  printf ("\n%-8s %-16s %8s %10s%s\n", "module", "class", "KRR", "val F1", test ? "  test F1" : "");
   for (int k = 0; k < n_mod; k++)
     {
       const CleaveModule *m = set->modules->pdata[k];
-      printf ("%-8d %-16s %7.2f%% %9.2f%% %7.2f%%\n", m->class_index, m->class_name, 100 * m->krr,
-              100 * m->val_f1, test_f1 ? 100 * test_f1[k] : NAN);
+      printf ("%-8d %-16s %7.2f%% %9.2f%%", m->class_index, m->class_name, 100 * m->krr, 100 * m->val_f1);
+      if (test)
+        printf (" %7.2f%%", 100 * test_f1[k]);
+      printf ("\n");
     }
   printf ("\nKRR per layer (mean over modules):\n");
   for (int s = 0; s < set->n_sites; s++)

@@ -1328,16 +1328,110 @@ cpu_sigmoid_backward (CleaveBackend *self, const CleaveTensor *y, const CleaveTe
   return TRUE;
 }
 
+static void
+clamp_fwd_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  Ew *e = d;
+  for (gsize i = lo; i < hi; i++)
+    e->y[i] = fminf (fmaxf (e->s0 * e->a[i] + e->s1, e->s2), e->s3);
+}
+
+static void
+clamp_bwd_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  Ew *e = d;
+  for (gsize i = lo; i < hi; i++)
+    e->y[i] = e->a[i] > e->s2 && e->a[i] < e->s3 ? e->s0 * e->b[i] : 0.0f;
+}
+
+static gboolean
+cpu_clamp_forward (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, float alpha, float beta, float lo,
+                   float hi, GError **error)
+{
+  Ew e = { .a = fp (x), .y = fp (y), .s0 = alpha, .s1 = beta, .s2 = lo, .s3 = hi };
+  run_ew (clamp_fwd_range, &e, numel (x));
+  return TRUE;
+}
+
+static gboolean
+cpu_clamp_backward (CleaveBackend *self, const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx, float alpha,
+                    float lo, float hi, GError **error)
+{
+  Ew e = { .a = fp (y), .b = fp (dy), .y = fp (dx), .s0 = alpha, .s2 = lo, .s3 = hi };
+  run_ew (clamp_bwd_range, &e, numel (y));
+  return TRUE;
+}
+
+typedef struct {
+  int F;
+  const float *x, *dy;
+  float *y;
+} SoftmaxJob;
+
+static void
+softmax_fwd_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  const SoftmaxJob *j = d;
+  for (gsize r = lo; r < hi; r++)
+    {
+      const float *x = j->x + r * j->F;
+      float *y = j->y + r * j->F, mx = x[0];
+      double s = 0;
+      for (int k = 1; k < j->F; k++)
+        mx = fmaxf (mx, x[k]);
+      for (int k = 0; k < j->F; k++)
+        s += y[k] = expf (x[k] - mx);
+      for (int k = 0; k < j->F; k++)
+        y[k] = (float) (y[k] / s);
+    }
+}
+
+/* x holds the forward output y here */
+static void
+softmax_bwd_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  const SoftmaxJob *j = d;
+  for (gsize r = lo; r < hi; r++)
+    {
+      const float *y = j->x + r * j->F, *dy = j->dy + r * j->F;
+      float *dx = j->y + r * j->F;
+      double s = 0;
+      for (int k = 0; k < j->F; k++)
+        s += (double) dy[k] * y[k];
+      for (int k = 0; k < j->F; k++)
+        dx[k] = (float) (y[k] * (dy[k] - s));
+    }
+}
+
+static gboolean
+cpu_softmax_forward (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, GError **error)
+{
+  SoftmaxJob j = { x->shape[1], fp (x), NULL, fp (y) };
+  parallel_for (x->shape[0], grain_for (x->shape[0], PAR_GRAIN / (gsize) j.F + 1), softmax_fwd_range, &j);
+  return TRUE;
+}
+
+static gboolean
+cpu_softmax_backward (CleaveBackend *self, const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx,
+                      GError **error)
+{
+  SoftmaxJob j = { y->shape[1], fp (y), fp (dy), fp (dx) };
+  parallel_for (y->shape[0], grain_for (y->shape[0], PAR_GRAIN / (gsize) j.F + 1), softmax_bwd_range, &j);
+  return TRUE;
+}
+
 /* -------------------------------------------------------------- pooling */
 
 typedef struct {
   int planes, h, w, ho, wo, k, s, pad;
+  gboolean exclude_pad;
   const float *in, *din;
   float *out;
 } PoolJob;
 
+/* @in: the pool's input (or its gradient), @out: its output (or gradient). */
 static void
-pool_geom (const CleaveTensor *in, const CleavePoolParams *p, PoolJob *g)
+pool_geom (const CleaveTensor *in, const CleaveTensor *out, const CleavePoolParams *p, PoolJob *g)
 {
   g->planes = in->shape[0] * in->shape[1];
   g->h = in->shape[2];
@@ -1345,8 +1439,15 @@ pool_geom (const CleaveTensor *in, const CleavePoolParams *p, PoolJob *g)
   g->k = p->kernel;
   g->s = p->stride;
   g->pad = p->pad;
-  g->ho = cleave_out_size (g->h, g->k, g->s, g->pad);
-  g->wo = cleave_out_size (g->w, g->k, g->s, g->pad);
+  g->exclude_pad = p->exclude_pad;
+  g->ho = out->shape[2];
+  g->wo = out->shape[3];
+}
+
+static inline float
+pool_inv_divisor (const PoolJob *g, int oh, int ow)
+{
+  return 1.0f / cleave_avgpool_divisor (oh, ow, g->h, g->w, g->k, g->s, g->pad, g->exclude_pad);
 }
 
 static inline gsize
@@ -1404,7 +1505,7 @@ maxpool_fwd_range (gpointer d, gsize lo, gsize hi, int worker)
     {
       const float *plane = g->in + pl * g->h * g->w;
       float *out = g->out + pl * g->ho * g->wo;
-      if (g->k == 2 && g->s == 2 && g->pad == 0)
+      if (g->k == 2 && g->s == 2 && g->pad == 0 && g->ho == g->h / 2 && g->wo == g->w / 2)
         {
           /* The common case, without the bounds checks, branch-free so
            * that it vectorises (with them, the pooling measured 8% of the
@@ -1431,7 +1532,7 @@ static gboolean
 cpu_maxpool_forward (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, const CleavePoolParams *p, GError **error)
 {
   PoolJob g = { .in = fp (x), .out = fp (y) };
-  pool_geom (x, p, &g);
+  pool_geom (x, y, p, &g);
   parallel_for (g.planes, pool_grain (&g), maxpool_fwd_range, &g);
   return TRUE;
 }
@@ -1446,7 +1547,7 @@ maxpool_bwd_range (gpointer d, gsize lo, gsize hi, int worker)
       const float *plane = g->in + pl * g->h * g->w;
       const float *dd = g->din + pl * g->ho * g->wo;
       float *out = g->out + pl * g->h * g->w;
-      if (g->k == 2 && g->s == 2 && g->pad == 0)
+      if (g->k == 2 && g->s == 2 && g->pad == 0 && g->ho == g->h / 2 && g->wo == g->w / 2)
         {
           /* Disjoint 2x2 windows: each writes its four gradients (the
            * first maximum takes dy, NaN first), so only an odd last row or
@@ -1494,18 +1595,17 @@ cpu_maxpool_backward (CleaveBackend *self, const CleaveTensor *x, const CleaveTe
                       const CleavePoolParams *p, GError **error)
 {
   PoolJob g = { .in = fp (x), .din = fp (dy), .out = fp (dx) };
-  pool_geom (x, p, &g);
+  pool_geom (x, dy, p, &g);
   parallel_for (g.planes, pool_grain (&g), maxpool_bwd_range, &g);
   return TRUE;
 }
 
-/* count_include_pad: with floor-sized outputs no window reaches past the
- * padding, so the divisor is always k*k. */
+/* The divisor is k*k except where a window reaches past the padding
+ * (ceil mode) or, with exclude_pad, into it. */
 static void
 avgpool_fwd_range (gpointer d, gsize lo, gsize hi, int worker)
 {
   const PoolJob *g = d;
-  const float inv = 1.0f / (g->k * g->k);
 
   for (gsize pl = lo; pl < hi; pl++)
     {
@@ -1527,7 +1627,7 @@ avgpool_fwd_range (gpointer d, gsize lo, gsize hi, int worker)
                       s += plane[ih * g->w + iw];
                   }
               }
-            out[oh * g->wo + ow] = s * inv;
+            out[oh * g->wo + ow] = s * pool_inv_divisor (g, oh, ow);
           }
     }
 }
@@ -1536,7 +1636,7 @@ static gboolean
 cpu_avgpool_forward (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, const CleavePoolParams *p, GError **error)
 {
   PoolJob g = { .in = fp (x), .out = fp (y) };
-  pool_geom (x, p, &g);
+  pool_geom (x, y, p, &g);
   parallel_for (g.planes, pool_grain (&g), avgpool_fwd_range, &g);
   return TRUE;
 }
@@ -1545,7 +1645,6 @@ static void
 avgpool_bwd_range (gpointer d, gsize lo, gsize hi, int worker)
 {
   const PoolJob *g = d;
-  const float inv = 1.0f / (g->k * g->k);
 
   for (gsize pl = lo; pl < hi; pl++)
     {
@@ -1555,7 +1654,7 @@ avgpool_bwd_range (gpointer d, gsize lo, gsize hi, int worker)
       for (int oh = 0; oh < g->ho; oh++)
         for (int ow = 0; ow < g->wo; ow++)
           {
-            float v = dd[oh * g->wo + ow] * inv;
+            float v = dd[oh * g->wo + ow] * pool_inv_divisor (g, oh, ow);
             for (int kh = 0; kh < g->k; kh++)
               {
                 int ih = oh * g->s - g->pad + kh;
@@ -1576,7 +1675,7 @@ static gboolean
 cpu_avgpool_backward (CleaveBackend *self, const CleaveTensor *dy, CleaveTensor *dx, const CleavePoolParams *p, GError **error)
 {
   PoolJob g = { .din = fp (dy), .out = fp (dx) };
-  pool_geom (dx, p, &g);
+  pool_geom (dx, dy, p, &g);
   parallel_for (g.planes, pool_grain (&g), avgpool_bwd_range, &g);
   return TRUE;
 }
@@ -1821,6 +1920,36 @@ cpu_channel_copy_out (CleaveBackend *self, const CleaveTensor *src, int offset, 
 }
 
 typedef struct {
+  int C, HW, groups;
+  const float *x;
+  float *y;
+} ShuffleJob;
+
+static void
+shuffle_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  const ShuffleJob *j = d;
+  const int per = j->C / j->groups;
+
+  for (gsize nc = lo; nc < hi; nc++)
+    {
+      gsize n = nc / j->C;
+      int c = (int) (nc % j->C), k = c / j->groups, g = c % j->groups;
+      memcpy (j->y + nc * j->HW, j->x + (n * j->C + (gsize) g * per + k) * j->HW, (gsize) j->HW * sizeof (float));
+    }
+}
+
+static gboolean
+cpu_channel_shuffle (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, int groups, GError **error)
+{
+  ShuffleJob j = { x->shape[1], x->shape[2] * x->shape[3], groups, fp (x), fp (y) };
+  gsize planes = (gsize) x->shape[0] * x->shape[1];
+
+  parallel_for (planes, grain_for (planes, PAR_GRAIN / (gsize) j.HW + 1), shuffle_range, &j);
+  return TRUE;
+}
+
+typedef struct {
   int N, C, HW, G, B;
   int NX;                   /* rows of x: row n of the batch reads x's row n % NX */
   const float *x, *m, *dy;
@@ -2050,6 +2179,11 @@ static const CleaveBackendVTable cpu_vtable = {
   .relu_backward = cpu_relu_backward,
   .sigmoid_forward = cpu_sigmoid_forward,
   .sigmoid_backward = cpu_sigmoid_backward,
+  .clamp_forward = cpu_clamp_forward,
+  .clamp_backward = cpu_clamp_backward,
+  .channel_shuffle = cpu_channel_shuffle,
+  .softmax_forward = cpu_softmax_forward,
+  .softmax_backward = cpu_softmax_backward,
   .maxpool_forward = cpu_maxpool_forward,
   .maxpool_backward = cpu_maxpool_backward,
   .avgpool_forward = cpu_avgpool_forward,

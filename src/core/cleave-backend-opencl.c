@@ -1287,6 +1287,52 @@ ocl_sigmoid_backward (CleaveBackend *self, const CleaveTensor *y, const CleaveTe
 }
 
 static gboolean
+ocl_clamp_forward (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, float alpha, float beta, float lo,
+                   float hi, GError **error)
+{
+  gsize n = cleave_tensor_numel (x);
+  LOCKED (self);
+  return launch_1d (self, "clamp_forward", n, error, A_INT, (int) n, A_MEM, MEM (x), A_MEM, MEM (y),
+                    A_FLOAT, alpha, A_FLOAT, beta, A_FLOAT, lo, A_FLOAT, hi, A_END);
+}
+
+static gboolean
+ocl_clamp_backward (CleaveBackend *self, const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx,
+                    float alpha, float lo, float hi, GError **error)
+{
+  gsize n = cleave_tensor_numel (y);
+  LOCKED (self);
+  return launch_1d (self, "clamp_backward", n, error, A_INT, (int) n, A_MEM, MEM (y), A_MEM, MEM (dy),
+                    A_MEM, MEM (dx), A_FLOAT, alpha, A_FLOAT, lo, A_FLOAT, hi, A_END);
+}
+
+static gboolean
+ocl_softmax_forward (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, GError **error)
+{
+  LOCKED (self);
+  return launch_1d (self, "softmax_forward", x->shape[0], error, A_INT, x->shape[0], A_INT, x->shape[1],
+                    A_MEM, MEM (x), A_MEM, MEM (y), A_END);
+}
+
+static gboolean
+ocl_softmax_backward (CleaveBackend *self, const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx,
+                      GError **error)
+{
+  LOCKED (self);
+  return launch_1d (self, "softmax_backward", y->shape[0], error, A_INT, y->shape[0], A_INT, y->shape[1],
+                    A_MEM, MEM (y), A_MEM, MEM (dy), A_MEM, MEM (dx), A_END);
+}
+
+static gboolean
+ocl_channel_shuffle (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, int groups, GError **error)
+{
+  gsize n = cleave_tensor_numel (x);
+  LOCKED (self);
+  return launch_1d (self, "channel_shuffle", n, error, A_INT, (int) n, A_INT, x->shape[1],
+                    A_INT, x->shape[2] * x->shape[3], A_INT, groups, A_MEM, MEM (x), A_MEM, MEM (y), A_END);
+}
+
+static gboolean
 pool (CleaveBackend *self, const char *name, const CleaveTensor *in, const CleaveTensor *out,
       gsize n_items, const CleavePoolParams *p, cl_mem a, cl_mem b, cl_mem c, GError **error)
 {
@@ -1295,12 +1341,12 @@ pool (CleaveBackend *self, const char *name, const CleaveTensor *in, const Cleav
     return launch_1d (self, name, n_items, error,
                       A_INT, (int) n_items, A_INT, in->shape[2], A_INT, in->shape[3],
                       A_INT, out->shape[2], A_INT, out->shape[3],
-                      A_INT, p->kernel, A_INT, p->stride, A_INT, p->pad,
+                      A_INT, p->kernel, A_INT, p->stride, A_INT, p->pad, A_INT, (int) p->exclude_pad,
                       A_MEM, a, A_MEM, b, A_MEM, c, A_END);
   return launch_1d (self, name, n_items, error,
                     A_INT, (int) n_items, A_INT, in->shape[2], A_INT, in->shape[3],
                     A_INT, out->shape[2], A_INT, out->shape[3],
-                    A_INT, p->kernel, A_INT, p->stride, A_INT, p->pad,
+                    A_INT, p->kernel, A_INT, p->stride, A_INT, p->pad, A_INT, (int) p->exclude_pad,
                     A_MEM, a, A_MEM, b, A_END);
 }
 
@@ -1534,6 +1580,11 @@ static const CleaveBackendVTable opencl_vtable = {
   .relu_backward = ocl_relu_backward,
   .sigmoid_forward = ocl_sigmoid_forward,
   .sigmoid_backward = ocl_sigmoid_backward,
+  .clamp_forward = ocl_clamp_forward,
+  .clamp_backward = ocl_clamp_backward,
+  .channel_shuffle = ocl_channel_shuffle,
+  .softmax_forward = ocl_softmax_forward,
+  .softmax_backward = ocl_softmax_backward,
   .maxpool_forward = ocl_maxpool_forward,
   .maxpool_backward = ocl_maxpool_backward,
   .avgpool_forward = ocl_avgpool_forward,

@@ -28,6 +28,8 @@ typedef struct {
 
 typedef struct {
   int kernel, stride, pad;
+  gboolean ceil_mode;    /* output size rounded up (cleave_pool_out_size) */
+  gboolean exclude_pad;  /* avgpool: divisor counts only the cells inside the input */
 } CleavePoolParams;
 
 /* How convolutions run on the cpu backend. */
@@ -180,7 +182,25 @@ struct _CleaveBackendVTable {
   gboolean (*sigmoid_forward)  (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, GError **error);
   gboolean (*sigmoid_backward) (CleaveBackend *self, const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx, GError **error);
 
-  /* Max pool (padding counts as -inf) and average pool (count_include_pad=True, like PyTorch's default). */
+  /* y = min (max (alpha·x + beta, lo), hi) (Clip, ReLU6, HardSigmoid);
+   * backward: dx = dy·alpha where lo < y < hi, else 0 (uses the forward output y). */
+  gboolean (*clamp_forward)  (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, float alpha, float beta,
+                              float lo, float hi, GError **error);
+  gboolean (*clamp_backward) (CleaveBackend *self, const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx,
+                              float alpha, float lo, float hi, GError **error);
+
+  /* Row-wise softmax of x[N,F]; backward dx = y·(dy − Σ dy·y) from the output y. */
+  gboolean (*softmax_forward)  (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, GError **error);
+  gboolean (*softmax_backward) (CleaveBackend *self, const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx,
+                                GError **error);
+
+  /* x[N,C,H,W] viewed as [N,groups,C/groups,H,W], the two channel axes
+   * transposed: y channel k·groups + j = x channel j·(C/groups) + k. The
+   * inverse is the shuffle with C/groups groups. */
+  gboolean (*channel_shuffle) (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, int groups, GError **error);
+
+  /* Max pool (padding counts as -inf) and average pool (count_include_pad=True, like PyTorch's default,
+   * unless p->exclude_pad); the divisor is cleave_avgpool_divisor(). Output sizes are the tensors'. */
   gboolean (*maxpool_forward)  (CleaveBackend *self, const CleaveTensor *x, CleaveTensor *y, const CleavePoolParams *p, GError **error);
   /* Gradient goes to the first maximum in the window (PyTorch's rule). */
   gboolean (*maxpool_backward) (CleaveBackend *self, const CleaveTensor *x, const CleaveTensor *dy, CleaveTensor *dx,

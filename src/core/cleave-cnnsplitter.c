@@ -866,6 +866,8 @@ ga_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
                    "GA split needs a model with at least 2 classes and one output per class");
       goto fail;
     }
+  if (!cleave_module_check_extractable (model->graph, error))
+    goto fail;
   if (val_idx == NULL)
     {
       n_val = ds->n;

@@ -1320,6 +1320,8 @@ grad_split (CleaveModel *model, CleaveBackend *backend, const CleaveDataset *ds,
                    "dataset '%s' has %d×%d×%d images, the model expects %d×%d×%d", ds->name, ds->c, ds->h, ds->w, c, h, w);
       goto out;
     }
+  if (!cleave_module_check_extractable (model->graph, error))
+    goto out;
   n = cleave_graph_n_outputs (model->graph);
   total_epochs = opt->head_epochs + opt->rounds * (opt->mask_epochs + opt->head_only_epochs);
   if (n_train < 1 || n_val < 1 || B < 1 || total_epochs < 1 || opt->head_epochs < 0 || opt->rounds < 0 ||

@@ -52,12 +52,45 @@ cleave_graph_to_json (const CleaveGraph *g)
           json_builder_set_member_name (b, "momentum");
           json_builder_add_double_value (b, n->momentum);
           break;
+#define BOOL_ATTR(key, val) do { json_builder_set_member_name (b, key); json_builder_add_boolean_value (b, val); } while (0)
+#define NUM_ATTR(key, val) do { json_builder_set_member_name (b, key); json_builder_add_double_value (b, val); } while (0)
         case CLEAVE_OP_MAXPOOL2D:
         case CLEAVE_OP_AVGPOOL2D:
           INT_ATTR ("kernel", n->kernel);
           INT_ATTR ("stride", n->stride);
           INT_ATTR ("pad", n->pad);
+          /* written only when set, so that older readers still open the common case */
+          if (n->ceil_mode)
+            BOOL_ATTR ("ceil_mode", TRUE);
+          if (n->exclude_pad)
+            BOOL_ATTR ("count_include_pad", FALSE);
           break;
+        case CLEAVE_OP_GLOBAL_AVGPOOL:
+          if (n->keepdims)
+            BOOL_ATTR ("keepdims", TRUE);
+          break;
+        case CLEAVE_OP_CLIP:
+          NUM_ATTR ("min", n->clip_min);
+          NUM_ATTR ("max", n->clip_max);
+          if (n->alpha != 1.f || n->beta != 0.f)
+            {
+              NUM_ATTR ("alpha", n->alpha);
+              NUM_ATTR ("beta", n->beta);
+            }
+          break;
+        case CLEAVE_OP_HARDSIGMOID:
+          NUM_ATTR ("alpha", n->alpha);
+          NUM_ATTR ("beta", n->beta);
+          break;
+        case CLEAVE_OP_CHANNEL_SHUFFLE:
+          INT_ATTR ("groups", n->groups);
+          break;
+        case CLEAVE_OP_SLICE:
+          INT_ATTR ("start", n->start);
+          INT_ATTR ("channels", n->out_channels);
+          break;
+#undef BOOL_ATTR
+#undef NUM_ATTR
         case CLEAVE_OP_LINEAR:
           INT_ATTR ("out_features", n->out_features);
           json_builder_set_member_name (b, "bias");
@@ -153,6 +186,80 @@ get_bool (JsonObject *o, const char *where, const char *key, gboolean def, gbool
   return TRUE;
 }
 
+/* The global pool and the elementwise and channel ops: clip, hardsigmoid,
+ * mul, softmax, channel_shuffle, slice. */
+static gboolean
+parse_channel_op (CleaveGraph *g, JsonObject *o, const char *where, const char *name, CleaveOpKind op,
+                  const int *inputs, int *out, GError **error)
+{
+  const int big = 1 << 20;
+  int idx = -1;
+
+  switch (op)
+    {
+    case CLEAVE_OP_GLOBAL_AVGPOOL:
+      {
+        gboolean keep = FALSE;
+        if (!get_bool (o, where, "keepdims", FALSE, &keep, error))
+          return FALSE;
+        idx = cleave_graph_add_global_avgpool (g, name, inputs[0]);
+        ((CleaveNode *) g->nodes->pdata[idx])->keepdims = keep;
+        break;
+      }
+    case CLEAVE_OP_CLIP:
+      {
+        float lo = 0, hi = 0, a = 1, bt = 0;
+        if (!get_double (o, where, "min", -G_MAXFLOAT, -G_MAXFLOAT, G_MAXFLOAT, &lo, error) ||
+            !get_double (o, where, "max", G_MAXFLOAT, -G_MAXFLOAT, G_MAXFLOAT, &hi, error) ||
+            !get_double (o, where, "alpha", 1, -G_MAXFLOAT, G_MAXFLOAT, &a, error) ||
+            !get_double (o, where, "beta", 0, -G_MAXFLOAT, G_MAXFLOAT, &bt, error))
+          return FALSE;
+        if (lo > hi)
+          return json_fail (error, where, "'min' %g is above 'max' %g", lo, hi);
+        idx = cleave_graph_add_clip (g, name, inputs[0], lo, hi);
+        ((CleaveNode *) g->nodes->pdata[idx])->alpha = a;
+        ((CleaveNode *) g->nodes->pdata[idx])->beta = bt;
+        break;
+      }
+    case CLEAVE_OP_HARDSIGMOID:
+      {
+        float a = 0, bt = 0;
+        if (!get_double (o, where, "alpha", 0.2, -1e6, 1e6, &a, error) ||
+            !get_double (o, where, "beta", 0.5, -1e6, 1e6, &bt, error))
+          return FALSE;
+        idx = cleave_graph_add_hardsigmoid (g, name, inputs[0], a, bt);
+        break;
+      }
+    case CLEAVE_OP_MUL:
+      idx = cleave_graph_add_mul (g, name, inputs[0], inputs[1]);
+      break;
+    case CLEAVE_OP_SOFTMAX:
+      idx = cleave_graph_add_softmax (g, name, inputs[0]);
+      break;
+    case CLEAVE_OP_CHANNEL_SHUFFLE:
+      {
+        int gr = 0;
+        if (!get_int (o, where, "groups", -1, 1, big, &gr, error))
+          return FALSE;
+        idx = cleave_graph_add_channel_shuffle (g, name, inputs[0], gr);
+        break;
+      }
+    case CLEAVE_OP_SLICE:
+      {
+        int start = 0, count = 0;
+        if (!get_int (o, where, "start", -1, 0, big, &start, error) ||
+            !get_int (o, where, "channels", -1, 1, big, &count, error))
+          return FALSE;
+        idx = cleave_graph_add_slice (g, name, inputs[0], start, count);
+        break;
+      }
+    default:
+      break;
+    }
+  *out = idx;
+  return TRUE;
+}
+
 static gboolean
 parse_node (CleaveGraph *g, JsonObject *o, int index, GError **error)
 {
@@ -198,10 +305,10 @@ parse_node (CleaveGraph *g, JsonObject *o, int index, GError **error)
           inputs[n_inputs++] = found;
         }
     }
-  if (op != CLEAVE_OP_CONCAT && op != CLEAVE_OP_ADD && n_inputs != 1)
+  if (op != CLEAVE_OP_CONCAT && op != CLEAVE_OP_ADD && op != CLEAVE_OP_MUL && n_inputs != 1)
     return json_fail (error, where, "takes exactly one input");
-  if (op == CLEAVE_OP_ADD && n_inputs != 2)
-    return json_fail (error, where, "add takes exactly two inputs");
+  if ((op == CLEAVE_OP_ADD || op == CLEAVE_OP_MUL) && n_inputs != 2)
+    return json_fail (error, where, "%s takes exactly two inputs", opname);
 
   switch (op)
     {
@@ -233,12 +340,19 @@ parse_node (CleaveGraph *g, JsonObject *o, int index, GError **error)
     case CLEAVE_OP_AVGPOOL2D:
       {
         int k = 0, s = 0, p = 0;
+        gboolean ceil_mode = FALSE, include_pad = TRUE;
         if (!get_int (o, where, "kernel", 2, 1, 64, &k, error) ||
             !get_int (o, where, "stride", k, 1, 64, &s, error) ||
-            !get_int (o, where, "pad", 0, 0, 32, &p, error))
+            !get_int (o, where, "pad", 0, 0, 32, &p, error) ||
+            !get_bool (o, where, "ceil_mode", FALSE, &ceil_mode, error) ||
+            !get_bool (o, where, "count_include_pad", TRUE, &include_pad, error))
           return FALSE;
+        if (op == CLEAVE_OP_MAXPOOL2D && !include_pad)
+          return json_fail (error, where, "'count_include_pad' applies to avgpool2d only");
         idx = op == CLEAVE_OP_MAXPOOL2D ? cleave_graph_add_maxpool2d (g, name, inputs[0], k, s, p)
                                         : cleave_graph_add_avgpool2d (g, name, inputs[0], k, s, p);
+        ((CleaveNode *) g->nodes->pdata[idx])->ceil_mode = ceil_mode;
+        ((CleaveNode *) g->nodes->pdata[idx])->exclude_pad = !include_pad;
         break;
       }
     case CLEAVE_OP_LINEAR:
@@ -266,7 +380,14 @@ parse_node (CleaveGraph *g, JsonObject *o, int index, GError **error)
       idx = cleave_graph_add_sigmoid (g, name, inputs[0]);
       break;
     case CLEAVE_OP_GLOBAL_AVGPOOL:
-      idx = cleave_graph_add_global_avgpool (g, name, inputs[0]);
+    case CLEAVE_OP_CLIP:
+    case CLEAVE_OP_HARDSIGMOID:
+    case CLEAVE_OP_MUL:
+    case CLEAVE_OP_SOFTMAX:
+    case CLEAVE_OP_CHANNEL_SHUFFLE:
+    case CLEAVE_OP_SLICE:
+      if (!parse_channel_op (g, o, where, name, op, inputs, &idx, error))
+        return FALSE;
       break;
     case CLEAVE_OP_FLATTEN:
       idx = cleave_graph_add_flatten (g, name, inputs[0]);

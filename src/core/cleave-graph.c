@@ -2,13 +2,15 @@
 #include "cleave-graph-private.h"
 #include "cleave-util-private.h"
 #include "cleave-error.h"
+#include "cleave-ops.h"
 
 #include <math.h>
 #include <string.h>
 
 static const char *const op_names[CLEAVE_N_OPS] = {
   "input", "conv2d", "batchnorm2d", "relu", "maxpool2d", "avgpool2d", "global_avgpool",
-  "linear", "dropout", "flatten", "add", "concat", "sigmoid",
+  "linear", "dropout", "flatten", "add", "concat", "sigmoid", "clip", "hardsigmoid", "mul",
+  "channel_shuffle", "slice", "softmax",
 };
 
 const char *
@@ -226,14 +228,82 @@ cleave_graph_add_sigmoid (CleaveGraph *g, const char *name, int input)
 }
 
 int
-cleave_graph_add_add (CleaveGraph *g, const char *name, int a, int b)
+cleave_graph_add_clip (CleaveGraph *g, const char *name, int input, float min, float max)
 {
-  int i = add_unary (g, CLEAVE_OP_ADD, name, a);
+  int i = add_unary (g, CLEAVE_OP_CLIP, name, input);
+  CleaveNode *n = g->nodes->pdata[i];
+  n->clip_min = min;
+  n->clip_max = max;
+  n->alpha = 1.0f;
+  n->beta = 0.0f;
+  return i;
+}
+
+int
+cleave_graph_add_scale (CleaveGraph *g, const char *name, int input, float alpha, float beta)
+{
+  int i = cleave_graph_add_clip (g, name, input, -G_MAXFLOAT, G_MAXFLOAT);
+  CleaveNode *n = g->nodes->pdata[i];
+  n->alpha = alpha;
+  n->beta = beta;
+  return i;
+}
+
+int
+cleave_graph_add_hardsigmoid (CleaveGraph *g, const char *name, int input, float alpha, float beta)
+{
+  int i = add_unary (g, CLEAVE_OP_HARDSIGMOID, name, input);
+  CleaveNode *n = g->nodes->pdata[i];
+  n->alpha = alpha;
+  n->beta = beta;
+  return i;
+}
+
+int
+cleave_graph_add_softmax (CleaveGraph *g, const char *name, int input)
+{
+  return add_unary (g, CLEAVE_OP_SOFTMAX, name, input);
+}
+
+int
+cleave_graph_add_channel_shuffle (CleaveGraph *g, const char *name, int input, int groups)
+{
+  int i = add_unary (g, CLEAVE_OP_CHANNEL_SHUFFLE, name, input);
+  ((CleaveNode *) g->nodes->pdata[i])->groups = groups;
+  return i;
+}
+
+int
+cleave_graph_add_slice (CleaveGraph *g, const char *name, int input, int start, int count)
+{
+  int i = add_unary (g, CLEAVE_OP_SLICE, name, input);
+  CleaveNode *n = g->nodes->pdata[i];
+  n->start = start;
+  n->out_channels = count;
+  return i;
+}
+
+static int
+add_binary (CleaveGraph *g, CleaveOpKind op, const char *name, int a, int b)
+{
+  int i = add_unary (g, op, name, a);
   CleaveNode *n = g->nodes->pdata[i];
   g_return_val_if_fail (b >= 0 && b < i, -1);
   n->inputs[1] = b;
   n->n_inputs = 2;
   return i;
+}
+
+int
+cleave_graph_add_mul (CleaveGraph *g, const char *name, int a, int b)
+{
+  return add_binary (g, CLEAVE_OP_MUL, name, a, b);
+}
+
+int
+cleave_graph_add_add (CleaveGraph *g, const char *name, int a, int b)
+{
+  return add_binary (g, CLEAVE_OP_ADD, name, a, b);
 }
 
 int
@@ -444,6 +514,111 @@ ensure_param (CleaveGraph *g, CleaveNode *n, CleaveParamSlot slot, const char *s
   return TRUE;
 }
 
+/* Shapes of the elementwise and channel ops: activations, dropout, add,
+ * concat, mul, softmax, channel_shuffle and slice. */
+static gboolean
+infer_channel_op (CleaveGraph *g, CleaveNode *n, const CleaveNode *in, GError **error)
+{
+  int c = in->out_shape[0];
+
+  switch (n->op)
+    {
+    case CLEAVE_OP_RELU:
+    case CLEAVE_OP_SIGMOID:
+    case CLEAVE_OP_DROPOUT:
+    case CLEAVE_OP_CLIP:
+    case CLEAVE_OP_HARDSIGMOID:
+      if (n->op == CLEAVE_OP_DROPOUT && (n->p < 0 || n->p >= 1))
+        return fail_node (error, n, "dropout probability %g is outside [0, 1)", n->p);
+      if (n->op == CLEAVE_OP_CLIP && !(n->clip_min <= n->clip_max))
+        return fail_node (error, n, "min %g is above max %g", n->clip_min, n->clip_max);
+      if ((n->op == CLEAVE_OP_HARDSIGMOID || n->op == CLEAVE_OP_CLIP) && !(isfinite (n->alpha) && isfinite (n->beta)))
+        return fail_node (error, n, "alpha %g and beta %g must be finite", n->alpha, n->beta);
+      n->out_ndim = in->out_ndim;
+      memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
+      return TRUE;
+
+    case CLEAVE_OP_ADD:
+      {
+        CleaveNode *b = g->nodes->pdata[n->inputs[1]];
+        if (n->n_inputs != 2)
+          return fail_node (error, n, "needs exactly 2 inputs");
+        if (in->out_ndim != b->out_ndim || memcmp (in->out_shape, b->out_shape, sizeof (int) * in->out_ndim) != 0)
+          return fail_node (error, n, "inputs '%s' and '%s' have different shapes", in->name, b->name);
+        n->out_ndim = in->out_ndim;
+        memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
+        return TRUE;
+      }
+
+    case CLEAVE_OP_CONCAT:
+      {
+        gint64 total = 0;
+        for (int k = 0; k < n->n_inputs; k++)
+          {
+            CleaveNode *x = g->nodes->pdata[n->inputs[k]];
+            if (x->out_ndim != in->out_ndim ||
+                (x->out_ndim == 3 && (x->out_shape[1] != in->out_shape[1] || x->out_shape[2] != in->out_shape[2])))
+              return fail_node (error, n, "input '%s' does not match the spatial size of '%s'", x->name, in->name);
+            total += x->out_shape[0];
+          }
+        if (total * (in->out_ndim == 3 ? (gint64) in->out_shape[1] * in->out_shape[2] : 1) > CLEAVE_GRAPH_MAX_NUMEL)
+          return fail_node (error, n, "%" G_GINT64_FORMAT " concatenated channels are too large", total);
+        n->out_ndim = in->out_ndim;
+        memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
+        n->out_shape[0] = (int) total;
+        return TRUE;
+      }
+
+    case CLEAVE_OP_MUL:
+      {
+        CleaveNode *b = g->nodes->pdata[n->inputs[1]];
+        gboolean same = in->out_ndim == b->out_ndim
+                        && memcmp (in->out_shape, b->out_shape, sizeof (int) * in->out_ndim) == 0;
+        gboolean per_channel = in->out_ndim == 3 && b->out_ndim == 3 && b->out_shape[0] == c
+                               && b->out_shape[1] == 1 && b->out_shape[2] == 1;
+        if (n->n_inputs != 2)
+          return fail_node (error, n, "needs exactly 2 inputs");
+        if (!same && !per_channel)
+          return fail_node (error, n, "input '%s' is neither the shape of '%s' nor one value per channel (C,1,1)",
+                            b->name, in->name);
+        n->out_ndim = in->out_ndim;
+        memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
+        return TRUE;
+      }
+
+    case CLEAVE_OP_SOFTMAX:
+      if (in->out_ndim != 1)
+        return fail_node (error, n, "needs a 2-d (N,F) input");
+      n->out_ndim = 1;
+      n->out_shape[0] = in->out_shape[0];
+      return TRUE;
+
+    case CLEAVE_OP_CHANNEL_SHUFFLE:
+      if (in->out_ndim != 3)
+        return fail_node (error, n, "needs a 4-d input");
+      if (n->groups < 1 || c % n->groups)
+        return fail_node (error, n, "groups %d does not divide its %d channels", n->groups, c);
+      n->out_ndim = 3;
+      memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
+      return TRUE;
+
+    case CLEAVE_OP_SLICE:
+      {
+        int have = in->out_shape[0];
+        if (n->start < 0 || n->out_channels < 1 || n->start > have - n->out_channels)
+          return fail_node (error, n, "channels [%d, %d) are outside its input's %d", n->start,
+                            n->start + n->out_channels, have);
+        n->out_ndim = in->out_ndim;
+        memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
+        n->out_shape[0] = n->out_channels;
+        return TRUE;
+      }
+
+    default:
+      return fail_node (error, n, "unknown operation");
+    }
+}
+
 static gboolean
 infer_node (CleaveGraph *g, int idx, CleaveNode *n, GError **error)
 {
@@ -517,11 +692,9 @@ infer_node (CleaveGraph *g, int idx, CleaveNode *n, GError **error)
     case CLEAVE_OP_RELU:
     case CLEAVE_OP_SIGMOID:
     case CLEAVE_OP_DROPOUT:
-      if (n->op == CLEAVE_OP_DROPOUT && (n->p < 0 || n->p >= 1))
-        return fail_node (error, n, "dropout probability %g is outside [0, 1)", n->p);
-      n->out_ndim = in->out_ndim;
-      memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
-      return TRUE;
+    case CLEAVE_OP_CLIP:
+    case CLEAVE_OP_HARDSIGMOID:
+      return infer_channel_op (g, n, in, error);
 
     case CLEAVE_OP_MAXPOOL2D:
     case CLEAVE_OP_AVGPOOL2D:
@@ -533,16 +706,23 @@ infer_node (CleaveGraph *g, int idx, CleaveNode *n, GError **error)
         return fail_node (error, n, "window %d is larger than its %d×%d input", n->kernel, h, w);
       n->out_ndim = 3;
       n->out_shape[0] = c;
-      n->out_shape[1] = (h + 2 * n->pad - n->kernel) / n->stride + 1;
-      n->out_shape[2] = (w + 2 * n->pad - n->kernel) / n->stride + 1;
+      n->out_shape[1] = cleave_pool_out_size (h, n->kernel, n->stride, n->pad, n->ceil_mode);
+      n->out_shape[2] = cleave_pool_out_size (w, n->kernel, n->stride, n->pad, n->ceil_mode);
       return TRUE;
 
     case CLEAVE_OP_GLOBAL_AVGPOOL:
       if (in->out_ndim != 3)
         return fail_node (error, n, "needs a 4-d input");
-      n->out_ndim = 1;
+      n->out_ndim = n->keepdims ? 3 : 1;
       n->out_shape[0] = c;
+      n->out_shape[1] = n->out_shape[2] = n->keepdims ? 1 : 0;
       return TRUE;
+
+    case CLEAVE_OP_MUL:
+    case CLEAVE_OP_SOFTMAX:
+    case CLEAVE_OP_CHANNEL_SHUFFLE:
+    case CLEAVE_OP_SLICE:
+      return infer_channel_op (g, n, in, error);
 
     case CLEAVE_OP_FLATTEN:
       if (in->out_ndim == 3 && (gint64) c * h * w > CLEAVE_GRAPH_MAX_NUMEL)
@@ -575,35 +755,8 @@ infer_node (CleaveGraph *g, int idx, CleaveNode *n, GError **error)
       }
 
     case CLEAVE_OP_ADD:
-      {
-        CleaveNode *b = g->nodes->pdata[n->inputs[1]];
-        if (n->n_inputs != 2)
-          return fail_node (error, n, "needs exactly 2 inputs");
-        if (in->out_ndim != b->out_ndim || memcmp (in->out_shape, b->out_shape, sizeof (int) * in->out_ndim) != 0)
-          return fail_node (error, n, "inputs '%s' and '%s' have different shapes", in->name, b->name);
-        n->out_ndim = in->out_ndim;
-        memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
-        return TRUE;
-      }
-
     case CLEAVE_OP_CONCAT:
-      {
-        gint64 total = 0;
-        for (int k = 0; k < n->n_inputs; k++)
-          {
-            CleaveNode *x = g->nodes->pdata[n->inputs[k]];
-            if (x->out_ndim != in->out_ndim ||
-                (x->out_ndim == 3 && (x->out_shape[1] != h || x->out_shape[2] != w)))
-              return fail_node (error, n, "input '%s' does not match the spatial size of '%s'", x->name, in->name);
-            total += x->out_shape[0];
-          }
-        if (total * (in->out_ndim == 3 ? (gint64) h * w : 1) > CLEAVE_GRAPH_MAX_NUMEL)
-          return fail_node (error, n, "%" G_GINT64_FORMAT " concatenated channels are too large", total);
-        n->out_ndim = in->out_ndim;
-        memcpy (n->out_shape, in->out_shape, sizeof n->out_shape);
-        n->out_shape[0] = (int) total;
-        return TRUE;
-      }
+      return infer_channel_op (g, n, in, error);
 
     default:
       return fail_node (error, n, "unknown operation");
@@ -645,6 +798,9 @@ channel_source_site (const CleaveGraph *g, const int *site_of_node, int idx)
         case CLEAVE_OP_AVGPOOL2D:
         case CLEAVE_OP_DROPOUT:
         case CLEAVE_OP_SIGMOID:
+        case CLEAVE_OP_CLIP:
+        case CLEAVE_OP_HARDSIGMOID:
+        case CLEAVE_OP_MUL:
         case CLEAVE_OP_ADD:
         case CLEAVE_OP_CONV2D:
           idx = n->inputs[0];
@@ -678,7 +834,7 @@ compute_mask_sites (CleaveGraph *g)
     {
       CleaveNode *n = g->nodes->pdata[i];
       CleaveMaskSite s;
-      int cur = (int) i, next;
+      int cur = (int) i, next = -1;
 
       if (n->op != CLEAVE_OP_CONV2D)
         continue;
@@ -688,7 +844,7 @@ compute_mask_sites (CleaveGraph *g)
           CleaveNode *m = g->nodes->pdata[next];
           if (m->op == CLEAVE_OP_BATCHNORM2D && ((CleaveNode *) g->nodes->pdata[cur])->op == CLEAVE_OP_CONV2D)
             cur = next;
-          else if (m->op == CLEAVE_OP_RELU)
+          else if (m->op == CLEAVE_OP_RELU || (m->op == CLEAVE_OP_CLIP && m->clip_min == 0.f && m->alpha == 1.f && m->beta == 0.f))
             {
               cur = next;
               break;
@@ -703,16 +859,28 @@ compute_mask_sites (CleaveGraph *g)
       site_of_node[cur] = s.tie;
       g_array_append_val (g->sites, s);
     }
-  /* Residual adds: both operands carry the same channels, so their masks are tied. */
+  /* Tied masks: the operands of a residual add carry the same channels; a
+   * squeeze-excitation's scale (a mul) belongs to the channel it scales;
+   * a depthwise kernel lives or dies with its input channel. */
   for (guint i = 0; i < g->nodes->len; i++)
     {
       CleaveNode *n = g->nodes->pdata[i];
-      int a, b;
-      if (n->op != CLEAVE_OP_ADD)
-        continue;
-      a = channel_source_site (g, site_of_node, n->inputs[0]);
-      b = channel_source_site (g, site_of_node, n->inputs[1]);
-      if (a >= 0 && b >= 0)
+      int a = -1, b = -1;
+      if (n->op == CLEAVE_OP_ADD || n->op == CLEAVE_OP_MUL)
+        {
+          a = channel_source_site (g, site_of_node, n->inputs[0]);
+          b = channel_source_site (g, site_of_node, n->inputs[1]);
+        }
+      else if (n->op == CLEAVE_OP_CONV2D && n->groups > 1 && n->groups == n->in_channels
+               && n->groups == n->out_channels)
+        {
+          a = channel_source_site (g, site_of_node, n->inputs[0]);
+          for (guint s = 0; s < g->sites->len; s++)
+            if (g_array_index (g->sites, CleaveMaskSite, s).conv == (int) i)
+              b = (int) s;
+        }
+      if (a >= 0 && b >= 0 && g_array_index (g->sites, CleaveMaskSite, a).channels
+                                 == g_array_index (g->sites, CleaveMaskSite, b).channels)
         {
           int ra = site_root (g->sites, a), rb = site_root (g->sites, b);
           int lo = MIN (ra, rb), hi = MAX (ra, rb);
@@ -889,7 +1057,13 @@ cleave_graph_node_flops (const CleaveGraph *g, int idx)
     case CLEAVE_OP_RELU:
     case CLEAVE_OP_ADD:
     case CLEAVE_OP_SIGMOID:
+    case CLEAVE_OP_CLIP:
+    case CLEAVE_OP_MUL:
       return out;
+    case CLEAVE_OP_HARDSIGMOID:
+      return 2 * out;
+    case CLEAVE_OP_SOFTMAX:
+      return 3 * out;
     default:
       return 0;
     }

@@ -15,7 +15,7 @@
 
 G_BEGIN_DECLS
 
-#define CLEAVE_MAX_INPUTS 8
+#define CLEAVE_MAX_INPUTS 64
 
 typedef enum {
   CLEAVE_OP_INPUT,
@@ -31,6 +31,12 @@ typedef enum {
   CLEAVE_OP_ADD,
   CLEAVE_OP_CONCAT,
   CLEAVE_OP_SIGMOID,
+  CLEAVE_OP_CLIP,              /* min (max (alpha·x + beta, clip_min), clip_max): ReLU6, a scalar affine */
+  CLEAVE_OP_HARDSIGMOID,       /* clip (alpha·x + beta, 0, 1) */
+  CLEAVE_OP_MUL,               /* a · b, b the same shape as a or (C,1,1) per channel (squeeze-excitation) */
+  CLEAVE_OP_CHANNEL_SHUFFLE,   /* (g, C/g) channels transposed to (C/g, g) (ShuffleNet) */
+  CLEAVE_OP_SLICE,             /* channels [start, start + out_channels) of its input */
+  CLEAVE_OP_SOFTMAX,           /* softmax over the features of a [N,F] tensor */
   CLEAVE_N_OPS
 } CleaveOpKind;
 
@@ -65,6 +71,13 @@ typedef struct {
   int in_features, out_features;                               /* linear */
   float eps, momentum;                                         /* batchnorm2d */
   float p;                                                     /* dropout */
+  gboolean ceil_mode;          /* pools: output size rounded up (a last, partial window) */
+  gboolean exclude_pad;        /* avgpool: divide by the window's cells inside the input
+                                * (ONNX count_include_pad = 0); FALSE counts the padding */
+  gboolean keepdims;           /* global_avgpool: output (C,1,1) instead of (C) */
+  float clip_min, clip_max;    /* clip */
+  float alpha, beta;           /* hardsigmoid, clip (1 and 0 for a plain clip) */
+  int start;                   /* slice: first channel; out_channels is the count */
   /* per-sample output shape, filled by cleave_graph_finalize():
    * out_ndim 3 → (C,H,W), out_ndim 1 → (F) */
   int out_ndim;
@@ -103,6 +116,15 @@ int cleave_graph_add_flatten        (CleaveGraph *g, const char *name, int input
 int cleave_graph_add_add            (CleaveGraph *g, const char *name, int a, int b);
 int cleave_graph_add_concat         (CleaveGraph *g, const char *name, const int *inputs, int n_inputs);
 int cleave_graph_add_sigmoid        (CleaveGraph *g, const char *name, int input);
+int cleave_graph_add_clip           (CleaveGraph *g, const char *name, int input, float min, float max);
+/* y = alpha·x + beta: a clip without bounds (±G_MAXFLOAT) */
+int cleave_graph_add_scale          (CleaveGraph *g, const char *name, int input, float alpha, float beta);
+int cleave_graph_add_hardsigmoid    (CleaveGraph *g, const char *name, int input, float alpha, float beta);
+/* @a: the tensor; @b: the same shape, or (C,1,1) scaling each channel */
+int cleave_graph_add_mul            (CleaveGraph *g, const char *name, int a, int b);
+int cleave_graph_add_channel_shuffle (CleaveGraph *g, const char *name, int input, int groups);
+int cleave_graph_add_softmax        (CleaveGraph *g, const char *name, int input);
+int cleave_graph_add_slice          (CleaveGraph *g, const char *name, int input, int start, int count);
 
 /* Infers shapes, checks them, creates (zeroed) parameters where missing, and
  * computes mask sites. Must be called after building and before use. Names are

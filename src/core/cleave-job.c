@@ -280,6 +280,8 @@ cleave_job_split (const CleaveSplitRequest *request, CleaveProgressFunc progress
                    train->n_classes, request->model->n_classes);
       return FALSE;
     }
+  /* An imported model's classes "0".."N-1" take the dataset's names. */
+  cleave_model_name_classes_from_dataset (request->model, train);
   backend = cleave_job_open_device (&request->device, error);
   if (backend == NULL)
     return FALSE;

@@ -471,3 +471,19 @@ cleave_model_copy (const CleaveModel *src)
   m->sha256 = g_strdup (src->sha256);
   return m;
 }
+
+void
+cleave_model_name_classes_from_dataset (CleaveModel *m, const CleaveDataset *ds)
+{
+  for (int k = 0; k < m->n_classes; k++)
+    {
+      g_autofree char *index = g_strdup_printf ("%d", k);
+      if (!g_str_equal (m->class_names[k], index))
+        return;
+    }
+  for (int k = 0; k < m->n_classes && k < ds->n_classes && ds->class_names && ds->class_names[k]; k++)
+    {
+      g_free (m->class_names[k]);
+      m->class_names[k] = g_strdup (ds->class_names[k]);
+    }
+}

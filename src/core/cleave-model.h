@@ -45,6 +45,9 @@ CleaveSafetensors *cleave_model_to_safetensors   (const CleaveModel *m);
 
 
 void cleave_model_set_norm_from_dataset (CleaveModel *m, const CleaveDataset *ds, const int *idx, int n);
+/* A model whose classes have no names ("0", "1", … as an ONNX file gives
+ * them) takes @ds's, so that its modules are named after them. */
+void cleave_model_name_classes_from_dataset (CleaveModel *m, const CleaveDataset *ds);
 /* Merges "key": value (value is JSON text) into the provenance object; NULL removes the key. */
 void cleave_model_set_provenance (CleaveModel *m, const char *key, const char *json_value);
 

@@ -146,6 +146,8 @@ cleave_module_set_mean_krr (const CleaveModuleSet *set)
 typedef struct {
   GArray **sel;       /* per node: int indices into the source output, or NULL */
   gboolean *zeroed;   /* per node: dropped units are exact zeros in the masked source */
+  float **cval;       /* per node, where not zeroed: the constant each dropped unit holds, or NULL (unknown) */
+  float **bias_add;   /* per conv/linear node: what the dropped constants it read add to its outputs, or NULL */
 } Selection;
 
 static int
@@ -181,11 +183,66 @@ sel_at (const GArray *a, int i)
 }
 
 static gboolean
+is_depthwise (const CleaveNode *n)
+{
+  return n->op == CLEAVE_OP_CONV2D && n->groups > 1 && n->groups == n->in_channels && n->groups == n->out_channels;
+}
+
+static gboolean
 unsupported (GError **error, const CleaveNode *n, const char *what)
 {
   g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED,
                "cannot extract a module: layer '%s' (%s) %s", n->name, cleave_op_kind_to_string (n->op), what);
   return FALSE;
+}
+
+/* The kept output channels of a conv (NULL: all), from its mask site. A
+ * depthwise conv's output channel c reads input channel c only: both keep
+ * the same channels (their masks are tied), whatever the dropped ones hold;
+ * grouped convs are not sliced. */
+static gboolean
+select_conv (const CleaveNode *n, int site, int *const *kept, const int *n_kept, const GArray *in_sel, GArray **out,
+             GError **error)
+{
+  GArray *s = NULL;
+
+  *out = NULL;
+  if (site >= 0 && n_kept[site] < n->out_channels)
+    {
+      s = g_array_sized_new (FALSE, FALSE, sizeof (int), n_kept[site]);
+      g_array_append_vals (s, kept[site], n_kept[site]);
+    }
+  if (is_depthwise (n) && !sel_equal (s, in_sel))
+    {
+      if (s)
+        g_array_unref (s);
+      return unsupported (error, n, "is a depthwise convolution whose kernels are not kept with their input channels");
+    }
+  if (!is_depthwise (n) && n->groups != 1 && (in_sel != NULL || s != NULL))
+    {
+      if (s)
+        g_array_unref (s);
+      return unsupported (error, n, "is a grouped convolution; only groups=1 can be sliced");
+    }
+  *out = s;
+  return TRUE;
+}
+
+/* A slice's kept channels: its input's in its range, shifted to it; NULL when none. */
+static GArray *
+select_slice (const CleaveNode *n, const GArray *in_sel)
+{
+  GArray *s = g_array_new (FALSE, FALSE, sizeof (int));
+
+  for (guint k = 0; k < in_sel->len; k++)
+    {
+      int v = g_array_index (in_sel, int, k) - n->start;
+      if (v >= 0 && v < n->out_channels)
+        g_array_append_val (s, v);
+    }
+  if (s->len == 0)
+    g_clear_pointer (&s, g_array_unref);
+  return s;
 }
 
 /* Propagates kept sets from the convs through the graph, in node order
@@ -206,26 +263,43 @@ compute_selection (const CleaveGraph *g, int *const *kept, const int *n_kept, co
       switch (n->op)
         {
         case CLEAVE_OP_CONV2D:
-          {
-            int site = site_of_conv[i];
-            if (sel->sel[in] != NULL && !sel->zeroed[in])
-              return unsupported (error, n, "reads channels that are dropped before their mask");
-            if (n->groups != 1 && (sel->sel[in] != NULL || (site >= 0 && n_kept[site] < n->out_channels)))
-              return unsupported (error, n, "is a grouped convolution; only groups=1 can be sliced");
-            if (site >= 0 && n_kept[site] < n->out_channels)
-              {
-                s = g_array_sized_new (FALSE, FALSE, sizeof (int), n_kept[site]);
-                g_array_append_vals (s, kept[site], n_kept[site]);
-              }
-            break;
-          }
+          if (!select_conv (n, site_of_conv[i], kept, n_kept, sel->sel[in], &s, error))
+            return FALSE;
+          break;
+        case CLEAVE_OP_CLIP:
+          if (n->beta == 0.f && n->clip_min <= 0.f && n->clip_max >= 0.f)
+            {
+              s = sel_copy (sel->sel[in]);
+              zeroed = sel->zeroed[in];
+              break;
+            }
+          G_GNUC_FALLTHROUGH;
         case CLEAVE_OP_BATCHNORM2D:
         case CLEAVE_OP_SIGMOID:
-          /* Both map 0 to a non-zero value: a dropped channel would carry a
-           * constant into the next layer, which a smaller net cannot express. */
-          if (sel->sel[in] != NULL && sel->zeroed[in])
-            return unsupported (error, n, "follows a masked layer and does not map 0 to 0");
+        case CLEAVE_OP_HARDSIGMOID:
+          /* These map 0 to a non-zero value: the dropped channels are no
+           * longer zeros, which only a layer mixing channels (conv, linear)
+           * cannot take; a product with a zeroed tensor makes them zeros again. */
           s = sel_copy (sel->sel[in]);
+          break;
+        case CLEAVE_OP_MUL:
+          {
+            int b = n->inputs[1];
+            if (!sel_equal (sel->sel[in], sel->sel[b]))
+              return unsupported (error, n, "multiplies two different channel sets (its operands' layers must be tied)");
+            s = sel_copy (sel->sel[in]);
+            zeroed = sel->zeroed[in] || sel->zeroed[b];
+            break;
+          }
+        case CLEAVE_OP_SLICE:
+          if (sel->sel[in] != NULL && (s = select_slice (n, sel->sel[in])) == NULL)
+            return unsupported (error, n, "keeps none of its channels");
+          zeroed = sel->zeroed[in];
+          break;
+        case CLEAVE_OP_CHANNEL_SHUFFLE:
+        case CLEAVE_OP_SOFTMAX:
+          if (sel->sel[in] != NULL)
+            return unsupported (error, n, "reads a tensor with dropped channels (not supported in modules yet)");
           break;
         case CLEAVE_OP_RELU:
         case CLEAVE_OP_MAXPOOL2D:
@@ -258,8 +332,6 @@ compute_selection (const CleaveGraph *g, int *const *kept, const int *n_kept, co
             break;
           }
         case CLEAVE_OP_LINEAR:
-          if (sel->sel[in] != NULL && !sel->zeroed[in])
-            return unsupported (error, n, "reads channels that are dropped before their mask");
           break;
         case CLEAVE_OP_ADD:
           if (!sel_equal (sel->sel[in], sel->sel[n->inputs[1]]))
@@ -306,6 +378,156 @@ compute_selection (const CleaveGraph *g, int *const *kept, const int *n_kept, co
   return TRUE;
 }
 
+
+/* The value of every unit of node @i's output that is dropped: zeros, its
+ * constants, or NULL when unknown. Free with g_free when *owned. */
+static const float *
+dropped_values (const CleaveGraph *g, const Selection *sel, int i, gboolean *owned)
+{
+  *owned = FALSE;
+  if (sel->sel[i] == NULL || sel->zeroed[i])
+    {
+      *owned = TRUE;
+      return g_new0 (float, MAX (1, node_units (cleave_graph_node (g, i))));
+    }
+  return sel->cval[i];
+}
+
+static float
+param_at (const CleaveGraph *g, const CleaveNode *n, CleaveParamSlot slot, int k)
+{
+  return cleave_graph_param (g, n->param[slot])->data[k];
+}
+
+/* A per-channel layer applied to the dropped channels' constants. */
+static float *
+map_constants (const CleaveGraph *g, const CleaveNode *n, const float *v, int c)
+{
+  float *out = g_new (float, MAX (1, c));
+  for (int k = 0; k < c; k++)
+    switch (n->op)
+      {
+      case CLEAVE_OP_BATCHNORM2D:
+        out[k] = param_at (g, n, CLEAVE_PARAM_WEIGHT, k) * (v[k] - param_at (g, n, CLEAVE_PARAM_RUNNING_MEAN, k))
+                 / sqrtf (param_at (g, n, CLEAVE_PARAM_RUNNING_VAR, k) + n->eps) + param_at (g, n, CLEAVE_PARAM_BIAS, k);
+        break;
+      case CLEAVE_OP_RELU:        out[k] = MAX (v[k], 0.f); break;
+      case CLEAVE_OP_SIGMOID:     out[k] = 1.f / (1.f + expf (-v[k])); break;
+      case CLEAVE_OP_CLIP:        out[k] = CLAMP (n->alpha * v[k] + n->beta, n->clip_min, n->clip_max); break;
+      case CLEAVE_OP_HARDSIGMOID: out[k] = CLAMP (n->alpha * v[k] + n->beta, 0.f, 1.f); break;
+      default:                    out[k] = v[k]; break;   /* max pool, global pool, dropout */
+      }
+  return out;
+}
+
+/* What the dropped units of input @in, holding @v, add to each output of
+ * conv or linear node @n (which reads all its input channels). */
+static float *
+fold_into_bias (const CleaveGraph *g, const CleaveNode *n, const Selection *sel, int in, const float *v)
+{
+  const CleaveParam *w = cleave_graph_param (g, n->param[CLEAVE_PARAM_WEIGHT]);
+  int outs = w->shape[0], ins = w->shape[1];
+  gsize per = cleave_param_numel (w) / ((gsize) outs * ins);
+  g_autofree guint8 *kept = g_new0 (guint8, ins);
+  float *add = g_new0 (float, outs);
+
+  for (guint k = 0; k < sel->sel[in]->len; k++)
+    kept[g_array_index (sel->sel[in], int, k)] = 1;
+  for (int o = 0; o < outs; o++)
+    for (int c = 0; c < ins; c++)
+      if (!kept[c] && v[c] != 0.f)
+        for (gsize j = 0; j < per; j++)
+          add[o] += w->data[((gsize) o * ins + c) * per + j] * v[c];
+  return add;
+}
+
+/* Dropped channels that hold a constant instead of zeros (a batchnorm
+ * after a masked layer, as DenseNet's after each concatenation): their
+ * constants are followed through per-channel layers and folded into the
+ * bias of the conv (without padding) or linear layer that reads them; a
+ * conv or linear reading dropped channels of unknown value is refused. */
+static gboolean
+fold_dropped_constants (const CleaveGraph *g, Selection *sel, GError **error)
+{
+  int n_nodes = cleave_graph_n_nodes (g);
+
+  for (int i = 1; i < n_nodes; i++)
+    {
+      const CleaveNode *n = cleave_graph_node (g, i);
+      int in = n->inputs[0], c = node_units (n);
+      gboolean owned = FALSE;
+      const float *v = NULL;
+      float *out = NULL;
+
+      if (n->op != CLEAVE_OP_CONCAT && sel->sel[in] == NULL)
+        continue;
+      if (n->op != CLEAVE_OP_CONCAT)
+        v = dropped_values (g, sel, in, &owned);
+      switch (n->op)
+        {
+        case CLEAVE_OP_BATCHNORM2D: case CLEAVE_OP_RELU: case CLEAVE_OP_SIGMOID: case CLEAVE_OP_CLIP:
+        case CLEAVE_OP_HARDSIGMOID: case CLEAVE_OP_MAXPOOL2D: case CLEAVE_OP_GLOBAL_AVGPOOL: case CLEAVE_OP_DROPOUT:
+          out = v ? map_constants (g, n, v, c) : NULL;
+          break;
+        case CLEAVE_OP_AVGPOOL2D:
+          /* a constant stays one where no window counts padding */
+          out = v && (n->pad == 0 || n->exclude_pad) ? map_constants (g, n, v, c) : NULL;
+          break;
+        case CLEAVE_OP_FLATTEN:
+          if (v)
+            {
+              const CleaveNode *x = cleave_graph_node (g, in);
+              int hw = x->out_ndim == 3 ? x->out_shape[1] * x->out_shape[2] : 1;
+              out = g_new (float, MAX (1, c));
+              for (int k = 0; k < c; k++)
+                out[k] = v[k / hw];
+            }
+          break;
+        case CLEAVE_OP_SLICE:
+          out = v ? g_memdup2 (v + n->start, MAX (1, c) * sizeof (float)) : NULL;
+          break;
+        case CLEAVE_OP_CONCAT:
+          {
+            int offset = 0;
+            out = g_new0 (float, MAX (1, c));
+            for (int k = 0; k < n->n_inputs && out; k++)
+              {
+                int cx = node_units (cleave_graph_node (g, n->inputs[k]));
+                gboolean own_k;
+                const float *vk = dropped_values (g, sel, n->inputs[k], &own_k);
+                if (vk)
+                  memcpy (out + offset, vk, cx * sizeof (float));
+                else
+                  g_clear_pointer (&out, g_free);
+                if (own_k)
+                  g_free ((float *) vk);
+                offset += cx;
+              }
+            break;
+          }
+        case CLEAVE_OP_CONV2D:
+        case CLEAVE_OP_LINEAR:
+          if (sel->zeroed[in] || is_depthwise (n))
+            break;
+          if (v == NULL)
+            return unsupported (error, n, "reads channels that are dropped before their mask");
+          if (n->op == CLEAVE_OP_CONV2D && n->pad > 0)
+            return unsupported (error, n, "reads dropped channels holding a constant, which its zero padding does not");
+          sel->bias_add[i] = fold_into_bias (g, n, sel, in, v);
+          break;
+        default:
+          break;
+        }
+      if (owned)
+        g_free ((float *) v);
+      if (sel->sel[i] != NULL && !sel->zeroed[i])
+        sel->cval[i] = out;
+      else
+        g_free (out);
+    }
+  return TRUE;
+}
+
 static void
 add_param (CleaveGraph *dst, CleaveNode *node, CleaveParamSlot slot, const CleaveParam *src,
            int ndim, const int *shape, float *data)
@@ -335,8 +557,11 @@ slice_vector (const CleaveParam *p, const GArray *s, int *len)
 
 static void
 slice_node_params (const CleaveGraph *src, CleaveGraph *dst, const CleaveNode *sn, CleaveNode *dn,
-                   const GArray *out_sel, const GArray *in_sel)
+                   const GArray *out_sel, const GArray *in_sel, const float *bias_add)
 {
+  /* the outputs a conv keeps (a linear keeps all) */
+  const GArray *kept_out = sn->op == CLEAVE_OP_LINEAR ? NULL : out_sel;
+
   for (int slot = 0; slot < CLEAVE_N_PARAM_SLOTS; slot++)
     {
       const CleaveParam *p;
@@ -371,11 +596,31 @@ slice_node_params (const CleaveGraph *src, CleaveGraph *dst, const CleaveNode *s
           shape[0] = m;
           shape[1] = f;
         }
-      else if (sn->op == CLEAVE_OP_LINEAR)
-        data = slice_vector (p, NULL, &shape[0]);
       else
-        data = slice_vector (p, out_sel, &shape[0]);
+        {
+          data = slice_vector (p, kept_out, &shape[0]);
+          if (slot == CLEAVE_PARAM_BIAS && bias_add)
+            for (int o = 0; o < shape[0]; o++)
+              data[o] += bias_add[sel_at (kept_out, o)];
+        }
       add_param (dst, dn, slot, p, p->ndim, shape, data);
+    }
+  if (bias_add && sn->param[CLEAVE_PARAM_BIAS] < 0)
+    {
+      /* a bias made for the folded constants, trainable like the weight */
+      const CleaveParam *w = cleave_graph_param (src, sn->param[CLEAVE_PARAM_WEIGHT]);
+      CleaveParam *b = g_new0 (CleaveParam, 1);
+      int n = 0;
+      b->data = g_new (float, MAX (1, w->shape[0]));
+      for (n = 0; n < sel_len (kept_out, w->shape[0]); n++)
+        b->data[n] = bias_add[sel_at (kept_out, n)];
+      b->name = g_strconcat (sn->name, ".bias", NULL);
+      b->ndim = 1;
+      b->shape[0] = n;
+      b->trainable = w->trainable;
+      g_ptr_array_add (dst->params, b);
+      dn->param[CLEAVE_PARAM_BIAS] = (int) dst->params->len - 1;
+      dn->has_bias = TRUE;
     }
 }
 
@@ -398,8 +643,21 @@ build_extracted (const CleaveGraph *src, const Selection *sel, GError **error)
       dn->in_features = 0;
       if (sn->op == CLEAVE_OP_CONV2D)
         dn->out_channels = sel_len (sel->sel[i], sn->out_channels);
+      if (is_depthwise (sn))
+        {
+          dn->groups = dn->out_channels;
+          in_sel = NULL;   /* its weight's one input channel per kernel */
+        }
+      if (sn->op == CLEAVE_OP_SLICE && in_sel != NULL)
+        {
+          /* the kept channels below the slice come first in the smaller input */
+          dn->start = 0;
+          for (guint k = 0; k < in_sel->len; k++)
+            dn->start += g_array_index (in_sel, int, k) < sn->start;
+          dn->out_channels = sel_len (sel->sel[i], sn->out_channels);
+        }
       cleave_graph_add_node (dst, dn);
-      slice_node_params (src, dst, sn, dn, sel->sel[i], in_sel);
+      slice_node_params (src, dst, sn, dn, sel->sel[i], in_sel, sel->bias_add[i]);
     }
   if (!cleave_graph_finalize (dst, error))
     {
@@ -407,6 +665,29 @@ build_extracted (const CleaveGraph *src, const Selection *sel, GError **error)
       return NULL;
     }
   return dst;
+}
+
+gboolean
+cleave_module_check_extractable (const CleaveGraph *source, GError **error)
+{
+  int n = cleave_graph_n_mask_sites (source);
+  guint8 **keep = g_new0 (guint8 *, MAX (1, n));
+  CleaveModule *m;
+
+  for (int s = 0; s < n; s++)
+    {
+      const CleaveMaskSite *site = cleave_graph_mask_site (source, s);
+      keep[s] = g_malloc (site->channels);
+      memset (keep[s], 1, site->channels);
+      keep[s][site->channels - 1] = site->channels == 1;
+    }
+  m = cleave_module_extract (source, 0, NULL, (const guint8 *const *) keep, NULL, error);
+  gboolean ok = m != NULL;
+  for (int s = 0; s < n; s++)
+    g_free (keep[s]);
+  g_free (keep);
+  cleave_module_free (m);
+  return ok;
 }
 
 CleaveModule *
@@ -417,7 +698,8 @@ cleave_module_extract (const CleaveGraph *source, int class_index, const char *c
   int n_nodes = cleave_graph_n_nodes (source);
   g_autofree int *site_of_conv = g_new (int, n_nodes);
   g_autofree int *site_of_node = g_new (int, n_nodes);
-  Selection sel = { g_new0 (GArray *, n_nodes), g_new0 (gboolean, n_nodes) };
+  Selection sel = { g_new0 (GArray *, n_nodes), g_new0 (gboolean, n_nodes), g_new0 (float *, n_nodes),
+                    g_new0 (float *, n_nodes) };
   CleaveModule *m = g_new0 (CleaveModule, 1);
   gboolean ok;
 
@@ -452,14 +734,21 @@ cleave_module_extract (const CleaveGraph *source, int class_index, const char *c
         }
     }
 
-  ok = compute_selection (source, m->kept, m->n_kept, site_of_conv, site_of_node, &sel, error);
+  ok = compute_selection (source, m->kept, m->n_kept, site_of_conv, site_of_node, &sel, error)
+       && fold_dropped_constants (source, &sel, error);
   if (ok)
     ok = (m->graph = build_extracted (source, &sel, error)) != NULL;
   for (int i = 0; i < n_nodes; i++)
-    if (sel.sel[i])
-      g_array_unref (sel.sel[i]);
+    {
+      if (sel.sel[i])
+        g_array_unref (sel.sel[i]);
+      g_free (sel.cval[i]);
+      g_free (sel.bias_add[i]);
+    }
   g_free (sel.sel);
   g_free (sel.zeroed);
+  g_free (sel.cval);
+  g_free (sel.bias_add);
   if (!ok)
     {
       cleave_module_free (m);

@@ -70,6 +70,11 @@ void cleave_module_set_free (CleaveModuleSet *set);
  * and the first linear layer's input columns; concat offsets are respected. */
 CleaveModule *cleave_module_extract (const CleaveGraph *source, int class_index, const char *class_name,
                                      const guint8 *const *keep, const float *const *importance, GError **error);
+/* Whether modules can be extracted from @source once kernels are dropped
+ * (a trial extraction with one kernel of every layer dropped), so that a
+ * split can refuse before its search rather than after it; the error names
+ * the layer (a grouped convolution, a channel shuffle). */
+gboolean      cleave_module_check_extractable (const CleaveGraph *source, GError **error);
 
 /* Scores of @module on a host batch (n images, normalised): out[n]. Builds
  * and caches nothing: @net must be a net of module->graph. */

@@ -438,6 +438,64 @@ grad_of (CleaveNet *net, const CleaveNode *n, CleaveParamSlot slot)
   return n->param[slot] >= 0 ? net->pgrad[n->param[slot]] : NULL;
 }
 
+static CleaveTensor *grad_target (CleaveNet *net, int in);
+static gboolean grad_commit (CleaveNet *net, int in, GError **error);
+
+/* A [N,C,...] tensor viewed as [N,C] (a global pool kept as (C,1,1), a
+ * per-channel scale); free with cleave_tensor_free. */
+static CleaveTensor *
+as_rows (CleaveTensor *t)
+{
+  int shape[2] = { t->shape[0], t->ndim > 1 ? t->shape[1] : 1 };
+  return cleave_tensor_reshape (t, 2, shape);
+}
+
+/* y = a·b elementwise, or a scaled per (sample, channel) by b (C,1,1): the
+ * mask op with one group per sample. */
+static gboolean
+mul_forward (CleaveNet *net, const CleaveNode *n, CleaveTensor *a, CleaveTensor *y, GError **error)
+{
+  CleaveTensor *b = net->act[n->inputs[1]], *m;
+  gboolean ok;
+
+  if (cleave_tensor_same_shape (a, b))
+    return cleave_mul (a, b, y, error);
+  m = as_rows (b);
+  ok = cleave_mask_forward (a, m, y, error);
+  cleave_tensor_free (m);
+  return ok;
+}
+
+/* The gradients of y = a·b: da = dy·b, db = dy·a (summed over H, W for a
+ * per-channel b). */
+static gboolean
+mul_backward (CleaveNet *net, const CleaveNode *n, const gboolean *needs, CleaveTensor *dy, GError **error)
+{
+  int ia = n->inputs[0], ib = n->inputs[1];
+  CleaveTensor *a = net->act[ia], *b = net->act[ib];
+  CleaveTensor *da = needs[ia] ? grad_target (net, ia) : NULL;
+  CleaveTensor *db = needs[ib] ? grad_target (net, ib) : NULL;
+  gboolean ok = TRUE;
+
+  if (da == NULL && db == NULL)
+    return TRUE;
+  if (cleave_tensor_same_shape (a, b))
+    {
+      if (da)
+        ok = cleave_mul (dy, b, da, error);
+      if (ok && db)
+        ok = cleave_mul (dy, a, db, error);
+    }
+  else
+    {
+      CleaveTensor *m = as_rows (b), *dm = db ? as_rows (db) : NULL;
+      ok = cleave_mask_backward (a, m, dy, da, dm, error);
+      cleave_tensor_free (m);
+      cleave_tensor_free (dm);
+    }
+  return ok && (!da || grad_commit (net, ia, error)) && (!db || grad_commit (net, ib, error));
+}
+
 static gboolean
 forward_node (CleaveNet *net, int i, gboolean training, GError **error)
 {
@@ -468,18 +526,35 @@ forward_node (CleaveNet *net, int i, gboolean training, GError **error)
       return cleave_relu_forward (x, y, error);
     case CLEAVE_OP_SIGMOID:
       return cleave_sigmoid_forward (x, y, error);
+    case CLEAVE_OP_CLIP:
+      return cleave_clamp_forward (x, y, n->alpha, n->beta, n->clip_min, n->clip_max, error);
+    case CLEAVE_OP_HARDSIGMOID:
+      return cleave_clamp_forward (x, y, n->alpha, n->beta, 0.0f, 1.0f, error);
     case CLEAVE_OP_MAXPOOL2D:
       {
-        CleavePoolParams p = { n->kernel, n->stride, n->pad };
+        CleavePoolParams p = { n->kernel, n->stride, n->pad, n->ceil_mode, FALSE };
         return cleave_maxpool_forward (x, y, &p, error);
       }
     case CLEAVE_OP_AVGPOOL2D:
       {
-        CleavePoolParams p = { n->kernel, n->stride, n->pad };
+        CleavePoolParams p = { n->kernel, n->stride, n->pad, n->ceil_mode, n->exclude_pad };
         return cleave_avgpool_forward (x, y, &p, error);
       }
     case CLEAVE_OP_GLOBAL_AVGPOOL:
-      return cleave_global_avgpool_forward (x, y, error);
+      {
+        CleaveTensor *flat = as_rows (y);
+        gboolean ok = cleave_global_avgpool_forward (x, flat, error);
+        cleave_tensor_free (flat);
+        return ok;
+      }
+    case CLEAVE_OP_MUL:
+      return mul_forward (net, n, x, y, error);
+    case CLEAVE_OP_CHANNEL_SHUFFLE:
+      return cleave_channel_shuffle (x, y, n->groups, error);
+    case CLEAVE_OP_SOFTMAX:
+      return cleave_softmax_forward (x, y, error);
+    case CLEAVE_OP_SLICE:
+      return cleave_channel_copy_out (x, n->start, y, error);
     case CLEAVE_OP_LINEAR:
       return cleave_linear_forward (x, param_of (net, n, CLEAVE_PARAM_WEIGHT), param_of (net, n, CLEAVE_PARAM_BIAS),
                                     y, error);
@@ -912,23 +987,50 @@ backward_node (CleaveNet *net, int i, const gboolean *needs, CleaveTensor *dy, G
       if (dx)
         ok = cleave_sigmoid_backward (net->own[i], dy, dx, error);
       break;
+    case CLEAVE_OP_CLIP:
+      if (dx)
+        ok = cleave_clamp_backward (net->own[i], dy, dx, n->alpha, n->clip_min, n->clip_max, error);
+      break;
+    case CLEAVE_OP_HARDSIGMOID:
+      if (dx)
+        ok = cleave_clamp_backward (net->own[i], dy, dx, n->alpha, 0.0f, 1.0f, error);
+      break;
     case CLEAVE_OP_MAXPOOL2D:
       if (dx)
         {
-          CleavePoolParams p = { n->kernel, n->stride, n->pad };
+          CleavePoolParams p = { n->kernel, n->stride, n->pad, n->ceil_mode, FALSE };
           ok = cleave_maxpool_backward (x, dy, dx, &p, error);
         }
       break;
     case CLEAVE_OP_AVGPOOL2D:
       if (dx)
         {
-          CleavePoolParams p = { n->kernel, n->stride, n->pad };
+          CleavePoolParams p = { n->kernel, n->stride, n->pad, n->ceil_mode, n->exclude_pad };
           ok = cleave_avgpool_backward (dy, dx, &p, error);
         }
       break;
     case CLEAVE_OP_GLOBAL_AVGPOOL:
       if (dx)
-        ok = cleave_global_avgpool_backward (dy, dx, error);
+        {
+          CleaveTensor *flat = as_rows (dy);
+          ok = cleave_global_avgpool_backward (flat, dx, error);
+          cleave_tensor_free (flat);
+        }
+      break;
+    case CLEAVE_OP_MUL:
+      return mul_backward (net, n, needs, dy, error);
+    case CLEAVE_OP_SOFTMAX:
+      if (dx)
+        ok = cleave_softmax_backward (net->own[i], dy, dx, error);
+      break;
+    case CLEAVE_OP_CHANNEL_SHUFFLE:
+      /* the inverse permutation is the shuffle with C/groups groups */
+      if (dx)
+        ok = cleave_channel_shuffle (dy, dx, dy->shape[1] / n->groups, error);
+      break;
+    case CLEAVE_OP_SLICE:
+      if (dx)
+        ok = cleave_tensor_fill (dx, 0.0f, error) && cleave_channel_copy_in (dy, dx, n->start, error);
       break;
     case CLEAVE_OP_LINEAR:
       {

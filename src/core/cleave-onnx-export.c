@@ -457,6 +457,76 @@ set_window (CleaveOnnxBuilder *b, int n, int kernel, int stride, int pad)
   cleave_onnx_builder_set_ints (b, n, "pads", p4, 4);
 }
 
+/* alpha·x + beta as Mul and Add by scalars. */
+static const char *
+add_scale (CleaveOnnxBuilder *b, const CleaveNode *node, const char *x, const char *prefix)
+{
+  gint64 none[1] = { 0 };
+  g_autofree char *an = g_strdup_printf ("%s%s.alpha", prefix, node->name);
+  g_autofree char *bn = g_strdup_printf ("%s%s.beta", prefix, node->name);
+  g_autofree char *mn = g_strdup_printf ("/%s%s/Mul", prefix, node->name);
+  g_autofree char *dn = g_strdup_printf ("/%s%s/Add", prefix, node->name);
+  const char *in1[2] = { x, cleave_onnx_builder_add_initializer (b, an, 0, none, &node->alpha) };
+  int n1 = cleave_onnx_builder_add_node (b, "Mul", mn, in1, 2);
+  const char *in2[2] = { cleave_onnx_builder_node_output (b, n1), cleave_onnx_builder_add_initializer (b, bn, 0, none, &node->beta) };
+  int n2 = cleave_onnx_builder_add_node (b, "Add", dn, in2, 2);
+  return cleave_onnx_builder_node_output (b, n2);
+}
+
+/* A channel shuffle as PyTorch writes it: Reshape to [N,g,C/g,H,W],
+ * Transpose of axes 1 and 2, Reshape back to [N,C,H,W]. */
+static const char *
+add_channel_shuffle (CleaveOnnxBuilder *b, const CleaveNode *node, const char *x, const char *prefix)
+{
+  const int c = node->out_shape[0], h = node->out_shape[1], w = node->out_shape[2];
+  gint64 five[5] = { 0, node->groups, c / node->groups, h, w }, four[4] = { 0, c, h, w }, perm[5] = { 0, 2, 1, 3, 4 };
+  gint64 d5[1] = { 5 }, d4[1] = { 4 };
+  g_autofree char *s5 = g_strdup_printf ("%s%s.shape5", prefix, node->name);
+  g_autofree char *s4 = g_strdup_printf ("%s%s.shape4", prefix, node->name);
+  g_autofree char *r1 = g_strdup_printf ("/%s%s/Reshape", prefix, node->name);
+  g_autofree char *tr = g_strdup_printf ("/%s%s/Transpose", prefix, node->name);
+  g_autofree char *r2 = g_strdup_printf ("/%s%s/Reshape_1", prefix, node->name);
+  const char *in1[2] = { x, cleave_onnx_builder_add_initializer_i64 (b, s5, 1, d5, five) };
+  int n1 = cleave_onnx_builder_add_node (b, "Reshape", r1, in1, 2);
+  const char *in2[1] = { cleave_onnx_builder_node_output (b, n1) };
+  int n2 = cleave_onnx_builder_add_node (b, "Transpose", tr, in2, 1);
+  cleave_onnx_builder_set_ints (b, n2, "perm", perm, 5);
+  const char *in3[2] = { cleave_onnx_builder_node_output (b, n2), cleave_onnx_builder_add_initializer_i64 (b, s4, 1, d4, four) };
+  int n3 = cleave_onnx_builder_add_node (b, "Reshape", r2, in3, 2);
+  return cleave_onnx_builder_node_output (b, n3);
+}
+
+/* The constant inputs of Clip (its bounds, after the affine part, if any)
+ * and Slice (starts, ends, axes); returns the op, or NULL for a clip that
+ * is only its affine part (in[0] is then that). */
+static const char *
+constant_inputs (CleaveOnnxBuilder *b, const CleaveNode *node, const char **in, int *n_in, const char *prefix)
+{
+  if (node->op == CLEAVE_OP_SLICE)
+    {
+      gint64 one[1] = { 1 }, start[1] = { node->start }, end[1] = { node->start + node->out_channels };
+      g_autofree char *sn = g_strdup_printf ("%s%s.starts", prefix, node->name);
+      g_autofree char *en = g_strdup_printf ("%s%s.ends", prefix, node->name);
+      g_autofree char *an = g_strdup_printf ("%s%s.axes", prefix, node->name);
+      in[1] = cleave_onnx_builder_add_initializer_i64 (b, sn, 1, one, start);
+      in[2] = cleave_onnx_builder_add_initializer_i64 (b, en, 1, one, end);
+      in[3] = cleave_onnx_builder_add_initializer_i64 (b, an, 1, one, one);
+      *n_in = 4;
+      return "Slice";
+    }
+  gint64 none[1] = { 0 };
+  g_autofree char *lo = g_strdup_printf ("%s%s.min", prefix, node->name);
+  g_autofree char *hi = g_strdup_printf ("%s%s.max", prefix, node->name);
+  if (node->alpha != 1.f || node->beta != 0.f)
+    in[0] = add_scale (b, node, in[0], prefix);
+  if (node->clip_min == -G_MAXFLOAT && node->clip_max == G_MAXFLOAT)
+    return NULL;
+  in[1] = cleave_onnx_builder_add_initializer (b, lo, 0, none, &node->clip_min);
+  in[2] = cleave_onnx_builder_add_initializer (b, hi, 0, none, &node->clip_max);
+  *n_in = 3;
+  return "Clip";
+}
+
 const char *
 cleave_onnx_builder_add_graph (CleaveOnnxBuilder *b, const CleaveGraph *g, const char *input,
                                const char *prefix, GError **error)
@@ -512,7 +582,22 @@ cleave_onnx_builder_add_graph (CleaveOnnxBuilder *b, const CleaveGraph *g, const
           n_in = in[2] ? 3 : 2;
           break;
         case CLEAVE_OP_ADD:            op = "Add"; n_in = 2; break;
+        case CLEAVE_OP_MUL:            op = "Mul"; n_in = 2; break;
         case CLEAVE_OP_CONCAT:         op = "Concat"; n_in = node->n_inputs; break;
+        case CLEAVE_OP_HARDSIGMOID:    op = "HardSigmoid"; break;
+        case CLEAVE_OP_SOFTMAX:        op = "Softmax"; break;
+        case CLEAVE_OP_CLIP:
+        case CLEAVE_OP_SLICE:
+          /* a clip without bounds is its affine part only */
+          if ((op = constant_inputs (b, node, in, &n_in, prefix)) == NULL)
+            {
+              val[i] = in[0];
+              continue;
+            }
+          break;
+        case CLEAVE_OP_CHANNEL_SHUFFLE:
+          val[i] = add_channel_shuffle (b, node, in[0], prefix);
+          continue;
         case CLEAVE_OP_DROPOUT:
           val[i] = in[0];   /* inference graph: dropout is the identity */
           continue;
@@ -546,10 +631,21 @@ cleave_onnx_builder_add_graph (CleaveOnnxBuilder *b, const CleaveGraph *g, const
           break;
         case CLEAVE_OP_MAXPOOL2D:
           set_window (b, n, node->kernel, node->stride, node->pad);
+          if (node->ceil_mode)
+            cleave_onnx_builder_set_int (b, n, "ceil_mode", 1);
           break;
         case CLEAVE_OP_AVGPOOL2D:
           set_window (b, n, node->kernel, node->stride, node->pad);
-          cleave_onnx_builder_set_int (b, n, "count_include_pad", 1);
+          cleave_onnx_builder_set_int (b, n, "count_include_pad", !node->exclude_pad);
+          if (node->ceil_mode)
+            cleave_onnx_builder_set_int (b, n, "ceil_mode", 1);
+          break;
+        case CLEAVE_OP_SOFTMAX:
+          cleave_onnx_builder_set_int (b, n, "axis", 1);
+          break;
+        case CLEAVE_OP_HARDSIGMOID:
+          cleave_onnx_builder_set_float (b, n, "alpha", node->alpha);
+          cleave_onnx_builder_set_float (b, n, "beta", node->beta);
           break;
         case CLEAVE_OP_LINEAR:
           cleave_onnx_builder_set_int (b, n, "transB", 1);

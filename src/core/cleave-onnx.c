@@ -8,6 +8,7 @@
 #include "cleave-onnx.h"
 #include "cleave-error.h"
 #include "cleave-graph-private.h"
+#include "cleave-ops.h"
 
 #include <json-glib/json-glib.h>
 #include <math.h>
@@ -1007,22 +1008,31 @@ typedef struct {
   int n_inputs;
   int out_channels, kernel, stride, pad, groups, out_features;
   gboolean has_bias;
+  gboolean ceil_mode, exclude_pad;   /* pools */
   float eps, momentum, p;
+  float alpha, beta;           /* hardsigmoid */
+  float clip_min, clip_max;    /* clip */
+  int start;                   /* slice: first channel (out_channels channels) */
   float *weight, *bias, *rmean, *rvar;
   gsize n_weight;
   int ndim, c, h, w;           /* per-sample output shape (ONNX semantics): (c,h,w) or (c) */
   int cidx;                    /* index in the CleaveGraph */
 } Layer;
 
-typedef enum { V_LAYER, V_CONST, V_AFFINE } ValueKind;
+/* V_SHUFFLE5: a layer's [N,C,H,W] output reshaped to [N,g,C/g,H,W];
+ * V_SHUFFLE5T: that, with axes 1 and 2 transposed. Reshaped back to
+ * [N,C,H,W] it is a channel shuffle; nothing else may read them. */
+typedef enum { V_LAYER, V_CONST, V_AFFINE, V_SHUFFLE5, V_SHUFFLE5T } ValueKind;
 
 typedef struct {
   ValueKind kind;
   int layer;
   gboolean direct;             /* the producing layer's own output, not an alias */
   int pad;                     /* V_LAYER: pending zero padding (Pad before a pool or conv) */
+  int groups;                  /* V_SHUFFLE5, V_SHUFFLE5T: g */
   CleaveOnnxTensor *t;         /* V_CONST, owned */
   float *a, *b;                /* V_AFFINE: a·x + b per input channel */
+  int norm_layer;              /* V_AFFINE: the layer made for a second normalisation, 0 until then */
 } Value;
 
 typedef struct {
@@ -1036,6 +1046,7 @@ typedef struct {
   gint64 in_batch;             /* -1 when symbolic */
   float *norm_a, *norm_b;
   gboolean softmax;
+  GPtrArray *outputs;          /* the graph outputs read as the classification (names, borrowed) */
 } Import;
 
 static void
@@ -1163,6 +1174,49 @@ get_input (Import *imp, const CleaveOnnxNode *n, int k, gboolean required, GErro
   return v;
 }
 
+/* The graph input under a second normalisation a·x + b (a composition of
+ * module sets from differently normalised models): the input arrives
+ * normalised by the first one, a1·x + b1, so this layer applies
+ * (a/a1)·x' + b − a·b1/a1 per channel, as an eval-mode batchnorm with
+ * statistics 0 and 1 − ε, ε = 2⁻¹⁷ (so that var + ε is exactly 1). */
+static int
+renormalize (Import *imp, const CleaveOnnxNode *n, Value *v, GError **error)
+{
+  const float eps = 1.f / 131072.f;
+  int in0 = 0;
+
+  if (v->norm_layer > 0)
+    return v->norm_layer;
+  for (int c = 0; c < imp->in_c; c++)
+    if (imp->norm_a[c] == 0.f || !isfinite (v->a[c] / imp->norm_a[c]))
+      {
+        UNSUPPORTED (imp, n, error, "the graph input is used with two normalisations, one scaling channel %d by %g",
+                     c, imp->norm_a[c]);
+        return -1;
+      }
+  int l = layer_add (imp, CLEAVE_OP_BATCHNORM2D, n, &in0, 1);
+  Layer *L = layer_at (imp, l);
+  int ch = imp->in_c;
+  L->out_channels = ch;
+  L->eps = eps;
+  L->momentum = 0.1f;
+  L->n_weight = ch;
+  L->weight = g_new (float, ch);
+  L->bias = g_new (float, ch);
+  L->rmean = g_new0 (float, ch);
+  L->rvar = g_new (float, ch);
+  for (int c = 0; c < ch; c++)
+    {
+      L->weight[c] = v->a[c] / imp->norm_a[c];
+      L->bias[c] = v->b[c] - L->weight[c] * imp->norm_b[c];
+      L->rvar[c] = 1.f - eps;
+    }
+  L->ndim = 3; L->c = ch; L->h = imp->in_h; L->w = imp->in_w;
+  L->hint = g_strdup ("normalize");
+  v->norm_layer = l;
+  return l;
+}
+
 /* The layer a value is, materialising the input normalisation if it is the
  * (affinely transformed) graph input. */
 static int
@@ -1176,6 +1230,13 @@ as_layer (Import *imp, const CleaveOnnxNode *n, Value *v, int k, GError **error)
     }
   if (v->kind == V_LAYER)
     return v->layer;
+  if (v->kind == V_SHUFFLE5 || v->kind == V_SHUFFLE5T)
+    {
+      UNSUPPORTED (imp, n, error, "input %d ('%s') is a 5-d view [N,%d,C/%d,H,W] of a tensor; only a Transpose "
+                   "of its axes 1 and 2 and a Reshape back to [N,C,H,W] (a channel shuffle) are supported on it",
+                   k, n->inputs[k], v->groups, v->groups);
+      return -1;
+    }
   if (v->kind == V_CONST)
     {
       UNSUPPORTED (imp, n, error, "input %d ('%s') is a constant where Cleave needs a computed tensor", k, n->inputs[k]);
@@ -1187,10 +1248,7 @@ as_layer (Import *imp, const CleaveOnnxNode *n, Value *v, int k, GError **error)
       imp->norm_b = g_memdup2 (v->b, imp->in_c * sizeof (float));
     }
   else if (memcmp (imp->norm_a, v->a, imp->in_c * sizeof (float)) || memcmp (imp->norm_b, v->b, imp->in_c * sizeof (float)))
-    {
-      UNSUPPORTED (imp, n, error, "the graph input is used with two different normalisations");
-      return -1;
-    }
+    return renormalize (imp, n, v, error);
   return 0;
 }
 
@@ -1428,12 +1486,19 @@ known_attrs (const char *op)
   static const char *const unsqueeze[] = { "axes", NULL };
   static const char *const reduce[] = { "axes", "keepdims", NULL };
   static const char *const pad[] = { "mode", "pads", "value", NULL };
+  static const char *const clip[] = { "min", "max", NULL };
+  static const char *const hardsigmoid[] = { "alpha", "beta", NULL };
+  static const char *const split[] = { "axis", "split", NULL };
+  static const char *const slice[] = { "starts", "ends", "axes", NULL };
+  static const char *const transpose[] = { "perm", NULL };
+  static const char *const cast[] = { "to", "saturate", NULL };
   static const char *const none[] = { NULL };
   static const struct { const char *op; const char *const *attrs; } table[] = {
     { "Conv", conv }, { "BatchNormalization", bn }, { "MaxPool", maxpool }, { "AveragePool", avgpool },
     { "Gemm", gemm }, { "Flatten", axis }, { "Concat", axis }, { "Softmax", axis }, { "Gather", axis },
     { "Reshape", reshape }, { "Dropout", dropout }, { "Constant", constant }, { "Unsqueeze", unsqueeze },
-    { "ReduceMean", reduce }, { "Pad", pad },
+    { "ReduceMean", reduce }, { "Pad", pad }, { "Clip", clip }, { "HardSigmoid", hardsigmoid },
+    { "Split", split }, { "Slice", slice }, { "Transpose", transpose }, { "Cast", cast },
   };
   for (gsize k = 0; k < G_N_ELEMENTS (table); k++)
     if (g_str_equal (table[k].op, op))
@@ -1450,10 +1515,56 @@ conv_out (int in, int k, int s, int p, int *out)
   return TRUE;
 }
 
+/* A conv's square kernel k and padding p. A kh×kw kernel with padding
+ * (ph, pw) (Inception's 1×7 and 7×1) is embedded in the middle of a k×k one,
+ * k = max(kh, kw), the other rows or columns zero, where one padding p then
+ * reads the same input cells: p = ph + (k − kh)/2 = pw + (k − kw)/2. It
+ * gives the same outputs for k/max(1, min(kh, kw)) times the multiply-adds;
+ * *square is that weight (NULL when the kernel is square already). */
+static gboolean
+conv_window (Import *imp, const CleaveOnnxNode *n, const CleaveOnnxTensor *w, gint64 *k, gint64 *p, float **square,
+             GError **error)
+{
+  const CleaveOnnxAttr *pads = cleave_onnx_node_find_attr (n, "pads");
+  const CleaveOnnxAttr *ks = cleave_onnx_node_find_attr (n, "kernel_shape");
+  gint64 kh = w->dims[2], kw = w->dims[3], ph = 0, pw = 0;
+
+  *square = NULL;
+  if (ks && (ks->type != CLEAVE_ONNX_ATTR_INTS || ks->n_ints != 2 || ks->ints[0] != kh || ks->ints[1] != kw))
+    return INVALID (imp, n, error, "attribute 'kernel_shape' does not match the weight's dims");
+  if (kh == kw)
+    {
+      *k = kh;
+      return attr_uniform (imp, n, "pads", 4, 0, p, error);
+    }
+  if (pads && (pads->type != CLEAVE_ONNX_ATTR_INTS || pads->n_ints != 4))
+    return INVALID (imp, n, error, "attribute 'pads' is not 4 integers");
+  if (pads)
+    ph = pads->ints[0], pw = pads->ints[1];
+  *k = MAX (kh, kw);
+  *p = ph + (*k - kh) / 2;
+  if (kh < 1 || kw < 1 || *k > 64 || ph < 0 || pw < 0 || ph > 64 || pw > 64
+      || (pads && (pads->ints[2] != ph || pads->ints[3] != pw)) || (*k - kh) % 2 || (*k - kw) % 2
+      || pw + (*k - kw) / 2 != *p)
+    {
+      g_autofree char *d = pads ? dims_to_string (pads->ints, 4) : g_strdup ("[0,0,0,0]");
+      return UNSUPPORTED (imp, n, error, "a %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT " kernel with attribute 'pads' = %s "
+                          "is not supported (Cleave's kernels are square: a rectangular one needs the same padding "
+                          "once centred in a square)", kh, kw, d);
+    }
+  gsize planes = (gsize) w->dims[0] * w->dims[1];
+  gint64 r0 = (*k - kh) / 2, c0 = (*k - kw) / 2;
+  *square = g_new0 (float, planes * *k * *k);
+  for (gsize q = 0; q < planes; q++)
+    for (gint64 r = 0; r < kh; r++)
+      memcpy (*square + (q * *k + r0 + r) * *k + c0, w->f + (q * kh + r) * kw, kw * sizeof (float));
+  return TRUE;
+}
+
 static gboolean
 import_conv (Import *imp, const CleaveOnnxNode *n, GError **error)
 {
-  gint64 group, k, s, p, dil;
+  gint64 group, k = 0, s, p = 0, dil;
   int extra_pad;
   int x = input_layer_padded (imp, n, &extra_pad, error);
 
@@ -1466,26 +1577,24 @@ import_conv (Import *imp, const CleaveOnnxNode *n, GError **error)
   const CleaveOnnxTensor *b = input_const (imp, n, 2, FALSE, TRUE, &local);
   if (local)
     return g_propagate_error (error, local), FALSE;
+  g_autofree float *square = NULL;
   if (!check_auto_pad (imp, n, error)
       || !attr_int (imp, n, "group", 1, &group, error)
       || !attr_uniform (imp, n, "dilations", 2, 1, &dil, error)
-      || !attr_uniform (imp, n, "strides", 2, 1, &s, error)
-      || !attr_uniform (imp, n, "pads", 4, 0, &p, error))
+      || !attr_uniform (imp, n, "strides", 2, 1, &s, error))
     return FALSE;
   if (dil != 1)
     return UNSUPPORTED (imp, n, error, "attribute 'dilations' = %" G_GINT64_FORMAT " is not supported (only 1)", dil);
-  p += extra_pad;
-  if (w->ndim != 4 || w->dims[2] != w->dims[3])
+  if (w->ndim != 4)
     {
       g_autofree char *d = dims_to_string (w->dims, w->ndim);
-      return UNSUPPORTED (imp, n, error, "weight '%s' has dims %s (Cleave needs [O,I/g,k,k])", n->inputs[1], d);
+      return UNSUPPORTED (imp, n, error, "weight '%s' has dims %s (Cleave needs [O,I/g,kh,kw])", n->inputs[1], d);
     }
-  if (!attr_uniform (imp, n, "kernel_shape", 2, w->dims[2], &k, error))
+  if (!conv_window (imp, n, w, &k, &p, &square, error))
     return FALSE;
+  p += extra_pad;
   Layer *in = layer_at (imp, x);
   gint64 o = w->dims[0];
-  if (k != w->dims[2])
-    return INVALID (imp, n, error, "kernel_shape %" G_GINT64_FORMAT " does not match weight dims", k);
   if (group < 1 || in->c % group != 0 || o % group != 0 || w->dims[1] * group != in->c)
     return INVALID (imp, n, error, "weight '%s' [%" G_GINT64_FORMAT ",%" G_GINT64_FORMAT ",..] with group %" G_GINT64_FORMAT
                     " does not fit an input of %d channels", n->inputs[1], o, w->dims[1], group, in->c);
@@ -1502,8 +1611,8 @@ import_conv (Import *imp, const CleaveOnnxNode *n, GError **error)
   L->stride = s;
   L->pad = p;
   L->groups = group;
-  L->n_weight = w->numel;
-  L->weight = g_memdup2 (w->f, w->numel * sizeof (float));
+  L->n_weight = square ? (gsize) o * w->dims[1] * k * k : w->numel;
+  L->weight = square ? g_steal_pointer (&square) : g_memdup2 (w->f, w->numel * sizeof (float));
   L->has_bias = b != NULL;
   L->bias = b ? g_memdup2 (b->f, o * sizeof (float)) : NULL;
   L->ndim = 3; L->c = o; L->h = oh; L->w = ow;
@@ -1586,30 +1695,28 @@ import_pool (Import *imp, const CleaveOnnxNode *n, gboolean is_max, GError **err
     return FALSE;
   if (dil != 1)
     return UNSUPPORTED (imp, n, error, "attribute 'dilations' = %" G_GINT64_FORMAT " is not supported (only 1)", dil);
-  /* Cleave's average pool counts padding like PyTorch's default */
-  if (!is_max && p > 0 && !include_pad)
-    return UNSUPPORTED (imp, n, error, "attribute 'count_include_pad' = 0 with pads > 0 is not supported");
-  /* explicit zeros from a Pad node are counted by any average pool */
+  /* The zeros of a Pad node are input cells, counted by any average pool:
+   * they merge with the pool's own pads only where those are counted too. */
+  gboolean exclude = !is_max && p > 0 && !include_pad;
+  if (exclude && extra_pad > 0)
+    return UNSUPPORTED (imp, n, error, "attribute 'count_include_pad' = 0 after a Pad node is not supported");
   p += extra_pad;
   if (2 * p > k)
     return INVALID (imp, n, error, "pads %" G_GINT64_FORMAT " exceed half the kernel %" G_GINT64_FORMAT, p, k);
 
   Layer *in = layer_at (imp, x);
-  int oh, ow;
-  if (!conv_out (in->h, k, s, p, &oh) || !conv_out (in->w, k, s, p, &ow))
+  if (in->h + 2 * p < k || in->w + 2 * p < k || s < 1)
     return INVALID (imp, n, error, "kernel %" G_GINT64_FORMAT " does not fit the %dx%d input", k, in->h, in->w);
-  if (ceil_mode)
-    {
-      /* ceil mode only matters when the last window is partial */
-      if ((in->h + 2 * p - k) % s != 0 || (in->w + 2 * p - k) % s != 0)
-        return UNSUPPORTED (imp, n, error, "attribute 'ceil_mode' = 1 changes the output size here and is not supported");
-    }
+  int oh = cleave_pool_out_size (in->h, k, s, p, ceil_mode != 0);
+  int ow = cleave_pool_out_size (in->w, k, s, p, ceil_mode != 0);
   int c = in->c;
   int l = layer_add (imp, is_max ? CLEAVE_OP_MAXPOOL2D : CLEAVE_OP_AVGPOOL2D, n, &x, 1);
   Layer *L = layer_at (imp, l);
   L->kernel = k;
   L->stride = s;
   L->pad = p;
+  L->ceil_mode = ceil_mode != 0;
+  L->exclude_pad = exclude;
   L->ndim = 3; L->c = c; L->h = oh; L->w = ow;
   layer_value (imp, n->outputs[0], l, TRUE);
   return TRUE;
@@ -1846,12 +1953,178 @@ import_arith_const (Import *imp, const CleaveOnnxNode *n, Value *x, int xi, cons
     }
   const char *xname = n->inputs[xi];
   Layer *l = layer_at (imp, x->layer);
+  gboolean foldable = l->op == CLEAVE_OP_CONV2D || l->op == CLEAVE_OP_LINEAR || l->op == CLEAVE_OP_BATCHNORM2D;
+  if (c->numel == 1 && x->layer != 0 && (!foldable || !x->direct || n_uses (imp, xname) != 1))
+    {
+      /* a scalar affine that no layer absorbs (a min-max normalised score) */
+      int k = add_simple (imp, n, CLEAVE_OP_CLIP, x->layer);
+      Layer *K = layer_at (imp, k);
+      K->alpha = s[0];
+      K->beta = t[0];
+      K->clip_min = -G_MAXFLOAT;
+      K->clip_max = G_MAXFLOAT;
+      return TRUE;
+    }
   if (!x->direct || n_uses (imp, xname) != 1 || x->layer == 0)
     return UNSUPPORTED (imp, n, error, "%s by a constant on '%s', which has other consumers, cannot be folded into a layer",
                         op, xname);
   if (!fold_affine (imp, n, l, s, t, error))
     return FALSE;
   layer_value (imp, n->outputs[0], x->layer, TRUE);
+  return TRUE;
+}
+
+static double
+arith_op (char op, double x, double y, gboolean integer)
+{
+  switch (op)
+    {
+    case 'A': return x + y;
+    case 'S': return x - y;
+    case 'M': return x * y;
+    default:  return integer ? trunc (x / y) : x / y;
+    }
+}
+
+/* Add/Sub/Mul/Div of two constants (shape arithmetic such as a channel
+ * count divided by the groups), a scalar broadcast against a vector. The
+ * symbolic batch size stays symbolic. */
+static gboolean
+const_arith (Import *imp, const CleaveOnnxNode *n, const CleaveOnnxTensor *a, const CleaveOnnxTensor *b, GError **error)
+{
+  gboolean integer = a->i && b->i;
+  gsize len = MAX (a->numel, b->numel);
+
+  if ((a->numel != len && a->numel != 1) || (b->numel != len && b->numel != 1) || (!integer && (!a->f || !b->f)))
+    return UNSUPPORTED (imp, n, error, "%s of constants of shapes that do not broadcast, or of mixed types", n->op_type);
+  const CleaveOnnxTensor *shape_of = a->numel == len ? a : b;
+  CleaveOnnxTensor *t = g_new0 (CleaveOnnxTensor, 1);
+  t->data_type = integer ? CLEAVE_ONNX_INT64 : CLEAVE_ONNX_FLOAT;
+  t->ndim = shape_of->ndim;
+  memcpy (t->dims, shape_of->dims, sizeof t->dims);
+  t->numel = len;
+  if (integer)
+    t->i = g_new0 (gint64, MAX (len, 1));
+  else
+    t->f = g_new0 (float, MAX (len, 1));
+  for (gsize k = 0; k < len; k++)
+    {
+      gsize ia = a->numel == 1 ? 0 : k, ib = b->numel == 1 ? 0 : k;
+      if (integer)
+        {
+          gint64 x = a->i[ia], y = b->i[ib];
+          if (x == SYM_BATCH || y == SYM_BATCH)
+            t->i[k] = SYM_BATCH;
+          else if (n->op_type[0] == 'D' && y == 0)
+            {
+              cleave_onnx_tensor_free (t);
+              return INVALID (imp, n, error, "integer division by zero");
+            }
+          else
+            {
+              double r = arith_op (n->op_type[0], (double) x, (double) y, TRUE);
+              if (!(fabs (r) < 1e15))
+                {
+                  cleave_onnx_tensor_free (t);
+                  return UNSUPPORTED (imp, n, error, "shape arithmetic result %g out of range", r);
+                }
+              t->i[k] = (gint64) r;
+            }
+        }
+      else
+        t->f[k] = (float) arith_op (n->op_type[0], a->f[ia], b->f[ib], FALSE);
+    }
+  const_value (imp, n->outputs[0], t);
+  return TRUE;
+}
+
+/* Cast: of a constant, converted (shape arithmetic); of a float tensor to float, nothing. */
+static gboolean
+import_cast (Import *imp, const CleaveOnnxNode *n, GError **error)
+{
+  gint64 to;
+  Value *v = get_input (imp, n, 0, TRUE, error);
+
+  if (!v || !attr_int (imp, n, "to", 0, &to, error))
+    return FALSE;
+  gboolean to_int = to == CLEAVE_ONNX_INT64 || to == 6 /* INT32 */;
+  if (v->kind != V_CONST)
+    {
+      if (to != CLEAVE_ONNX_FLOAT)
+        return UNSUPPORTED (imp, n, error, "attribute 'to' = %" G_GINT64_FORMAT " on a computed tensor (only float, 1)", to);
+      if (as_layer (imp, n, v, 0, error) < 0)
+        return FALSE;
+      layer_value (imp, n->outputs[0], v->layer, FALSE);
+      return TRUE;
+    }
+  if (!to_int && to != CLEAVE_ONNX_FLOAT)
+    return UNSUPPORTED (imp, n, error, "attribute 'to' = %" G_GINT64_FORMAT " is not supported", to);
+  CleaveOnnxTensor *t = tensor_dup (v->t);
+  gsize len = MAX (t->numel, 1);
+  if (to_int && !t->i)
+    {
+      t->i = g_new0 (gint64, len);
+      for (gsize k = 0; k < t->numel; k++)
+        {
+          if (!(fabsf (t->f[k]) < 1e15f))
+            {
+              cleave_onnx_tensor_free (t);
+              return UNSUPPORTED (imp, n, error, "cast of %g to an integer", t->f[k]);
+            }
+          t->i[k] = (gint64) t->f[k];
+        }
+      g_clear_pointer (&t->f, g_free);
+    }
+  else if (!to_int && !t->f)
+    {
+      t->f = g_new0 (float, len);
+      for (gsize k = 0; k < t->numel; k++)
+        t->f[k] = (float) t->i[k];
+      g_clear_pointer (&t->i, g_free);
+    }
+  t->data_type = to_int ? CLEAVE_ONNX_INT64 : CLEAVE_ONNX_FLOAT;
+  const_value (imp, n->outputs[0], t);
+  return TRUE;
+}
+
+static gboolean
+same_shape (const Layer *x, const Layer *y)
+{
+  return x->ndim == y->ndim && x->c == y->c && (x->ndim == 1 || (x->h == y->h && x->w == y->w));
+}
+
+static int
+add_mul_layer (Import *imp, const CleaveOnnxNode *n, int a, int b, const char *out)
+{
+  int ins[2] = { a, b };
+  Layer x = *layer_at (imp, a);
+  int l = layer_add (imp, CLEAVE_OP_MUL, n, ins, 2);
+  Layer *L = layer_at (imp, l);
+
+  L->ndim = x.ndim; L->c = x.c; L->h = x.h; L->w = x.w;
+  layer_value (imp, out, l, TRUE);
+  return l;
+}
+
+/* Mul of two computed tensors: elementwise (x·sigmoid(x), SiLU) or one
+ * value per channel, [N,C,1,1] × [N,C,H,W] either way round
+ * (squeeze-excitation). */
+static gboolean
+import_mul (Import *imp, const CleaveOnnxNode *n, const int *ins, GError **error)
+{
+  Layer *x = layer_at (imp, ins[0]), *y = layer_at (imp, ins[1]);
+  int a = ins[0], b = ins[1];
+
+  if (!same_shape (x, y))
+    {
+      if (x->ndim == 3 && x->h == 1 && x->w == 1 && !(y->h == 1 && y->w == 1))
+        a = ins[1], b = ins[0];
+      Layer *t = layer_at (imp, a), *sc = layer_at (imp, b);
+      if (t->ndim != 3 || sc->ndim != 3 || sc->c != t->c || sc->h != 1 || sc->w != 1)
+        return UNSUPPORTED (imp, n, error, "Mul of tensors with shapes [N,%d,%d,%d] and [N,%d,%d,%d]: only equal shapes "
+                            "or one value per channel ([N,C,1,1]) are supported", x->c, x->h, x->w, y->c, y->h, y->w);
+    }
+  add_mul_layer (imp, n, a, b, n->outputs[0]);
   return TRUE;
 }
 
@@ -1863,17 +2136,19 @@ import_arith (Import *imp, const CleaveOnnxNode *n, GError **error)
   if (!(a = get_input (imp, n, 0, TRUE, error)) || !(b = get_input (imp, n, 1, TRUE, error)))
     return FALSE;
   if (a->kind == V_CONST && b->kind == V_CONST)
-    return UNSUPPORTED (imp, n, error, "%s of two constants", n->op_type);
+    return const_arith (imp, n, a->t, b->t, error);
   if (b->kind == V_CONST)
     return import_arith_const (imp, n, a, 0, b->t, error);
   if (a->kind == V_CONST)
     return import_arith_const (imp, n, b, 1, a->t, error);
-  if (!g_str_equal (n->op_type, "Add"))
-    return UNSUPPORTED (imp, n, error, "%s of two computed tensors is not supported (only Add)", n->op_type);
+  if (!g_str_equal (n->op_type, "Add") && !g_str_equal (n->op_type, "Mul"))
+    return UNSUPPORTED (imp, n, error, "%s of two computed tensors is not supported (only Add and Mul)", n->op_type);
 
   int ins[2];
   if ((ins[0] = as_layer (imp, n, a, 0, error)) < 0 || (ins[1] = as_layer (imp, n, b, 1, error)) < 0)
     return FALSE;
+  if (n->op_type[0] == 'M')
+    return import_mul (imp, n, ins, error);
   Layer x = *layer_at (imp, ins[0]), y = *layer_at (imp, ins[1]);
   if (x.ndim != y.ndim || x.c != y.c || (x.ndim == 3 && (x.h != y.h || x.w != y.w)))
     return UNSUPPORTED (imp, n, error, "Add of tensors with different shapes (broadcasting) is not supported");
@@ -1884,24 +2159,343 @@ import_arith (Import *imp, const CleaveOnnxNode *n, GError **error)
   return TRUE;
 }
 
+
+/* A constant scalar operand (Clip's min and max inputs), or @def when omitted. */
 static gboolean
-import_reshape (Import *imp, const CleaveOnnxNode *n, GError **error)
+scalar_input (Import *imp, const CleaveOnnxNode *n, int k, float def, float *out, GError **error)
 {
-  gint64 allowzero;
+  GError *local = NULL;
+  const CleaveOnnxTensor *t = input_const (imp, n, k, FALSE, TRUE, &local);
+
+  *out = def;
+  if (local)
+    return g_propagate_error (error, local), FALSE;
+  if (!t)
+    return TRUE;
+  if (t->numel != 1)
+    return UNSUPPORTED (imp, n, error, "input %d ('%s') has %" G_GSIZE_FORMAT " values, expected a scalar", k,
+                        n->inputs[k], t->numel);
+  *out = t->f[0];
+  return TRUE;
+}
+
+/* Clip (ReLU6): bounds as attributes (opset < 11) or constant inputs. */
+static gboolean
+import_clip (Import *imp, const CleaveOnnxNode *n, GError **error)
+{
+  float lo, hi;
   int x = input_layer (imp, n, 0, error);
 
   if (x < 0)
     return FALSE;
-  const CleaveOnnxTensor *shape = input_const (imp, n, 1, TRUE, FALSE, error);
-  if (!shape || !attr_int (imp, n, "allowzero", 0, &allowzero, error))
+  if (imp->m->opset != 0 && imp->m->opset < 11)
+    {
+      if (!attr_float (imp, n, "min", -G_MAXFLOAT, &lo, error) || !attr_float (imp, n, "max", G_MAXFLOAT, &hi, error))
+        return FALSE;
+    }
+  else if (n->n_attrs > 0)
+    return UNSUPPORTED (imp, n, error, "attribute '%s' is not supported from opset 11 on (bounds are inputs)",
+                        n->attrs[0].name);
+  else if (!scalar_input (imp, n, 1, -G_MAXFLOAT, &lo, error) || !scalar_input (imp, n, 2, G_MAXFLOAT, &hi, error))
+    return FALSE;
+  lo = MAX (lo, -G_MAXFLOAT);
+  hi = MIN (hi, G_MAXFLOAT);
+  if (!(lo <= hi))
+    return UNSUPPORTED (imp, n, error, "min %g above max %g is not supported", lo, hi);
+  int l = add_simple (imp, n, CLEAVE_OP_CLIP, x);
+  layer_at (imp, l)->clip_min = lo;
+  layer_at (imp, l)->clip_max = hi;
+  layer_at (imp, l)->alpha = 1.f;
+  return TRUE;
+}
+
+/* HardSigmoid, and HardSwish as x · HardSigmoid(x) with alpha 1/6, beta 1/2. */
+static gboolean
+import_hard (Import *imp, const CleaveOnnxNode *n, gboolean swish, GError **error)
+{
+  float alpha = 1.f / 6.f, beta = 0.5f;
+  int x = input_layer (imp, n, 0, error);
+
+  if (x < 0)
+    return FALSE;
+  if (!swish && (!attr_float (imp, n, "alpha", 0.2f, &alpha, error) || !attr_float (imp, n, "beta", 0.5f, &beta, error)))
+    return FALSE;
+  if (!isfinite (alpha) || !isfinite (beta))
+    return UNSUPPORTED (imp, n, error, "attribute 'alpha' = %g or 'beta' = %g is not finite", alpha, beta);
+  int l = add_simple (imp, n, CLEAVE_OP_HARDSIGMOID, x);
+  layer_at (imp, l)->alpha = alpha;
+  layer_at (imp, l)->beta = beta;
+  if (swish)
+    add_mul_layer (imp, n, x, l, n->outputs[0]);
+  return TRUE;
+}
+
+/* The channel axis of a [N,C,H,W] or [N,F] tensor, or -1 (axis @a of a layer of @ndim). */
+static gboolean
+is_channel_axis (gint64 a, int ndim)
+{
+  return a == 1 || a == 1 - (ndim + 1);
+}
+
+static int
+add_slice (Import *imp, const CleaveOnnxNode *n, int x, int start, int count, const char *out)
+{
+  Layer in = *layer_at (imp, x);
+  int l = layer_add (imp, CLEAVE_OP_SLICE, n, &x, 1);
+  Layer *L = layer_at (imp, l);
+
+  L->ndim = in.ndim; L->c = count; L->h = in.h; L->w = in.w;
+  L->start = start;
+  L->out_channels = count;
+  layer_value (imp, out, l, TRUE);
+  return l;
+}
+
+/* Split along the channel axis: one slice per used output. */
+static gboolean
+import_split (Import *imp, const CleaveOnnxNode *n, GError **error)
+{
+  gint64 axis;
+  int x = input_layer (imp, n, 0, error);
+  g_autofree gint64 *sizes = g_new0 (gint64, MAX (n->n_outputs, 1));
+
+  if (x < 0 || !attr_int (imp, n, "axis", 0, &axis, error))
     return FALSE;
   Layer *in = layer_at (imp, x);
+  if (!is_channel_axis (axis, in->ndim))
+    return UNSUPPORTED (imp, n, error, "attribute 'axis' = %" G_GINT64_FORMAT " is not supported (only the channel axis 1)",
+                        axis);
+  const CleaveOnnxAttr *a = cleave_onnx_node_find_attr (n, "split");
+  const gint64 *given = NULL;
+  gsize n_given = 0;
+  if (a)
+    given = a->ints, n_given = a->n_ints;
+  else if (n->n_inputs > 1 && *n->inputs[1])
+    {
+      const CleaveOnnxTensor *t = input_const (imp, n, 1, TRUE, FALSE, error);
+      if (!t)
+        return FALSE;
+      given = t->i, n_given = t->numel;
+    }
+  int c = in->c;
+  if (given)
+    {
+      gint64 total = 0;
+      if (n_given != (gsize) n->n_outputs)
+        return INVALID (imp, n, error, "%" G_GSIZE_FORMAT " split sizes for %d outputs", n_given, n->n_outputs);
+      for (gsize k = 0; k < n_given; k++)
+        {
+          if (given[k] < 1 || given[k] > c)
+            return INVALID (imp, n, error, "split size %" G_GINT64_FORMAT " is outside [1, %d]", given[k], c);
+          total += sizes[k] = given[k];
+        }
+      if (total != c)
+        return INVALID (imp, n, error, "split sizes add up to %" G_GINT64_FORMAT ", the input has %d channels", total, c);
+    }
+  else
+    {
+      if (n->n_outputs < 1 || c % n->n_outputs != 0)
+        return UNSUPPORTED (imp, n, error, "%d channels do not split evenly into %d outputs", c, n->n_outputs);
+      for (int k = 0; k < n->n_outputs; k++)
+        sizes[k] = c / n->n_outputs;
+    }
+  gint64 start = 0;
+  for (int k = 0; k < n->n_outputs; k++)
+    {
+      if (*n->outputs[k] && n_uses (imp, n->outputs[k]) > 0)
+        add_slice (imp, n, x, start, sizes[k], n->outputs[k]);
+      start += sizes[k];
+    }
+  return TRUE;
+}
+
+/* Slice of channels [start, end) with step 1 (opset 10 on: constant inputs;
+ * before: attributes). */
+static gboolean
+import_slice (Import *imp, const CleaveOnnxNode *n, GError **error)
+{
+  const gint64 *starts, *ends, *axes = NULL;
+  gsize n_starts, n_ends, n_axes = 0;
+  int x = input_layer (imp, n, 0, error);
+
+  if (x < 0)
+    return FALSE;
+  if (imp->m->opset != 0 && imp->m->opset < 10)
+    {
+      const CleaveOnnxAttr *as = cleave_onnx_node_find_attr (n, "starts"), *ae = cleave_onnx_node_find_attr (n, "ends");
+      const CleaveOnnxAttr *ax = cleave_onnx_node_find_attr (n, "axes");
+      if (!as || !ae)
+        return INVALID (imp, n, error, "attribute 'starts' or 'ends' is missing");
+      starts = as->ints, n_starts = as->n_ints, ends = ae->ints, n_ends = ae->n_ints;
+      if (ax)
+        axes = ax->ints, n_axes = ax->n_ints;
+    }
+  else
+    {
+      const CleaveOnnxTensor *ts = input_const (imp, n, 1, TRUE, FALSE, error);
+      const CleaveOnnxTensor *te = ts ? input_const (imp, n, 2, TRUE, FALSE, error) : NULL;
+      GError *local = NULL;
+      if (!te)
+        return FALSE;
+      starts = ts->i, n_starts = ts->numel, ends = te->i, n_ends = te->numel;
+      const CleaveOnnxTensor *ta = input_const (imp, n, 3, FALSE, FALSE, &local);
+      const CleaveOnnxTensor *tp = local ? NULL : input_const (imp, n, 4, FALSE, FALSE, &local);
+      if (local)
+        return g_propagate_error (error, local), FALSE;
+      if (ta)
+        axes = ta->i, n_axes = ta->numel;
+      for (gsize k = 0; tp && k < tp->numel; k++)
+        if (tp->i[k] != 1)
+          return UNSUPPORTED (imp, n, error, "input 'steps' = %" G_GINT64_FORMAT " is not supported (only 1)", tp->i[k]);
+    }
+  Layer *in = layer_at (imp, x);
+  if (n_starts != 1 || n_ends != 1 || (axes && (n_axes != 1 || !is_channel_axis (axes[0], in->ndim))))
+    return UNSUPPORTED (imp, n, error, "only a slice of the channel axis 1 is supported");
+  gint64 c = in->c, a = starts[0], b = ends[0];
+  a = a < 0 ? MAX (a + c, 0) : MIN (a, c);
+  b = b < 0 ? MAX (b + c, 0) : MIN (b, c);
+  if (b <= a)
+    return UNSUPPORTED (imp, n, error, "the slice [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT ") of %d channels is empty",
+                        starts[0], ends[0], in->c);
+  if (a == 0 && b == c)
+    layer_value (imp, n->outputs[0], x, FALSE);
+  else
+    add_slice (imp, n, x, a, b - a, n->outputs[0]);
+  return TRUE;
+}
+
+/* Gather of one column [N,1] of a [N,F] tensor (a class's score): the
+ * linear layer computing it reduced to that row where nothing else reads
+ * it, else a slice. */
+static gboolean
+import_gather_column (Import *imp, const CleaveOnnxNode *n, Value *v, GError **error)
+{
+  gint64 axis;
+  int x = as_layer (imp, n, v, 0, error);
+  const CleaveOnnxTensor *idx = x >= 0 ? input_const (imp, n, 1, TRUE, FALSE, error) : NULL;
+
+  if (!idx || !attr_int (imp, n, "axis", 0, &axis, error))
+    return FALSE;
+  Layer *in = layer_at (imp, x);
+  if (in->ndim != 1 || !is_channel_axis (axis, 1) || idx->ndim != 1 || idx->numel != 1)
+    return UNSUPPORTED (imp, n, error, "Gather is supported on 1-D shape vectors, or as one column [N,1] of a [N,F] "
+                        "tensor (axis 1, a 1-element index)");
+  gint64 j = idx->i[0] < 0 ? idx->i[0] + in->c : idx->i[0];
+  if (j < 0 || j >= in->c)
+    return INVALID (imp, n, error, "index %" G_GINT64_FORMAT " is outside the %d features", idx->i[0], in->c);
+  if (in->op == CLEAVE_OP_LINEAR && v->direct && n_uses (imp, n->inputs[0]) == 1)
+    {
+      gsize per = in->n_weight / in->out_features;
+      memmove (in->weight, in->weight + j * per, per * sizeof (float));
+      in->n_weight = per;
+      if (in->bias)
+        in->bias[0] = in->bias[j];
+      in->out_features = in->c = 1;
+      layer_value (imp, n->outputs[0], x, TRUE);
+      return TRUE;
+    }
+  add_slice (imp, n, x, j, 1, n->outputs[0]);
+  return TRUE;
+}
+
+/* Transpose of axes 1 and 2 of a channel shuffle's 5-d view. */
+static gboolean
+import_transpose (Import *imp, const CleaveOnnxNode *n, GError **error)
+{
+  static const gint64 swap12[5] = { 0, 2, 1, 3, 4 };
+  const CleaveOnnxAttr *perm = cleave_onnx_node_find_attr (n, "perm");
+  Value *v = get_input (imp, n, 0, TRUE, error);
+
+  if (!v)
+    return FALSE;
+  if (v->kind != V_SHUFFLE5 || !perm || perm->n_ints != 5 || memcmp (perm->ints, swap12, sizeof swap12) != 0)
+    {
+      g_autofree char *d = perm ? dims_to_string (perm->ints, perm->n_ints) : g_strdup ("(reversed)");
+      return UNSUPPORTED (imp, n, error, "attribute 'perm' = %s is not supported (only [0,2,1,3,4] of a channel "
+                          "shuffle's [N,g,C/g,H,W] view)", d);
+    }
+  Value *t = value_new (imp, V_SHUFFLE5T);
+  t->layer = v->layer;
+  t->groups = v->groups;
+  set_value (imp, n->outputs[0], t);
+  return TRUE;
+}
+
+static gboolean
+batch_dim (Import *imp, gint64 d)
+{
+  return d == SYM_BATCH || d == 0 || (d > 0 && d == imp->in_batch);
+}
+
+/* Reshapes between [N,C,H,W] and the channel shuffle's [N,g,C/g,H,W]:
+ * TRUE with *handled when @shape is one of them. */
+static gboolean
+reshape_shuffle (Import *imp, const CleaveOnnxNode *n, Value *v, const CleaveOnnxTensor *shape, gboolean *handled,
+                 GError **error)
+{
+  const gint64 *d = shape->i;
+
+  *handled = FALSE;
+  if (v->kind == V_SHUFFLE5T && shape->numel == 4)
+    {
+      Layer in = *layer_at (imp, v->layer);
+      if (!batch_dim (imp, d[0]) || !(d[1] == -1 || d[1] == in.c) || d[2] != in.h || d[3] != in.w)
+        return TRUE;
+      int l = layer_add (imp, CLEAVE_OP_CHANNEL_SHUFFLE, n, &v->layer, 1);
+      Layer *L = layer_at (imp, l);
+      L->ndim = 3; L->c = in.c; L->h = in.h; L->w = in.w;
+      L->groups = v->groups;
+      layer_value (imp, n->outputs[0], l, TRUE);
+      *handled = TRUE;
+      return TRUE;
+    }
+  if (v->kind != V_LAYER || v->pad || shape->numel != 5)
+    return TRUE;
+  int x = as_layer (imp, n, v, 0, error);
+  if (x < 0)
+    return FALSE;
+  Layer *in = layer_at (imp, x);
+  if (in->ndim != 3 || !batch_dim (imp, d[0]) || d[3] != in->h || d[4] != in->w || d[1] < 1 || d[1] > in->c
+      || in->c % d[1] != 0 || !(d[2] == -1 || d[2] == in->c / d[1]))
+    return TRUE;
+  Value *s = value_new (imp, V_SHUFFLE5);
+  s->layer = x;
+  s->groups = d[1];
+  set_value (imp, n->outputs[0], s);
+  *handled = TRUE;
+  return TRUE;
+}
+
+static gboolean
+import_reshape (Import *imp, const CleaveOnnxNode *n, GError **error)
+{
+  gint64 allowzero;
+  gboolean handled = FALSE;
+  Value *v = get_input (imp, n, 0, TRUE, error);
+  const CleaveOnnxTensor *shape = v ? input_const (imp, n, 1, TRUE, FALSE, error) : NULL;
+
+  if (!shape || !attr_int (imp, n, "allowzero", 0, &allowzero, error))
+    return FALSE;
+  if (!allowzero && !reshape_shuffle (imp, n, v, shape, &handled, error))
+    return FALSE;
+  if (handled)
+    return TRUE;
+  int x = as_layer (imp, n, v, 0, error);
+  if (x < 0)
+    return FALSE;
+  Layer *in = layer_at (imp, x);
+  if (in->ndim == 3 && shape->numel == 4 && !allowzero && batch_dim (imp, shape->i[0])
+      && (shape->i[1] == in->c || shape->i[1] == -1) && shape->i[2] == in->h && shape->i[3] == in->w)
+    {
+      layer_value (imp, n->outputs[0], x, FALSE);   /* to its own shape */
+      return TRUE;
+    }
   gint64 f = in->ndim == 3 ? (gint64) in->c * in->h * in->w : in->c;
   gboolean ok = FALSE;
   if (shape->numel == 2 && !allowzero)
     {
       gint64 d0 = shape->i[0], d1 = shape->i[1];
-      gboolean batch0 = d0 == SYM_BATCH || d0 == 0 || (d0 > 0 && d0 == imp->in_batch);
+      gboolean batch0 = batch_dim (imp, d0);
       if (batch0 && (d1 == -1 || d1 == f))
         ok = TRUE;
       else if (d0 == -1 && d1 == f)
@@ -2152,6 +2746,18 @@ import_node (Import *imp, const CleaveOnnxNode *n, GError **error)
     }
   if (g_str_equal (op, "MaxPool") || g_str_equal (op, "AveragePool"))
     return import_pool (imp, n, op[0] == 'M', error);
+  if (g_str_equal (op, "Clip"))
+    return import_clip (imp, n, error);
+  if (g_str_equal (op, "HardSigmoid") || g_str_equal (op, "HardSwish"))
+    return import_hard (imp, n, g_str_equal (op, "HardSwish"), error);
+  if (g_str_equal (op, "Split"))
+    return import_split (imp, n, error);
+  if (g_str_equal (op, "Slice"))
+    return import_slice (imp, n, error);
+  if (g_str_equal (op, "Transpose"))
+    return import_transpose (imp, n, error);
+  if (g_str_equal (op, "Cast"))
+    return import_cast (imp, n, error);
   if (g_str_equal (op, "GlobalAveragePool"))
     {
       if (!need_spatial (imp, n, input_layer (imp, n, 0, error), error))
@@ -2189,6 +2795,14 @@ import_node (Import *imp, const CleaveOnnxNode *n, GError **error)
     return import_concat (imp, n, error);
   if (g_str_equal (op, "Reshape"))
     return import_reshape (imp, n, error);
+  if (g_str_equal (op, "Gather"))
+    {
+      Value *v = get_input (imp, n, 0, TRUE, error);
+      if (!v)
+        return FALSE;
+      if (v->kind != V_CONST)
+        return import_gather_column (imp, n, v, error);
+    }
   if (g_str_equal (op, "Shape") || g_str_equal (op, "Gather") || g_str_equal (op, "Unsqueeze"))
     return import_shape_op (imp, n, error);
   if (g_str_equal (op, "Constant"))
@@ -2203,6 +2817,7 @@ import_node (Import *imp, const CleaveOnnxNode *n, GError **error)
       Value *alias = value_new (imp, v->kind);
       alias->layer = v->layer;
       alias->pad = v->pad;
+      alias->groups = v->groups;
       alias->t = v->t ? tensor_dup (v->t) : NULL;
       alias->a = v->a ? g_memdup2 (v->a, imp->in_c * sizeof (float)) : NULL;
       alias->b = v->b ? g_memdup2 (v->b, imp->in_c * sizeof (float)) : NULL;
@@ -2239,18 +2854,24 @@ import_node (Import *imp, const CleaveOnnxNode *n, GError **error)
       if (axis != 1 && axis != -1)
         return UNSUPPORTED (imp, n, error, "attribute 'axis' = %" G_GINT64_FORMAT " is not supported", axis);
       gboolean is_output = FALSE;
-      for (guint k = 0; k < imp->m->outputs->len; k++)
-        is_output |= g_str_equal (((CleaveOnnxValueInfo *) imp->m->outputs->pdata[k])->name, n->outputs[0]);
-      if (!is_output || n_uses (imp, n->outputs[0]) != 1)
-        return UNSUPPORTED (imp, n, error, "Softmax is supported only as the last node (it is dropped on import)");
-      imp->softmax = TRUE;
-      layer_value (imp, n->outputs[0], x, FALSE);
+      for (guint k = 0; k < imp->outputs->len; k++)
+        is_output |= g_str_equal (imp->outputs->pdata[k], n->outputs[0]);
+      if (is_output && imp->outputs->len == 1 && n_uses (imp, n->outputs[0]) == 1)
+        {
+          /* the last node: dropped, the logits are the classification */
+          imp->softmax = TRUE;
+          layer_value (imp, n->outputs[0], x, FALSE);
+          return TRUE;
+        }
+      add_simple (imp, n, CLEAVE_OP_SOFTMAX, x);
       return TRUE;
     }
   return UNSUPPORTED (imp, n, error, "operator '%s' is not supported", op);
 }
 
-/* "/features/features.0/Conv" → "features.0"; "/layer1/conv1/Conv" → "layer1.conv1". */
+/* "/features/features.0/Conv" → "features.0"; "/layer1/conv1/Conv" → "layer1.conv1";
+ * "/features/features.1/conv/conv.0/conv.0.0/Conv" → "features.1.conv.0.0": a scope
+ * that extends the one before it ("conv.0" after "conv") adds only its new part. */
 static char *
 name_from_node (const char *node_name)
 {
@@ -2264,17 +2885,20 @@ name_from_node (const char *node_name)
   if (comp->len >= 2)
     {
       GString *s = g_string_new (NULL);
+      const char *prev = NULL;
       for (guint k = 0; k + 1 < comp->len; k++)
         {
           const char *c = comp->pdata[k];
-          if (s->len && g_str_has_prefix (c, s->str) && c[s->len] == '.')
-            g_string_assign (s, c);
+          gsize lp = prev ? strlen (prev) : 0;
+          if (prev && g_str_has_prefix (c, prev) && c[lp] == '.')
+            g_string_append (s, c + lp);
           else
             {
               if (s->len)
                 g_string_append_c (s, '.');
               g_string_append (s, c);
             }
+          prev = c;
         }
       result = g_string_free (s, FALSE);
     }
@@ -2342,6 +2966,20 @@ copy_param (Import *imp, CleaveGraph *g, CleaveNode *node, CleaveParamSlot slot,
   return TRUE;
 }
 
+/* Whether every reader of layer @k flattens it (or it is the output). */
+static gboolean
+only_flattened (Import *imp, guint k)
+{
+  for (guint j = k + 1; j < imp->layers->len; j++)
+    {
+      Layer *l = layer_at (imp, j);
+      for (int i = 0; i < l->n_inputs; i++)
+        if (l->inputs[i] == (int) k && l->op != CLEAVE_OP_FLATTEN)
+          return FALSE;
+    }
+  return TRUE;
+}
+
 static CleaveGraph *
 build_graph (Import *imp, int out_layer, GError **error)
 {
@@ -2370,17 +3008,40 @@ build_graph (Import *imp, int out_layer, GError **error)
           l->cidx = cleave_graph_add_sigmoid (g, l->name, in[0]);
           break;
         case CLEAVE_OP_MAXPOOL2D:
-          l->cidx = cleave_graph_add_maxpool2d (g, l->name, in[0], l->kernel, l->stride, l->pad);
-          break;
         case CLEAVE_OP_AVGPOOL2D:
-          l->cidx = cleave_graph_add_avgpool2d (g, l->name, in[0], l->kernel, l->stride, l->pad);
+          l->cidx = l->op == CLEAVE_OP_MAXPOOL2D ? cleave_graph_add_maxpool2d (g, l->name, in[0], l->kernel, l->stride, l->pad)
+                                                 : cleave_graph_add_avgpool2d (g, l->name, in[0], l->kernel, l->stride, l->pad);
+          cleave_graph_node (g, l->cidx)->ceil_mode = l->ceil_mode;
+          cleave_graph_node (g, l->cidx)->exclude_pad = l->exclude_pad;
           break;
         case CLEAVE_OP_GLOBAL_AVGPOOL:
           l->cidx = cleave_graph_add_global_avgpool (g, l->name, in[0]);
+          /* kept (C,1,1) where something other than a flatten reads it (a squeeze-excitation's conv) */
+          cleave_graph_node (g, l->cidx)->keepdims = !only_flattened (imp, k);
+          break;
+        case CLEAVE_OP_CLIP:
+          l->cidx = cleave_graph_add_clip (g, l->name, in[0], l->clip_min, l->clip_max);
+          cleave_graph_node (g, l->cidx)->alpha = l->alpha;
+          cleave_graph_node (g, l->cidx)->beta = l->beta;
+          break;
+        case CLEAVE_OP_HARDSIGMOID:
+          l->cidx = cleave_graph_add_hardsigmoid (g, l->name, in[0], l->alpha, l->beta);
+          break;
+        case CLEAVE_OP_MUL:
+          l->cidx = cleave_graph_add_mul (g, l->name, in[0], in[1]);
+          break;
+        case CLEAVE_OP_CHANNEL_SHUFFLE:
+          l->cidx = cleave_graph_add_channel_shuffle (g, l->name, in[0], l->groups);
+          break;
+        case CLEAVE_OP_SLICE:
+          l->cidx = cleave_graph_add_slice (g, l->name, in[0], l->start, l->out_channels);
+          break;
+        case CLEAVE_OP_SOFTMAX:
+          l->cidx = cleave_graph_add_softmax (g, l->name, in[0]);
           break;
         case CLEAVE_OP_FLATTEN:
-          /* Cleave's global pool already yields (C) (cleave-graph.h) */
-          if (layer_at (imp, l->inputs[0])->op == CLEAVE_OP_GLOBAL_AVGPOOL)
+          /* Cleave's global pool already yields (C) unless it keeps its dimensions */
+          if (!cleave_graph_node (g, in[0])->keepdims && layer_at (imp, l->inputs[0])->op == CLEAVE_OP_GLOBAL_AVGPOOL)
             l->cidx = in[0];
           else
             l->cidx = cleave_graph_add_flatten (g, l->name, in[0]);
@@ -2501,12 +3162,122 @@ find_graph_input (Import *imp, GError **error)
   return TRUE;
 }
 
+
+static gboolean
+is_float_output (const CleaveOnnxValueInfo *vi)
+{
+  return vi->elem_type == 0 || vi->elem_type == CLEAVE_ONNX_FLOAT;
+}
+
+/* The classification output(s) of the graph, by this rule: its only
+ * output; else its only float output (an exported composition or patched
+ * model also gives the ArgMax class index, an integer); else, when every
+ * float output is one score [N,1], all of them in order, one per class
+ * (an exported module set). */
+static GPtrArray *
+choose_outputs (Import *imp, GError **error)
+{
+  const CleaveOnnxModel *m = imp->m;
+  GPtrArray *floats = g_ptr_array_new ();
+  gboolean all_scores = TRUE;
+
+  if (m->outputs->len == 0)
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE, "%s: graph.output: no outputs", imp->file);
+      g_ptr_array_unref (floats);
+      return NULL;
+    }
+  for (guint k = 0; k < m->outputs->len; k++)
+    {
+      const CleaveOnnxValueInfo *vi = m->outputs->pdata[k];
+      if (m->outputs->len == 1 || is_float_output (vi))
+        {
+          g_ptr_array_add (floats, vi->name);
+          all_scores &= vi->ndim == 2 && vi->dims[1] == 1;
+        }
+    }
+  if (floats->len == 1 || (floats->len > 1 && all_scores))
+    return floats;
+  GString *names = g_string_new (NULL);
+  for (guint k = 0; k < m->outputs->len; k++)
+    g_string_append_printf (names, "%s'%s'", k ? ", " : "", ((CleaveOnnxValueInfo *) m->outputs->pdata[k])->name);
+  g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED,
+               "%s: graph.output: %u outputs (%s) and %u of them float: Cleave reads one classification output "
+               "(the only float output, or one [N,1] score per class)", imp->file, m->outputs->len, names->str,
+               floats->len);
+  g_string_free (names, TRUE);
+  g_ptr_array_unref (floats);
+  return NULL;
+}
+
+/* The nodes that the chosen outputs depend on; the others (an ArgMax of
+ * the scores) are not imported. */
+static gboolean *
+needed_nodes (const CleaveOnnxModel *m, GPtrArray *outs)
+{
+  gboolean *needed = g_new0 (gboolean, MAX (m->nodes->len, 1));
+  g_autoptr (GHashTable) want = g_hash_table_new (g_str_hash, g_str_equal);
+
+  for (guint k = 0; k < outs->len; k++)
+    g_hash_table_add (want, outs->pdata[k]);
+  for (guint k = m->nodes->len; k-- > 0;)
+    {
+      const CleaveOnnxNode *n = m->nodes->pdata[k];
+      for (int o = 0; o < n->n_outputs && !needed[k]; o++)
+        needed[k] = g_hash_table_contains (want, n->outputs[o]);
+      for (int i = 0; needed[k] && i < n->n_inputs; i++)
+        g_hash_table_add (want, n->inputs[i]);
+    }
+  return needed;
+}
+
+/* The layer computing the classification: the chosen output's, or the
+ * concatenation of the per-class scores. */
+static int
+output_layer (Import *imp, GPtrArray *outs, GError **error)
+{
+  int ins[CLEAVE_MAX_INPUTS];
+
+  if (outs->len > CLEAVE_MAX_INPUTS)
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED, "%s: graph.output: %u scores (at most %d supported)",
+                   imp->file, outs->len, CLEAVE_MAX_INPUTS);
+      return -1;
+    }
+  for (guint k = 0; k < outs->len; k++)
+    {
+      const char *name = outs->pdata[k];
+      Value *ov = g_hash_table_lookup (imp->values, name);
+      if (!ov || ov->kind != V_LAYER || ov->layer == 0 || ov->pad)
+        {
+          g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED, "%s: graph.output '%s' is not computed by a supported layer",
+                       imp->file, name);
+          return -1;
+        }
+      if (layer_at (imp, ov->layer)->ndim != 1)
+        {
+          g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED, "%s: graph.output '%s' is not a [N,F] tensor", imp->file, name);
+          return -1;
+        }
+      ins[k] = ov->layer;
+    }
+  if (outs->len == 1)
+    return ins[0];
+  int l = layer_add (imp, CLEAVE_OP_CONCAT, NULL, ins, outs->len);
+  Layer *L = layer_at (imp, l);
+  L->ndim = 1;
+  L->c = outs->len;
+  return l;
+}
+
 CleaveOnnxImport *
 cleave_onnx_import_model (const CleaveOnnxModel *m, const char *display_name, GError **error)
 {
   Import imp = { 0 };
   CleaveOnnxImport *res = NULL;
   CleaveGraph *g = NULL;
+  GPtrArray *outs = NULL;
+  gboolean *needed = NULL;
 
   imp.m = m;
   imp.file = display_name ? display_name : "model.onnx";
@@ -2521,20 +3292,18 @@ cleave_onnx_import_model (const CleaveOnnxModel *m, const char *display_name, GE
                    imp.file, m->opset);
       goto out;
     }
+  if (!(outs = choose_outputs (&imp, error)))
+    goto out;
+  needed = needed_nodes (m, outs);
   for (guint k = 0; k < m->nodes->len; k++)
     {
       const CleaveOnnxNode *n = m->nodes->pdata[k];
-      for (int i = 0; i < n->n_inputs; i++)
+      for (int i = 0; needed[k] && i < n->n_inputs; i++)
         g_hash_table_insert (imp.uses, n->inputs[i], GINT_TO_POINTER (n_uses (&imp, n->inputs[i]) + 1));
     }
-  if (m->outputs->len != 1)
-    {
-      g_set_error (error, CLEAVE_ERROR, m->outputs->len ? CLEAVE_ERROR_UNSUPPORTED : CLEAVE_ERROR_INVALID_FILE,
-                   "%s: graph.output: %u outputs (exactly one supported)", imp.file, m->outputs->len);
-      goto out;
-    }
-  const char *out_name = ((CleaveOnnxValueInfo *) m->outputs->pdata[0])->name;
-  g_hash_table_insert (imp.uses, (gpointer) out_name, GINT_TO_POINTER (n_uses (&imp, out_name) + 1));
+  for (guint k = 0; k < outs->len; k++)
+    g_hash_table_insert (imp.uses, outs->pdata[k], GINT_TO_POINTER (n_uses (&imp, outs->pdata[k]) + 1));
+  imp.outputs = outs;
 
   if (!find_graph_input (&imp, error))
     goto out;
@@ -2554,21 +3323,13 @@ cleave_onnx_import_model (const CleaveOnnxModel *m, const char *display_name, GE
       }
   }
   for (guint k = 0; k < m->nodes->len; k++)
-    if (!import_node (&imp, m->nodes->pdata[k], error))
+    if (needed[k] && !import_node (&imp, m->nodes->pdata[k], error))
       goto out;
 
-  Value *ov = g_hash_table_lookup (imp.values, out_name);
-  if (!ov || ov->kind != V_LAYER || ov->layer == 0)
-    {
-      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED, "%s: graph.output '%s' is not computed by a supported layer",
-                   imp.file, out_name);
-      goto out;
-    }
-  if (layer_at (&imp, ov->layer)->ndim != 1)
-    {
-      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_UNSUPPORTED, "%s: graph.output '%s' is not a [N,F] tensor", imp.file, out_name);
-      goto out;
-    }
+  int out_layer = output_layer (&imp, outs, error);
+  if (out_layer < 0)
+    goto out;
+  Value *ov = &(Value) { .layer = out_layer };
   if (!(g = build_graph (&imp, ov->layer, error)))
     goto out;
   if (!cleave_graph_check_values (g, imp.file, error))
@@ -2579,6 +3340,7 @@ cleave_onnx_import_model (const CleaveOnnxModel *m, const char *display_name, GE
 
   res = g_new0 (CleaveOnnxImport, 1);
   res->graph = g;
+  res->n_outputs_used = outs->len;
   res->n_classes = layer_at (&imp, ov->layer)->c;
   res->n_channels = imp.in_c;
   res->mean = g_new (float, imp.in_c);
@@ -2612,6 +3374,8 @@ out:
   g_hash_table_unref (imp.values);
   g_hash_table_unref (imp.uses);
   g_ptr_array_unref (imp.all_values);
+  g_clear_pointer (&outs, g_ptr_array_unref);
+  g_free (needed);
   g_free (imp.norm_a);
   g_free (imp.norm_b);
   return res;

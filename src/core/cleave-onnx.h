@@ -132,10 +132,16 @@ typedef struct {
   float *mean, *std;         /* n_channels each: the graph's input normalisation (0 and 1 when none) */
   gboolean has_normalization;
   gboolean output_is_softmax;  /* a trailing Softmax was dropped: the ONNX model outputs probabilities */
+  int n_outputs_used;        /* graph outputs read: 1, or one [N,1] score per class, concatenated */
   gint64 opset;
   char *producer;            /* "pytorch 1.13.0" or NULL */
 } CleaveOnnxImport;
 
+/* A graph with several outputs is read by this rule: its only float output
+ * (exported compositions and patched models add an integer ArgMax class
+ * index, which is ignored), or else, when every float output is one score
+ * [N,1], those scores concatenated in order as the classes (an exported
+ * module set). Nodes that the chosen outputs do not need are skipped. */
 CleaveOnnxImport *cleave_onnx_import       (const char *path, GError **error);
 CleaveOnnxImport *cleave_onnx_import_bytes (const guint8 *data, gsize size, const char *display_name, GError **error);
 CleaveOnnxImport *cleave_onnx_import_model (const CleaveOnnxModel *m, const char *display_name, GError **error);

@@ -301,6 +301,63 @@ UNARY (sigmoid_forward, sigmoid_forward, "input", "output")
 BINARY_GRAD (relu_backward, relu_backward)
 BINARY_GRAD (sigmoid_backward, sigmoid_backward)
 
+gboolean
+cleave_clamp_forward (const CleaveTensor *x, CleaveTensor *y, float alpha, float beta, float lo, float hi,
+                      GError **error)
+{
+  const char *op = "clamp";
+  if (!same_backend (op, error, 2, x, y) || !need_same (op, "input", x, "output", y, error))
+    return FALSE;
+  if (!(lo <= hi))
+    return fail (error, "%s: lower bound %g is above the upper bound %g", op, lo, hi);
+  return backend_of (x)->vtable->clamp_forward (backend_of (x), x, y, alpha, beta, lo, hi, error);
+}
+
+gboolean
+cleave_clamp_backward (const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx, float alpha, float lo,
+                       float hi, GError **error)
+{
+  const char *op = "clamp backward";
+  if (!same_backend (op, error, 3, y, dy, dx) || !need_same (op, "output", y, "output gradient", dy, error)
+      || !need_same (op, "output", y, "input gradient", dx, error))
+    return FALSE;
+  return backend_of (y)->vtable->clamp_backward (backend_of (y), y, dy, dx, alpha, lo, hi, error);
+}
+
+gboolean
+cleave_softmax_forward (const CleaveTensor *x, CleaveTensor *y, GError **error)
+{
+  const char *op = "softmax";
+  if (!same_backend (op, error, 2, x, y) || !need_ndim (op, "input", x, 2, 2, error)
+      || !need_same (op, "input", x, "output", y, error))
+    return FALSE;
+  return backend_of (x)->vtable->softmax_forward (backend_of (x), x, y, error);
+}
+
+gboolean
+cleave_softmax_backward (const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx, GError **error)
+{
+  const char *op = "softmax backward";
+  if (!same_backend (op, error, 3, y, dy, dx) || !need_ndim (op, "output", y, 2, 2, error)
+      || !need_same (op, "output", y, "output gradient", dy, error)
+      || !need_same (op, "output", y, "input gradient", dx, error))
+    return FALSE;
+  return backend_of (y)->vtable->softmax_backward (backend_of (y), y, dy, dx, error);
+}
+
+gboolean
+cleave_channel_shuffle (const CleaveTensor *x, CleaveTensor *y, int groups, GError **error)
+{
+  const char *op = "channel shuffle";
+  g_auto (Shapes) ss = { 0 };
+  if (!same_backend (op, error, 2, x, y) || !need_ndim (op, "input", x, 4, 4, error)
+      || !need_same (op, "input", x, "output", y, error))
+    return FALSE;
+  if (groups < 1 || x->shape[1] % groups != 0)
+    return fail (error, "%s: %d groups do not divide the channels of %s", op, groups, sh (&ss, x));
+  return backend_of (x)->vtable->channel_shuffle (backend_of (x), x, y, groups, error);
+}
+
 /* -------------------------------------------------------------- pooling */
 
 static gboolean
@@ -319,8 +376,8 @@ check_pool (const char *op, const CleaveTensor *x, const CleaveTensor *y, const 
   if (x->shape[2] + 2 * p->pad < p->kernel || x->shape[3] + 2 * p->pad < p->kernel)
     return fail (error, "%s: kernel %d is larger than the padded input %s (pad %d)",
                  op, p->kernel, sh (&ss, x), p->pad);
-  ho = cleave_out_size (x->shape[2], p->kernel, p->stride, p->pad);
-  wo = cleave_out_size (x->shape[3], p->kernel, p->stride, p->pad);
+  ho = cleave_pool_out_size (x->shape[2], p->kernel, p->stride, p->pad, p->ceil_mode);
+  wo = cleave_pool_out_size (x->shape[3], p->kernel, p->stride, p->pad, p->ceil_mode);
   if (y->ndim != 4 || y->shape[0] != x->shape[0] || y->shape[1] != x->shape[1]
       || y->shape[2] != ho || y->shape[3] != wo)
     return fail (error, "%s: output %s should be [%d, %d, %d, %d] for input %s, kernel %d, stride %d, pad %d",

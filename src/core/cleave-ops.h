@@ -36,6 +36,16 @@ gboolean cleave_relu_forward     (const CleaveTensor *x, CleaveTensor *y, GError
 gboolean cleave_relu_backward    (const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx, GError **error);
 gboolean cleave_sigmoid_forward  (const CleaveTensor *x, CleaveTensor *y, GError **error);
 gboolean cleave_sigmoid_backward (const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx, GError **error);
+/* y = min (max (alpha·x + beta, lo), hi); backward from the output y. */
+gboolean cleave_clamp_forward    (const CleaveTensor *x, CleaveTensor *y, float alpha, float beta, float lo, float hi,
+                                  GError **error);
+gboolean cleave_clamp_backward   (const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx, float alpha,
+                                  float lo, float hi, GError **error);
+/* Row-wise softmax of [N,F]; backward from the output. */
+gboolean cleave_softmax_forward  (const CleaveTensor *x, CleaveTensor *y, GError **error);
+gboolean cleave_softmax_backward (const CleaveTensor *y, const CleaveTensor *dy, CleaveTensor *dx, GError **error);
+/* ShuffleNet's channel shuffle (see the backend's channel_shuffle). */
+gboolean cleave_channel_shuffle  (const CleaveTensor *x, CleaveTensor *y, int groups, GError **error);
 gboolean cleave_maxpool_forward  (const CleaveTensor *x, CleaveTensor *y, const CleavePoolParams *p, GError **error);
 gboolean cleave_maxpool_backward (const CleaveTensor *x, const CleaveTensor *dy, CleaveTensor *dx,
                                   const CleavePoolParams *p, GError **error);
@@ -79,6 +89,41 @@ static inline int
 cleave_out_size (int in, int kernel, int stride, int pad)
 {
   return (in + 2 * pad - kernel) / stride + 1;
+}
+
+/* Output size of a pool along one axis; with @ceil_mode rounded up, as
+ * PyTorch does, except that the last window must start inside the input or
+ * its left padding. */
+static inline int
+cleave_pool_out_size (int in, int kernel, int stride, int pad, gboolean ceil_mode)
+{
+  int out;
+
+  if (!ceil_mode)
+    return cleave_out_size (in, kernel, stride, pad);
+  out = (in + 2 * pad - kernel + stride - 1) / stride + 1;
+  if ((out - 1) * stride >= in + pad)
+    out--;
+  return out;
+}
+
+/* The divisor of an average pool's window at output (oh, ow): the padded
+ * window clipped to the padded input (count_include_pad), or to the input
+ * itself (@exclude_pad), as in PyTorch. */
+static inline int
+cleave_avgpool_divisor (int oh, int ow, int h, int w, int kernel, int stride, int pad, gboolean exclude_pad)
+{
+  int h0 = oh * stride - pad, w0 = ow * stride - pad;
+  int h1 = MIN (h0 + kernel, h + pad), w1 = MIN (w0 + kernel, w + pad);
+
+  if (exclude_pad)
+    {
+      h0 = MAX (h0, 0);
+      w0 = MAX (w0, 0);
+      h1 = MIN (h1, h);
+      w1 = MIN (w1, w);
+    }
+  return MAX ((h1 - h0) * (w1 - w0), 1);
 }
 
 G_END_DECLS

@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """Golden files for tests/test-net.c: whole small networks (plain, residual,
 inception-like) run in PyTorch 1.13 from the same architecture JSON that Cleave
-reads. Records input, labels, initial parameters, training-mode logits, loss,
+reads (with "squeeze": the MobileNet/ShuffleNet/EfficientNet ops — ReLU6
+clip, depthwise conv, hardsigmoid, hardswish and SiLU as products,
+squeeze-excitation, channel slices and shuffle, ceil-mode pools, average
+pool without the padding, softmax). Records input, labels, initial parameters, training-mode logits, loss,
 parameter gradients, parameters and running statistics after one SGD step,
 and, for grouped channel masks in eval mode, the masked logits and the mask
 gradients. Run: /usr/bin/python3 tests/reference/make_net_golden.py"""
@@ -50,7 +53,45 @@ NETS = {
         {"name": "fl", "op": "flatten"},
         {"name": "fc", "op": "linear", "out_features": 4},
         {"name": "sg", "op": "sigmoid"}]},
+    "squeeze": {"input": [3, 9, 9], "nodes": [
+        {"name": "c0", "op": "conv2d", "out_channels": 8, "kernel": 3, "pad": 1},
+        {"name": "b0", "op": "batchnorm2d"},
+        {"name": "r0", "op": "clip", "min": 0.0, "max": 6.0},
+        {"name": "dw", "op": "conv2d", "out_channels": 8, "kernel": 3, "pad": 1, "groups": 8, "bias": False},
+        {"name": "b1", "op": "batchnorm2d"},
+        {"name": "hs", "op": "hardsigmoid", "alpha": 1.0 / 6.0, "beta": 0.5},
+        {"name": "hsw", "op": "mul", "inputs": ["b1", "hs"]},
+        {"name": "gap", "op": "global_avgpool", "keepdims": True},
+        {"name": "fc1", "op": "conv2d", "out_channels": 2, "kernel": 1},
+        {"name": "r1", "op": "relu"},
+        {"name": "fc2", "op": "conv2d", "out_channels": 8, "kernel": 1},
+        {"name": "sc", "op": "hardsigmoid", "alpha": 0.2, "beta": 0.5},
+        {"name": "se", "op": "mul", "inputs": ["hsw", "sc"]},
+        {"name": "sg", "op": "sigmoid"},
+        {"name": "silu", "op": "mul", "inputs": ["se", "sg"]},
+        {"name": "sl1", "op": "slice", "inputs": ["silu"], "start": 0, "channels": 3},
+        {"name": "sl2", "op": "slice", "inputs": ["silu"], "start": 3, "channels": 5},
+        {"name": "c2", "op": "conv2d", "out_channels": 5, "kernel": 1},
+        {"name": "r2", "op": "relu"},
+        {"name": "cat", "op": "concat", "inputs": ["sl1", "r2"]},
+        {"name": "sh", "op": "channel_shuffle", "groups": 2},
+        {"name": "mp", "op": "maxpool2d", "kernel": 2, "ceil_mode": True},
+        {"name": "ap1", "op": "avgpool2d", "kernel": 2, "ceil_mode": True},
+        {"name": "ap2", "op": "avgpool2d", "kernel": 3, "stride": 1, "pad": 1, "count_include_pad": False},
+        {"name": "fl", "op": "flatten"},
+        {"name": "fc", "op": "linear", "out_features": 5},
+        {"name": "sm", "op": "softmax"}]},
 }
+
+
+def pool_out(size, k, st, p, ceil_mode):
+    """PyTorch's pooling output size."""
+    if not ceil_mode:
+        return (size + 2 * p - k) // st + 1
+    out = -(-(size + 2 * p - k) // st) + 1
+    if (out - 1) * st >= size + p:
+        out -= 1
+    return out
 
 
 def build_params(arch, gen):
@@ -66,7 +107,7 @@ def build_params(arch, gen):
         if op == "conv2d":
             k, st, p = n["kernel"], n.get("stride", 1), n.get("pad", 0)
             oc = n["out_channels"]
-            params[n["name"] + ".weight"] = torch.randn(oc, s[0], k, k, generator=gen) * 0.4
+            params[n["name"] + ".weight"] = torch.randn(oc, s[0] // n.get("groups", 1), k, k, generator=gen) * 0.4
             if n.get("bias", True):
                 params[n["name"] + ".bias"] = torch.randn(oc, generator=gen) * 0.1
             shapes[n["name"]] = (oc, (s[1] + 2 * p - k) // st + 1, (s[2] + 2 * p - k) // st + 1)
@@ -78,10 +119,12 @@ def build_params(arch, gen):
             params[n["name"] + ".running_var"] = 1 + 0.5 * torch.rand(ch, generator=gen)
             shapes[n["name"]] = s
         elif op in ("maxpool2d", "avgpool2d"):
-            k, st, p = n["kernel"], n.get("stride", n["kernel"]), n.get("pad", 0)
-            shapes[n["name"]] = (s[0], (s[1] + 2 * p - k) // st + 1, (s[2] + 2 * p - k) // st + 1)
+            k, st, p, cm = n["kernel"], n.get("stride", n["kernel"]), n.get("pad", 0), n.get("ceil_mode", False)
+            shapes[n["name"]] = (s[0], pool_out(s[1], k, st, p, cm), pool_out(s[2], k, st, p, cm))
         elif op == "global_avgpool":
-            shapes[n["name"]] = (s[0],)
+            shapes[n["name"]] = (s[0], 1, 1) if n.get("keepdims") else (s[0],)
+        elif op == "slice":
+            shapes[n["name"]] = (n["channels"],) + tuple(s[1:])
         elif op == "flatten":
             f = 1
             for d in s:
@@ -118,7 +161,7 @@ def mask_sites(arch):
             nxt = consumers[cur["name"]][0]
             if nxt["op"] == "batchnorm2d" and cur["op"] == "conv2d":
                 cur = nxt
-            elif nxt["op"] == "relu":
+            elif nxt["op"] == "relu" or (nxt["op"] == "clip" and nxt.get("min") == 0.0):
                 cur = nxt
                 break
             else:
@@ -140,7 +183,7 @@ def forward(arch, params, x, training, masks=None, groups=1):
         op, nm = n["op"], n["name"]
         if op == "conv2d":
             y = F.conv2d(a, params[nm + ".weight"], params.get(nm + ".bias"),
-                         stride=n.get("stride", 1), padding=n.get("pad", 0))
+                         stride=n.get("stride", 1), padding=n.get("pad", 0), groups=n.get("groups", 1))
         elif op == "batchnorm2d":
             y = F.batch_norm(a, params[nm + ".running_mean"], params[nm + ".running_var"],
                              params[nm + ".weight"], params[nm + ".bias"], training=training,
@@ -149,12 +192,27 @@ def forward(arch, params, x, training, masks=None, groups=1):
             y = F.relu(a)
         elif op == "sigmoid":
             y = torch.sigmoid(a)
+        elif op == "clip":
+            y = torch.clamp(a, n["min"], n["max"])
+        elif op == "hardsigmoid":
+            y = torch.clamp(n["alpha"] * a + n["beta"], 0, 1)
+        elif op == "mul":
+            y = ins[0] * ins[1]
+        elif op == "softmax":
+            y = torch.softmax(a, dim=1)
+        elif op == "slice":
+            y = a[:, n["start"]:n["start"] + n["channels"]]
+        elif op == "channel_shuffle":
+            g = n["groups"]
+            y = a.reshape(a.shape[0], g, a.shape[1] // g, *a.shape[2:]).transpose(1, 2).reshape(a.shape)
         elif op == "maxpool2d":
-            y = F.max_pool2d(a, n["kernel"], n.get("stride", n["kernel"]), n.get("pad", 0))
+            y = F.max_pool2d(a, n["kernel"], n.get("stride", n["kernel"]), n.get("pad", 0),
+                             ceil_mode=n.get("ceil_mode", False))
         elif op == "avgpool2d":
-            y = F.avg_pool2d(a, n["kernel"], n.get("stride", n["kernel"]), n.get("pad", 0))
+            y = F.avg_pool2d(a, n["kernel"], n.get("stride", n["kernel"]), n.get("pad", 0),
+                             ceil_mode=n.get("ceil_mode", False), count_include_pad=n.get("count_include_pad", True))
         elif op == "global_avgpool":
-            y = a.mean(dim=(2, 3))
+            y = a.mean(dim=(2, 3), keepdim=n.get("keepdims", False))
         elif op == "flatten":
             y = a.reshape(a.shape[0], -1)
         elif op == "dropout":

@@ -34,6 +34,75 @@ sigmoid_backward (const int n, __global const float *y, __global const float *dy
 }
 
 __kernel void
+clamp_forward (const int n, __global const float *x, __global float *y, const float alpha, const float beta,
+               const float lo, const float hi)
+{
+  const int i = get_global_id (0);
+  if (i < n)
+    y[i] = fmin (fmax (alpha * x[i] + beta, lo), hi);
+}
+
+__kernel void
+clamp_backward (const int n, __global const float *y, __global const float *dy, __global float *dx,
+                const float alpha, const float lo, const float hi)
+{
+  const int i = get_global_id (0);
+  if (i < n)
+    dx[i] = y[i] > lo && y[i] < hi ? alpha * dy[i] : 0.0f;
+}
+
+/* Row-wise softmax of [N,F], one work-item per row. */
+__kernel void
+softmax_forward (const int n, const int f, __global const float *x, __global float *y)
+{
+  const int r = get_global_id (0);
+  if (r < n)
+    {
+      __global const float *xr = x + (size_t) r * f;
+      __global float *yr = y + (size_t) r * f;
+      float mx = xr[0], s = 0.0f;
+      for (int k = 1; k < f; k++)
+        mx = fmax (mx, xr[k]);
+      for (int k = 0; k < f; k++)
+        s += yr[k] = exp (xr[k] - mx);
+      for (int k = 0; k < f; k++)
+        yr[k] /= s;
+    }
+}
+
+__kernel void
+softmax_backward (const int n, const int f, __global const float *y, __global const float *dy, __global float *dx)
+{
+  const int r = get_global_id (0);
+  if (r < n)
+    {
+      __global const float *yr = y + (size_t) r * f, *dr = dy + (size_t) r * f;
+      __global float *xr = dx + (size_t) r * f;
+      float s = 0.0f;
+      for (int k = 0; k < f; k++)
+        s += dr[k] * yr[k];
+      for (int k = 0; k < f; k++)
+        xr[k] = yr[k] * (dr[k] - s);
+    }
+}
+
+/* y channel k·groups + g = x channel g·(C/groups) + k; one work-item per element. */
+__kernel void
+channel_shuffle (const int n, const int c, const int hw, const int groups,
+                 __global const float *x, __global float *y)
+{
+  const int i = get_global_id (0);
+  if (i < n)
+    {
+      const int p = i % hw;
+      const int ch = (i / hw) % c;
+      const int b = i / (hw * c);
+      const int k = ch / groups, g = ch % groups;
+      y[i] = x[(b * c + g * (c / groups) + k) * hw + p];
+    }
+}
+
+__kernel void
 mul (const int n, __global const float *a, __global const float *b, __global float *y)
 {
   const int i = get_global_id (0);

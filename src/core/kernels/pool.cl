@@ -34,7 +34,7 @@ maxpool_argmax (__global const float *plane, const int h, const int w,
 
 __kernel void
 maxpool_forward (const int n_out, const int h, const int w, const int ho, const int wo,
-                 const int k, const int s, const int pad,
+                 const int k, const int s, const int pad, const int exclude_pad,
                  __global const float *x, __global float *y)
 {
   const int i = get_global_id (0);
@@ -61,7 +61,7 @@ pool_range (const int in, const int k, const int s, const int pad, const int out
 
 __kernel void
 maxpool_backward (const int n_in, const int h, const int w, const int ho, const int wo,
-                  const int k, const int s, const int pad,
+                  const int k, const int s, const int pad, const int exclude_pad,
                   __global const float *x, __global const float *dy, __global float *dx)
 {
   const int i = get_global_id (0);
@@ -82,11 +82,27 @@ maxpool_backward (const int n_in, const int h, const int w, const int ho, const 
     }
 }
 
-/* count_include_pad: with floor rounding every window spans k*k cells of the
- * padded input, so the divisor is always k*k. */
+/* The window's divisor, as cleave_avgpool_divisor() in cleave-ops.h: the
+ * window clipped to the padded input, or to the input with exclude_pad. */
+float
+avgpool_divisor (const int oh, const int ow, const int h, const int w, const int k, const int s,
+                 const int pad, const int exclude_pad)
+{
+  int h0 = oh * s - pad, w0 = ow * s - pad;
+  int h1 = min (h0 + k, h + pad), w1 = min (w0 + k, w + pad);
+  if (exclude_pad)
+    {
+      h0 = max (h0, 0);
+      w0 = max (w0, 0);
+      h1 = min (h1, h);
+      w1 = min (w1, w);
+    }
+  return (float) max ((h1 - h0) * (w1 - w0), 1);
+}
+
 __kernel void
 avgpool_forward (const int n_out, const int h, const int w, const int ho, const int wo,
-                 const int k, const int s, const int pad,
+                 const int k, const int s, const int pad, const int exclude_pad,
                  __global const float *x, __global float *y)
 {
   const int i = get_global_id (0);
@@ -107,13 +123,13 @@ avgpool_forward (const int n_out, const int h, const int w, const int ho, const 
                 sum += xp[ih * w + iw];
             }
         }
-      y[i] = sum / (float) (k * k);
+      y[i] = sum / avgpool_divisor (oh, ow, h, w, k, s, pad, exclude_pad);
     }
 }
 
 __kernel void
 avgpool_backward (const int n_in, const int h, const int w, const int ho, const int wo,
-                  const int k, const int s, const int pad,
+                  const int k, const int s, const int pad, const int exclude_pad,
                   __global const float *dy, __global float *dx)
 {
   const int i = get_global_id (0);
@@ -127,7 +143,7 @@ avgpool_backward (const int n_in, const int h, const int w, const int ho, const 
       pool_range (iw, k, s, pad, wo, &ow0, &ow1);
       for (int oh = oh0; oh < oh1; oh++)
         for (int ow = ow0; ow < ow1; ow++)
-          g += dyp[oh * wo + ow];
-      dx[i] = g / (float) (k * k);
+          g += dyp[oh * wo + ow] / avgpool_divisor (oh, ow, h, w, k, s, pad, exclude_pad);
+      dx[i] = g;
     }
 }
