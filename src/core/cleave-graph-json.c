@@ -153,6 +153,17 @@ get_bool (JsonObject *o, const char *where, const char *key, gboolean def, gbool
   return TRUE;
 }
 
+/* The member's string, or NULL when it is missing or not a string (the
+ * _with_default getter asserts on arrays and objects). */
+static const char *
+string_member (JsonObject *o, const char *key)
+{
+  JsonNode *m = json_object_get_member (o, key);
+  if (m == NULL || !JSON_NODE_HOLDS_VALUE (m) || json_node_get_value_type (m) != G_TYPE_STRING)
+    return NULL;
+  return json_node_get_string (m);
+}
+
 static gboolean
 parse_node (CleaveGraph *g, JsonObject *o, int index, GError **error)
 {
@@ -163,14 +174,14 @@ parse_node (CleaveGraph *g, JsonObject *o, int index, GError **error)
   int inputs[CLEAVE_MAX_INPUTS], n_inputs = 0, idx = -1;
   const int big = 1 << 20;
 
-  name = json_object_get_string_member_with_default (o, "name", NULL);
-  opname = json_object_get_string_member_with_default (o, "op", NULL);
+  name = string_member (o, "name");
+  opname = string_member (o, "op");
   if (name == NULL || name[0] == 0)
     return json_fail (error, where, "'name' is missing or not a string");
   g_free (where);
   where = g_strdup_printf ("nodes[%d] '%s'", index, name);
   if (opname == NULL)
-    return json_fail (error, where, "'op' is missing");
+    return json_fail (error, where, "'op' is missing or not a string");
   op = cleave_op_kind_from_string (opname);
   if ((int) op < 0 || op == CLEAVE_OP_INPUT)
     return json_fail (error, where, "unknown op '%s'", opname);
@@ -300,7 +311,8 @@ cleave_graph_from_json (const char *json, GError **error)
       json_fail (error, "JSON", "%s", local->message);
       return NULL;
     }
-  if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+  /* empty text parses to no root at all */
+  if (json_parser_get_root (parser) == NULL || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
     {
       json_fail (error, "root", "must be an object");
       return NULL;
