@@ -36,6 +36,7 @@ dict_of() {
 status=0
 for h in $harnesses; do
   out="$build/fuzz/$h"
+  rm -rf "$out/artifacts" "$out/tmp"
   mkdir -p "$out/corpus" "$out/artifacts" "$out/tmp"
   cp "$here/corpus/$h"/* "$out/corpus/"
   set -- -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
@@ -46,8 +47,10 @@ for h in $harnesses; do
   rc=0
   TMPDIR="$out/tmp" ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1}" UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}" \
     timeout $((secs + 120)) "$build/tests/fuzz/$h" "$@" "$out/corpus" >"$out/log" 2>&1 || rc=$?
-  # the last status line: "#N ... cov: C ft: F corp: ..." (fork mode: "#N: cov: C ...")
-  stats=$(grep -E '^#[0-9]+:? .*cov: ' "$out/log" | tail -1 | sed -E 's/^#([0-9]+):? +([A-Z]+ +)?/\1 execs, /; s/ (exec\/s|rss):.*//')
+  # the last status line: "#N DONE cov: C ft: F corp: K/..." (fork mode: "#N: cov: C ft: F corp: K ...")
+  stats=$(grep -E '^#[0-9]+:? .*cov: ' "$out/log" | tail -1 |
+    awk '{ for (i = 1; i < NF; i++) { if ($i == "cov:") c = $(i+1); if ($i == "ft:") f = $(i+1); if ($i == "corp:") k = $(i+1) }
+           n = $1; gsub(/[#:]/, "", n); printf "%s execs, cov %s, ft %s, corpus %s", n, c, f, k }')
   findings=$(ls "$out/artifacts" | wc -l)
   echo "$h: ${stats:-no stats} (${secs} s; $findings finding(s) in $out/artifacts; rc $rc; log $out/log)"
   if [ "$rc" -ne 0 ] || [ "$findings" -ne 0 ]; then status=1; fi
