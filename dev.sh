@@ -7,6 +7,7 @@
 #   ./dev.sh deps    only install the Debian packages
 #   ./dev.sh build   only build (build/)
 #   ./dev.sh bench   benchmark against PyTorch (bench/run.sh)
+#   ./dev.sh fuzz [-k] [SECONDS] [HARNESS...]   run the libFuzzer harnesses (tests/fuzz/run.sh)
 set -eu
 cd "$(dirname "$0")"
 
@@ -19,10 +20,11 @@ PACKAGES="build-essential meson ninja-build pkg-config gettext
   dataset-fashion-mnist"
 TEST_PACKAGES="python3-torch python3-numpy python3-onnx
   xvfb xauth desktop-file-utils appstream libglib2.0-bin jq bc locales"
+FUZZ_PACKAGES="clang"
 
 deps() {
   missing=""
-  for p in $PACKAGES ${WITH_TESTS:+$TEST_PACKAGES}; do
+  for p in $PACKAGES ${WITH_TESTS:+$TEST_PACKAGES} ${WITH_FUZZ:+$FUZZ_PACKAGES}; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
   done
   [ -z "$missing" ] && return 0
@@ -69,6 +71,10 @@ case "${1:-}" in
     WITH_TESTS=1 deps
     build build
     bench/run.sh build ;;
+  fuzz)
+    WITH_FUZZ=1 deps
+    shift
+    exec tests/fuzz/run.sh "$@" ;;
   *)
     sed -n '2,12p' "$0"
     exit 2 ;;
