@@ -202,6 +202,8 @@ pb_fixeds (PbReader *r, guint wire, int nbytes, GArray *arr, const char *ctx, GE
     return pb_fail (error, r->file, ctx, "packed %d-bit array of %" G_GSIZE_FORMAT " bytes",
                     nbytes * 8, (gsize) (sub.end - sub.p));
   gsize n = (sub.end - sub.p) / nbytes;
+  if (n == 0)
+    return TRUE;   /* an empty array's data may be NULL: no pointer into it */
   g_array_set_size (arr, arr->len + n);
   guint64 *dst = &g_array_index (arr, guint64, arr->len - n);
   for (gsize k = 0; k < n; k++)
