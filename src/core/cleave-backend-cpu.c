@@ -850,34 +850,8 @@ cpu_conv2d_bn_forward (CleaveBackend *self, const CleaveTensor *x, const CleaveT
   return ok;
 }
 
-/* The blocks of slice @s: [*first, *end). */
-static void
-slice_blocks (const ConvJob *j, gsize s, gsize *first, gsize *end)
-{
-  const gsize n_blocks = ((gsize) j->g.n + j->block - 1) / j->block;
-  *first = s * n_blocks / j->n_slices;
-  *end = (s + 1) * n_blocks / j->n_slices;
-}
-
-static void conv_backward_blocks (ConvJob *j, gsize first, gsize end, float *mydw, int worker);
-
-static void
-conv_backward_range (gpointer d, gsize lo, gsize hi, int worker)
-{
-  ConvJob *j = d;
-
-  for (gsize s = lo; s < hi; s++)
-    {
-      float *mydw = NULL;
-      gsize first, end;
-
-      if (j->dw && (mydw = worker_buf (j->dw_part, (int) s, j->wn, TRUE, &j->failed)) == NULL)
-        return;
-      slice_blocks (j, s, &first, &end);
-      conv_backward_blocks (j, first, end, mydw, worker);
-    }
-}
-
+/* Blocks [first, end) of the backward pass; their weight gradients are
+ * added to @mydw (NULL: none) in block order. */
 static void
 conv_backward_blocks (ConvJob *j, gsize first, gsize end, float *mydw, int worker)
 {
@@ -953,6 +927,32 @@ conv_backward_blocks (ConvJob *j, gsize first, gsize end, float *mydw, int worke
                 }
             }
         }
+    }
+}
+
+/* The blocks of slice @s: [*first, *end). */
+static void
+slice_blocks (const ConvJob *j, gsize s, gsize *first, gsize *end)
+{
+  const gsize n_blocks = ((gsize) j->g.n + j->block - 1) / j->block;
+  *first = s * n_blocks / j->n_slices;
+  *end = (s + 1) * n_blocks / j->n_slices;
+}
+
+static void
+conv_backward_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  ConvJob *j = d;
+
+  for (gsize s = lo; s < hi; s++)
+    {
+      float *mydw = NULL;
+      gsize first, end;
+
+      if (j->dw && (mydw = worker_buf (j->dw_part, (int) s, j->wn, TRUE, &j->failed)) == NULL)
+        return;
+      slice_blocks (j, s, &first, &end);
+      conv_backward_blocks (j, first, end, mydw, worker);
     }
 }
 
