@@ -333,6 +333,7 @@ test_deterministic (void)
   g_autofree char *model = path ("det-model.safetensors"), *model2 = path ("det-model-2.safetensors");
   g_autofree char *g1 = path ("det-1.modules"), *g2 = path ("det-2.modules");
   g_autofree char *ga1 = path ("det-ga-1.modules"), *ga2 = path ("det-ga-2.modules");
+  g_autofree char *threads = g_strdup (g_getenv ("CLEAVE_CPU_THREADS"));
 
   g_setenv ("CLEAVE_CPU_THREADS", "2", TRUE);
   run_to (model, train);
@@ -344,7 +345,10 @@ test_deterministic (void)
   run_to (ga1, ga);
   run_to (ga2, ga);
   assert_same_file (ga1, ga2);
-  g_unsetenv ("CLEAVE_CPU_THREADS");
+  if (threads)
+    g_setenv ("CLEAVE_CPU_THREADS", threads, TRUE);
+  else
+    g_unsetenv ("CLEAVE_CPU_THREADS");
 }
 
 /* Truncated, foreign and missing files; bad options. */
