@@ -15,6 +15,7 @@ keep_going=0
 if [ "${1:-}" = "-k" ]; then keep_going=1; shift; fi
 secs=${1:-20}
 [ $# -gt 0 ] && shift
+# the PyTorch checkpoint reader's harness joins this list (and meson.build's) as fuzz-pth
 harnesses=${*:-"fuzz-model fuzz-graph-json fuzz-module-set fuzz-composition fuzz-patched fuzz-onnx fuzz-idx fuzz-cifar fuzz-image"}
 build=${BUILD:-build-fuzz}
 
@@ -48,7 +49,7 @@ for h in $harnesses; do
   TMPDIR="$out/tmp" ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1}" UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}" \
     timeout $((secs + 120)) "$build/tests/fuzz/$h" "$@" "$out/corpus" >"$out/log" 2>&1 || rc=$?
   # the last status line: "#N DONE cov: C ft: F corp: K/..." (fork mode: "#N: cov: C ft: F corp: K ...")
-  stats=$(grep -E '^#[0-9]+:? .*cov: ' "$out/log" | tail -1 |
+  stats=$(grep -E '^#[0-9]+:?[[:space:]].*cov: ' "$out/log" | tail -1 |
     awk '{ for (i = 1; i < NF; i++) { if ($i == "cov:") c = $(i+1); if ($i == "ft:") f = $(i+1); if ($i == "corp:") k = $(i+1) }
            n = $1; gsub(/[#:]/, "", n); printf "%s execs, cov %s, ft %s, corpus %s", n, c, f, k }')
   findings=$(ls "$out/artifacts" | wc -l)
