@@ -203,7 +203,7 @@ pb_fixeds (PbReader *r, guint wire, int nbytes, GArray *arr, const char *ctx, GE
                     nbytes * 8, (gsize) (sub.end - sub.p));
   gsize n = (sub.end - sub.p) / nbytes;
   if (n == 0)
-    return TRUE;   /* an empty array's data may be NULL: no pointer into it */
+    return TRUE;
   g_array_set_size (arr, arr->len + n);
   guint64 *dst = &g_array_index (arr, guint64, arr->len - n);
   for (gsize k = 0; k < n; k++)

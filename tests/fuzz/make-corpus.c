@@ -28,17 +28,17 @@ check (gboolean ok, GError *error)
 }
 
 static char *
-out_path (const char *harness, const char *name)
+out_path (const char *corpus, const char *name)
 {
-  g_autofree char *dir = g_build_filename (out_dir, harness, NULL);
+  g_autofree char *dir = g_build_filename (out_dir, corpus, NULL);
   g_mkdir_with_parents (dir, 0755);
   return g_build_filename (dir, name, NULL);
 }
 
 static void
-write_bytes (const char *harness, const char *name, const void *data, gsize len)
+write_bytes (const char *corpus, const char *name, const void *data, gsize len)
 {
-  g_autofree char *path = out_path (harness, name);
+  g_autofree char *path = out_path (corpus, name);
   GError *error = NULL;
   check (g_file_set_contents (path, data, len, &error), error);
 }
@@ -162,8 +162,8 @@ model_files (CleaveModel *m, const char *name)
 {
   g_autofree char *file = g_strconcat (name, ".safetensors", NULL);
   g_autofree char *onnx_file = g_strconcat (name, ".onnx", NULL);
-  g_autofree char *path = out_path ("fuzz-model", file);
-  g_autofree char *onnx = out_path ("fuzz-onnx", onnx_file);
+  g_autofree char *path = out_path ("model", file);
+  g_autofree char *onnx = out_path ("onnx", onnx_file);
   GError *error = NULL;
 
   check (cleave_model_save (m, path, &error), error);
@@ -183,7 +183,7 @@ models_and_graphs (void)
 
   model_files (weak, "weak");
   model_files (all, "all-ops");
-  write_bytes ("fuzz-graph-json", "all-ops.json", all_json, strlen (all_json));
+  write_bytes ("graph-json", "all-ops.json", all_json, strlen (all_json));
   /* the presets' architectures at their usual sizes (no weights in JSON) */
   for (guint i = 0; i < G_N_ELEMENTS (archs); i++)
     {
@@ -193,7 +193,7 @@ models_and_graphs (void)
 
       check (g != NULL, error);
       json = cleave_graph_to_json (g);
-      write_bytes ("fuzz-graph-json", file, json, strlen (json));
+      write_bytes ("graph-json", file, json, strlen (json));
     }
 }
 
@@ -208,12 +208,12 @@ modules_compositions_patched (void)
   g_autoptr (CleaveComposition) single = cleave_composition_new ();
   g_autoptr (CleavePatched) patched = cleave_patched_new (all_ops_model (13, TRUE));
   g_autoptr (CleavePatched) bare = cleave_patched_new (all_ops_model (14, TRUE));
-  g_autofree char *p_grad = out_path ("fuzz-module-set", "grad.modules");
-  g_autofree char *p_ga = out_path ("fuzz-module-set", "ga.modules");
-  g_autofree char *p_mixed = out_path ("fuzz-composition", "mixed.safetensors");
-  g_autofree char *p_single = out_path ("fuzz-composition", "single.safetensors");
-  g_autofree char *p_patched = out_path ("fuzz-patched", "patched.safetensors");
-  g_autofree char *p_bare = out_path ("fuzz-patched", "no-modules.safetensors");
+  g_autofree char *p_grad = out_path ("module-set", "grad.modules");
+  g_autofree char *p_ga = out_path ("module-set", "ga.modules");
+  g_autofree char *p_mixed = out_path ("composition", "mixed.safetensors");
+  g_autofree char *p_single = out_path ("composition", "single.safetensors");
+  g_autofree char *p_patched = out_path ("patched", "patched.safetensors");
+  g_autofree char *p_bare = out_path ("patched", "no-modules.safetensors");
   GError *error = NULL;
 
   grad->log_json = g_strdup ("[{\"epoch\": 1, \"val_accuracy\": 0.5, \"mean_krr\": 0.6}]");
@@ -259,12 +259,12 @@ idx (void)
   memcpy (images, head, 16);
   for (int i = 0; i < 24; i++)
     images[16 + i] = (guint8) (i * 7);
-  write_bytes ("fuzz-idx", "images-idx3-ubyte", images, sizeof images);
-  write_bytes ("fuzz-idx", "labels-idx1-ubyte", labels, sizeof labels);
+  write_bytes ("idx", "images-idx3-ubyte", images, sizeof images);
+  write_bytes ("idx", "labels-idx1-ubyte", labels, sizeof labels);
   gz_images = gzip (images, sizeof images);
   gz_labels = gzip (labels, sizeof labels);
-  write_bytes ("fuzz-idx", "images-idx3-ubyte.gz", g_bytes_get_data (gz_images, NULL), g_bytes_get_size (gz_images));
-  write_bytes ("fuzz-idx", "labels-idx1-ubyte.gz", g_bytes_get_data (gz_labels, NULL), g_bytes_get_size (gz_labels));
+  write_bytes ("idx", "images-idx3-ubyte.gz", g_bytes_get_data (gz_images, NULL), g_bytes_get_size (gz_images));
+  write_bytes ("idx", "labels-idx1-ubyte.gz", g_bytes_get_data (gz_labels, NULL), g_bytes_get_size (gz_labels));
 }
 
 static void
@@ -281,9 +281,9 @@ cifar (void)
         batch[r * RECORD + i] = (guint8) (i * (r + 3));
     }
   /* even first byte: the input is the batch (its first label is 0) */
-  write_bytes ("fuzz-cifar", "data_batch.bin", batch, sizeof batch);
+  write_bytes ("cifar", "data_batch.bin", batch, sizeof batch);
   /* odd first byte: the rest is batches.meta.txt */
-  write_bytes ("fuzz-cifar", "meta.txt", meta, sizeof meta - 1);
+  write_bytes ("cifar", "meta.txt", meta, sizeof meta - 1);
 }
 
 static void
@@ -301,7 +301,7 @@ image (const char *type, const char *name, int w, int h, gboolean alpha, gboolea
       for (int c = 0; c < nch; c++)
         px[y * stride + x * nch + c] = (guint8) (grey && c < 3 ? 40 * x + 20 * y : 30 * x + 50 * y + 70 * c);
   check (gdk_pixbuf_save_to_buffer (pb, &buf, &len, type, &error, NULL), error);
-  write_bytes ("fuzz-image", name, buf, len);
+  write_bytes ("image", name, buf, len);
 }
 
 int

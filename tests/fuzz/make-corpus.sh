@@ -12,9 +12,13 @@ ninja -C "$build" tests/fuzz/make-corpus
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$build/tests/fuzz/make-corpus" "$tmp"
-cp "$root"/tests/reference/onnx/*.onnx "$tmp/fuzz-onnx/"
-find "$here/corpus" -type f ! -name 'regress-*' -delete 2>/dev/null || true
-mkdir -p "$here/corpus"
-cp -R "$tmp"/. "$here/corpus/"
+cp "$root"/tests/reference/onnx/*.onnx "$tmp/onnx/"
+# only the folders written here (corpus/pth has its own seeds)
+for d in "$tmp"/*/; do
+  name=$(basename "$d")
+  mkdir -p "$here/corpus/$name"
+  find "$here/corpus/$name" -type f ! -name 'regress-*' -delete
+  cp "$d"* "$here/corpus/$name/"
+done
 chmod -R a+rX "$here/corpus"
 du -sh "$here/corpus"

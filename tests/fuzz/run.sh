@@ -15,8 +15,10 @@ keep_going=0
 if [ "${1:-}" = "-k" ]; then keep_going=1; shift; fi
 secs=${1:-20}
 [ $# -gt 0 ] && shift
-# the PyTorch checkpoint reader's harness joins this list (and meson.build's) as fuzz-pth
-harnesses=${*:-"fuzz-model fuzz-graph-json fuzz-module-set fuzz-composition fuzz-patched fuzz-onnx fuzz-idx fuzz-cifar fuzz-image"}
+all="fuzz-model fuzz-graph-json fuzz-module-set fuzz-composition fuzz-patched fuzz-onnx fuzz-idx fuzz-cifar fuzz-image"
+# the PyTorch checkpoint reader's, once its source is in the tree
+[ -f "$here/fuzz-pth.c" ] && all="$all fuzz-pth"
+harnesses=${*:-$all}
 build=${BUILD:-build-fuzz}
 
 if [ ! -f "$build/build.ninja" ]; then
@@ -39,9 +41,11 @@ for h in $harnesses; do
   out="$build/fuzz/$h"
   rm -rf "$out/artifacts" "$out/tmp"
   mkdir -p "$out/corpus" "$out/artifacts" "$out/tmp"
-  cp "$here/corpus/$h"/* "$out/corpus/"
+  cp "$here/corpus/${h#fuzz-}"/* "$out/corpus/"
   set -- -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
-    -artifact_prefix="$out/artifacts/" -dict="$here/dict/$(dict_of "$h").dict"
+    -artifact_prefix="$out/artifacts/"
+  dict="$here/dict/$(dict_of "$h").dict"
+  [ -f "$dict" ] && set -- "$@" -dict="$dict"
   if [ $keep_going = 1 ]; then
     set -- "$@" -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1
   fi
