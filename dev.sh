@@ -8,6 +8,7 @@
 #   ./dev.sh build   only build (build/)
 #   ./dev.sh bench   benchmark against PyTorch and ONNX Runtime (bench/run.sh, bench/infer.sh)
 #   ./dev.sh packages build|test   print a package list (tests/check-packages.py checks them)
+#   ./dev.sh fuzz [-k] [SECONDS] [HARNESS...]   run the libFuzzer harnesses (tests/fuzz/run.sh)
 set -eu
 cd "$(dirname "$0")"
 
@@ -28,10 +29,11 @@ TEST_PACKAGES="python3-torch python3-numpy python3-onnx
 # The inference benchmark adds ONNX Runtime from npm (bench/infer.sh); node
 # and npm are one package where nodejs comes from NodeSource.
 BENCH_PACKAGES="nodejs"
+FUZZ_PACKAGES="clang"
 
 deps() {
   missing=""
-  for p in $PACKAGES ${WITH_TESTS:+$TEST_PACKAGES} ${WITH_BENCH:+$BENCH_PACKAGES}; do
+  for p in $PACKAGES ${WITH_TESTS:+$TEST_PACKAGES} ${WITH_BENCH:+$BENCH_PACKAGES} ${WITH_FUZZ:+$FUZZ_PACKAGES}; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
   done
   [ -z "$missing" ] && return 0
@@ -91,7 +93,11 @@ case "${1:-}" in
     build build
     bench/run.sh build
     bench/infer.sh build ;;
+  fuzz)
+    WITH_FUZZ=1 deps
+    shift
+    exec tests/fuzz/run.sh "$@" ;;
   *)
-    sed -n '2,13p' "$0"
+    sed -n '2,11p' "$0"
     exit 2 ;;
 esac

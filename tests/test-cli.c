@@ -15,6 +15,8 @@
 
 #include "cleave-safetensors.h"
 
+#include "cleave-safetensors.h"
+
 static char *tmpdir;
 static char *data_dir;
 
@@ -230,6 +232,157 @@ test_split_compose_patch (void)
     g_assert_null (strstr (out, "test F1"));
     g_assert_null (strstr (out, "nan"));
   }
+}
+
+/* Whether member @name holds a wall time: "seconds", "images_per_s" and
+ * their prefixed forms ("train_seconds"). */
+static gboolean
+is_time_member (const char *name)
+{
+  return g_str_has_suffix (name, "seconds") || g_str_has_suffix (name, "images_per_s");
+}
+
+/* Removes the members that hold wall times, wherever they are under @node. */
+static void
+drop_times (JsonNode *node)
+{
+  if (JSON_NODE_HOLDS_OBJECT (node))
+    {
+      JsonObject *o = json_node_get_object (node);
+      g_autoptr(GList) members = json_object_get_members (o);
+
+      for (GList *m = members; m; m = m->next)
+        if (is_time_member (m->data))
+          json_object_remove_member (o, m->data);
+        else
+          drop_times (json_object_get_member (o, m->data));
+    }
+  else if (JSON_NODE_HOLDS_ARRAY (node))
+    {
+      JsonArray *a = json_node_get_array (node);
+      for (guint i = 0; i < json_array_get_length (a); i++)
+        drop_times (json_array_get_element (a, i));
+    }
+}
+
+/* @text without its wall times when it is JSON, else as it is. */
+static char *
+without_times (const char *text, int *n_json)
+{
+  g_autoptr(JsonParser) p = json_parser_new ();
+
+  if (!json_parser_load_from_data (p, text, -1, NULL) || json_parser_get_root (p) == NULL)
+    return g_strdup (text);
+  drop_times (json_parser_get_root (p));
+  (*n_json)++;
+  return json_to_string (json_parser_get_root (p), FALSE);
+}
+
+/* Two safetensors files (models, module sets) hold the same: every tensor
+ * byte for byte and every metadata entry equal, wall times aside. */
+static void
+assert_same_file (const char *a, const char *b)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CleaveSafetensors) sa = cleave_safetensors_load (a, &error);
+  g_autoptr(CleaveSafetensors) sb = NULL;
+  GHashTableIter it;
+  gpointer key, value;
+  int n_json = 0;
+
+  g_assert_no_error (error);
+  sb = cleave_safetensors_load (b, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (sa->tensors->len, >, 0);
+  g_assert_cmpuint (sa->tensors->len, ==, sb->tensors->len);
+  for (guint i = 0; i < sa->tensors->len; i++)
+    {
+      const CleaveSafeTensor *ta = sa->tensors->pdata[i], *tb = sb->tensors->pdata[i];
+      g_assert_cmpstr (ta->name, ==, tb->name);
+      g_assert_cmpstr (ta->dtype, ==, tb->dtype);
+      g_assert_cmpuint (ta->nbytes, ==, tb->nbytes);
+      for (gsize k = 0; k < ta->nbytes; k++)
+        if (ta->data[k] != tb->data[k])
+          g_error ("%s and %s: tensor '%s' differs from byte %" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT,
+                   a, b, ta->name, k, ta->nbytes);
+    }
+  g_assert_cmpuint (g_hash_table_size (sa->metadata), ==, g_hash_table_size (sb->metadata));
+  g_hash_table_iter_init (&it, sa->metadata);
+  while (g_hash_table_iter_next (&it, &key, &value))
+    {
+      const char *other = g_hash_table_lookup (sb->metadata, key);
+      g_autofree char *va = NULL, *vb = NULL;
+
+      g_assert_nonnull (other);
+      va = without_times (value, &n_json);
+      vb = without_times (other, &n_json);
+      if (strcmp (va, vb) != 0)
+        g_error ("%s and %s: metadata '%s' differs:\n%s\n%s", a, b, (const char *) key, va, vb);
+    }
+  g_assert_cmpint (n_json, >, 0);
+}
+
+/* Runs cleave-cli with @args plus "-o det.out" in tmpdir, then renames
+ * det.out to @dest: both runs see the same command line (it is recorded in
+ * the file). */
+static void
+run_to (const char *dest, const char *const *args)
+{
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  g_autofree char *out = path ("det.out");
+  const char *exe = g_getenv ("CLEAVE_CLI");
+  g_autoptr(GError) error = NULL;
+  g_autofree char *o = NULL, *e = NULL;
+  int status = 0;
+
+  g_ptr_array_add (argv, (char *) exe);
+  for (int i = 0; args[i]; i++)
+    g_ptr_array_add (argv, (char *) args[i]);
+  g_ptr_array_add (argv, (char *) "-o");
+  g_ptr_array_add (argv, (char *) "det.out");
+  g_ptr_array_add (argv, NULL);
+  g_assert_true (g_spawn_sync (tmpdir, (char **) argv->pdata, NULL, 0, NULL, NULL, &o, &e, &status, &error));
+  g_assert_no_error (error);
+  if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
+    g_error ("cleave-cli %s failed:\n%s%s", args[0], o, e);
+  g_assert_cmpint (g_rename (out, dest), ==, 0);
+}
+
+/* The same command twice (same inputs, seed, device and thread count)
+ * writes the same model and the same module sets, bit for bit. Two threads
+ * and batches of 128: a batch's weight gradients are summed over image
+ * blocks that either thread may have run. */
+static void
+test_deterministic (void)
+{
+  const char *train[] = { "train", "--arch", "weak", "--dataset", data_dir, "--epochs", "2", "--batch", "128",
+                          "--lr", "0.05", "--seed", "5", "--device", "cpu", NULL };
+  const char *grad[] = { "split", "--method", "grad", "det-model.safetensors", data_dir, "--device", "cpu",
+                         "--seed", "7", "--head-epochs", "1", "--rounds", "1", "--mask-epochs", "1",
+                         "--head-only-epochs", "1", "--train-images", "384", "--val-images", "60",
+                         "--batch", "128", NULL };
+  const char *ga[] = { "split", "--method", "ga", "det-model.safetensors", data_dir, "--device", "cpu",
+                       "--seed", "7", "--population", "6", "--generations", "2", "--parents", "3",
+                       "--elites", "1", "--val-images", "60", NULL };
+  g_autofree char *model = path ("det-model.safetensors"), *model2 = path ("det-model-2.safetensors");
+  g_autofree char *g1 = path ("det-1.modules"), *g2 = path ("det-2.modules");
+  g_autofree char *ga1 = path ("det-ga-1.modules"), *ga2 = path ("det-ga-2.modules");
+  g_autofree char *threads = g_strdup (g_getenv ("CLEAVE_CPU_THREADS"));
+
+  g_setenv ("CLEAVE_CPU_THREADS", "2", TRUE);
+  run_to (model, train);
+  run_to (model2, train);
+  assert_same_file (model, model2);
+  run_to (g1, grad);
+  run_to (g2, grad);
+  assert_same_file (g1, g2);
+  run_to (ga1, ga);
+  run_to (ga2, ga);
+  assert_same_file (ga1, ga2);
+  if (threads)
+    g_setenv ("CLEAVE_CPU_THREADS", threads, TRUE);
+  else
+    g_unsetenv ("CLEAVE_CPU_THREADS");
 }
 
 /* Truncated, foreign and missing files; bad options. */
@@ -581,6 +734,7 @@ main (int argc, char **argv)
   write_idx ("t10k", 300, 2);
   g_test_add_func ("/cli/train-info-eval", test_train_info_eval);
   g_test_add_func ("/cli/split-compose-patch-export", test_split_compose_patch);
+  g_test_add_func ("/cli/deterministic", test_deterministic);
   g_test_add_func ("/cli/bad-input", test_bad_input);
   g_test_add_func ("/cli/pth", test_pth);
   g_test_add_func ("/cli/class-list-empty-element", test_class_list_empty_element);

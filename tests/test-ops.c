@@ -676,6 +676,51 @@ test_conv2d_batched (void)
     }
 }
 
+/* Repeated backward passes on the same inputs give the same gradients bit
+ * for bit: the weight gradient is summed over image blocks that any thread
+ * may run, so the sum's order must not depend on which one did (the test
+ * environment runs two threads). One im2col layer with one image per
+ * block, one with several (small maps), one through Winograd. */
+static void
+test_conv2d_backward_deterministic (void)
+{
+  g_autoptr (GRand) rand = g_rand_new_with_seed (23);
+  /* n, ci, h, co, k, pad */
+  const int cfg[][6] = { { 64, 8, 12, 16, 5, 2 }, { 96, 8, 4, 12, 3, 0 }, { 48, 16, 16, 16, 3, 1 } };
+
+  for (gsize c = 0; c < G_N_ELEMENTS (cfg); c++)
+    {
+      const int n = cfg[c][0], ci = cfg[c][1], h = cfg[c][2], co = cfg[c][3], k = cfg[c][4];
+      CleaveConvParams p = { 1, cfg[c][5], 1 };
+      const int ho = cleave_out_size (h, k, 1, p.pad);
+      g_autoptr (CleaveTensor) x = random_tensor (rand, 4, n, ci, h, h);
+      g_autoptr (CleaveTensor) w = random_tensor (rand, 4, co, ci, k, k);
+      g_autoptr (CleaveTensor) dy = random_tensor (rand, 4, n, co, ho, ho);
+      g_autoptr (CleaveTensor) dx = tensor_like (x);
+      g_autoptr (CleaveTensor) dw = tensor_like (w);
+      g_autoptr (CleaveTensor) db = tensor (1, co, 0, 0, 0);
+      g_autofree float *dx0 = NULL, *dw0 = NULL, *db0 = NULL;
+
+      g_assert_true (cleave_conv2d_backward (x, w, dy, dx, dw, db, &p, NULL));
+      dx0 = host (dx);
+      dw0 = host (dw);
+      db0 = host (db);
+      for (int rep = 0; rep < 30; rep++)
+        {
+          g_autofree float *dx1 = NULL, *dw1 = NULL, *db1 = NULL;
+
+          g_assert_true (cleave_conv2d_backward (x, w, dy, dx, dw, db, &p, NULL));
+          dx1 = host (dx);
+          dw1 = host (dw);
+          db1 = host (db);
+          if (memcmp (dw0, dw1, cleave_tensor_numel (dw) * sizeof (float)) != 0 ||
+              memcmp (dx0, dx1, cleave_tensor_numel (dx) * sizeof (float)) != 0 ||
+              memcmp (db0, db1, co * sizeof (float)) != 0)
+            g_error ("conv config %zu: backward pass %d differs from the first", c, rep + 2);
+        }
+    }
+}
+
 /* Layers big enough to be split over threads (by batch rows, or by output
  * features for a small batch) against a plain double-precision product. */
 static void
@@ -1542,6 +1587,7 @@ main (int argc, char **argv)
   g_test_add_func ("/core/network/step-matches-pytorch", test_network_golden);
 
   g_test_add_func ("/core/conv2d/batched-matches-per-image", test_conv2d_batched);
+  g_test_add_func ("/core/conv2d/backward-deterministic", test_conv2d_backward_deterministic);
   g_test_add_func ("/core/conv2d/gradcheck", test_conv2d_gradcheck);
   g_test_add_func ("/core/batchnorm/gradcheck", test_batchnorm_gradcheck);
   g_test_add_func ("/core/activation-pool/gradcheck", test_activation_pool_gradcheck);

@@ -128,7 +128,10 @@ dot_dev (const float *a, const float *b, gsize n, float m)
 /* ------------------------------------------------------------ the pool */
 
 /* fn runs on items [lo, hi) as participant @worker (0 = the calling thread,
- * 1.. = helpers); per-participant scratch is indexed by it. */
+ * 1.. = helpers); per-participant scratch is indexed by it. Which worker
+ * runs which chunk changes from run to run, so results must not depend on
+ * it: a sum across chunks keeps one partial sum per chunk or per fixed
+ * slice of items (never per worker) and adds them in order (see ConvJob). */
 typedef void (*RangeFn) (gpointer data, gsize lo, gsize hi, int worker);
 
 typedef struct {
@@ -518,7 +521,13 @@ typedef struct {
   float *y, *dx, *dw;
   float **col;          /* per worker: [kk, block*howo] */
   float **tmp;          /* per worker: [cog, block*howo] */
-  float **dw_part;      /* per worker (worker 0 uses dw itself) */
+  /* backward: the blocks are cut into n_slices runs of consecutive blocks
+   * that depend only on the sizes and the thread count; slice s sums its
+   * blocks' weight gradients, in block order, into dw_part[s] (slice 0 into
+   * dw itself), and the slices are then added in slice order. So the sum
+   * is the same whichever thread ran which slice. */
+  int n_slices;
+  float **dw_part;
   gsize wn;
   gboolean relu;        /* forward: max (0, ·) after the bias (conv2d_bn_forward) */
   gint failed;
@@ -626,11 +635,17 @@ conv_forward_range (gpointer d, gsize lo, gsize hi, int worker)
 }
 
 static void
-free_slots (float **slots, int from)
+free_n_slots (float **slots, int from, int n)
 {
-  for (int i = from; i < n_workers (); i++)
+  for (int i = from; i < n; i++)
     free (slots[i]);
   g_free (slots);
+}
+
+static void
+free_slots (float **slots, int from)
+{
+  free_n_slots (slots, from, n_workers ());
 }
 
 /* 3x3 stride-1 pad-1 convolutions go through Winograd F(4x4, 3x3): see
@@ -834,20 +849,19 @@ cpu_conv2d_bn_forward (CleaveBackend *self, const CleaveTensor *x, const CleaveT
   return ok;
 }
 
+/* Blocks [first, end) of the backward pass; their weight gradients are
+ * added to @mydw (NULL: none) in block order. */
 static void
-conv_backward_range (gpointer d, gsize lo, gsize hi, int worker)
+conv_backward_blocks (ConvJob *j, gsize first, gsize end, float *mydw, int worker)
 {
-  ConvJob *j = d;
   const ConvGeom *g = &j->g;
   const gsize hw = g->howo, cols_max = (gsize) j->block * hw, in_sz = (gsize) g->ci * g->h * g->w;
-  float *col, *dyb = NULL, *mydw = NULL;
+  float *col, *dyb = NULL;
 
   if ((col = worker_buf (j->col, worker, (gsize) g->kk * cols_max, FALSE, &j->failed)) == NULL)
     return;
-  if (j->dw && (mydw = worker_buf (j->dw_part, worker, j->wn, TRUE, &j->failed)) == NULL)
-    return;
 
-  for (gsize blk = lo; blk < hi; blk++)
+  for (gsize blk = first; blk < end; blk++)
     {
       const gsize n0 = blk * j->block, nb = MIN ((gsize) j->block, (gsize) g->n - n0), cols = nb * hw;
 
@@ -915,6 +929,32 @@ conv_backward_range (gpointer d, gsize lo, gsize hi, int worker)
     }
 }
 
+/* The blocks of slice @s: [*first, *end). */
+static void
+slice_blocks (const ConvJob *j, gsize s, gsize *first, gsize *end)
+{
+  const gsize n_blocks = ((gsize) j->g.n + j->block - 1) / j->block;
+  *first = s * n_blocks / j->n_slices;
+  *end = (s + 1) * n_blocks / j->n_slices;
+}
+
+static void
+conv_backward_range (gpointer d, gsize lo, gsize hi, int worker)
+{
+  ConvJob *j = d;
+
+  for (gsize s = lo; s < hi; s++)
+    {
+      float *mydw = NULL;
+      gsize first, end;
+
+      if (j->dw && (mydw = worker_buf (j->dw_part, (int) s, j->wn, TRUE, &j->failed)) == NULL)
+        return;
+      slice_blocks (j, s, &first, &end);
+      conv_backward_blocks (j, first, end, mydw, worker);
+    }
+}
+
 static void
 conv_bias_grad_range (gpointer d, gsize lo, gsize hi, int worker)
 {
@@ -935,7 +975,7 @@ static void
 dw_reduce_range (gpointer d, gsize lo, gsize hi, int worker)
 {
   ConvJob *j = d;
-  for (int t = 1; t < n_workers (); t++)
+  for (int t = 1; t < j->n_slices; t++)
     if (j->dw_part[t])
       for (gsize i = lo; i < hi; i++)
         j->dw[i] += j->dw_part[t][i];
@@ -1088,24 +1128,25 @@ cpu_conv2d_backward (CleaveBackend *self, const CleaveTensor *x, const CleaveTen
   if (!j.dx && !j.dw)
     return TRUE;
 
-  /* Each participant accumulates its own weight gradient (worker 0 straight
-   * into dw); the partial sums are added up afterwards. */
+  /* With a weight gradient, one slice of blocks per participant, each
+   * summing into its own buffer (ConvJob); without, one block per item. */
   j.block = conv_block (&j.g);
   n_blocks = (j.g.n + j.block - 1) / j.block;
+  j.n_slices = j.dw ? (int) MIN (n_blocks, (gsize) n_workers ()) : (int) n_blocks;
   j.col = g_new0 (float *, n_workers ());
   j.tmp = g_new0 (float *, n_workers ());
-  j.dw_part = g_new0 (float *, n_workers ());
+  j.dw_part = g_new0 (float *, j.n_slices);
   if (j.dw)
     {
       memset (j.dw, 0, j.wn * sizeof (float));
       j.dw_part[0] = j.dw;
     }
-  parallel_for (n_blocks, 1, conv_backward_range, &j);
+  parallel_for (j.n_slices, 1, conv_backward_range, &j);
   if (j.dw && !j.failed)
     parallel_for (j.wn, grain_for (j.wn, PAR_GRAIN), dw_reduce_range, &j);
   free_slots (j.col, 0);
   free_slots (j.tmp, 0);
-  free_slots (j.dw_part, 1);
+  free_n_slots (j.dw_part, 1, j.n_slices);
   if (j.failed)
     return oom (error, "conv2d backward", (gsize) j.g.kk * j.g.howo * j.block + j.wn);
   return TRUE;

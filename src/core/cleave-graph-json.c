@@ -421,7 +421,8 @@ graph_from_json (const char *json, gboolean shapes_only, GError **error)
       json_fail (error, "JSON", "%s", local->message);
       return NULL;
     }
-  if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+  /* empty text parses to no root at all */
+  if (json_parser_get_root (parser) == NULL || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
     {
       json_fail (error, "root", "must be an object");
       return NULL;

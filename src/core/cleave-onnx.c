@@ -375,7 +375,8 @@ parse_tensor (PbReader *r, const char *ctx, GError **error)
   g_autofree char *dstr = dims_to_string ((const gint64 *) dims->data, dims->len);
   int esize = dtype_size (data_type);
   CleaveOnnxTensor *t = g_new0 (CleaveOnnxTensor, 1);
-  t->name = g_steal_pointer (&name);
+  /* unnamed like nodes and values: "" (the importer looks names up) */
+  t->name = name ? g_steal_pointer (&name) : g_strdup ("");
   t->data_type = data_type;
   t->ndim = dims->len;
   if (dims->len)
