@@ -261,6 +261,8 @@ on_table_option (const char *option_name, const char *value, gpointer data, GErr
   return TRUE;
 }
 
+static GPtrArray *table_entries;   /* GArray of GOptionEntry, one per call */
+
 void
 cleave_cli_add_option_tables (GOptionContext *ctx, const CleaveCliOptionTable *tables, guint n_tables)
 {
@@ -298,11 +300,15 @@ cleave_cli_add_option_tables (GOptionContext *ctx, const CleaveCliOptionTable *t
         else
           g_string_append_printf (help, "%s: %s (default %s)", tables[t].prefix, d->help, def);
       }
-  /* The entries and their texts live as long as the program. */
+  /* The entries and their texts live as long as the program (GOption keeps
+   * pointers to the texts): held by a static, so they stay reachable. */
   for (guint e = 0; e < entries->len; e++)
     g_array_index (entries, GOptionEntry, e).description = g_string_free (helps->pdata[e], FALSE);
   g_ptr_array_free (helps, TRUE);
-  g_option_context_add_main_entries (ctx, (GOptionEntry *) (gpointer) g_array_free (entries, FALSE), NULL);
+  if (table_entries == NULL)
+    table_entries = g_ptr_array_new ();
+  g_ptr_array_add (table_entries, entries);
+  g_option_context_add_main_entries (ctx, (GOptionEntry *) (gpointer) entries->data, NULL);
 }
 
 const CleaveBackendConfig *
