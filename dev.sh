@@ -16,7 +16,8 @@ cd "$(dirname "$0")"
 # update-desktop-database at configure time, hence desktop-file-utils); tests
 # and benchmarks add PyTorch (the numerical and speed reference), ONNX's
 # checker, Xvfb and the validators, strace (the installed programs must not
-# read the source tree) and what building the Debian package needs. tests/check-packages.py proves both lists
+# read the source tree) and what building the Debian package needs (git: the
+# package test copies the tracked files). tests/check-packages.py proves both lists
 # complete: a test fails, naming the package, when something is missing.
 PACKAGES="build-essential meson ninja-build pkg-config gettext desktop-file-utils
   libglib2.0-dev libjson-glib-dev libgdk-pixbuf-2.0-dev libcairo2-dev libopenblas-dev
@@ -25,7 +26,7 @@ PACKAGES="build-essential meson ninja-build pkg-config gettext desktop-file-util
   dataset-fashion-mnist"
 TEST_PACKAGES="python3-torch python3-numpy python3-onnx
   xvfb xauth x11-utils dbus-daemon appstream libglib2.0-bin jq bc locales strace
-  dpkg-dev debhelper lintian"
+  dpkg-dev debhelper lintian git"
 # The inference benchmark adds ONNX Runtime from npm (bench/infer.sh); node
 # and npm are one package where nodejs comes from NodeSource.
 BENCH_PACKAGES="nodejs"

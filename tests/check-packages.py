@@ -11,9 +11,9 @@ count as present.
   package that owns them; that package must be installed by dev.sh's build
   list (directly or as a dependency of a listed package) or be part of
   build-essential. Programs used only as test commands count as testing.
-- Testing: every file under /usr opened while the test suite ran (the list
-  tests/watch-opens.py writes) must come from the build list, the test list or
-  build-essential.
+- Testing: every program executed while the test suite ran, and every Python
+  module and dataset file it opened (from the list tests/watch-opens.py
+  writes), must come from the build list, the test list or build-essential.
 - A program meson looked for and did not find is a failure too: the tests
   that need it would be skipped without a word.
 
@@ -115,6 +115,26 @@ def test_commands(builddir):
     return {t["cmd"][0] for t in json.loads(out) if t["cmd"] and t["cmd"][0].startswith("/usr/")}
 
 
+def needed_file(line):
+    """The path of a watched file the tests need, or None. Needed: every
+    program executed, and the Python modules and datasets opened. Other opens
+    are left out: libraries come with the programs' packages, and programs
+    scan whole folders of whatever happens to be installed (GdkPixbuf
+    loaders, GSettings schemas, NSS modules), which a machine without those
+    packages does without. So is everything dpkg and apt do (the package
+    test's install runs triggers over the whole system)."""
+    kind, _, path = line.partition(" ") if not line.startswith("/") else ("open", "", line)
+    if kind.endswith("-pm") or not path:
+        return None
+    if kind == "exec":
+        return path
+    if path.startswith("/usr/share/datasets/"):
+        return path
+    if re.match(r"/usr/lib/python3(\.\d+)?/", path) and not path.endswith(".pth"):
+        return path
+    return None
+
+
 def debian_build_depends():
     path = os.path.join(SRCDIR, "debian", "control")
     if not os.path.exists(path):
@@ -196,11 +216,12 @@ def check(args):
         lines = open(args.opened).read().splitlines()
         if lines and lines[0].startswith("# not watched"):
             notes.append(f"run-time check skipped: {lines[0][2:]}")
-        opened = [l for l in lines if l.startswith("/")]
+        opened = [needed_file(l) for l in lines if not l.startswith("#")]
+        opened = [p for p in opened if p]
     elif args.opened:
         notes.append(f"run-time check skipped: {args.opened} does not exist")
     for path in opened:
-        need(path, test_ok, "test", "opened while testing")
+        need(path, test_ok, "test", "used while testing")
 
     dedup = {}
     for pkg, msg in problems:

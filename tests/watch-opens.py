@@ -4,9 +4,11 @@ starts) opens or executes.
 
     watch-opens.py OUT -- COMMAND [ARG...]
 
-The list (one path a line, written as files are seen) is what
-check-packages.py maps to Debian packages, to prove that dev.sh's package
-lists name everything the tests use at run time.
+The list (one file a line, written as files are seen: "exec PATH" for a
+program or library executed, "open PATH" for a file opened; "exec-pm" and
+"open-pm" when the process runs under dpkg or apt) is what check-packages.py
+maps to Debian packages, to prove that dev.sh's package lists name
+everything the tests use at run time.
 
 How: the command runs in a private mount namespace in which /usr is
 bind-mounted onto itself, and a fanotify mark on that one mount reports every
@@ -83,6 +85,24 @@ def descends_from(pid, root, cache):
     return verdict
 
 
+PACKAGE_MANAGERS = {"dpkg", "apt-get", "apt", "dpkg-deb", "dpkg-trigger"}
+
+
+def under_package_manager(pid):
+    """Whether PID runs under dpkg or apt (a package install's triggers and
+    maintainer scripts, which scan whole folders of whatever is installed)."""
+    while pid > 1:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                head, tail = f.read().rsplit(")", 1)
+        except OSError:
+            return False
+        if head.split("(", 1)[1] in PACKAGE_MANAGERS:
+            return True
+        pid = int(tail.split()[1])
+    return False
+
+
 def drain(fd, seen, out, keep):
     """Read the queued events; note each new path opened by a process that
     KEEP accepts."""
@@ -100,9 +120,10 @@ def drain(fd, seen, out, keep):
                 path = os.readlink(f"/proc/self/fd/{efd}")
             finally:
                 os.close(efd)
-            if path.startswith("/usr/") and path not in seen and keep(pid):
-                seen.add(path)
-                out.write(path + "\n")
+            kind = "exec" if mask & FAN_OPEN_EXEC else "open"
+            if path.startswith("/usr/") and (kind, path) not in seen and keep(pid):
+                seen.add((kind, path))
+                out.write(f"{kind}{'-pm' if under_package_manager(pid) else ''} {path}\n")
         off += length
     out.flush()
     return True
