@@ -111,27 +111,3 @@ cleave_gui_dropped_file (const GValue *value)
   g_slist_free (files);
   return file;
 }
-
-CleaveModuleRef *
-cleave_module_ref_new (guint set_index, guint module_index)
-{
-  CleaveModuleRef *ref = g_new (CleaveModuleRef, 1);
-
-  ref->set_index = set_index;
-  ref->module_index = module_index;
-  return ref;
-}
-
-CleaveModuleRef *
-cleave_module_ref_copy (const CleaveModuleRef *ref)
-{
-  return g_memdup2 (ref, sizeof *ref);
-}
-
-void
-cleave_module_ref_free (CleaveModuleRef *ref)
-{
-  g_free (ref);
-}
-
-G_DEFINE_BOXED_TYPE (CleaveModuleRef, cleave_module_ref, cleave_module_ref_copy, cleave_module_ref_free)

@@ -34,18 +34,4 @@ void cleave_gui_grid_add_cell (GtkGrid *grid, const char *text, int col, int row
 /* The first file of a GdkFileList drop, or NULL for anything else. */
 GFile *cleave_gui_dropped_file (const GValue *value);
 
-/* The drag-and-drop payload for a module: which open module set and which
- * module in it. A boxed type so drop targets only accept modules, never
- * arbitrary text. */
-typedef struct {
-  guint set_index;
-  guint module_index;
-} CleaveModuleRef;
-
-#define CLEAVE_TYPE_MODULE_REF (cleave_module_ref_get_type ())
-GType            cleave_module_ref_get_type (void) G_GNUC_CONST;
-CleaveModuleRef *cleave_module_ref_new      (guint set_index, guint module_index);
-CleaveModuleRef *cleave_module_ref_copy     (const CleaveModuleRef *ref);
-void             cleave_module_ref_free     (CleaveModuleRef *ref);
-
 G_END_DECLS

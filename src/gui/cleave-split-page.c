@@ -14,7 +14,9 @@
 #include "cleave-device.h"
 #include "cleave-error.h"
 #include "cleave-gui-util.h"
-#include "cleave-window.h"
+#include "cleave-workspace.h"
+#include <json-glib/json-glib.h>
+#include <string.h>
 
 /* The validation share of the training split, as `cleave-cli train/split`. */
 #define VAL_FRACTION 0.2
@@ -46,7 +48,8 @@ struct _CleaveSplitPage
   CleaveChartView *accuracy_chart;
   CleaveChartView *loss_chart;
 
-  CleaveModel *model;          /* borrowed from the window */
+  CleaveModel *model;          /* borrowed from the workspace */
+  CleaveWorkspace *workspace;  /* where finished splits go */
   GSettings *settings;
   GPtrArray *device_ids;       /* char*, parallel to the device row's items */
   CleaveGradSplitOptions grad;
@@ -65,6 +68,14 @@ enum {
   SIGNAL_FINISHED,
   N_SIGNALS
 };
+
+enum {
+  PROP_0,
+  PROP_WORKSPACE,
+  N_PROPS
+};
+
+static GParamSpec *props[N_PROPS];
 
 static guint signals[N_SIGNALS];
 
@@ -476,6 +487,73 @@ split_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
     g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED, _("Cancelled"));
 }
 
+/* The epoch the splitter selected, from the module set's log: its number
+ * (0 before any validation), validation accuracy and why it was chosen. */
+static gboolean
+selected_epoch (const CleaveModuleSet *set, gint64 *epoch, double *accuracy, char **selection)
+{
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  JsonArray *log;
+
+  if (!set->log_json || !json_parser_load_from_data (parser, set->log_json, -1, NULL) ||
+      !JSON_NODE_HOLDS_ARRAY (json_parser_get_root (parser)))
+    return FALSE;
+  log = json_node_get_array (json_parser_get_root (parser));
+  for (guint i = 0; i < json_array_get_length (log); i++)
+    {
+      JsonNode *node = json_array_get_element (log, i);
+      JsonObject *o = JSON_NODE_HOLDS_OBJECT (node) ? json_node_get_object (node) : NULL;
+
+      if (!o || !json_object_get_boolean_member_with_default (o, "selected", FALSE))
+        continue;
+      *epoch = json_object_get_int_member_with_default (o, "epoch",
+                                                        json_object_get_int_member_with_default (o, "generation", 0));
+      *accuracy = json_object_get_double_member_with_default (o, "val_accuracy", NAN);
+      *selection = g_strdup (json_object_get_string_member_with_default (o, "selection", ""));
+      return TRUE;
+    }
+  return FALSE;
+}
+
+/* The status line of a cancelled split, and whether its modules are worth
+ * keeping: they are when at least one epoch (generation) was validated. */
+static char *
+cancelled_status (CleaveSplitPage *self, const CleaveModuleSet *set, gboolean *keep)
+{
+  guint done = self->acc_points->len;
+  const char *unit = self->is_ga ? _("generation") : _("epoch");
+  gint64 epoch = 0;
+  double acc = NAN;
+  g_autofree char *selection = NULL;
+  gboolean known = set && selected_epoch (set, &epoch, &acc, &selection);
+
+  *keep = set != NULL && done > 0 && (!known || epoch > 0 || isfinite (acc));
+  if (!set)
+    /* Translators: a split cancelled before the splitter returned anything; %s is "epoch" or "generation" */
+    return g_strdup_printf (_("Cancelled at %s %u: the splitter stopped before it had built any modules"), unit, done);
+  if (!*keep)
+    /* Translators: %s is "epoch" or "generation" */
+    return g_strdup_printf (_("Cancelled at %s %u: no %s had been validated yet, so no modules were kept "
+                              "(the first validation comes at the end of %s 1)"), unit, done, unit, unit);
+  if (known && strstr (selection, "no epoch within"))
+    /* Translators: cancelled split whose epochs all lost too much accuracy: epoch numbers, accuracies, mean KRR */
+    return g_strdup_printf (_("Cancelled at %s %u: no %s was within the accuracy bound (source %.1f %%), "
+                              "so the most accurate one was kept: %s %" G_GINT64_FORMAT ", validation accuracy %.1f %%, mean KRR %.1f %%"),
+                            unit, done, unit, 100 * set->source_accuracy, unit, epoch, 100 * acc,
+                            100 * cleave_module_set_mean_krr (set));
+  /* Translators: cancelled split: epochs done, then the kept modules' composed accuracy and mean KRR */
+  return g_strdup_printf (_("Cancelled at %s %u: kept the best %u modules so far (composed accuracy %.1f %%, mean KRR %.1f %%)"),
+                          unit, done, set->modules->len, 100 * set->composed_accuracy,
+                          100 * cleave_module_set_mean_krr (set));
+}
+
+const char *
+cleave_split_page_get_status (CleaveSplitPage *self)
+{
+  g_return_val_if_fail (CLEAVE_IS_SPLIT_PAGE (self), NULL);
+  return gtk_label_get_label (self->status_label);
+}
+
 static void
 split_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -485,8 +563,8 @@ split_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr(GError) error = NULL;
   CleaveModuleSet *set = g_task_propagate_pointer (task, &error);
   gboolean cancelled = job->cancelled || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  gboolean keep = set != NULL;
   g_autofree char *status = NULL;
-  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
 
   if (!self->status_label)
     {
@@ -499,40 +577,43 @@ split_done (GObject *source, GAsyncResult *result, gpointer user_data)
   update_actions (self);
   gtk_widget_set_sensitive (GTK_WIDGET (self->method_row), TRUE);
 
+  if (cancelled)
+    status = cancelled_status (self, set, &keep);
+  if (!keep)
+    g_clear_pointer (&set, cleave_module_set_free);
   if (set)
     {
-      int n = (int) set->modules->len;
-      double acc = set->composed_accuracy, krr = cleave_module_set_mean_krr (set);
+      g_autofree char *base = job->model->path ? g_path_get_basename (job->model->path) : g_strdup (_("model"));
+      const char *method = job->ga ? _("CNNSplitter") : _("GradSplitter");
+      g_autofree char *name = NULL;
 
       if (cancelled)
-        /* Translators: module count, composed accuracy in %, mean kernel retention in % */
-        status = g_strdup_printf (_("Cancelled: kept the best %d modules so far (composed accuracy %.1f %%, mean KRR %.1f %%)"),
-                                  n, 100 * acc, 100 * krr);
+        /* Translators: name of a module set from a cancelled split: model file, method, epoch or generation number */
+        name = g_strdup_printf (_("%s · %s · cancelled at %s %u"), base, method,
+                                job->ga ? _("generation") : _("epoch"), self->acc_points->len);
       else
-        status = g_strdup_printf (_("Done: %d modules, composed accuracy %.1f %%, mean KRR %.1f %%"),
-                                  n, 100 * acc, 100 * krr);
+        {
+          /* Translators: name of a module set made in this session: model file and method */
+          name = g_strdup_printf (_("%s · %s"), base, method);
+          /* Translators: module count, composed accuracy in %, mean kernel retention in % */
+          status = g_strdup_printf (_("Done: %d modules, composed accuracy %.1f %%, mean KRR %.1f %%"),
+                                    (int) set->modules->len, 100 * set->composed_accuracy,
+                                    100 * cleave_module_set_mean_krr (set));
+        }
       gtk_progress_bar_set_fraction (self->progress_bar, cancelled ? gtk_progress_bar_get_fraction (self->progress_bar) : 1.0);
       gtk_progress_bar_set_text (self->progress_bar, cancelled ? _("Cancelled") : _("Finished"));
-      if (CLEAVE_IS_WINDOW (root))
-        {
-          g_autofree char *base = job->model->path ? g_path_get_basename (job->model->path) : g_strdup (_("model"));
-          /* Translators: name of a module set made in this session: model file and method */
-          g_autofree char *name = g_strdup_printf (_("%s · %s"), base, job->ga ? _("CNNSplitter") : _("GradSplitter"));
-
-          cleave_window_add_module_set (CLEAVE_WINDOW (root), set, name);
-          /* The status line says it already when this page is in view. */
-          if (!gtk_widget_get_mapped (GTK_WIDGET (self)))
-            cleave_window_toast (CLEAVE_WINDOW (root), cancelled ? _("Split cancelled: the best modules so far are on the Modules page")
-                                                               : _("Split finished: the modules are on the Modules page"));
-        }
+      if (self->workspace)
+        cleave_workspace_add_set (self->workspace, set, name);
       else
         cleave_module_set_free (set);
+      /* The status line says it already when this page is in view. */
+      if (!gtk_widget_get_mapped (GTK_WIDGET (self)))
+        gtk_widget_activate_action (GTK_WIDGET (self), "win.toast", "s",
+                                    cancelled ? _("Split cancelled: the best modules so far are on the Modules page")
+                                              : _("Split finished: the modules are on the Modules page"));
     }
   else if (cancelled)
-    {
-      status = g_strdup (_("Cancelled before any modules were found"));
-      gtk_progress_bar_set_text (self->progress_bar, _("Cancelled"));
-    }
+    gtk_progress_bar_set_text (self->progress_bar, _("Cancelled"));
   else
     {
       status = g_strdup_printf (_("Split failed: %s"), error->message);
@@ -576,6 +657,9 @@ cleave_split_page_start (CleaveSplitPage *self)
 
   task = g_task_new (self, self->cancellable, split_done, NULL);
   g_task_set_source_tag (task, cleave_split_page_start);
+  /* A cancelled split still returns the best modules so far: GTask must
+   * not turn that result into a "cancelled" error. */
+  g_task_set_check_cancellable (task, FALSE);
   g_task_set_task_data (task, job, (GDestroyNotify) split_job_free);
   g_task_run_in_thread (task, split_thread);
   return TRUE;
@@ -624,6 +708,7 @@ cleave_split_page_dispose (GObject *object)
   if (self->settings)
     g_signal_handlers_disconnect_by_data (self->settings, self);
   g_clear_object (&self->settings);
+  g_clear_object (&self->workspace);
   /* AdwBin unparents its child itself: drop it first so the template
    * cleanup and AdwBin do not both unparent it. */
   adw_bin_set_child (ADW_BIN (object), NULL);
@@ -644,6 +729,24 @@ cleave_split_page_finalize (GObject *object)
 }
 
 static void
+cleave_split_page_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  if (prop_id == PROP_WORKSPACE)
+    g_value_set_object (value, CLEAVE_SPLIT_PAGE (object)->workspace);
+  else
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+}
+
+static void
+cleave_split_page_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
+{
+  if (prop_id == PROP_WORKSPACE)
+    g_set_object (&CLEAVE_SPLIT_PAGE (object)->workspace, g_value_get_object (value));
+  else
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+}
+
+static void
 cleave_split_page_class_init (CleaveSplitPageClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
@@ -651,6 +754,11 @@ cleave_split_page_class_init (CleaveSplitPageClass *klass)
 
   object_class->dispose = cleave_split_page_dispose;
   object_class->finalize = cleave_split_page_finalize;
+  object_class->get_property = cleave_split_page_get_property;
+  object_class->set_property = cleave_split_page_set_property;
+  props[PROP_WORKSPACE] = g_param_spec_object ("workspace", NULL, NULL, CLEAVE_TYPE_WORKSPACE,
+                                               G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, props);
 
   g_type_ensure (CLEAVE_TYPE_CHART_VIEW);
   g_type_ensure (CLEAVE_TYPE_DATASET_ROW);

@@ -9,6 +9,7 @@
 #include "cleave-modules-page.h"
 #include "cleave-split-page.h"
 #include "cleave-start-page.h"
+#include "cleave-workspace.h"
 
 #define MAX_RECENT 10
 
@@ -25,9 +26,7 @@ struct _CleaveWindow
   CleaveModulesPage *modules_page;
   CleaveComposePage *compose_page;
 
-  CleaveModel *model;
-  GPtrArray *module_sets;      /* CleaveModuleSet*, open for the window's lifetime */
-  GPtrArray *set_names;        /* char*, parallel */
+  CleaveWorkspace *workspace;
   GCancellable *load_cancellable;
   GtkFileChooserNative *chooser;
 };
@@ -36,7 +35,6 @@ G_DEFINE_FINAL_TYPE (CleaveWindow, cleave_window, ADW_TYPE_APPLICATION_WINDOW)
 
 enum {
   SIGNAL_LOAD_FINISHED,
-  SIGNAL_MODULE_SETS_CHANGED,
   N_SIGNALS
 };
 
@@ -118,12 +116,7 @@ load_done (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
 
-  /* Pages drop their references to the old model before it is freed. */
-  cleave_model_page_set_model (self->model_page, model);
-  cleave_split_page_set_model (self->split_page, model);
-  cleave_compose_page_set_model (self->compose_page, model);
-  g_clear_pointer (&self->model, cleave_model_free);
-  self->model = model;
+  cleave_workspace_set_model (self->workspace, model);
 
   remember_recent (self, path);
   {
@@ -168,49 +161,11 @@ cleave_window_is_loading (CleaveWindow *self)
   return self->load_cancellable != NULL;
 }
 
-CleaveModel *
-cleave_window_get_model (CleaveWindow *self)
+CleaveWorkspace *
+cleave_window_get_workspace (CleaveWindow *self)
 {
   g_return_val_if_fail (CLEAVE_IS_WINDOW (self), NULL);
-  return self->model;
-}
-
-guint
-cleave_window_add_module_set (CleaveWindow *self, CleaveModuleSet *set, const char *name)
-{
-  guint index;
-
-  g_return_val_if_fail (CLEAVE_IS_WINDOW (self), 0);
-  g_return_val_if_fail (set != NULL, 0);
-
-  index = self->module_sets->len;
-  g_ptr_array_add (self->module_sets, set);
-  g_ptr_array_add (self->set_names, g_strdup (name ? name : _("Module set")));
-  cleave_modules_page_sets_changed (self->modules_page, index);
-  cleave_compose_page_sets_changed (self->compose_page);
-  g_signal_emit (self, signals[SIGNAL_MODULE_SETS_CHANGED], 0);
-  return index;
-}
-
-guint
-cleave_window_n_module_sets (CleaveWindow *self)
-{
-  g_return_val_if_fail (CLEAVE_IS_WINDOW (self), 0);
-  return self->module_sets->len;
-}
-
-CleaveModuleSet *
-cleave_window_get_module_set (CleaveWindow *self, guint index)
-{
-  g_return_val_if_fail (CLEAVE_IS_WINDOW (self), NULL);
-  return index < self->module_sets->len ? g_ptr_array_index (self->module_sets, index) : NULL;
-}
-
-const char *
-cleave_window_get_module_set_name (CleaveWindow *self, guint index)
-{
-  g_return_val_if_fail (CLEAVE_IS_WINDOW (self), NULL);
-  return index < self->set_names->len ? g_ptr_array_index (self->set_names, index) : NULL;
+  return self->workspace;
 }
 
 gboolean
@@ -300,6 +255,23 @@ show_page_action (GtkWidget *widget, const char *action_name, GVariant *param)
   cleave_window_show_page (CLEAVE_WINDOW (widget), g_variant_get_string (param, NULL));
 }
 
+static void
+toast_action (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  cleave_window_toast (CLEAVE_WINDOW (widget), g_variant_get_string (param, NULL));
+}
+
+/* The pages that predate the workspace take the model by a setter; the
+ * others follow the workspace themselves. */
+static void
+on_model_changed (CleaveWindow *self)
+{
+  CleaveModel *model = cleave_workspace_get_model (self->workspace);
+
+  cleave_model_page_set_model (self->model_page, model);
+  cleave_split_page_set_model (self->split_page, model);
+}
+
 static gboolean
 on_drop (GtkDropTarget *target, const GValue *value, double x, double y, CleaveWindow *self)
 {
@@ -336,9 +308,9 @@ cleave_window_dispose (GObject *object)
   g_clear_object (&self->load_cancellable);
   gtk_widget_dispose_template (GTK_WIDGET (object), CLEAVE_TYPE_WINDOW);
   /* After the pages are gone: they borrow the model and the sets. */
-  g_clear_pointer (&self->model, cleave_model_free);
-  g_clear_pointer (&self->module_sets, g_ptr_array_unref);
-  g_clear_pointer (&self->set_names, g_ptr_array_unref);
+  if (self->workspace)
+    g_signal_handlers_disconnect_by_data (self->workspace, self);
+  g_clear_object (&self->workspace);
   G_OBJECT_CLASS (cleave_window_parent_class)->dispose (object);
 }
 
@@ -354,9 +326,6 @@ cleave_window_class_init (CleaveWindowClass *klass)
   signals[SIGNAL_LOAD_FINISHED] =
     g_signal_new ("load-finished", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
                   NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_BOOLEAN);
-  signals[SIGNAL_MODULE_SETS_CHANGED] =
-    g_signal_new ("module-sets-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
-                  NULL, NULL, NULL, G_TYPE_NONE, 0);
 
   /* Pages are template children: make sure their types exist. */
   g_type_ensure (CLEAVE_TYPE_CHART_VIEW);
@@ -379,6 +348,7 @@ cleave_window_class_init (CleaveWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.open-demo", NULL, open_demo_action);
   gtk_widget_class_install_action (widget_class, "win.open-path", "s", open_path_action);
   gtk_widget_class_install_action (widget_class, "win.show-page", "s", show_page_action);
+  gtk_widget_class_install_action (widget_class, "win.toast", "s", toast_action);
 }
 
 static void
@@ -387,9 +357,12 @@ cleave_window_init (CleaveWindow *self)
   GtkDropTarget *drop;
   g_autofree char *demo = cleave_application_find_demo_model ();
 
-  self->module_sets = g_ptr_array_new_with_free_func ((GDestroyNotify) cleave_module_set_free);
-  self->set_names = g_ptr_array_new_with_free_func (g_free);
   gtk_widget_init_template (GTK_WIDGET (self));
+  self->workspace = cleave_workspace_new ();
+  g_signal_connect_swapped (self->workspace, "notify::model", G_CALLBACK (on_model_changed), self);
+  g_object_set (self->split_page, "workspace", self->workspace, NULL);
+  g_object_set (self->modules_page, "workspace", self->workspace, NULL);
+  g_object_set (self->compose_page, "workspace", self->workspace, NULL);
 
   drop = gtk_drop_target_new (GDK_TYPE_FILE_LIST, GDK_ACTION_COPY);
   g_signal_connect (drop, "drop", G_CALLBACK (on_drop), self);

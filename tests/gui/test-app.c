@@ -20,6 +20,7 @@
 #include "cleave-modules-page.h"
 #include "cleave-split-page.h"
 #include "cleave-window.h"
+#include "cleave-module-palette.h"
 
 static const char *const pages[] = { "start", "model", "split", "modules" };
 
@@ -217,15 +218,15 @@ write_tiny_image_folder (void)
 }
 
 static GValue *
-module_value (guint set_index, guint module_index)
+module_value (CleaveWorkspace *workspace, guint set_index, guint module_index)
 {
   g_autoptr(GdkContentProvider) provider = NULL;
   g_autoptr(GError) error = NULL;
-  CleaveModuleRef ref = { set_index, module_index };
+  g_autoptr(CleaveModuleRef) ref = cleave_module_ref_new (cleave_workspace_get_set (workspace, set_index), module_index);
   GValue *value = g_new0 (GValue, 1);
 
   /* The very payload a palette row's drag source offers. */
-  provider = cleave_compose_page_module_content (&ref);
+  provider = cleave_module_palette_content (ref);
   g_value_init (value, CLEAVE_TYPE_MODULE_REF);
   g_assert_true (gdk_content_provider_get_value (provider, value, &error));
   g_assert_no_error (error);
@@ -270,7 +271,8 @@ run_splits (CleaveWindow *window, const char *images)
   Wait done = { 0 };
   gulong handler;
   gint64 t_cancel;
-  guint sets_before = cleave_window_n_module_sets (window);
+  CleaveWorkspace *workspace = cleave_window_get_workspace (window);
+  guint sets_before = cleave_workspace_n_sets (workspace);
 
   cleave_split_page_set_method (page, "grad");
   cleave_split_page_set_dataset (page, images);
@@ -307,8 +309,20 @@ run_splits (CleaveWindow *window, const char *images)
   g_assert_cmpint (done.when - t_cancel, <, 2 * G_USEC_PER_SEC);
   g_assert_true (done.cancelled);
   g_assert_false (cleave_split_page_is_running (page));
-  /* Either the best modules so far, or nothing and a clear message. */
-  g_assert_cmpuint (cleave_window_n_module_sets (window), ==, sets_before + (done.ok ? 1 : 0));
+  /* Validated epochs were done before the cancel: the best modules so far
+   * are kept, named and announced as cancelled at that epoch. */
+  g_test_message ("split: %s", cleave_split_page_get_status (page));
+  g_assert_true (done.ok);
+  g_assert_cmpuint (cleave_workspace_n_sets (workspace), ==, sets_before + 1);
+  {
+    CleaveOpenSet *kept = cleave_workspace_get_set (workspace, sets_before);
+    g_autofree char *epoch = g_strdup_printf ("cancelled at epoch %u", cleave_split_page_n_points (page));
+
+    g_test_message ("split: kept set “%s”", cleave_open_set_get_name (kept));
+    g_assert_nonnull (strstr (cleave_open_set_get_name (kept), epoch));
+    g_assert_cmpuint (cleave_open_set_get_set (kept)->modules->len, ==, 10);
+    g_assert_true (g_str_has_prefix (cleave_split_page_get_status (page), "Cancelled at epoch"));
+  }
   g_signal_handler_disconnect (page, handler);
 
   /* A tiny split to the end. */
@@ -316,7 +330,7 @@ run_splits (CleaveWindow *window, const char *images)
   opt.batch = 16;
   cleave_split_page_set_grad_options (page, &opt);
   done = (Wait) { 0 };
-  sets_before = cleave_window_n_module_sets (window);
+  sets_before = cleave_workspace_n_sets (workspace);
   handler = g_signal_connect (page, "finished", G_CALLBACK (on_split_finished), &done);
   g_assert_true (cleave_split_page_start (page));
   spin_until (&done.done, 150);
@@ -325,15 +339,16 @@ run_splits (CleaveWindow *window, const char *images)
   g_assert_true (done.ok);
   g_assert_false (done.cancelled);
   g_assert_cmpuint (cleave_split_page_n_points (page), ==, 3);
-  g_assert_cmpuint (cleave_window_n_module_sets (window), ==, sets_before + 1);
+  g_assert_cmpuint (cleave_workspace_n_sets (workspace), ==, sets_before + 1);
 }
 
 static void
 check_modules_page (CleaveWindow *window)
 {
   CleaveModulesPage *page = CLEAVE_MODULES_PAGE (cleave_window_get_page (window, "modules"));
-  guint last = cleave_window_n_module_sets (window) - 1;
-  CleaveModuleSet *set = cleave_window_get_module_set (window, last);
+  CleaveWorkspace *workspace = cleave_window_get_workspace (window);
+  guint last = cleave_workspace_n_sets (workspace) - 1;
+  CleaveModuleSet *set = cleave_open_set_get_set (cleave_workspace_get_set (workspace, last));
   CleaveChartView *mask = CLEAVE_CHART_VIEW (cleave_modules_page_get_mask_view (page));
   g_autofree char *path = build_path ("test-app-modules.safetensors");
   g_autoptr(GError) error = NULL;
@@ -375,8 +390,16 @@ check_modules_page (CleaveWindow *window)
   spin_until (&opened.done, 30);
   g_signal_handler_disconnect (page, handler);
   g_assert_true (opened.ok);
-  g_assert_cmpuint (cleave_window_n_module_sets (window), ==, last + 2);
-  g_assert_cmpuint (cleave_window_get_module_set (window, last + 1)->modules->len, ==, set->modules->len);
+  g_assert_cmpuint (cleave_workspace_n_sets (workspace), ==, last + 2);
+  g_assert_cmpuint (cleave_open_set_get_set (cleave_workspace_get_set (workspace, last + 1))->modules->len, ==,
+                    set->modules->len);
+  /* The page shows the set just opened; closing it leaves the workspace
+   * and the page shows the one before. */
+  g_assert_true (cleave_modules_page_get_set (page) ==
+                 cleave_open_set_get_set (cleave_workspace_get_set (workspace, last + 1)));
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (page), "modules.close", NULL));
+  g_assert_cmpuint (cleave_workspace_n_sets (workspace), ==, last + 1);
+  g_assert_true (cleave_modules_page_get_set (page) == set);
 }
 
 static void
@@ -412,32 +435,65 @@ check_export (CleaveComposePage *page, const char *name, CleaveScorerKind kind)
   g_assert_true (g_file_test (onnx, G_FILE_TEST_IS_REGULAR));
 }
 
+static guint
+count_rows (GtkListBox *list)
+{
+  guint n = 0;
+
+  for (GtkWidget *row = gtk_widget_get_first_child (GTK_WIDGET (list)); row; row = gtk_widget_get_next_sibling (row))
+    n += GTK_IS_LIST_BOX_ROW (row);
+  return n;
+}
+
+/* Waits for the automatic re-evaluation that follows a change. */
 static void
-compose_and_patch (CleaveWindow *window, const char *images)
+wait_reevaluated (CleaveComposePage *page)
+{
+  Wait evaluated = { 0 };
+  gulong handler = g_signal_connect (page, "evaluated", G_CALLBACK (on_finished), &evaluated);
+
+  spin_until (&evaluated.done, 120);
+  g_signal_handler_disconnect (page, handler);
+  g_assert_true (evaluated.done);
+  g_assert_true (evaluated.ok);
+  g_assert_false (cleave_compose_page_is_stale (page));
+}
+
+/* Composition by pointing and clicking: a click selects, a double-click
+ * (row activation) adds, Undo takes it back; results go out of date on a
+ * change and come back by themselves. */
+static void
+compose_flow (CleaveWindow *window, const char *images)
 {
   CleaveComposePage *page = CLEAVE_COMPOSE_PAGE (cleave_window_get_page (window, "compose"));
-  guint set = cleave_window_n_module_sets (window) - 1;
+  CleaveWorkspace *workspace = cleave_window_get_workspace (window);
+  CleaveModulePalette *palette = cleave_compose_page_get_palette (page);
+  guint set = cleave_workspace_n_sets (workspace) - 1;
   g_autoptr(GError) error = NULL;
-  const CleaveModuleSet *modules = cleave_window_get_module_set (window, set);
-  GValue *a = module_value (set, 0), *b = module_value (set, 1), *c = NULL;
-  int patch_module = -1;
-
-  /* Patching needs a module with a score range on its class's validation
-   * images; an untrained fallback model may give some modules none. */
-  for (guint k = 0; k < modules->modules->len; k++)
-    {
-      const CleaveModule *m = g_ptr_array_index (modules->modules, k);
-
-      g_test_message ("module %u: class %d, score range [%g, %g]", k, m->class_index, m->score_min, m->score_max);
-      if (patch_module < 0 && m->score_max > m->score_min)
-        patch_module = (int) k;
-    }
-  g_assert_cmpint (patch_module, >=, 0);
-  c = module_value (set, patch_module);
+  g_autoptr(CleaveModuleRef) first = cleave_module_ref_new (cleave_workspace_get_set (workspace, set), 0);
+  GValue *a = module_value (workspace, set, 0), *b = module_value (workspace, set, 1);
 
   cleave_compose_page_set_dataset (page, images);
   cleave_window_show_page (window, "compose");
   cleave_compose_page_set_mode (page, "compose");
+  spin (0.3);
+  shoot (window, "compose", "compose-empty");
+
+  /* One click selects and changes nothing. */
+  g_assert_false (gtk_list_box_get_activate_on_single_click (cleave_module_palette_get_list (palette)));
+  g_assert_true (cleave_module_palette_select (palette, first));
+  spin (0.2);
+  g_assert_true (cleave_module_palette_get_selected (palette) != NULL);
+  g_assert_cmpuint (cleave_compose_page_n_composed (page), ==, 0);
+  /* Double-click (or Enter) adds it; Undo (Ctrl+Z's action) takes it back. */
+  cleave_module_palette_activate_selected (palette);
+  g_assert_cmpuint (cleave_compose_page_n_composed (page), ==, 1);
+  g_assert_cmpuint (count_rows (cleave_module_palette_get_list (palette)), >=, 10);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (page), "compose.undo", NULL));
+  g_assert_cmpuint (cleave_compose_page_n_composed (page), ==, 0);
+  g_assert_false (cleave_compose_page_undo (page));
+
+  /* Drops. */
   g_assert_true (cleave_compose_page_drop_module (page, a, -1, &error));
   g_assert_no_error (error);
   g_assert_true (cleave_compose_page_drop_module (page, b, -1, &error));
@@ -448,24 +504,87 @@ compose_and_patch (CleaveWindow *window, const char *images)
   g_clear_error (&error);
   g_assert_cmpuint (cleave_compose_page_n_composed (page), ==, 2);
   evaluate_compose (page);
+  g_assert_false (cleave_compose_page_is_stale (page));
+  g_test_message ("composition: %s", cleave_compose_page_get_headline (page));
+
+  /* A change marks the results out of date at once; they come back. */
+  cleave_compose_page_remove_composed (page, 1);
+  g_assert_true (cleave_compose_page_is_stale (page));
+  wait_reevaluated (page);
+  g_assert_true (cleave_compose_page_undo (page));
+  g_assert_cmpuint (cleave_compose_page_n_composed (page), ==, 2);
+  g_assert_true (cleave_compose_page_is_stale (page));
+  wait_reevaluated (page);
   check_export (page, "test-app-composition", CLEAVE_SCORER_COMPOSITION);
   shoot (window, "compose", "compose");
 
-  /* Patch: the open model is the weak one; a module goes onto its own class. */
-  gtk_widget_activate_action (GTK_WIDGET (page), "compose.use-model", NULL);
-  g_assert_cmpstr (cleave_compose_page_get_mode (page), ==, "patch");
-  g_assert_true (cleave_compose_page_drop_module (page, c,
-                                                  ((const CleaveModule *) g_ptr_array_index (modules->modules, patch_module))->class_index,
-                                                  &error));
-  g_assert_no_error (error);
-  g_assert_cmpuint (cleave_compose_page_n_patched (page), ==, 1);
-  evaluate_compose (page);
-  check_export (page, "test-app-patched", CLEAVE_SCORER_PATCHED);
-  shoot (window, "compose", "compose-patch");
-
   free_value (a);
   free_value (b);
-  free_value (c);
+}
+
+static void
+on_weak_signal (GObject *obj, gboolean ok, Wait *w)
+{
+  on_finished (obj, ok, w);
+}
+
+/* The weak-vs-patched comparison: the weak model's classes get their F1,
+ * weak ones are marked and get a suggestion, which applies in one action. */
+static void
+patch_flow (CleaveWindow *window, const char *weak_path)
+{
+  CleaveComposePage *page = CLEAVE_COMPOSE_PAGE (cleave_window_get_page (window, "compose"));
+  Wait loaded = { 0 }, evaluated = { 0 };
+  gulong h1 = g_signal_connect (page, "weak-loaded", G_CALLBACK (on_weak_signal), &loaded);
+  gulong h2 = g_signal_connect (page, "weak-evaluated", G_CALLBACK (on_weak_signal), &evaluated);
+  guint n_weak = 0, n_suggested = 0, applied;
+
+  if (weak_path)
+    {
+      g_autoptr(GFile) file = g_file_new_for_path (weak_path);
+
+      cleave_compose_page_open_weak_model (page, file);
+      spin_until (&loaded.done, 60);
+      g_assert_true (loaded.ok);
+    }
+  else
+    g_assert_true (gtk_widget_activate_action (GTK_WIDGET (page), "compose.use-model", NULL));
+  g_assert_cmpstr (cleave_compose_page_get_mode (page), ==, "patch");
+  spin_until (&evaluated.done, 120);
+  g_signal_handler_disconnect (page, h1);
+  g_signal_handler_disconnect (page, h2);
+  g_assert_true (evaluated.ok);
+  for (int c = 0; c < 10; c++)
+    {
+      double f1 = cleave_compose_page_weak_f1 (page, c);
+
+      g_assert_true (f1 >= 0 && f1 <= 1);
+      n_weak += cleave_compose_page_is_weak_class (page, c);
+      n_suggested += cleave_compose_page_suggestion (page, c) != NULL;
+      g_test_message ("weak model class %d: F1 %.3f%s%s", c, f1, cleave_compose_page_is_weak_class (page, c) ? " weak" : "",
+                      cleave_compose_page_suggestion (page, c) ? " (suggestion)" : "");
+    }
+  g_assert_cmpuint (n_weak, >, 0);
+  g_assert_cmpuint (n_suggested, >, 0);
+  shoot (window, "compose", "compose-weak");
+
+  applied = cleave_compose_page_apply_suggestions (page);
+  g_assert_cmpuint (applied, ==, n_suggested);
+  g_assert_cmpuint (cleave_compose_page_n_patched (page), ==, n_suggested);
+  evaluate_compose (page);
+  g_test_message ("patched: %s", cleave_compose_page_get_headline (page));
+  g_assert_nonnull (strstr (cleave_compose_page_get_headline (page), "→"));
+  check_export (page, "test-app-patched", CLEAVE_SCORER_PATCHED);
+  shoot (window, "compose", "compose-patch");
+  cleave_compose_page_show_results (page);
+  shoot (window, "compose", "compose-patch-results");
+
+  /* Undo takes the whole set of suggestions back in one step. */
+  g_assert_true (cleave_compose_page_undo (page));
+  g_assert_cmpuint (cleave_compose_page_n_patched (page), ==, 0);
+  g_assert_true (cleave_compose_page_is_stale (page));
+  g_assert_true (cleave_compose_page_undo (page) == FALSE);
+  wait_reevaluated (page);
 }
 
 static void
@@ -507,7 +626,7 @@ test_pages (void)
   g_signal_handler_disconnect (window, handler);
   g_assert_true (loaded.done);
   g_assert_true (loaded.ok);
-  g_assert_nonnull (cleave_window_get_model (window));
+  g_assert_nonnull (cleave_workspace_get_model (cleave_window_get_workspace (window)));
 
   {
     CleaveModelPage *model_page = CLEAVE_MODEL_PAGE (cleave_window_get_page (window, "model"));
@@ -528,7 +647,13 @@ test_pages (void)
 
     run_splits (window, images);
     check_modules_page (window);
-    compose_and_patch (window, images);
+    compose_flow (window, images);
+    {
+      g_autofree char *dir = demo ? g_path_get_dirname (demo) : NULL;
+      g_autofree char *weak = dir ? g_build_filename (dir, "weak.safetensors", NULL) : NULL;
+
+      patch_flow (window, weak && g_file_test (weak, G_FILE_TEST_IS_REGULAR) ? weak : NULL);
+    }
   }
 
   for (guint i = 0; i < G_N_ELEMENTS (pages); i++)
