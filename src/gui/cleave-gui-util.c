@@ -111,3 +111,24 @@ cleave_gui_dropped_file (const GValue *value)
   g_slist_free (files);
   return file;
 }
+
+void
+cleave_gui_leaflet_forward (AdwLeaflet *leaflet)
+{
+  adw_leaflet_navigate (leaflet, ADW_NAVIGATION_DIRECTION_FORWARD);
+}
+
+void
+cleave_gui_leaflet_back (AdwLeaflet *leaflet)
+{
+  adw_leaflet_navigate (leaflet, ADW_NAVIGATION_DIRECTION_BACK);
+}
+
+void
+cleave_gui_bind_leaflet_callbacks (GtkWidgetClass *widget_class)
+{
+  gtk_widget_class_bind_template_callback_full (widget_class, "cleave_gui_leaflet_forward",
+                                                G_CALLBACK (cleave_gui_leaflet_forward));
+  gtk_widget_class_bind_template_callback_full (widget_class, "cleave_gui_leaflet_back",
+                                                G_CALLBACK (cleave_gui_leaflet_back));
+}

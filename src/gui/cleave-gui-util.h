@@ -2,7 +2,7 @@
  * tensors: only copies, formatting and the drag-and-drop payload). */
 #pragma once
 
-#include <gtk/gtk.h>
+#include <adwaita.h>
 #include "cleave-chart-view.h"
 #include "cleave-model.h"
 
@@ -30,6 +30,13 @@ void cleave_gui_show_prf_chart (CleaveChartView *view, const char *title,
 /* One label of a table grid; column 0 takes the spare width. */
 void cleave_gui_grid_add_cell (GtkGrid *grid, const char *text, int col, int row,
                                gboolean numeric, gboolean header);
+
+/* Template callbacks of the "‹ Back" and "Next ›" buttons a folded
+ * leaflet shows (connected with object="leaflet" swapped="yes"). */
+void cleave_gui_leaflet_forward (AdwLeaflet *leaflet);
+void cleave_gui_leaflet_back    (AdwLeaflet *leaflet);
+/* Registers both as template callbacks of @widget_class. */
+void cleave_gui_bind_leaflet_callbacks (GtkWidgetClass *widget_class);
 
 /* The first file of a GdkFileList drop, or NULL for anything else. */
 GFile *cleave_gui_dropped_file (const GValue *value);

@@ -422,6 +422,7 @@ cleave_model_page_class_init (CleaveModelPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, CleaveModelPage, metrics_chart);
   gtk_widget_class_bind_template_child (widget_class, CleaveModelPage, confusion_chart);
   gtk_widget_class_bind_template_callback (widget_class, on_dataset_changed);
+  cleave_gui_bind_leaflet_callbacks (widget_class);
 
   gtk_widget_class_install_action (widget_class, "model.evaluate", NULL, evaluate_action);
   gtk_widget_class_install_action (widget_class, "model.cancel", NULL, cancel_action);

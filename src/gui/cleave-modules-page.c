@@ -289,6 +289,29 @@ on_sets_changed (CleaveModulesPage *self, guint position, guint removed, guint a
   show_set (self, gtk_drop_down_get_selected_item (self->set_dropdown));
 }
 
+/* Set and layer names can be long: the pickers ellipsize them, so that
+ * they never make the window wider. */
+static void
+setup_set_item (GtkSignalListItemFactory *factory, GtkListItem *item)
+{
+  GtkWidget *label = gtk_label_new (NULL);
+
+  gtk_label_set_ellipsize (GTK_LABEL (label), PANGO_ELLIPSIZE_MIDDLE);
+  gtk_label_set_xalign (GTK_LABEL (label), 0);
+  gtk_label_set_width_chars (GTK_LABEL (label), 8);
+  gtk_list_item_set_child (item, label);
+}
+
+static void
+bind_set_item (GtkSignalListItemFactory *factory, GtkListItem *item)
+{
+  gpointer object = gtk_list_item_get_item (item);
+  const char *text = CLEAVE_IS_OPEN_SET (object) ? cleave_open_set_get_name (object)
+                   : GTK_IS_STRING_OBJECT (object) ? gtk_string_object_get_string (object) : "";
+
+  gtk_label_set_label (GTK_LABEL (gtk_list_item_get_child (item)), text);
+}
+
 static void
 set_workspace (CleaveModulesPage *self, CleaveWorkspace *workspace)
 {
@@ -536,7 +559,14 @@ cleave_modules_page_class_init (CleaveModulesPageClass *klass)
 static void
 cleave_modules_page_init (CleaveModulesPage *self)
 {
+  GtkListItemFactory *factory = gtk_signal_list_item_factory_new ();
+
   gtk_widget_init_template (GTK_WIDGET (self));
+  g_signal_connect (factory, "setup", G_CALLBACK (setup_set_item), NULL);
+  g_signal_connect (factory, "bind", G_CALLBACK (bind_set_item), NULL);
+  gtk_drop_down_set_factory (self->set_dropdown, factory);
+  gtk_drop_down_set_factory (self->layer_dropdown, factory);
+  g_object_unref (factory);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "modules.save", FALSE);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "modules.close", FALSE);
   gtk_widget_set_sensitive (GTK_WIDGET (self->set_dropdown), FALSE);

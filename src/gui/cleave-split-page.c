@@ -789,6 +789,7 @@ cleave_split_page_class_init (CleaveSplitPageClass *klass)
 #undef BIND
   gtk_widget_class_bind_template_callback (widget_class, on_device_selected);
   gtk_widget_class_bind_template_callback (widget_class, on_method_selected);
+  cleave_gui_bind_leaflet_callbacks (widget_class);
 
   gtk_widget_class_install_action (widget_class, "split.start", NULL, start_action);
   gtk_widget_class_install_action (widget_class, "split.cancel", NULL, cancel_action);

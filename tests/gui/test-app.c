@@ -587,6 +587,52 @@ patch_flow (CleaveWindow *window, const char *weak_path)
   wait_reevaluated (page);
 }
 
+/* The window's minimum width with @page shown. */
+static int
+min_width (CleaveWindow *window, const char *page)
+{
+  int min = 0, nat = 0;
+
+  cleave_window_show_page (window, page);
+  spin (0.2);
+  gtk_widget_measure (GTK_WIDGET (window), GTK_ORIENTATION_HORIZONTAL, -1, &min, &nat, NULL, NULL);
+  g_test_message ("page %s: minimum width %d px (natural %d)", page, min, nat);
+  return min;
+}
+
+/* The layout adapts from 360 px up: every page fits, and screenshots at
+ * 360, 800 and 1280 px, light and dark. */
+static void
+check_layouts (CleaveWindow *window)
+{
+  const char *const all[] = { "start", "model", "split", "modules", "compose" };
+  const int widths[] = { 360, 800, 1280 };
+  AdwStyleManager *style = adw_style_manager_get_default ();
+
+  for (guint i = 0; i < G_N_ELEMENTS (all); i++)
+    g_assert_cmpint (min_width (window, all[i]), <=, 360);
+  for (int dark = 0; dark < 2; dark++)
+    {
+      adw_style_manager_set_color_scheme (style, dark ? ADW_COLOR_SCHEME_FORCE_DARK : ADW_COLOR_SCHEME_FORCE_LIGHT);
+      for (guint w = 0; w < G_N_ELEMENTS (widths); w++)
+        {
+          gtk_window_set_default_size (GTK_WINDOW (window), widths[w], widths[w] < 800 ? 640 : 800);
+          spin (0.5);
+          /* The window's own width leaves out the frame of client-side decorations. */
+          g_test_message ("layout: default width %d px, window %d px", widths[w],
+                          gtk_widget_get_width (GTK_WIDGET (window)));
+          g_assert_cmpint (ABS (gtk_widget_get_width (GTK_WIDGET (window)) - widths[w]), <=, 16);
+          for (guint i = 0; i < G_N_ELEMENTS (all); i++)
+            {
+              g_autofree char *name = g_strdup_printf ("%s-%d-%s", all[i], widths[w], dark ? "dark" : "light");
+
+              shoot (window, all[i], name);
+            }
+        }
+    }
+  adw_style_manager_set_color_scheme (style, ADW_COLOR_SCHEME_DEFAULT);
+}
+
 static void
 test_pages (void)
 {
@@ -658,6 +704,7 @@ test_pages (void)
 
   for (guint i = 0; i < G_N_ELEMENTS (pages); i++)
     shoot (window, pages[i], pages[i]);
+  check_layouts (window);
 
   gtk_window_destroy (GTK_WINDOW (window));
   spin (0.2);
