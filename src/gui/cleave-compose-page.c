@@ -12,6 +12,7 @@
 #include "cleave-compose-results.h"
 #include "cleave-dataset-row.h"
 #include "cleave-error.h"
+#include "cleave-file-kind.h"
 #include "cleave-gui-util.h"
 
 /* A class is weak when its F1 is this far below the model's macro F1. */
@@ -703,7 +704,7 @@ static void
 weak_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
   GError *error = NULL;
-  CleaveModel *model = cleave_model_load (task_data, &error);
+  CleaveModel *model = cleave_file_load_model (task_data, &error);
 
   if (model)
     g_task_return_pointer (task, model, (GDestroyNotify) cleave_model_free);
@@ -730,7 +731,8 @@ weak_done (GObject *source, GAsyncResult *result, gpointer user_data)
       cleave_compose_page_set_mode (self, "patch");
     }
   else
-    cleave_gui_show_error (GTK_WIDGET (self), _("Could Not Open the Weak Model"), error->message);
+    cleave_gui_show_error_details (GTK_WIDGET (self), _("Could Not Open the Weak Model"),
+                                   cleave_gui_file_error_text (error), error->message);
   g_signal_emit (self, signals[SIGNAL_WEAK_LOADED], 0, model != NULL);
 }
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cleave-gui-util.h"
+#include "cleave-error.h"
 
 CleaveModel *
 cleave_gui_copy_model (const CleaveModel *src)
@@ -48,6 +49,42 @@ cleave_gui_format_duration (double seconds)
     return g_strdup_printf ("%" G_GUINT64_FORMAT ":%02u", s / 60, (guint) (s % 60));
   /* Translators: a duration in seconds */
   return g_strdup_printf (_("%u s"), (guint) s);
+}
+
+void
+cleave_gui_show_error_details (GtkWidget *widget, const char *title, const char *plain, const char *detail)
+{
+  GtkRoot *root = gtk_widget_get_root (widget);
+  GtkWidget *msg, *expander, *label;
+
+  if (!GTK_IS_WINDOW (root))
+    return;
+  msg = adw_message_dialog_new (GTK_WINDOW (root), title, plain);
+  adw_message_dialog_add_response (ADW_MESSAGE_DIALOG (msg), "close", _("_Close"));
+  expander = gtk_expander_new_with_mnemonic (_("_Details"));
+  label = gtk_label_new (detail);
+  gtk_label_set_wrap (GTK_LABEL (label), TRUE);
+  gtk_label_set_wrap_mode (GTK_LABEL (label), PANGO_WRAP_WORD_CHAR);
+  gtk_label_set_selectable (GTK_LABEL (label), TRUE);
+  gtk_label_set_xalign (GTK_LABEL (label), 0);
+  gtk_widget_add_css_class (label, "monospace");
+  gtk_expander_set_child (GTK_EXPANDER (expander), label);
+  adw_message_dialog_set_extra_child (ADW_MESSAGE_DIALOG (msg), expander);
+  gtk_window_present (GTK_WINDOW (msg));
+}
+
+const char *
+cleave_gui_file_error_text (const GError *error)
+{
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND) ||
+      g_error_matches (error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+    return _("The file does not exist any more.");
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED) ||
+      g_error_matches (error, G_FILE_ERROR, G_FILE_ERROR_ACCES))
+    return _("You are not allowed to read this file.");
+  if (g_error_matches (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE))
+    return _("The file is damaged, or it is not a model, module set or composition that Cleave can read.");
+  return _("The file could not be read.");
 }
 
 void

@@ -22,6 +22,13 @@ char *cleave_gui_format_duration (double seconds);
  * when @widget is not in a window. */
 void cleave_gui_show_error (GtkWidget *widget, const char *title, const char *message);
 
+/* A modal message that says in plain words what is wrong (@plain), with
+ * the technical @detail (a parser's message…) behind an expander. */
+void cleave_gui_show_error_details (GtkWidget *widget, const char *title, const char *plain, const char *detail);
+
+/* Plain words for what went wrong reading a file, from @error's code. */
+const char *cleave_gui_file_error_text (const GError *error);
+
 /* Per-class precision, recall and F1 bars: @prf holds n × 3 values, class
  * by class. */
 void cleave_gui_show_prf_chart (CleaveChartView *view, const char *title,

@@ -10,6 +10,8 @@
 #include "cleave-split-page.h"
 #include "cleave-start-page.h"
 #include "cleave-workspace.h"
+#include "cleave-file-kind.h"
+#include "cleave-onnx.h"
 
 #define MAX_RECENT 10
 
@@ -81,17 +83,98 @@ remember_recent (CleaveWindow *self, const char *path)
   g_settings_set_strv (settings, "recent-files", (const char *const *) recent);
 }
 
+/* What the worker made of a file: a model, a module set, or just its kind
+ * (compositions and patched models, which the Model page does not show). */
+typedef struct {
+  CleaveFileKind kind;
+  CleaveModel *model;
+  CleaveModuleSet *set;
+} Loaded;
+
+static void
+loaded_free (Loaded *l)
+{
+  cleave_model_free (l->model);
+  if (l->set)
+    cleave_module_set_free (l->set);
+  g_free (l);
+}
+
 static void
 load_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
   const char *path = task_data;
   GError *error = NULL;
-  CleaveModel *model = cleave_model_load (path, &error);
+  Loaded *l = g_new0 (Loaded, 1);
+  gboolean ok = cleave_file_kind_detect (path, &l->kind, &error);
 
-  if (model)
-    g_task_return_pointer (task, model, (GDestroyNotify) cleave_model_free);
+  if (ok && l->kind == CLEAVE_FILE_MODEL)
+    ok = (l->model = cleave_model_load (path, &error)) != NULL;
+  else if (ok && l->kind == CLEAVE_FILE_ONNX)
+    ok = (l->model = cleave_onnx_load_model (path, &error)) != NULL;
+  else if (ok && l->kind == CLEAVE_FILE_MODULE_SET)
+    ok = (l->set = cleave_module_set_load (path, &error)) != NULL;
+  if (ok)
+    g_task_return_pointer (task, l, (GDestroyNotify) loaded_free);
   else
-    g_task_return_error (task, error);
+    {
+      loaded_free (l);
+      g_task_return_error (task, error);
+    }
+}
+
+static void
+on_module_set_response (AdwMessageDialog *dialog, const char *response, CleaveWindow *self)
+{
+  CleaveModuleSet *set = g_object_steal_data (G_OBJECT (dialog), "module-set");
+  const char *name = g_object_get_data (G_OBJECT (dialog), "name");
+
+  if (g_strcmp0 (response, "open") == 0 && set)
+    {
+      cleave_workspace_add_set (self->workspace, set, name);
+      cleave_window_show_page (self, "modules");
+    }
+  else if (set)
+    cleave_module_set_free (set);
+}
+
+/* A module set opened as a model: offer to open it where it belongs. */
+static void
+offer_module_set (CleaveWindow *self, const char *path, CleaveModuleSet *set)
+{
+  g_autofree char *base = g_path_get_basename (path);
+  g_autofree char *source = set->source_path ? g_path_get_basename (set->source_path) : g_strdup (_("a model"));
+  /* Translators: file name, number of modules, source model file name */
+  g_autofree char *body = g_strdup_printf (_("“%s” holds %u modules split from %s, not a model. Open it on the "
+                                             "Modules page, where its modules can be composed and used for patching?"),
+                                           base, set->modules->len, source);
+  GtkWidget *dialog = adw_message_dialog_new (GTK_WINDOW (self), _("This Is a Module Set"), body);
+
+  adw_message_dialog_add_responses (ADW_MESSAGE_DIALOG (dialog), "cancel", _("_Cancel"),
+                                    "open", _("_Open on Modules Page"), NULL);
+  adw_message_dialog_set_response_appearance (ADW_MESSAGE_DIALOG (dialog), "open", ADW_RESPONSE_SUGGESTED);
+  adw_message_dialog_set_default_response (ADW_MESSAGE_DIALOG (dialog), "open");
+  g_object_set_data_full (G_OBJECT (dialog), "module-set", set, (GDestroyNotify) cleave_module_set_free);
+  g_object_set_data_full (G_OBJECT (dialog), "name", g_steal_pointer (&base), g_free);
+  g_signal_connect (dialog, "response", G_CALLBACK (on_module_set_response), self);
+  gtk_window_present (GTK_WINDOW (dialog));
+}
+
+static void
+explain_scorer (CleaveWindow *self, const char *path, CleaveFileKind kind)
+{
+  g_autofree char *base = g_path_get_basename (path);
+  /* Translators: %s is a file name */
+  g_autofree char *body = g_strdup_printf (kind == CLEAVE_FILE_COMPOSITION
+                                           ? _("“%s” is a model composed of modules. The Model page shows trained models; "
+                                               "evaluate a composition with “cleave-cli eval”, or rebuild it on the Compose page.")
+                                           : _("“%s” is a patched model. The Model page shows trained models; compare it with "
+                                               "its weak model with “cleave-cli eval --compare”, or rebuild it on the Compose page."),
+                                           base);
+
+  cleave_gui_show_error_details (GTK_WIDGET (self), kind == CLEAVE_FILE_COMPOSITION ? _("This Is a Composition")
+                                                                                    : _("This Is a Patched Model"),
+                                 body, path);
 }
 
 static void
@@ -100,8 +183,9 @@ load_done (GObject *source, GAsyncResult *result, gpointer user_data)
   CleaveWindow *self = CLEAVE_WINDOW (source);
   GTask *task = G_TASK (result);
   g_autoptr(GError) error = NULL;
-  CleaveModel *model = g_task_propagate_pointer (task, &error);
+  Loaded *l = g_task_propagate_pointer (task, &error);
   const char *path = g_task_get_task_data (task);
+  CleaveModel *model = l ? g_steal_pointer (&l->model) : NULL;
 
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     return;
@@ -109,13 +193,18 @@ load_done (GObject *source, GAsyncResult *result, gpointer user_data)
 
   if (!model)
     {
-      g_autofree char *msg = g_strdup_printf (_("Could not open the model: %s"), error->message);
-
-      cleave_window_toast (self, msg);
+      if (l && l->kind == CLEAVE_FILE_MODULE_SET)
+        offer_module_set (self, path, g_steal_pointer (&l->set));
+      else if (l)
+        explain_scorer (self, path, l->kind);
+      else
+        cleave_gui_show_error_details (GTK_WIDGET (self), _("Could Not Open the File"),
+                                       cleave_gui_file_error_text (error), error->message);
+      g_clear_pointer (&l, loaded_free);
       g_signal_emit (self, signals[SIGNAL_LOAD_FINISHED], 0, FALSE);
       return;
     }
-
+  loaded_free (l);
   cleave_workspace_set_model (self->workspace, model);
 
   remember_recent (self, path);
@@ -217,12 +306,17 @@ open_action (GtkWidget *widget, const char *action_name, GVariant *param)
 {
   CleaveWindow *self = CLEAVE_WINDOW (widget);
   g_autoptr(GtkFileFilter) models = gtk_file_filter_new ();
+  g_autoptr(GtkFileFilter) onnx = gtk_file_filter_new ();
   g_autoptr(GtkFileFilter) all = gtk_file_filter_new ();
 
   if (self->chooser)
     return;
-  gtk_file_filter_set_name (models, _("Cleave models (*.safetensors)"));
+  gtk_file_filter_set_name (models, _("Models (Cleave, safetensors, ONNX)"));
   gtk_file_filter_add_pattern (models, "*.safetensors");
+  gtk_file_filter_add_pattern (models, "*.onnx");
+  gtk_file_filter_add_pattern (models, "*.cleave-modules");
+  gtk_file_filter_set_name (onnx, _("ONNX models (*.onnx)"));
+  gtk_file_filter_add_pattern (onnx, "*.onnx");
   gtk_file_filter_set_name (all, _("All files"));
   gtk_file_filter_add_pattern (all, "*");
 
@@ -230,6 +324,7 @@ open_action (GtkWidget *widget, const char *action_name, GVariant *param)
                                                GTK_FILE_CHOOSER_ACTION_OPEN, _("_Open"), _("_Cancel"));
   gtk_native_dialog_set_modal (GTK_NATIVE_DIALOG (self->chooser), TRUE);
   gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (self->chooser), models);
+  gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (self->chooser), onnx);
   gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (self->chooser), all);
   g_signal_connect (self->chooser, "response", G_CALLBACK (on_chooser_response), self);
   gtk_native_dialog_show (GTK_NATIVE_DIALOG (self->chooser));

@@ -20,6 +20,7 @@
 #include "cleave-modules-page.h"
 #include "cleave-split-page.h"
 #include "cleave-window.h"
+#include "cleave-onnx.h"
 #include "cleave-module-palette.h"
 
 static const char *const pages[] = { "start", "model", "split", "modules" };
@@ -633,6 +634,91 @@ check_layouts (CleaveWindow *window)
   adw_style_manager_set_color_scheme (style, ADW_COLOR_SCHEME_DEFAULT);
 }
 
+static AdwMessageDialog *
+find_message_dialog (void)
+{
+  GListModel *toplevels = gtk_window_get_toplevels ();
+
+  for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
+    {
+      g_autoptr(GObject) w = g_list_model_get_item (toplevels, i);
+
+      if (ADW_IS_MESSAGE_DIALOG (w) && gtk_widget_get_visible (GTK_WIDGET (w)))
+        return ADW_MESSAGE_DIALOG (w);
+    }
+  return NULL;
+}
+
+static gboolean
+open_in_window (CleaveWindow *window, const char *path)
+{
+  g_autoptr(GFile) file = g_file_new_for_path (path);
+  Wait loaded = { 0 };
+  gulong handler = g_signal_connect (window, "load-finished", G_CALLBACK (on_finished), &loaded);
+
+  cleave_window_open_file (window, file);
+  spin_until (&loaded.done, 60);
+  g_signal_handler_disconnect (window, handler);
+  g_assert_true (loaded.done);
+  spin (0.2);
+  return loaded.ok;
+}
+
+/* The window opens files by their content: a model under another name, an
+ * ONNX model without its extension, a module set (offered for the Modules
+ * page), and refuses anything else with a dialog whose details are behind
+ * an expander. */
+static void
+open_by_content (CleaveWindow *window, const char *model_path, const char *module_set_path)
+{
+  CleaveWorkspace *workspace = cleave_window_get_workspace (window);
+  g_autofree char *renamed = build_path ("test-app-model.bin");
+  g_autofree char *onnx = build_path ("test-app-model.graph");
+  g_autofree char *garbage = build_path ("test-app-garbage.safetensors");
+  g_autofree char *contents = NULL;
+  g_autoptr(GError) error = NULL;
+  gsize length = 0;
+  guint sets = cleave_workspace_n_sets (workspace);
+  AdwMessageDialog *dialog;
+  CleaveModel *model;
+
+  g_assert_true (g_file_get_contents (model_path, &contents, &length, &error));
+  g_assert_true (g_file_set_contents (renamed, contents, (gssize) length, &error));
+  g_assert_true (open_in_window (window, renamed));
+  model = cleave_workspace_get_model (workspace);
+  g_assert_cmpint (model->n_classes, ==, 10);
+  g_assert_true (cleave_onnx_export_graph (model->graph, model->mean, model->std, onnx, &error));
+  g_assert_no_error (error);
+  g_assert_true (open_in_window (window, onnx));
+  g_assert_cmpint (cleave_workspace_get_model (workspace)->n_classes, ==, 10);
+
+  g_assert_false (open_in_window (window, module_set_path));
+  dialog = find_message_dialog ();
+  g_assert_nonnull (dialog);
+  g_test_message ("module set opened as a model: %s", adw_message_dialog_get_body (dialog));
+  /* What a click on the button does: respond, then close. */
+  adw_message_dialog_response (dialog, "open");
+  gtk_window_destroy (GTK_WINDOW (dialog));
+  spin (0.3);
+  g_assert_null (find_message_dialog ());
+  g_assert_cmpuint (cleave_workspace_n_sets (workspace), ==, sets + 1);
+  g_assert_true (cleave_workspace_close_set (workspace, cleave_workspace_get_set (workspace, sets)));
+
+  g_assert_true (g_file_set_contents (garbage, "not a model at all", -1, &error));
+  g_assert_false (open_in_window (window, garbage));
+  dialog = find_message_dialog ();
+  g_assert_nonnull (dialog);
+  g_assert_true (GTK_IS_EXPANDER (adw_message_dialog_get_extra_child (dialog)));
+  g_test_message ("garbage: %s", adw_message_dialog_get_body (dialog));
+  /* What a click on the button does: respond, then close. */
+  adw_message_dialog_response (dialog, "close");
+  gtk_window_destroy (GTK_WINDOW (dialog));
+  spin (0.3);
+  g_assert_null (find_message_dialog ());
+
+  g_assert_true (open_in_window (window, model_path));
+}
+
 static void
 test_pages (void)
 {
@@ -693,6 +779,11 @@ test_pages (void)
 
     run_splits (window, images);
     check_modules_page (window);
+    {
+      g_autofree char *sets = build_path ("test-app-modules.safetensors");
+
+      open_by_content (window, model_path, sets);
+    }
     compose_flow (window, images);
     {
       g_autofree char *dir = demo ? g_path_get_dirname (demo) : NULL;
