@@ -169,3 +169,13 @@ cleave_gui_bind_leaflet_callbacks (GtkWidgetClass *widget_class)
   gtk_widget_class_bind_template_callback_full (widget_class, "cleave_gui_leaflet_back",
                                                 G_CALLBACK (cleave_gui_leaflet_back));
 }
+
+void
+cleave_gui_hand_focus (GtkWidget *from, GtkWidget *to)
+{
+  GtkRoot *root = gtk_widget_get_root (from);
+  GtkWidget *focus = root ? gtk_root_get_focus (root) : NULL;
+
+  if (focus && (focus == from || gtk_widget_is_ancestor (focus, from)))
+    gtk_widget_grab_focus (to);
+}

@@ -38,6 +38,11 @@ void cleave_gui_show_prf_chart (CleaveChartView *view, const char *title,
 void cleave_gui_grid_add_cell (GtkGrid *grid, const char *text, int col, int row,
                                gboolean numeric, gboolean header);
 
+/* Keeps the keyboard focus in place while a button is locked: @from,
+ * about to become insensitive, hands its focus to @to (sensitive); the
+ * reverse call hands it back when @to still has it. */
+void cleave_gui_hand_focus (GtkWidget *from, GtkWidget *to);
+
 /* Template callbacks of the "‹ Back" and "Next ›" buttons a folded
  * leaflet shows (connected with object="leaflet" swapped="yes"). */
 void cleave_gui_leaflet_forward (AdwLeaflet *leaflet);

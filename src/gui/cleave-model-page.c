@@ -287,6 +287,7 @@ eval_done (GObject *source, GAsyncResult *result, gpointer user_data)
       g_clear_object (&self->eval_cancellable);
       gtk_widget_set_visible (GTK_WIDGET (self->progress_bar), FALSE);
       gtk_widget_action_set_enabled (GTK_WIDGET (self), "model.evaluate", self->model != NULL);
+      cleave_gui_hand_focus (GTK_WIDGET (self->dataset_row), GTK_WIDGET (self->evaluate_button));
       gtk_widget_action_set_enabled (GTK_WIDGET (self), "model.cancel", FALSE);
     }
   if (metrics && !g_cancellable_is_cancelled (g_task_get_cancellable (task)))
@@ -319,6 +320,8 @@ cleave_model_page_evaluate (CleaveModelPage *self)
   gtk_progress_bar_set_fraction (self->progress_bar, 0);
   gtk_widget_set_visible (GTK_WIDGET (self->progress_bar), TRUE);
   gtk_label_set_label (self->accuracy_label, _("Evaluating…"));
+  /* Focus stays nearby while the button is locked, and comes back. */
+  cleave_gui_hand_focus (GTK_WIDGET (self->evaluate_button), GTK_WIDGET (self->dataset_row));
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "model.evaluate", FALSE);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "model.cancel", TRUE);
 
@@ -425,6 +428,7 @@ cleave_model_page_class_init (CleaveModelPageClass *klass)
   cleave_gui_bind_leaflet_callbacks (widget_class);
 
   gtk_widget_class_install_action (widget_class, "model.evaluate", NULL, evaluate_action);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_e, GDK_CONTROL_MASK, "model.evaluate", NULL);
   gtk_widget_class_install_action (widget_class, "model.cancel", NULL, cancel_action);
 
   signals[SIGNAL_EVALUATED] =

@@ -44,6 +44,8 @@ struct _CleaveSplitPage
   AdwComboRow *fitness_row;
   GtkSpinButton *val_images_spin;
   GtkLabel *status_label;
+  GtkWidget *start_button;
+  GtkWidget *cancel_button;
   GtkProgressBar *progress_bar;
   CleaveChartView *accuracy_chart;
   CleaveChartView *loss_chart;
@@ -228,10 +230,25 @@ static void
 update_actions (CleaveSplitPage *self)
 {
   gboolean running = self->cancellable != NULL;
+  GtkWidget *options[] = { GTK_WIDGET (self->dataset_row), GTK_WIDGET (self->device_row), GTK_WIDGET (self->grad_group),
+                           GTK_WIDGET (self->ga_group), GTK_WIDGET (self->val_images_spin) };
 
-  gtk_widget_action_set_enabled (GTK_WIDGET (self), "split.start", self->model != NULL && !running);
-  gtk_widget_action_set_enabled (GTK_WIDGET (self), "split.cancel",
-                                 running && !g_cancellable_is_cancelled (self->cancellable));
+  /* The running split took its options when it started: lock them. */
+  for (guint i = 0; i < G_N_ELEMENTS (options); i++)
+    gtk_widget_set_sensitive (options[i], !running);
+  if (running)
+    {
+      /* Stays enabled once cancelled, so that the focus can stay on it. */
+      gtk_widget_action_set_enabled (GTK_WIDGET (self), "split.cancel", TRUE);
+      cleave_gui_hand_focus (self->start_button, self->cancel_button);
+      gtk_widget_action_set_enabled (GTK_WIDGET (self), "split.start", FALSE);
+    }
+  else
+    {
+      gtk_widget_action_set_enabled (GTK_WIDGET (self), "split.start", self->model != NULL);
+      cleave_gui_hand_focus (self->cancel_button, self->start_button);
+      gtk_widget_action_set_enabled (GTK_WIDGET (self), "split.cancel", FALSE);
+    }
 }
 
 void
@@ -783,6 +800,8 @@ cleave_split_page_class_init (CleaveSplitPageClass *klass)
   BIND (fitness_row);
   BIND (val_images_spin);
   BIND (status_label);
+  BIND (start_button);
+  BIND (cancel_button);
   BIND (progress_bar);
   BIND (accuracy_chart);
   BIND (loss_chart);
@@ -793,6 +812,7 @@ cleave_split_page_class_init (CleaveSplitPageClass *klass)
 
   gtk_widget_class_install_action (widget_class, "split.start", NULL, start_action);
   gtk_widget_class_install_action (widget_class, "split.cancel", NULL, cancel_action);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Return, GDK_CONTROL_MASK, "split.start", NULL);
 
   signals[SIGNAL_FINISHED] =
     g_signal_new ("finished", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,

@@ -263,6 +263,30 @@ build_path (const char *name)
   return g_build_filename (dir ? dir : g_get_tmp_dir (), name, NULL);
 }
 
+/* The first descendant of @root of type @type, with action @action when
+ * given. */
+static GtkWidget *
+find_widget (GtkWidget *root, GType type, const char *action)
+{
+  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found;
+
+      if (G_TYPE_CHECK_INSTANCE_TYPE (c, type) &&
+          (!action || (GTK_IS_ACTIONABLE (c) && g_strcmp0 (gtk_actionable_get_action_name (GTK_ACTIONABLE (c)), action) == 0)))
+        return c;
+      if ((found = find_widget (c, type, action)))
+        return found;
+    }
+  return NULL;
+}
+
+static GtkWidget *
+focus_of (CleaveWindow *window)
+{
+  return gtk_root_get_focus (GTK_ROOT (window));
+}
+
 /* Split: cancel one that would run for long, then run a tiny one to the end. */
 static void
 run_splits (CleaveWindow *window, const char *images)
@@ -272,6 +296,7 @@ run_splits (CleaveWindow *window, const char *images)
   Wait done = { 0 };
   gulong handler;
   gint64 t_cancel;
+  GtkWidget *start_button;
   CleaveWorkspace *workspace = cleave_window_get_workspace (window);
   guint sets_before = cleave_workspace_n_sets (workspace);
 
@@ -289,9 +314,15 @@ run_splits (CleaveWindow *window, const char *images)
   cleave_window_show_page (window, "split");
 
   handler = g_signal_connect (page, "finished", G_CALLBACK (on_split_finished), &done);
+  start_button = find_widget (GTK_WIDGET (page), GTK_TYPE_BUTTON, "split.start");
+  spin (0.2);
+  g_assert_true (gtk_widget_grab_focus (start_button));
   g_assert_true (cleave_split_page_start (page));
   g_assert_true (cleave_split_page_is_running (page));
   g_assert_false (cleave_split_page_start (page));
+  /* Options are locked while it runs; the focus moved to Cancel, nearby. */
+  g_assert_false (gtk_widget_is_sensitive (find_widget (GTK_WIDGET (page), GTK_TYPE_SPIN_BUTTON, NULL)));
+  g_assert_true (focus_of (window) == find_widget (GTK_WIDGET (page), GTK_TYPE_BUTTON, "split.cancel"));
   /* Let it get going (a chart point or two), keeping the window drawn. */
   {
     gint64 until = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
@@ -310,6 +341,8 @@ run_splits (CleaveWindow *window, const char *images)
   g_assert_cmpint (done.when - t_cancel, <, 2 * G_USEC_PER_SEC);
   g_assert_true (done.cancelled);
   g_assert_false (cleave_split_page_is_running (page));
+  g_assert_true (gtk_widget_is_sensitive (find_widget (GTK_WIDGET (page), GTK_TYPE_SPIN_BUTTON, NULL)));
+  g_assert_true (focus_of (window) == start_button);
   /* Validated epochs were done before the cancel: the best modules so far
    * are kept, named and announced as cancelled at that epoch. */
   g_test_message ("split: %s", cleave_split_page_get_status (page));
@@ -763,12 +796,18 @@ test_pages (void)
   {
     CleaveModelPage *model_page = CLEAVE_MODEL_PAGE (cleave_window_get_page (window, "model"));
     GSettings *settings = cleave_application_get_settings (app);
+    GtkWidget *evaluate_button;
 
     g_assert_nonnull (settings);
     g_settings_set_string (settings, "device", "cpu");
     cleave_model_page_set_dataset (model_page, images);
     handler = g_signal_connect (model_page, "evaluated", G_CALLBACK (on_finished), &evaluated);
+    evaluate_button = find_widget (GTK_WIDGET (model_page), GTK_TYPE_BUTTON, "model.evaluate");
+    spin (0.2);
+    g_assert_true (gtk_widget_grab_focus (evaluate_button));
     g_assert_true (cleave_model_page_evaluate (model_page));
+    /* The focus stays on the page while the button is locked. */
+    g_assert_true (gtk_widget_is_ancestor (focus_of (window), GTK_WIDGET (model_page)));
     /* The window must keep drawing while the worker runs. */
     spin (0.2);
     g_assert_true (gtk_widget_get_mapped (GTK_WIDGET (window)));
@@ -776,6 +815,7 @@ test_pages (void)
     g_signal_handler_disconnect (model_page, handler);
     g_assert_true (evaluated.done);
     g_assert_true (evaluated.ok);
+    g_assert_true (focus_of (window) == evaluate_button);
 
     run_splits (window, images);
     check_modules_page (window);
