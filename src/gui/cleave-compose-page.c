@@ -1131,7 +1131,8 @@ export_action (GtkWidget *widget, const char *action_name, GVariant *param)
   if (!chooser)
     return;
   /* Translators: default file names of exported compositions and patched models */
-  name = g_strdup_printf ("%s.%s", patch_mode (self) ? _("patched") : _("composition"), onnx ? "onnx" : "safetensors");
+  name = g_strdup_printf ("%s.%s", patch_mode (self) ? _("patched") : _("composition"),
+                          onnx ? "onnx" : patch_mode (self) ? "cleave-patched" : "cleave-composition");
   gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (chooser), name);
   g_signal_connect (chooser, "response", G_CALLBACK (on_export_response), self);
   gtk_native_dialog_show (GTK_NATIVE_DIALOG (chooser));

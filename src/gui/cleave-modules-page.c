@@ -435,7 +435,9 @@ run_chooser (CleaveModulesPage *self, gboolean save)
 
   if (self->chooser || !GTK_IS_WINDOW (root))
     return;
-  gtk_file_filter_set_name (sets, _("Module sets (*.safetensors)"));
+  gtk_file_filter_set_name (sets, _("Module sets (*.cleave-modules)"));
+  gtk_file_filter_add_mime_type (sets, "application/x-cleave-modules");
+  gtk_file_filter_add_pattern (sets, "*.cleave-modules");
   gtk_file_filter_add_pattern (sets, "*.safetensors");
   gtk_file_filter_set_name (all, _("All files"));
   gtk_file_filter_add_pattern (all, "*");
@@ -447,7 +449,7 @@ run_chooser (CleaveModulesPage *self, gboolean save)
   gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (self->chooser), all);
   if (save)
     /* Translators: default file name of a saved module set */
-    gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (self->chooser), _("modules.safetensors"));
+    gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (self->chooser), _("modules.cleave-modules"));
   g_signal_connect (self->chooser, "response", G_CALLBACK (on_chooser_response), self);
   gtk_native_dialog_show (GTK_NATIVE_DIALOG (self->chooser));
 }

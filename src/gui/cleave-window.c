@@ -315,6 +315,8 @@ open_action (GtkWidget *widget, const char *action_name, GVariant *param)
   gtk_file_filter_add_pattern (models, "*.safetensors");
   gtk_file_filter_add_pattern (models, "*.onnx");
   gtk_file_filter_add_pattern (models, "*.cleave-modules");
+  gtk_file_filter_add_pattern (models, "*.cleave-composition");
+  gtk_file_filter_add_pattern (models, "*.cleave-patched");
   gtk_file_filter_set_name (onnx, _("ONNX models (*.onnx)"));
   gtk_file_filter_add_pattern (onnx, "*.onnx");
   gtk_file_filter_set_name (all, _("All files"));
