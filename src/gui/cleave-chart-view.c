@@ -32,9 +32,19 @@ draw_func (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpointer us
   CleaveChartView *self = CLEAVE_CHART_VIEW (area);
   CleaveChartStyle style;
 
-  if (!self->chart)
-    return;
   current_style (self, &style);
+  if (!self->chart)
+    {
+      /* An empty chart says so, rather than showing a blank card. */
+      g_autoptr(PangoLayout) layout = gtk_widget_create_pango_layout (GTK_WIDGET (area), _("No data yet"));
+      int tw, th;
+
+      pango_layout_get_pixel_size (layout, &tw, &th);
+      cairo_set_source_rgba (cr, style.fg[0], style.fg[1], style.fg[2], 0.45);
+      cairo_move_to (cr, (width - tw) / 2.0, (height - th) / 2.0);
+      pango_cairo_show_layout (cr, layout);
+      return;
+    }
   /* The window background shows through; saved files get a filled one. */
   style.fill_background = FALSE;
   cleave_chart_draw (self->kind, self->chart, cr, width, height, &style);

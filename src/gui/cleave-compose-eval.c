@@ -114,7 +114,7 @@ eval_composition (CleaveComposeEval *job, CleaveBackend *backend, const CleaveDa
       if (!m)
         return FALSE;
       /* Translators: source model file name and its accuracy on the composed classes' images */
-      g_string_append_printf (before_text, _(" %s %.2f %%;"), base, 100 * m->accuracy);
+      g_string_append_printf (before_text, _(" %s %.2f %%;"), base, 100 * m->accuracy);
       for (int k = 0; k < K; k++)
         if (g_array_index (c->classes, CleaveComposedClass, k).source == s)
           {

@@ -41,6 +41,8 @@ struct _CleaveComposePage
   GtkProgressBar *progress_bar;
   GtkLabel *headline_label;
   GtkLabel *detail_label;
+  GtkWidget *compare_frame;
+  GtkWidget *matrices_box;
   CleaveChartView *compare_chart;
   CleaveChartView *before_chart;
   CleaveChartView *after_chart;
@@ -279,7 +281,8 @@ fill_composition (CleaveComposePage *self)
 {
   GtkWidget *child;
 
-  while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->composition_list))))
+  /* Rows only: the placeholder is a child too, and must stay. */
+  while ((child = GTK_WIDGET (gtk_list_box_get_row_at_index (self->composition_list, 0))))
     gtk_list_box_remove (self->composition_list, child);
   for (guint i = 0; i < self->composed->len; i++)
     {
@@ -289,7 +292,7 @@ fill_composition (CleaveComposePage *self)
       /* Translators: a composed class: its index in the new model and its name */
       g_autofree char *title = g_strdup_printf (_("Class %u: %s"), i, name);
       /* Translators: module class, module set, kernel retention rate */
-      g_autofree char *subtitle = g_strdup_printf (_("Module for class %d of %s · KRR %.1f %%"),
+      g_autofree char *subtitle = g_strdup_printf (_("Module for class %d of %s · KRR %.1f %%"),
                                                    m ? m->class_index : -1, cleave_open_set_get_name (e->ref.set),
                                                    m ? 100 * m->krr : NAN);
       GtkWidget *row = adw_action_row_new ();
@@ -448,7 +451,7 @@ class_subtitle (CleaveComposePage *self, int c, const CleaveRecipeEntry *e)
 {
   double f1 = cleave_compose_page_weak_f1 (self, c);
   const CleaveModuleRef *suggestion = cleave_compose_page_suggestion (self, c);
-  g_autofree char *score = isfinite (f1) ? g_strdup_printf (_("Test F1 %.1f %%"), 100 * f1)
+  g_autofree char *score = isfinite (f1) ? g_strdup_printf (_("Test F1 %.1f %%"), 100 * f1)
                                          : g_strdup (self->weak_eval_cancellable ? _("Evaluating…") : _("Not evaluated"));
   g_autofree char *mod = NULL;
 
@@ -463,7 +466,7 @@ class_subtitle (CleaveComposePage *self, int c, const CleaveRecipeEntry *e)
     {
       mod = module_title (suggestion);
       /* Translators: a weak class: its F1, then the suggested module, its set and its validation F1 */
-      return g_strdup_printf (_("%s · weak · suggested: %s from %s (validation F1 %.1f %%)"), score, mod,
+      return g_strdup_printf (_("%s · weak · suggested: %s from %s (validation F1 %.1f %%)"), score, mod,
                               cleave_open_set_get_name (suggestion->set),
                               100 * cleave_module_ref_get_module (suggestion)->val_f1);
     }
@@ -492,7 +495,8 @@ fill_classes (CleaveComposePage *self)
 {
   GtkWidget *child;
 
-  while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->class_list))))
+  /* Rows only: the placeholder is a child too, and must stay. */
+  while ((child = GTK_WIDGET (gtk_list_box_get_row_at_index (self->class_list, 0))))
     gtk_list_box_remove (self->class_list, child);
   if (!self->weak)
     {
@@ -504,7 +508,7 @@ fill_classes (CleaveComposePage *self)
     g_autofree char *base = self->weak->path ? g_path_get_basename (self->weak->path) : g_strdup (_("model"));
     g_autofree char *text = self->weak_metrics
       /* Translators: model file name, its test accuracy and macro F1 */
-      ? g_strdup_printf (_("Weak model: %s · test accuracy %.1f %%, macro F1 %.1f %%"), base,
+      ? g_strdup_printf (_("Weak model: %s · test accuracy %.1f %%, macro F1 %.1f %%"), base,
                          100 * self->weak_metrics->accuracy, 100 * self->weak_metrics->macro_f1)
       /* Translators: %s is a model file name */
       : g_strdup_printf (_("Weak model: %s"), base);
@@ -963,6 +967,8 @@ eval_done (GObject *source, GAsyncResult *result, gpointer user_data)
       gtk_widget_remove_css_class (GTK_WIDGET (self->headline_label), "dim-label");
       gtk_label_set_label (self->detail_label, job->before_text ? job->before_text : "");
       gtk_widget_set_visible (GTK_WIDGET (self->detail_label), job->before_text != NULL);
+      gtk_widget_set_visible (self->compare_frame, TRUE);
+      gtk_widget_set_visible (self->matrices_box, TRUE);
       self->has_result = TRUE;
       self->stale = FALSE;
     }
@@ -1354,6 +1360,8 @@ cleave_compose_page_class_init (CleaveComposePageClass *klass)
   BIND (progress_bar);
   BIND (headline_label);
   BIND (detail_label);
+  BIND (compare_frame);
+  BIND (matrices_box);
   BIND (compare_chart);
   BIND (before_chart);
   BIND (after_chart);

@@ -9,9 +9,9 @@ char *
 cleave_compose_headline (double before, double after)
 {
   if (!isfinite (before))
-    return g_strdup_printf ("%.1f %%", 100 * after);
+    return g_strdup_printf ("%.1f %%", 100 * after);
   /* Translators: accuracy before → after, and the change in percentage points */
-  return g_strdup_printf (_("%.1f %% → %.1f %% (%+.1f)"), 100 * before, 100 * after, 100 * (after - before));
+  return g_strdup_printf (_("%.1f %% → %.1f %% (%+.1f)"), 100 * before, 100 * after, 100 * (after - before));
 }
 
 static void

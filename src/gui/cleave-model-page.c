@@ -268,7 +268,7 @@ show_metrics (CleaveModelPage *self, const CleaveMetrics *m, char **class_names)
     cleave_chart_view_set_chart (self->confusion_chart, CLEAVE_CHART_HEAT_MAP, &chart);
   }
   /* Translators: accuracy in percent, then correct and total image counts */
-  acc = g_strdup_printf (_("%.2f %% (%d of %d)"), 100.0 * m->accuracy, m->correct, m->total);
+  acc = g_strdup_printf (_("%.2f %% (%d of %d)"), 100.0 * m->accuracy, m->correct, m->total);
   gtk_widget_set_tooltip_text (GTK_WIDGET (self->accuracy_label), acc);
   gtk_label_set_label (self->accuracy_label, acc);
 }

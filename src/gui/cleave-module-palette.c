@@ -57,7 +57,7 @@ palette_row (CleaveOpenSet *item, guint module_index)
   g_autoptr(CleaveModuleRef) ref = cleave_module_ref_new (item, module_index);
   g_autofree char *title = m->class_name ? g_strdup (m->class_name) : g_strdup_printf (_("class %d"), m->class_index);
   /* Translators: palette row subtitle: class index, kernel retention rate %, validation F1 % */
-  g_autofree char *subtitle = g_strdup_printf (_("Class %d · KRR %.1f %% · F1 %.1f %%"),
+  g_autofree char *subtitle = g_strdup_printf (_("Class %d · KRR %.1f %% · F1 %.1f %%"),
                                                m->class_index, 100 * m->krr, 100 * m->val_f1);
   GtkWidget *row = adw_action_row_new ();
   GtkDragSource *drag = gtk_drag_source_new ();
@@ -107,7 +107,8 @@ rebuild (CleaveModulePalette *self)
   GtkWidget *child;
   guint n;
 
-  while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->list))))
+  /* Rows only: the placeholder is a child too, and must stay. */
+  while ((child = GTK_WIDGET (gtk_list_box_get_row_at_index (self->list, 0))))
     gtk_list_box_remove (self->list, child);
   n = self->workspace ? cleave_workspace_n_sets (self->workspace) : 0;
   for (guint s = 0; s < n; s++)

@@ -112,7 +112,7 @@ show_module_charts (CleaveModulesPage *self)
 {
   const CleaveModuleSet *set = self->set;
   int n = (int) set->modules->len;
-  const char *const series[] = { _("KRR"), _("accuracy"), _("F1"), NULL };
+  const char *const series[] = { _("KRR (share of conv kernels kept)"), _("accuracy"), _("F1"), NULL };
   g_autofree double *bars = g_new (double, (gsize) MAX (n, 1) * 3);
   g_autofree double *overlap = g_new (double, (gsize) MAX (n, 1) * MAX (n, 1));
   g_autoptr(GPtrArray) labels = class_labels (set);
@@ -157,7 +157,7 @@ show_module_charts (CleaveModulesPage *self)
 static char *
 percent (double v)
 {
-  return isfinite (v) ? g_strdup_printf ("%.1f %%", 100 * v) : g_strdup ("—");
+  return isfinite (v) ? g_strdup_printf ("%.1f %%", 100 * v) : g_strdup ("—");
 }
 
 static void
@@ -167,6 +167,8 @@ fill_table (CleaveModulesPage *self)
                                   _("Accuracy"), _("Precision"), _("Recall"), _("F1") };
   GtkWidget *child;
 
+  gtk_widget_set_tooltip_text (GTK_WIDGET (self->module_grid),
+                               _("KRR: kernel retention rate, the share of conv kernels a module keeps"));
   while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->module_grid))))
     gtk_grid_remove (self->module_grid, child);
   if (!self->set)

@@ -96,7 +96,7 @@ show_charts (CleaveSplitPage *self)
 {
   CleaveChartSeries acc[] = {
     { _("composed accuracy (validation)"), (const double *) self->acc_points->data, self->acc_points->len },
-    { _("mean KRR"), (const double *) self->krr_points->data, self->krr_points->len },
+    { _("mean KRR (share of conv kernels kept)"), (const double *) self->krr_points->data, self->krr_points->len },
   };
   CleaveChartSeries loss[] = {
     { self->is_ga ? _("mean best fitness") : _("training loss"),
@@ -554,12 +554,12 @@ cancelled_status (CleaveSplitPage *self, const CleaveModuleSet *set, gboolean *k
                               "(the first validation comes at the end of %s 1)"), unit, done, unit, unit);
   if (known && strstr (selection, "no epoch within"))
     /* Translators: cancelled split whose epochs all lost too much accuracy: epoch numbers, accuracies, mean KRR */
-    return g_strdup_printf (_("Cancelled at %s %u: no %s was within the accuracy bound (source %.1f %%), "
-                              "so the most accurate one was kept: %s %" G_GINT64_FORMAT ", validation accuracy %.1f %%, mean KRR %.1f %%"),
+    return g_strdup_printf (_("Cancelled at %s %u: no %s was within the accuracy bound (source %.1f %%), "
+                              "so the most accurate one was kept: %s %" G_GINT64_FORMAT ", validation accuracy %.1f %%, mean KRR %.1f %%"),
                             unit, done, unit, 100 * set->source_accuracy, unit, epoch, 100 * acc,
                             100 * cleave_module_set_mean_krr (set));
   /* Translators: cancelled split: epochs done, then the kept modules' composed accuracy and mean KRR */
-  return g_strdup_printf (_("Cancelled at %s %u: kept the best %u modules so far (composed accuracy %.1f %%, mean KRR %.1f %%)"),
+  return g_strdup_printf (_("Cancelled at %s %u: kept the best %u modules so far (composed accuracy %.1f %%, mean KRR %.1f %%)"),
                           unit, done, set->modules->len, 100 * set->composed_accuracy,
                           100 * cleave_module_set_mean_krr (set));
 }
@@ -613,7 +613,7 @@ split_done (GObject *source, GAsyncResult *result, gpointer user_data)
           /* Translators: name of a module set made in this session: model file and method */
           name = g_strdup_printf (_("%s · %s"), base, method);
           /* Translators: module count, composed accuracy in %, mean kernel retention in % */
-          status = g_strdup_printf (_("Done: %d modules, composed accuracy %.1f %%, mean KRR %.1f %%"),
+          status = g_strdup_printf (_("Done: %d modules, composed accuracy %.1f %%, mean KRR %.1f %%"),
                                     (int) set->modules->len, 100 * set->composed_accuracy,
                                     100 * cleave_module_set_mean_krr (set));
         }
