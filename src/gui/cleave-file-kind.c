@@ -51,6 +51,8 @@ safetensors_format (GInputStream *in, guint64 header_len, const char *path, Clea
     *kind = CLEAVE_FILE_COMPOSITION;
   else if (g_strcmp0 (format, CLEAVE_PATCHED_FORMAT) == 0)
     *kind = CLEAVE_FILE_PATCHED;
+  else if (!format && !(meta && json_object_has_member (meta, "cleave.graph")))
+    *kind = CLEAVE_FILE_STATE_DICT;
   else
     *kind = CLEAVE_FILE_MODEL;     /* the model loader judges the rest */
   return TRUE;
@@ -107,6 +109,11 @@ cleave_file_load_model (const char *path, GError **error)
       return cleave_model_load (path, error);
     case CLEAVE_FILE_ONNX:
       return cleave_onnx_load_model (path, error);
+    case CLEAVE_FILE_STATE_DICT:
+      /* Translators: %s is a file name */
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT,
+                   _("%s holds weights only: open it with Open Model to name its architecture"), base);
+      return NULL;
     case CLEAVE_FILE_MODULE_SET:
       /* Translators: %s is a file name */
       g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_ARGUMENT, _("%s is a module set, not a model"), base);

@@ -9,7 +9,8 @@
 G_BEGIN_DECLS
 
 typedef enum {
-  CLEAVE_FILE_MODEL,           /* a Cleave model (or plain safetensors weights) */
+  CLEAVE_FILE_MODEL,           /* a Cleave model */
+  CLEAVE_FILE_STATE_DICT,      /* safetensors weights without a graph: needs an architecture */
   CLEAVE_FILE_MODULE_SET,
   CLEAVE_FILE_COMPOSITION,
   CLEAVE_FILE_PATCHED,

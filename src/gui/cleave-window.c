@@ -12,6 +12,8 @@
 #include "cleave-workspace.h"
 #include "cleave-file-kind.h"
 #include "cleave-onnx.h"
+#include "cleave-arch.h"
+#include <stdio.h>
 
 #define MAX_RECENT 10
 
@@ -100,15 +102,25 @@ loaded_free (Loaded *l)
   g_free (l);
 }
 
+/* A weights-only file with the architecture the user named for it. */
+typedef struct {
+  char *arch;
+  int c, h, w, n_classes;
+} ArchChoice;
+
 static void
 load_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
   const char *path = task_data;
+  const ArchChoice *arch = g_object_get_data (G_OBJECT (task), "arch");
   GError *error = NULL;
   Loaded *l = g_new0 (Loaded, 1);
   gboolean ok = cleave_file_kind_detect (path, &l->kind, &error);
 
-  if (ok && l->kind == CLEAVE_FILE_MODEL)
+  if (ok && l->kind == CLEAVE_FILE_STATE_DICT && arch)
+    ok = (l->model = cleave_model_load_with_arch (path, arch->arch, arch->c, arch->h, arch->w, arch->n_classes,
+                                                  &error)) != NULL;
+  else if (ok && l->kind == CLEAVE_FILE_MODEL)
     ok = (l->model = cleave_model_load (path, &error)) != NULL;
   else if (ok && l->kind == CLEAVE_FILE_ONNX)
     ok = (l->model = cleave_onnx_load_model (path, &error)) != NULL;
@@ -177,6 +189,72 @@ explain_scorer (CleaveWindow *self, const char *path, CleaveFileKind kind)
                                  body, path);
 }
 
+static void open_path_with_arch (CleaveWindow *self, const char *path, ArchChoice *arch);
+
+static void
+arch_choice_free (ArchChoice *a)
+{
+  g_free (a->arch);
+  g_free (a);
+}
+
+static void
+on_arch_response (AdwMessageDialog *dialog, const char *response, CleaveWindow *self)
+{
+  GtkDropDown *presets = g_object_get_data (G_OBJECT (dialog), "presets");
+  GtkEditable *input = g_object_get_data (G_OBJECT (dialog), "input");
+  GtkSpinButton *classes = g_object_get_data (G_OBJECT (dialog), "classes");
+  const char *path = g_object_get_data (G_OBJECT (dialog), "path");
+  ArchChoice *a;
+
+  if (g_strcmp0 (response, "open") != 0)
+    return;
+  a = g_new0 (ArchChoice, 1);
+  a->arch = g_strdup (gtk_string_object_get_string (gtk_drop_down_get_selected_item (presets)));
+  a->n_classes = gtk_spin_button_get_value_as_int (classes);
+  if (sscanf (gtk_editable_get_text (input), "%dx%dx%d", &a->c, &a->h, &a->w) != 3 || a->c <= 0 || a->h <= 0 || a->w <= 0)
+    {
+      cleave_gui_show_error_details (GTK_WIDGET (self), _("Could Not Open the File"),
+                                     _("The input size must look like 1x28x28 (channels × height × width)."),
+                                     gtk_editable_get_text (input));
+      arch_choice_free (a);
+      return;
+    }
+  open_path_with_arch (self, path, a);
+}
+
+/* Weights without a graph: ask which architecture they belong to. */
+static void
+ask_architecture (CleaveWindow *self, const char *path)
+{
+  g_autofree char *base = g_path_get_basename (path);
+  /* Translators: %s is a file name */
+  g_autofree char *body = g_strdup_printf (_("“%s” holds weights only (a PyTorch state_dict), without the network "
+                                             "that uses them. Which architecture are they for?"), base);
+  GtkWidget *dialog = adw_message_dialog_new (GTK_WINDOW (self), _("Which Architecture?"), body);
+  GtkWidget *box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
+  GtkWidget *presets = gtk_drop_down_new_from_strings ((const char *const *) cleave_arch_presets ());
+  GtkWidget *input = gtk_entry_new ();
+  GtkWidget *classes = gtk_spin_button_new_with_range (2, 1000, 1);
+
+  gtk_editable_set_text (GTK_EDITABLE (input), "1x28x28");
+  gtk_widget_set_tooltip_text (input, _("Input size: channels × height × width"));
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (classes), 10);
+  gtk_widget_set_tooltip_text (classes, _("Number of classes"));
+  gtk_box_append (GTK_BOX (box), presets);
+  gtk_box_append (GTK_BOX (box), input);
+  gtk_box_append (GTK_BOX (box), classes);
+  adw_message_dialog_set_extra_child (ADW_MESSAGE_DIALOG (dialog), box);
+  adw_message_dialog_add_responses (ADW_MESSAGE_DIALOG (dialog), "cancel", _("_Cancel"), "open", _("_Open"), NULL);
+  adw_message_dialog_set_response_appearance (ADW_MESSAGE_DIALOG (dialog), "open", ADW_RESPONSE_SUGGESTED);
+  g_object_set_data (G_OBJECT (dialog), "presets", presets);
+  g_object_set_data (G_OBJECT (dialog), "input", input);
+  g_object_set_data (G_OBJECT (dialog), "classes", classes);
+  g_object_set_data_full (G_OBJECT (dialog), "path", g_strdup (path), g_free);
+  g_signal_connect (dialog, "response", G_CALLBACK (on_arch_response), self);
+  gtk_window_present (GTK_WINDOW (dialog));
+}
+
 static void
 load_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -195,6 +273,8 @@ load_done (GObject *source, GAsyncResult *result, gpointer user_data)
     {
       if (l && l->kind == CLEAVE_FILE_MODULE_SET)
         offer_module_set (self, path, g_steal_pointer (&l->set));
+      else if (l && l->kind == CLEAVE_FILE_STATE_DICT)
+        ask_architecture (self, path);
       else if (l)
         explain_scorer (self, path, l->kind);
       else
@@ -217,10 +297,33 @@ load_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_signal_emit (self, signals[SIGNAL_LOAD_FINISHED], 0, TRUE);
 }
 
+static void
+start_load (CleaveWindow *self, char *path /* taken */, ArchChoice *arch /* taken, nullable */)
+{
+  g_autoptr(GTask) task = NULL;
+
+  if (self->load_cancellable)
+    g_cancellable_cancel (self->load_cancellable);
+  g_clear_object (&self->load_cancellable);
+  self->load_cancellable = g_cancellable_new ();
+
+  task = g_task_new (self, self->load_cancellable, load_done, NULL);
+  g_task_set_source_tag (task, cleave_window_open_file);
+  g_task_set_task_data (task, path, g_free);
+  if (arch)
+    g_object_set_data_full (G_OBJECT (task), "arch", arch, (GDestroyNotify) arch_choice_free);
+  g_task_run_in_thread (task, load_thread);
+}
+
+static void
+open_path_with_arch (CleaveWindow *self, const char *path, ArchChoice *arch)
+{
+  start_load (self, g_strdup (path), arch);
+}
+
 void
 cleave_window_open_file (CleaveWindow *self, GFile *file)
 {
-  g_autoptr(GTask) task = NULL;
   char *path;
 
   g_return_if_fail (CLEAVE_IS_WINDOW (self));
@@ -232,15 +335,7 @@ cleave_window_open_file (CleaveWindow *self, GFile *file)
       cleave_window_toast (self, _("Only local files can be opened"));
       return;
     }
-  if (self->load_cancellable)
-    g_cancellable_cancel (self->load_cancellable);
-  g_clear_object (&self->load_cancellable);
-  self->load_cancellable = g_cancellable_new ();
-
-  task = g_task_new (self, self->load_cancellable, load_done, NULL);
-  g_task_set_source_tag (task, cleave_window_open_file);
-  g_task_set_task_data (task, path, g_free);
-  g_task_run_in_thread (task, load_thread);
+  start_load (self, path, NULL);
 }
 
 gboolean

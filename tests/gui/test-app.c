@@ -21,6 +21,7 @@
 #include "cleave-split-page.h"
 #include "cleave-window.h"
 #include "cleave-onnx.h"
+#include "cleave-safetensors.h"
 #include "cleave-module-palette.h"
 
 static const char *const pages[] = { "start", "model", "split", "modules" };
@@ -736,6 +737,40 @@ open_by_content (CleaveWindow *window, const char *model_path, const char *modul
   g_assert_null (find_message_dialog ());
   g_assert_cmpuint (cleave_workspace_n_sets (workspace), ==, sets + 1);
   g_assert_true (cleave_workspace_close_set (workspace, cleave_workspace_get_set (workspace, sets)));
+
+  /* Weights only: a dialog asks for the architecture. */
+  {
+    g_autofree char *dir = g_path_get_dirname (model_path);
+    g_autofree char *weak = g_build_filename (dir, "weak.safetensors", NULL);
+    g_autofree char *weights = build_path ("test-app-weights.safetensors");
+    g_autoptr(CleaveSafetensors) st = g_file_test (weak, G_FILE_TEST_IS_REGULAR) ? cleave_safetensors_load (weak, &error) : NULL;
+    GtkDropDown *presets;
+    Wait loaded = { 0 };
+    gulong handler;
+    guint weak_index = G_MAXUINT;
+
+    if (st)
+      {
+        g_hash_table_remove_all (st->metadata);
+        g_assert_true (cleave_safetensors_save (st, weights, &error));
+        g_assert_false (open_in_window (window, weights));
+        dialog = find_message_dialog ();
+        g_assert_nonnull (dialog);
+        presets = GTK_DROP_DOWN (find_widget (adw_message_dialog_get_extra_child (dialog), GTK_TYPE_DROP_DOWN, NULL));
+        for (guint i = 0; cleave_arch_presets ()[i]; i++)
+          if (g_strcmp0 (cleave_arch_presets ()[i], "weak") == 0)
+            weak_index = i;
+        g_assert_cmpuint (weak_index, !=, G_MAXUINT);
+        gtk_drop_down_set_selected (presets, weak_index);
+        handler = g_signal_connect (window, "load-finished", G_CALLBACK (on_finished), &loaded);
+        adw_message_dialog_response (dialog, "open");
+        gtk_window_destroy (GTK_WINDOW (dialog));
+        spin_until (&loaded.done, 60);
+        g_signal_handler_disconnect (window, handler);
+        g_assert_true (loaded.ok);
+        g_assert_cmpint (cleave_workspace_get_model (workspace)->n_classes, ==, 10);
+      }
+  }
 
   g_assert_true (g_file_set_contents (garbage, "not a model at all", -1, &error));
   g_assert_false (open_in_window (window, garbage));
