@@ -872,8 +872,19 @@ test_pages (void)
     shoot (window, pages[i], pages[i]);
   check_layouts (window);
 
+  /* Quit while the Compose page is busy (an evaluation and the weak
+   * model's own running): nothing may touch the disposed page (criticals
+   * are fatal here). */
+  {
+    CleaveComposePage *compose = CLEAVE_COMPOSE_PAGE (cleave_window_get_page (window, "compose"));
+
+    cleave_window_show_page (window, "compose");
+    g_assert_true (gtk_widget_activate_action (GTK_WIDGET (compose), "compose.use-model", NULL));
+    g_assert_true (cleave_compose_page_evaluate (compose));
+  }
   gtk_window_destroy (GTK_WINDOW (window));
-  spin (0.2);
+  spin (2.0);
+  g_application_quit (G_APPLICATION (app));
 }
 
 static void
