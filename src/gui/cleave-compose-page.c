@@ -262,6 +262,28 @@ cleave_compose_page_undo (CleaveComposePage *self)
   return TRUE;
 }
 
+void
+cleave_compose_page_set_recipe (CleaveComposePage *self, CleaveModel *weak, GArray *recipe)
+{
+  g_return_if_fail (CLEAVE_IS_COMPOSE_PAGE (self));
+  g_return_if_fail (recipe != NULL);
+  if (weak)
+    {
+      cleave_compose_page_set_weak_model (self, weak);
+      g_array_unref (self->patches);
+      self->patches = recipe;
+      cleave_compose_page_set_mode (self, "patch");
+    }
+  else
+    {
+      g_array_unref (self->composed);
+      self->composed = recipe;
+      cleave_compose_page_set_mode (self, "compose");
+    }
+  g_ptr_array_set_size (self->undo, 0);
+  refill (self);
+}
+
 static void
 undo_action (GtkWidget *widget, const char *action_name, GVariant *param)
 {

@@ -40,6 +40,10 @@ guint    cleave_compose_page_n_composed  (CleaveComposePage *self);
 guint    cleave_compose_page_n_patched   (CleaveComposePage *self);
 void     cleave_compose_page_remove_composed (CleaveComposePage *self, guint index);
 void     cleave_compose_page_unpatch     (CleaveComposePage *self, int target_class);
+/* Replaces what the page shows with a reopened file's recipe (taken, a
+ * cleave_recipe_new() array): a composition (@weak NULL), or the patches
+ * of @weak (taken). Not a change that Undo takes back. */
+void     cleave_compose_page_set_recipe  (CleaveComposePage *self, CleaveModel *weak, GArray *recipe);
 /* Undoes the last change of a recipe; FALSE when there is none. */
 gboolean cleave_compose_page_undo        (CleaveComposePage *self);
 

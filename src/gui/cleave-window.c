@@ -11,6 +11,7 @@
 #include "cleave-start-page.h"
 #include "cleave-workspace.h"
 #include "cleave-file-kind.h"
+#include "cleave-compose-recipe.h"
 #include "cleave-onnx.h"
 #include "cleave-arch.h"
 #include <stdio.h>
@@ -85,12 +86,15 @@ remember_recent (CleaveWindow *self, const char *path)
   g_settings_set_strv (settings, "recent-files", (const char *const *) recent);
 }
 
-/* What the worker made of a file: a model, a module set, or just its kind
- * (compositions and patched models, which the Model page does not show). */
+/* What the worker made of a file: a model, a module set, a composition or
+ * a patched model (these two reopen on the Compose page), or just its kind
+ * (weights that need an architecture). */
 typedef struct {
   CleaveFileKind kind;
   CleaveModel *model;
   CleaveModuleSet *set;
+  CleaveComposition *composition;
+  CleavePatched *patched;
 } Loaded;
 
 static void
@@ -99,6 +103,8 @@ loaded_free (Loaded *l)
   cleave_model_free (l->model);
   if (l->set)
     cleave_module_set_free (l->set);
+  cleave_composition_free (l->composition);
+  cleave_patched_free (l->patched);
   g_free (l);
 }
 
@@ -126,6 +132,10 @@ load_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
     ok = (l->model = cleave_onnx_load_model (path, &error)) != NULL;
   else if (ok && l->kind == CLEAVE_FILE_MODULE_SET)
     ok = (l->set = cleave_module_set_load (path, &error)) != NULL;
+  else if (ok && l->kind == CLEAVE_FILE_COMPOSITION)
+    ok = (l->composition = cleave_composition_load (path, &error)) != NULL;
+  else if (ok && l->kind == CLEAVE_FILE_PATCHED)
+    ok = (l->patched = cleave_patched_load (path, &error)) != NULL;
   if (ok)
     g_task_return_pointer (task, l, (GDestroyNotify) loaded_free);
   else
@@ -172,21 +182,55 @@ offer_module_set (CleaveWindow *self, const char *path, CleaveModuleSet *set)
   gtk_window_present (GTK_WINDOW (dialog));
 }
 
+/* The modules of a composition (or of a patched model's patches) become
+ * open sets, and a recipe refers to them; @targets: the patched classes,
+ * NULL for a composition. */
+static GArray *
+recipe_from (CleaveWindow *self, const char *base, CleaveComposition *c, const int *targets)
+{
+  GArray *recipe = cleave_recipe_new ();
+  g_autoptr(GPtrArray) items = g_ptr_array_new ();
+
+  for (guint s = 0; s < c->sources->len; s++)
+    {
+      CleaveModuleSet *set = g_steal_pointer (&c->sources->pdata[s]);
+      g_autofree char *source = set->source_path ? g_path_get_basename (set->source_path) : g_strdup ("?");
+      /* Translators: name of the modules of a reopened file: the file, then the model they were split from */
+      g_autofree char *name = g_strdup_printf (_("%s · modules of %s"), base, source);
+
+      g_ptr_array_add (items, cleave_workspace_add_set (self->workspace, set, name));
+    }
+  for (guint k = 0; k < c->classes->len; k++)
+    {
+      const CleaveComposedClass *cc = &g_array_index (c->classes, CleaveComposedClass, k);
+      g_autoptr(CleaveModuleRef) ref = cleave_module_ref_new (items->pdata[cc->source], (guint) cc->module);
+
+      cleave_recipe_append (recipe, ref, targets ? targets[k] : -1);
+    }
+  return recipe;
+}
+
+/* A composition or patched model reopens on the Compose page, where it
+ * can be evaluated, changed and exported again. */
 static void
-explain_scorer (CleaveWindow *self, const char *path, CleaveFileKind kind)
+reopen_on_compose_page (CleaveWindow *self, const char *path, Loaded *l)
 {
   g_autofree char *base = g_path_get_basename (path);
-  /* Translators: %s is a file name */
-  g_autofree char *body = g_strdup_printf (kind == CLEAVE_FILE_COMPOSITION
-                                           ? _("“%s” is a model composed of modules. The Model page shows trained models; "
-                                               "evaluate a composition with “cleave-cli eval”, or rebuild it on the Compose page.")
-                                           : _("“%s” is a patched model. The Model page shows trained models; compare it with "
-                                               "its weak model with “cleave-cli eval --compare”, or rebuild it on the Compose page."),
-                                           base);
+  g_autofree char *message = NULL;
 
-  cleave_gui_show_error_details (GTK_WIDGET (self), kind == CLEAVE_FILE_COMPOSITION ? _("This Is a Composition")
-                                                                                    : _("This Is a Patched Model"),
-                                 body, path);
+  if (l->composition)
+    cleave_compose_page_set_recipe (self->compose_page, NULL, recipe_from (self, base, l->composition, NULL));
+  else
+    {
+      GArray *recipe = recipe_from (self, base, l->patched->modules, l->patched->target);
+
+      cleave_compose_page_set_recipe (self->compose_page, g_steal_pointer (&l->patched->weak), recipe);
+    }
+  remember_recent (self, path);
+  cleave_window_show_page (self, "compose");
+  /* Translators: %s is a file name */
+  message = g_strdup_printf (_("Opened %s on the Compose page"), base);
+  cleave_window_toast (self, message);
 }
 
 static void open_path_with_arch (CleaveWindow *self, const char *path, ArchChoice *arch);
@@ -276,7 +320,7 @@ load_done (GObject *source, GAsyncResult *result, gpointer user_data)
       else if (l && l->kind == CLEAVE_FILE_STATE_DICT)
         ask_architecture (self, path);
       else if (l)
-        explain_scorer (self, path, l->kind);
+        reopen_on_compose_page (self, path, l);
       else
         cleave_gui_show_error_details (GTK_WIDGET (self), _("Could Not Open the File"),
                                        cleave_gui_file_error_text (error), error->message);

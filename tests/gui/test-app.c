@@ -480,6 +480,8 @@ count_rows (GtkListBox *list)
   return n;
 }
 
+static gboolean open_in_window (CleaveWindow *window, const char *path);
+
 /* Waits for the automatic re-evaluation that follows a change. */
 static void
 wait_reevaluated (CleaveComposePage *page)
@@ -553,6 +555,20 @@ compose_flow (CleaveWindow *window, const char *images)
   check_export (page, "test-app-composition", CLEAVE_SCORER_COMPOSITION);
   shoot (window, "compose", "compose");
 
+  /* The exported composition reopens on the Compose page and evaluates
+   * to the same accuracy. */
+  {
+    g_autofree char *headline = g_strdup (cleave_compose_page_get_headline (page));
+    g_autofree char *file = build_path ("test-app-composition.safetensors");
+
+    g_assert_false (open_in_window (window, file));
+    g_assert_cmpstr (cleave_compose_page_get_mode (page), ==, "compose");
+    g_assert_cmpuint (cleave_compose_page_n_composed (page), ==, 2);
+    evaluate_compose (page);
+    g_test_message ("reopened composition: %s (exported: %s)", cleave_compose_page_get_headline (page), headline);
+    g_assert_cmpstr (cleave_compose_page_get_headline (page), ==, headline);
+  }
+
   free_value (a);
   free_value (b);
 }
@@ -573,6 +589,7 @@ patch_flow (CleaveWindow *window, const char *weak_path)
   gulong h1 = g_signal_connect (page, "weak-loaded", G_CALLBACK (on_weak_signal), &loaded);
   gulong h2 = g_signal_connect (page, "weak-evaluated", G_CALLBACK (on_weak_signal), &evaluated);
   guint n_weak = 0, n_suggested = 0, applied;
+  g_autofree char *patched_headline = NULL;
 
   if (weak_path)
     {
@@ -608,6 +625,7 @@ patch_flow (CleaveWindow *window, const char *weak_path)
   g_assert_cmpuint (cleave_compose_page_n_patched (page), ==, n_suggested);
   evaluate_compose (page);
   g_test_message ("patched: %s", cleave_compose_page_get_headline (page));
+  patched_headline = g_strdup (cleave_compose_page_get_headline (page));
   g_assert_nonnull (strstr (cleave_compose_page_get_headline (page), "→"));
   check_export (page, "test-app-patched", CLEAVE_SCORER_PATCHED);
   shoot (window, "compose", "compose-patch");
@@ -620,6 +638,19 @@ patch_flow (CleaveWindow *window, const char *weak_path)
   g_assert_true (cleave_compose_page_is_stale (page));
   g_assert_true (cleave_compose_page_undo (page) == FALSE);
   wait_reevaluated (page);
+
+  /* The exported patched model reopens with its weak model and patches,
+   * and evaluates to the same numbers. */
+  {
+    g_autofree char *file = build_path ("test-app-patched.safetensors");
+
+    g_assert_false (open_in_window (window, file));
+    g_assert_cmpstr (cleave_compose_page_get_mode (page), ==, "patch");
+    g_assert_cmpuint (cleave_compose_page_n_patched (page), ==, applied);
+    evaluate_compose (page);
+    g_test_message ("reopened patched model: %s (exported: %s)", cleave_compose_page_get_headline (page), patched_headline);
+    g_assert_cmpstr (cleave_compose_page_get_headline (page), ==, patched_headline);
+  }
 }
 
 /* The window's minimum width with @page shown. */
