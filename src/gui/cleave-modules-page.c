@@ -343,6 +343,13 @@ cleave_modules_page_get_mask_view (CleaveModulesPage *self)
   return GTK_WIDGET (self->mask_view);
 }
 
+GtkWidget *
+cleave_modules_page_get_overlap_view (CleaveModulesPage *self)
+{
+  g_return_val_if_fail (CLEAVE_IS_MODULES_PAGE (self), NULL);
+  return GTK_WIDGET (self->overlap_chart);
+}
+
 /* ---- files ------------------------------------------------------------------ */
 
 gboolean

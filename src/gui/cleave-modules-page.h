@@ -16,6 +16,7 @@ G_DECLARE_FINAL_TYPE (CleaveModulesPage, cleave_modules_page, CLEAVE, MODULES_PA
 CleaveModuleSet *cleave_modules_page_get_set      (CleaveModulesPage *self);
 void             cleave_modules_page_show_layer   (CleaveModulesPage *self, int site);
 GtkWidget       *cleave_modules_page_get_mask_view (CleaveModulesPage *self);
+GtkWidget       *cleave_modules_page_get_overlap_view (CleaveModulesPage *self);
 
 /* Saves the shown set (atomic write by the core). */
 gboolean cleave_modules_page_save      (CleaveModulesPage *self, const char *path, GError **error);

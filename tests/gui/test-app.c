@@ -416,6 +416,19 @@ check_modules_page (CleaveWindow *window)
       }
   g_assert_true (tooltip);
   cleave_modules_page_show_layer (page, 0);
+  /* The overlap map names both modules and the value in its tooltip. */
+  {
+    CleaveChartView *overlap = CLEAVE_CHART_VIEW (cleave_modules_page_get_overlap_view (page));
+    int ow = gtk_widget_get_width (GTK_WIDGET (overlap)), oh = gtk_widget_get_height (GTK_WIDGET (overlap));
+    g_autofree char *found = NULL;
+
+    for (int y = 0; y < oh && !found; y += 3)
+      for (int x = 0; x < ow && !found; x += 3)
+        found = cleave_chart_view_tooltip_at (overlap, x, y);
+    g_assert_nonnull (found);
+    g_test_message ("overlap tooltip: %s", found);
+    g_assert_nonnull (strstr (found, " × "));
+  }
 
   g_assert_true (cleave_modules_page_save (page, path, &error));
   g_assert_no_error (error);
