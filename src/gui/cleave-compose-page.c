@@ -998,7 +998,9 @@ eval_done (GObject *source, GAsyncResult *result, gpointer user_data)
     {
       gtk_label_set_label (self->detail_label, error->message);
       gtk_widget_set_visible (GTK_WIDGET (self->detail_label), TRUE);
-      cleave_gui_show_error (GTK_WIDGET (self), _("Evaluation Failed"), error->message);
+      cleave_gui_show_error_details (GTK_WIDGET (self), _("Evaluation Failed"),
+                                     _("The evaluation stopped: the dataset could not be read, or the device failed."),
+                                     error->message);
     }
   g_signal_emit (self, signals[SIGNAL_EVALUATED], 0, job != NULL);
 }
@@ -1104,7 +1106,9 @@ on_export_response (GtkNativeDialog *dialog, int response, CleaveComposePage *se
       g_autoptr(GError) error = NULL;
 
       if (path && !cleave_compose_page_export (self, path, &error))
-        cleave_gui_show_error (GTK_WIDGET (self), _("Export Failed"), error->message);
+        cleave_gui_show_error_details (GTK_WIDGET (self), _("Export Failed"),
+                                       _("The file could not be written, or the model could not be built."),
+                                       error->message);
       else if (path)
         {
           g_autofree char *base = g_path_get_basename (path);

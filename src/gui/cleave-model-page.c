@@ -294,7 +294,9 @@ eval_done (GObject *source, GAsyncResult *result, gpointer user_data)
     show_metrics (self, metrics, job->class_names);
   else if (error && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     {
-      cleave_gui_show_error (GTK_WIDGET (self), _("Evaluation Failed"), error->message);
+      cleave_gui_show_error_details (GTK_WIDGET (self), _("Evaluation Failed"),
+                                     _("The evaluation stopped: the dataset could not be read, or the device failed."),
+                                     error->message);
       gtk_label_set_label (self->accuracy_label, "");
     }
   g_signal_emit (self, signals[SIGNAL_EVALUATED], 0, metrics != NULL);

@@ -391,7 +391,8 @@ open_done (GObject *source, GAsyncResult *result, gpointer user_data)
   else if (set)
     cleave_module_set_free (set);
   else if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    cleave_gui_show_error (GTK_WIDGET (self), _("Could Not Open the Module Set"), error->message);
+    cleave_gui_show_error_details (GTK_WIDGET (self), _("Could Not Open the Module Set"),
+                                   cleave_gui_file_error_text (error), error->message);
   g_signal_emit (self, signals[SIGNAL_OPENED], 0, set != NULL);
 }
 
@@ -430,7 +431,8 @@ on_chooser_response (GtkNativeDialog *dialog, int response, CleaveModulesPage *s
       if (!saving && file)
         cleave_modules_page_open_file (self, file);
       else if (saving && path && self->set && !cleave_modules_page_save (self, path, &error))
-        cleave_gui_show_error (GTK_WIDGET (self), _("Could Not Save the Module Set"), error->message);
+        cleave_gui_show_error_details (GTK_WIDGET (self), _("Could Not Save the Module Set"),
+                                       _("The file could not be written."), error->message);
     }
   g_clear_object (&self->chooser);
 }

@@ -635,7 +635,8 @@ split_done (GObject *source, GAsyncResult *result, gpointer user_data)
     {
       status = g_strdup_printf (_("Split failed: %s"), error->message);
       gtk_progress_bar_set_text (self->progress_bar, _("Failed"));
-      cleave_gui_show_error (GTK_WIDGET (self), _("Split Failed"), error->message);
+      cleave_gui_show_error_details (GTK_WIDGET (self), _("Split Failed"),
+                                     _("The split stopped with an error; the model is unchanged."), error->message);
     }
   gtk_label_set_label (self->status_label, status);
   g_signal_emit (self, signals[SIGNAL_FINISHED], 0, set != NULL, cancelled);
