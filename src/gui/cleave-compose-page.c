@@ -14,6 +14,7 @@
 #include "cleave-error.h"
 #include "cleave-file-kind.h"
 #include "cleave-gui-util.h"
+#include "cleave-try-image.h"
 
 /* A class is weak when its F1 is this far below the model's macro F1. */
 #define WEAK_MARGIN 0.05
@@ -43,6 +44,10 @@ struct _CleaveComposePage
   GtkLabel *detail_label;
   GtkWidget *compare_frame;
   GtkWidget *matrices_box;
+  GtkPicture *try_picture;
+  GtkSpinButton *try_spin;
+  GtkLabel *try_label;
+  CleaveChartView *try_chart;
   CleaveChartView *compare_chart;
   CleaveChartView *before_chart;
   CleaveChartView *after_chart;
@@ -59,6 +64,7 @@ struct _CleaveComposePage
   GCancellable *eval_cancellable;
   GCancellable *weak_cancellable;
   GCancellable *weak_eval_cancellable;
+  GCancellable *try_cancellable;
   guint reevaluate_id;
   AdwToast *undo_toast;        /* the last change's, while shown */
   gboolean has_result;         /* results are shown */
@@ -71,6 +77,7 @@ enum {
   SIGNAL_EVALUATED,
   SIGNAL_WEAK_LOADED,
   SIGNAL_WEAK_EVALUATED,
+  SIGNAL_TRIED,
   N_SIGNALS
 };
 
@@ -87,6 +94,7 @@ static GParamSpec *props[N_PROPS];
 G_DEFINE_FINAL_TYPE (CleaveComposePage, cleave_compose_page, ADW_TYPE_BIN)
 
 static void fill_composition (CleaveComposePage *self);
+static void cancel_and_clear (GCancellable **cancellable);
 static void fill_classes (CleaveComposePage *self);
 static gboolean start_evaluation (CleaveComposePage *self, gboolean quiet);
 
@@ -138,6 +146,8 @@ update_actions (CleaveComposePage *self)
   gtk_widget_action_set_enabled (w, "compose.add", selected);
   gtk_widget_action_set_enabled (w, "compose.patch", selected && self->weak != NULL);
   gtk_widget_action_set_enabled (w, "compose.evaluate", evaluable);
+  gtk_widget_action_set_enabled (w, "compose.try", evaluable);
+  gtk_widget_action_set_enabled (w, "compose.try-random", evaluable);
   gtk_widget_action_set_enabled (w, "compose.export", evaluable && (!patch || self->patches->len > 0));
   gtk_widget_action_set_enabled (w, "compose.use-model",
                                  self->workspace && cleave_workspace_get_model (self->workspace));
@@ -1069,6 +1079,133 @@ evaluate_action (GtkWidget *widget, const char *action_name, GVariant *param)
   cleave_compose_page_evaluate (CLEAVE_COMPOSE_PAGE (widget));
 }
 
+/* ---- try an image ------------------------------------------------------------------------------ */
+
+static int
+argmax (const double *v, int n)
+{
+  int best = 0;
+
+  for (int c = 1; c < n; c++)
+    if (v[c] > v[best])
+      best = c;
+  return best;
+}
+
+static void
+show_try (CleaveComposePage *self, const CleaveTryImage *job)
+{
+  const char *const *names = (const char *const *) job->class_names;
+  const char *const patch_series[] = { _("weak model"), _("patched model"), NULL };
+  const char *const compose_series[] = { _("module score"), NULL };
+  g_autofree double *values = g_new (double, (gsize) job->n_classes * 2);
+  int n_series = job->before ? 2 : 1, a = argmax (job->after, job->n_classes);
+  g_autofree char *text = NULL;
+
+  for (int c = 0; c < job->n_classes; c++)
+    {
+      values[c * n_series] = job->before ? job->before[c] : job->after[c];
+      /* A patched class's value is its module's calibrated score, which
+       * leaves 0–1 for images outside the module's validation range. */
+      if (job->before)
+        values[c * n_series + 1] = CLAMP (job->after[c], 0.0, 1.0);
+    }
+  if (job->before)
+    {
+      int b = argmax (job->before, job->n_classes);
+
+      /* Translators: test image number, its true class, the weak and patched models' answers with probabilities */
+      text = g_strdup_printf (_("Test image %d, a %s: the weak model says %s (%.0f %%), the patched model %s (%.0f %%)"),
+                              job->image, job->true_class, names[b], 100 * job->before[b], names[a], 100 * job->after[a]);
+    }
+  else
+    /* Translators: test image number, its true class, the class whose module claims it most and its score */
+    text = g_strdup_printf (_("Test image %d, a %s: the module of %s claims it most strongly (score %.2f)"),
+                            job->image, job->true_class, names[a], job->after[a]);
+  gtk_label_set_label (self->try_label, text);
+  gtk_widget_remove_css_class (GTK_WIDGET (self->try_label), "dim-label");
+  gtk_picture_set_paintable (self->try_picture, GDK_PAINTABLE (job->texture));
+  {
+    CleaveBarChart chart = {
+      .title = job->before ? _("Class probabilities before and after patching (patched classes: module score, clipped to 0–1)")
+                           : _("Each module’s score for the image"),
+      .categories = names,
+      .n_categories = job->n_classes,
+      .series_names = job->before ? patch_series : compose_series,
+      .n_series = n_series,
+      .values = values,
+      .y_max = job->before ? 1.0 : 0,
+    };
+    cleave_chart_view_set_chart (self->try_chart, CLEAVE_CHART_BARS, &chart);
+  }
+}
+
+static void
+try_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  CleaveComposePage *self = CLEAVE_COMPOSE_PAGE (source);
+  g_autoptr(GError) error = NULL;
+  CleaveTryImage *job = cleave_try_image_finish (result, &error);
+
+  if (self->disposed || g_task_get_cancellable (G_TASK (result)) != self->try_cancellable)
+    return;
+  g_clear_object (&self->try_cancellable);
+  if (job)
+    show_try (self, job);
+  else if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    gtk_label_set_label (self->try_label, error->message);
+  g_signal_emit (self, signals[SIGNAL_TRIED], 0, job != NULL);
+}
+
+gboolean
+cleave_compose_page_try_image (CleaveComposePage *self, int index)
+{
+  g_autoptr(GError) error = NULL;
+  CleaveTryImage *job;
+
+  g_return_val_if_fail (CLEAVE_IS_COMPOSE_PAGE (self), FALSE);
+  job = g_new0 (CleaveTryImage, 1);
+  if (patch_mode (self) && (job->patched = cleave_recipe_build_patched (self->weak, self->patches, &error)))
+    job->weak = cleave_gui_copy_model (self->weak);
+  else if (!patch_mode (self))
+    job->composition = cleave_recipe_build_composition (self->composed, &error);
+  if (error)
+    {
+      gtk_label_set_label (self->try_label, error->message);
+      cleave_try_image_free (job);
+      return FALSE;
+    }
+  job->index = index;
+  job->dataset = g_strdup (cleave_dataset_row_get_spec (self->dataset_row));
+  job->device = self->settings ? g_settings_get_string (self->settings, "device") : g_strdup ("auto");
+  cancel_and_clear (&self->try_cancellable);
+  self->try_cancellable = g_cancellable_new ();
+  gtk_spin_button_set_value (self->try_spin, index);
+  cleave_try_image_run_async (job, self, self->try_cancellable, try_done, NULL);
+  return TRUE;
+}
+
+const char *
+cleave_compose_page_get_try_text (CleaveComposePage *self)
+{
+  g_return_val_if_fail (CLEAVE_IS_COMPOSE_PAGE (self), NULL);
+  return gtk_label_get_label (self->try_label);
+}
+
+static void
+try_action (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  CleaveComposePage *self = CLEAVE_COMPOSE_PAGE (widget);
+
+  cleave_compose_page_try_image (self, gtk_spin_button_get_value_as_int (self->try_spin));
+}
+
+static void
+try_random_action (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  cleave_compose_page_try_image (CLEAVE_COMPOSE_PAGE (widget), g_random_int_range (0, 1000000));
+}
+
 /* ---- export ------------------------------------------------------------------------------------ */
 
 gboolean
@@ -1304,6 +1441,7 @@ cleave_compose_page_dispose (GObject *object)
   cancel_and_clear (&self->eval_cancellable);
   cancel_and_clear (&self->weak_cancellable);
   cancel_and_clear (&self->weak_eval_cancellable);
+  cancel_and_clear (&self->try_cancellable);
   if (self->workspace)
     {
       g_signal_handlers_disconnect_by_data (self->workspace, self);
@@ -1346,6 +1484,8 @@ install_actions (GtkWidgetClass *widget_class)
   gtk_widget_class_install_action (widget_class, "compose.evaluate", NULL, evaluate_action);
   gtk_widget_class_install_action (widget_class, "compose.export", "s", export_action);
   gtk_widget_class_install_action (widget_class, "compose.open-folder", "s", open_folder_action);
+  gtk_widget_class_install_action (widget_class, "compose.try", NULL, try_action);
+  gtk_widget_class_install_action (widget_class, "compose.try-random", NULL, try_random_action);
   /* Delete removes the selected composed class or patch. */
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Delete, 0, "compose.remove", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_KP_Delete, 0, "compose.remove", NULL);
@@ -1388,6 +1528,10 @@ cleave_compose_page_class_init (CleaveComposePageClass *klass)
   BIND (detail_label);
   BIND (compare_frame);
   BIND (matrices_box);
+  BIND (try_picture);
+  BIND (try_spin);
+  BIND (try_label);
+  BIND (try_chart);
   BIND (compare_chart);
   BIND (before_chart);
   BIND (after_chart);
@@ -1402,6 +1546,9 @@ cleave_compose_page_class_init (CleaveComposePageClass *klass)
                   NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_BOOLEAN);
   signals[SIGNAL_WEAK_LOADED] =
     g_signal_new ("weak-loaded", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                  NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_BOOLEAN);
+  signals[SIGNAL_TRIED] =
+    g_signal_new ("tried", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
                   NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_BOOLEAN);
   signals[SIGNAL_WEAK_EVALUATED] =
     g_signal_new ("weak-evaluated", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,

@@ -71,6 +71,11 @@ void     cleave_compose_page_show_results (CleaveComposePage *self);
 gboolean cleave_compose_page_is_stale (CleaveComposePage *self);
 /* The results' headline, e.g. "61.9 % → 75.8 % (+13.9)". */
 const char *cleave_compose_page_get_headline (CleaveComposePage *self);
+/* Scores test image @index (wrapping around the test split) with the
+ * current mode's result, on a worker thread; ::tried (gboolean ok)
+ * follows, and the page shows the image, the answers and a chart. */
+gboolean    cleave_compose_page_try_image    (CleaveComposePage *self, int index);
+const char *cleave_compose_page_get_try_text (CleaveComposePage *self);
 /* Writes the current mode's result: ONNX when @path ends in ".onnx", else
  * a Cleave file (composition or patched model). */
 gboolean cleave_compose_page_export   (CleaveComposePage *self, const char *path, GError **error);

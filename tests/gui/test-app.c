@@ -640,6 +640,27 @@ patch_flow (CleaveWindow *window, const char *weak_path)
   g_test_message ("patched: %s", cleave_compose_page_get_headline (page));
   patched_headline = g_strdup (cleave_compose_page_get_headline (page));
   g_assert_nonnull (strstr (cleave_compose_page_get_headline (page), "→"));
+  /* Try an image: the weak and patched models' answers side by side. */
+  {
+    Wait tried = { 0 };
+    gulong handler = g_signal_connect (page, "tried", G_CALLBACK (on_finished), &tried);
+
+    g_assert_true (cleave_compose_page_try_image (page, 3));
+    spin_until (&tried.done, 60);
+    g_signal_handler_disconnect (page, handler);
+    g_assert_true (tried.ok);
+    g_test_message ("try an image: %s", cleave_compose_page_get_try_text (page));
+    g_assert_nonnull (strstr (cleave_compose_page_get_try_text (page), "the patched model"));
+    {
+      GtkWidget *picture = find_widget (GTK_WIDGET (page), GTK_TYPE_PICTURE, NULL);
+      GtkWidget *scroller = gtk_widget_get_ancestor (picture, GTK_TYPE_SCROLLED_WINDOW);
+      GtkAdjustment *adj = gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (scroller));
+
+      g_assert_nonnull (gtk_picture_get_paintable (GTK_PICTURE (picture)));
+      gtk_adjustment_set_value (adj, gtk_adjustment_get_upper (adj));
+      shoot (window, "compose", "compose-try");
+    }
+  }
   check_export (page, "test-app-patched", CLEAVE_SCORER_PATCHED);
   shoot (window, "compose", "compose-patch");
   cleave_compose_page_show_results (page);
