@@ -163,15 +163,16 @@ write_fallback_model (const char *images)
  * runs the same threads, dataset, device, splitter and metrics code in
  * seconds. Real Fashion-MNIST test images when the dataset is installed
  * (so the demo model's numbers mean something), else synthetic patterns.
- * Folder names sort in class order, so class k of the folder is class k of
- * the model. */
+ * Folder names ("3 Dress", or "class3" for the synthetic ones) sort in
+ * class order, so class k of the folder is class k of the model. */
 #define TINY_PER_CLASS 20
 
 static char *
 write_tiny_image_folder (void)
 {
   const char *dir = g_getenv ("G_TEST_BUILDDIR");
-  char *root = g_build_filename (dir ? dir : g_get_tmp_dir (), "test-app-images", NULL);
+  char *root = g_build_filename (dir ? dir : g_get_tmp_dir (), "test-app-fashion", NULL);
+  char names[10][40];
   g_autoptr(CleaveDataset) fashion = cleave_dataset_load ("fashion-mnist", CLEAVE_SPLIT_TEST, NULL, NULL);
   int taken[10] = { 0 };
 
@@ -179,8 +180,16 @@ write_tiny_image_folder (void)
     g_clear_pointer (&fashion, cleave_dataset_free);
   for (int c = 0; c < 10; c++)
     {
-      g_autofree char *cls = g_strdup_printf ("class%d", c);
-      g_autofree char *class_dir = g_build_filename (root, cls, NULL);
+      g_autofree char *class_dir = NULL;
+
+      if (fashion && fashion->class_names && fashion->class_names[c])
+        {
+          g_snprintf (names[c], sizeof names[c], "%d %s", c, fashion->class_names[c]);
+          g_strdelimit (names[c], "/", '-');
+        }
+      else
+        g_snprintf (names[c], sizeof names[c], "class%d", c);
+      class_dir = g_build_filename (root, names[c], NULL);
 
       g_assert_cmpint (g_mkdir_with_parents (class_dir, 0755), ==, 0);
     }
@@ -207,7 +216,7 @@ write_tiny_image_folder (void)
             px[y * stride + x * 3 + 0] = px[y * stride + x * 3 + 1] = px[y * stride + x * 3 + 2] = v;
           }
       {
-        g_autofree char *name = g_strdup_printf ("class%d/%d.png", c, taken[c]);
+        g_autofree char *name = g_strdup_printf ("%s/%d.png", names[c], taken[c]);
 
         path = g_build_filename (root, name, NULL);
       }
