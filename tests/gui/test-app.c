@@ -1,10 +1,18 @@
-/* test-app.c: the real application under a display (Xvfb in CI): open a
- * model (the shipped demo, else a freshly built untrained SimCNN), evaluate
- * it on a small image folder (real Fashion-MNIST test images when present),
- * start a split and cancel it, run a tiny split to completion, look at the
- * modules, compose two modules and patch a class through the functions the
- * drop handlers call, export both, and save a screenshot of every page into
- * the build folder. */
+/* test-app.c: the real application under a display (Xvfb in CI), with GTK
+ * criticals fatal: open the demo model (else a freshly trained SimCNN) and
+ * evaluate it on a small folder of real Fashion-MNIST test images (the focus
+ * stays put); start splits and cancel them (at once: nothing kept, and the
+ * status says why; after two epochs: the best modules so far are kept and
+ * named so), run a tiny split to the end, look at the modules and their
+ * tooltips, save, reopen and close a module set; open files by their content
+ * (a renamed model, an ONNX export without its extension, a module set,
+ * weights without a graph, garbage); compose by selecting (a click changes
+ * nothing), activating, dropping and undoing, with results that go out of
+ * date and come back by themselves; patch the shipped weak model with the
+ * suggested modules, try an image, export both results and reopen them to
+ * the same numbers; check that every page fits 360 px and take screenshots
+ * at 360, 800 and 1280 px, light and dark, into the build folder; quit while
+ * the Compose page is busy. */
 #include <glib/gstdio.h>
 #include <string.h>
 #include <gtk/gtk.h>
@@ -323,7 +331,20 @@ run_splits (CleaveWindow *window, const char *images)
   cleave_split_page_set_grad_options (page, &opt);
   cleave_window_show_page (window, "split");
 
+  /* Cancelled before any epoch was validated: nothing is kept, and the
+   * status says why. */
   handler = g_signal_connect (page, "finished", G_CALLBACK (on_split_finished), &done);
+  g_assert_true (cleave_split_page_start (page));
+  cleave_split_page_cancel (page);
+  spin_until (&done.done, 30);
+  g_assert_true (done.done);
+  g_assert_true (done.cancelled);
+  g_assert_false (done.ok);
+  g_assert_cmpuint (cleave_workspace_n_sets (workspace), ==, sets_before);
+  g_test_message ("split cancelled at once: %s", cleave_split_page_get_status (page));
+  g_assert_true (g_str_has_prefix (cleave_split_page_get_status (page), "Cancelled at epoch 0: "));
+  done = (Wait) { 0 };
+
   start_button = find_widget (GTK_WIDGET (page), GTK_TYPE_BUTTON, "split.start");
   spin (0.2);
   g_assert_true (gtk_widget_grab_focus (start_button));
