@@ -552,6 +552,7 @@ compose_flow (CleaveWindow *window, const char *images)
   g_autoptr(GError) error = NULL;
   g_autoptr(CleaveModuleRef) first = cleave_module_ref_new (cleave_workspace_get_set (workspace, set), 0);
   GValue *a = module_value (workspace, set, 0), *b = module_value (workspace, set, 1);
+  int height;
 
   cleave_compose_page_set_dataset (page, images);
   cleave_window_show_page (window, "compose");
@@ -583,8 +584,12 @@ compose_flow (CleaveWindow *window, const char *images)
   g_assert_nonnull (error);
   g_clear_error (&error);
   g_assert_cmpuint (cleave_compose_page_n_composed (page), ==, 2);
+  height = gtk_widget_get_height (GTK_WIDGET (window));
   evaluate_compose (page);
   g_assert_false (cleave_compose_page_is_stale (page));
+  /* Results appearing do not make the window grow. */
+  spin (0.3);
+  g_assert_cmpint (gtk_widget_get_height (GTK_WIDGET (window)), ==, height);
   g_test_message ("composition: %s", cleave_compose_page_get_headline (page));
 
   /* A change marks the results out of date at once; they come back. */
