@@ -13,13 +13,14 @@ set -eu
 cd "$(dirname "$0")"
 
 # What building and running needs (meson's post-install step looks up
-# update-desktop-database at configure time, hence desktop-file-utils); tests
+# update-desktop-database and update-mime-database at configure time, hence
+# desktop-file-utils and shared-mime-info); tests
 # and benchmarks add PyTorch (the numerical and speed reference), ONNX's
 # checker, Xvfb and the validators, strace (the installed programs must not
 # read the source tree) and what building the Debian package needs (git: the
 # package test copies the tracked files). tests/check-packages.py proves both lists
 # complete: a test fails, naming the package, when something is missing.
-PACKAGES="build-essential meson ninja-build pkg-config gettext desktop-file-utils
+PACKAGES="build-essential meson ninja-build pkg-config gettext desktop-file-utils shared-mime-info
   libglib2.0-dev libjson-glib-dev libgdk-pixbuf-2.0-dev libcairo2-dev libopenblas-dev
   libgtk-4-dev libadwaita-1-dev
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo

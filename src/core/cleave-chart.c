@@ -525,8 +525,132 @@ heat_color (double t, const CleaveChartStyle *style, double rgb[3])
 }
 
 typedef struct {
-  double x0, y0, cell_w, cell_h;
-} Grid;
+  double x0, y0, cell;          /* the square grid */
+  double top, row_w, col_h;
+  double scale_x;               /* left edge of the colour scale */
+  double vmax;
+  gboolean rotate, ok;
+} HeatLayout;
+
+#define SCALE_BAR 0.8           /* colour-scale bar width, in font sizes */
+
+/* Shared by drawing and hit-testing so tooltips always match the pixels.
+ * Draws the title (a scratch surface when hit-testing). */
+static void
+heat_layout (cairo_t *cr, const CleaveHeatMap *chart, double width, double height, const CleaveChartStyle *style,
+             HeatLayout *l)
+{
+  double fs = font_size_of (style);
+  double avail_w, avail_h, col_label_w = 0, scale_w;
+
+  memset (l, 0, sizeof *l);
+  l->top = draw_title (cr, chart->title, width, style);
+  if (chart->n_rows <= 0 || chart->n_cols <= 0)
+    return;
+  for (int r = 0; r < chart->n_rows; r++)
+    l->row_w = MAX (l->row_w, text_width (cr, chart->row_labels ? chart->row_labels[r] : ""));
+  l->row_w = MIN (l->row_w, width * 0.3);
+  for (int c = 0; c < chart->n_cols; c++)
+    col_label_w = MAX (col_label_w, text_width (cr, chart->col_labels ? chart->col_labels[c] : ""));
+  /* The colour scale on the right: a bar and its end labels. */
+  scale_w = fs * SCALE_BAR + 4 + text_width (cr, "100%");
+  avail_w = width - 2 * PAD - l->row_w - 6 - (chart->row_title ? fs * 1.5 : 0) - scale_w - 8;
+  l->rotate = col_label_w > avail_w / chart->n_cols - 2;
+  /* Rotated column labels stand upright: at any cell size they never
+   * overlap, as slanted ones do once cells are narrower than a line. */
+  l->col_h = l->rotate ? MIN (col_label_w + fs * 0.5, height * 0.3) : fs * 1.5;
+  avail_h = height - l->top - PAD - l->col_h - (chart->col_title ? fs * 1.5 : 0);
+  l->cell = MIN (avail_w / chart->n_cols, avail_h / chart->n_rows);
+  if (l->cell < 2)
+    return;
+  l->x0 = PAD + (chart->row_title ? fs * 1.5 : 0) + l->row_w + 6;
+  l->x0 += (avail_w - l->cell * chart->n_cols) / 2;  /* centre the square grid */
+  l->y0 = l->top + (chart->col_title ? fs * 1.5 : 0) + l->col_h;
+  l->scale_x = l->x0 + l->cell * chart->n_cols + 8;
+  l->vmax = chart->v_max;
+  if (l->vmax <= 0)
+    for (int i = 0; i < chart->n_rows * chart->n_cols; i++)
+      l->vmax = MAX (l->vmax, chart->values[i]);
+  l->ok = TRUE;
+}
+
+/* A bar from the empty colour (bottom) to the full one (top), with the
+ * values they stand for. */
+static void
+draw_heat_scale (cairo_t *cr, const CleaveHeatMap *chart, const HeatLayout *l, const CleaveChartStyle *style)
+{
+  double fs = font_size_of (style), h = l->cell * chart->n_rows, bar = fs * SCALE_BAR;
+  const int steps = 32;
+  char top[32];
+
+  for (int i = 0; i < steps; i++)
+    {
+      double rgb[3];
+
+      heat_color ((i + 0.5) / steps, style, rgb);
+      cairo_set_source_rgb (cr, rgb[0], rgb[1], rgb[2]);
+      cairo_rectangle (cr, l->scale_x, l->y0 + h * (1 - (i + 1.0) / steps), bar, h / steps + 0.5);
+      cairo_fill (cr);
+    }
+  source_rgba (cr, style->grid);
+  cairo_set_line_width (cr, 1);
+  cairo_rectangle (cr, l->scale_x + 0.5, l->y0 + 0.5, bar - 1, h - 1);
+  cairo_stroke (cr);
+  if (chart->row_normalize)
+    g_strlcpy (top, "100%", sizeof top);
+  else
+    g_snprintf (top, sizeof top, "%.3g", l->vmax);
+  source_rgba (cr, style->fg);
+  draw_text (cr, top, l->scale_x + bar + 4, l->y0 + fs * 0.4, 0.0);
+  draw_text (cr, chart->row_normalize ? "0%" : "0", l->scale_x + bar + 4, l->y0 + h - fs * 0.1, 0.0);
+}
+
+static double
+heat_scale_of_row (const CleaveHeatMap *chart, const HeatLayout *l, int r)
+{
+  double row_sum = 0;
+
+  if (!chart->row_normalize)
+    return l->vmax > 0 ? 1.0 / l->vmax : 0;
+  for (int c = 0; c < chart->n_cols; c++)
+    row_sum += chart->values[r * chart->n_cols + c];
+  return row_sum > 0 ? 1.0 / row_sum : 0;
+}
+
+static void
+draw_heat_labels (cairo_t *cr, const CleaveHeatMap *chart, const HeatLayout *l, const CleaveChartStyle *style)
+{
+  double fs = font_size_of (style), cell = l->cell;
+
+  source_rgba (cr, style->fg);
+  if (chart->col_title)
+    draw_text (cr, chart->col_title, l->x0 + cell * chart->n_cols / 2, l->top + fs * 0.6, 0.5);
+  if (chart->row_title)
+    {
+      cairo_save (cr);
+      cairo_translate (cr, l->x0 - l->row_w - 6 - fs * 0.8, l->y0 + cell * chart->n_rows / 2);
+      cairo_rotate (cr, -G_PI / 2);
+      draw_text (cr, chart->row_title, 0, 0, 0.5);
+      cairo_restore (cr);
+    }
+  for (int r = 0; r < chart->n_rows && chart->row_labels; r++)
+    draw_text_fit (cr, chart->row_labels[r], l->x0 - 6, l->y0 + (r + 0.5) * cell, 1.0, l->row_w);
+  for (int c = 0; c < chart->n_cols && chart->col_labels; c++)
+    {
+      double x = l->x0 + (c + 0.5) * cell;
+
+      if (l->rotate)
+        {
+          cairo_save (cr);
+          cairo_translate (cr, x, l->y0 - 4);
+          cairo_rotate (cr, -G_PI / 2);
+          draw_text_fit (cr, chart->col_labels[c], 0, 0, 0.0, l->col_h - fs * 0.5);
+          cairo_restore (cr);
+        }
+      else
+        draw_text_fit (cr, chart->col_labels[c], x, l->y0 - fs * 0.7, 0.5, cell - 2);
+    }
+}
 
 void
 cleave_chart_draw_heat_map (cairo_t *cr, double width, double height, const CleaveHeatMap *chart,
@@ -535,80 +659,30 @@ cleave_chart_draw_heat_map (cairo_t *cr, double width, double height, const Clea
   CleaveChartStyle storage;
   const CleaveChartStyle *style = style_or_default (style_in, &storage);
   double fs = font_size_of (style);
-  double top, row_w = 0, col_h, vmax = chart->v_max;
-  double avail_w, avail_h, cell;
-  gboolean rotate;
-  Grid g;
+  HeatLayout l;
   char buf[64];
 
   g_return_if_fail (chart != NULL);
   begin (cr, width, height, style);
-  top = draw_title (cr, chart->title, width, style);
-  if (chart->n_rows <= 0 || chart->n_cols <= 0)
+  heat_layout (cr, chart, width, height, style, &l);
+  if (!l.ok)
     goto out;
-
-  for (int r = 0; r < chart->n_rows; r++)
-    row_w = MAX (row_w, text_width (cr, chart->row_labels ? chart->row_labels[r] : ""));
-  row_w = MIN (row_w, width * 0.3);
-  {
-    double col_label_w = 0;
-
-    for (int c = 0; c < chart->n_cols; c++)
-      col_label_w = MAX (col_label_w, text_width (cr, chart->col_labels ? chart->col_labels[c] : ""));
-    avail_w = width - 2 * PAD - row_w - 6 - (chart->row_title ? fs * 1.5 : 0);
-    rotate = col_label_w > avail_w / chart->n_cols - 2;
-    col_h = rotate ? MIN (col_label_w * 0.72 + fs * 0.5, height * 0.25) : fs * 1.5;
-  }
-  avail_h = height - top - PAD - col_h - (chart->col_title ? fs * 1.5 : 0);
-  cell = MIN (avail_w / chart->n_cols, avail_h / chart->n_rows);
-  if (cell < 2)
-    goto out;
-
-  g.cell_w = g.cell_h = cell;
-  g.x0 = PAD + (chart->row_title ? fs * 1.5 : 0) + row_w + 6;
-  g.x0 += (avail_w - cell * chart->n_cols) / 2;  /* centre the square grid */
-  g.y0 = top + (chart->col_title ? fs * 1.5 : 0) + col_h;
-
-  if (vmax <= 0)
-    for (int i = 0; i < chart->n_rows * chart->n_cols; i++)
-      vmax = MAX (vmax, chart->values[i]);
-
-  source_rgba (cr, style->fg);
-  if (chart->col_title)
-    draw_text (cr, chart->col_title, g.x0 + cell * chart->n_cols / 2, top + fs * 0.6, 0.5);
-  if (chart->row_title)
-    {
-      cairo_save (cr);
-      cairo_translate (cr, g.x0 - row_w - 6 - fs * 0.8, g.y0 + cell * chart->n_rows / 2);
-      cairo_rotate (cr, -G_PI / 2);
-      draw_text (cr, chart->row_title, 0, 0, 0.5);
-      cairo_restore (cr);
-    }
-
+  draw_heat_labels (cr, chart, &l, style);
   for (int r = 0; r < chart->n_rows; r++)
     {
-      double row_sum = 0, scale;
-
-      for (int c = 0; c < chart->n_cols; c++)
-        row_sum += chart->values[r * chart->n_cols + c];
-      scale = chart->row_normalize ? (row_sum > 0 ? 1.0 / row_sum : 0) : (vmax > 0 ? 1.0 / vmax : 0);
-
-      source_rgba (cr, style->fg);
-      if (chart->row_labels)
-        draw_text_fit (cr, chart->row_labels[r], g.x0 - 6, g.y0 + (r + 0.5) * cell, 1.0, row_w);
+      double scale = heat_scale_of_row (chart, &l, r);
 
       for (int c = 0; c < chart->n_cols; c++)
         {
           double v = chart->values[r * chart->n_cols + c];
           double t = v * scale, rgb[3];
-          double gap = cell > 8 ? 1.0 : 0.0;
+          double gap = l.cell > 8 ? 1.0 : 0.0;
 
           heat_color (t, style, rgb);
           cairo_set_source_rgb (cr, rgb[0], rgb[1], rgb[2]);
-          cairo_rectangle (cr, g.x0 + c * cell, g.y0 + r * cell, cell - gap, cell - gap);
+          cairo_rectangle (cr, l.x0 + c * l.cell, l.y0 + r * l.cell, l.cell - gap, l.cell - gap);
           cairo_fill (cr);
-
-          if (chart->value_format && cell >= fs * 1.6)
+          if (chart->value_format && l.cell >= fs * 1.6)
             {
               g_snprintf (buf, sizeof buf, chart->value_format, v);
               if (t > 0.45)
@@ -616,29 +690,13 @@ cleave_chart_draw_heat_map (cairo_t *cr, double width, double height, const Clea
               else
                 source_rgba (cr, style->fg);
               cairo_save (cr);
-              cairo_set_font_size (cr, MIN (fs, cell * 0.4));
-              draw_text_fit (cr, buf, g.x0 + (c + 0.5) * cell, g.y0 + (r + 0.5) * cell, 0.5, cell - 2);
+              cairo_set_font_size (cr, MIN (fs, l.cell * 0.4));
+              draw_text_fit (cr, buf, l.x0 + (c + 0.5) * l.cell, l.y0 + (r + 0.5) * l.cell, 0.5, l.cell - 2);
               cairo_restore (cr);
             }
         }
     }
-
-  source_rgba (cr, style->fg);
-  for (int c = 0; c < chart->n_cols && chart->col_labels; c++)
-    {
-      double x = g.x0 + (c + 0.5) * cell;
-
-      if (rotate)
-        {
-          cairo_save (cr);
-          cairo_translate (cr, x, g.y0 - 4);
-          cairo_rotate (cr, -G_PI / 4);
-          draw_text_fit (cr, chart->col_labels[c], 0, 0, 0.0, col_h * 1.3);
-          cairo_restore (cr);
-        }
-      else
-        draw_text_fit (cr, chart->col_labels[c], x, g.y0 - fs * 0.7, 0.5, cell - 2);
-    }
+  draw_heat_scale (cr, chart, &l, style);
 
 out:
   cairo_restore (cr);
@@ -725,6 +783,35 @@ cleave_chart_mask_matrix_hit (const CleaveMaskMatrix *chart, const CleaveChartSt
     *module = m;
   if (kernel)
     *kernel = k;
+  return TRUE;
+}
+
+gboolean
+cleave_chart_heat_map_hit (const CleaveHeatMap *chart, const CleaveChartStyle *style_in, double width, double height,
+                           double x, double y, int *row, int *col)
+{
+  CleaveChartStyle storage;
+  const CleaveChartStyle *style = style_or_default (style_in, &storage);
+  cairo_surface_t *surface;
+  cairo_t *cr;
+  HeatLayout l;
+  int r, c;
+
+  g_return_val_if_fail (chart != NULL, FALSE);
+  measure_context (style, &surface, &cr);
+  heat_layout (cr, chart, width, height, style, &l);
+  cairo_destroy (cr);
+  cairo_surface_destroy (surface);
+  if (!l.ok || x < l.x0 || y < l.y0)
+    return FALSE;
+  c = (int) floor ((x - l.x0) / l.cell);
+  r = (int) floor ((y - l.y0) / l.cell);
+  if (c < 0 || c >= chart->n_cols || r < 0 || r >= chart->n_rows)
+    return FALSE;
+  if (row)
+    *row = r;
+  if (col)
+    *col = c;
   return TRUE;
 }
 

@@ -114,6 +114,10 @@ gboolean cleave_chart_mask_matrix_hit (const CleaveMaskMatrix *chart, const Clea
                                        double width, double height, double x, double y,
                                        int *module, int *kernel);
 
+/* The cell of a heat map drawn at width × height under (x, y). */
+gboolean cleave_chart_heat_map_hit (const CleaveHeatMap *chart, const CleaveChartStyle *style,
+                                    double width, double height, double x, double y, int *row, int *col);
+
 /* Renders to a PNG or SVG file, atomically (temp file in the same folder +
  * rename). @style NULL → light with a filled background. Errors are in
  * CLEAVE_ERROR. */

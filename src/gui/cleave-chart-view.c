@@ -32,9 +32,19 @@ draw_func (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpointer us
   CleaveChartView *self = CLEAVE_CHART_VIEW (area);
   CleaveChartStyle style;
 
-  if (!self->chart)
-    return;
   current_style (self, &style);
+  if (!self->chart)
+    {
+      /* An empty chart says so, rather than showing a blank card. */
+      g_autoptr(PangoLayout) layout = gtk_widget_create_pango_layout (GTK_WIDGET (area), _("No data yet"));
+      int tw, th;
+
+      pango_layout_get_pixel_size (layout, &tw, &th);
+      cairo_set_source_rgba (cr, style.fg[0], style.fg[1], style.fg[2], 0.45);
+      cairo_move_to (cr, (width - tw) / 2.0, (height - th) / 2.0);
+      pango_cairo_show_layout (cr, layout);
+      return;
+    }
   /* The window background shows through; saved files get a filled one. */
   style.fill_background = FALSE;
   cleave_chart_draw (self->kind, self->chart, cr, width, height, &style);
@@ -82,6 +92,30 @@ cleave_chart_view_save (CleaveChartView *self, const char *path, GError **error)
                             cleave_chart_format_for_path (path), path, error);
 }
 
+/* A heat-map cell: its row and column and value (and share of its row). */
+static char *
+heat_tooltip (CleaveChartView *self, const CleaveChartStyle *style, double x, double y)
+{
+  const CleaveHeatMap *h = self->chart;
+  int r, c;
+  double v, sum = 0;
+
+  if (!cleave_chart_heat_map_hit (h, style, gtk_widget_get_width (GTK_WIDGET (self)),
+                                  gtk_widget_get_height (GTK_WIDGET (self)), x, y, &r, &c))
+    return NULL;
+  v = h->values[r * h->n_cols + c];
+  for (int i = 0; i < h->n_cols; i++)
+    sum += h->values[r * h->n_cols + i];
+  if (h->row_normalize)
+    /* Translators: confusion-matrix cell: true class, predicted class, count, share of the true class */
+    return g_strdup_printf (_("%s → %s: %g (%.1f %% of %s)"),
+                            h->row_labels ? h->row_labels[r] : "?", h->col_labels ? h->col_labels[c] : "?", v,
+                            sum > 0 ? 100 * v / sum : 0.0, h->row_labels ? h->row_labels[r] : "?");
+  /* Translators: heat-map cell: row, column, value */
+  return g_strdup_printf (_("%s × %s: %.3g"), h->row_labels ? h->row_labels[r] : "?",
+                          h->col_labels ? h->col_labels[c] : "?", v);
+}
+
 char *
 cleave_chart_view_tooltip_at (CleaveChartView *self, double x, double y)
 {
@@ -91,10 +125,14 @@ cleave_chart_view_tooltip_at (CleaveChartView *self, double x, double y)
   int module, kernel, n_keep = 0;
 
   g_return_val_if_fail (CLEAVE_IS_CHART_VIEW (self), NULL);
-  if (!self->chart || self->kind != CLEAVE_CHART_MASK_MATRIX)
+  if (!self->chart)
+    return NULL;
+  current_style (self, &style);
+  if (self->kind == CLEAVE_CHART_HEAT_MAP)
+    return heat_tooltip (self, &style, x, y);
+  if (self->kind != CLEAVE_CHART_MASK_MATRIX)
     return NULL;
   m = self->chart;
-  current_style (self, &style);
   if (!cleave_chart_mask_matrix_hit (m, &style, gtk_widget_get_width (GTK_WIDGET (self)),
                                      gtk_widget_get_height (GTK_WIDGET (self)), x, y, &module, &kernel))
     return NULL;

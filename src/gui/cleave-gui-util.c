@@ -4,7 +4,9 @@
 #include <string.h>
 
 #include "cleave-gui-util.h"
+#include "cleave-job.h"
 #include "cleave-dataset.h"
+#include "cleave-error.h"
 
 static CleaveGuiConfig gui_config;
 
@@ -124,6 +126,42 @@ cleave_gui_format_duration (double seconds)
 }
 
 void
+cleave_gui_show_error_details (GtkWidget *widget, const char *title, const char *plain, const char *detail)
+{
+  GtkRoot *root = gtk_widget_get_root (widget);
+  GtkWidget *msg, *expander, *label;
+
+  if (!GTK_IS_WINDOW (root))
+    return;
+  msg = adw_message_dialog_new (GTK_WINDOW (root), title, plain);
+  adw_message_dialog_add_response (ADW_MESSAGE_DIALOG (msg), "close", _("_Close"));
+  expander = gtk_expander_new_with_mnemonic (_("_Details"));
+  label = gtk_label_new (detail);
+  gtk_label_set_wrap (GTK_LABEL (label), TRUE);
+  gtk_label_set_wrap_mode (GTK_LABEL (label), PANGO_WRAP_WORD_CHAR);
+  gtk_label_set_selectable (GTK_LABEL (label), TRUE);
+  gtk_label_set_xalign (GTK_LABEL (label), 0);
+  gtk_widget_add_css_class (label, "monospace");
+  gtk_expander_set_child (GTK_EXPANDER (expander), label);
+  adw_message_dialog_set_extra_child (ADW_MESSAGE_DIALOG (msg), expander);
+  gtk_window_present (GTK_WINDOW (msg));
+}
+
+const char *
+cleave_gui_file_error_text (const GError *error)
+{
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND) ||
+      g_error_matches (error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+    return _("The file does not exist any more.");
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED) ||
+      g_error_matches (error, G_FILE_ERROR, G_FILE_ERROR_ACCES))
+    return _("You are not allowed to read this file.");
+  if (g_error_matches (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE))
+    return _("The file is damaged, or it is not a model, module set or composition that Cleave can read.");
+  return _("The file could not be read.");
+}
+
+void
 cleave_gui_show_error (GtkWidget *widget, const char *title, const char *message)
 {
   GtkRoot *root = gtk_widget_get_root (widget);
@@ -185,26 +223,45 @@ cleave_gui_dropped_file (const GValue *value)
   return file;
 }
 
-CleaveModuleRef *
-cleave_module_ref_new (guint set_index, guint module_index)
+void
+cleave_gui_leaflet_forward (AdwLeaflet *leaflet)
 {
-  CleaveModuleRef *ref = g_new (CleaveModuleRef, 1);
-
-  ref->set_index = set_index;
-  ref->module_index = module_index;
-  return ref;
-}
-
-CleaveModuleRef *
-cleave_module_ref_copy (const CleaveModuleRef *ref)
-{
-  return g_memdup2 (ref, sizeof *ref);
+  adw_leaflet_navigate (leaflet, ADW_NAVIGATION_DIRECTION_FORWARD);
 }
 
 void
-cleave_module_ref_free (CleaveModuleRef *ref)
+cleave_gui_leaflet_back (AdwLeaflet *leaflet)
 {
-  g_free (ref);
+  adw_leaflet_navigate (leaflet, ADW_NAVIGATION_DIRECTION_BACK);
 }
 
-G_DEFINE_BOXED_TYPE (CleaveModuleRef, cleave_module_ref, cleave_module_ref_copy, cleave_module_ref_free)
+void
+cleave_gui_bind_leaflet_callbacks (GtkWidgetClass *widget_class)
+{
+  gtk_widget_class_bind_template_callback_full (widget_class, "cleave_gui_leaflet_forward",
+                                                G_CALLBACK (cleave_gui_leaflet_forward));
+  gtk_widget_class_bind_template_callback_full (widget_class, "cleave_gui_leaflet_back",
+                                                G_CALLBACK (cleave_gui_leaflet_back));
+}
+
+void
+cleave_gui_hand_focus (GtkWidget *from, GtkWidget *to)
+{
+  GtkRoot *root = gtk_widget_get_root (from);
+  GtkWidget *focus = root ? gtk_root_get_focus (root) : NULL;
+
+  if (focus && (focus == from || gtk_widget_is_ancestor (focus, from)))
+    gtk_widget_grab_focus (to);
+}
+
+gboolean
+cleave_gui_open_test_data (const char *dataset, const char *device, GCancellable *cancellable,
+                           CleaveDataset **ds, CleaveBackend **backend, GError **error)
+{
+  CleaveDeviceSpec spec = { device, &cleave_gui_config ()->backend };
+
+  *ds = cleave_dataset_load_from (dataset, (const char *const *) cleave_gui_config ()->data_dirs, CLEAVE_SPLIT_TEST,
+                                  cancellable, error);
+  *backend = *ds ? cleave_job_open_device (&spec, error) : NULL;
+  return *backend != NULL;
+}

@@ -2,10 +2,11 @@
  * tensors: only copies, formatting and the drag-and-drop payload). */
 #pragma once
 
-#include <gtk/gtk.h>
+#include <adwaita.h>
 #include "cleave-chart-view.h"
 #include "cleave-model.h"
 #include "cleave-backend.h"
+#include "cleave-dataset.h"
 #include "cleave-metrics.h"
 
 G_BEGIN_DECLS
@@ -23,6 +24,11 @@ typedef struct {
  * when nothing did). */
 void                   cleave_gui_config_init (void);
 const CleaveGuiConfig *cleave_gui_config      (void);
+/* For a worker thread: a dataset's test split, found in the app's data
+ * directories, and the device (NULL or "auto": the default rule), set up
+ * with the app's backend settings. FALSE with @error when either fails. */
+gboolean cleave_gui_open_test_data (const char *dataset, const char *device, GCancellable *cancellable,
+                                    CleaveDataset **ds, CleaveBackend **backend, GError **error);
 
 /* Progress from a worker thread, shown on the main loop: @apply runs there
  * with a copy of the report; @target (a GObject) is held until then. */
@@ -40,6 +46,13 @@ char *cleave_gui_format_duration (double seconds);
  * when @widget is not in a window. */
 void cleave_gui_show_error (GtkWidget *widget, const char *title, const char *message);
 
+/* A modal message that says in plain words what is wrong (@plain), with
+ * the technical @detail (a parser's message…) behind an expander. */
+void cleave_gui_show_error_details (GtkWidget *widget, const char *title, const char *plain, const char *detail);
+
+/* Plain words for what went wrong reading a file, from @error's code. */
+const char *cleave_gui_file_error_text (const GError *error);
+
 /* Per-class precision, recall and F1 bars: @prf holds n × 3 values, class
  * by class. */
 void cleave_gui_show_prf_chart (CleaveChartView *view, const char *title,
@@ -49,21 +62,19 @@ void cleave_gui_show_prf_chart (CleaveChartView *view, const char *title,
 void cleave_gui_grid_add_cell (GtkGrid *grid, const char *text, int col, int row,
                                gboolean numeric, gboolean header);
 
+/* Keeps the keyboard focus in place while a button is locked: @from,
+ * about to become insensitive, hands its focus to @to (sensitive); the
+ * reverse call hands it back when @to still has it. */
+void cleave_gui_hand_focus (GtkWidget *from, GtkWidget *to);
+
+/* Template callbacks of the "‹ Back" and "Next ›" buttons a folded
+ * leaflet shows (connected with object="leaflet" swapped="yes"). */
+void cleave_gui_leaflet_forward (AdwLeaflet *leaflet);
+void cleave_gui_leaflet_back    (AdwLeaflet *leaflet);
+/* Registers both as template callbacks of @widget_class. */
+void cleave_gui_bind_leaflet_callbacks (GtkWidgetClass *widget_class);
+
 /* The first file of a GdkFileList drop, or NULL for anything else. */
 GFile *cleave_gui_dropped_file (const GValue *value);
-
-/* The drag-and-drop payload for a module: which open module set and which
- * module in it. A boxed type so drop targets only accept modules, never
- * arbitrary text. */
-typedef struct {
-  guint set_index;
-  guint module_index;
-} CleaveModuleRef;
-
-#define CLEAVE_TYPE_MODULE_REF (cleave_module_ref_get_type ())
-GType            cleave_module_ref_get_type (void) G_GNUC_CONST;
-CleaveModuleRef *cleave_module_ref_new      (guint set_index, guint module_index);
-CleaveModuleRef *cleave_module_ref_copy     (const CleaveModuleRef *ref);
-void             cleave_module_ref_free     (CleaveModuleRef *ref);
 
 G_END_DECLS

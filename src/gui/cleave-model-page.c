@@ -240,7 +240,7 @@ show_metrics (CleaveModelPage *self, const CleaveMetrics *m, char **class_names)
     cleave_chart_view_set_chart (self->confusion_chart, CLEAVE_CHART_HEAT_MAP, &chart);
   }
   /* Translators: accuracy in percent, then correct and total image counts */
-  acc = g_strdup_printf (_("%.2f %% (%d of %d)"), 100.0 * m->accuracy, m->correct, m->total);
+  acc = g_strdup_printf (_("%.2f %% (%d of %d)"), 100.0 * m->accuracy, m->correct, m->total);
   gtk_widget_set_tooltip_text (GTK_WIDGET (self->accuracy_label), acc);
   gtk_label_set_label (self->accuracy_label, acc);
 }
@@ -259,13 +259,16 @@ eval_done (GObject *source, GAsyncResult *result, gpointer user_data)
       g_clear_object (&self->eval_cancellable);
       gtk_widget_set_visible (GTK_WIDGET (self->progress_bar), FALSE);
       gtk_widget_action_set_enabled (GTK_WIDGET (self), "model.evaluate", self->model != NULL);
+      cleave_gui_hand_focus (GTK_WIDGET (self->dataset_row), GTK_WIDGET (self->evaluate_button));
       gtk_widget_action_set_enabled (GTK_WIDGET (self), "model.cancel", FALSE);
     }
   if (metrics && !g_cancellable_is_cancelled (g_task_get_cancellable (task)))
     show_metrics (self, metrics, job->result.class_names);
   else if (error && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     {
-      cleave_gui_show_error (GTK_WIDGET (self), _("Evaluation Failed"), error->message);
+      cleave_gui_show_error_details (GTK_WIDGET (self), _("Evaluation Failed"),
+                                     _("The evaluation stopped: the dataset could not be read, or the device failed."),
+                                     error->message);
       gtk_label_set_label (self->accuracy_label, "");
     }
   g_signal_emit (self, signals[SIGNAL_EVALUATED], 0, metrics != NULL);
@@ -299,6 +302,8 @@ cleave_model_page_evaluate (CleaveModelPage *self)
   gtk_progress_bar_set_fraction (self->progress_bar, 0);
   gtk_widget_set_visible (GTK_WIDGET (self->progress_bar), TRUE);
   gtk_label_set_label (self->accuracy_label, _("Evaluating…"));
+  /* Focus stays nearby while the button is locked, and comes back. */
+  cleave_gui_hand_focus (GTK_WIDGET (self->evaluate_button), GTK_WIDGET (self->dataset_row));
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "model.evaluate", FALSE);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "model.cancel", TRUE);
 
@@ -402,8 +407,10 @@ cleave_model_page_class_init (CleaveModelPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, CleaveModelPage, metrics_chart);
   gtk_widget_class_bind_template_child (widget_class, CleaveModelPage, confusion_chart);
   gtk_widget_class_bind_template_callback (widget_class, on_dataset_changed);
+  cleave_gui_bind_leaflet_callbacks (widget_class);
 
   gtk_widget_class_install_action (widget_class, "model.evaluate", NULL, evaluate_action);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_e, GDK_CONTROL_MASK, "model.evaluate", NULL);
   gtk_widget_class_install_action (widget_class, "model.cancel", NULL, cancel_action);
 
   signals[SIGNAL_EVALUATED] =

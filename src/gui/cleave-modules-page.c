@@ -1,5 +1,5 @@
 /* cleave-modules-page.c: mask view, per-module bars, overlap matrix, module
- * table, and module-set files. The sets belong to the window; this page
+ * table, and module-set files. The sets belong to the workspace; this page
  * shows one of them and reads it only on the main thread. */
 #include <glib/gi18n.h>
 #include <math.h>
@@ -7,7 +7,7 @@
 #include "cleave-modules-page.h"
 #include "cleave-chart-view.h"
 #include "cleave-gui-util.h"
-#include "cleave-window.h"
+#include "cleave-workspace.h"
 
 struct _CleaveModulesPage
 {
@@ -24,7 +24,9 @@ struct _CleaveModulesPage
   CleaveChartView *overlap_chart;
   GtkGrid *module_grid;
 
-  CleaveModuleSet *set;        /* borrowed from the window */
+  CleaveWorkspace *workspace;
+  CleaveOpenSet *item;         /* the shown set */
+  CleaveModuleSet *set;        /* its module set */
   gboolean updating;
   GtkFileChooserNative *chooser;
   GCancellable *open_cancellable;
@@ -37,15 +39,15 @@ enum {
 
 static guint signals[N_SIGNALS];
 
+enum {
+  PROP_0,
+  PROP_WORKSPACE,
+  N_PROPS
+};
+
+static GParamSpec *props[N_PROPS];
+
 G_DEFINE_FINAL_TYPE (CleaveModulesPage, cleave_modules_page, ADW_TYPE_BIN)
-
-static CleaveWindow *
-window_of (CleaveModulesPage *self)
-{
-  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
-
-  return CLEAVE_IS_WINDOW (root) ? CLEAVE_WINDOW (root) : NULL;
-}
 
 static GPtrArray *
 class_labels (const CleaveModuleSet *set)
@@ -110,7 +112,7 @@ show_module_charts (CleaveModulesPage *self)
 {
   const CleaveModuleSet *set = self->set;
   int n = (int) set->modules->len;
-  const char *const series[] = { _("KRR"), _("accuracy"), _("F1"), NULL };
+  const char *const series[] = { _("KRR (share of conv kernels kept)"), _("accuracy"), _("F1"), NULL };
   g_autofree double *bars = g_new (double, (gsize) MAX (n, 1) * 3);
   g_autofree double *overlap = g_new (double, (gsize) MAX (n, 1) * MAX (n, 1));
   g_autoptr(GPtrArray) labels = class_labels (set);
@@ -155,7 +157,7 @@ show_module_charts (CleaveModulesPage *self)
 static char *
 percent (double v)
 {
-  return isfinite (v) ? g_strdup_printf ("%.1f %%", 100 * v) : g_strdup ("—");
+  return isfinite (v) ? g_strdup_printf ("%.1f %%", 100 * v) : g_strdup ("—");
 }
 
 static void
@@ -165,6 +167,8 @@ fill_table (CleaveModulesPage *self)
                                   _("Accuracy"), _("Precision"), _("Recall"), _("F1") };
   GtkWidget *child;
 
+  gtk_widget_set_tooltip_text (GTK_WIDGET (self->module_grid),
+                               _("KRR: kernel retention rate, the share of conv kernels a module keeps"));
   while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->module_grid))))
     gtk_grid_remove (self->module_grid, child);
   if (!self->set)
@@ -229,12 +233,15 @@ cleave_modules_page_show_layer (CleaveModulesPage *self, int site)
 }
 
 static void
-show_set (CleaveModulesPage *self, CleaveModuleSet *set)
+show_set (CleaveModulesPage *self, CleaveOpenSet *item)
 {
   g_autoptr(GtkStringList) layers = gtk_string_list_new (NULL);
+  CleaveModuleSet *set = item ? cleave_open_set_get_set (item) : NULL;
 
+  g_set_object (&self->item, item);
   self->set = set;
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "modules.save", set != NULL);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "modules.close", set != NULL);
   gtk_stack_set_visible_child_name (self->stack, set ? "set" : "empty");
   if (!set)
     return;
@@ -263,33 +270,63 @@ show_set (CleaveModulesPage *self, CleaveModuleSet *set)
 static void
 on_set_selected (CleaveModulesPage *self)
 {
-  CleaveWindow *window = window_of (self);
-  guint i = gtk_drop_down_get_selected (self->set_dropdown);
-
-  if (self->updating || !window || i == GTK_INVALID_LIST_POSITION)
+  if (self->updating)
     return;
-  show_set (self, cleave_window_get_module_set (window, i));
+  show_set (self, gtk_drop_down_get_selected_item (self->set_dropdown));
 }
 
-void
-cleave_modules_page_sets_changed (CleaveModulesPage *self, guint show)
+/* A set was opened: show it; the shown one was closed: show the last. */
+static void
+on_sets_changed (CleaveModulesPage *self, guint position, guint removed, guint added, GListModel *sets)
 {
-  CleaveWindow *window;
-  g_autoptr(GtkStringList) names = gtk_string_list_new (NULL);
-  guint n;
+  guint n = g_list_model_get_n_items (sets);
+  guint show = added > 0 ? position + added - 1 : (n > 0 ? n - 1 : GTK_INVALID_LIST_POSITION);
 
-  g_return_if_fail (CLEAVE_IS_MODULES_PAGE (self));
-  window = window_of (self);
-  n = window ? cleave_window_n_module_sets (window) : 0;
-  for (guint i = 0; i < n; i++)
-    gtk_string_list_append (names, cleave_window_get_module_set_name (window, i));
-  self->updating = TRUE;
-  gtk_drop_down_set_model (self->set_dropdown, G_LIST_MODEL (names));
-  if (show < n)
-    gtk_drop_down_set_selected (self->set_dropdown, show);
-  self->updating = FALSE;
+  if (!gtk_widget_get_first_child (GTK_WIDGET (self)))
+    return;     /* disposed */
+  if (added == 0 && self->item && cleave_workspace_is_open (self->workspace, self->item))
+    return;
+  gtk_drop_down_set_selected (self->set_dropdown, show);
   gtk_widget_set_sensitive (GTK_WIDGET (self->set_dropdown), n > 0);
-  show_set (self, show < n ? cleave_window_get_module_set (window, show) : NULL);
+  show_set (self, gtk_drop_down_get_selected_item (self->set_dropdown));
+}
+
+/* Set and layer names can be long: the pickers ellipsize them, so that
+ * they never make the window wider. */
+static void
+setup_set_item (GtkSignalListItemFactory *factory, GtkListItem *item)
+{
+  GtkWidget *label = gtk_label_new (NULL);
+
+  gtk_label_set_ellipsize (GTK_LABEL (label), PANGO_ELLIPSIZE_MIDDLE);
+  gtk_label_set_xalign (GTK_LABEL (label), 0);
+  gtk_label_set_width_chars (GTK_LABEL (label), 8);
+  gtk_list_item_set_child (item, label);
+}
+
+static void
+bind_set_item (GtkSignalListItemFactory *factory, GtkListItem *item)
+{
+  gpointer object = gtk_list_item_get_item (item);
+  const char *text = CLEAVE_IS_OPEN_SET (object) ? cleave_open_set_get_name (object)
+                   : GTK_IS_STRING_OBJECT (object) ? gtk_string_object_get_string (object) : "";
+
+  gtk_label_set_label (GTK_LABEL (gtk_list_item_get_child (item)), text);
+}
+
+static void
+set_workspace (CleaveModulesPage *self, CleaveWorkspace *workspace)
+{
+  if (self->workspace)
+    g_signal_handlers_disconnect_by_data (cleave_workspace_get_sets (self->workspace), self);
+  g_set_object (&self->workspace, workspace);
+  self->updating = TRUE;
+  gtk_drop_down_set_model (self->set_dropdown, workspace ? cleave_workspace_get_sets (workspace) : NULL);
+  self->updating = FALSE;
+  if (workspace)
+    g_signal_connect_object (cleave_workspace_get_sets (workspace), "items-changed",
+                             G_CALLBACK (on_sets_changed), self, G_CONNECT_SWAPPED);
+  show_set (self, NULL);
 }
 
 CleaveModuleSet *
@@ -304,6 +341,13 @@ cleave_modules_page_get_mask_view (CleaveModulesPage *self)
 {
   g_return_val_if_fail (CLEAVE_IS_MODULES_PAGE (self), NULL);
   return GTK_WIDGET (self->mask_view);
+}
+
+GtkWidget *
+cleave_modules_page_get_overlap_view (CleaveModulesPage *self)
+{
+  g_return_val_if_fail (CLEAVE_IS_MODULES_PAGE (self), NULL);
+  return GTK_WIDGET (self->overlap_chart);
 }
 
 /* ---- files ------------------------------------------------------------------ */
@@ -335,20 +379,20 @@ open_done (GObject *source, GAsyncResult *result, gpointer user_data)
   GTask *task = G_TASK (result);
   g_autoptr(GError) error = NULL;
   CleaveModuleSet *set = g_task_propagate_pointer (task, &error);
-  CleaveWindow *window = window_of (self);
 
   if (g_task_get_cancellable (task) == self->open_cancellable)
     g_clear_object (&self->open_cancellable);
-  if (set && window)
+  if (set && self->workspace)
     {
       g_autofree char *name = g_path_get_basename (g_task_get_task_data (task));
 
-      cleave_window_add_module_set (window, set, name);
+      cleave_workspace_add_set (self->workspace, set, name);
     }
   else if (set)
     cleave_module_set_free (set);
   else if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    cleave_gui_show_error (GTK_WIDGET (self), _("Could Not Open the Module Set"), error->message);
+    cleave_gui_show_error_details (GTK_WIDGET (self), _("Could Not Open the Module Set"),
+                                   cleave_gui_file_error_text (error), error->message);
   g_signal_emit (self, signals[SIGNAL_OPENED], 0, set != NULL);
 }
 
@@ -387,7 +431,8 @@ on_chooser_response (GtkNativeDialog *dialog, int response, CleaveModulesPage *s
       if (!saving && file)
         cleave_modules_page_open_file (self, file);
       else if (saving && path && self->set && !cleave_modules_page_save (self, path, &error))
-        cleave_gui_show_error (GTK_WIDGET (self), _("Could Not Save the Module Set"), error->message);
+        cleave_gui_show_error_details (GTK_WIDGET (self), _("Could Not Save the Module Set"),
+                                       _("The file could not be written."), error->message);
     }
   g_clear_object (&self->chooser);
 }
@@ -401,7 +446,9 @@ run_chooser (CleaveModulesPage *self, gboolean save)
 
   if (self->chooser || !GTK_IS_WINDOW (root))
     return;
-  gtk_file_filter_set_name (sets, _("Module sets (*.safetensors)"));
+  gtk_file_filter_set_name (sets, _("Module sets (*.cleave-modules)"));
+  gtk_file_filter_add_mime_type (sets, "application/x-cleave-modules");
+  gtk_file_filter_add_pattern (sets, "*.cleave-modules");
   gtk_file_filter_add_pattern (sets, "*.safetensors");
   gtk_file_filter_set_name (all, _("All files"));
   gtk_file_filter_add_pattern (all, "*");
@@ -413,7 +460,7 @@ run_chooser (CleaveModulesPage *self, gboolean save)
   gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (self->chooser), all);
   if (save)
     /* Translators: default file name of a saved module set */
-    gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (self->chooser), _("modules.safetensors"));
+    gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (self->chooser), _("modules.cleave-modules"));
   g_signal_connect (self->chooser, "response", G_CALLBACK (on_chooser_response), self);
   gtk_native_dialog_show (GTK_NATIVE_DIALOG (self->chooser));
 }
@@ -428,6 +475,33 @@ static void
 save_action (GtkWidget *widget, const char *action_name, GVariant *param)
 {
   run_chooser (CLEAVE_MODULES_PAGE (widget), TRUE);
+}
+
+static void
+close_action (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  CleaveModulesPage *self = CLEAVE_MODULES_PAGE (widget);
+
+  if (self->item && self->workspace)
+    cleave_workspace_close_set (self->workspace, self->item);
+}
+
+static void
+cleave_modules_page_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  if (prop_id == PROP_WORKSPACE)
+    g_value_set_object (value, CLEAVE_MODULES_PAGE (object)->workspace);
+  else
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+}
+
+static void
+cleave_modules_page_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
+{
+  if (prop_id == PROP_WORKSPACE)
+    set_workspace (CLEAVE_MODULES_PAGE (object), g_value_get_object (value));
+  else
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
 }
 
 /* ---- life cycle --------------------------------------------------------------- */
@@ -446,6 +520,10 @@ cleave_modules_page_dispose (GObject *object)
     g_cancellable_cancel (self->open_cancellable);
   g_clear_object (&self->open_cancellable);
   self->set = NULL;
+  g_clear_object (&self->item);
+  if (self->workspace)
+    g_signal_handlers_disconnect_by_data (cleave_workspace_get_sets (self->workspace), self);
+  g_clear_object (&self->workspace);
   /* AdwBin unparents its child itself: drop it first so the template
    * cleanup and AdwBin do not both unparent it. */
   adw_bin_set_child (ADW_BIN (object), NULL);
@@ -459,6 +537,12 @@ cleave_modules_page_class_init (CleaveModulesPageClass *klass)
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
 
   G_OBJECT_CLASS (klass)->dispose = cleave_modules_page_dispose;
+  G_OBJECT_CLASS (klass)->get_property = cleave_modules_page_get_property;
+  G_OBJECT_CLASS (klass)->set_property = cleave_modules_page_set_property;
+  props[PROP_WORKSPACE] = g_param_spec_object ("workspace", NULL, NULL, CLEAVE_TYPE_WORKSPACE,
+                                               G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (G_OBJECT_CLASS (klass), N_PROPS, props);
+  g_type_ensure (CLEAVE_TYPE_OPEN_SET);
   g_type_ensure (CLEAVE_TYPE_CHART_VIEW);
   gtk_widget_class_set_template_from_resource (widget_class, "/org/cleave/Cleave/ui/cleave-modules-page.ui");
 #define BIND(name) gtk_widget_class_bind_template_child (widget_class, CleaveModulesPage, name)
@@ -478,6 +562,7 @@ cleave_modules_page_class_init (CleaveModulesPageClass *klass)
 
   gtk_widget_class_install_action (widget_class, "modules.open", NULL, open_action);
   gtk_widget_class_install_action (widget_class, "modules.save", NULL, save_action);
+  gtk_widget_class_install_action (widget_class, "modules.close", NULL, close_action);
 
   signals[SIGNAL_OPENED] =
     g_signal_new ("opened", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
@@ -487,7 +572,15 @@ cleave_modules_page_class_init (CleaveModulesPageClass *klass)
 static void
 cleave_modules_page_init (CleaveModulesPage *self)
 {
+  GtkListItemFactory *factory = gtk_signal_list_item_factory_new ();
+
   gtk_widget_init_template (GTK_WIDGET (self));
+  g_signal_connect (factory, "setup", G_CALLBACK (setup_set_item), NULL);
+  g_signal_connect (factory, "bind", G_CALLBACK (bind_set_item), NULL);
+  gtk_drop_down_set_factory (self->set_dropdown, factory);
+  gtk_drop_down_set_factory (self->layer_dropdown, factory);
+  g_object_unref (factory);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "modules.save", FALSE);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "modules.close", FALSE);
   gtk_widget_set_sensitive (GTK_WIDGET (self->set_dropdown), FALSE);
 }

@@ -16,7 +16,9 @@
 #include "cleave-options.h"
 #include "cleave-error.h"
 #include "cleave-gui-util.h"
-#include "cleave-window.h"
+#include "cleave-workspace.h"
+#include <json-glib/json-glib.h>
+#include <string.h>
 
 /* One method's option rows, one widget per entry of its table
  * (cleave-options.h): a GtkSpinButton, a GtkSwitch or an AdwComboRow. */
@@ -39,11 +41,14 @@ struct _CleaveSplitPage
   OptionRows grad_rows;        /* built from the option tables */
   OptionRows ga_rows;
   GtkLabel *status_label;
+  GtkWidget *start_button;
+  GtkWidget *cancel_button;
   GtkProgressBar *progress_bar;
   CleaveChartView *accuracy_chart;
   CleaveChartView *loss_chart;
 
-  CleaveModel *model;          /* borrowed from the window */
+  CleaveModel *model;          /* borrowed from the workspace */
+  CleaveWorkspace *workspace;  /* where finished splits go */
   GSettings *settings;
   GPtrArray *device_ids;       /* char*, parallel to the device row's items */
   CleaveGradSplitOptions grad;
@@ -63,6 +68,14 @@ enum {
   N_SIGNALS
 };
 
+enum {
+  PROP_0,
+  PROP_WORKSPACE,
+  N_PROPS
+};
+
+static GParamSpec *props[N_PROPS];
+
 static guint signals[N_SIGNALS];
 
 G_DEFINE_FINAL_TYPE (CleaveSplitPage, cleave_split_page, ADW_TYPE_BIN)
@@ -80,7 +93,7 @@ show_charts (CleaveSplitPage *self)
 {
   CleaveChartSeries acc[] = {
     { _("composed accuracy (validation)"), (const double *) self->acc_points->data, self->acc_points->len },
-    { _("mean KRR"), (const double *) self->krr_points->data, self->krr_points->len },
+    { _("mean KRR (share of conv kernels kept)"), (const double *) self->krr_points->data, self->krr_points->len },
   };
   CleaveChartSeries loss[] = {
     { self->is_ga ? _("mean best fitness") : _("training loss"),
@@ -344,10 +357,25 @@ static void
 update_actions (CleaveSplitPage *self)
 {
   gboolean running = self->cancellable != NULL;
+  GtkWidget *options[] = { GTK_WIDGET (self->dataset_row), GTK_WIDGET (self->device_row), GTK_WIDGET (self->grad_group),
+                           GTK_WIDGET (self->ga_group) };
 
-  gtk_widget_action_set_enabled (GTK_WIDGET (self), "split.start", self->model != NULL && !running);
-  gtk_widget_action_set_enabled (GTK_WIDGET (self), "split.cancel",
-                                 running && !g_cancellable_is_cancelled (self->cancellable));
+  /* The running split took its options when it started: lock them. */
+  for (guint i = 0; i < G_N_ELEMENTS (options); i++)
+    gtk_widget_set_sensitive (options[i], !running);
+  if (running)
+    {
+      /* Stays enabled once cancelled, so that the focus can stay on it. */
+      gtk_widget_action_set_enabled (GTK_WIDGET (self), "split.cancel", TRUE);
+      cleave_gui_hand_focus (self->start_button, self->cancel_button);
+      gtk_widget_action_set_enabled (GTK_WIDGET (self), "split.start", FALSE);
+    }
+  else
+    {
+      gtk_widget_action_set_enabled (GTK_WIDGET (self), "split.start", self->model != NULL);
+      cleave_gui_hand_focus (self->cancel_button, self->start_button);
+      gtk_widget_action_set_enabled (GTK_WIDGET (self), "split.cancel", FALSE);
+    }
 }
 
 void
@@ -563,6 +591,60 @@ split_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
     g_task_return_error (task, error);
 }
 
+/* The epoch the splitter selected, from the module set's log: its number
+ * (0 before any validation), validation accuracy and why it was chosen. */
+static gboolean
+selected_epoch (const CleaveModuleSet *set, gint64 *epoch, double *accuracy, char **selection)
+{
+  const CleaveSplitLogEntry *e = set->log ? cleave_split_log_selected (set->log) : NULL;
+
+  if (e == NULL)
+    return FALSE;
+  *epoch = e->epoch;
+  *accuracy = e->val_accuracy;
+  *selection = g_strdup (e->selection ? e->selection : "");
+  return TRUE;
+}
+
+/* The status line of a cancelled split, and whether its modules are worth
+ * keeping: they are when at least one epoch (generation) was validated. */
+static char *
+cancelled_status (CleaveSplitPage *self, const CleaveModuleSet *set, gboolean *keep)
+{
+  guint done = self->acc_points->len;
+  const char *unit = self->is_ga ? _("generation") : _("epoch");
+  gint64 epoch = 0;
+  double acc = NAN;
+  g_autofree char *selection = NULL;
+  gboolean known = set && selected_epoch (set, &epoch, &acc, &selection);
+
+  *keep = set != NULL && done > 0 && (!known || epoch > 0 || isfinite (acc));
+  if (!set)
+    /* Translators: a split cancelled before the splitter returned anything; %s is "epoch" or "generation" */
+    return g_strdup_printf (_("Cancelled at %s %u: the splitter stopped before it had built any modules"), unit, done);
+  if (!*keep)
+    /* Translators: %s is "epoch" or "generation" */
+    return g_strdup_printf (_("Cancelled at %s %u: no %s had been validated yet, so no modules were kept "
+                              "(the first validation comes at the end of %s 1)"), unit, done, unit, unit);
+  if (known && strstr (selection, "no epoch within"))
+    /* Translators: cancelled split whose epochs all lost too much accuracy: epoch numbers, accuracies, mean KRR */
+    return g_strdup_printf (_("Cancelled at %s %u: no %s was within the accuracy bound (source %.1f %%), "
+                              "so the most accurate one was kept: %s %" G_GINT64_FORMAT ", validation accuracy %.1f %%, mean KRR %.1f %%"),
+                            unit, done, unit, 100 * set->source_accuracy, unit, epoch, 100 * acc,
+                            100 * cleave_module_set_mean_krr (set));
+  /* Translators: cancelled split: epochs done, then the kept modules' composed accuracy and mean KRR */
+  return g_strdup_printf (_("Cancelled at %s %u: kept the best %u modules so far (composed accuracy %.1f %%, mean KRR %.1f %%)"),
+                          unit, done, set->modules->len, 100 * set->composed_accuracy,
+                          100 * cleave_module_set_mean_krr (set));
+}
+
+const char *
+cleave_split_page_get_status (CleaveSplitPage *self)
+{
+  g_return_val_if_fail (CLEAVE_IS_SPLIT_PAGE (self), NULL);
+  return gtk_label_get_label (self->status_label);
+}
+
 static void
 split_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -573,8 +655,8 @@ split_done (GObject *source, GAsyncResult *result, gpointer user_data)
   gboolean ok = g_task_propagate_boolean (task, &error);
   CleaveModuleSet *set = ok ? g_steal_pointer (&job->result.split.set) : NULL;
   gboolean cancelled = job->result.split.cancelled || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  gboolean keep = set != NULL;
   g_autofree char *status = NULL;
-  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
 
   if (!self->status_label)
     {
@@ -587,45 +669,50 @@ split_done (GObject *source, GAsyncResult *result, gpointer user_data)
   update_actions (self);
   gtk_widget_set_sensitive (GTK_WIDGET (self->method_row), TRUE);
 
+  if (cancelled)
+    status = cancelled_status (self, set, &keep);
+  if (!keep)
+    g_clear_pointer (&set, cleave_module_set_free);
   if (set)
     {
-      int n = (int) set->modules->len;
-      double acc = set->composed_accuracy, krr = cleave_module_set_mean_krr (set);
+      g_autofree char *base = job->model->path ? g_path_get_basename (job->model->path) : g_strdup (_("model"));
+      gboolean ga = job->request.method == CLEAVE_SPLIT_METHOD_GA;
+      const char *method = ga ? _("CNNSplitter") : _("GradSplitter");
+      g_autofree char *name = NULL;
 
       if (cancelled)
-        /* Translators: module count, composed accuracy in %, mean kernel retention in % */
-        status = g_strdup_printf (_("Cancelled: kept the best %d modules so far (composed accuracy %.1f %%, mean KRR %.1f %%)"),
-                                  n, 100 * acc, 100 * krr);
+        /* Translators: name of a module set from a cancelled split: model file, method, epoch or generation number */
+        name = g_strdup_printf (_("%s · %s · cancelled at %s %u"), base, method,
+                                ga ? _("generation") : _("epoch"), self->acc_points->len);
       else
-        status = g_strdup_printf (_("Done: %d modules, composed accuracy %.1f %%, mean KRR %.1f %%"),
-                                  n, 100 * acc, 100 * krr);
+        {
+          /* Translators: name of a module set made in this session: model file and method */
+          name = g_strdup_printf (_("%s · %s"), base, method);
+          /* Translators: module count, composed accuracy in %, mean kernel retention in % */
+          status = g_strdup_printf (_("Done: %d modules, composed accuracy %.1f %%, mean KRR %.1f %%"),
+                                    (int) set->modules->len, 100 * set->composed_accuracy,
+                                    100 * cleave_module_set_mean_krr (set));
+        }
       gtk_progress_bar_set_fraction (self->progress_bar, cancelled ? gtk_progress_bar_get_fraction (self->progress_bar) : 1.0);
       gtk_progress_bar_set_text (self->progress_bar, cancelled ? _("Cancelled") : _("Finished"));
-      if (CLEAVE_IS_WINDOW (root))
-        {
-          g_autofree char *base = job->model->path ? g_path_get_basename (job->model->path) : g_strdup (_("model"));
-          /* Translators: name of a module set made in this session: model file and method */
-          g_autofree char *name = g_strdup_printf (_("%s · %s"), base, self->is_ga ? _("CNNSplitter") : _("GradSplitter"));
-
-          cleave_window_add_module_set (CLEAVE_WINDOW (root), set, name);
-          /* The status line says it already when this page is in view. */
-          if (!gtk_widget_get_mapped (GTK_WIDGET (self)))
-            cleave_window_toast (CLEAVE_WINDOW (root), cancelled ? _("Split cancelled: the best modules so far are on the Modules page")
-                                                               : _("Split finished: the modules are on the Modules page"));
-        }
+      if (self->workspace)
+        cleave_workspace_add_set (self->workspace, set, name);
       else
         cleave_module_set_free (set);
+      /* The status line says it already when this page is in view. */
+      if (!gtk_widget_get_mapped (GTK_WIDGET (self)))
+        gtk_widget_activate_action (GTK_WIDGET (self), "win.toast", "s",
+                                    cancelled ? _("Split cancelled: the best modules so far are on the Modules page")
+                                              : _("Split finished: the modules are on the Modules page"));
     }
   else if (cancelled)
-    {
-      status = g_strdup (_("Cancelled before any modules were found"));
-      gtk_progress_bar_set_text (self->progress_bar, _("Cancelled"));
-    }
+    gtk_progress_bar_set_text (self->progress_bar, _("Cancelled"));
   else
     {
       status = g_strdup_printf (_("Split failed: %s"), error->message);
       gtk_progress_bar_set_text (self->progress_bar, _("Failed"));
-      cleave_gui_show_error (GTK_WIDGET (self), _("Split Failed"), error->message);
+      cleave_gui_show_error_details (GTK_WIDGET (self), _("Split Failed"),
+                                     _("The split stopped with an error; the model is unchanged."), error->message);
     }
   gtk_label_set_label (self->status_label, status);
   g_signal_emit (self, signals[SIGNAL_FINISHED], 0, set != NULL, cancelled);
@@ -680,6 +767,9 @@ cleave_split_page_start (CleaveSplitPage *self)
 
   task = g_task_new (self, self->cancellable, split_done, NULL);
   g_task_set_source_tag (task, cleave_split_page_start);
+  /* A cancelled split still returns the best modules so far: GTask must
+   * not turn that result into a "cancelled" error. */
+  g_task_set_check_cancellable (task, FALSE);
   g_task_set_task_data (task, job, (GDestroyNotify) split_job_free);
   g_task_run_in_thread (task, split_thread);
   return TRUE;
@@ -728,6 +818,7 @@ cleave_split_page_dispose (GObject *object)
   if (self->settings)
     g_signal_handlers_disconnect_by_data (self->settings, self);
   g_clear_object (&self->settings);
+  g_clear_object (&self->workspace);
   /* AdwBin unparents its child itself: drop it first so the template
    * cleanup and AdwBin do not both unparent it. */
   adw_bin_set_child (ADW_BIN (object), NULL);
@@ -750,6 +841,24 @@ cleave_split_page_finalize (GObject *object)
 }
 
 static void
+cleave_split_page_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  if (prop_id == PROP_WORKSPACE)
+    g_value_set_object (value, CLEAVE_SPLIT_PAGE (object)->workspace);
+  else
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+}
+
+static void
+cleave_split_page_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
+{
+  if (prop_id == PROP_WORKSPACE)
+    g_set_object (&CLEAVE_SPLIT_PAGE (object)->workspace, g_value_get_object (value));
+  else
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+}
+
+static void
 cleave_split_page_class_init (CleaveSplitPageClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
@@ -757,6 +866,11 @@ cleave_split_page_class_init (CleaveSplitPageClass *klass)
 
   object_class->dispose = cleave_split_page_dispose;
   object_class->finalize = cleave_split_page_finalize;
+  object_class->get_property = cleave_split_page_get_property;
+  object_class->set_property = cleave_split_page_set_property;
+  props[PROP_WORKSPACE] = g_param_spec_object ("workspace", NULL, NULL, CLEAVE_TYPE_WORKSPACE,
+                                               G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, props);
 
   g_type_ensure (CLEAVE_TYPE_CHART_VIEW);
   g_type_ensure (CLEAVE_TYPE_DATASET_ROW);
@@ -769,15 +883,19 @@ cleave_split_page_class_init (CleaveSplitPageClass *klass)
   BIND (grad_group);
   BIND (ga_group);
   BIND (status_label);
+  BIND (start_button);
+  BIND (cancel_button);
   BIND (progress_bar);
   BIND (accuracy_chart);
   BIND (loss_chart);
 #undef BIND
   gtk_widget_class_bind_template_callback (widget_class, on_device_selected);
   gtk_widget_class_bind_template_callback (widget_class, on_method_selected);
+  cleave_gui_bind_leaflet_callbacks (widget_class);
 
   gtk_widget_class_install_action (widget_class, "split.start", NULL, start_action);
   gtk_widget_class_install_action (widget_class, "split.cancel", NULL, cancel_action);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Return, GDK_CONTROL_MASK, "split.start", NULL);
 
   signals[SIGNAL_FINISHED] =
     g_signal_new ("finished", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,

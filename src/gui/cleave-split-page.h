@@ -33,5 +33,7 @@ void     cleave_split_page_cancel     (CleaveSplitPage *self);
 gboolean cleave_split_page_is_running (CleaveSplitPage *self);
 /* Chart points received so far in the current or last run. */
 guint    cleave_split_page_n_points   (CleaveSplitPage *self);
+/* The status line under the progress bar (what the last run did). */
+const char *cleave_split_page_get_status (CleaveSplitPage *self);
 
 G_END_DECLS

@@ -1,5 +1,6 @@
 /* cleave-window.h: the main window: a view stack of Start, Model, Split,
- * Modules and Compose pages, owning the open model. */
+ * Modules and Compose pages, owning the workspace (open model and module
+ * sets) the pages share. */
 #pragma once
 
 #include <adwaita.h>
@@ -7,6 +8,7 @@
 #include "cleave-application.h"
 #include "cleave-model.h"
 #include "cleave-module.h"
+#include "cleave-workspace.h"
 
 G_BEGIN_DECLS
 
@@ -20,16 +22,9 @@ CleaveWindow *cleave_window_new (CleaveApplication *app);
 void          cleave_window_open_file   (CleaveWindow *self, GFile *file);
 gboolean      cleave_window_open_demo   (CleaveWindow *self);
 gboolean      cleave_window_is_loading  (CleaveWindow *self);
-CleaveModel  *cleave_window_get_model   (CleaveWindow *self);
-
-/* Module sets open in this window (from splits and files): the window owns
- * them until it closes, so indices stay valid; ::module-sets-changed
- * follows each addition. */
-guint            cleave_window_add_module_set      (CleaveWindow *self, CleaveModuleSet *set /* taken */,
-                                                    const char *name);
-guint            cleave_window_n_module_sets       (CleaveWindow *self);
-CleaveModuleSet *cleave_window_get_module_set      (CleaveWindow *self, guint index);
-const char      *cleave_window_get_module_set_name (CleaveWindow *self, guint index);
+/* What is open in this window: the model and the module sets, handed to
+ * the pages. (transfer none) */
+CleaveWorkspace *cleave_window_get_workspace (CleaveWindow *self);
 
 /* "start", "model", "split", "modules", "compose" */
 void          cleave_window_show_page   (CleaveWindow *self, const char *name);

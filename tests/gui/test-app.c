@@ -1,10 +1,18 @@
-/* test-app.c: the real application under a display (Xvfb in CI): open a
- * model (the shipped demo, else a freshly built untrained SimCNN), evaluate
- * it on a small image folder (real Fashion-MNIST test images when present),
- * start a split and cancel it, run a tiny split to completion, look at the
- * modules, compose two modules and patch a class through the functions the
- * drop handlers call, export both, and save a screenshot of every page into
- * the build folder. */
+/* test-app.c: the real application under a display (Xvfb in CI), with GTK
+ * criticals fatal: open the demo model (else a freshly trained SimCNN) and
+ * evaluate it on a small folder of real Fashion-MNIST test images (the focus
+ * stays put); start splits and cancel them (at once: nothing kept, and the
+ * status says why; after two epochs: the best modules so far are kept and
+ * named so), run a tiny split to the end, look at the modules and their
+ * tooltips, save, reopen and close a module set; open files by their content
+ * (a renamed model, an ONNX export without its extension, a module set,
+ * weights without a graph, garbage); compose by selecting (a click changes
+ * nothing), activating, dropping and undoing, with results that go out of
+ * date and come back by themselves; patch the shipped weak model with the
+ * suggested modules, try an image, export both results and reopen them to
+ * the same numbers; check that every page fits 360 px and take screenshots
+ * at 360, 800 and 1280 px, light and dark, into the build folder; quit while
+ * the Compose page is busy. */
 #include <glib/gstdio.h>
 #include <string.h>
 #include <gtk/gtk.h>
@@ -21,6 +29,9 @@
 #include "cleave-split-page.h"
 #include "cleave-options.h"
 #include "cleave-window.h"
+#include "cleave-onnx.h"
+#include "cleave-safetensors.h"
+#include "cleave-module-palette.h"
 
 static const char *const pages[] = { "start", "model", "split", "modules" };
 
@@ -161,15 +172,16 @@ write_fallback_model (const char *images)
  * runs the same threads, dataset, device, splitter and metrics code in
  * seconds. Real Fashion-MNIST test images when the dataset is installed
  * (so the demo model's numbers mean something), else synthetic patterns.
- * Folder names sort in class order, so class k of the folder is class k of
- * the model. */
+ * Folder names ("3 Dress", or "class3" for the synthetic ones) sort in
+ * class order, so class k of the folder is class k of the model. */
 #define TINY_PER_CLASS 20
 
 static char *
 write_tiny_image_folder (void)
 {
   const char *dir = g_getenv ("G_TEST_BUILDDIR");
-  char *root = g_build_filename (dir ? dir : g_get_tmp_dir (), "test-app-images", NULL);
+  char *root = g_build_filename (dir ? dir : g_get_tmp_dir (), "test-app-fashion", NULL);
+  char names[10][40];
   g_autoptr(CleaveDataset) fashion = cleave_dataset_load ("fashion-mnist", CLEAVE_SPLIT_TEST, NULL, NULL);
   int taken[10] = { 0 };
 
@@ -177,8 +189,16 @@ write_tiny_image_folder (void)
     g_clear_pointer (&fashion, cleave_dataset_free);
   for (int c = 0; c < 10; c++)
     {
-      g_autofree char *cls = g_strdup_printf ("class%d", c);
-      g_autofree char *class_dir = g_build_filename (root, cls, NULL);
+      g_autofree char *class_dir = NULL;
+
+      if (fashion && fashion->class_names && fashion->class_names[c])
+        {
+          g_snprintf (names[c], sizeof names[c], "%d %s", c, fashion->class_names[c]);
+          g_strdelimit (names[c], "/", '-');
+        }
+      else
+        g_snprintf (names[c], sizeof names[c], "class%d", c);
+      class_dir = g_build_filename (root, names[c], NULL);
 
       g_assert_cmpint (g_mkdir_with_parents (class_dir, 0755), ==, 0);
     }
@@ -205,7 +225,7 @@ write_tiny_image_folder (void)
             px[y * stride + x * 3 + 0] = px[y * stride + x * 3 + 1] = px[y * stride + x * 3 + 2] = v;
           }
       {
-        g_autofree char *name = g_strdup_printf ("class%d/%d.png", c, taken[c]);
+        g_autofree char *name = g_strdup_printf ("%s/%d.png", names[c], taken[c]);
 
         path = g_build_filename (root, name, NULL);
       }
@@ -218,15 +238,15 @@ write_tiny_image_folder (void)
 }
 
 static GValue *
-module_value (guint set_index, guint module_index)
+module_value (CleaveWorkspace *workspace, guint set_index, guint module_index)
 {
   g_autoptr(GdkContentProvider) provider = NULL;
   g_autoptr(GError) error = NULL;
-  CleaveModuleRef ref = { set_index, module_index };
+  g_autoptr(CleaveModuleRef) ref = cleave_module_ref_new (cleave_workspace_get_set (workspace, set_index), module_index);
   GValue *value = g_new0 (GValue, 1);
 
   /* The very payload a palette row's drag source offers. */
-  provider = cleave_compose_page_module_content (&ref);
+  provider = cleave_module_palette_content (ref);
   g_value_init (value, CLEAVE_TYPE_MODULE_REF);
   g_assert_true (gdk_content_provider_get_value (provider, value, &error));
   g_assert_no_error (error);
@@ -262,6 +282,30 @@ build_path (const char *name)
   return g_build_filename (dir ? dir : g_get_tmp_dir (), name, NULL);
 }
 
+/* The first descendant of @root of type @type, with action @action when
+ * given. */
+static GtkWidget *
+find_widget (GtkWidget *root, GType type, const char *action)
+{
+  for (GtkWidget *c = gtk_widget_get_first_child (root); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found;
+
+      if (G_TYPE_CHECK_INSTANCE_TYPE (c, type) &&
+          (!action || (GTK_IS_ACTIONABLE (c) && g_strcmp0 (gtk_actionable_get_action_name (GTK_ACTIONABLE (c)), action) == 0)))
+        return c;
+      if ((found = find_widget (c, type, action)))
+        return found;
+    }
+  return NULL;
+}
+
+static GtkWidget *
+focus_of (CleaveWindow *window)
+{
+  return gtk_root_get_focus (GTK_ROOT (window));
+}
+
 /* Split: cancel one that would run for long, then run a tiny one to the end. */
 static void
 run_splits (CleaveWindow *window, const char *images)
@@ -271,7 +315,9 @@ run_splits (CleaveWindow *window, const char *images)
   Wait done = { 0 };
   gulong handler;
   gint64 t_cancel;
-  guint sets_before = cleave_window_n_module_sets (window);
+  GtkWidget *start_button;
+  CleaveWorkspace *workspace = cleave_window_get_workspace (window);
+  guint sets_before = cleave_workspace_n_sets (workspace);
 
   cleave_split_page_set_method (page, "grad");
   cleave_split_page_set_dataset (page, images);
@@ -286,10 +332,29 @@ run_splits (CleaveWindow *window, const char *images)
   cleave_split_page_set_grad_options (page, &opt);
   cleave_window_show_page (window, "split");
 
+  /* Cancelled before any epoch was validated: nothing is kept, and the
+   * status says why. */
   handler = g_signal_connect (page, "finished", G_CALLBACK (on_split_finished), &done);
+  g_assert_true (cleave_split_page_start (page));
+  cleave_split_page_cancel (page);
+  spin_until (&done.done, 30);
+  g_assert_true (done.done);
+  g_assert_true (done.cancelled);
+  g_assert_false (done.ok);
+  g_assert_cmpuint (cleave_workspace_n_sets (workspace), ==, sets_before);
+  g_test_message ("split cancelled at once: %s", cleave_split_page_get_status (page));
+  g_assert_true (g_str_has_prefix (cleave_split_page_get_status (page), "Cancelled at epoch 0: "));
+  done = (Wait) { 0 };
+
+  start_button = find_widget (GTK_WIDGET (page), GTK_TYPE_BUTTON, "split.start");
+  spin (0.2);
+  g_assert_true (gtk_widget_grab_focus (start_button));
   g_assert_true (cleave_split_page_start (page));
   g_assert_true (cleave_split_page_is_running (page));
   g_assert_false (cleave_split_page_start (page));
+  /* Options are locked while it runs; the focus moved to Cancel, nearby. */
+  g_assert_false (gtk_widget_is_sensitive (find_widget (GTK_WIDGET (page), GTK_TYPE_SPIN_BUTTON, NULL)));
+  g_assert_true (focus_of (window) == find_widget (GTK_WIDGET (page), GTK_TYPE_BUTTON, "split.cancel"));
   /* Let it get going (a chart point or two), keeping the window drawn. */
   {
     gint64 until = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
@@ -308,8 +373,22 @@ run_splits (CleaveWindow *window, const char *images)
   g_assert_cmpint (done.when - t_cancel, <, 2 * G_USEC_PER_SEC);
   g_assert_true (done.cancelled);
   g_assert_false (cleave_split_page_is_running (page));
-  /* Either the best modules so far, or nothing and a clear message. */
-  g_assert_cmpuint (cleave_window_n_module_sets (window), ==, sets_before + (done.ok ? 1 : 0));
+  g_assert_true (gtk_widget_is_sensitive (find_widget (GTK_WIDGET (page), GTK_TYPE_SPIN_BUTTON, NULL)));
+  g_assert_true (focus_of (window) == start_button);
+  /* Validated epochs were done before the cancel: the best modules so far
+   * are kept, named and announced as cancelled at that epoch. */
+  g_test_message ("split: %s", cleave_split_page_get_status (page));
+  g_assert_true (done.ok);
+  g_assert_cmpuint (cleave_workspace_n_sets (workspace), ==, sets_before + 1);
+  {
+    CleaveOpenSet *kept = cleave_workspace_get_set (workspace, sets_before);
+    g_autofree char *epoch = g_strdup_printf ("cancelled at epoch %u", cleave_split_page_n_points (page));
+
+    g_test_message ("split: kept set “%s”", cleave_open_set_get_name (kept));
+    g_assert_nonnull (strstr (cleave_open_set_get_name (kept), epoch));
+    g_assert_cmpuint (cleave_open_set_get_set (kept)->modules->len, ==, 10);
+    g_assert_true (g_str_has_prefix (cleave_split_page_get_status (page), "Cancelled at epoch"));
+  }
   g_signal_handler_disconnect (page, handler);
 
   /* A tiny split to the end. */
@@ -317,7 +396,7 @@ run_splits (CleaveWindow *window, const char *images)
   opt.batch = 16;
   cleave_split_page_set_grad_options (page, &opt);
   done = (Wait) { 0 };
-  sets_before = cleave_window_n_module_sets (window);
+  sets_before = cleave_workspace_n_sets (workspace);
   handler = g_signal_connect (page, "finished", G_CALLBACK (on_split_finished), &done);
   g_assert_true (cleave_split_page_start (page));
   spin_until (&done.done, 150);
@@ -326,7 +405,7 @@ run_splits (CleaveWindow *window, const char *images)
   g_assert_true (done.ok);
   g_assert_false (done.cancelled);
   g_assert_cmpuint (cleave_split_page_n_points (page), ==, 3);
-  g_assert_cmpuint (cleave_window_n_module_sets (window), ==, sets_before + 1);
+  g_assert_cmpuint (cleave_workspace_n_sets (workspace), ==, sets_before + 1);
 
   /* The options of the last run are remembered, every one of them. */
   {
@@ -354,8 +433,9 @@ static void
 check_modules_page (CleaveWindow *window)
 {
   CleaveModulesPage *page = CLEAVE_MODULES_PAGE (cleave_window_get_page (window, "modules"));
-  guint last = cleave_window_n_module_sets (window) - 1;
-  CleaveModuleSet *set = cleave_window_get_module_set (window, last);
+  CleaveWorkspace *workspace = cleave_window_get_workspace (window);
+  guint last = cleave_workspace_n_sets (workspace) - 1;
+  CleaveModuleSet *set = cleave_open_set_get_set (cleave_workspace_get_set (workspace, last));
   CleaveChartView *mask = CLEAVE_CHART_VIEW (cleave_modules_page_get_mask_view (page));
   g_autofree char *path = build_path ("test-app-modules.safetensors");
   g_autoptr(GError) error = NULL;
@@ -388,6 +468,19 @@ check_modules_page (CleaveWindow *window)
       }
   g_assert_true (tooltip);
   cleave_modules_page_show_layer (page, 0);
+  /* The overlap map names both modules and the value in its tooltip. */
+  {
+    CleaveChartView *overlap = CLEAVE_CHART_VIEW (cleave_modules_page_get_overlap_view (page));
+    int ow = gtk_widget_get_width (GTK_WIDGET (overlap)), oh = gtk_widget_get_height (GTK_WIDGET (overlap));
+    g_autofree char *found = NULL;
+
+    for (int y = 0; y < oh && !found; y += 3)
+      for (int x = 0; x < ow && !found; x += 3)
+        found = cleave_chart_view_tooltip_at (overlap, x, y);
+    g_assert_nonnull (found);
+    g_test_message ("overlap tooltip: %s", found);
+    g_assert_nonnull (strstr (found, " × "));
+  }
 
   g_assert_true (cleave_modules_page_save (page, path, &error));
   g_assert_no_error (error);
@@ -397,8 +490,16 @@ check_modules_page (CleaveWindow *window)
   spin_until (&opened.done, 30);
   g_signal_handler_disconnect (page, handler);
   g_assert_true (opened.ok);
-  g_assert_cmpuint (cleave_window_n_module_sets (window), ==, last + 2);
-  g_assert_cmpuint (cleave_window_get_module_set (window, last + 1)->modules->len, ==, set->modules->len);
+  g_assert_cmpuint (cleave_workspace_n_sets (workspace), ==, last + 2);
+  g_assert_cmpuint (cleave_open_set_get_set (cleave_workspace_get_set (workspace, last + 1))->modules->len, ==,
+                    set->modules->len);
+  /* The page shows the set just opened; closing it leaves the workspace
+   * and the page shows the one before. */
+  g_assert_true (cleave_modules_page_get_set (page) ==
+                 cleave_open_set_get_set (cleave_workspace_get_set (workspace, last + 1)));
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (page), "modules.close", NULL));
+  g_assert_cmpuint (cleave_workspace_n_sets (workspace), ==, last + 1);
+  g_assert_true (cleave_modules_page_get_set (page) == set);
 }
 
 static void
@@ -434,32 +535,68 @@ check_export (CleaveComposePage *page, const char *name, CleaveScorerKind kind)
   g_assert_true (g_file_test (onnx, G_FILE_TEST_IS_REGULAR));
 }
 
+static guint
+count_rows (GtkListBox *list)
+{
+  guint n = 0;
+
+  for (GtkWidget *row = gtk_widget_get_first_child (GTK_WIDGET (list)); row; row = gtk_widget_get_next_sibling (row))
+    n += GTK_IS_LIST_BOX_ROW (row);
+  return n;
+}
+
+static gboolean open_in_window (CleaveWindow *window, const char *path);
+
+/* Waits for the automatic re-evaluation that follows a change. */
 static void
-compose_and_patch (CleaveWindow *window, const char *images)
+wait_reevaluated (CleaveComposePage *page)
+{
+  Wait evaluated = { 0 };
+  gulong handler = g_signal_connect (page, "evaluated", G_CALLBACK (on_finished), &evaluated);
+
+  spin_until (&evaluated.done, 120);
+  g_signal_handler_disconnect (page, handler);
+  g_assert_true (evaluated.done);
+  g_assert_true (evaluated.ok);
+  g_assert_false (cleave_compose_page_is_stale (page));
+}
+
+/* Composition by pointing and clicking: a click selects, a double-click
+ * (row activation) adds, Undo takes it back; results go out of date on a
+ * change and come back by themselves. */
+static void
+compose_flow (CleaveWindow *window, const char *images)
 {
   CleaveComposePage *page = CLEAVE_COMPOSE_PAGE (cleave_window_get_page (window, "compose"));
-  guint set = cleave_window_n_module_sets (window) - 1;
+  CleaveWorkspace *workspace = cleave_window_get_workspace (window);
+  CleaveModulePalette *palette = cleave_compose_page_get_palette (page);
+  guint set = cleave_workspace_n_sets (workspace) - 1;
   g_autoptr(GError) error = NULL;
-  const CleaveModuleSet *modules = cleave_window_get_module_set (window, set);
-  GValue *a = module_value (set, 0), *b = module_value (set, 1), *c = NULL;
-  int patch_module = -1;
-
-  /* Patching needs a module with a score range on its class's validation
-   * images; an untrained fallback model may give some modules none. */
-  for (guint k = 0; k < modules->modules->len; k++)
-    {
-      const CleaveModule *m = g_ptr_array_index (modules->modules, k);
-
-      g_test_message ("module %u: class %d, score range [%g, %g]", k, m->class_index, m->score_min, m->score_max);
-      if (patch_module < 0 && m->score_max > m->score_min)
-        patch_module = (int) k;
-    }
-  g_assert_cmpint (patch_module, >=, 0);
-  c = module_value (set, patch_module);
+  g_autoptr(CleaveModuleRef) first = cleave_module_ref_new (cleave_workspace_get_set (workspace, set), 0);
+  GValue *a = module_value (workspace, set, 0), *b = module_value (workspace, set, 1);
+  int height;
 
   cleave_compose_page_set_dataset (page, images);
   cleave_window_show_page (window, "compose");
   cleave_compose_page_set_mode (page, "compose");
+  spin (0.3);
+  shoot (window, "compose", "compose-empty");
+
+  /* One click selects and changes nothing. */
+  g_assert_false (gtk_list_box_get_activate_on_single_click (cleave_module_palette_get_list (palette)));
+  g_assert_true (cleave_module_palette_select (palette, first));
+  spin (0.2);
+  g_assert_true (cleave_module_palette_get_selected (palette) != NULL);
+  g_assert_cmpuint (cleave_compose_page_n_composed (page), ==, 0);
+  /* Double-click (or Enter) adds it; Undo (Ctrl+Z's action) takes it back. */
+  cleave_module_palette_activate_selected (palette);
+  g_assert_cmpuint (cleave_compose_page_n_composed (page), ==, 1);
+  g_assert_cmpuint (count_rows (cleave_module_palette_get_list (palette)), >=, 10);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (page), "compose.undo", NULL));
+  g_assert_cmpuint (cleave_compose_page_n_composed (page), ==, 0);
+  g_assert_false (cleave_compose_page_undo (page));
+
+  /* Drops. */
   g_assert_true (cleave_compose_page_drop_module (page, a, -1, &error));
   g_assert_no_error (error);
   g_assert_true (cleave_compose_page_drop_module (page, b, -1, &error));
@@ -469,25 +606,307 @@ compose_and_patch (CleaveWindow *window, const char *images)
   g_assert_nonnull (error);
   g_clear_error (&error);
   g_assert_cmpuint (cleave_compose_page_n_composed (page), ==, 2);
+  height = gtk_widget_get_height (GTK_WIDGET (window));
   evaluate_compose (page);
+  g_assert_false (cleave_compose_page_is_stale (page));
+  /* Results appearing do not make the window grow. */
+  spin (0.3);
+  g_assert_cmpint (gtk_widget_get_height (GTK_WIDGET (window)), ==, height);
+  g_test_message ("composition: %s", cleave_compose_page_get_headline (page));
+
+  /* A change marks the results out of date at once; they come back. */
+  cleave_compose_page_remove_composed (page, 1);
+  g_assert_true (cleave_compose_page_is_stale (page));
+  wait_reevaluated (page);
+  g_assert_true (cleave_compose_page_undo (page));
+  g_assert_cmpuint (cleave_compose_page_n_composed (page), ==, 2);
+  g_assert_true (cleave_compose_page_is_stale (page));
+  wait_reevaluated (page);
   check_export (page, "test-app-composition", CLEAVE_SCORER_COMPOSITION);
   shoot (window, "compose", "compose");
 
-  /* Patch: the open model is the weak one; a module goes onto its own class. */
-  gtk_widget_activate_action (GTK_WIDGET (page), "compose.use-model", NULL);
-  g_assert_cmpstr (cleave_compose_page_get_mode (page), ==, "patch");
-  g_assert_true (cleave_compose_page_drop_module (page, c,
-                                                  ((const CleaveModule *) g_ptr_array_index (modules->modules, patch_module))->class_index,
-                                                  &error));
-  g_assert_no_error (error);
-  g_assert_cmpuint (cleave_compose_page_n_patched (page), ==, 1);
-  evaluate_compose (page);
-  check_export (page, "test-app-patched", CLEAVE_SCORER_PATCHED);
-  shoot (window, "compose", "compose-patch");
+  /* The exported composition reopens on the Compose page and evaluates
+   * to the same accuracy. */
+  {
+    g_autofree char *headline = g_strdup (cleave_compose_page_get_headline (page));
+    g_autofree char *file = build_path ("test-app-composition.safetensors");
+
+    g_assert_false (open_in_window (window, file));
+    g_assert_cmpstr (cleave_compose_page_get_mode (page), ==, "compose");
+    g_assert_cmpuint (cleave_compose_page_n_composed (page), ==, 2);
+    evaluate_compose (page);
+    g_test_message ("reopened composition: %s (exported: %s)", cleave_compose_page_get_headline (page), headline);
+    g_assert_cmpstr (cleave_compose_page_get_headline (page), ==, headline);
+  }
 
   free_value (a);
   free_value (b);
-  free_value (c);
+}
+
+static void
+on_weak_signal (GObject *obj, gboolean ok, Wait *w)
+{
+  on_finished (obj, ok, w);
+}
+
+/* The weak-vs-patched comparison: the weak model's classes get their F1,
+ * weak ones are marked and get a suggestion, which applies in one action. */
+static void
+patch_flow (CleaveWindow *window, const char *weak_path)
+{
+  CleaveComposePage *page = CLEAVE_COMPOSE_PAGE (cleave_window_get_page (window, "compose"));
+  Wait loaded = { 0 }, evaluated = { 0 };
+  gulong h1 = g_signal_connect (page, "weak-loaded", G_CALLBACK (on_weak_signal), &loaded);
+  gulong h2 = g_signal_connect (page, "weak-evaluated", G_CALLBACK (on_weak_signal), &evaluated);
+  guint n_weak = 0, n_suggested = 0, applied;
+  g_autofree char *patched_headline = NULL;
+
+  if (weak_path)
+    {
+      g_autoptr(GFile) file = g_file_new_for_path (weak_path);
+
+      cleave_compose_page_open_weak_model (page, file);
+      spin_until (&loaded.done, 60);
+      g_assert_true (loaded.ok);
+    }
+  else
+    g_assert_true (gtk_widget_activate_action (GTK_WIDGET (page), "compose.use-model", NULL));
+  g_assert_cmpstr (cleave_compose_page_get_mode (page), ==, "patch");
+  spin_until (&evaluated.done, 120);
+  g_signal_handler_disconnect (page, h1);
+  g_signal_handler_disconnect (page, h2);
+  g_assert_true (evaluated.ok);
+  for (int c = 0; c < 10; c++)
+    {
+      double f1 = cleave_compose_page_weak_f1 (page, c);
+
+      g_assert_true (f1 >= 0 && f1 <= 1);
+      n_weak += cleave_compose_page_is_weak_class (page, c);
+      n_suggested += cleave_compose_page_suggestion (page, c) != NULL;
+      g_test_message ("weak model class %d: F1 %.3f%s%s", c, f1, cleave_compose_page_is_weak_class (page, c) ? " weak" : "",
+                      cleave_compose_page_suggestion (page, c) ? " (suggestion)" : "");
+    }
+  g_assert_cmpuint (n_weak, >, 0);
+  g_assert_cmpuint (n_suggested, >, 0);
+  shoot (window, "compose", "compose-weak");
+
+  applied = cleave_compose_page_apply_suggestions (page);
+  g_assert_cmpuint (applied, ==, n_suggested);
+  g_assert_cmpuint (cleave_compose_page_n_patched (page), ==, n_suggested);
+  evaluate_compose (page);
+  g_test_message ("patched: %s", cleave_compose_page_get_headline (page));
+  patched_headline = g_strdup (cleave_compose_page_get_headline (page));
+  g_assert_nonnull (strstr (cleave_compose_page_get_headline (page), "→"));
+  /* Try an image: the weak and patched models' answers side by side. */
+  {
+    Wait tried = { 0 };
+    gulong handler = g_signal_connect (page, "tried", G_CALLBACK (on_finished), &tried);
+
+    g_assert_true (cleave_compose_page_try_image (page, 3));
+    spin_until (&tried.done, 60);
+    g_signal_handler_disconnect (page, handler);
+    g_assert_true (tried.ok);
+    g_test_message ("try an image: %s", cleave_compose_page_get_try_text (page));
+    g_assert_nonnull (strstr (cleave_compose_page_get_try_text (page), "the patched model"));
+    {
+      GtkWidget *picture = find_widget (GTK_WIDGET (page), GTK_TYPE_PICTURE, NULL);
+      GtkWidget *scroller = gtk_widget_get_ancestor (picture, GTK_TYPE_SCROLLED_WINDOW);
+      GtkAdjustment *adj = gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (scroller));
+
+      g_assert_nonnull (gtk_picture_get_paintable (GTK_PICTURE (picture)));
+      gtk_adjustment_set_value (adj, gtk_adjustment_get_upper (adj));
+      shoot (window, "compose", "compose-try");
+    }
+  }
+  check_export (page, "test-app-patched", CLEAVE_SCORER_PATCHED);
+  shoot (window, "compose", "compose-patch");
+  cleave_compose_page_show_results (page);
+  shoot (window, "compose", "compose-patch-results");
+
+  /* Undo takes the whole set of suggestions back in one step. */
+  g_assert_true (cleave_compose_page_undo (page));
+  g_assert_cmpuint (cleave_compose_page_n_patched (page), ==, 0);
+  g_assert_true (cleave_compose_page_is_stale (page));
+  g_assert_true (cleave_compose_page_undo (page) == FALSE);
+  wait_reevaluated (page);
+
+  /* The exported patched model reopens with its weak model and patches,
+   * and evaluates to the same numbers. */
+  {
+    g_autofree char *file = build_path ("test-app-patched.safetensors");
+
+    g_assert_false (open_in_window (window, file));
+    g_assert_cmpstr (cleave_compose_page_get_mode (page), ==, "patch");
+    g_assert_cmpuint (cleave_compose_page_n_patched (page), ==, applied);
+    evaluate_compose (page);
+    g_test_message ("reopened patched model: %s (exported: %s)", cleave_compose_page_get_headline (page), patched_headline);
+    g_assert_cmpstr (cleave_compose_page_get_headline (page), ==, patched_headline);
+  }
+}
+
+/* The window's minimum width with @page shown. */
+static int
+min_width (CleaveWindow *window, const char *page)
+{
+  int min = 0, nat = 0;
+
+  cleave_window_show_page (window, page);
+  spin (0.2);
+  gtk_widget_measure (GTK_WIDGET (window), GTK_ORIENTATION_HORIZONTAL, -1, &min, &nat, NULL, NULL);
+  g_test_message ("page %s: minimum width %d px (natural %d)", page, min, nat);
+  return min;
+}
+
+/* The layout adapts from 360 px up: every page fits, and screenshots at
+ * 360, 800 and 1280 px, light and dark. */
+static void
+check_layouts (CleaveWindow *window)
+{
+  const char *const all[] = { "start", "model", "split", "modules", "compose" };
+  const int widths[] = { 360, 800, 1280 };
+  AdwStyleManager *style = adw_style_manager_get_default ();
+
+  for (guint i = 0; i < G_N_ELEMENTS (all); i++)
+    g_assert_cmpint (min_width (window, all[i]), <=, 360);
+  for (int dark = 0; dark < 2; dark++)
+    {
+      adw_style_manager_set_color_scheme (style, dark ? ADW_COLOR_SCHEME_FORCE_DARK : ADW_COLOR_SCHEME_FORCE_LIGHT);
+      for (guint w = 0; w < G_N_ELEMENTS (widths); w++)
+        {
+          gtk_window_set_default_size (GTK_WINDOW (window), widths[w], widths[w] < 800 ? 640 : 800);
+          spin (0.5);
+          /* The window's own width leaves out the frame of client-side decorations. */
+          g_test_message ("layout: default width %d px, window %d px", widths[w],
+                          gtk_widget_get_width (GTK_WIDGET (window)));
+          g_assert_cmpint (ABS (gtk_widget_get_width (GTK_WIDGET (window)) - widths[w]), <=, 16);
+          for (guint i = 0; i < G_N_ELEMENTS (all); i++)
+            {
+              g_autofree char *name = g_strdup_printf ("%s-%d-%s", all[i], widths[w], dark ? "dark" : "light");
+
+              shoot (window, all[i], name);
+            }
+        }
+    }
+  adw_style_manager_set_color_scheme (style, ADW_COLOR_SCHEME_DEFAULT);
+}
+
+static AdwMessageDialog *
+find_message_dialog (void)
+{
+  GListModel *toplevels = gtk_window_get_toplevels ();
+
+  for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
+    {
+      g_autoptr(GObject) w = g_list_model_get_item (toplevels, i);
+
+      if (ADW_IS_MESSAGE_DIALOG (w) && gtk_widget_get_visible (GTK_WIDGET (w)))
+        return ADW_MESSAGE_DIALOG (w);
+    }
+  return NULL;
+}
+
+static gboolean
+open_in_window (CleaveWindow *window, const char *path)
+{
+  g_autoptr(GFile) file = g_file_new_for_path (path);
+  Wait loaded = { 0 };
+  gulong handler = g_signal_connect (window, "load-finished", G_CALLBACK (on_finished), &loaded);
+
+  cleave_window_open_file (window, file);
+  spin_until (&loaded.done, 60);
+  g_signal_handler_disconnect (window, handler);
+  g_assert_true (loaded.done);
+  spin (0.2);
+  return loaded.ok;
+}
+
+/* The window opens files by their content: a model under another name, an
+ * ONNX model without its extension, a module set (offered for the Modules
+ * page), and refuses anything else with a dialog whose details are behind
+ * an expander. */
+static void
+open_by_content (CleaveWindow *window, const char *model_path, const char *module_set_path)
+{
+  CleaveWorkspace *workspace = cleave_window_get_workspace (window);
+  g_autofree char *renamed = build_path ("test-app-model.bin");
+  g_autofree char *onnx = build_path ("test-app-model.graph");
+  g_autofree char *garbage = build_path ("test-app-garbage.safetensors");
+  g_autofree char *contents = NULL;
+  g_autoptr(GError) error = NULL;
+  gsize length = 0;
+  guint sets = cleave_workspace_n_sets (workspace);
+  AdwMessageDialog *dialog;
+  CleaveModel *model;
+
+  g_assert_true (g_file_get_contents (model_path, &contents, &length, &error));
+  g_assert_true (g_file_set_contents (renamed, contents, (gssize) length, &error));
+  g_assert_true (open_in_window (window, renamed));
+  model = cleave_workspace_get_model (workspace);
+  g_assert_cmpint (model->n_classes, ==, 10);
+  g_assert_true (cleave_onnx_export_graph (model->graph, model->mean, model->std, onnx, &error));
+  g_assert_no_error (error);
+  g_assert_true (open_in_window (window, onnx));
+  g_assert_cmpint (cleave_workspace_get_model (workspace)->n_classes, ==, 10);
+
+  g_assert_false (open_in_window (window, module_set_path));
+  dialog = find_message_dialog ();
+  g_assert_nonnull (dialog);
+  g_test_message ("module set opened as a model: %s", adw_message_dialog_get_body (dialog));
+  /* What a click on the button does: respond, then close. */
+  adw_message_dialog_response (dialog, "open");
+  gtk_window_destroy (GTK_WINDOW (dialog));
+  spin (0.3);
+  g_assert_null (find_message_dialog ());
+  g_assert_cmpuint (cleave_workspace_n_sets (workspace), ==, sets + 1);
+  g_assert_true (cleave_workspace_close_set (workspace, cleave_workspace_get_set (workspace, sets)));
+
+  /* Weights only: a dialog asks for the architecture. */
+  {
+    g_autofree char *dir = g_path_get_dirname (model_path);
+    g_autofree char *weak = g_build_filename (dir, "weak.safetensors", NULL);
+    g_autofree char *weights = build_path ("test-app-weights.safetensors");
+    g_autoptr(CleaveSafetensors) st = g_file_test (weak, G_FILE_TEST_IS_REGULAR) ? cleave_safetensors_load (weak, &error) : NULL;
+    GtkDropDown *presets;
+    Wait loaded = { 0 };
+    gulong handler;
+    guint weak_index = G_MAXUINT;
+
+    if (st)
+      {
+        g_hash_table_remove_all (st->metadata);
+        g_assert_true (cleave_safetensors_save (st, weights, &error));
+        g_assert_false (open_in_window (window, weights));
+        dialog = find_message_dialog ();
+        g_assert_nonnull (dialog);
+        presets = GTK_DROP_DOWN (find_widget (adw_message_dialog_get_extra_child (dialog), GTK_TYPE_DROP_DOWN, NULL));
+        for (guint i = 0; cleave_arch_presets ()[i]; i++)
+          if (g_strcmp0 (cleave_arch_presets ()[i], "weak") == 0)
+            weak_index = i;
+        g_assert_cmpuint (weak_index, !=, G_MAXUINT);
+        gtk_drop_down_set_selected (presets, weak_index);
+        handler = g_signal_connect (window, "load-finished", G_CALLBACK (on_finished), &loaded);
+        adw_message_dialog_response (dialog, "open");
+        gtk_window_destroy (GTK_WINDOW (dialog));
+        spin_until (&loaded.done, 60);
+        g_signal_handler_disconnect (window, handler);
+        g_assert_true (loaded.ok);
+        g_assert_cmpint (cleave_workspace_get_model (workspace)->n_classes, ==, 10);
+      }
+  }
+
+  g_assert_true (g_file_set_contents (garbage, "not a model at all", -1, &error));
+  g_assert_false (open_in_window (window, garbage));
+  dialog = find_message_dialog ();
+  g_assert_nonnull (dialog);
+  g_assert_true (GTK_IS_EXPANDER (adw_message_dialog_get_extra_child (dialog)));
+  g_test_message ("garbage: %s", adw_message_dialog_get_body (dialog));
+  /* What a click on the button does: respond, then close. */
+  adw_message_dialog_response (dialog, "close");
+  gtk_window_destroy (GTK_WINDOW (dialog));
+  spin (0.3);
+  g_assert_null (find_message_dialog ());
+
+  g_assert_true (open_in_window (window, model_path));
 }
 
 static void
@@ -529,17 +948,23 @@ test_pages (void)
   g_signal_handler_disconnect (window, handler);
   g_assert_true (loaded.done);
   g_assert_true (loaded.ok);
-  g_assert_nonnull (cleave_window_get_model (window));
+  g_assert_nonnull (cleave_workspace_get_model (cleave_window_get_workspace (window)));
 
   {
     CleaveModelPage *model_page = CLEAVE_MODEL_PAGE (cleave_window_get_page (window, "model"));
     GSettings *settings = cleave_application_get_settings (app);
+    GtkWidget *evaluate_button;
 
     g_assert_nonnull (settings);
     g_settings_set_string (settings, "device", "cpu");
     cleave_model_page_set_dataset (model_page, images);
     handler = g_signal_connect (model_page, "evaluated", G_CALLBACK (on_finished), &evaluated);
+    evaluate_button = find_widget (GTK_WIDGET (model_page), GTK_TYPE_BUTTON, "model.evaluate");
+    spin (0.2);
+    g_assert_true (gtk_widget_grab_focus (evaluate_button));
     g_assert_true (cleave_model_page_evaluate (model_page));
+    /* The focus stays on the page while the button is locked. */
+    g_assert_true (gtk_widget_is_ancestor (focus_of (window), GTK_WIDGET (model_page)));
     /* The window must keep drawing while the worker runs. */
     spin (0.2);
     g_assert_true (gtk_widget_get_mapped (GTK_WIDGET (window)));
@@ -547,17 +972,41 @@ test_pages (void)
     g_signal_handler_disconnect (model_page, handler);
     g_assert_true (evaluated.done);
     g_assert_true (evaluated.ok);
+    g_assert_true (focus_of (window) == evaluate_button);
 
     run_splits (window, images);
     check_modules_page (window);
-    compose_and_patch (window, images);
+    {
+      g_autofree char *sets = build_path ("test-app-modules.safetensors");
+
+      open_by_content (window, model_path, sets);
+    }
+    compose_flow (window, images);
+    {
+      g_autofree char *dir = demo ? g_path_get_dirname (demo) : NULL;
+      g_autofree char *weak = dir ? g_build_filename (dir, "weak.safetensors", NULL) : NULL;
+
+      patch_flow (window, weak && g_file_test (weak, G_FILE_TEST_IS_REGULAR) ? weak : NULL);
+    }
   }
 
   for (guint i = 0; i < G_N_ELEMENTS (pages); i++)
     shoot (window, pages[i], pages[i]);
+  check_layouts (window);
 
+  /* Quit while the Compose page is busy (an evaluation and the weak
+   * model's own running): nothing may touch the disposed page (criticals
+   * are fatal here). */
+  {
+    CleaveComposePage *compose = CLEAVE_COMPOSE_PAGE (cleave_window_get_page (window, "compose"));
+
+    cleave_window_show_page (window, "compose");
+    g_assert_true (gtk_widget_activate_action (GTK_WIDGET (compose), "compose.use-model", NULL));
+    g_assert_true (cleave_compose_page_evaluate (compose));
+  }
   gtk_window_destroy (GTK_WINDOW (window));
-  spin (0.2);
+  spin (2.0);
+  g_application_quit (G_APPLICATION (app));
 }
 
 static void
