@@ -27,7 +27,7 @@ PACKAGES="build-essential meson ninja-build pkg-config gettext desktop-file-util
   dataset-fashion-mnist"
 TEST_PACKAGES="python3-torch python3-numpy python3-onnx
   xvfb xauth x11-utils dbus-daemon appstream libglib2.0-bin jq bc locales strace
-  dpkg-dev debhelper lintian git"
+  dpkg-dev debhelper lintian git libxml2-utils"
 # The inference benchmark adds ONNX Runtime from npm (bench/infer.sh); node
 # and npm are one package where nodejs comes from NodeSource.
 BENCH_PACKAGES="nodejs"
