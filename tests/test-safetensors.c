@@ -302,6 +302,8 @@ static const BadCase bad_cases[] = {
   { "offsets-huge", "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[18446744073709551608,0]}}", 8, "tensor 'x': data_offsets" },
   { "overlap", "{" T1 ",\"conv1.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[320,332]}}", 332,
     "tensor 'conv1.bias': data_offsets [320, 332] overlap tensor 'conv1.weight'" },
+  { "trailing-bytes", "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 12, "data: 4 bytes after the last tensor" },
+  { "data-hole", "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, "data: bytes 0–4 belong to no tensor" },
   { "entry-not-object", "{\"x\": [1, 2]}", 8, "tensor 'x': entry is not" },
   { "metadata-not-string", "{\"__metadata__\":{\"format\":\"pt\",\"epochs\":5}," T1 "}", 324, "__metadata__ 'epochs': value is not a string" },
   { "metadata-not-object", "{\"__metadata__\":\"pt\"}", 0, "__metadata__ is not a JSON object" },
