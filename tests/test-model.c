@@ -296,6 +296,11 @@ test_normalize_numbers (void)
     "{\"mean\": [0.5], \"std\": [1e-40]}",
     "{\"mean\": [0.5], \"std\": [1e39]}",
     "{\"mean\": [0.5], \"std\": [null]}",
+    /* finite floats, but no normalisation of pixels in [0, 1] */
+    "{\"mean\": [9007199254740992], \"std\": [0.3]}",
+    "{\"mean\": [-2147483648], \"std\": [0.3]}",
+    "{\"mean\": [0.5], \"std\": [4294967297]}",
+    "{\"mean\": [0.5], \"std\": [1e-9]}",
   };
 
   g_assert_true (cleave_model_save (m, path, &error));

@@ -243,6 +243,10 @@ file_sha256 (const char *path)
   return g_compute_checksum_for_data (G_CHECKSUM_SHA256, (const guchar *) data, len);
 }
 
+/* Plausible input normalisation for pixels scaled to [0, 1]. */
+#define NORM_MAX 1000.0
+#define NORM_MIN_STD 1e-6
+
 static gboolean
 read_norm (CleaveModel *m, const CleaveSafetensors *st, const char *path, GError **error)
 {
@@ -267,6 +271,11 @@ read_norm (CleaveModel *m, const CleaveSafetensors *st, const char *path, GError
           if (!isfinite (v) || (k == 1 && !(v >= FLT_MIN)))
             return file_fail (error, path, "cleave.normalize", "'%s'[%d] is not a %s number", keys[k], c,
                               k == 1 ? "positive, normal float" : "finite float");
+          /* Pixels enter scaled to [0, 1]: a mean or spread far outside that
+           * scale normalises nothing and is a damaged file. */
+          if (k == 0 ? fabsf (v) > NORM_MAX : (v < NORM_MIN_STD || v > NORM_MAX))
+            return file_fail (error, path, "cleave.normalize", "'%s'[%d] = %g is outside [%g, %g] (pixels are "
+                              "scaled to [0, 1])", keys[k], c, v, k == 0 ? -NORM_MAX : NORM_MIN_STD, NORM_MAX);
           dst[k][c] = v;
         }
     }
