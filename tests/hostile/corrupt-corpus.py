@@ -820,6 +820,14 @@ def payload_only(orig, data, mdata):
 
 
 def case(args, env, tname, spec, idx, orig_outs):
+    try:
+        return case_run(args, env, tname, spec, idx, orig_outs)
+    except Exception:
+        import traceback
+        return tname, idx, "?", 0, None, "script-error", 0, 0, traceback.format_exc().replace("\n", " | ")
+
+
+def case_run(args, env, tname, spec, idx, orig_outs):
     orig, rel, cmds, muts, _ = spec
     rng = random.Random("%d-%s-%d" % (args.seed, tname, idx))
     with open(orig, "rb") as f:
