@@ -21,7 +21,7 @@ log_images (const char *log_json)
   gint64 total = 0;
 
   if (log_json == NULL || !json_parser_load_from_data (p, log_json, -1, NULL) ||
-      !JSON_NODE_HOLDS_ARRAY (json_parser_get_root (p)))
+      json_parser_get_root (p) == NULL || !JSON_NODE_HOLDS_ARRAY (json_parser_get_root (p)))
     return 0;
   a = json_node_get_array (json_parser_get_root (p));
   for (guint i = 0; i < json_array_get_length (a); i++)
@@ -40,7 +40,7 @@ print_selected (const char *log_json)
   JsonArray *a;
 
   if (log_json == NULL || !json_parser_load_from_data (p, log_json, -1, NULL) ||
-      !JSON_NODE_HOLDS_ARRAY (json_parser_get_root (p)))
+      json_parser_get_root (p) == NULL || !JSON_NODE_HOLDS_ARRAY (json_parser_get_root (p)))
     return;
   a = json_node_get_array (json_parser_get_root (p));
   for (guint i = 0; i < json_array_get_length (a); i++)

@@ -332,7 +332,7 @@ graph_from_json (const char *json, gboolean shapes_only, GError **error)
       json_fail (error, "JSON", "%s", local->message);
       return NULL;
     }
-  if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+  if (!cleave_json_root (parser, JSON_NODE_OBJECT))
     {
       json_fail (error, "root", "must be an object");
       return NULL;

@@ -63,12 +63,12 @@ cleave_model_set_provenance (CleaveModel *m, const char *key, const char *json_v
   JsonObject *obj;
 
   if (m->provenance_json == NULL || !json_parser_load_from_data (p, m->provenance_json, -1, NULL) ||
-      !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
+      !cleave_json_root (p, JSON_NODE_OBJECT))
     json_parser_load_from_data (p, "{}", -1, NULL);
   obj = json_node_get_object (json_parser_get_root (p));
   if (json_value == NULL)
     json_object_remove_member (obj, key);
-  else if (json_parser_load_from_data (v, json_value, -1, NULL))
+  else if (json_parser_load_from_data (v, json_value, -1, NULL) && json_parser_get_root (v))
     json_object_set_member (obj, key, json_node_copy (json_parser_get_root (v)));
   else
     json_object_set_string_member (obj, key, json_value);
@@ -228,6 +228,11 @@ parse_meta (const CleaveSafetensors *st, const char *key, const char *path, gboo
   if (!json_parser_load_from_data (p, text, -1, &local))
     {
       file_fail (error, path, key, "invalid JSON: %s", local->message);
+      return NULL;
+    }
+  if (json_parser_get_root (p) == NULL)
+    {
+      file_fail (error, path, key, "is empty");
       return NULL;
     }
   return json_node_copy (json_parser_get_root (p));

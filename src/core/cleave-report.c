@@ -320,7 +320,7 @@ read_log (const char *log_json, double **acc, double **krr, int *n)
   *acc = *krr = NULL;
   *n = 0;
   if (log_json == NULL || !json_parser_load_from_data (p, log_json, -1, NULL) ||
-      !JSON_NODE_HOLDS_ARRAY (json_parser_get_root (p)))
+      !cleave_json_root (p, JSON_NODE_ARRAY))
     return FALSE;
   a = json_node_get_array (json_parser_get_root (p));
   for (guint i = 0; i < json_array_get_length (a); i++)

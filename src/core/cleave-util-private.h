@@ -21,6 +21,10 @@ gboolean cleave_check_option (GError **error, const char *name, double v,
  * json-glib critical). */
 const char *cleave_json_string (JsonNode *n);
 
+/* The parser's root node when it is of @type, else NULL (an empty document
+ * has no root at all: checked here, never a json-glib critical). */
+JsonNode *cleave_json_root (JsonParser *p, JsonNodeType type);
+
 /* A JSON number (integer or real) as a float; NaN for anything else (strings,
  * booleans, null, containers, NULL) and ±inf where the float overflows. */
 float cleave_json_float (JsonNode *n);

@@ -49,6 +49,13 @@ cleave_json_string (JsonNode *n)
   return n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING ? json_node_get_string (n) : NULL;
 }
 
+JsonNode *
+cleave_json_root (JsonParser *p, JsonNodeType type)
+{
+  JsonNode *root = json_parser_get_root (p);
+  return root != NULL && JSON_NODE_TYPE (root) == type ? root : NULL;
+}
+
 float
 cleave_json_float (JsonNode *n)
 {
