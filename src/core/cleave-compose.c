@@ -1001,6 +1001,15 @@ cleave_patched_load (const char *path, GError **error)
       return NULL;
     }
   E = (int) json_array_get_length (json_node_get_array (targets));
+  /* Modules are embedded exactly when there are targets: without this, a
+   * damaged target list would silently drop the patch. */
+  if ((E > 0) != (cleave_safetensors_get_metadata (st, "cleave.patch.composition") != NULL))
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE,
+                   "%s: cleave.patched.targets has %d entries, but the file %s modules (cleave.patch.composition)",
+                   path, E, E > 0 ? "embeds no" : "embeds");
+      return NULL;
+    }
   if (E > 0)
     {
       cleave_composition_free (p->modules);
