@@ -327,6 +327,13 @@ graph_from_json (const char *json, gboolean shapes_only, GError **error)
   int shape[3];
   CleaveGraph *g;
 
+  g_autofree char *wrapped = NULL;
+
+  if (!cleave_json_integers_fit (json, strlen (json), &wrapped))
+    {
+      json_fail (error, "JSON", "integer %s does not fit in 64 bits", wrapped);
+      return NULL;
+    }
   if (!json_parser_load_from_data (parser, json, -1, &local))
     {
       json_fail (error, "JSON", "%s", local->message);

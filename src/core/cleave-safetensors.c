@@ -268,6 +268,18 @@ parse_metadata (const char *file, JsonNode *node, GHashTable *out, GError **erro
           ok = cleave_invalid_file (error, file, "__metadata__ '%s': value is not a string", (const char *) l->data);
           break;
         }
+      {
+        const char *text = json_node_get_string (v);
+        g_autofree char *bad = NULL;
+        /* Values that are JSON documents are parsed by their readers, which
+         * cannot see an integer json-glib wrapped. */
+        if ((text[0] == '{' || text[0] == '[') && !cleave_json_integers_fit (text, strlen (text), &bad))
+          {
+            ok = cleave_invalid_file (error, file, "__metadata__ '%s': integer %s does not fit in 64 bits",
+                                      (const char *) l->data, bad);
+            break;
+          }
+      }
       g_hash_table_replace (out, g_strdup (l->data), g_strdup (json_node_get_string (v)));
     }
   g_list_free (members);
@@ -387,6 +399,14 @@ cleave_safetensors_load_bytes (const guint8 *data, gsize size, const char *displ
       return NULL;
     }
 
+  {
+    g_autofree char *bad = NULL;
+    if (!cleave_json_integers_fit (header, header_len, &bad))
+      {
+        cleave_invalid_file (error, file, "header: integer %s does not fit in 64 bits", bad);
+        return NULL;
+      }
+  }
   if (!json_depth_ok (header, header_len, 16))
     {
       cleave_invalid_file (error, file, "header: JSON nested too deeply");
