@@ -496,8 +496,11 @@ def onnx_mutations():
         if op == 4:
             n = rng.choice(g.node)
             if n.input:
-                n.input[rng.randrange(len(n.input))] = rng.choice(["missing", n.output[0], ""])
-                return m.SerializeToString(), "%s input renamed" % n.name
+                i = rng.randrange(len(n.input))
+                n.input[i] = rng.choice(["missing", n.output[0], ""])
+                # an empty name omits an optional input (a bias): still a valid model
+                valid = " (valid file)" if n.input[i] == "" and i >= 2 else ""
+                return m.SerializeToString(), "%s input %d renamed %r%s" % (n.name, i, n.input[i], valid)
         if op == 5 and len(g.initializer):
             t = rng.choice(g.initializer)
             if t.data_type == 1 and len(t.raw_data) >= 4:
