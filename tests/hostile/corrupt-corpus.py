@@ -545,8 +545,12 @@ def pth_mutations():
                 if n == target:
                     b, lab = generic(rng, b) if b else (b"\x80", "one byte")
                     if rng.random() < 0.15:
+                        lab += " (dropped)"
                         continue
                 zout.writestr(n, b)
+        # a storage's bytes changed in place (the CRC rewritten): other weights, a valid file
+        if "/data/" in target and (lab.startswith("flip") or lab.startswith("fill")) and "(dropped)" not in lab:
+            lab += " (valid file)"
         return out.getvalue(), "member %s %s" % (target, lab)
 
     def pickle_ints(rng, data):
@@ -571,7 +575,9 @@ def pth_mutations():
         with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zout:
             for n in names:
                 zout.writestr(n, bytes(b) if n == pk[0] else zin.read(n))
-        return out.getvalue(), "pickle int@%d" % i
+        # shapes, strides and offsets that stay inside their storage describe a valid tensor
+        # (torch.load reads them too): a file the reader accepts is a valid one
+        return out.getvalue(), "pickle int@%d (valid file)" % i
 
     return [(m_truncate, 2), (m_flip, 3), (m_fill, 1), (m_insert, 1), (m_append, 1), (member, 5), (pickle_ints, 5)]
 
