@@ -17,15 +17,17 @@ cd "$(dirname "$0")"
 # desktop-file-utils and shared-mime-info); tests
 # and benchmarks add PyTorch (the numerical and speed reference), ONNX's
 # checker, Xvfb and the validators, strace (the installed programs must not
-# read the source tree) and what building the Debian package needs (git: the
-# package test copies the tracked files). tests/check-packages.py proves both lists
+# read the source tree; tests/hostile kills commands through it), PIL (the
+# hostile-input corpus writes its PNG and JPEG files with it) and what building
+# the Debian package needs (git: the package test copies the tracked files).
+# tests/check-packages.py proves both lists
 # complete: a test fails, naming the package, when something is missing.
 PACKAGES="build-essential meson ninja-build pkg-config gettext desktop-file-utils shared-mime-info
   libglib2.0-dev libjson-glib-dev libgdk-pixbuf-2.0-dev libcairo2-dev libopenblas-dev
   libgtk-4-dev libadwaita-1-dev
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
   dataset-fashion-mnist"
-TEST_PACKAGES="python3-torch python3-numpy python3-onnx
+TEST_PACKAGES="python3-torch python3-numpy python3-onnx python3-pil
   xvfb xauth x11-utils dbus-daemon appstream libglib2.0-bin jq bc locales strace
   dpkg-dev debhelper lintian git libxml2-utils"
 # The inference benchmark adds ONNX Runtime from npm (bench/infer.sh); node

@@ -107,6 +107,9 @@ json_mutate_each (const char *json, JsonVariantFunc f, gpointer user_data)
   g_autoptr (GPtrArray) path = g_ptr_array_new ();
 
   g_assert_nonnull (root);
+  /* Documents without a root value: empty, or only white space. */
+  f ("", user_data);
+  f (" \n", user_data);
   json_mutate_at (root, path, f, user_data);
   json_mutate_walk (root, root, path, f, user_data);
 }

@@ -517,6 +517,18 @@ test_metadata_wrong_types (void)
       g_test_message ("%s: %d variants", cases[i].key, v.n);
       g_assert_cmpint (v.n, >, 20);
     }
+  /* An emptied target list with the modules still embedded drops the patch:
+   * refused, not read as the weak model alone. */
+  {
+    g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (ppath, &error);
+    CleaveScorer *s;
+    cleave_safetensors_set_metadata (st, "cleave.patched", "{\"targets\": []}");
+    g_assert_true (cleave_safetensors_save (st, bad, &error));
+    s = cleave_scorer_load (bad, &error);
+    g_assert_null (s);
+    g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE);
+    g_assert_nonnull (strstr (error->message, "but the file embeds modules"));
+  }
 }
 
 /* Saving and loading a composition and a patched model go through no file

@@ -280,6 +280,48 @@ test_non_finite_weights (void)
     }
 }
 
+/* A graph stored in a model file names every attribute Cleave writes: one
+ * missing (a conv's pad, a pool's stride) would otherwise take its
+ * hand-written-architecture default and run another network on the same
+ * weights, without a word. */
+static void
+test_graph_attributes_required (void)
+{
+  g_autoptr(CleaveModel) m = small_model ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = g_build_filename (tmpdir, "attrs.safetensors", NULL);
+  static const char *const keys[] = { "pad", "stride", "kernel", "groups", "bias", "inputs", "eps" };
+
+  g_assert_true (cleave_model_save (m, path, &error));
+  for (gsize k = 0; k < G_N_ELEMENTS (keys); k++)
+    {
+      g_autoptr(CleaveSafetensors) st = cleave_safetensors_load (path, &error);
+      g_autoptr(JsonParser) p = json_parser_new ();
+      g_autoptr(JsonGenerator) gen = json_generator_new ();
+      g_autofree char *text = NULL, *needle = g_strdup_printf ("'%s' is missing", keys[k]);
+      JsonArray *nodes;
+      gboolean removed = FALSE;
+
+      g_assert_no_error (error);
+      g_assert_true (json_parser_load_from_data (p, cleave_safetensors_get_metadata (st, "cleave.graph"), -1, NULL));
+      nodes = json_object_get_array_member (json_node_get_object (json_parser_get_root (p)), "nodes");
+      for (guint i = 0; i < json_array_get_length (nodes) && !removed; i++)
+        {
+          JsonObject *o = json_array_get_object_element (nodes, i);
+          if (json_object_has_member (o, keys[k]))
+            {
+              json_object_remove_member (o, keys[k]);
+              removed = TRUE;
+            }
+        }
+      g_assert_true (removed);
+      json_generator_set_root (gen, json_parser_get_root (p));
+      text = json_generator_to_data (gen, NULL);
+      cleave_safetensors_set_metadata (st, "cleave.graph", text);
+      expect_invalid (st, "attrs-missing.safetensors", needle);
+    }
+}
+
 /* cleave.normalize holds numbers, finite and usable as floats: no strings or
  * booleans, nothing that overflows to inf or underflows to 0 as a float. */
 static void
@@ -296,6 +338,13 @@ test_normalize_numbers (void)
     "{\"mean\": [0.5], \"std\": [1e-40]}",
     "{\"mean\": [0.5], \"std\": [1e39]}",
     "{\"mean\": [0.5], \"std\": [null]}",
+    /* finite floats, but no normalisation of pixels in [0, 1] */
+    "{\"mean\": [9007199254740992], \"std\": [0.3]}",
+    "{\"mean\": [-2147483648], \"std\": [0.3]}",
+    "{\"mean\": [0.5], \"std\": [4294967297]}",
+    "{\"mean\": [0.5], \"std\": [1e-9]}",
+    /* json-glib would read 2^64 as 0, a plausible mean */
+    "{\"mean\": [18446744073709551616], \"std\": [0.3]}",
   };
 
   g_assert_true (cleave_model_save (m, path, &error));
@@ -458,6 +507,7 @@ main (int argc, char **argv)
   g_test_add_func ("/model/param-size-checked-before-alloc", test_param_size_checked);
   g_test_add_func ("/model/non-finite-weights-refused", test_non_finite_weights);
   g_test_add_func ("/model/normalize-must-be-usable-numbers", test_normalize_numbers);
+  g_test_add_func ("/model/stored-graph-names-every-attribute", test_graph_attributes_required);
   g_test_add_func ("/model/metadata-wrong-types-no-criticals", test_metadata_wrong_types);
   g_test_add_func ("/model/train-stops-on-non-finite-loss", test_train_stops_on_non_finite_loss);
   g_test_add_data_func ("/model/statedict/simcnn-matches-pytorch", "simcnn", test_statedict);

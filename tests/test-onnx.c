@@ -279,6 +279,28 @@ test_import_bad_values (void)
     g_ptr_array_add (m->initializers, d);
     expect_import_invalid (m, "appears twice");
   }
+  /* A BatchNormalization epsilon that divides by zero or flattens the layer. */
+  {
+    const float eps[] = { INFINITY, 0.0f, -1.0f, NAN };
+    for (gsize i = 0; i < G_N_ELEMENTS (eps); i++)
+      {
+        g_autoptr (CleaveOnnxModel) m = cleave_onnx_model_load (path, &error);
+        gboolean set = FALSE;
+        g_assert_no_error (error);
+        for (guint k = 0; k < m->nodes->len && !set; k++)
+          {
+            CleaveOnnxNode *n = m->nodes->pdata[k];
+            CleaveOnnxAttr *a = (CleaveOnnxAttr *) cleave_onnx_node_find_attr (n, "epsilon");
+            if (g_strcmp0 (n->op_type, "BatchNormalization") == 0 && a)
+              {
+                a->f = eps[i];
+                set = TRUE;
+              }
+          }
+        g_assert_true (set);
+        expect_import_invalid (m, "attribute 'epsilon'");
+      }
+  }
   g_remove (path);
   g_rmdir (dir);
 }

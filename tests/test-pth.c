@@ -7,6 +7,7 @@
 #include "cleave-net.h"
 #include "cleave-pth.h"
 #include "cleave-safetensors.h"
+#include "cleave-zip-private.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -194,7 +195,44 @@ test_bad_views (void)
 {
   assert_refused ("bad-stride.pth", "tensor 'fc.weight'", "reach element 7 of storage '0', which has 6 elements");
   assert_refused ("short-storage.pth", "storage '0'", "has 16 bytes, the pickle claims 6 elements of 4 bytes");
+  assert_refused ("long-storage.pth", "storage '0'", "has 32 bytes, the pickle claims 6 elements of 4 bytes");
   assert_refused ("big-endian.pth", "archive/byteorder", "only little-endian checkpoints are supported");
+}
+
+/* A byte changed inside a storage keeps the archive well formed: only the
+ * entry's CRC-32 tells, and it is checked. */
+static void
+test_crc_checked (void)
+{
+  g_autofree char *path = golden ("weak-state_dict.pth"), *contents = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("cleave-pth-XXXXXX", NULL);
+  g_autofree char *bad = g_build_filename (dir, "flipped.pth", NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(CleaveSafetensors) st = NULL;
+  gsize len = 0;
+  gsize at = 0;
+
+  g_assert_true (g_file_get_contents (path, &contents, &len, NULL));
+  {
+    g_autoptr(CleaveZip) zip = cleave_zip_open ((const guint8 *) contents, len, path, &error);
+    g_assert_no_error (error);
+    for (guint i = 0; i < zip->entries->len && at == 0; i++)
+      {
+        const CleaveZipEntry *e = zip->entries->pdata[i];
+        if (strstr (e->name, "/data/") && e->size > 8)
+          at = (gsize) (e->data - (const guint8 *) contents) + e->size / 2;
+      }
+  }
+  g_assert_cmpuint (at, >, 0);
+  contents[at] ^= 0x01;   /* one bit of one weight: still a valid float */
+  g_assert_true (g_file_set_contents (bad, contents, len, NULL));
+  st = cleave_pth_load (bad, &error);
+  g_assert_null (st);
+  g_assert_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE);
+  g_assert_nonnull (strstr (error->message, "flipped.pth"));
+  g_assert_nonnull (strstr (error->message, "CRC-32"));
+  g_remove (bad);
+  g_rmdir (dir);
 }
 
 /* A key the pickle sets twice keeps its last value, as Python's dict does. */
@@ -372,6 +410,7 @@ main (int argc, char **argv)
 
   g_test_init (&argc, &argv, NULL);
   tmpdir = g_dir_make_tmp ("cleave-test-pth-XXXXXX", NULL);
+  g_test_add_func ("/pth/crc-checked", test_crc_checked);
   g_test_add_func ("/pth/simcnn-matches-pytorch", test_simcnn);
   g_test_add_func ("/pth/containers", test_containers);
   g_test_add_func ("/pth/mixed-dtypes", test_mixed_dtypes);

@@ -663,7 +663,7 @@ composition_from_st (const CleaveSafetensors *st, const char *prefix, const char
       g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE, "%s: __metadata__ '%s' is missing", file, rkey);
       return NULL;
     }
-  if (!json_parser_load_from_data (parser, recipe, -1, NULL) || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+  if (!json_parser_load_from_data (parser, recipe, -1, NULL) || !cleave_json_root (parser, JSON_NODE_OBJECT))
     {
       g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE, "%s: %s is not a JSON object", file, rkey);
       return NULL;
@@ -992,7 +992,7 @@ cleave_patched_load (const char *path, GError **error)
   p = cleave_patched_new (weak);
   recipe = cleave_safetensors_get_metadata (st, "cleave.patched");
   if (recipe == NULL || !json_parser_load_from_data (parser, recipe, -1, NULL) ||
-      !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)) ||
+      !cleave_json_root (parser, JSON_NODE_OBJECT) ||
       (targets = json_object_get_member (json_node_get_object (json_parser_get_root (parser)), "targets")) == NULL ||
       !JSON_NODE_HOLDS_ARRAY (targets))
     {
@@ -1001,6 +1001,15 @@ cleave_patched_load (const char *path, GError **error)
       return NULL;
     }
   E = (int) json_array_get_length (json_node_get_array (targets));
+  /* Modules are embedded exactly when there are targets: without this, a
+   * damaged target list would silently drop the patch. */
+  if ((E > 0) != (cleave_safetensors_get_metadata (st, "cleave.patch.composition") != NULL))
+    {
+      g_set_error (error, CLEAVE_ERROR, CLEAVE_ERROR_INVALID_FILE,
+                   "%s: cleave.patched.targets has %d entries, but the file %s modules (cleave.patch.composition)",
+                   path, E, E > 0 ? "embeds no" : "embeds");
+      return NULL;
+    }
   if (E > 0)
     {
       cleave_composition_free (p->modules);

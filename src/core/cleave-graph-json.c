@@ -260,8 +260,38 @@ parse_channel_op (CleaveGraph *g, JsonObject *o, const char *where, const char *
   return TRUE;
 }
 
+/* The attributes Cleave writes for each op (cleave_graph_to_json). A graph
+ * read from a Cleave file must have them all: there a missing one is damage,
+ * and its default (pad 0, stride 1, …) would run a different network on the
+ * same weights. Hand-written architecture files may leave them out. */
 static gboolean
-parse_node (CleaveGraph *g, JsonObject *o, int index, GError **error)
+check_written_attributes (JsonObject *o, const char *where, CleaveOpKind op, GError **error)
+{
+  static const char *const conv[] = { "inputs", "out_channels", "kernel", "stride", "pad", "groups", "bias", NULL };
+  static const char *const bn[] = { "inputs", "eps", "momentum", NULL };
+  static const char *const pool[] = { "inputs", "kernel", "stride", "pad", NULL };
+  static const char *const linear[] = { "inputs", "out_features", "bias", NULL };
+  static const char *const dropout[] = { "inputs", "p", NULL };
+  static const char *const other[] = { "inputs", NULL };
+  const char *const *keys;
+
+  switch (op)
+    {
+    case CLEAVE_OP_CONV2D: keys = conv; break;
+    case CLEAVE_OP_BATCHNORM2D: keys = bn; break;
+    case CLEAVE_OP_MAXPOOL2D: case CLEAVE_OP_AVGPOOL2D: keys = pool; break;
+    case CLEAVE_OP_LINEAR: keys = linear; break;
+    case CLEAVE_OP_DROPOUT: keys = dropout; break;
+    default: keys = other; break;
+    }
+  for (int i = 0; keys[i]; i++)
+    if (!json_object_has_member (o, keys[i]))
+      return json_fail (error, where, "'%s' is missing (a Cleave file names every attribute)", keys[i]);
+  return TRUE;
+}
+
+static gboolean
+parse_node (CleaveGraph *g, JsonObject *o, int index, gboolean from_file, GError **error)
 {
   g_autofree char *where = g_strdup_printf ("nodes[%d]", index);
   const char *name, *opname;
@@ -282,6 +312,8 @@ parse_node (CleaveGraph *g, JsonObject *o, int index, GError **error)
   if ((int) op < 0 || op == CLEAVE_OP_INPUT)
     return json_fail (error, where, "unknown op '%s'", opname);
 
+  if (from_file && !check_written_attributes (o, where, op, error))
+    return FALSE;
   inputs_node = json_object_get_member (o, "inputs");
   if (inputs_node == NULL)
     inputs[n_inputs++] = (int) g->nodes->len - 1;
@@ -416,13 +448,19 @@ graph_from_json (const char *json, gboolean shapes_only, GError **error)
   int shape[3];
   CleaveGraph *g;
 
+  g_autofree char *wrapped = NULL;
+
+  if (!cleave_json_integers_fit (json, strlen (json), &wrapped))
+    {
+      json_fail (error, "JSON", "integer %s does not fit in 64 bits", wrapped);
+      return NULL;
+    }
   if (!json_parser_load_from_data (parser, json, -1, &local))
     {
       json_fail (error, "JSON", "%s", local->message);
       return NULL;
     }
-  /* empty text parses to no root at all */
-  if (json_parser_get_root (parser) == NULL || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+  if (!cleave_json_root (parser, JSON_NODE_OBJECT))
     {
       json_fail (error, "root", "must be an object");
       return NULL;
@@ -466,7 +504,7 @@ graph_from_json (const char *json, gboolean shapes_only, GError **error)
           cleave_graph_free (g);
           return NULL;
         }
-      if (!parse_node (g, json_node_get_object (e), (int) i, error))
+      if (!parse_node (g, json_node_get_object (e), (int) i, shapes_only, error))
         {
           cleave_graph_free (g);
           return NULL;

@@ -23,8 +23,10 @@ struct _CleaveGraph {
  * value, or a negative BN running variance ("FILE: tensor 'NAME': ..."). */
 gboolean cleave_graph_check_values (const CleaveGraph *g, const char *file, GError **error);
 
-/* cleave_graph_from_json() whose parameters are left without data (NULL):
- * the caller must fill every one before the graph is used. */
+/* cleave_graph_from_json() for a graph stored in a Cleave file: every
+ * attribute Cleave writes must be present (no defaults), and the parameters
+ * are left without data (NULL): the caller must fill every one before the
+ * graph is used. */
 CleaveGraph *cleave_graph_from_json_shapes (const char *json, GError **error);
 
 void cleave_param_free (CleaveParam *p);

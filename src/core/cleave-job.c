@@ -7,6 +7,7 @@
 #include "cleave-job.h"
 #include "cleave-error.h"
 #include "cleave-arch.h"
+#include "cleave-util-private.h"
 #include <json-glib/json-glib.h>
 
 /* ---- inputs --------------------------------------------------------------- */
@@ -389,7 +390,7 @@ checkpoint_epoch (const CleaveModel *model)
   JsonNode *c, *e;
 
   if (model->provenance_json == NULL || !json_parser_load_from_data (p, model->provenance_json, -1, NULL) ||
-      !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
+      !cleave_json_root (p, JSON_NODE_OBJECT))
     return 0;
   o = json_node_get_object (json_parser_get_root (p));
   c = json_object_get_member (o, "checkpoint");

@@ -63,12 +63,12 @@ cleave_model_set_provenance (CleaveModel *m, const char *key, const char *json_v
   JsonObject *obj;
 
   if (m->provenance_json == NULL || !json_parser_load_from_data (p, m->provenance_json, -1, NULL) ||
-      !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
+      !cleave_json_root (p, JSON_NODE_OBJECT))
     json_parser_load_from_data (p, "{}", -1, NULL);
   obj = json_node_get_object (json_parser_get_root (p));
   if (json_value == NULL)
     json_object_remove_member (obj, key);
-  else if (json_parser_load_from_data (v, json_value, -1, NULL))
+  else if (json_parser_load_from_data (v, json_value, -1, NULL) && json_parser_get_root (v))
     json_object_set_member (obj, key, json_node_copy (json_parser_get_root (v)));
   else
     json_object_set_string_member (obj, key, json_value);
@@ -230,6 +230,11 @@ parse_meta (const CleaveSafetensors *st, const char *key, const char *path, gboo
       file_fail (error, path, key, "invalid JSON: %s", local->message);
       return NULL;
     }
+  if (json_parser_get_root (p) == NULL)
+    {
+      file_fail (error, path, key, "is empty");
+      return NULL;
+    }
   return json_node_copy (json_parser_get_root (p));
 }
 
@@ -242,6 +247,10 @@ file_sha256 (const char *path)
     return NULL;
   return g_compute_checksum_for_data (G_CHECKSUM_SHA256, (const guchar *) data, len);
 }
+
+/* Plausible input normalisation for pixels scaled to [0, 1]. */
+#define NORM_MAX 1000.0
+#define NORM_MIN_STD 1e-6
 
 static gboolean
 read_norm (CleaveModel *m, const CleaveSafetensors *st, const char *path, GError **error)
@@ -267,6 +276,11 @@ read_norm (CleaveModel *m, const CleaveSafetensors *st, const char *path, GError
           if (!isfinite (v) || (k == 1 && !(v >= FLT_MIN)))
             return file_fail (error, path, "cleave.normalize", "'%s'[%d] is not a %s number", keys[k], c,
                               k == 1 ? "positive, normal float" : "finite float");
+          /* Pixels enter scaled to [0, 1]: a mean or spread far outside that
+           * scale normalises nothing and is a damaged file. */
+          if (k == 0 ? fabsf (v) > NORM_MAX : (v < NORM_MIN_STD || v > NORM_MAX))
+            return file_fail (error, path, "cleave.normalize", "'%s'[%d] = %g is outside [%g, %g] (pixels are "
+                              "scaled to [0, 1])", keys[k], c, v, k == 0 ? -NORM_MAX : NORM_MIN_STD, NORM_MAX);
           dst[k][c] = v;
         }
     }

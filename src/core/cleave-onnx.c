@@ -1648,6 +1648,12 @@ import_bn (Import *imp, const CleaveOnnxNode *n, GError **error)
       || !attr_int (imp, n, "spatial", 1, &spatial, error)
       || !check_unused_outputs (imp, n, error))
     return FALSE;
+  /* The ranges a stored Cleave graph accepts; eps ≤ 0 or inf would divide by
+   * zero or zero the layer's output. */
+  if (!(eps >= 1e-12f && eps <= 1.f))
+    return INVALID (imp, n, error, "attribute 'epsilon' = %g is outside [1e-12, 1]", (double) eps);
+  if (!(momentum >= 0.f && momentum <= 1.f))
+    return INVALID (imp, n, error, "attribute 'momentum' = %g is outside [0, 1]", (double) momentum);
   if (training != 0)
     return UNSUPPORTED (imp, n, error, "attribute 'training_mode' = 1 is not supported");
   if (spatial != 1)

@@ -600,7 +600,7 @@ op_persid (Machine *m)
           if (e == NULL)
             return bad (m, "storage '%s': zip entry '%s' is missing",
                         s->key, entry);
-          if (e->size < want)
+          if (e->size != want)
             return bad (m, "storage '%s': zip entry '%s' has %"
                         G_GUINT64_FORMAT " bytes, the pickle claims %" G_GUINT64_FORMAT " elements of %d bytes",
                         s->key, entry, e->size, s->numel, globals[s->type].esize);

@@ -268,6 +268,18 @@ parse_metadata (const char *file, JsonNode *node, GHashTable *out, GError **erro
           ok = cleave_invalid_file (error, file, "__metadata__ '%s': value is not a string", (const char *) l->data);
           break;
         }
+      {
+        const char *text = json_node_get_string (v);
+        g_autofree char *bad = NULL;
+        /* Values that are JSON documents are parsed by their readers, which
+         * cannot see an integer json-glib wrapped. */
+        if ((text[0] == '{' || text[0] == '[') && !cleave_json_integers_fit (text, strlen (text), &bad))
+          {
+            ok = cleave_invalid_file (error, file, "__metadata__ '%s': integer %s does not fit in 64 bits",
+                                      (const char *) l->data, bad);
+            break;
+          }
+      }
       g_hash_table_replace (out, g_strdup (l->data), g_strdup (json_node_get_string (v)));
     }
   g_list_free (members);
@@ -340,6 +352,7 @@ cleave_safetensors_load_bytes (const guint8 *data, gsize size, const char *displ
   GList *members;
   gboolean ok = TRUE;
   guint order = 0;
+  guint64 covered = 0;
   CleaveSafetensors *st;
 
   if (size < 8)
@@ -386,6 +399,14 @@ cleave_safetensors_load_bytes (const guint8 *data, gsize size, const char *displ
       return NULL;
     }
 
+  {
+    g_autofree char *bad = NULL;
+    if (!cleave_json_integers_fit (header, header_len, &bad))
+      {
+        cleave_invalid_file (error, file, "header: integer %s does not fit in 64 bits", bad);
+        return NULL;
+      }
+  }
   if (!json_depth_ok (header, header_len, 16))
     {
       cleave_invalid_file (error, file, "header: JSON nested too deeply");
@@ -447,19 +468,36 @@ cleave_safetensors_load_bytes (const guint8 *data, gsize size, const char *displ
   if (!ok)
     return NULL;
 
+  /* The tensors tile the data section exactly, as the format requires: no
+   * overlaps, no holes, no bytes after the last one (a file with inserted or
+   * appended bytes would otherwise load shifted or unnoticed). */
   g_ptr_array_sort (entries, entry_cmp);
-  for (guint i = 1; i < entries->len; i++)
+  for (guint i = 0; i < entries->len; i++)
     {
-      const Entry *prev = entries->pdata[i - 1];
+      const Entry *prev = i ? entries->pdata[i - 1] : NULL;
       const Entry *e = entries->pdata[i];
 
-      if (e->begin < prev->end)
+      if (prev && e->begin < covered)
         {
           cleave_invalid_file (error, file, "tensor '%s': data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
                    "] overlap tensor '%s' [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT "]",
                    e->name, e->begin, e->end, prev->name, prev->begin, prev->end);
           return NULL;
         }
+      if (e->begin > covered)
+        {
+          cleave_invalid_file (error, file, "data: bytes %" G_GUINT64_FORMAT "–%" G_GUINT64_FORMAT
+                               " belong to no tensor (before tensor '%s')", covered, e->begin, e->name);
+          return NULL;
+        }
+      covered = MAX (covered, e->end);
+    }
+  if (covered != data_size)
+    {
+      cleave_invalid_file (error, file, "data: %" G_GUINT64_FORMAT " bytes after the last tensor "
+                           "(the data section has %" G_GUINT64_FORMAT ", the tensors cover %" G_GUINT64_FORMAT ")",
+                           data_size - covered, data_size, covered);
+      return NULL;
     }
 
   /* Everything is consistent: only now allocate the tensors. */

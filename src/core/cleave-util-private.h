@@ -21,6 +21,15 @@ gboolean cleave_check_option (GError **error, const char *name, double v,
  * json-glib critical). */
 const char *cleave_json_string (JsonNode *n);
 
+/* Whether every integer literal (outside strings) of the JSON text @s fits
+ * in 64 bits: json-glib wraps larger ones silently (2^64 reads as 0). On
+ * FALSE, *@bad (if given) gets the literal (g_free). */
+gboolean cleave_json_integers_fit (const char *s, gsize len, char **bad);
+
+/* The parser's root node when it is of @type, else NULL (an empty document
+ * has no root at all: checked here, never a json-glib critical). */
+JsonNode *cleave_json_root (JsonParser *p, JsonNodeType type);
+
 /* A JSON number (integer or real) as a float; NaN for anything else (strings,
  * booleans, null, containers, NULL) and ±inf where the float overflows. */
 float cleave_json_float (JsonNode *n);

@@ -49,6 +49,63 @@ cleave_json_string (JsonNode *n)
   return n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING ? json_node_get_string (n) : NULL;
 }
 
+gboolean
+cleave_json_integers_fit (const char *s, gsize len, char **bad)
+{
+  gboolean in_string = FALSE;
+
+  for (gsize i = 0; i < len; i++)
+    {
+      char c = s[i];
+      gsize start = i, d0, d1;
+      gboolean neg;
+
+      if (in_string)
+        {
+          if (c == '\\')
+            i++;
+          else if (c == '"')
+            in_string = FALSE;
+          continue;
+        }
+      if (c == '"')
+        {
+          in_string = TRUE;
+          continue;
+        }
+      if (!(c == '-' || g_ascii_isdigit (c)) || (i > 0 && (g_ascii_isalnum (s[i - 1]) || s[i - 1] == '.')))
+        continue;
+      neg = c == '-';
+      d0 = neg ? i + 1 : i;
+      while (d0 < len && s[d0] == '0')
+        d0++;
+      for (d1 = d0; d1 < len && g_ascii_isdigit (s[d1]); d1++)
+        ;
+      i = d1 > 0 ? d1 - 1 : 0;
+      if (d1 < len && (s[d1] == '.' || s[d1] == 'e' || s[d1] == 'E'))
+        {
+          /* a real number: json-glib reads it as a double */
+          while (i + 1 < len && (g_ascii_isalnum (s[i + 1]) || s[i + 1] == '.' || s[i + 1] == '-' || s[i + 1] == '+'))
+            i++;
+          continue;
+        }
+      if (d1 - d0 > 19 || (d1 - d0 == 19 && strncmp (s + d0, neg ? "9223372036854775808" : "9223372036854775807", 19) > 0))
+        {
+          if (bad)
+            *bad = g_strndup (s + start, MIN (d1 - start, 40));
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+JsonNode *
+cleave_json_root (JsonParser *p, JsonNodeType type)
+{
+  JsonNode *root = json_parser_get_root (p);
+  return root != NULL && JSON_NODE_TYPE (root) == type ? root : NULL;
+}
+
 float
 cleave_json_float (JsonNode *n)
 {

@@ -22,8 +22,8 @@
   format), whole-model.pth (torch.save of an nn.Linear object), bad-stride.pth
   (a view reaching past its storage), duplicate-key.pth (a state_dict key set
   twice), big-endian.pth (PyTorch 2's byteorder entry saying "big"),
-  short-storage.pth (a storage entry
-  shorter than the pickle claims). The commands in the evil files would create
+  short-storage.pth and long-storage.pth (a storage entry shorter or longer
+  than the pickle claims). The commands in the evil files would create
   the file "cleave-pth-pwned" in the working directory; the test checks that
   it does not appear.
 
@@ -282,6 +282,8 @@ def hostile():
               [("archive/byteorder", "big"), ("archive/.data/serialization_id", "0123456789")])
     short = Storage("0", 6, floats(4))
     write_zip("short-storage.pth", dumps({"fc.weight": Tensor(short, 0, (2, 3), (3, 1))}), [short])
+    long = Storage("0", 6, floats(8))
+    write_zip("long-storage.pth", dumps({"fc.weight": Tensor(long, 0, (2, 3), (3, 1))}), [long])
 
 
 def main():
